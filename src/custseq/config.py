@@ -1,0 +1,251 @@
+"""Every setting custseq has, as frozen dataclasses, and how they are read from files and strings.
+
+Configs are never edited in place: derive a new one with :func:`dataclasses.replace`. A config file
+(TOML or JSON) has one section per dataclass field of :class:`PrepareConfig`, e.g.::
+
+    [columns.transactions]
+    customer_id = "CustomerID"
+    amount = "Quantity*UnitPrice"
+
+    [window]
+    horizon_days = 90
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from custseq.errors import ConfigError
+
+HORIZON_UNITS_DAYS = {"d": 1.0, "w": 7.0, "m": 365.25 / 12, "y": 365.0}
+
+
+def parse_horizon(text: str | int) -> int:
+    """Parse a horizon (``90d``, ``13w``, ``6m``, ``1y`` or a number of days) into whole days.
+
+    Months are 365.25/12 days and years 365 days, rounded to the nearest day (``6m`` = 183 days).
+
+    Raises
+    ------
+    ConfigError
+        If the text is not a positive number with an optional unit d/w/m/y.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        days = text
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy]?)\s*", str(text).lower())
+        if not m:
+            raise ConfigError(
+                f"horizon {text!r} is not understood; write a number of days or a number with a unit, "
+                "e.g. 90d, 13w, 6m or 1y"
+            )
+        days = round(float(m.group(1)) * HORIZON_UNITS_DAYS[m.group(2) or "d"])
+    if days < 1:
+        raise ConfigError(f"horizon must be at least one day, got {text!r}")
+    return int(days)
+
+
+def parse_date(text: str | dt.date | dt.datetime, what: str = "date") -> dt.date:
+    """Parse an ISO date (``1997-09-30``); a datetime is reduced to its date."""
+    if isinstance(text, dt.datetime):
+        return text.date()
+    if isinstance(text, dt.date):
+        return text
+    try:
+        return dt.date.fromisoformat(str(text).strip()[:10])
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not a date; write it as YYYY-MM-DD, e.g. 1997-09-30") from None
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """Source column for each canonical column, per table (``{"customer_id": "CustomerID"}``).
+
+    A transactions ``amount`` may be a product of two columns, ``"Quantity*UnitPrice"``.
+    Columns not named here are detected from their names (see :mod:`custseq.schema`).
+    """
+
+    transactions: dict[str, str] = field(default_factory=dict)
+    customers: dict[str, str] = field(default_factory=dict)
+    events: dict[str, str] = field(default_factory=dict)
+    detect: bool = True  # detect obvious names (CustomerID, InvoiceDate, ...) for unmapped columns
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Row-level rules: what sends a row to quarantine."""
+
+    max_abs_amount: float = 1e9  # |amount| above this is treated as a data error
+    # "auto": quarantine exact duplicate rows unless timestamps are dates only and there is no order id,
+    # where two identical rows are indistinguishable from two real purchases on one day.
+    duplicates: Literal["auto", "quarantine", "keep"] = "auto"
+    future_rows: Literal["keep", "quarantine"] = "keep"  # "quarantine": rows after as_of must not exist
+    currencies: tuple[str, ...] | None = None  # accepted currency codes; None = ISO 4217
+    ts_format: str | None = None  # strptime format of text timestamps; None = detect
+
+    def __post_init__(self) -> None:
+        if not self.max_abs_amount > 0:
+            raise ConfigError(f"max_abs_amount must be positive, got {self.max_abs_amount}")
+        if self.duplicates not in ("auto", "quarantine", "keep"):
+            raise ConfigError(f"duplicates must be auto, quarantine or keep, got {self.duplicates!r}")
+        if self.future_rows not in ("keep", "quarantine"):
+            raise ConfigError(f"future_rows must be keep or quarantine, got {self.future_rows!r}")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The time protocol (DESIGN §3): scoring date, horizon and training cutoffs."""
+
+    as_of: dt.date | None = None  # inclusive; None = the last day in the data
+    horizon_days: int = 90
+    stride_days: int | None = None  # between training cutoffs; None = horizon
+    max_train_windows: int | None = None  # None = as many as history allows
+    min_history_days: int = 30  # a training cutoff needs this much history before it
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1:
+            raise ConfigError(f"horizon_days must be at least 1, got {self.horizon_days}")
+        if self.stride_days is not None and self.stride_days < 1:
+            raise ConfigError(f"stride_days must be at least 1, got {self.stride_days}")
+        if self.max_train_windows is not None and self.max_train_windows < 1:
+            raise ConfigError(f"max_train_windows must be at least 1, got {self.max_train_windows}")
+        if self.min_history_days < 0:
+            raise ConfigError(f"min_history_days must be >= 0, got {self.min_history_days}")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Tabular (RFM and behaviour) features."""
+
+    recent_windows_days: tuple[int, ...] = (30, 90, 180)  # counts and spend in the last N days
+
+    def __post_init__(self) -> None:
+        if not self.recent_windows_days or min(self.recent_windows_days) < 1:
+            raise ConfigError(f"recent_windows_days must be positive days, got {self.recent_windows_days}")
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Per-customer event sequences."""
+
+    max_events: int = 256  # the last L events before the cutoff are kept
+    # "order": one token per order (lines aggregated); "line": one per row; "auto": order if order_id exists
+    token: Literal["auto", "order", "line"] = "auto"
+    min_count: int = 5  # categorical values seen fewer times in training rows share the unknown id
+    max_vocab: int = 20_000  # per field, most frequent first
+    max_category_share: float = 0.5  # an extra text column with more distinct values per row is an id, not a field
+    shard_customers: int = 100_000  # customers per Parquet shard
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1:
+            raise ConfigError(f"max_events must be at least 1, got {self.max_events}")
+        if self.token not in ("auto", "order", "line"):
+            raise ConfigError(f"token must be auto, order or line, got {self.token!r}")
+        if self.min_count < 1 or self.max_vocab < 1 or self.shard_customers < 1:
+            raise ConfigError("min_count, max_vocab and shard_customers must be at least 1")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The embedded DuckDB engine."""
+
+    threads: int | None = None  # None = DuckDB's default (all cores)
+    memory_limit: str | None = None  # e.g. "4GB"; None = DuckDB's default
+    temp_directory: str | None = None  # where DuckDB spills when memory runs short
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Everything `custseq prepare` needs."""
+
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (dates as ISO strings, tuples as lists)."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, dt.date):
+            return o.isoformat()
+        raise TypeError(type(o))
+
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=default))
+
+
+def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build a config dataclass from a plain dict, converting nested sections, tuples and dates.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key (naming the allowed ones) or a value of the wrong shape.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table/object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(data) - known):
+        raise ConfigError(f"unknown setting(s) {unknown} in {where}; allowed: {sorted(known)}")
+    kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return config_from_dict(hint, value, where)
+    if where.endswith(".horizon_days"):
+        return parse_horizon(value)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if value is None:
+        return None
+    if hint is dt.date or dt.date in args:
+        return parse_date(value, where)
+    if origin is tuple or any(typing.get_origin(a) is tuple for a in args):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(value)
+    if (
+        origin in (typing.Union, types.UnionType)
+        and args
+        and args[0] in (int, float)
+        and not isinstance(value, int | float)
+    ):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    return value
+
+
+def load_config(path: Path) -> PrepareConfig:
+    """Read a :class:`PrepareConfig` from a TOML or JSON file.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or parsed, or holds unknown settings.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text) if Path(path).suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid {Path(path).suffix.lstrip('.') or 'TOML'}: {e}") from None
+    return config_from_dict(PrepareConfig, data, where=str(path))

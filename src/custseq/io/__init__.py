@@ -1,0 +1,1 @@
+"""Reading user tables into DuckDB and writing custseq's outputs."""

@@ -1,0 +1,51 @@
+"""The embedded engine: a DuckDB connection configured for custseq."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from custseq.config import EngineConfig
+
+
+def connect(cfg: EngineConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """Open an in-memory DuckDB connection with custseq's engine settings.
+
+    Timestamps are normalised to naive UTC by the readers, so the session time zone is set to UTC
+    to keep any implicit conversion deterministic.
+    """
+    cfg = cfg or EngineConfig()
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if cfg.threads:
+        con.execute(f"SET threads = {int(cfg.threads)}")
+    if cfg.memory_limit:
+        con.execute(f"SET memory_limit = '{_safe_setting(cfg.memory_limit)}'")
+    if cfg.temp_directory:
+        con.execute(f"SET temp_directory = '{_safe_setting(cfg.temp_directory)}'")
+    return con
+
+
+def _safe_setting(value: str) -> str:
+    # SET does not take bound parameters; refuse anything that could break out of the quoted literal.
+    if "'" in value or ";" in value:
+        raise ValueError(f"invalid engine setting {value!r}")
+    return value
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> pa.Table:
+    """Run a query and return its whole result as an Arrow table."""
+    return con.sql(sql, params=params or None).to_arrow_table()
+
+
+def fetch_row(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> tuple:
+    """Run a query that returns one row and return it (the result is fully drained)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0]
+
+
+def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> Any:
+    """Run a query that returns one value and return it."""
+    return fetch_row(con, sql, params)[0]

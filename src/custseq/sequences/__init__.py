@@ -1,0 +1,1 @@
+"""Per-customer event sequences: vocabularies, tokens, and the Parquet shards later stages stream."""

@@ -1,0 +1,168 @@
+"""Vocabularies and numeric statistics, fitted on training rows only and saved as JSON.
+
+Categorical ids: 0 = padding or no value (a field that does not apply to the token, or is empty),
+1 = mask (pre-training), 2 = unknown (rare in training, or unseen), 3… = values by falling frequency.
+Numeric fields are ``sign(x)·log1p(|x|)``, standardised with the mean and standard deviation of the
+training tokens.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from custseq.config import SequenceConfig
+from custseq.errors import ArtifactError
+from custseq.io.engine import fetch_row, fetch_scalar
+from custseq.schema import quote_ident
+from custseq.sequences.tokens import Field, TokenLayout, tokens_sql
+from custseq.validate.quarantine import CleanTable
+
+PAD, MASK, UNKNOWN = 0, 1, 2
+FIRST_VALUE_ID = 3
+VOCAB_FORMAT = 1
+
+
+def signed_log1p_sql(expr: str) -> str:
+    """SQL of sign(x)·log1p(|x|), the transform applied to every numeric field."""
+    return f"(sign({expr}) * ln(1 + abs({expr})))"
+
+
+@dataclass(frozen=True)
+class SequenceVocab:
+    """Everything needed to encode tokens the same way at training and at scoring time."""
+
+    layout: TokenLayout
+    values: dict[str, tuple[str, ...]]  # categorical field -> values; id = FIRST_VALUE_ID + position
+    stats: dict[str, tuple[float, float]]  # numeric field -> (mean, std) of the signed log1p
+    fitted_before: str  # ISO instant: only rows before it were used
+    format_version: int = VOCAB_FORMAT
+    reserved: dict[str, int] = field(default_factory=lambda: {"pad": PAD, "mask": MASK, "unknown": UNKNOWN})
+
+    def size(self, field_name: str) -> int:
+        """Number of ids of a categorical field, reserved ids included."""
+        return FIRST_VALUE_ID + len(self.values[field_name])
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["values"] = {k: list(v) for k, v in self.values.items()}
+        d["stats"] = {k: {"mean": m, "std": s} for k, (m, s) in self.stats.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> SequenceVocab:
+        if d.get("format_version") != VOCAB_FORMAT:
+            raise ArtifactError(
+                f"vocabulary format {d.get('format_version')} cannot be read by this custseq (reads {VOCAB_FORMAT})"
+            )
+        try:
+            lay = d["layout"]
+            layout = TokenLayout(lay["token"], tuple(Field(**f) for f in lay["fields"]), lay["has_events"])
+            return cls(
+                layout=layout,
+                values={k: tuple(v) for k, v in d["values"].items()},
+                stats={k: (float(v["mean"]), float(v["std"])) for k, v in d["stats"].items()},
+                fitted_before=d["fitted_before"],
+                format_version=d["format_version"],
+                reserved=dict(d["reserved"]),
+            )
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"vocabulary JSON is incomplete or corrupted: missing {e}") from None
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> SequenceVocab:
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ArtifactError(f"cannot read vocabulary {path}: {e}") from None
+
+
+def fit_vocab(
+    con: duckdb.DuckDBPyConnection,
+    layout: TokenLayout,
+    tx: CleanTable,
+    events: CleanTable | None,
+    before: dt.datetime,
+    cfg: SequenceConfig,
+) -> SequenceVocab:
+    """Fit categorical vocabularies and numeric statistics on rows with ``ts < before``.
+
+    Values seen fewer than ``cfg.min_count`` times, or beyond the ``cfg.max_vocab`` most frequent,
+    share the unknown id.
+    """
+    tables = {"transactions": tx.sql_name, "events": events.sql_name if events else None}
+    values: dict[str, tuple[str, ...]] = {}
+    for f in layout.categorical():
+        rows = con.execute(
+            f"SELECT v FROM (SELECT {quote_ident(f.column)} AS v, count(*) AS n FROM {tables[f.table]} "
+            f"WHERE ts < $before AND {quote_ident(f.column)} IS NOT NULL GROUP BY v) "
+            "WHERE n >= $min_count ORDER BY n DESC, v LIMIT $max_vocab",
+            {"before": before, "min_count": cfg.min_count, "max_vocab": cfg.max_vocab},
+        ).fetchall()
+        values[f.name] = tuple(str(r[0]) for r in rows)
+    vocab = SequenceVocab(layout, values, {}, before.isoformat())
+    encode_tables(con, vocab, tx, events)
+    stats = _numeric_stats(con, layout, before)
+    return SequenceVocab(layout, values, stats, before.isoformat())
+
+
+def _numeric_stats(con: duckdb.DuckDBPyConnection, layout: TokenLayout, before: dt.datetime) -> dict:
+    numeric = layout.numeric()
+    if not numeric:
+        return {}
+    aggs = []
+    for f in numeric:
+        x = signed_log1p_sql(quote_ident(f.name))
+        aggs += [f"avg({x})", f"stddev_pop({x})"]
+    sql = tokens_sql(layout, "enc_transactions", "enc_events" if layout.has_events else None)
+    row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM ({sql})", {"cutoff": before})
+    stats = {}
+    for i, f in enumerate(numeric):
+        mean, std = row[2 * i], row[2 * i + 1]
+        stats[f.name] = (float(mean or 0.0), float(std) if std and std > 1e-12 else 1.0)
+    return stats
+
+
+def encode_tables(
+    con: duckdb.DuckDBPyConnection, vocab: SequenceVocab, tx: CleanTable, events: CleanTable | None
+) -> dict[str, int]:
+    """Create ``enc_transactions`` (and ``enc_events``): categorical columns replaced by vocabulary ids.
+
+    Returns the number of non-empty values per field that map to the unknown id.
+    """
+    unknown: dict[str, int] = {}
+    for table, clean in (("transactions", tx), ("events", events)):
+        if clean is None:
+            continue
+        fields = vocab.layout.categorical(table)
+        joins, selects = [], []
+        for i, f in enumerate(fields):
+            alias = f"v{i}"
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE vocab_{i}_{table} AS "
+                "SELECT unnest($v::VARCHAR[]) AS value, unnest(range($first, $first + len($v::VARCHAR[]))) AS id",
+                {"v": list(vocab.values[f.name]), "first": FIRST_VALUE_ID},
+            )
+            col = quote_ident(f.column)
+            joins.append(f"LEFT JOIN vocab_{i}_{table} {alias} ON CAST(t.{col} AS VARCHAR) = {alias}.value")
+            selects.append(
+                f"CAST(CASE WHEN t.{col} IS NULL THEN {PAD} ELSE coalesce({alias}.id, {UNKNOWN}) END AS INTEGER) "
+                f"AS {col}"
+            )
+        replaced = ", ".join(quote_ident(f.column) for f in fields)
+        keep = f"t.* EXCLUDE ({replaced})" if fields else "t.*"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE enc_{table} AS SELECT {', '.join([keep, *selects])} "
+            f"FROM {clean.sql_name} t {' '.join(joins)}"
+        )
+        for f in fields:
+            col = quote_ident(f.column)
+            unknown[f.name] = fetch_scalar(con, f"SELECT count_if({col} = {UNKNOWN}) FROM enc_{table}")
+    return unknown

@@ -1,0 +1,1 @@
+"""Validation: parse user tables into typed frames, apply declarative rules, quarantine bad rows."""

@@ -1,0 +1,297 @@
+"""Typed staging: each canonical column parsed row by row from whatever type the source holds.
+
+A value that cannot be parsed becomes NULL next to a ``<column>__present`` flag, so that the rules in
+:mod:`custseq.validate.rules` can tell an empty value from an unparsable one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+
+from custseq.config import ValidationConfig
+from custseq.errors import SchemaError
+from custseq.io.engine import fetch_row, fetch_scalar
+from custseq.io.mapping import ColumnMap
+from custseq.io.sources import RAW_ROW
+from custseq.schema import ROW_ID, TABLES, Kind, quote_ident
+
+# Text timestamp formats tried when none is given, in order of preference on ties.
+TS_FORMATS = (
+    "%Y%m%d",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%d-%m-%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%Y%m%d%H%M%S",
+)
+ISO = "ISO 8601"
+TZ_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+SAMPLE_ROWS = 20_000
+TEXT_TYPES = ("VARCHAR",)
+FLOAT_TYPES = ("FLOAT", "DOUBLE")
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A typed staging table: canonical columns, extras with inferred kinds, and what was detected."""
+
+    table: str  # canonical table name
+    sql_name: str  # DuckDB table holding the staged rows
+    raw_name: str
+    kinds: dict[str, Kind]  # canonical and extra columns present, with their kind
+    checked: tuple[str, ...]  # columns with a __present flag (their parse can fail)
+    date_only: bool  # every timestamp is at midnight
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        spec = TABLES[self.table]
+        return tuple(c for c in self.kinds if c not in spec.names)
+
+    def has(self, column: str) -> bool:
+        return column in self.kinds
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    raw: str,
+    cmap: ColumnMap,
+    cfg: ValidationConfig,
+    max_category_share: float,
+) -> Staged:
+    """Create ``stg_<table>`` from raw table ``raw`` with every mapped column parsed to its kind.
+
+    Raises
+    ------
+    SchemaError
+        If a mapped column cannot be parsed in any row (wrong column, or a format custseq cannot read).
+    """
+    spec = TABLES[cmap.table]
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {quote_ident(raw)})").fetchall())
+    selects = [f"{RAW_ROW} AS {ROW_ID}"]
+    kinds: dict[str, Kind] = {}
+    checked: list[str] = []
+    notes: list[str] = []
+    for name, src in cmap.canonical.items():
+        kind = spec.column(name).kind
+        expr, can_fail, note = _parse_expr(con, raw, src, types[src], kind, cfg)
+        selects.append(f"{expr} AS {quote_ident(name)}")
+        kinds[name] = kind
+        if note:
+            notes.append(f"{cmap.table}.{name} ({src}): {note}")
+        if can_fail:
+            selects.append(f"({_present(src, types[src])}) AS {quote_ident(name + '__present')}")
+            checked.append(name)
+    if cmap.amount_product:
+        q, p = cmap.amount_product
+        selects.append(f"({_number(q, types[q])}) * ({_number(p, types[p])}) AS amount")
+        selects.append(f"({_present(q, types[q])} AND {_present(p, types[p])}) AS amount__present")
+        kinds["amount"] = Kind.NUMBER
+        checked.append("amount")
+        notes.append(f"{cmap.table}.amount = {q} × {p}")
+    for name, src in cmap.extras.items():
+        kind = _infer_extra_kind(con, raw, src, types[src], name in cmap.text_hints, max_category_share)
+        selects.append(f"{_extra_expr(src, types[src], kind)} AS {quote_ident(name)}")
+        kinds[name] = kind
+    sql_name = f"stg_{cmap.table}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {sql_name} AS SELECT {', '.join(selects)} FROM {quote_ident(raw)}")
+    _refuse_unparsable_columns(con, sql_name, raw, cmap, checked)
+    date_only = False
+    if "ts" in kinds:
+        date_only = bool(
+            fetch_scalar(con, f"SELECT coalesce(bool_and(ts = date_trunc('day', ts)), true) FROM {sql_name}")
+        )
+    return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), date_only, tuple(notes))
+
+
+def _present(src: str, dtype: str) -> str:
+    col = quote_ident(src)
+    if dtype in TEXT_TYPES:
+        return f"{col} IS NOT NULL AND trim({col}) <> ''"
+    if dtype in FLOAT_TYPES:
+        return f"{col} IS NOT NULL AND NOT isnan({col})"
+    return f"{col} IS NOT NULL"
+
+
+def _parse_expr(
+    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, kind: Kind, cfg: ValidationConfig
+) -> tuple[str, bool, str | None]:
+    """SQL that parses ``src`` to ``kind``, whether it can fail on a present value, and a note."""
+    col = quote_ident(src)
+    if kind is Kind.ID:
+        return _id_expr(con, raw, src, dtype), False, None
+    if kind is Kind.TIMESTAMP:
+        return _timestamp_expr(con, raw, src, dtype, cfg.ts_format)
+    if kind is Kind.NUMBER:
+        return _number(src, dtype), dtype in TEXT_TYPES or dtype in FLOAT_TYPES, None
+    if kind is Kind.BOOLEAN:
+        if dtype == "BOOLEAN":
+            return col, False, None
+        if dtype in TEXT_TYPES:
+            t, f = ", ".join(f"'{w}'" for w in TRUE_WORDS), ", ".join(f"'{w}'" for w in FALSE_WORDS)
+            expr = f"CASE WHEN lower(trim({col})) IN ({t}) THEN true WHEN lower(trim({col})) IN ({f}) THEN false END"
+            return expr, True, None
+        return f"(TRY_CAST({col} AS DOUBLE) <> 0)", False, None
+    return f"NULLIF(trim(CAST({col} AS VARCHAR)), '')", False, None
+
+
+def _number(src: str, dtype: str) -> str:
+    col = quote_ident(src)
+    if dtype in TEXT_TYPES:
+        return f"TRY_CAST(trim({col}) AS DOUBLE)"
+    if dtype in FLOAT_TYPES:
+        return f"CASE WHEN isnan({col}) THEN NULL ELSE CAST({col} AS DOUBLE) END"
+    return f"TRY_CAST({col} AS DOUBLE)"
+
+
+def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str) -> str:
+    col = quote_ident(src)
+    if dtype in FLOAT_TYPES:  # integer ids that became floats (NaN in a pandas column): 17850, not 17850.0
+        as_int = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
+        return f"CASE WHEN {col} = trunc({col}) THEN {as_int} ELSE CAST({col} AS VARCHAR) END"
+    text = f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"
+    if dtype in TEXT_TYPES:
+        all_float_ints = fetch_scalar(
+            con,
+            f"SELECT coalesce(bool_and(regexp_matches({text}, '^-?[0-9]+\\.0+$')), false) "
+            f"FROM {quote_ident(raw)} WHERE {text} IS NOT NULL",
+        )
+        if all_float_ints:
+            return f"regexp_replace({text}, '\\.0+$', '')"
+    return text
+
+
+def _timestamp_expr(
+    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, ts_format: str | None
+) -> tuple[str, bool, str | None]:
+    col = quote_ident(src)
+    if dtype == "TIMESTAMP WITH TIME ZONE":
+        return f"timezone('UTC', {col})", False, "time zone converted to UTC"
+    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
+        return f"CAST({col} AS TIMESTAMP)", False, None
+    text = f"trim(CAST({col} AS VARCHAR))"
+    if ts_format:
+        return f"try_strptime({text}, '{_safe_format(ts_format)}')", True, f"format {ts_format} (configured)"
+    sample = [
+        r[0]
+        for r in con.execute(
+            f"SELECT {text} FROM {quote_ident(raw)} WHERE {col} IS NOT NULL AND {text} <> '' LIMIT {SAMPLE_ROWS}"
+        ).fetchall()
+    ]
+    fmt, note = _detect_format(con, sample)
+    if fmt == ISO:
+        has_tz = any(_has_tz_suffix(s) for s in sample)
+        if has_tz:
+            expr = (
+                f"CASE WHEN regexp_matches({text}, '{TZ_SUFFIX}') "
+                f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) ELSE TRY_CAST({text} AS TIMESTAMP) END"
+            )
+            return expr, True, f"{ISO} with time-zone offsets, converted to UTC"
+        return f"TRY_CAST({text} AS TIMESTAMP)", True, note
+    return f"try_strptime({text}, '{fmt}')", True, note
+
+
+def _has_tz_suffix(value: str) -> bool:
+    return bool(re.search(TZ_SUFFIX, value)) and ("T" in value or ":" in value)
+
+
+def _detect_format(con: duckdb.DuckDBPyConnection, sample: list[str]) -> tuple[str, str | None]:
+    if not sample:
+        return ISO, None
+    con.execute("CREATE OR REPLACE TEMP TABLE __ts_sample AS SELECT unnest(?::VARCHAR[]) AS s", [sample])
+    iso_expr = (
+        f"CASE WHEN regexp_matches(s, '{TZ_SUFFIX}') THEN TRY_CAST(s AS TIMESTAMPTZ) IS NOT NULL "
+        "ELSE TRY_CAST(s AS TIMESTAMP) IS NOT NULL END"
+    )
+    counts = [f"count_if({iso_expr})"] + [f"count_if(try_strptime(s, '{f}') IS NOT NULL)" for f in TS_FORMATS]
+    hits = fetch_row(con, f"SELECT {', '.join(counts)} FROM __ts_sample")
+    con.execute("DROP TABLE __ts_sample")
+    names = [ISO, *TS_FORMATS]
+    best = max(range(len(names)), key=lambda i: (hits[i], -i))
+    note = f"format {names[best]} detected"
+    ties = [names[i] for i in range(len(names)) if hits[i] == hits[best] and i != best]
+    if hits[best] and any(("%d/%m" in t) != ("%d/%m" in names[best]) for t in ties if "/" in t):
+        note += f" (ambiguous with {ties[0]}: set validation.ts_format if days come first)"
+    return names[best], note
+
+
+def _safe_format(fmt: str) -> str:
+    if "'" in fmt:
+        raise SchemaError(f"timestamp format {fmt!r} may not contain a quote")
+    return fmt
+
+
+def _infer_extra_kind(
+    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, text_hint: bool, max_share: float
+) -> Kind:
+    col = quote_ident(src)
+    if dtype in (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "FLOAT",
+        "DOUBLE",
+    ) or dtype.startswith(("DECIMAL", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")):
+        return Kind.NUMBER
+    if dtype == "BOOLEAN":
+        return Kind.CATEGORY
+    if dtype not in TEXT_TYPES:
+        return Kind.TEXT  # dates, lists, structs: kept in the table, not used as features
+    n, n_num, n_distinct = fetch_row(
+        con,
+        f"SELECT count({col}), count(TRY_CAST(trim({col}) AS DOUBLE)), approx_count_distinct({col}) "
+        f"FROM {quote_ident(raw)} WHERE trim({col}) <> ''",
+    )
+    if n and n_num == n:
+        return Kind.NUMBER
+    if text_hint or (n and n_distinct / n > max_share):
+        return Kind.TEXT
+    return Kind.CATEGORY
+
+
+def _extra_expr(src: str, dtype: str, kind: Kind) -> str:
+    if kind is Kind.NUMBER:
+        return _number(src, dtype)
+    return f"NULLIF(trim(CAST({quote_ident(src)} AS VARCHAR)), '')"
+
+
+def _refuse_unparsable_columns(
+    con: duckdb.DuckDBPyConnection, stg: str, raw: str, cmap: ColumnMap, checked: list[str]
+) -> None:
+    for name in checked:
+        col = quote_ident(name)
+        present, parsed = fetch_row(con, f"SELECT count_if({quote_ident(name + '__present')}), count({col}) FROM {stg}")
+        if present and not parsed:
+            src = cmap.canonical.get(name) or " × ".join(cmap.amount_product or ())
+            examples = _examples(con, raw, src)
+            hint = (
+                "set validation.ts_format (e.g. %d/%m/%Y) or map another column"
+                if name in ("ts", "signup_ts")
+                else f"map another column with --column {name}=<column>"
+            )
+            raise SchemaError(
+                f"{cmap.table} column {src!r} (used as {name}) could not be parsed in any row, e.g. {examples}; {hint}"
+            )
+
+
+def _examples(con: duckdb.DuckDBPyConnection, raw: str, src: str) -> list[str]:
+    first = src.split(" × ")[0]
+    rows = con.execute(
+        f"SELECT DISTINCT CAST({quote_ident(first)} AS VARCHAR) FROM {quote_ident(raw)} "
+        f"WHERE {quote_ident(first)} IS NOT NULL LIMIT 3"
+    ).fetchall()
+    return [r[0] for r in rows]
