@@ -1,0 +1,247 @@
+"""The ``custseq`` command line: parse options, call one library function, format its result."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from custseq import __version__
+from custseq.config import ColumnsConfig, PrepareConfig, load_config, parse_date, parse_horizon
+from custseq.datasets import cdnow_path
+from custseq.errors import CustseqError
+from custseq.io.mapping import parse_mapping_items
+from custseq.prepare import PrepareResult, prepare, validate
+
+app = typer.Typer(
+    name="custseq",
+    help="Churn and lifetime value, customer by customer, learned from raw event sequences.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Transactions: CSV (.csv, .csv.gz), Parquet, or a DuckDB table as FILE.duckdb:TABLE. "
+        "Several files of one format are concatenated.",
+        show_default=False,
+    ),
+]
+CustomersOpt = Annotated[str | None, typer.Option("--customers", help="Customer profiles (customer_id, signup_ts, …).")]
+EventsOpt = Annotated[str | None, typer.Option("--events", help="Behaviour events (customer_id, ts, event, …).")]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        "-c",
+        help="Map a column: ROLE=COLUMN, e.g. customer_id=CustomerID, amount=Quantity*UnitPrice, events.ts=When. "
+        "Repeatable. Unmapped obvious names are detected.",
+    ),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or JSON config file; options override it.")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Inclusive scoring date YYYY-MM-DD (default: last day in the data).")
+]
+
+
+def _fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
+    """Turn a CustseqError into one red line and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except CustseqError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _config(
+    config: Path | None,
+    columns: list[str] | None,
+    *,
+    as_of: str | None = None,
+    horizon: str | None = None,
+    **overrides: Any,
+) -> PrepareConfig:
+    """The config file (or defaults) with command-line options applied on top."""
+    cfg = load_config(config) if config else PrepareConfig()
+    if columns:
+        mapped = parse_mapping_items(columns)
+        cfg = dataclasses.replace(
+            cfg,
+            columns=ColumnsConfig(
+                **{t: {**getattr(cfg.columns, t), **mapped[t]} for t in ("transactions", "customers", "events")},
+                detect=cfg.columns.detect,
+            ),
+        )
+    window = cfg.window
+    if as_of:
+        window = dataclasses.replace(window, as_of=parse_date(as_of, "--as-of"))
+    if horizon:
+        window = dataclasses.replace(window, horizon_days=parse_horizon(horizon))
+    sections: dict[str, dict[str, Any]] = {"window": {}, "validation": {}, "sequence": {}}
+    for key, value in overrides.items():
+        if value is not None:
+            section, name = key.split("__")
+            sections[section][name] = value
+    return dataclasses.replace(
+        cfg,
+        window=dataclasses.replace(window, **sections["window"]),
+        validation=dataclasses.replace(cfg.validation, **sections["validation"]),
+        sequence=dataclasses.replace(cfg.sequence, **sections["sequence"]),
+    )
+
+
+@app.command("validate")
+@_fails_cleanly
+def validate_cmd(
+    data: DataArg,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    as_of: AsOfOpt = None,
+    forbid_future: Annotated[
+        bool, typer.Option("--forbid-future", help="Quarantine rows after --as-of (they must not exist).")
+    ] = False,
+    max_abs_amount: Annotated[float | None, typer.Option(help="Quarantine |amount| above this.")] = None,
+    duplicates: Annotated[str | None, typer.Option(help="Exact duplicate rows: auto, quarantine or keep.")] = None,
+    quarantine_dir: Annotated[
+        Path, typer.Option("--quarantine-dir", help="Where rejected rows are written with their reasons.")
+    ] = Path("quarantine"),
+) -> None:
+    """Check tables against the data contract: columns, mapping, rule hits; write rejected rows."""
+    cfg = _config(
+        config,
+        column,
+        validation__max_abs_amount=max_abs_amount,
+        validation__duplicates=duplicates,
+        validation__future_rows="quarantine" if forbid_future else None,
+    )
+    report = validate(
+        _data(data), customers=customers, events=events, as_of=as_of, config=cfg, quarantine_dir=quarantine_dir
+    )
+    _print_validation(report.to_dict())
+    console.print(f"Quarantined rows, with reasons: [bold]{quarantine_dir}/[/]")
+
+
+@app.command("prepare")
+@_fails_cleanly
+def prepare_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    horizon: Annotated[str | None, typer.Option(help="Prediction horizon: 90d, 13w, 6m, 1y or days.")] = None,
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    stride: Annotated[int | None, typer.Option(help="Days between training cutoffs (default: horizon).")] = None,
+    windows: Annotated[int | None, typer.Option(help="At most this many training windows.")] = None,
+    max_events: Annotated[int | None, typer.Option(help="Last L events kept per customer.")] = None,
+    token: Annotated[str | None, typer.Option(help="Sequence token: auto, order or line.")] = None,
+) -> None:
+    """Build leakage-safe windows, labels, RFM features and event sequences on disk."""
+    cfg = _config(
+        config,
+        column,
+        as_of=as_of,
+        horizon=horizon,
+        window__stride_days=stride,
+        window__max_train_windows=windows,
+        sequence__max_events=max_events,
+        sequence__token=token,
+    )
+    result = _prepare_with_progress(_data(data), out, cfg, customers=customers, events=events)
+    _print_prepare(result)
+
+
+@app.command("demo")
+@_fails_cleanly
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+    horizon: Annotated[str, typer.Option(help="Prediction horizon.")] = "90d",
+) -> None:
+    """Run custseq on the bundled CDNOW data (23,570 customers, 1997–1998)."""
+    console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
+    cfg = _config(None, None, horizon=horizon)
+    result = _prepare_with_progress(cdnow_path(), out, cfg)
+    _print_prepare(result)
+
+
+def _data(items: list[str]) -> str | list[str]:
+    return items[0] if len(items) == 1 else items
+
+
+def _prepare_with_progress(data: Any, out: Path, cfg: PrepareConfig, **tables: Any) -> PrepareResult:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+        return prepare(data, out=out, config=cfg, progress=lambda msg: bar.update(task, description=msg), **tables)
+
+
+def _print_validation(tables: dict[str, Any]) -> None:
+    for name, t in tables.items():
+        mapping = Table(title=f"{name}: columns", title_justify="left")
+        for col in ("role", "source column", "how"):
+            mapping.add_column(col)
+        for m in t["mapping"]:
+            mapping.add_row(m["column"], m["source"], m["how"])
+        for extra, kind in t["extras"].items():
+            mapping.add_row(extra, "(extra)", kind)
+        console.print(mapping)
+        account = f"{t['rows_in']:,} rows in = {t['rows_used']:,} used + {t['rows_quarantined']:,} quarantined"
+        rules = Table(title=f"{name}: {account}", title_justify="left")
+        for col in ("rule", "rows", "action", "reason"):
+            rules.add_column(col)
+        for rule, hit in t["quarantined_by_rule"].items():
+            rules.add_row(rule, f"{hit['rows']:,}", "quarantined", hit["reason"])
+        for rule, hit in t["flagged_by_rule"].items():
+            rules.add_row(rule, f"{hit['rows']:,}", "kept, flagged", hit["reason"])
+        if rules.row_count:
+            console.print(rules)
+        else:
+            console.print(f"[bold]{name}[/]: {t['rows_in']:,} rows, all passed validation")
+        for note in t["notes"]:
+            console.print(f"  [dim]note:[/] {note}", highlight=False)
+
+
+def _print_prepare(result: PrepareResult) -> None:
+    s = result.summary
+    _print_validation(s["tables"])
+    windows = Table(title=f"windows (horizon {s['horizon_days']} days, as of {s['as_of']})", title_justify="left")
+    for col in ("as of", "role", "customers", "churn rate", "value in horizon"):
+        windows.add_column(col, justify="right" if col != "role" else "left")
+    for w in s["windows"]:
+        churn = f"{w['churn_rate']:.1%}" if "churn_rate" in w else "—"
+        value = f"{w['total_value']:,.0f}" if "total_value" in w else "—"
+        windows.add_row(w["as_of"], w["role"], f"{w['customers']:,}", churn, value)
+    console.print(windows)
+    seq = s["sequence"]
+    fields = ", ".join([*(f"{k} ({v} ids)" for k, v in seq["categorical_fields"].items()), *seq["numeric_fields"]])
+    console.print(f"sequences: one token per {seq['token']}, last {seq['max_events']} events; fields: {fields}")
+    console.print(f"Outputs in [bold]{result.out_dir}/[/] (prepare.json, vocab.json, windows/, quarantine/)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="custseq")
+
+
+if __name__ == "__main__":
+    main()
