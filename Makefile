@@ -19,8 +19,8 @@ demo: install
 	$(BIN)/custseq demo --out demo-output
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
 
 test: lint
 	$(BIN)/pytest -q

@@ -61,7 +61,8 @@ def parse_date(text: str | dt.date | dt.datetime, what: str = "date") -> dt.date
     if isinstance(text, dt.date):
         return text
     try:
-        return dt.date.fromisoformat(str(text).strip()[:10])
+        text = str(text).strip()
+        return dt.date.fromisoformat(text) if len(text) <= 10 else dt.datetime.fromisoformat(text).date()
     except ValueError:
         raise ConfigError(f"{what} {text!r} is not a date; write it as YYYY-MM-DD, e.g. 1997-09-30") from None
 

@@ -212,9 +212,7 @@ def write_transactions(path: Path, n_rows: int, *, seed: int = 0, fmt: str = "pa
     return path
 
 
-def _check_arguments(
-    n_rows: int, days: int, n_products: int, n_categories: int, channels: Sequence[str]
-) -> None:
+def _check_arguments(n_rows: int, days: int, n_products: int, n_categories: int, channels: Sequence[str]) -> None:
     for name, value in (("n_rows", n_rows), ("days", days), ("n_products", n_products),
                         ("n_categories", n_categories)):  # fmt: skip
         if not isinstance(value, int | np.integer) or value < 1:
@@ -287,9 +285,7 @@ def _simulate_until(
     total_rows = total_customers = total_orders = 0
     n_customers = int(np.clip(n_rows // 6, 64, CHUNK_CUSTOMERS))
     while total_rows < n_rows:
-        chunk = _simulate_chunk(
-            rng.spawn(1)[0], n_customers, total_customers, total_orders, catalogue, days, behaviour
-        )
+        chunk = _simulate_chunk(rng.spawn(1)[0], n_customers, total_customers, total_orders, catalogue, days, behaviour)
         chunks.append(chunk)
         total_rows += len(chunk.customer)
         total_customers += n_customers
@@ -321,6 +317,12 @@ def _simulate_chunk(
     product = np.searchsorted(catalogue.popularity_cdf, rng.random(n_lines), side="right").astype(np.int32)
     product = np.minimum(product, len(catalogue.popularity_cdf) - 1)
     quantity = 1 + rng.poisson(behaviour.extra_quantity_mean, n_lines)
+    # A product appears once per order, as on a real receipt: a second draw adds to its quantity.
+    n_products = len(catalogue.popularity_cdf)
+    line_key, line_of_draw = np.unique(line_order * n_products + product, return_inverse=True)
+    quantity = np.bincount(line_of_draw, quantity).astype(np.int64)
+    line_order, product = line_key // n_products, (line_key % n_products).astype(np.int32)
+    n_lines = len(line_order)
     weight = catalogue.product_price[product] * quantity
     amount = order_value[line_order] * weight / np.bincount(line_order, weight, n_orders)[line_order]
     amount = np.maximum(np.round(amount, 2), 0.01)
@@ -480,9 +482,7 @@ def _fixed_width_strings(prefix: str, numbers: np.ndarray, width: int) -> pa.Chu
             data[:, -1 - j] = ord("0") + rest % 10
             rest //= 10
         offsets = np.arange(0, data.size + 1, data.shape[1], dtype=np.int32)
-        chunks.append(
-            pa.Array.from_buffers(pa.string(), len(part), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-        )
+        chunks.append(pa.Array.from_buffers(pa.string(), len(part), [None, pa.py_buffer(offsets), pa.py_buffer(data)]))
     return pa.chunked_array(chunks, pa.string())
 
 

@@ -73,7 +73,7 @@ def resolve(spec: TableSpec, columns: list[str], user: dict[str, str], *, detect
         If a required column is neither mapped nor detected.
     """
     canonical, amount_product = _explicit(spec, columns, user)
-    used = set(canonical.values()) | set(amount_product or ())
+    used = set(canonical.values())  # the factors of an amount product may still be detected (e.g. quantity)
     detected: list[str] = []
     if detect:
         for col in spec.columns:

@@ -111,6 +111,9 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str) -> list[
     """
     select = _select_source(con, source)
     try:
+        source_columns = [r[0] for r in con.execute(f"DESCRIBE {select.sql}", select.params).fetchall()]
+        if RAW_ROW in source_columns or len(source_columns) != len(set(source_columns)):
+            raise SchemaError(f"{source.label} has duplicated column names or a column named {RAW_ROW}; rename them")
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
             f"SELECT row_number() OVER () AS {RAW_ROW}, * FROM ({select.sql})",
@@ -124,8 +127,6 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str) -> list[
         if select.attached:
             con.execute(f"DETACH {select.attached}")
     columns = [c for c in con.table(name).columns if c != RAW_ROW]
-    if RAW_ROW in columns[1:] or len(columns) != len(set(columns)):
-        raise SchemaError(f"{source.label} has duplicated column names or a column named {RAW_ROW}; rename them")
     n = fetch_scalar(con, f"SELECT count(*) FROM {quote_ident(name)}")
     if n == 0:
         raise EmptyTableError(f"{source.label} has no rows; custseq needs at least one row in every table it is given")

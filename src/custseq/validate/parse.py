@@ -160,7 +160,10 @@ def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str) -> 
     col = quote_ident(src)
     if dtype in FLOAT_TYPES:  # integer ids that became floats (NaN in a pandas column): 17850, not 17850.0
         as_int = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
-        return f"CASE WHEN {col} = trunc({col}) THEN {as_int} ELSE CAST({col} AS VARCHAR) END"
+        return (
+            f"CASE WHEN NOT isfinite({col}) THEN NULL WHEN {col} = trunc({col}) THEN {as_int} "
+            f"ELSE CAST({col} AS VARCHAR) END"
+        )
     text = f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"
     if dtype in TEXT_TYPES:
         all_float_ints = fetch_scalar(

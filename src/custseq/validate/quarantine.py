@@ -75,12 +75,16 @@ def apply(
     rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table)
     judged = f"judged_{staged.table}"
     params = _params(rules)
+    first_pass = [r for r in rules if r.action == "quarantine" and not r.among_valid]
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {judged} AS SELECT *, "
-        f"{_first_rule_case([r for r in rules if r.action == 'quarantine'])} AS __rule, "
+        f"{_first_rule_case(first_pass)} AS __rule, "
         f"{_first_rule_case([r for r in rules if r.action == 'flag'])} AS __flag FROM {staged.sql_name}",
         params,
     )
+    for rule in (r for r in rules if r.among_valid):
+        predicate = rule.predicate.format(valid=f"(SELECT * FROM {judged} WHERE __rule IS NULL)")
+        con.execute(f"UPDATE {judged} SET __rule = '{rule.name}' WHERE __rule IS NULL AND ({predicate})", rule.params)
     rule_counts = dict(
         con.execute(
             f"SELECT __rule, count(*) FROM {judged} WHERE __rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"
@@ -168,12 +172,13 @@ def _clean_select(staged: Staged) -> str:
             continue
         cols.append(quote_ident(name))
     if staged.table == "transactions":
-        refund = "coalesce(is_refund, false)" if staged.has("is_refund") else "false"
-        # A row marked as a refund always carries a negative amount (and cost), so sums net it out.
+        marked = "coalesce(is_refund, false)" if staged.has("is_refund") else "false"
+        refund = f"({marked} OR amount < 0)"
+        # A refund always carries a negative amount and cost, so sums net it out and amount - cost is its margin.
         cols.append(f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount")
         if staged.has("cost"):
             cols.append(f"CASE WHEN {refund} THEN -abs(cost) ELSE cost END AS cost")
-        cols.append(f"({refund} OR amount < 0) AS is_refund")
+        cols.append(f"{refund} AS is_refund")
     return ", ".join(cols)
 
 

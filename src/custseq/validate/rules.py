@@ -24,6 +24,8 @@ class Rule:
     reason: str
     action: Literal["quarantine", "flag"] = "quarantine"
     params: dict[str, Any] = field(default_factory=dict)  # bound values, referenced as $name
+    # Checked after the other rules, among the rows that passed them; the predicate reads those rows as {valid}.
+    among_valid: bool = False
 
 
 def duplicates_active(staged: Staged, cfg: ValidationConfig) -> bool:
@@ -122,8 +124,10 @@ def rules_for(
         rules.append(
             Rule(
                 "duplicate_customer_id",
-                "row_number() OVER (PARTITION BY customer_id ORDER BY row_id) > 1",
-                "customer id appears in an earlier row of the customers table; the first row is kept",
+                "row_id IN (SELECT row_id FROM (SELECT row_id, row_number() OVER "
+                "(PARTITION BY customer_id ORDER BY row_id) AS k FROM {valid}) WHERE k > 1)",
+                "customer id appears in an earlier valid row of the customers table; the first valid row is kept",
+                among_valid=True,
             )
         )
     if staged.table == "events":

@@ -1,0 +1,281 @@
+"""Config: horizons, dates, TOML/JSON files and the checks every config dataclass runs on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+
+import pytest
+
+from custseq.config import (
+    ColumnsConfig,
+    EngineConfig,
+    FeatureConfig,
+    PrepareConfig,
+    SequenceConfig,
+    ValidationConfig,
+    WindowConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_date,
+    parse_horizon,
+)
+from custseq.errors import ConfigError
+
+# --- parse_horizon ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, days",
+    [
+        ("90d", 90),
+        ("90", 90),
+        (" 90 D ", 90),
+        ("13w", 91),
+        ("6m", 183),  # 6 × 365.25/12 = 182.625
+        ("1m", 30),  # 30.44
+        ("1y", 365),
+        ("2y", 730),
+        ("1.5w", 10),  # 10.5 rounds half to even
+        (30, 30),
+        (1, 1),
+    ],
+)
+def test_parse_horizon(text, days):
+    assert parse_horizon(text) == days
+
+
+@pytest.mark.parametrize("text", ["ninety", "90x", "-5d", "", "d", "90 days", True])
+def test_parse_horizon_refuses_text_it_does_not_understand(text):
+    message = f"horizon {text!r} is not understood; write a number of days or a number with a unit, e.g. 90d"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_horizon(text)
+
+
+@pytest.mark.parametrize("text", [0, -3, "0d", "0.4d"])
+def test_parse_horizon_refuses_less_than_a_day(text):
+    with pytest.raises(ConfigError, match=re.escape(f"horizon must be at least one day, got {text!r}")):
+        parse_horizon(text)
+
+
+# --- parse_date ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1997-09-30",
+        " 1997-09-30 ",
+        "1997-09-30 23:59:00",
+        "1997-09-30T10:00",
+        dt.date(1997, 9, 30),
+        dt.datetime(1997, 9, 30, 23, 59),
+    ],
+)
+def test_parse_date(value):
+    assert parse_date(value) == dt.date(1997, 9, 30)
+
+
+@pytest.mark.parametrize("value", ["30/09/1997", "1997-13-01", "yesterday", ""])
+def test_parse_date_refuses_other_formats_naming_the_setting(value):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"as-of {value!r} is not a date; write it as YYYY-MM-DD, e.g. 1997-09-30")
+    ):
+        parse_date(value, "as-of")
+
+
+def test_parse_date_refuses_trailing_garbage():
+    with pytest.raises(ConfigError):
+        parse_date("1997-09-301")
+
+
+# --- load_config --------------------------------------------------------------------------------------------------
+
+TOML_TEXT = """
+[columns]
+detect = false
+
+[columns.transactions]
+customer_id = "CustomerID"
+amount = "Quantity*UnitPrice"
+
+[columns.events]
+ts = "When"
+
+[validation]
+max_abs_amount = 1e6
+duplicates = "quarantine"
+future_rows = "quarantine"
+currencies = ["GBP", "EUR"]
+ts_format = "%d/%m/%Y"
+
+[window]
+as_of = "2011-12-09"
+horizon_days = "13w"
+stride_days = 30
+
+[features]
+recent_windows_days = [7, 30]
+
+[sequence]
+max_events = 64
+token = "line"
+
+[engine]
+threads = 2
+memory_limit = "2GB"
+"""
+
+EXPECTED = PrepareConfig(
+    columns=ColumnsConfig(
+        transactions={"customer_id": "CustomerID", "amount": "Quantity*UnitPrice"},
+        events={"ts": "When"},
+        detect=False,
+    ),
+    validation=ValidationConfig(
+        max_abs_amount=1e6,
+        duplicates="quarantine",
+        future_rows="quarantine",
+        currencies=("GBP", "EUR"),
+        ts_format="%d/%m/%Y",
+    ),
+    window=WindowConfig(as_of=dt.date(2011, 12, 9), horizon_days=91, stride_days=30),
+    features=FeatureConfig(recent_windows_days=(7, 30)),
+    sequence=SequenceConfig(max_events=64, token="line"),
+    engine=EngineConfig(threads=2, memory_limit="2GB"),
+)
+
+
+def test_load_config_from_toml(tmp_path):
+    path = tmp_path / "custseq.toml"
+    path.write_text(TOML_TEXT)
+    assert load_config(path) == EXPECTED
+
+
+def test_load_config_from_json(tmp_path):
+    path = tmp_path / "custseq.json"
+    path.write_text(json.dumps(config_to_dict(EXPECTED)))
+    assert load_config(path) == EXPECTED
+
+
+def test_empty_toml_file_gives_the_defaults(tmp_path):
+    path = tmp_path / "custseq.toml"
+    path.write_text("")
+    assert load_config(path) == PrepareConfig()
+
+
+def test_config_round_trips_through_a_dict():
+    data = config_to_dict(EXPECTED)
+    assert data["window"]["as_of"] == "2011-12-09"
+    assert data["validation"]["currencies"] == ["GBP", "EUR"]
+    assert config_from_dict(PrepareConfig, json.loads(json.dumps(data))) == EXPECTED
+
+
+def test_unknown_top_level_section_names_the_allowed_ones(tmp_path):
+    path = tmp_path / "custseq.toml"
+    path.write_text("[windows]\nhorizon_days = 30\n")
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            f"unknown setting(s) ['windows'] in {path}; "
+            "allowed: ['columns', 'engine', 'features', 'sequence', 'validation', 'window']"
+        ),
+    ):
+        load_config(path)
+
+
+def test_unknown_nested_key_names_the_section_and_the_allowed_keys(tmp_path):
+    path = tmp_path / "custseq.json"
+    path.write_text(json.dumps({"validation": {"max_amount": 5}}))
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            f"unknown setting(s) ['max_amount'] in {path}.validation; allowed: ['currencies', 'duplicates', "
+            "'future_rows', 'max_abs_amount', 'ts_format']"
+        ),
+    ):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("validation = 3\n", "{path}.validation must be a table/object, got int"),
+        ("[features]\nrecent_windows_days = 7\n", "{path}.features.recent_windows_days must be a list, got 7"),
+        ('[engine]\nthreads = "two"\n', "{path}.engine.threads must be a number, got 'two'"),
+        ('[window]\nhorizon_days = "soon"\n', "horizon 'soon' is not understood"),
+        ('[window]\nas_of = "09/12/2011"\n', "{path}.window.as_of '09/12/2011' is not a date"),
+        ('[validation]\nduplicates = "sometimes"\n', "duplicates must be auto, quarantine or keep, got 'sometimes'"),
+        ("[window]\nhorizon_days = 0\n", "horizon must be at least one day, got 0"),
+    ],
+)
+def test_bad_values_in_a_file_are_config_errors(tmp_path, text, message):
+    path = tmp_path / "custseq.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message.format(path=path))):
+        load_config(path)
+
+
+def test_wrong_type_that_breaks_a_check_is_a_config_error(tmp_path):
+    path = tmp_path / "custseq.toml"
+    path.write_text('[validation]\nmax_abs_amount = "big"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"{path}.validation: '>' not supported")):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError, match=re.escape(f"cannot read config file {path}: No such file or directory")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name, kind", [("custseq.toml", "toml"), ("custseq.json", "json"), ("custseq", "TOML")])
+def test_unparsable_config_file_names_its_format(tmp_path, name, kind):
+    path = tmp_path / name
+    path.write_text("[window\nhorizon_days = ")
+    with pytest.raises(ConfigError, match=re.escape(f"config file {path} is not valid {kind}: ")):
+        load_config(path)
+
+
+# --- dataclass checks ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, message",
+    [
+        (ValidationConfig, {"max_abs_amount": 0}, "max_abs_amount must be positive, got 0"),
+        (ValidationConfig, {"max_abs_amount": float("nan")}, "max_abs_amount must be positive, got nan"),
+        (ValidationConfig, {"duplicates": "drop"}, "duplicates must be auto, quarantine or keep, got 'drop'"),
+        (ValidationConfig, {"future_rows": "drop"}, "future_rows must be keep or quarantine, got 'drop'"),
+        (WindowConfig, {"horizon_days": 0}, "horizon_days must be at least 1, got 0"),
+        (WindowConfig, {"stride_days": 0}, "stride_days must be at least 1, got 0"),
+        (WindowConfig, {"max_train_windows": 0}, "max_train_windows must be at least 1, got 0"),
+        (WindowConfig, {"min_history_days": -1}, "min_history_days must be >= 0, got -1"),
+        (FeatureConfig, {"recent_windows_days": ()}, "recent_windows_days must be positive days, got ()"),
+        (FeatureConfig, {"recent_windows_days": (0, 30)}, "recent_windows_days must be positive days, got (0, 30)"),
+        (SequenceConfig, {"max_events": 0}, "max_events must be at least 1, got 0"),
+        (SequenceConfig, {"token": "word"}, "token must be auto, order or line, got 'word'"),
+        (SequenceConfig, {"min_count": 0}, "min_count, max_vocab and shard_customers must be at least 1"),
+        (SequenceConfig, {"shard_customers": 0}, "min_count, max_vocab and shard_customers must be at least 1"),
+    ],
+)
+def test_invalid_settings_are_refused_on_construction(cls, kwargs, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cls(**kwargs)
+
+
+def test_boundary_settings_are_accepted():
+    assert WindowConfig(horizon_days=1, stride_days=1, max_train_windows=1, min_history_days=0).horizon_days == 1
+    assert SequenceConfig(max_events=1, min_count=1, max_vocab=1, shard_customers=1).max_events == 1
+    assert FeatureConfig(recent_windows_days=(1,)).recent_windows_days == (1,)
+
+
+def test_configs_are_frozen():
+    cfg = PrepareConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.window = WindowConfig(horizon_days=30)
+    changed = dataclasses.replace(cfg, window=WindowConfig(horizon_days=30))
+    assert (cfg.window.horizon_days, changed.window.horizon_days) == (90, 30)
