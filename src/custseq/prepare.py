@@ -25,13 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseq.config import PrepareConfig, config_to_dict, parse_date, parse_horizon
-from custseq.features.rfm import build_features
+from custseq.features.rfm import DailyTables, build_daily, build_features
 from custseq.io.engine import connect
 from custseq.io.mapping import ColumnMap, resolve
 from custseq.io.sources import Source, load_raw
 from custseq.labels import build_labels
 from custseq.schema import TABLES
-from custseq.sequences.build import read_sequences, write_sequences
+from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
 from custseq.sequences.tokens import layout_for
 from custseq.sequences.vocab import SequenceVocab, fit_vocab
 from custseq.validate.parse import stage
@@ -214,11 +214,18 @@ def prepare(
         vocab.save(out / "vocab.json")
         timings["vocab_s"] = time.perf_counter() - tick
 
+        tick = time.perf_counter()
+        say("ordering every customer's events once")
+        roles = _roles(plan)
+        lists = build_token_lists(con, vocab, [w.cutoff for _, w in roles])
+        daily = build_daily(con, tx, plan.scoring.cutoff)
+        timings["base_s"] = time.perf_counter() - tick
+
         windows = []
-        for role, window in _roles(plan):
+        for role, window in roles:
             tick = time.perf_counter()
             say(f"window {window.key} ({role}): features, labels, sequences")
-            windows.append(_write_window(con, cfg, plan, role, window, tx, cust, ev, vocab, out))
+            windows.append(_write_window(con, cfg, plan, role, window, tx, cust, ev, vocab, out, lists, daily))
             timings[f"window_{window.key}_s"] = time.perf_counter() - tick
     finally:
         con.close()
@@ -268,10 +275,12 @@ def _write_window(
     ev: CleanTable | None,
     vocab: SequenceVocab,
     out: Path,
+    lists: str,
+    daily: DailyTables,
 ) -> dict[str, Any]:
     folder = out / "windows" / window.key
     folder.mkdir(parents=True, exist_ok=True)
-    features = build_features(con, tx, window, cfg.features, customers=cust, events=ev)
+    features = build_features(con, tx, window, cfg.features, customers=cust, events=ev, daily=daily)
     pq.write_table(features, folder / "features.parquet")
     entry: dict[str, Any] = {
         "role": role,
@@ -288,5 +297,5 @@ def _write_window(
         entry["churn_rate"] = round(churned / max(labels.num_rows, 1), 4)
         entry["total_value"] = round(pa.compute.sum(labels.column("value")).as_py() or 0.0, 2)
     entry["labels"] = labelled
-    write_sequences(con, vocab, window, cfg.sequence, folder / "sequences", features.num_rows)
+    write_sequences(con, vocab, window, cfg.sequence, folder / "sequences", features.num_rows, lists=lists)
     return entry

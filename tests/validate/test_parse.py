@@ -82,13 +82,6 @@ def test_configured_format_overrides_detection_and_quarantines_other_formats(tmp
     assert "transactions.ts (ts): format %d/%m/%Y (configured)" in table.notes
 
 
-def test_date_only_is_true_only_when_every_timestamp_is_midnight(tmp_path):
-    report, _ = validated(tx_csv(tmp_path, ["2011-01-01", "2011-01-02 00:00:00"]))
-    assert report.tables["transactions"].date_only is True
-    report, _ = validated(tx_csv(tmp_path, ["2011-01-01", "2011-01-02 00:00:01"]))
-    assert report.tables["transactions"].date_only is False
-
-
 def test_time_zone_offsets_in_text_are_converted_to_naive_utc(tmp_path):
     values = ["2011-01-01T10:00:00+02:00", "2011-01-01T10:00:00Z", "2011-01-01 10:00:00", "2011-06-30T23:30:00-05:00"]
     report, rows = validated(tx_csv(tmp_path, values))
@@ -134,7 +127,7 @@ def test_date_typed_column_is_read_as_midnight():
     df = pd.DataFrame({"customer_id": ["A"], "ts": [dt.date(2011, 3, 4)], "amount": [1.0]})
     report, rows = validated(pa.Table.from_pandas(df, preserve_index=False))
     assert rows[0]["ts"] == dt.datetime(2011, 3, 4)
-    assert report.tables["transactions"].date_only is True
+    assert report.tables["transactions"].rows_used == 1
 
 
 # --- ids ----------------------------------------------------------------------------------------------------------

@@ -101,9 +101,18 @@ DATE_ONLY_DUPS = "customer_id,ts,amount\nA,2011-01-01,5\nA,2011-01-01,5\nA,2011-
 TIMED_DUPS = "customer_id,ts,amount\nA,2011-01-01 10:00,5\nA,2011-01-01 10:00,5\nA,2011-01-01 10:01,5\n"
 ORDER_DUPS = "customer_id,ts,amount,order_id\nA,2011-01-01,5,O1\nA,2011-01-01,5,O1\nA,2011-01-01,5,O2\n"
 KEPT_NOTE = (
-    "transactions: exact duplicate rows kept (dates without time and no order id: identical rows can be "
-    "separate purchases); set validation.duplicates = 'quarantine' to remove them"
+    "transactions: 2 exact duplicate rows kept (dates without a time and no order id: identical rows can be "
+    "separate purchases on one day); set validation.duplicates = 'quarantine' to remove them"
 )
+MIXED_DUPS = "customer_id,ts,amount\nA,2011-01-01,5\nA,2011-01-01,5\nB,2011-01-02 10:00,7\nB,2011-01-02 10:00,7\n"
+
+
+def test_auto_decides_duplicates_per_row_not_per_table(tmp_path):
+    # A timed duplicate elsewhere in the table (e.g. a future row) must not change what happens to dated ones.
+    report, ids = clean_ids(write(tmp_path / "tx.csv", MIXED_DUPS))
+    assert ids == [1, 2, 3]
+    assert report.tables["transactions"].rule_counts == {"duplicate_row": 1}
+    assert any(n.startswith("transactions: 1 exact duplicate rows kept") for n in report.tables["transactions"].notes)
 
 
 def test_auto_keeps_date_only_duplicates_without_order_id_and_says_so(tmp_path):

@@ -13,7 +13,7 @@ from custseq.io.engine import connect
 from custseq.prepare import validate_tables
 from custseq.schema import Kind
 from custseq.validate.parse import Staged
-from custseq.validate.rules import duplicates_active, rules_for
+from custseq.validate.rules import duplicate_predicate, rules_for
 
 DIRTY = Path(__file__).parent / "dirty_transactions.csv"
 DIRTY_CONFIG = PrepareConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
@@ -43,8 +43,8 @@ DIRTY_RULES = {
 DIRTY_ROWS_IN = 23
 
 
-def staged(table: str = "transactions", *, kinds: dict[str, Kind], checked=(), date_only=False) -> Staged:
-    return Staged(table, f"stg_{table}", f"raw_{table}", kinds, tuple(checked), date_only)
+def staged(table: str = "transactions", *, kinds: dict[str, Kind], checked=()) -> Staged:
+    return Staged(table, f"stg_{table}", f"raw_{table}", kinds, tuple(checked))
 
 
 BASIC_TX = {"customer_id": Kind.ID, "ts": Kind.TIMESTAMP, "amount": Kind.NUMBER}
@@ -114,21 +114,24 @@ def test_customers_and_events_have_their_own_rules():
     ]
 
 
+ALL_DUPS = "row_id IN (SELECT row_id FROM dup_x)"
+TIMED_DUPS_ONLY = ALL_DUPS + " AND ts <> date_trunc('day', ts)"
+
+
 @pytest.mark.parametrize(
-    "policy, table, date_only, order_id, active",
+    "policy, table, order_id, predicate",
     [
-        ("auto", "transactions", True, False, False),  # CDNOW: identical rows may be two purchases that day
-        ("auto", "transactions", True, True, True),
-        ("auto", "transactions", False, False, True),
-        ("auto", "events", True, False, True),
-        ("quarantine", "transactions", True, False, True),
-        ("keep", "transactions", False, True, False),
+        ("auto", "transactions", False, TIMED_DUPS_ONLY),  # CDNOW: identical dated rows may be two purchases
+        ("auto", "transactions", True, ALL_DUPS),
+        ("auto", "events", False, ALL_DUPS),
+        ("quarantine", "transactions", False, ALL_DUPS),
+        ("keep", "transactions", True, None),
     ],
 )
-def test_duplicates_policy(policy, table, date_only, order_id, active):
+def test_duplicates_policy(policy, table, order_id, predicate):
     kinds = BASIC_TX | ({"order_id": Kind.ID} if order_id else {})
-    s = staged(table, kinds=kinds, date_only=date_only)
-    assert duplicates_active(s, ValidationConfig(duplicates=policy)) is active
+    s = staged(table, kinds=kinds)
+    assert duplicate_predicate(s, ValidationConfig(duplicates=policy), "dup_x") == predicate
 
 
 # --- the dirty file -----------------------------------------------------------------------------------------------

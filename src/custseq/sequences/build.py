@@ -4,12 +4,18 @@ One row per customer: ``customer_id``, ``cutoff``, ``length`` and one list colum
 token first; categorical fields as vocabulary ids (int32), numeric fields standardised (float32), and
 time features: ``log_dt_prev`` (log1p days since the previous token, 0 for the first ever),
 ``log_t_to_cutoff`` (log1p days to the cutoff), ``dow`` (0 = Monday), ``month`` (0 = January), ``hour``.
-Written as Parquet shards (customers hashed to shards) so later stages can stream them.
+
+Every customer's tokens are sorted once, up to the latest cutoff, into one list (:func:`build_token_lists`);
+a window's sequences are then the prefix before its cutoff, cut to the last L tokens. Orders are split at
+every cutoff, so the prefix before a cutoff is built from rows before it only. Written as Parquet shards
+(customers hashed to shards) so later stages can stream them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -17,59 +23,87 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from custseq.config import SequenceConfig
-from custseq.schema import quote_ident
+from custseq.schema import TOKEN_TYPES, quote_ident
 from custseq.sequences.tokens import tokens_sql
 from custseq.sequences.vocab import PAD, SequenceVocab, signed_log1p_sql
 from custseq.windows import Window
 
-ORDER = "k DESC"  # k = 1 is the latest token; lists run oldest first
+TOKEN_LISTS = "token_lists"
+TIME_FIELDS = ("log_dt_prev", "dow", "month", "hour")
 
 
-def sequences_sql(vocab: SequenceVocab, *, n_shards: int = 1) -> str:
-    """SQL of the sequences at ``$cutoff`` (parameters: ``$cutoff``, ``$max_events``, statistics)."""
+def build_token_lists(
+    con: duckdb.DuckDBPyConnection, vocab: SequenceVocab, cutoffs: Sequence[dt.datetime], name: str = TOKEN_LISTS
+) -> str:
+    """Create table ``name``: per customer, every token before ``max(cutoffs)`` as one sorted list of structs.
+
+    Numeric fields are standardised with the vocabulary's statistics; ``log_dt_prev`` and the calendar
+    fields are computed here, since they depend only on earlier tokens.
+    """
     layout = vocab.layout
-    tokens = tokens_sql(layout, "enc_transactions", "enc_events" if layout.has_events else None)
-    lists = ["list(CAST(token_type AS TINYINT) ORDER BY k DESC) AS token_type"]
+    cutoffs = sorted(cutoffs)
+    tokens = tokens_sql(
+        layout, "enc_transactions", "enc_events" if layout.has_events else None, split_at="$cutoffs::TIMESTAMP[]"
+    )
+    fields = ["ts := ts", "token_type := CAST(token_type AS TINYINT)"]
     for f in layout.categorical():
-        col = quote_ident(f.name)
-        lists.append(f"list(CAST(coalesce({col}, {PAD}) AS INTEGER) ORDER BY {ORDER}) AS {col}")
+        fields.append(f"{quote_ident(f.name)} := CAST(coalesce({quote_ident(f.name)}, {PAD}) AS INTEGER)")
+    params: dict = {"cutoff": cutoffs[-1]}
+    if layout.token == "order":
+        params["cutoffs"] = cutoffs
     for i, f in enumerate(layout.numeric()):
-        col = quote_ident(f.name)
-        z = f"({signed_log1p_sql(col)} - $mean{i}) / $std{i}"
-        lists.append(f"list(CAST(coalesce({z}, 0) AS FLOAT) ORDER BY {ORDER}) AS {col}")
-    lists += [
-        f"list(CAST(ln(1 + coalesce(epoch(ts - prev_ts), 0) / 86400.0) AS FLOAT) ORDER BY {ORDER}) AS log_dt_prev",
-        f"list(CAST(ln(1 + epoch($cutoff - ts) / 86400.0) AS FLOAT) ORDER BY {ORDER}) AS log_t_to_cutoff",
-        f"list(CAST(isodow(ts) - 1 AS TINYINT) ORDER BY {ORDER}) AS dow",
-        f"list(CAST(month(ts) - 1 AS TINYINT) ORDER BY {ORDER}) AS month",
-        f"list(CAST(hour(ts) AS TINYINT) ORDER BY {ORDER}) AS hour",
-    ]
-    return f"""
-WITH tokens AS ({tokens}),
-ranked AS (
-    SELECT *,
-           row_number() OVER (PARTITION BY customer_id ORDER BY ts DESC, token_type DESC, row_id DESC) AS k,
-           lag(ts) OVER (PARTITION BY customer_id ORDER BY ts, token_type, row_id) AS prev_ts
-    FROM tokens
-)
-SELECT customer_id,
-       CAST($cutoff AS TIMESTAMP) AS cutoff,
-       CAST(count(*) AS INTEGER) AS length,
-       {", ".join(lists)},
-       CAST(hash(customer_id) % {int(n_shards)} AS INTEGER) AS shard
-FROM ranked
-WHERE k <= $max_events
-GROUP BY customer_id
-"""
-
-
-def sequence_params(vocab: SequenceVocab, window: Window, cfg: SequenceConfig) -> dict:
-    """Bound values of :func:`sequences_sql` for one window."""
-    params: dict = {"cutoff": window.cutoff, "max_events": cfg.max_events}
-    for i, f in enumerate(vocab.layout.numeric()):
         mean, std = vocab.stats[f.name]
         params[f"mean{i}"], params[f"std{i}"] = mean, std
-    return params
+        z = f"({signed_log1p_sql(quote_ident(f.name))} - $mean{i}) / $std{i}"
+        fields.append(f"{quote_ident(f.name)} := CAST(coalesce({z}, 0) AS FLOAT)")
+    fields += [
+        "log_dt_prev := CAST(ln(1 + coalesce(epoch(ts - prev_ts), 0) / 86400.0) AS FLOAT)",
+        "dow := CAST(isodow(ts) - 1 AS TINYINT)",
+        "month := CAST(month(ts) - 1 AS TINYINT)",
+        "hour := CAST(hour(ts) AS TINYINT)",
+    ]
+    con.execute(
+        f"""
+CREATE OR REPLACE TEMP TABLE {name} AS
+WITH tokens AS ({tokens}),
+ordered AS (
+    SELECT *, lag(ts) OVER (PARTITION BY customer_id ORDER BY ts, token_type, row_id) AS prev_ts FROM tokens
+)
+SELECT customer_id,
+       min(ts) FILTER (WHERE token_type = {TOKEN_TYPES["transaction"]}) AS first_transaction,
+       list(struct_pack({", ".join(fields)}) ORDER BY ts, token_type, row_id) AS tokens
+FROM ordered GROUP BY customer_id
+""",
+        params,
+    )
+    return name
+
+
+def sequences_sql(vocab: SequenceVocab, lists: str = TOKEN_LISTS, *, n_shards: int = 1) -> str:
+    """SQL of the sequences at ``$cutoff`` cut from a token-lists table (parameters ``$cutoff``, ``$max_events``)."""
+    names = ["token_type", *(f.name for f in vocab.layout.categorical()), *(f.name for f in vocab.layout.numeric())]
+    columns = [f"list_transform(toks, lambda x: x.{quote_ident(n)}) AS {quote_ident(n)}" for n in names]
+    columns.append("list_transform(toks, lambda x: x.log_dt_prev) AS log_dt_prev")
+    columns.append(
+        "list_transform(toks, lambda x: CAST(ln(1 + epoch($cutoff - x.ts) / 86400.0) AS FLOAT)) AS log_t_to_cutoff"
+    )
+    columns += [f"list_transform(toks, lambda x: x.{n}) AS {n}" for n in ("dow", "month", "hour")]
+    return f"""
+SELECT customer_id,
+       CAST($cutoff AS TIMESTAMP) AS cutoff,
+       CAST(len(toks) AS INTEGER) AS length,
+       {", ".join(columns)},
+       CAST(hash(customer_id) % {int(n_shards)} AS INTEGER) AS shard
+FROM (
+    SELECT customer_id, list_slice(tokens, greatest(n - $max_events + 1, 1), n) AS toks
+    FROM (
+        SELECT customer_id, tokens,
+               coalesce(list_position(list_transform(tokens, lambda x: x.ts >= $cutoff), true) - 1, len(tokens)) AS n
+        FROM {lists}
+        WHERE first_transaction < $cutoff  -- customers are those with a transaction before the cutoff
+    )
+)
+"""
 
 
 def write_sequences(
@@ -79,17 +113,22 @@ def write_sequences(
     cfg: SequenceConfig,
     folder: Path,
     n_customers: int,
+    *,
+    lists: str | None = None,
 ) -> Path:
     """Write the window's sequences as Parquet shards under ``folder/shard=N/``; return the folder.
 
-    DuckDB streams the result to disk, so no stage holds every sequence in memory.
+    ``lists`` is a table from :func:`build_token_lists` whose cutoffs include this window's; without it
+    one is built for this window alone. DuckDB streams the result to disk.
     """
+    if lists is None:
+        lists = build_token_lists(con, vocab, [window.cutoff], name="token_lists_single")
     n_shards = max(1, math.ceil(n_customers / cfg.shard_customers))
     folder.mkdir(parents=True, exist_ok=True)
-    sql = sequences_sql(vocab, n_shards=n_shards)
     con.execute(
-        f"COPY ({sql}) TO '{_safe_path(folder)}' (FORMAT parquet, PARTITION_BY (shard), OVERWRITE true)",
-        sequence_params(vocab, window, cfg),
+        f"COPY ({sequences_sql(vocab, lists, n_shards=n_shards)}) TO '{_safe_path(folder)}' "
+        "(FORMAT parquet, PARTITION_BY (shard), OVERWRITE true)",
+        {"cutoff": window.cutoff, "max_events": cfg.max_events},
     )
     return folder
 

@@ -64,12 +64,14 @@ def layout_for(tx: CleanTable, events: CleanTable | None, token: str) -> TokenLa
     return TokenLayout(mode, tuple(fields), events is not None)
 
 
-def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None) -> str:
+def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None, *, split_at: str | None = None) -> str:
     """SQL of every token strictly before ``$cutoff``: customer_id, ts, row_id, token_type and the fields.
 
     Categorical fields are already vocabulary ids in the encoded tables; numeric fields are raw values.
     In order mode an order's categorical values are those of its largest line (by |amount|), and its
-    amount, quantity and cost are summed; only lines before the cutoff are aggregated.
+    amount, quantity and cost are summed. ``split_at`` names a bound list of cutoff instants: an order
+    whose lines straddle one of them becomes one token per side, so that every token before a cutoff is
+    built from lines before that cutoff only (without it, only ``$cutoff`` itself bounds the lines).
     """
     tx_type = TOKEN_TYPES["transaction"]
     if layout.token == "order":
@@ -83,9 +85,10 @@ def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None) -> 
                 cols.append(f"sum({quote_ident(f.column)}) AS {quote_ident(f.name)}")
             else:
                 cols.append(f"avg({quote_ident(f.column)}) AS {quote_ident(f.name)}")
+        segment = f", len(list_filter({split_at}, lambda c: c <= ts))" if split_at else ""
         tx_sql = (
             f"SELECT {', '.join(cols)} FROM {tx_table} WHERE ts < $cutoff "
-            "GROUP BY customer_id, coalesce(order_id, 'row:' || CAST(row_id AS VARCHAR))"
+            f"GROUP BY customer_id, coalesce(order_id, 'row:' || CAST(row_id AS VARCHAR)){segment}"
         )
     else:
         cols = ["customer_id", "ts", "row_id", f"{tx_type} AS token_type"]

@@ -55,6 +55,8 @@ class SequenceVocab:
 
     @classmethod
     def from_json(cls, d: dict) -> SequenceVocab:
+        if not isinstance(d, dict):
+            raise ArtifactError(f"vocabulary JSON must be an object, got {type(d).__name__}")
         if d.get("format_version") != VOCAB_FORMAT:
             raise ArtifactError(
                 f"vocabulary format {d.get('format_version')} cannot be read by this custseq (reads {VOCAB_FORMAT})"
@@ -70,8 +72,10 @@ class SequenceVocab:
                 format_version=d["format_version"],
                 reserved=dict(d["reserved"]),
             )
-        except (KeyError, TypeError) as e:
+        except KeyError as e:
             raise ArtifactError(f"vocabulary JSON is incomplete or corrupted: missing {e}") from None
+        except (TypeError, AttributeError, ValueError) as e:
+            raise ArtifactError(f"vocabulary JSON is incomplete or corrupted: {e}") from None
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
@@ -120,7 +124,9 @@ def _numeric_stats(con: duckdb.DuckDBPyConnection, layout: TokenLayout, before: 
     aggs = []
     for f in numeric:
         x = signed_log1p_sql(quote_ident(f.name))
-        aggs += [f"avg({x})", f"stddev_pop({x})"]
+        # Ordered, so that the floating-point sums (and every standardised value) do not depend on threads.
+        order = "ORDER BY customer_id, ts, token_type, row_id"
+        aggs += [f"avg({x} {order})", f"stddev_pop({x} {order})"]
     sql = tokens_sql(layout, "enc_transactions", "enc_events" if layout.has_events else None)
     row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM ({sql})", {"cutoff": before})
     stats = {}

@@ -52,7 +52,6 @@ class Staged:
     raw_name: str
     kinds: dict[str, Kind]  # canonical and extra columns present, with their kind
     checked: tuple[str, ...]  # columns with a __present flag (their parse can fail)
-    date_only: bool  # every timestamp is at midnight
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -108,12 +107,7 @@ def stage(
     sql_name = f"stg_{cmap.table}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {sql_name} AS SELECT {', '.join(selects)} FROM {quote_ident(raw)}")
     _refuse_unparsable_columns(con, sql_name, raw, cmap, checked)
-    date_only = False
-    if "ts" in kinds:
-        date_only = bool(
-            fetch_scalar(con, f"SELECT coalesce(bool_and(ts = date_trunc('day', ts)), true) FROM {sql_name}")
-        )
-    return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), date_only, tuple(notes))
+    return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), tuple(notes))
 
 
 def _present(src: str, dtype: str) -> str:

@@ -19,7 +19,7 @@ from custseq.io.engine import fetch_arrow, fetch_scalar
 from custseq.io.sources import RAW_ROW
 from custseq.schema import ROW_ID, Kind, quote_ident
 from custseq.validate.parse import Staged
-from custseq.validate.rules import Rule, duplicates_active, rules_for
+from custseq.validate.rules import Rule, rules_for
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class CleanTable:
     rule_counts: dict[str, int]  # quarantined rows per rule (first rule broken)
     flag_counts: dict[str, int] = field(default_factory=dict)  # kept-but-flagged rows per rule
     reasons: dict[str, str] = field(default_factory=dict)
-    date_only: bool = False
     notes: tuple[str, ...] = ()
 
     def has(self, column: str) -> bool:
@@ -71,7 +70,7 @@ def apply(
     QuarantineError
         If row accounting fails.
     """
-    dup_table = _duplicate_rows(con, staged) if duplicates_active(staged, cfg) else None
+    dup_table = _duplicate_rows(con, staged) if cfg.duplicates != "keep" else None
     rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table)
     judged = f"judged_{staged.table}"
     params = _params(rules)
@@ -116,10 +115,13 @@ def apply(
             f"({reasons[top]}); check the column mapping and formats"
         )
     notes = list(staged.notes)
-    if staged.table == "transactions" and not dup_table and cfg.duplicates == "auto":
+    kept = dup_table and fetch_scalar(
+        con, f"SELECT count(*) FROM {judged} WHERE __rule IS NULL AND row_id IN (SELECT row_id FROM {dup_table})"
+    )
+    if kept:
         notes.append(
-            "transactions: exact duplicate rows kept (dates without time and no order id: identical rows can be "
-            "separate purchases); set validation.duplicates = 'quarantine' to remove them"
+            f"{staged.table}: {kept:,} exact duplicate rows kept (dates without a time and no order id: identical "
+            "rows can be separate purchases on one day); set validation.duplicates = 'quarantine' to remove them"
         )
     return CleanTable(
         staged.table,
@@ -131,7 +133,6 @@ def apply(
         rule_counts,
         flag_counts,
         reasons,
-        staged.date_only,
         tuple(notes),
     )
 

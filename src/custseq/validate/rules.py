@@ -28,15 +28,19 @@ class Rule:
     among_valid: bool = False
 
 
-def duplicates_active(staged: Staged, cfg: ValidationConfig) -> bool:
-    """Whether exact duplicate rows are quarantined for this table.
+def duplicate_predicate(staged: Staged, cfg: ValidationConfig, dup_table: str) -> str | None:
+    """SQL of the duplicate-row rule, or None when exact duplicates are kept.
 
-    In ``auto`` mode they are, unless timestamps are dates only and there is no order id: then two
-    identical rows cannot be told apart from two real purchases on one day (as in CDNOW).
+    In ``auto`` mode an exact duplicate is quarantined unless the table has no order id and the row's
+    timestamp is a date without a time: then it cannot be told apart from a second real purchase that day
+    (as in CDNOW). The decision is per row, so rows elsewhere in the table (e.g. future ones) cannot change it.
     """
-    if cfg.duplicates == "auto":
-        return not (staged.table == "transactions" and staged.date_only and not staged.has("order_id"))
-    return cfg.duplicates == "quarantine"
+    if cfg.duplicates == "keep":
+        return None
+    predicate = f"row_id IN (SELECT row_id FROM {dup_table})"
+    if cfg.duplicates == "auto" and staged.table == "transactions" and not staged.has("order_id"):
+        predicate += " AND ts <> date_trunc('day', ts)"
+    return predicate
 
 
 def rules_for(
@@ -57,7 +61,7 @@ def rules_for(
     future_cutoff
         When given (and ``cfg.future_rows == "quarantine"``), rows at or after it are quarantined.
     dup_table
-        A table of ``row_id`` values that repeat an earlier row exactly, when duplicates are checked.
+        A table of ``row_id`` values that repeat an earlier row exactly.
     """
     rules = [Rule("missing_customer_id", "customer_id IS NULL", "customer id is empty")]
     for name in ("ts", "amount", "event"):
@@ -112,14 +116,8 @@ def rules_for(
                 params={"future_cutoff": future_cutoff},
             )
         )
-    if dup_table:
-        rules.append(
-            Rule(
-                "duplicate_row",
-                f"row_id IN (SELECT row_id FROM {dup_table})",
-                "exact duplicate of an earlier row",
-            )
-        )
+    if dup_table and (predicate := duplicate_predicate(staged, cfg, dup_table)):
+        rules.append(Rule("duplicate_row", predicate, "exact duplicate of an earlier row"))
     if staged.table == "customers":
         rules.append(
             Rule(

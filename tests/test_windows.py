@@ -1,0 +1,170 @@
+"""The time protocol (DESIGN §3): cutoffs, horizons, training windows and refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pandas as pd
+import pytest
+
+import custseq
+from custseq.config import WindowConfig, parse_horizon
+from custseq.errors import ConfigError, WindowError
+from custseq.windows import DAY, Window, cutoff_of, day_after, plan_windows
+
+# Two years of data; the last transaction is in the afternoon of 2023-12-31.
+START = dt.datetime(2022, 1, 1, 8, 15)
+END = dt.datetime(2023, 12, 31, 17, 30)
+
+
+def test_as_of_is_inclusive_cutoff_is_midnight_after():
+    assert cutoff_of(dt.date(1997, 9, 30)) == dt.datetime(1997, 10, 1)
+    w = Window(cutoff_of(dt.date(1997, 9, 30)), 90)
+    assert w.as_of == dt.date(1997, 9, 30)
+    assert w.key == "1997-09-30"
+    assert w.end == dt.datetime(1997, 12, 30)  # [1997-10-01, 1997-12-30): 90 days
+    assert day_after(dt.datetime(1998, 6, 30, 23, 59, 59)) == dt.datetime(1998, 7, 1)
+    assert day_after(dt.datetime(1998, 6, 30)) == dt.datetime(1998, 7, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("90d", 90), ("13w", 91), ("6m", 183), ("1y", 365), (" 30D ", 30), ("45", 45), (180, 180), ("2w", 14)],
+)
+def test_horizon_units(text, days):
+    assert parse_horizon(text) == days
+
+
+@pytest.mark.parametrize(("text", "match"), [("soon", "not understood"), ("0d", "at least one day"), (0, "at least")])
+def test_bad_horizon_is_refused_with_example(text, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_horizon(text)
+
+
+def test_training_cutoffs_step_back_by_horizon():
+    plan = plan_windows(START, END, WindowConfig(as_of=dt.date(2023, 9, 30), horizon_days=90))
+    assert plan.scoring == Window(dt.datetime(2023, 10, 1), 90)
+    # t0 − H, t0 − 2H, … while the cutoff is later than data start + 30 days of history (2022-01-31).
+    assert [w.cutoff for w in plan.training] == [
+        dt.datetime(2023, 7, 3),
+        dt.datetime(2023, 4, 4),
+        dt.datetime(2023, 1, 4),
+        dt.datetime(2022, 10, 6),
+        dt.datetime(2022, 7, 8),
+        dt.datetime(2022, 4, 9),
+    ]
+    assert all(w.horizon_days == 90 for w in plan.training)
+    assert plan.validation == plan.training[0]
+    assert plan.vocab_cutoff == dt.datetime(2023, 7, 3)
+    # The latest training window's labels end exactly where the scoring window starts.
+    assert plan.training[0].end == plan.scoring.cutoff
+    assert plan.scoring_labels_observed  # 2023-12-30 <= 2024-01-01: a back-test is possible
+
+
+def test_stride_and_max_train_windows():
+    cfg = WindowConfig(as_of=dt.date(2023, 9, 30), horizon_days=90, stride_days=30, max_train_windows=4)
+    plan = plan_windows(START, END, cfg)
+    first = dt.datetime(2023, 10, 1) - 90 * DAY
+    assert [w.cutoff for w in plan.training] == [first - k * 30 * DAY for k in range(4)]
+
+
+def test_default_as_of_is_last_day_of_data():
+    plan = plan_windows(START, END, WindowConfig(horizon_days=30))
+    assert plan.scoring.as_of == dt.date(2023, 12, 31)
+    assert plan.scoring.cutoff == dt.datetime(2024, 1, 1)
+    assert plan.training[0].end == dt.datetime(2024, 1, 1)  # = day after the data end: fully observed
+    assert not plan.scoring_labels_observed  # labels of the scoring window lie in the future
+
+
+def test_min_history_limits_the_earliest_cutoff():
+    cfg = WindowConfig(as_of=dt.date(2022, 12, 31), horizon_days=100, min_history_days=120)
+    plan = plan_windows(START, END, cfg)
+    # 2023-01-01 − 100 d = 2022-09-23, then 2022-06-15; 2022-03-07 is not after 2022-01-01 + 120 d = 2022-05-01.
+    assert [w.cutoff for w in plan.training] == [dt.datetime(2022, 9, 23), dt.datetime(2022, 6, 15)]
+
+
+def test_as_of_after_the_data_is_refused():
+    with pytest.raises(
+        WindowError, match=r"after the last day in the data \(2023-12-31\).*--as-of 2023-12-31 or earlier"
+    ):
+        plan_windows(START, END, WindowConfig(as_of=dt.date(2024, 1, 1)))
+
+
+def test_as_of_before_the_data_is_refused():
+    with pytest.raises(WindowError, match=r"before the first transaction \(2022-01-01\); choose a date in 2022-01-01"):
+        plan_windows(START, END, WindowConfig(as_of=dt.date(2021, 12, 31)))
+
+
+def test_horizon_longer_than_history_is_refused():
+    with pytest.raises(
+        WindowError, match=r"horizon 400 days is too long.*choose a shorter --horizon or a later --as-of"
+    ):
+        plan_windows(START, END, WindowConfig(as_of=dt.date(2023, 1, 31), horizon_days=400))
+
+
+def test_just_enough_history_gives_one_window():
+    # Cutoff t0 − H must be strictly later than data start + min history.
+    as_of = dt.date(2022, 1, 1) + dt.timedelta(days=30 + 90)  # t0 − H = 2022-02-01 > 2022-01-31
+    assert len(plan_windows(START, END, WindowConfig(as_of=as_of, horizon_days=90)).training) == 1
+    with pytest.raises(WindowError, match="too long"):
+        plan_windows(START, END, WindowConfig(as_of=as_of - dt.timedelta(days=1), horizon_days=90))
+
+
+@pytest.mark.parametrize(
+    ("as_of", "horizon", "stride", "max_windows", "min_history"),
+    list(
+        itertools.product(
+            [dt.date(2023, 12, 31), dt.date(2023, 6, 15), dt.date(2022, 11, 2)],
+            [7, 30, 91, 180],
+            [None, 14, 45],
+            [None, 3],
+            [0, 30],
+        )
+    ),
+)
+def test_training_windows_are_fully_observed(as_of, horizon, stride, max_windows, min_history):
+    cfg = WindowConfig(
+        as_of=as_of,
+        horizon_days=horizon,
+        stride_days=stride,
+        max_train_windows=max_windows,
+        min_history_days=min_history,
+    )
+    plan = plan_windows(START, END, cfg)
+    step = (stride or horizon) * DAY
+    earliest = dt.datetime(2022, 1, 1) + min_history * DAY
+    assert plan.scoring.cutoff == dt.datetime.combine(as_of, dt.time()) + DAY
+    assert plan.training[0].cutoff == plan.scoring.cutoff - horizon * DAY
+    for w in plan.training:
+        assert w.end <= day_after(END)  # labels never censored
+        assert w.end <= plan.scoring.cutoff  # and known at scoring time
+        assert w.cutoff > earliest
+        assert w.horizon_days == horizon
+    assert all(a.cutoff - b.cutoff == step for a, b in itertools.pairwise(plan.training))
+    # As many windows as history allows, up to the maximum.
+    room = plan.training[-1].cutoff - step <= earliest
+    assert room or len(plan.training) == max_windows
+    assert max_windows is None or len(plan.training) <= max_windows
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"horizon_days": 0}, {"stride_days": 0}, {"max_train_windows": 0}, {"min_history_days": -1}]
+)
+def test_window_config_rejects_impossible_values(kwargs):
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        WindowConfig(**kwargs)
+
+
+def test_prepare_refuses_as_of_after_data(tmp_path):
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "ts": pd.to_datetime(["2023-01-05", "2023-06-01", "2023-06-30"]),
+            "amount": [10.0, 20.0, 5.0],
+        }
+    )
+    with pytest.raises(WindowError, match=r"after the last day in the data \(2023-06-30\)"):
+        custseq.prepare(tx, out=tmp_path, as_of="2023-07-01", horizon="30d")
+    with pytest.raises(WindowError, match="too long"):
+        custseq.prepare(tx, out=tmp_path, as_of="2023-06-30", horizon="1y")
