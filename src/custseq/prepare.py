@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from custseq.config import PrepareConfig, config_to_dict, parse_date, parse_horizon
 from custseq.features.rfm import DailyTables, build_daily, build_features
-from custseq.io.engine import connect
+from custseq.io.engine import connect, drop_tables
 from custseq.io.mapping import ColumnMap, resolve
 from custseq.io.sources import Source, load_raw
 from custseq.labels import build_labels
@@ -117,6 +117,8 @@ def validate_tables(
         cutoff = future_cutoff if name != "customers" else None
         tables[name] = apply(con, staged, cfg.validation, future_cutoff=cutoff, quarantine_dir=quarantine_dir)
         mappings[name] = cmap
+        con.execute(f"DROP VIEW IF EXISTS {staged.sql_name}")
+        drop_tables(con, raw)
     return ValidationReport(mappings, tables)
 
 
@@ -209,15 +211,16 @@ def prepare(
         plan = plan_windows(*data_span(con, tx.sql_name), cfg.window)
         tick = time.perf_counter()
         say("fitting vocabularies on training rows")
+        roles = _roles(plan)
         layout = layout_for(tx, ev, cfg.sequence.token)
-        vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, cfg.sequence)
+        vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, cfg.sequence, cutoffs=[w.cutoff for _, w in roles])
         vocab.save(out / "vocab.json")
         timings["vocab_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         say("ordering every customer's events once")
-        roles = _roles(plan)
-        lists = build_token_lists(con, vocab, [w.cutoff for _, w in roles])
+        lists = build_token_lists(con, vocab, "tokens")
+        drop_tables(con, "tokens", "enc_transactions", "enc_events")
         daily = build_daily(con, tx, plan.scoring.cutoff)
         timings["base_s"] = time.perf_counter() - tick
 

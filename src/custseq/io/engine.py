@@ -49,3 +49,9 @@ def fetch_row(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | No
 def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> Any:
     """Run a query that returns one value and return it."""
     return fetch_row(con, sql, params)[0]
+
+
+def drop_tables(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Drop intermediate tables to give their memory back (missing ones are ignored)."""
+    for name in names:
+        con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -13,9 +13,7 @@ every cutoff, so the prefix before a cutoff is built from rows before it only. W
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -24,7 +22,7 @@ import pyarrow.dataset as ds
 
 from custseq.config import SequenceConfig
 from custseq.schema import TOKEN_TYPES, quote_ident
-from custseq.sequences.tokens import tokens_sql
+from custseq.sequences.tokens import create_tokens
 from custseq.sequences.vocab import PAD, SequenceVocab, signed_log1p_sql
 from custseq.windows import Window
 
@@ -33,24 +31,19 @@ TIME_FIELDS = ("log_dt_prev", "dow", "month", "hour")
 
 
 def build_token_lists(
-    con: duckdb.DuckDBPyConnection, vocab: SequenceVocab, cutoffs: Sequence[dt.datetime], name: str = TOKEN_LISTS
+    con: duckdb.DuckDBPyConnection, vocab: SequenceVocab, tokens: str = "tokens", name: str = TOKEN_LISTS
 ) -> str:
-    """Create table ``name``: per customer, every token before ``max(cutoffs)`` as one sorted list of structs.
+    """Create table ``name``: per customer, every token of table ``tokens`` as one sorted list of structs.
 
-    Numeric fields are standardised with the vocabulary's statistics; ``log_dt_prev`` and the calendar
-    fields are computed here, since they depend only on earlier tokens.
+    ``tokens`` comes from :func:`custseq.sequences.tokens.create_tokens`. Numeric fields are standardised
+    with the vocabulary's statistics; ``log_dt_prev`` and the calendar fields are computed here, since they
+    depend only on earlier tokens.
     """
     layout = vocab.layout
-    cutoffs = sorted(cutoffs)
-    tokens = tokens_sql(
-        layout, "enc_transactions", "enc_events" if layout.has_events else None, split_at="$cutoffs::TIMESTAMP[]"
-    )
     fields = ["ts := ts", "token_type := CAST(token_type AS TINYINT)"]
     for f in layout.categorical():
         fields.append(f"{quote_ident(f.name)} := CAST(coalesce({quote_ident(f.name)}, {PAD}) AS INTEGER)")
-    params: dict = {"cutoff": cutoffs[-1]}
-    if layout.token == "order":
-        params["cutoffs"] = cutoffs
+    params: dict = {}
     for i, f in enumerate(layout.numeric()):
         mean, std = vocab.stats[f.name]
         params[f"mean{i}"], params[f"std{i}"] = mean, std
@@ -65,14 +58,10 @@ def build_token_lists(
     con.execute(
         f"""
 CREATE OR REPLACE TEMP TABLE {name} AS
-WITH tokens AS ({tokens}),
-ordered AS (
-    SELECT *, lag(ts) OVER (PARTITION BY customer_id ORDER BY ts, token_type, row_id) AS prev_ts FROM tokens
-)
 SELECT customer_id,
        min(ts) FILTER (WHERE token_type = {TOKEN_TYPES["transaction"]}) AS first_transaction,
        list(struct_pack({", ".join(fields)}) ORDER BY ts, token_type, row_id) AS tokens
-FROM ordered GROUP BY customer_id
+FROM {tokens} GROUP BY customer_id
 """,
         params,
     )
@@ -122,7 +111,8 @@ def write_sequences(
     one is built for this window alone. DuckDB streams the result to disk.
     """
     if lists is None:
-        lists = build_token_lists(con, vocab, [window.cutoff], name="token_lists_single")
+        tokens = create_tokens(con, vocab.layout, [window.cutoff], name="tokens_single")
+        lists = build_token_lists(con, vocab, tokens, name="token_lists_single")
     n_shards = max(1, math.ceil(n_customers / cfg.shard_customers))
     folder.mkdir(parents=True, exist_ok=True)
     con.execute(

@@ -7,7 +7,11 @@ event. Transactions and events interleave in one sequence, told apart by ``token
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import duckdb
 
 from custseq.schema import TOKEN_TYPES, Kind, quote_ident
 from custseq.validate.quarantine import CleanTable
@@ -64,14 +68,14 @@ def layout_for(tx: CleanTable, events: CleanTable | None, token: str) -> TokenLa
     return TokenLayout(mode, tuple(fields), events is not None)
 
 
-def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None, *, split_at: str | None = None) -> str:
+def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None, *, n_splits: int = 0) -> str:
     """SQL of every token strictly before ``$cutoff``: customer_id, ts, row_id, token_type and the fields.
 
     Categorical fields are already vocabulary ids in the encoded tables; numeric fields are raw values.
     In order mode an order's categorical values are those of its largest line (by |amount|), and its
-    amount, quantity and cost are summed. ``split_at`` names a bound list of cutoff instants: an order
-    whose lines straddle one of them becomes one token per side, so that every token before a cutoff is
-    built from lines before that cutoff only (without it, only ``$cutoff`` itself bounds the lines).
+    amount, quantity and cost are summed. With ``n_splits`` > 0, bound instants ``$split0…`` cut orders:
+    an order whose lines straddle one becomes one token per side, so that every token before a cutoff is
+    built from lines before that cutoff only (otherwise only ``$cutoff`` itself bounds the lines).
     """
     tx_type = TOKEN_TYPES["transaction"]
     if layout.token == "order":
@@ -85,7 +89,7 @@ def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None, *, 
                 cols.append(f"sum({quote_ident(f.column)}) AS {quote_ident(f.name)}")
             else:
                 cols.append(f"avg({quote_ident(f.column)}) AS {quote_ident(f.name)}")
-        segment = f", len(list_filter({split_at}, lambda c: c <= ts))" if split_at else ""
+        segment = ", " + " + ".join(f"CAST(ts >= $split{i} AS INTEGER)" for i in range(n_splits)) if n_splits else ""
         tx_sql = (
             f"SELECT {', '.join(cols)} FROM {tx_table} WHERE ts < $cutoff "
             f"GROUP BY customer_id, coalesce(order_id, 'row:' || CAST(row_id AS VARCHAR)){segment}"
@@ -102,3 +106,28 @@ def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None, *, 
     ev_cols += [f"{quote_ident(f.column)} AS {quote_ident(f.name)}" for f in layout.fields if f.table == "events"]
     ev_sql = f"SELECT {', '.join(ev_cols)} FROM {events_table} WHERE ts < $cutoff"
     return f"({tx_sql}) UNION ALL BY NAME ({ev_sql})"
+
+
+def create_tokens(
+    con: duckdb.DuckDBPyConnection, layout: TokenLayout, cutoffs: Sequence[dt.datetime], name: str = "tokens"
+) -> str:
+    """Materialise every token before ``max(cutoffs)`` (orders split at each cutoff) with ``prev_ts``.
+
+    Reads the encoded tables ``enc_transactions`` (and ``enc_events``). ``prev_ts`` is the time of the
+    customer's previous token; it depends only on earlier tokens.
+    """
+    cutoffs = sorted(set(cutoffs))
+    split = layout.token == "order"
+    sql = tokens_sql(
+        layout, "enc_transactions", "enc_events" if layout.has_events else None, n_splits=len(cutoffs) if split else 0
+    )
+    params: dict = {"cutoff": cutoffs[-1]}
+    if split:
+        params.update({f"split{i}": c for i, c in enumerate(cutoffs)})
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, "
+        "lag(ts) OVER (PARTITION BY customer_id ORDER BY ts, token_type, row_id) AS prev_ts "
+        f"FROM ({sql})",
+        params,
+    )
+    return name

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,12 +21,13 @@ from custseq.config import SequenceConfig
 from custseq.errors import ArtifactError
 from custseq.io.engine import fetch_row, fetch_scalar
 from custseq.schema import quote_ident
-from custseq.sequences.tokens import Field, TokenLayout, tokens_sql
+from custseq.sequences.tokens import Field, TokenLayout, create_tokens
 from custseq.validate.quarantine import CleanTable
 
 PAD, MASK, UNKNOWN = 0, 1, 2
 FIRST_VALUE_ID = 3
 VOCAB_FORMAT = 1
+EXACT = "DECIMAL(38, 18)"  # values rounded to 1e-18, then summed exactly (room for ~1e12 tokens)
 
 
 def signed_log1p_sql(expr: str) -> str:
@@ -95,12 +98,30 @@ def fit_vocab(
     events: CleanTable | None,
     before: dt.datetime,
     cfg: SequenceConfig,
+    *,
+    cutoffs: Sequence[dt.datetime] = (),
 ) -> SequenceVocab:
     """Fit categorical vocabularies and numeric statistics on rows with ``ts < before``.
 
     Values seen fewer than ``cfg.min_count`` times, or beyond the ``cfg.max_vocab`` most frequent,
-    share the unknown id.
+    share the unknown id. Leaves the encoded tables and the ``tokens`` table (up to the latest of
+    ``before`` and ``cutoffs``, orders split at each) on the connection for :mod:`custseq.sequences.build`.
     """
+    values = fit_categories(con, layout, tx, events, before, cfg)
+    encode_tables(con, SequenceVocab(layout, values, {}, before.isoformat()), tx, events)
+    tokens = create_tokens(con, layout, [before, *cutoffs])
+    return SequenceVocab(layout, values, fit_numeric_stats(con, layout, tokens, before), before.isoformat())
+
+
+def fit_categories(
+    con: duckdb.DuckDBPyConnection,
+    layout: TokenLayout,
+    tx: CleanTable,
+    events: CleanTable | None,
+    before: dt.datetime,
+    cfg: SequenceConfig,
+) -> dict[str, tuple[str, ...]]:
+    """Vocabulary of every categorical field: values with ``cfg.min_count`` rows before ``before``, by frequency."""
     tables = {"transactions": tx.sql_name, "events": events.sql_name if events else None}
     values: dict[str, tuple[str, ...]] = {}
     for f in layout.categorical():
@@ -111,28 +132,34 @@ def fit_vocab(
             {"before": before, "min_count": cfg.min_count, "max_vocab": cfg.max_vocab},
         ).fetchall()
         values[f.name] = tuple(str(r[0]) for r in rows)
-    vocab = SequenceVocab(layout, values, {}, before.isoformat())
-    encode_tables(con, vocab, tx, events)
-    stats = _numeric_stats(con, layout, before)
-    return SequenceVocab(layout, values, stats, before.isoformat())
+    return values
 
 
-def _numeric_stats(con: duckdb.DuckDBPyConnection, layout: TokenLayout, before: dt.datetime) -> dict:
+def fit_numeric_stats(
+    con: duckdb.DuckDBPyConnection, layout: TokenLayout, tokens: str, before: dt.datetime
+) -> dict[str, tuple[float, float]]:
+    """Mean and standard deviation of each numeric field's signed log1p over the tokens before ``before``.
+
+    Sums run in exact decimal arithmetic, so the statistics do not depend on how DuckDB splits the work
+    across threads; a constant field gets standard deviation 1.
+    """
     numeric = layout.numeric()
     if not numeric:
         return {}
     aggs = []
     for f in numeric:
         x = signed_log1p_sql(quote_ident(f.name))
-        # Ordered, so that the floating-point sums (and every standardised value) do not depend on threads.
-        order = "ORDER BY customer_id, ts, token_type, row_id"
-        aggs += [f"avg({x} {order})", f"stddev_pop({x} {order})"]
-    sql = tokens_sql(layout, "enc_transactions", "enc_events" if layout.has_events else None)
-    row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM ({sql})", {"cutoff": before})
+        aggs += [f"count({x})", f"sum(CAST({x} AS {EXACT}))", f"sum(CAST({x} * {x} AS {EXACT}))"]
+    row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before", {"before": before})
     stats = {}
     for i, f in enumerate(numeric):
-        mean, std = row[2 * i], row[2 * i + 1]
-        stats[f.name] = (float(mean or 0.0), float(std) if std and std > 1e-12 else 1.0)
+        n, s1, s2 = row[3 * i : 3 * i + 3]
+        if not n:
+            stats[f.name] = (0.0, 1.0)
+            continue
+        mean = float(s1) / n
+        var = max(float(s2) / n - mean * mean, 0.0)
+        stats[f.name] = (mean, math.sqrt(var) if var > 1e-12 else 1.0)
     return stats
 
 

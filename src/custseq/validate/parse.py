@@ -70,7 +70,7 @@ def stage(
     cfg: ValidationConfig,
     max_category_share: float,
 ) -> Staged:
-    """Create ``stg_<table>`` from raw table ``raw`` with every mapped column parsed to its kind.
+    """Create view ``stg_<table>`` over raw table ``raw`` with every mapped column parsed to its kind.
 
     Raises
     ------
@@ -105,7 +105,8 @@ def stage(
         selects.append(f"{_extra_expr(src, types[src], kind)} AS {quote_ident(name)}")
         kinds[name] = kind
     sql_name = f"stg_{cmap.table}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {sql_name} AS SELECT {', '.join(selects)} FROM {quote_ident(raw)}")
+    # A view: parsing runs once, when the rules materialise the judged table.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {sql_name} AS SELECT {', '.join(selects)} FROM {quote_ident(raw)}")
     _refuse_unparsable_columns(con, sql_name, raw, cmap, checked)
     return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), tuple(notes))
 

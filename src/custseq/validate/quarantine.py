@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from custseq.config import ValidationConfig
 from custseq.errors import EmptyTableError, QuarantineError
-from custseq.io.engine import fetch_arrow, fetch_scalar
+from custseq.io.engine import drop_tables, fetch_arrow, fetch_scalar
 from custseq.io.sources import RAW_ROW
 from custseq.schema import ROW_ID, Kind, quote_ident
 from custseq.validate.parse import Staged
@@ -123,6 +123,7 @@ def apply(
             f"{staged.table}: {kept:,} exact duplicate rows kept (dates without a time and no order id: identical "
             "rows can be separate purchases on one day); set validation.duplicates = 'quarantine' to remove them"
         )
+    drop_tables(con, judged, *([dup_table] if dup_table else []))
     return CleanTable(
         staged.table,
         sql_name,
@@ -141,10 +142,10 @@ def _duplicate_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> str:
     cols = [c for c in con.table(staged.raw_name).columns if c != RAW_ROW]
     partition = ", ".join(quote_ident(c) for c in cols)
     name = f"dup_{staged.table}"
+    raw = quote_ident(staged.raw_name)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {RAW_ROW} AS row_id FROM ("
-        f"SELECT {RAW_ROW}, row_number() OVER (PARTITION BY {partition} ORDER BY {RAW_ROW}) AS k "
-        f"FROM {quote_ident(staged.raw_name)}) WHERE k > 1"
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {RAW_ROW} AS row_id FROM {raw} "
+        f"WHERE {RAW_ROW} NOT IN (SELECT min({RAW_ROW}) FROM {raw} GROUP BY {partition})"
     )
     return name
 
