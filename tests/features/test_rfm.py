@@ -6,11 +6,13 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from custseq.config import FeatureConfig
-from custseq.features.rfm import BTYD_COLUMNS, build_features
+from custseq.datasets import load_cdnow
+from custseq.features.rfm import BTYD_COLUMNS, build_btyd_summary, build_features
 from custseq.io.engine import connect
 from custseq.prepare import validate_tables
 from custseq.windows import Window, cutoff_of
@@ -164,3 +166,15 @@ def test_btyd_summary_matches_lifetimes_on_cdnow():
     for col in ("frequency", "recency", "T"):
         assert (ours[col].to_numpy() == oracle[col].to_numpy()).all(), col
     assert ours["monetary_value"].to_numpy() == pytest.approx(oracle["monetary_value"].to_numpy(), rel=1e-9, abs=0)
+
+
+def test_btyd_summary_equals_the_btyd_columns_of_the_features():
+    """The one-pass BTYD summary and the full feature builder agree for every CDNOW customer."""
+    con = connect()
+    tx = validate_tables(con, load_cdnow()).tables["transactions"]
+    window = Window(cutoff_of(dt.date(1997, 9, 30)), 90)
+    summary = build_btyd_summary(con, tx, window).to_pandas().set_index("customer_id")
+    features = build_features(con, tx, window, FeatureConfig()).to_pandas().set_index("customer_id")
+    assert len(summary) == len(features) == 23_570
+    for column in BTYD_COLUMNS:
+        np.testing.assert_allclose(summary[column], features.loc[summary.index, column], rtol=1e-12, atol=1e-9)

@@ -87,6 +87,33 @@ WINDOW w AS (PARTITION BY customer_id, purchased ORDER BY day)
     return DailyTables(f"{prefix}_transactions", first_seen, until, tx.has("quantity"), tx.has("cost"))
 
 
+BTYD_SQL = """
+WITH days AS (
+    SELECT customer_id, CAST(ts AS DATE) AS day, sum(amount) AS net, bool_or(NOT is_refund) AS purchased
+    FROM {tx} WHERE ts < $cutoff
+    GROUP BY customer_id, day
+)
+SELECT customer_id,
+       CAST(greatest(count(*) FILTER (WHERE purchased) - 1, 0) AS DOUBLE) AS frequency,
+       CAST(coalesce(max(day) FILTER (WHERE purchased) - min(day) FILTER (WHERE purchased), 0) AS DOUBLE) AS recency,
+       CAST($as_of_day - coalesce(min(day) FILTER (WHERE purchased), min(day)) AS DOUBLE) AS T,
+       coalesce((sum(net) FILTER (WHERE purchased) - arg_min(net, day) FILTER (WHERE purchased))
+                / nullif(count(*) FILTER (WHERE purchased) - 1, 0), 0) AS monetary_value
+FROM days
+GROUP BY customer_id
+ORDER BY customer_id
+"""
+
+
+def build_btyd_summary(con: duckdb.DuckDBPyConnection, tx: CleanTable, window: Window) -> pa.Table:
+    """Only the BTYD summary (frequency, recency, T, monetary_value) as of the window's cutoff.
+
+    The same quantities as :func:`build_features`, in one pass over the rows, for BTYD models and for a
+    like-for-like comparison with ``lifetimes.utils.summary_data_from_transaction_data``.
+    """
+    return fetch_arrow(con, BTYD_SQL.format(tx=tx.sql_name), {"cutoff": window.cutoff, "as_of_day": window.as_of})
+
+
 def build_features(
     con: duckdb.DuckDBPyConnection,
     tx: CleanTable,
