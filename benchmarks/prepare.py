@@ -373,8 +373,8 @@ def render(rows: list[Row], command: str) -> str:
             "included (read, validation, all windows, features, labels, sequences, writing).",
             "- DuckDB scan: `SELECT customer_id, count(*), sum(amount), min(ts), max(ts) FROM read_parquet(...) "
             "GROUP BY customer_id` fetched as an Arrow table: the floor for one scan and group-by.",
-            "- custseq RFM: `custseq.features.rfm.build_features` for the scoring window on already validated "
-            "rows (all feature columns, not only the four BTYD ones).",
+            "- custseq RFM: `custseq.features.rfm.build_btyd_summary` (frequency, recency, T, monetary_value: "
+            "the same four columns lifetimes returns) for the scoring window on already validated rows.",
             "- lifetimes RFM: `summary_data_from_transaction_data(df, 'customer_id', 'ts', "
             "monetary_value_col='amount', observation_period_end=<last ts>)` alone; reading Parquet into pandas "
             "is shown in brackets and not counted.",

@@ -36,6 +36,7 @@ DataArg = Annotated[
         help="Transactions: CSV (.csv, .csv.gz), Parquet, or a DuckDB table as FILE.duckdb:TABLE. "
         "Several files of one format are concatenated.",
         show_default=False,
+        metavar="DATA",
     ),
 ]
 CustomersOpt = Annotated[str | None, typer.Option("--customers", help="Customer profiles (customer_id, signup_ts, …).")]
@@ -106,6 +107,21 @@ def _config(
     )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"custseq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Churn and lifetime value, customer by customer, learned from raw event sequences."""
+
+
 @app.command("validate")
 @_fails_cleanly
 def validate_cmd(
@@ -144,7 +160,9 @@ def validate_cmd(
 def prepare_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    horizon: Annotated[str | None, typer.Option(help="Prediction horizon: 90d, 13w, 6m, 1y or days.")] = None,
+    horizon: Annotated[
+        str | None, typer.Option(help="Prediction horizon: 90d, 13w, 6m, 1y or days [default: 90d].")
+    ] = None,
     as_of: AsOfOpt = None,
     customers: CustomersOpt = None,
     events: EventsOpt = None,

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseq.config import PrepareConfig, config_to_dict, parse_date, parse_horizon
@@ -296,9 +297,9 @@ def _write_window(
     if labelled:
         labels = build_labels(con, tx, window)
         pq.write_table(labels, folder / "labels.parquet")
-        churned = pa.compute.sum(labels.column("churned")).as_py() or 0
+        churned = pc.sum(labels.column("churned")).as_py() or 0
         entry["churn_rate"] = round(churned / max(labels.num_rows, 1), 4)
-        entry["total_value"] = round(pa.compute.sum(labels.column("value")).as_py() or 0.0, 2)
+        entry["total_value"] = round(pc.sum(labels.column("value")).as_py() or 0.0, 2)
     entry["labels"] = labelled
     write_sequences(con, vocab, window, cfg.sequence, folder / "sequences", features.num_rows, lists=lists)
     return entry

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from custseq.config import EngineConfig
+from custseq.errors import ConfigError
 
 
 def connect(cfg: EngineConfig | None = None) -> duckdb.DuckDBPyConnection:
@@ -31,7 +32,7 @@ def connect(cfg: EngineConfig | None = None) -> duckdb.DuckDBPyConnection:
 def _safe_setting(value: str) -> str:
     # SET does not take bound parameters; refuse anything that could break out of the quoted literal.
     if "'" in value or ";" in value:
-        raise ValueError(f"invalid engine setting {value!r}")
+        raise ConfigError(f"engine setting {value!r} may not contain quotes or semicolons")
     return value
 
 

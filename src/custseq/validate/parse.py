@@ -54,11 +54,6 @@ class Staged:
     checked: tuple[str, ...]  # columns with a __present flag (their parse can fail)
     notes: tuple[str, ...] = field(default=())
 
-    @property
-    def extras(self) -> tuple[str, ...]:
-        spec = TABLES[self.table]
-        return tuple(c for c in self.kinds if c not in spec.names)
-
     def has(self, column: str) -> bool:
         return column in self.kinds
 
