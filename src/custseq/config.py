@@ -165,6 +165,84 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class EncoderConfig:
+    """The sequence encoder (DESIGN §5): event embedding, pre-LayerNorm Transformer, pooling."""
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 128
+    dropout: float = 0.3  # SeqPreMT setting
+    max_events: int = 64  # the last L tokens a customer's sequence is cut to (16-64 measured as good as 128)
+    pooling: Literal["mean", "cls", "mean+cls"] = "mean+cls"  # mean+cls: the average of both
+    max_category_dim: int = 64  # per-field embedding dim = min(this, ceil(sqrt(cardinality)) + 1)
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if min(self.d_model, self.n_heads, self.n_layers, self.d_ff, self.max_events, self.max_category_dim) < 1:
+            raise ConfigError("d_model, n_heads, n_layers, d_ff, max_events and max_category_dim must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.pooling not in ("mean", "cls", "mean+cls"):
+            raise ConfigError(f"pooling must be mean, cls or mean+cls, got {self.pooling!r}")
+
+
+PRETRAIN_OBJECTIVES = ("masked", "next", "contrastive")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised objectives (SeqPreMT: masked 15% + 0.3 x next event; CASPR: 30%, zero-vector masks)."""
+
+    objectives: tuple[str, ...] = ("masked", "next")
+    mask_rate: float = 0.15
+    mask_style: Literal["token", "zero"] = "token"  # token: the [MASK] id; zero: CASPR's zero vector
+    next_weight: float = 0.3  # λ1
+    contrastive_weight: float = 0.1
+    contrastive_temperature: float = 0.1
+    contrastive_min_fraction: float = 0.5  # CoLES-style slices keep at least this share of the events
+
+    def __post_init__(self) -> None:
+        if not self.objectives or set(self.objectives) - set(PRETRAIN_OBJECTIVES):
+            raise ConfigError(f"objectives must be a non-empty subset of {PRETRAIN_OBJECTIVES}, got {self.objectives}")
+        if not 0 < self.mask_rate < 1:
+            raise ConfigError(f"mask_rate must be in (0, 1), got {self.mask_rate}")
+        if self.mask_style not in ("token", "zero"):
+            raise ConfigError(f"mask_style must be token or zero, got {self.mask_style!r}")
+        if min(self.next_weight, self.contrastive_weight) < 0 or self.contrastive_temperature <= 0:
+            raise ConfigError("objective weights must be >= 0 and the temperature > 0")
+        if not 0 < self.contrastive_min_fraction <= 1:
+            raise ConfigError(f"contrastive_min_fraction must be in (0, 1], got {self.contrastive_min_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop shared by pre-training and every fine-tuning (SeqPreMT settings by default)."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1  # linear warm-up, then cosine decay
+    grad_accumulation: int = 1
+    clip_norm: float = 1.0
+    patience: int = 15  # epochs without a validation improvement of at least min_delta
+    min_delta: float = 1e-4
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    mixed_precision: bool = True  # on CUDA only
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.batch_size, self.grad_accumulation, self.patience) < 1:
+            raise ConfigError("epochs, batch_size, grad_accumulation and patience must be >= 1")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.clip_norm <= 0 or self.min_delta < 0:
+            raise ConfigError("learning_rate and clip_norm must be > 0; weight_decay and min_delta >= 0")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Everything `custseq prepare` needs."""
 
