@@ -1,0 +1,1 @@
+"""The sequence encoder, its heads and losses, training, and model artifacts."""

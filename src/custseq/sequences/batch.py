@@ -1,0 +1,203 @@
+"""Tensors for the model: the padded ``EventBatch``, a vectorised collate, and a streaming dataset.
+
+Sequences are read shard by shard from the Parquet files ``prepare`` wrote, so no stage holds every
+customer in memory. Within a buffer of customers, batches are formed from customers of similar length
+(length bucketing), so short sequences are not padded to L.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from custseq.sequences.vocab import SequenceVocab
+
+TIME_CATEGORIES = {"dow": 7, "month": 12, "hour": 24}
+
+
+@dataclass
+class EventBatch:
+    """A padded batch of customer sequences; real tokens sit at positions ``0 … length-1``."""
+
+    categorical: dict[str, torch.Tensor]  # field -> (B, T) int64 ids, 0 = padding / no value
+    numeric: torch.Tensor  # (B, T, F) float32, standardised numeric fields in vocab order
+    log_dt_prev: torch.Tensor  # (B, T) float32
+    log_t_to_cutoff: torch.Tensor  # (B, T) float32
+    calendar: dict[str, torch.Tensor]  # dow / month / hour -> (B, T) int64
+    token_type: torch.Tensor  # (B, T) int64
+    mask: torch.Tensor  # (B, T) bool, True on real tokens
+    lengths: torch.Tensor  # (B,) int64
+    customer_ids: list[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.customer_ids)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def to(self, device: torch.device | str) -> EventBatch:
+        """The same batch on ``device``."""
+        moved = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                moved[f.name] = value.to(device, non_blocking=True)
+            elif isinstance(value, dict):
+                moved[f.name] = {k: v.to(device, non_blocking=True) for k, v in value.items()}
+        return replace(self, **moved)
+
+
+def collate(table: pa.Table, vocab: SequenceVocab, max_events: int) -> EventBatch:
+    """Turn rows of a sequences table into an ``EventBatch``, keeping each customer's last ``max_events`` tokens."""
+    lengths_full = table.column("length").to_numpy().astype(np.int64)
+    lengths = np.minimum(lengths_full, max_events)
+    width = max(int(lengths.max(initial=1)), 1)
+    rows, cols, take = _gather_index(table.column("token_type"), lengths_full, lengths)
+    shape = (table.num_rows, width)
+
+    def padded(name: str, dtype: np.dtype, fill: float | int = 0) -> np.ndarray:
+        out = np.full(shape, fill, dtype=dtype)
+        out[rows, cols] = _flat_values(table.column(name))[take]
+        return out
+
+    layout = vocab.layout
+    numeric_names = [f.name for f in layout.numeric()]
+    numeric = np.zeros((*shape, len(numeric_names)), dtype=np.float32)
+    for i, name in enumerate(numeric_names):
+        numeric[..., i] = padded(name, np.float32)
+    mask = np.zeros(shape, dtype=bool)
+    mask[rows, cols] = True
+    return EventBatch(
+        categorical={f.name: torch.from_numpy(padded(f.name, np.int64)) for f in layout.categorical()},
+        numeric=torch.from_numpy(numeric),
+        log_dt_prev=torch.from_numpy(padded("log_dt_prev", np.float32)),
+        log_t_to_cutoff=torch.from_numpy(padded("log_t_to_cutoff", np.float32)),
+        calendar={name: torch.from_numpy(padded(name, np.int64)) for name in TIME_CATEGORIES},
+        token_type=torch.from_numpy(padded("token_type", np.int64)),
+        mask=torch.from_numpy(mask),
+        lengths=torch.from_numpy(lengths),
+        customer_ids=table.column("customer_id").to_pylist(),
+    )
+
+
+def _flat_values(column: pa.ChunkedArray) -> np.ndarray:
+    arr = column.combine_chunks()
+    return arr.flatten().to_numpy(zero_copy_only=False)
+
+
+def _gather_index(column: pa.ChunkedArray, full: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Row, column and flat-value indices of the last ``kept[i]`` of each row's ``full[i]`` values."""
+    arr = column.combine_chunks()
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    starts = offsets[:-1] - offsets[0] + (full - kept)  # first kept value of each row in the flat values
+    rows = np.repeat(np.arange(len(kept)), kept)
+    cols = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+    return rows, cols, starts[rows] + cols
+
+
+def shard_files(folder: Path) -> list[Path]:
+    """The Parquet files of a window's sequences, in a stable order."""
+    return sorted(Path(folder).glob("**/*.parquet"))
+
+
+def count_customers(files: Sequence[Path]) -> int:
+    """Customers in the shards, from the Parquet footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+@dataclass(frozen=True)
+class SequenceStream:
+    """Batches of customers streamed from sequence shards; deterministic given the epoch and seed.
+
+    Parameters
+    ----------
+    files
+        Parquet shards (one or several windows).
+    vocab
+        How the fields were encoded.
+    max_events
+        Tokens kept per customer (the last ones).
+    batch_size
+        Customers per batch.
+    shuffle
+        Shuffle files, customers within a buffer, and batch order, from ``seed`` and the epoch.
+    bucket_batches
+        Batches per length-bucketing buffer.
+    """
+
+    files: tuple[Path, ...]
+    vocab: SequenceVocab
+    max_events: int
+    batch_size: int
+    shuffle: bool = True
+    seed: int = 0
+    bucket_batches: int = 50
+    holdout: str = "all"  # "train" / "validation": a stable split of customers by id hash
+    holdout_fraction: float = 0.1
+
+    def n_batches(self, world_size: int = 1) -> int:
+        """Batches each rank receives per epoch (equal on every rank, as DDP requires)."""
+        size = self.batch_size * self.bucket_batches
+        total = 0
+        for f in self.files:
+            n = self._kept(pq.read_table(f, columns=["customer_id"])).sum() if self.holdout != "all" else None
+            n = pq.ParquetFile(f).metadata.num_rows if n is None else int(n)
+            total += (n // size) * self.bucket_batches + math.ceil((n % size) / self.batch_size)
+        return total // world_size
+
+    def batches(self, epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[EventBatch]:
+        """Yield this rank's batches of an epoch: every ``world_size``-th batch, the same count on every rank."""
+        rng = np.random.default_rng([self.seed, epoch])
+        limit = self.n_batches(world_size)
+        order = rng.permutation(len(self.files)) if self.shuffle else np.arange(len(self.files))
+        produced = 0
+        index = 0
+        for i in order:
+            for table in self._buffers(self.files[i], rng):
+                for batch_rows in self._bucketed(table, rng):
+                    if index % world_size == rank and produced < limit:
+                        yield collate(table.take(batch_rows), self.vocab, self.max_events)
+                        produced += 1
+                    index += 1
+
+    def _buffers(self, path: Path, rng: np.random.Generator) -> Iterator[pa.Table]:
+        """Buffers of exactly ``batch_size * bucket_batches`` customers (the last one of a file may be short)."""
+        size = self.batch_size * self.bucket_batches
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=size):
+            if self.holdout != "all":
+                record_batch = record_batch.filter(pa.array(self._kept(record_batch)))
+            pending.append(record_batch)
+            rows += record_batch.num_rows
+            while rows >= size:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, size)
+                rest = table.slice(size)
+                pending, rows = rest.to_batches(), rest.num_rows
+        if rows:
+            yield pa.Table.from_batches(pending)
+
+    def _kept(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
+        ids = table.column("customer_id").to_pylist()
+        in_validation = np.array([zlib.crc32(i.encode()) % 10_000 < self.holdout_fraction * 10_000 for i in ids])
+        return in_validation if self.holdout == "validation" else ~in_validation
+
+    def _bucketed(self, table: pa.Table, rng: np.random.Generator) -> list[np.ndarray]:
+        n = table.num_rows
+        lengths = np.minimum(table.column("length").to_numpy(), self.max_events)
+        jitter = rng.random(n) if self.shuffle else np.zeros(n)
+        by_length = np.lexsort((jitter, lengths))  # similar lengths together, ties in random order
+        batches = [by_length[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.shuffle:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        return batches
