@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,10 +17,23 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from custseq import __version__
-from custseq.config import ColumnsConfig, PrepareConfig, load_config, parse_date, parse_horizon
+from custseq.config import (
+    ColumnsConfig,
+    EncoderConfig,
+    PrepareConfig,
+    PretrainConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_date,
+    parse_horizon,
+)
 from custseq.datasets import cdnow_path
-from custseq.errors import CustseqError
+from custseq.errors import CustseqError, TrainingError
 from custseq.io.mapping import parse_mapping_items
+from custseq.models.artifacts import read_manifest
+from custseq.models.pretrain import CONFIG_CLASSES, PretrainRun, embed_with_model, pretrain_prepared
 from custseq.prepare import PrepareResult, prepare, validate
 
 app = typer.Typer(
@@ -199,6 +215,114 @@ def demo_cmd(
     cfg = _config(None, None, horizon=horizon)
     result = _prepare_with_progress(cdnow_path(), out, cfg)
     _print_prepare(result)
+
+
+@app.command("pretrain")
+@_fails_cleanly
+def pretrain_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    as_of: AsOfOpt = None,
+    horizon: Annotated[str | None, typer.Option(help="Horizon of the training windows [default: 90d].")] = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    epochs: Annotated[int, typer.Option(help="At most this many epochs (early stopping may end sooner).")] = 30,
+    objectives: Annotated[str, typer.Option(help="Comma-separated: masked, next, contrastive.")] = "masked,next",
+    mask_rate: Annotated[float, typer.Option(help="Share of events masked (0.15 SeqPreMT, 0.3 CASPR).")] = 0.15,
+    mask_style: Annotated[str, typer.Option(help="token ([MASK] vector) or zero (CASPR).")] = "token",
+    d_model: Annotated[int, typer.Option(help="Width of the encoder.")] = 64,
+    layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
+    max_events: Annotated[int, typer.Option(help="Last L events the encoder reads per customer.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Customers per batch (per process).")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    nproc: Annotated[int, typer.Option(help="Processes for distributed data parallel training (torchrun).")] = 1,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
+) -> None:
+    """Pre-train the sequence encoder self-supervised (masked events + next event) and save it."""
+    cfg = _config(config, column, as_of=as_of, horizon=horizon)
+    models = {
+        "encoder": EncoderConfig(d_model=d_model, n_layers=layers, d_ff=2 * d_model, max_events=max_events),
+        "pretrain": PretrainConfig(
+            objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+            mask_rate=mask_rate,
+            mask_style=mask_style,
+        ),
+        "train": TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
+    }
+    work = Path(f"{out}.work")
+    prepared = _prepare_with_progress(_data(data), work / "prepared", cfg, customers=customers, events=events)
+    if nproc > 1:
+        run = _pretrain_distributed(work, out, models, nproc, resume)
+    else:
+        run = pretrain_prepared(work / "prepared", out, **_as_arguments(models), work_dir=work / "train", resume=resume)
+    _print_pretrain(run.manifest, prepared, out)
+
+
+@app.command("pretrain-worker", hidden=True)
+@_fails_cleanly
+def pretrain_worker_cmd(work: Path, out: Path, resume: bool = False) -> None:
+    """One torchrun process of `custseq pretrain --nproc N` (internal)."""
+    spec = json.loads((work / "models.json").read_text())
+    models = {name: config_from_dict(cls, spec[name], name) for name, cls in CONFIG_CLASSES.items()}
+    arguments = _as_arguments(models)
+    pretrain_prepared(work / "prepared", out, **arguments, work_dir=work / "train", resume=resume, progress=False)
+
+
+def _as_arguments(models: dict[str, Any]) -> dict[str, Any]:
+    return {"encoder": models["encoder"], "pretrain": models["pretrain"], "training": models["train"]}
+
+
+def _pretrain_distributed(work: Path, out: Path, models: dict[str, Any], nproc: int, resume: bool) -> PretrainRun:
+    (work / "models.json").write_text(json.dumps({k: config_to_dict(v) for k, v in models.items()}))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "custseq.cli", "pretrain-worker", str(work), str(out), *(["--resume"] if resume else []),
+    ]  # fmt: skip
+    console.print(f"training on {nproc} processes (torchrun, gloo on CPU / NCCL on GPU)")
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise TrainingError(f"distributed pre-training failed (exit code {done.returncode}); see the output above")
+    run_manifest = read_manifest(out)
+    return PretrainRun(out, run_manifest, None)
+
+
+@app.command("embed")
+@_fails_cleanly
+def embed_cmd(
+    data: DataArg,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory written by `custseq pretrain`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file: customer_id, e0 … e{D-1}.")] = Path(
+        "embeddings.parquet"
+    ),
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Customer embeddings as of a date, from a pre-trained encoder."""
+    cfg = _config(config, column)
+    table, scoring = embed_with_model(
+        model, _data(data), out=out, customers=customers, events=events, as_of=as_of, config=cfg
+    )
+    unknown = {k: v for k, v in scoring.unknown_values.items() if v}
+    console.print(
+        f"{table.num_rows:,} customers embedded as of {scoring.window.as_of} "
+        f"({table.num_columns - 1} dimensions) -> [bold]{out}[/]"
+    )
+    if unknown:
+        console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
+
+
+def _print_pretrain(manifest: Any, prepared: PrepareResult, out: Path) -> None:
+    metrics = manifest.metrics if manifest else {}
+    console.print(
+        f"pre-trained on windows {', '.join(manifest.cutoffs) if manifest else '?'}; best validation loss "
+        f"{metrics.get('best_val_loss', float('nan')):.4f} at epoch {int(metrics.get('best_epoch', 0))}"
+    )
+    console.print(f"Model in [bold]{out}/[/] (config.json, vocab.json, model.safetensors, manifest.json)")
 
 
 def _data(items: list[str]) -> str | list[str]:

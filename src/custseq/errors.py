@@ -39,5 +39,9 @@ class QuarantineError(CustseqError, RuntimeError):
     """Row accounting failed: rows in != rows used + rows quarantined (a bug, never expected)."""
 
 
+class TrainingError(CustseqError, RuntimeError):
+    """Training could not run to the end (e.g. a distributed worker failed)."""
+
+
 class ArtifactError(CustseqError, RuntimeError):
     """A saved artifact (model, vocabulary) is missing, corrupted or of another format version."""

@@ -26,18 +26,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseq.config import PrepareConfig, config_to_dict, parse_date, parse_horizon
+from custseq.errors import SchemaError
 from custseq.features.rfm import DailyTables, build_daily, build_features
-from custseq.io.engine import connect, drop_tables
+from custseq.io.engine import connect, drop_tables, fetch_scalar
 from custseq.io.mapping import ColumnMap, resolve
 from custseq.io.sources import Source, load_raw
 from custseq.labels import build_labels
 from custseq.schema import TABLES
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
-from custseq.sequences.tokens import layout_for
-from custseq.sequences.vocab import SequenceVocab, fit_vocab
+from custseq.sequences.tokens import create_tokens, layout_for
+from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
 from custseq.validate.parse import stage
 from custseq.validate.quarantine import CleanTable, apply
-from custseq.windows import Window, WindowPlan, cutoff_of, data_span, plan_windows
+from custseq.windows import Window, WindowPlan, cutoff_of, data_span, day_after, plan_windows
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -303,3 +304,70 @@ def _write_window(
     entry["labels"] = labelled
     write_sequences(con, vocab, window, cfg.sequence, folder / "sequences", features.num_rows, lists=lists)
     return entry
+
+
+@dataclass(frozen=True)
+class ScoringSequences:
+    """Sequences of every customer at one cutoff, encoded with an existing vocabulary."""
+
+    folder: Path
+    window: Window
+    customers: int
+    unknown_values: dict[str, int]  # non-empty values per field that the vocabulary does not know
+    report: ValidationReport
+
+
+def prepare_scoring_sequences(
+    transactions: Any,
+    *,
+    vocab: SequenceVocab,
+    out: Path | str,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | dt.date | None = None,
+    config: PrepareConfig | None = None,
+) -> ScoringSequences:
+    """Validate new data and write its sequences as of ``as_of`` with a saved model's vocabulary.
+
+    Raises
+    ------
+    SchemaError
+        If the data lack a field the vocabulary was fitted with (the model cannot read them).
+    CustseqError
+        On any other input problem.
+    """
+    cfg = config or PrepareConfig()
+    out = Path(out)
+    con = connect(cfg.engine)
+    try:
+        future = cutoff_of(parse_date(as_of, "as-of")) if as_of else None
+        report = validate_tables(
+            con, transactions, customers=customers, events=events, config=cfg, quarantine_dir=out / "quarantine",
+            future_cutoff=future,
+        )  # fmt: skip
+        tx, ev = report.tables["transactions"], report.tables.get("events")
+        _check_fields(vocab, {"transactions": tx, "events": ev})
+        window = Window(future or day_after(data_span(con, tx.sql_name)[1]), cfg.window.horizon_days)
+        unknown = encode_tables(con, vocab, tx, ev)
+        tokens = create_tokens(con, vocab.layout, [window.cutoff])
+        lists = build_token_lists(con, vocab, tokens)
+        n = fetch_scalar(con, f"SELECT count(*) FROM {lists} WHERE first_transaction < $c", {"c": window.cutoff})
+        write_sequences(con, vocab, window, cfg.sequence, out / "sequences", n, lists=lists)
+    finally:
+        con.close()
+    return ScoringSequences(out / "sequences", window, n, unknown, report)
+
+
+def _check_fields(vocab: SequenceVocab, tables: dict[str, CleanTable | None]) -> None:
+    missing = [
+        f"{f.table}.{f.column}"
+        for f in vocab.layout.fields
+        if f.name != "n_lines" and (tables.get(f.table) is None or not tables[f.table].has(f.column))
+    ]
+    if vocab.layout.token == "order" and not tables["transactions"].has("order_id"):
+        missing.append("transactions.order_id")
+    if missing:
+        raise SchemaError(
+            f"the model was trained with field(s) {missing}, which these data lack; map the columns with "
+            "--column (e.g. --column product=<your column>) or retrain on data of this shape"
+        )

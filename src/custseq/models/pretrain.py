@@ -8,22 +8,43 @@ slices of the same customer are positives).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from custseq.config import EncoderConfig, PretrainConfig
+from custseq.config import EncoderConfig, PrepareConfig, PretrainConfig, TrainConfig
+from custseq.errors import ArtifactError
+from custseq.models.artifacts import (
+    VOCAB_FILE,
+    Manifest,
+    configs_from_json,
+    data_fingerprint,
+    load_model,
+    read_manifest,
+    save_model,
+)
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
-from custseq.sequences.batch import EventBatch, SequenceStream
+from custseq.models.train import TrainResult, is_main_process, train
+from custseq.prepare import ScoringSequences, prepare_scoring_sequences
+from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.masking import random_slices, sample_mask, split_last, targets_at
 from custseq.sequences.vocab import SequenceVocab
 
 MODEL_TYPE = "custseq-pretrain"
+CONFIG_CLASSES = {"encoder": EncoderConfig, "pretrain": PretrainConfig, "train": TrainConfig}
 
 
 @dataclass
@@ -90,3 +111,148 @@ def embed(encoder: SequenceEncoder, stream: SequenceStream, device: str | torch.
     columns = {"customer_id": pa.array(ids, pa.string())}
     columns |= {f"e{j}": pa.array(matrix[:, j], pa.float32()) for j in range(matrix.shape[1])}
     return pa.table(columns).sort_by("customer_id")
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """What ``pretrain`` produced: the saved model's manifest and where the outputs are."""
+
+    model_dir: Path
+    manifest: Manifest
+    result: TrainResult | None  # None on ranks other than 0
+
+
+def build_pretrain_model(config: dict[str, Any], vocab: SequenceVocab | None) -> PretrainModel:
+    """Rebuild a :class:`PretrainModel` from a saved ``config.json`` (for :func:`load_model`)."""
+    if vocab is None:
+        raise ArtifactError("a pre-trained custseq model needs its vocab.json")
+    cfgs = configs_from_json(config, CONFIG_CLASSES)
+    return PretrainModel(cfgs["encoder"], cfgs["pretrain"], vocab)
+
+
+def load_pretrained(model_dir: Path | str) -> tuple[PretrainModel, Manifest]:
+    """Load a model written by :func:`pretrain` (checked: format, hashes, strict weights)."""
+    model, _, _, manifest = load_model(Path(model_dir), build_pretrain_model, expected_type=MODEL_TYPE)
+    return model, manifest
+
+
+def training_streams(
+    prepared: Path, vocab: SequenceVocab, encoder: EncoderConfig, training: TrainConfig
+) -> tuple[SequenceStream, SequenceStream, list[str]]:
+    """Train/validation streams over the sequences of the training windows of a ``prepare`` output.
+
+    Only training windows are used (not the scoring window): pre-training on rows up to the scoring date
+    scrambled the value ranking at scoring time (MODEL-NOTES). Customers are held out by a stable hash.
+    """
+    summary = json.loads((prepared / "prepare.json").read_text())
+    keys = [w["as_of"] for w in summary["windows"] if w["role"] != "score"]
+    files = tuple(f for key in keys for f in shard_files(prepared / "windows" / key / "sequences"))
+    common = {
+        "vocab": vocab,
+        "max_events": encoder.max_events,
+        "batch_size": training.batch_size,
+        "seed": training.seed,
+    }
+    train = SequenceStream(files, holdout="train", **common)
+    validation = SequenceStream(files, holdout="validation", shuffle=False, **common)
+    return train, validation, keys
+
+
+def pretrain_prepared(
+    prepared: Path,
+    model_dir: Path,
+    *,
+    encoder: EncoderConfig | None = None,
+    pretrain: PretrainConfig | None = None,
+    training: TrainConfig | None = None,
+    work_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> PretrainRun:
+    """Pre-train an encoder on the training windows of a ``prepare`` output and save it to ``model_dir``.
+
+    Runs as is under ``torchrun`` (distributed data parallel); only rank 0 writes.
+    """
+    encoder, pretrain, training = encoder or EncoderConfig(), pretrain or PretrainConfig(), training or TrainConfig()
+    vocab = SequenceVocab.load(prepared / "vocab.json")
+    train_stream, val_stream, keys = training_streams(prepared, vocab, encoder, training)
+    torch.manual_seed(training.seed)
+    model = PretrainModel(encoder, pretrain, vocab)
+    result = train(
+        model,
+        lambda epoch, rank, world: train_stream.batches(epoch, rank, world),
+        lambda rank, world: val_stream.batches(0, rank, world),
+        training,
+        out_dir=work_dir,
+        steps_per_epoch=train_stream.n_batches(_world_size()),
+        resume=resume,
+        progress=progress,
+        description="pre-training",
+    )
+    if not is_main_process():
+        return PretrainRun(model_dir, read_manifest_or_none(model_dir), None)
+    metrics = {"best_val_loss": result.best_val_loss, "best_epoch": float(result.best_epoch)}
+    summary = (prepared / "prepare.json").read_bytes()
+    manifest = save_model(
+        model_dir,
+        model.cpu(),
+        {"encoder": encoder, "pretrain": pretrain, "train": training},
+        vocab,
+        model_type=MODEL_TYPE,
+        data_fingerprint=data_fingerprint([summary, (prepared / "vocab.json").read_bytes()]),
+        cutoffs=keys,
+        metrics=metrics,
+        extra={"history": result.history},
+    )
+    if work_dir is not None and (work_dir / "train_log.jsonl").exists():
+        shutil.copy(work_dir / "train_log.jsonl", model_dir / "train_log.jsonl")
+    return PretrainRun(model_dir, manifest, result)
+
+
+def read_manifest_or_none(model_dir: Path) -> Manifest | None:
+    try:
+        return read_manifest(model_dir)
+    except ArtifactError:
+        return None
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def embed_with_model(
+    model_dir: Path | str,
+    transactions: Any,
+    *,
+    out: Path | str,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | None = None,
+    config: PrepareConfig | None = None,
+    batch_size: int = 1024,
+) -> tuple[pa.Table, ScoringSequences]:
+    """Embed every customer of new data as of ``as_of`` with a pre-trained model; write ``out`` (Parquet).
+
+    The data are encoded with the model's own vocabulary; values it has not seen map to the unknown id
+    and are counted in the returned :class:`ScoringSequences`.
+    """
+    model, _ = load_pretrained(model_dir)
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="custseq-embed-") as tmp:
+        scoring = prepare_scoring_sequences(
+            transactions, vocab=model_vocab(model_dir), out=tmp, customers=customers, events=events, as_of=as_of,
+            config=config,
+        )  # fmt: skip
+        stream = SequenceStream(
+            tuple(shard_files(scoring.folder)), model_vocab(model_dir), model.encoder.cfg.max_events, batch_size,
+            shuffle=False,
+        )  # fmt: skip
+        table = embed(model.encoder, stream)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    return table, dataclasses.replace(scoring, folder=out)
+
+
+def model_vocab(model_dir: Path | str) -> SequenceVocab:
+    """The vocabulary saved with a model."""
+    return SequenceVocab.load(Path(model_dir) / VOCAB_FILE)

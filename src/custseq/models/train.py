@@ -67,7 +67,7 @@ class TrainResult:
     epochs_run : int
         Epochs completed, counting those before a resume.
     stopped_early : bool
-        Whether early stopping ended training before ``cfg.epochs``.
+        Whether the patience ran out (which ends training, before ``cfg.epochs`` unless on the last epoch).
     history : list of dict
         One entry per epoch: ``epoch``, ``train_loss``, ``val_loss`` (None without validation), ``lr``
         (of the epoch's last optimizer step), ``grad_norm`` (mean before clipping), ``seconds``,
@@ -249,7 +249,7 @@ def train(
         batches of epoch 0 once before training, which costs one pass over the data but no model work.
     resume : bool
         Continue from ``out_dir/checkpoint.pt`` exactly where it stopped (a fresh start, with a warning,
-        when there is none). The config must match the checkpoint's, except for the device.
+        when there is none). The config must match the checkpoint's, except device and mixed_precision.
     progress : bool
         Show a transient Rich progress bar (epoch, loss, items/s) on rank 0.
     description : str
@@ -418,7 +418,7 @@ def _train_epoch(
     device: torch.device,
     cfg: TrainConfig,
     show: Callable[[torch.Tensor, int, bool], None],
-) -> tuple[dict[str, torch.Tensor], float]:
+) -> tuple[dict[str, Any], float]:
     """Item-weighted sums of the loss and metrics over one epoch, and the lr of its last step."""
     net.train()
     sums = {"loss": _zero(device), "items": _zero(device), "grad_norm": _zero(device), "steps": _zero(device)}
@@ -450,7 +450,7 @@ def _train_epoch(
 @torch.no_grad()
 def _evaluate(
     model: torch.nn.Module, batches: Iterable[Any], device: torch.device, amp_dtype: torch.dtype | None
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Any]:
     """Item-weighted sums of the validation loss and metrics (on the unwrapped model: no collectives)."""
     model.eval()
     sums = {"loss": _zero(device), "items": _zero(device)}
@@ -505,11 +505,12 @@ def _history_entry(
     return entry
 
 
-def _add_metrics(sums: dict[str, torch.Tensor], metrics: dict[str, Any] | None, n: int) -> None:
+def _add_metrics(sums: dict[str, Any], metrics: dict[str, Any] | None, n: int) -> None:
+    """Add item-weighted metrics: tensors stay on their device (no sync), floats stay Python floats."""
     for name, value in (metrics or {}).items():
-        value = torch.as_tensor(value).detach().to(sums["loss"].device, torch.float64) * n
         key = f"metric:{name}"
-        sums[key] = sums[key] + value if key in sums else value
+        weighted = value.detach().double() * n if isinstance(value, torch.Tensor) else float(value) * n
+        sums[key] = sums[key] + weighted if key in sums else weighted
 
 
 # --- distributed ------------------------------------------------------------------------------------------
@@ -537,9 +538,9 @@ def _all_reduce(values: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return values
 
 
-def _all_reduce_sums(sums: dict[str, torch.Tensor], device: torch.device, world_size: int) -> dict[str, float]:
+def _all_reduce_sums(sums: dict[str, Any], device: torch.device, world_size: int) -> dict[str, float]:
     keys = sorted(sums)
-    values = torch.stack([sums[k].to(device, torch.float64).reshape(()) for k in keys])
+    values = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).to(device).reshape(()) for k in keys])
     if world_size > 1:
         values = _all_reduce(values)
     return dict(zip(keys, values.tolist(), strict=True))
