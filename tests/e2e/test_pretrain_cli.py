@@ -143,3 +143,17 @@ def test_distributed_pretrain_on_two_processes(shop, tmp_path):
     model, manifest = load_pretrained(out)
     assert manifest.model_type == "custseq-pretrain"
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_python_api_pretrain_and_embed(shop, tmp_path):
+    import custseq
+    from custseq.config import EncoderConfig, TrainConfig
+
+    run = custseq.pretrain(
+        shop, out=tmp_path / "m", horizon="60d", encoder=EncoderConfig(d_model=16, n_layers=1, max_events=8),
+        training=TrainConfig(epochs=1, batch_size=32),
+    )  # fmt: skip
+    assert run.result is not None and run.result.epochs_run == 1
+    table, scoring = custseq.embed(tmp_path / "m", shop, out=tmp_path / "e.parquet")
+    assert table.num_rows == scoring.customers == 120
+    assert pq.read_table(tmp_path / "e.parquet").equals(table)

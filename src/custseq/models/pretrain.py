@@ -38,7 +38,7 @@ from custseq.models.encoder import SequenceEncoder
 from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
 from custseq.models.train import TrainResult, is_main_process, train
-from custseq.prepare import ScoringSequences, prepare_scoring_sequences
+from custseq.prepare import ScoringSequences, prepare, prepare_scoring_sequences
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.masking import random_slices, sample_mask, split_last, targets_at
 from custseq.sequences.vocab import SequenceVocab
@@ -256,3 +256,34 @@ def embed_with_model(
 def model_vocab(model_dir: Path | str) -> SequenceVocab:
     """The vocabulary saved with a model."""
     return SequenceVocab.load(Path(model_dir) / VOCAB_FILE)
+
+
+def pretrain(
+    transactions: Any,
+    *,
+    out: Path | str,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | None = None,
+    horizon: str | int | None = None,
+    config: PrepareConfig | None = None,
+    encoder: EncoderConfig | None = None,
+    objectives: PretrainConfig | None = None,
+    training: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> PretrainRun:
+    """Prepare the data and pre-train an encoder on its training windows; save the model to ``out``.
+
+    Work files (prepared sequences, checkpoints, the training log) go to ``<out>.work``; ``resume``
+    continues from its last checkpoint. For several processes use ``custseq pretrain --nproc N``.
+    """
+    work = Path(f"{out}.work")
+    prepare(
+        transactions, out=work / "prepared", customers=customers, events=events, as_of=as_of, horizon=horizon,
+        config=config,
+    )  # fmt: skip
+    return pretrain_prepared(
+        work / "prepared", Path(out), encoder=encoder, pretrain=objectives, training=training,
+        work_dir=work / "train", resume=resume, progress=progress,
+    )  # fmt: skip
