@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import safetensors
-import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
 
 from custseq import __version__
 from custseq.config import config_from_dict, config_to_dict
@@ -229,7 +230,7 @@ def save_model(
     vocab_json = json.loads(json.dumps(vocab.to_json())) if vocab is not None else None
     # Copies on the CPU: contiguous, and no two names share storage (safetensors refuses shared tensors).
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    weights = safetensors.torch.save(tensors, metadata={"format": "pt"})
+    weights = save_safetensors_bytes(tensors, metadata={"format": "pt"})
     manifest = Manifest(
         custseq_version=__version__,
         format_version=FORMAT_VERSION,
@@ -437,7 +438,7 @@ def _read_weights(file: Path, recorded_sha256: str) -> dict[str, torch.Tensor]:
             f"records {recorded_sha256[:12]}…; restore the file or save the model again"
         )
     try:
-        return safetensors.torch.load(data)
+        return load_safetensors_bytes(data)
     except safetensors.SafetensorError as e:
         raise ArtifactError(f"{file} is not a readable safetensors file ({e}); save the model again") from None
 
