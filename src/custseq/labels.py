@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from custseq.io.engine import fetch_arrow
+from custseq.io.engine import exact_sum_sql, fetch_arrow
 from custseq.validate.quarantine import CleanTable
 from custseq.windows import Window
 
@@ -18,7 +18,7 @@ WITH history AS (
 ), future AS (
     SELECT customer_id,
            count(DISTINCT CASE WHEN NOT is_refund THEN CAST(ts AS DATE) END) AS purchase_days,
-           sum({value}) AS net_value
+           {value} AS net_value
     FROM {tx}
     WHERE ts >= $cutoff AND ts < $end
     GROUP BY customer_id
@@ -40,6 +40,6 @@ def build_labels(con: duckdb.DuckDBPyConnection, tx: CleanTable, window: Window)
     days in the horizon. ``value``: net amount in the horizon, refunds netted, minus cost when a cost
     column is mapped (margin); zero for churners.
     """
-    value = "amount - coalesce(cost, 0)" if tx.has("cost") else "amount"
+    value = exact_sum_sql("amount - coalesce(cost, 0)" if tx.has("cost") else "amount")
     sql = LABELS_SQL.format(tx=tx.sql_name, value=value)
     return fetch_arrow(con, sql, {"cutoff": window.cutoff, "end": window.end})

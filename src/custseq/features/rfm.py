@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from custseq.config import FeatureConfig
-from custseq.io.engine import fetch_arrow
+from custseq.io.engine import exact_sum_sql, fetch_arrow
 from custseq.schema import Kind, quote_ident
 from custseq.validate.quarantine import CleanTable
 from custseq.windows import Window
@@ -46,20 +46,20 @@ def build_daily(
     """Sum transactions before ``until`` per customer and day; index the purchase days."""
     extra = []
     if tx.has("quantity"):
-        extra.append("coalesce(sum(quantity), 0) AS quantity")
+        extra.append(f"coalesce({exact_sum_sql('quantity')}, 0) AS quantity")
     if tx.has("cost"):
-        extra.append("sum(amount - coalesce(cost, 0)) AS margin")
+        extra.append(f"{exact_sum_sql('amount - coalesce(cost, 0)')} AS margin")
     con.execute(
         f"""
 CREATE OR REPLACE TEMP TABLE {prefix}_transactions AS
 WITH days AS (
     SELECT customer_id, CAST(ts AS DATE) AS day,
-           sum(amount) AS net,
-           sum(greatest(amount, 0)) AS gross,
-           coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) AS refunded,
+           {exact_sum_sql("amount")} AS net,
+           {exact_sum_sql("greatest(amount, 0)")} AS gross,
+           coalesce(-{exact_sum_sql("amount", "amount < 0")}, 0) AS refunded,
            count(*) AS n_rows,
            count(*) FILTER (WHERE is_refund) AS n_refund_rows,
-           sum(amount) FILTER (WHERE NOT is_refund) AS purchase_amount,
+           {exact_sum_sql("amount", "NOT is_refund")} AS purchase_amount,
            count(*) FILTER (WHERE NOT is_refund) AS n_purchase_rows,
            max(amount) AS max_amount,
            bool_or(NOT is_refund) AS purchased{"".join(", " + e for e in extra)}
@@ -89,7 +89,7 @@ WINDOW w AS (PARTITION BY customer_id, purchased ORDER BY day)
 
 BTYD_SQL = """
 WITH days AS (
-    SELECT customer_id, CAST(ts AS DATE) AS day, sum(amount) AS net, bool_or(NOT is_refund) AS purchased
+    SELECT customer_id, CAST(ts AS DATE) AS day, {net} AS net, bool_or(NOT is_refund) AS purchased
     FROM {tx} WHERE ts < $cutoff
     GROUP BY customer_id, day
 )
@@ -97,7 +97,7 @@ SELECT customer_id,
        CAST(greatest(count(*) FILTER (WHERE purchased) - 1, 0) AS DOUBLE) AS frequency,
        CAST(coalesce(max(day) FILTER (WHERE purchased) - min(day) FILTER (WHERE purchased), 0) AS DOUBLE) AS recency,
        CAST($as_of_day - coalesce(min(day) FILTER (WHERE purchased), min(day)) AS DOUBLE) AS T,
-       coalesce((sum(net) FILTER (WHERE purchased) - arg_min(net, day) FILTER (WHERE purchased))
+       coalesce(({net_total} - arg_min(net, day) FILTER (WHERE purchased))
                 / nullif(count(*) FILTER (WHERE purchased) - 1, 0), 0) AS monetary_value
 FROM days
 GROUP BY customer_id
@@ -111,7 +111,8 @@ def build_btyd_summary(con: duckdb.DuckDBPyConnection, tx: CleanTable, window: W
     The same quantities as :func:`build_features`, in one pass over the rows, for BTYD models and for a
     like-for-like comparison with ``lifetimes.utils.summary_data_from_transaction_data``.
     """
-    return fetch_arrow(con, BTYD_SQL.format(tx=tx.sql_name), {"cutoff": window.cutoff, "as_of_day": window.as_of})
+    sql = BTYD_SQL.format(tx=tx.sql_name, net=exact_sum_sql("amount"), net_total=exact_sum_sql("net", "purchased"))
+    return fetch_arrow(con, sql, {"cutoff": window.cutoff, "as_of_day": window.as_of})
 
 
 def build_features(
@@ -150,33 +151,34 @@ def _features_sql(
     prev = "day <= $as_of_day - $horizon AND day > $as_of_day - 2 * $horizon"
     aggregates = [
         "sum(n_rows) AS n_transactions",
-        "sum(net) AS total_spend",
-        "sum(gross) AS gross_spend",
-        "sum(refunded) AS refund_amount",
+        f"{exact_sum_sql('net')} AS total_spend",
+        f"{exact_sum_sql('gross')} AS gross_spend",
+        f"{exact_sum_sql('refunded')} AS refund_amount",
         "sum(n_refund_rows) / sum(n_rows) AS refund_rate",
-        "sum(purchase_amount) / nullif(sum(n_purchase_rows), 0) AS avg_purchase_amount",
+        f"{exact_sum_sql('purchase_amount')} / nullif(sum(n_purchase_rows), 0) AS avg_purchase_amount",
         "max(max_amount) AS max_amount",
         "min(day) AS first_day",
         "count(*) FILTER (WHERE purchased) AS n_purchase_days",
         "min(day) FILTER (WHERE purchased) AS first_purchase",
         "max(day) FILTER (WHERE purchased) AS last_purchase",
-        "coalesce(avg(net) FILTER (WHERE purchased AND k > 1), 0) AS monetary_value",
+        f"coalesce({exact_sum_sql('net', 'purchased AND k > 1')}"
+        " / nullif(count(*) FILTER (WHERE purchased AND k > 1), 0), 0) AS monetary_value",
         "CAST(avg(gap) AS DOUBLE) AS ipt_mean",
         "stddev_samp(gap) AS ipt_std",
         "CAST(max(gap) AS DOUBLE) AS ipt_max",
         "CAST(arg_max(gap, day) FILTER (WHERE purchased) AS DOUBLE) AS ipt_last",
         f"count(*) FILTER (WHERE purchased AND {last}) AS purchase_days_last_h",
         f"count(*) FILTER (WHERE purchased AND {prev}) AS purchase_days_prev_h",
-        f"coalesce(sum(net) FILTER (WHERE {last}), 0) AS spend_last_h",
-        f"coalesce(sum(net) FILTER (WHERE {prev}), 0) AS spend_prev_h",
+        f"coalesce({exact_sum_sql('net', last)}, 0) AS spend_last_h",
+        f"coalesce({exact_sum_sql('net', prev)}, 0) AS spend_prev_h",
     ]
     for d in days:
         aggregates.append(f"count(*) FILTER (WHERE purchased AND day > $as_of_day - $w{d}) AS purchase_days_last_{d}d")
-        aggregates.append(f"coalesce(sum(net) FILTER (WHERE day > $as_of_day - $w{d}), 0) AS spend_last_{d}d")
+        aggregates.append(f"coalesce({exact_sum_sql('net', f'day > $as_of_day - $w{d}')}, 0) AS spend_last_{d}d")
     if daily.has_quantity:
-        aggregates.append("sum(quantity) AS total_quantity")
+        aggregates.append(f"{exact_sum_sql('quantity')} AS total_quantity")
     if daily.has_cost:
-        aggregates.append("sum(margin) AS total_margin")
+        aggregates.append(f"{exact_sum_sql('margin')} AS total_margin")
     first_day = "coalesce(r.first_purchase, r.first_day)"
     selects = [
         "r.customer_id",

@@ -56,3 +56,16 @@ def drop_tables(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Drop intermediate tables to give their memory back (missing ones are ignored)."""
     for name in names:
         con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+EXACT_DECIMAL = "DECIMAL(38, 12)"
+
+
+def exact_sum_sql(expr: str, where: str | None = None) -> str:
+    """SQL of a sum that does not depend on how DuckDB splits the rows across threads.
+
+    Float sums are combined in whatever order the threads finish, so their last bits vary from run to run;
+    values rounded to 1e-12 and summed as decimals are exact, hence reproducible (and cheap in DuckDB).
+    """
+    condition = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({expr} AS {EXACT_DECIMAL})){condition} AS DOUBLE)"
