@@ -27,6 +27,7 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/encoder.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache
