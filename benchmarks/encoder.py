@@ -31,16 +31,18 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from machine import machine_description  # benchmarks/machine.py
+
+PACKAGES = ("torch", "numpy", "scikit-learn")
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "src" / "custseq" / "datasets" / "synthetic.py"
@@ -623,34 +625,6 @@ def fmt(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
-def machine_description(threads: int) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        meminfo = Path("/proc/meminfo").read_text().splitlines()
-        mem_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-        ram = f"{mem_kib / 1024**2:.1f} GiB RAM"
-    except (OSError, StopIteration):
-        ram = "unknown RAM"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    versions = ", ".join(f"{name} {package_version(name)}" for name in ("torch", "numpy", "scikit-learn"))
-    return (
-        f"{cpu}, {cores} cores available, {ram}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, {versions}; `torch.set_num_threads({threads})` in every process "
-        "unless a row says otherwise"
-    )
-
-
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def speed_tables(rows: list[SpeedRow]) -> list[str]:
     pre = [
         "| threads | L | d_model | params (encoder) | customers | tokens (padded) | epoch s | customers/s | tokens/s "
@@ -806,7 +780,8 @@ def render(args: argparse.Namespace, command: str, customers: int, speed: list[S
             "",
             f"Command: `{command}`  ",
             f"Date: {now}; the whole run took {(time.perf_counter() - started) / 60:.1f} min  ",
-            f"Machine: {machine_description(args.threads)}",
+            f"Machine: {machine_description(PACKAGES)}; `torch.set_num_threads({args.threads})` in every process "
+            "unless a row says otherwise",
             "",
             "CUDA: not measured: no GPU machine was available to this session.",
             "",

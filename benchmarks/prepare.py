@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -26,8 +25,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from machine import machine_description  # benchmarks/machine.py
+
+PACKAGES = ("duckdb", "pyarrow", "pandas", "lifetimes")
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "src" / "custseq" / "datasets" / "synthetic.py"
@@ -276,33 +278,6 @@ def run_size(size: int, args: argparse.Namespace, previous: list[Row]) -> Row:
 # --------------------------------------------------------------------------- report
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        meminfo = Path("/proc/meminfo").read_text().splitlines()
-        mem_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-        ram = f"{mem_kib / 1024**2:.1f} GiB RAM"
-    except (OSError, StopIteration):
-        ram = "unknown RAM"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    versions = ", ".join(f"{name} {package_version(name)}" for name in ("duckdb", "pyarrow", "pandas", "lifetimes"))
-    return (
-        f"{cpu}, {cores} cores available, {ram}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, {versions}"
-    )
-
-
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def ratio(a: Measurement, b: Measurement) -> str:
     return f"{a.seconds / b.seconds:.1f}×" if a.seconds and b.seconds else "–"
 
@@ -363,7 +338,7 @@ def render(rows: list[Row], command: str) -> str:
             "",
             f"Command: `{command}`  ",
             f"Date: {now}  ",
-            f"Machine: {machine_description()}",
+            f"Machine: {machine_description(PACKAGES)}",
             "",
             "Data: `custseq.datasets.synthetic.generate_transactions` (seed shown in the command, default 0), "
             "written once to Parquet. Each number is the best of the runs, each run in a fresh Python process; "
