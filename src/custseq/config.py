@@ -243,6 +243,36 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """The multi-task churn + value model on top of the encoder (SeqPreMT; tabular concatenation from CASPR)."""
+
+    value_loss: Literal["ziln", "smooth_l1"] = "ziln"  # ZILN measured better than Smooth L1 (MODEL-NOTES)
+    weighting: Literal["uncertainty", "fixed", "variance"] = "uncertainty"
+    fixed_weights: tuple[float, float] = (1.0, 1.0)  # churn, value (weighting = "fixed")
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    use_tabular: bool = True
+    use_sequence: bool = True
+    trunk_dim: int = 64
+    dropout: float = 0.3
+    encoder_mode: Literal["full", "frozen"] = "full"
+
+    def __post_init__(self) -> None:
+        if self.value_loss not in ("ziln", "smooth_l1"):
+            raise ConfigError(f"value_loss must be ziln or smooth_l1, got {self.value_loss!r}")
+        if self.weighting not in ("uncertainty", "fixed", "variance"):
+            raise ConfigError(f"weighting must be uncertainty, fixed or variance, got {self.weighting!r}")
+        if self.encoder_mode not in ("full", "frozen"):
+            raise ConfigError(f"encoder_mode must be full or frozen, got {self.encoder_mode!r}")
+        if not (self.use_tabular or self.use_sequence):
+            raise ConfigError("the model needs the sequence, the tabular features, or both")
+        if self.focal_gamma < 0 or not 0 < self.focal_alpha < 1 or self.trunk_dim < 1 or not 0 <= self.dropout < 1:
+            raise ConfigError("focal_gamma >= 0, 0 < focal_alpha < 1, trunk_dim >= 1 and 0 <= dropout < 1 required")
+        if len(self.fixed_weights) != 2 or min(self.fixed_weights) < 0:
+            raise ConfigError(f"fixed_weights takes two weights >= 0, got {self.fixed_weights}")
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Everything `custseq prepare` needs."""
 
