@@ -1,0 +1,88 @@
+"""Labelled samples from several windows: every batch lines up sequences, features and labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import custseq
+from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
+from custseq.features.matrix import fit_tabular, transform_tabular
+from custseq.models.encoder import SequenceEncoder
+from custseq.models.finetune import MultiTaskModel
+from custseq.models.samples import SampleStream, WindowData
+from custseq.models.train import train
+
+TINY = EncoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_events=8)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    rows = []
+    for c in range(150):
+        day, end = int(rng.integers(0, 40)), int(rng.integers(80, 400))
+        while day < end:
+            ts = dt.date(2023, 1, 1) + dt.timedelta(days=day)
+            amount, product = round(float(rng.gamma(2, 10)), 2), f"p{int(rng.integers(4))}"
+            rows.append({"customer_id": f"s{c:03d}", "ts": ts, "amount": amount, "product": product})
+            day += int(rng.integers(5, 45))
+    return custseq.prepare(
+        pd.DataFrame(rows), out=tmp_path_factory.mktemp("samples"), as_of="2024-01-31", horizon="60d"
+    )
+
+
+def _stream(result, **kw) -> SampleStream:
+    windows = tuple(WindowData(result.window_dir(w)) for w in result.plan.training)
+    spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
+    return SampleStream(windows, result.vocab, spec, TINY.max_events, batch_size=32, **kw)
+
+
+def test_batches_line_up_sequences_features_and_labels(prepared):
+    stream = _stream(prepared, shuffle=True, seed=3)
+    total = 0
+    for window in stream.windows:  # one window at a time, so each batch's window is known
+        single = SampleStream((window,), stream.vocab, stream.tabular, TINY.max_events, batch_size=32, seed=3)
+        features = pq.read_table(window.folder / "features.parquet")
+        labels = pq.read_table(window.folder / "labels.parquet").to_pandas().set_index("customer_id")
+        expected = transform_tabular(stream.tabular, features)
+        for batch in single.batches(epoch=1):
+            ids = batch.events.customer_ids
+            rows = [expected.customer_ids.index(c) for c in ids]
+            assert torch.equal(batch.tabular, torch.from_numpy(expected.values[rows]))
+            assert batch.churned.tolist() == labels.loc[ids, "churned"].astype(float).tolist()
+            assert np.allclose(batch.value.numpy(), labels.loc[ids, "value"].to_numpy())
+            total += batch.size
+    assert total == sum(len(b.events.customer_ids) for b in stream.batches(epoch=1))
+    assert total == sum(pq.read_table(w.folder / "labels.parquet").num_rows for w in stream.windows)
+    assert len(list(stream.batches(epoch=1))) == stream.n_batches()
+
+
+def test_holdout_splits_customers_the_same_way_in_every_window(prepared):
+    train_ids = {c for b in _stream(prepared, holdout="train").batches() for c in b.events.customer_ids}
+    val_ids = {c for b in _stream(prepared, holdout="validation").batches() for c in b.events.customer_ids}
+    assert train_ids and val_ids and not train_ids & val_ids
+
+
+def test_the_training_loop_fits_the_multitask_model_on_samples(prepared):
+    train_stream = _stream(prepared, holdout="train")
+    val_stream = _stream(prepared, holdout="validation", shuffle=False)
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(TINY, {"product": prepared.vocab.size("product")}, len(prepared.vocab.layout.numeric()))
+    model = MultiTaskModel(encoder, train_stream.tabular.width, {}, FinetuneConfig())
+    result = train(
+        model,
+        lambda epoch, rank, world: train_stream.batches(epoch, rank, world),
+        lambda rank, world: val_stream.batches(0, rank, world),
+        TrainConfig(epochs=6, batch_size=32, learning_rate=3e-3, seed=0),
+        steps_per_epoch=train_stream.n_batches(),
+        progress=False,
+    )
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert np.isfinite(result.best_val_loss)
