@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -107,11 +107,6 @@ def _gather_index(column: pa.ChunkedArray, full: np.ndarray, kept: np.ndarray) -
 def shard_files(folder: Path) -> list[Path]:
     """The Parquet files of a window's sequences, in a stable order."""
     return sorted(Path(folder).glob("**/*.parquet"))
-
-
-def count_customers(files: Sequence[Path]) -> int:
-    """Customers in the shards, from the Parquet footers (no data read)."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 @dataclass(frozen=True)

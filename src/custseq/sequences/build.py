@@ -27,7 +27,6 @@ from custseq.sequences.vocab import PAD, SequenceVocab, signed_log1p_sql
 from custseq.windows import Window
 
 TOKEN_LISTS = "token_lists"
-TIME_FIELDS = ("log_dt_prev", "dow", "month", "hour")
 
 
 def build_token_lists(
