@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import machine_description  # benchmarks/machine.py
+from harness import child_env, machine_description, read_result, report_result, write_section  # benchmarks/
 
 PACKAGES = ("torch", "numpy", "scikit-learn")
 
@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "src" / "custseq" / "datasets" / "synthetic.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SECTION = "## encoder (issue 5)"
-RESULT_TAG = "RESULT "
 GIB = 1024**3
 PRETRAIN_BATCH = 256
 EMBED_BATCH = 1024
@@ -478,8 +477,7 @@ CHILD_TASKS = {
 def run_child(task: str, params: dict) -> None:
     """Entry point of a measurement process: run one task and print its result as one JSON line."""
     result = CHILD_TASKS[task](params)
-    result["peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(RESULT_TAG + json.dumps(result), flush=True)
+    report_result(result)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -517,9 +515,7 @@ class Measurement:
 def measure(task: str, params: dict, args: argparse.Namespace) -> Measurement:
     """Run ``task`` in a fresh Python process and collect its result, peak memory and the machine's load."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", task, "--params", json.dumps(params)]
-    env = dict(os.environ)
-    # The working tree's package comes after anything the caller already put on the path.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT / "src")) if p)
+    env = child_env(ROOT)
     if task in ("pretrain", "embed", "profile", "quality"):
         wait_for_quiet(args.quiet_cores, args.max_wait)
     usage0, busy0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), busy_cpu_seconds(), time.perf_counter()
@@ -533,15 +529,9 @@ def measure(task: str, params: dict, args: argparse.Namespace) -> Measurement:
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
     child_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"  {task} failed (exit {proc.returncode}): {last}", file=sys.stderr)
-        return Measurement(note=f"failed: {last[:100]}")
-    result = json.loads(lines[-1][len(RESULT_TAG) :])
-    if result.get("status") == "not available":
-        print(f"  {task}: not available ({result['reason']})", file=sys.stderr)
-        return Measurement(note=f"not available: {result['reason']}")
+    result, note = read_result(task, proc, note_width=100)
+    if result is None:
+        return Measurement(note=note)
     return Measurement(
         seconds=result.pop("seconds"),
         peak_gib=result.pop("peak_bytes") / GIB,
@@ -824,21 +814,6 @@ def render(args: argparse.Namespace, command: str, customers: int, speed: list[S
     )
 
 
-def replace_section(text: str, section: str) -> str:
-    """Put ``section`` in place of the existing one with the same heading, or append it; other bytes stay."""
-    lines = text.splitlines(keepends=True)
-    body = section.rstrip("\n") + "\n"
-    try:
-        begin = next(i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION)
-    except StopIteration:
-        if not text:
-            return "# Benchmarks\n\n" + body
-        text = text if text.endswith("\n") else text + "\n"
-        return text + ("" if text.endswith("\n\n") else "\n") + body
-    end = next((i for i in range(begin + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "".join(lines[:begin]) + body + ("\n" if end < len(lines) else "") + "".join(lines[end:])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=720_000, help="synthetic rows (~6.9 a customer)")
@@ -881,12 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     print("quality")
     quality = {} if args.skip_quality else run_quality(args)
     section = render(args, command, customers, speed, profile, quality, started)
-    out = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(replace_section(out.read_text() if out.exists() else "", section))
-    print()
-    print(section)
-    print(f"written to {out}")
+    write_section(args.out, section, SECTION)
     return 0
 
 

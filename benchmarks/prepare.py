@@ -17,8 +17,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -27,14 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from machine import machine_description  # benchmarks/machine.py
+from harness import child_env, machine_description, read_result, report_result, write_section  # benchmarks/
 
 PACKAGES = ("duckdb", "pyarrow", "pandas", "lifetimes")
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "src" / "custseq" / "datasets" / "synthetic.py"
 SECTION = "## prepare (issue 4)"
-RESULT_TAG = "RESULT "
 GIB = 1024**3
 SCAN_SQL = (
     "SELECT customer_id, count(*) AS n, sum(amount) AS total, min(ts) AS first_ts, max(ts) AS last_ts "
@@ -158,8 +155,7 @@ CHILD_TASKS = {
 def run_child(task: str, path: Path, n_rows: int, seed: int) -> None:
     """Entry point of a measurement process: run one task and print its result as one JSON line."""
     result = child_generate(path, n_rows, seed) if task == "generate" else CHILD_TASKS[task](path)
-    result["peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(RESULT_TAG + json.dumps(result), flush=True)
+    report_result(result)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -185,22 +181,13 @@ def measure(task: str, path: Path, timeout_s: float, n_rows: int = 0, seed: int 
     """Run ``task`` in a fresh Python process and collect its time and peak memory."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", task, "--path", str(path),
            "--rows", str(n_rows), "--seed", str(seed)]  # fmt: skip
-    env = dict(os.environ)
-    # The working tree's package comes after anything the caller already put on the path.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT / "src")) if p)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env(ROOT), check=False)
     except subprocess.TimeoutExpired:
         return Measurement(note=f"timeout (> {timeout_s:.0f} s)")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"  {task} failed (exit {proc.returncode}): {last}", file=sys.stderr)
-        return Measurement(note=f"failed: {last[:80]}")
-    result = json.loads(lines[-1][len(RESULT_TAG) :])
-    if result.get("status") == "not available":
-        print(f"  {task}: not available ({result['reason']})", file=sys.stderr)
-        return Measurement(note="not available")
+    result, note = read_result(task, proc)
+    if result is None:
+        return Measurement(note="not available" if note.startswith("not available") else note)
     seconds = result.pop("seconds")
     return Measurement(seconds=seconds, peak_gib=result.pop("peak_bytes") / GIB, extra=result)
 
@@ -366,20 +353,6 @@ def render(rows: list[Row], command: str) -> str:
     )
 
 
-def replace_section(text: str, section: str) -> str:
-    """Put ``section`` in place of the existing one with the same heading, or append it."""
-    lines = text.splitlines()
-    try:
-        begin = lines.index(SECTION)
-    except ValueError:
-        body = text.rstrip("\n")
-        return (body + "\n\n" if body else "# Benchmarks\n\n") + section
-    end = next((i for i in range(begin + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    kept_after = "\n".join(lines[end:])
-    before = "\n".join(lines[:begin]).rstrip("\n")
-    return (before + "\n\n" if before else "") + section + ("\n" + kept_after + "\n" if kept_after else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
@@ -403,12 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in sorted(args.sizes):
         rows.append(run_size(size, args, rows))
     section = render(rows, command)
-    out = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(replace_section(out.read_text() if out.exists() else "", section))
-    print()
-    print(section)
-    print(f"written to {out}")
+    write_section(args.out, section, SECTION)
     return 0
 
 
