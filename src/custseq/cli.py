@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,17 +20,15 @@ from custseq.config import (
     PrepareConfig,
     PretrainConfig,
     TrainConfig,
-    config_from_dict,
-    config_to_dict,
     load_config,
     parse_date,
     parse_horizon,
 )
 from custseq.datasets import cdnow_path
-from custseq.errors import CustseqError, TrainingError
+from custseq.errors import CustseqError
 from custseq.io.mapping import parse_mapping_items
-from custseq.models.artifacts import read_manifest
-from custseq.models.pretrain import CONFIG_CLASSES, PretrainRun, embed_with_model, pretrain_prepared
+from custseq.models.artifacts import Manifest
+from custseq.models.pretrain import embed_with_model, pretrain
 from custseq.prepare import PrepareResult, prepare, validate
 
 app = typer.Typer(
@@ -241,51 +236,25 @@ def pretrain_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
 ) -> None:
     """Pre-train the sequence encoder self-supervised (masked events + next event) and save it."""
-    cfg = _config(config, column, as_of=as_of, horizon=horizon)
-    models = {
-        "encoder": EncoderConfig(d_model=d_model, n_layers=layers, d_ff=2 * d_model, max_events=max_events),
-        "pretrain": PretrainConfig(
+    run = pretrain(
+        _data(data),
+        out=out,
+        customers=customers,
+        events=events,
+        config=_config(config, column, as_of=as_of, horizon=horizon),
+        encoder=EncoderConfig(d_model=d_model, n_layers=layers, d_ff=2 * d_model, max_events=max_events),
+        objectives=PretrainConfig(
             objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
             mask_rate=mask_rate,
             mask_style=mask_style,
         ),
-        "train": TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
-    }
-    work = Path(f"{out}.work")
-    prepared = _prepare_with_progress(_data(data), work / "prepared", cfg, customers=customers, events=events)
-    if nproc > 1:
-        run = _pretrain_distributed(work, out, models, nproc, resume)
-    else:
-        run = pretrain_prepared(work / "prepared", out, **_as_arguments(models), work_dir=work / "train", resume=resume)
-    _print_pretrain(run.manifest, prepared, out)
-
-
-@app.command("pretrain-worker", hidden=True)
-@_fails_cleanly
-def pretrain_worker_cmd(work: Path, out: Path, resume: bool = False) -> None:
-    """One torchrun process of `custseq pretrain --nproc N` (internal)."""
-    spec = json.loads((work / "models.json").read_text())
-    models = {name: config_from_dict(cls, spec[name], name) for name, cls in CONFIG_CLASSES.items()}
-    arguments = _as_arguments(models)
-    pretrain_prepared(work / "prepared", out, **arguments, work_dir=work / "train", resume=resume, progress=False)
-
-
-def _as_arguments(models: dict[str, Any]) -> dict[str, Any]:
-    return {"encoder": models["encoder"], "pretrain": models["pretrain"], "training": models["train"]}
-
-
-def _pretrain_distributed(work: Path, out: Path, models: dict[str, Any], nproc: int, resume: bool) -> PretrainRun:
-    (work / "models.json").write_text(json.dumps({k: config_to_dict(v) for k, v in models.items()}))
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "custseq.cli", "pretrain-worker", str(work), str(out), *(["--resume"] if resume else []),
-    ]  # fmt: skip
-    console.print(f"training on {nproc} processes (torchrun, gloo on CPU / NCCL on GPU)")
-    done = subprocess.run(command, check=False)
-    if done.returncode != 0:
-        raise TrainingError(f"distributed pre-training failed (exit code {done.returncode}); see the output above")
-    run_manifest = read_manifest(out)
-    return PretrainRun(out, run_manifest, None)
+        training=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
+        nproc=nproc,
+        resume=resume,
+        progress=True,
+        on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
+    )
+    _print_pretrain(run.manifest, out)
 
 
 @app.command("embed")
@@ -316,11 +285,11 @@ def embed_cmd(
         console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
 
 
-def _print_pretrain(manifest: Any, prepared: PrepareResult, out: Path) -> None:
-    metrics = manifest.metrics if manifest else {}
+def _print_pretrain(manifest: Manifest, out: Path) -> None:
+    metrics = manifest.metrics
     console.print(
-        f"pre-trained on windows {', '.join(manifest.cutoffs) if manifest else '?'}; best validation loss "
-        f"{metrics.get('best_val_loss', float('nan')):.4f} at epoch {int(metrics.get('best_epoch', 0))}"
+        f"pre-trained on windows {', '.join(manifest.cutoffs)}; best validation loss "
+        f"{metrics['best_val_loss']:.4f} at epoch {int(metrics['best_epoch'])}"
     )
     console.print(f"Model in [bold]{out}/[/] (config.json, vocab.json, model.safetensors, manifest.json)")
 

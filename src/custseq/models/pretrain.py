@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,8 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from custseq.config import EncoderConfig, PrepareConfig, PretrainConfig, TrainConfig
-from custseq.errors import ArtifactError
+from custseq.config import EncoderConfig, PrepareConfig, PretrainConfig, TrainConfig, config_to_dict
+from custseq.errors import ArtifactError, TrainingError
 from custseq.models.artifacts import (
     VOCAB_FILE,
     Manifest,
@@ -45,6 +49,8 @@ from custseq.sequences.vocab import SequenceVocab
 
 MODEL_TYPE = "custseq-pretrain"
 CONFIG_CLASSES = {"encoder": EncoderConfig, "pretrain": PretrainConfig, "train": TrainConfig}
+WORKER_CONFIG = "models.json"  # the configs a distributed run hands to its torchrun workers
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,8 +124,8 @@ class PretrainRun:
     """What ``pretrain`` produced: the saved model's manifest and where the outputs are."""
 
     model_dir: Path
-    manifest: Manifest
-    result: TrainResult | None  # None on ranks other than 0
+    manifest: Manifest | None  # None on ranks other than 0 when rank 0 has not written yet
+    result: TrainResult | None  # None on ranks other than 0 and in the launching process of a distributed run
 
 
 def build_pretrain_model(config: dict[str, Any], vocab: SequenceVocab | None) -> PretrainModel:
@@ -236,17 +242,14 @@ def embed_with_model(
     The data are encoded with the model's own vocabulary; values it has not seen map to the unknown id
     and are counted in the returned :class:`ScoringSequences`.
     """
-    model, _ = load_pretrained(model_dir)
+    model, _, vocab, _ = load_model(Path(model_dir), build_pretrain_model, expected_type=MODEL_TYPE)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="custseq-embed-") as tmp:
         scoring = prepare_scoring_sequences(
-            transactions, vocab=model_vocab(model_dir), out=tmp, customers=customers, events=events, as_of=as_of,
-            config=config,
-        )  # fmt: skip
-        stream = SequenceStream(
-            tuple(shard_files(scoring.folder)), model_vocab(model_dir), model.encoder.cfg.max_events, batch_size,
-            shuffle=False,
-        )  # fmt: skip
+            transactions, vocab=vocab, out=tmp, customers=customers, events=events, as_of=as_of, config=config
+        )
+        files = tuple(shard_files(scoring.folder))
+        stream = SequenceStream(files, vocab, model.encoder.cfg.max_events, batch_size, shuffle=False)
         table = embed(model.encoder, stream)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
@@ -256,6 +259,11 @@ def embed_with_model(
 def model_vocab(model_dir: Path | str) -> SequenceVocab:
     """The vocabulary saved with a model."""
     return SequenceVocab.load(Path(model_dir) / VOCAB_FILE)
+
+
+def work_dir_of(model_dir: Path | str) -> Path:
+    """Where ``pretrain`` keeps its work files for a model directory: prepared data, checkpoints, the log."""
+    return Path(f"{model_dir}.work")
 
 
 def pretrain(
@@ -270,20 +278,50 @@ def pretrain(
     encoder: EncoderConfig | None = None,
     objectives: PretrainConfig | None = None,
     training: TrainConfig | None = None,
+    nproc: int = 1,
     resume: bool = False,
     progress: bool = False,
+    on_stage: Callable[[str], None] | None = None,
 ) -> PretrainRun:
     """Prepare the data and pre-train an encoder on its training windows; save the model to ``out``.
 
-    Work files (prepared sequences, checkpoints, the training log) go to ``<out>.work``; ``resume``
-    continues from its last checkpoint. For several processes use ``custseq pretrain --nproc N``.
+    Work files go to ``<out>.work`` (:func:`work_dir_of`); ``resume`` continues from its last checkpoint.
+    With ``nproc`` > 1 the training runs on that many processes under ``torchrun`` (distributed data
+    parallel; gloo on CPU, NCCL on GPU), and only rank 0 writes. ``on_stage`` hears each data stage start.
     """
-    work = Path(f"{out}.work")
+    work = work_dir_of(out)
     prepare(
         transactions, out=work / "prepared", customers=customers, events=events, as_of=as_of, horizon=horizon,
-        config=config,
+        config=config, progress=on_stage,
     )  # fmt: skip
+    configs = {"encoder": encoder or EncoderConfig(), "pretrain": objectives or PretrainConfig(),
+               "train": training or TrainConfig()}  # fmt: skip
+    if nproc > 1:
+        return _pretrain_distributed(work, Path(out), configs, nproc, resume)
     return pretrain_prepared(
-        work / "prepared", Path(out), encoder=encoder, pretrain=objectives, training=training,
-        work_dir=work / "train", resume=resume, progress=progress,
+        work / "prepared", Path(out), encoder=configs["encoder"], pretrain=configs["pretrain"],
+        training=configs["train"], work_dir=work / "train", resume=resume, progress=progress,
+    )  # fmt: skip
+
+
+def _pretrain_distributed(work: Path, out: Path, configs: dict[str, Any], nproc: int, resume: bool) -> PretrainRun:
+    (work / WORKER_CONFIG).write_text(json.dumps({k: config_to_dict(v) for k, v in configs.items()}))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "custseq.models.pretrain_worker", str(work), str(out), *(["--resume"] if resume else []),
+    ]  # fmt: skip
+    log.info("pre-training on %d processes (torchrun)", nproc)
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise TrainingError(f"distributed pre-training failed (exit code {done.returncode}); see the output above")
+    return PretrainRun(out, read_manifest(out), None)
+
+
+def run_worker(work: Path, out: Path, resume: bool) -> None:
+    """One ``torchrun`` process of a distributed :func:`pretrain` (see :mod:`custseq.models.pretrain_worker`)."""
+    spec = json.loads((work / WORKER_CONFIG).read_text())
+    configs = configs_from_json(spec, CONFIG_CLASSES)
+    pretrain_prepared(
+        work / "prepared", out, encoder=configs["encoder"], pretrain=configs["pretrain"], training=configs["train"],
+        work_dir=work / "train", resume=resume, progress=False,
     )  # fmt: skip

@@ -1,0 +1,23 @@
+"""Entry point of one ``torchrun`` process of a distributed pre-training (``custseq pretrain --nproc N``).
+
+Usage (launched by :func:`custseq.models.pretrain.pretrain`): ``python -m custseq.models.pretrain_worker WORK OUT
+[--resume]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from custseq.models.pretrain import run_worker
+
+
+def main(argv: list[str]) -> None:
+    args = [a for a in argv if a != "--resume"]
+    if len(args) != 2:
+        raise SystemExit("usage: python -m custseq.models.pretrain_worker WORK OUT [--resume]")
+    run_worker(Path(args[0]), Path(args[1]), resume="--resume" in argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
