@@ -7,6 +7,7 @@ every batch carries the sequence, the features and the labels of the same custom
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,21 +53,30 @@ class SampleStream:
     holdout_fraction: float = 0.1
 
     def n_batches(self, world_size: int = 1) -> int:
-        return sum(self._stream(w).n_batches(world_size) for w in self.windows)
+        return sum(stream.n_batches(world_size) for stream in self._streams)
 
     def batches(self, epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[CustomerBatch]:
         order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.windows))
         for i in order if self.shuffle else range(len(self.windows)):
-            window = self.windows[i]
-            lookup = _WindowLookup(window, self.tabular)
-            for events in self._stream(window).batches(epoch, rank, world_size):
+            lookup = _WindowLookup(self.windows[i], self.tabular)
+            for events in self._streams[i].batches(epoch, rank, world_size):
                 yield lookup.batch(events)
 
-    def _stream(self, window: WindowData) -> SequenceStream:
-        return SequenceStream(
-            tuple(shard_files(window.folder / "sequences")), self.vocab, self.max_events, self.batch_size,
-            shuffle=self.shuffle, seed=self.seed, holdout=self.holdout, holdout_fraction=self.holdout_fraction,
-        )  # fmt: skip
+    @functools.cached_property
+    def _streams(self) -> tuple[SequenceStream, ...]:
+        return tuple(
+            SequenceStream(
+                tuple(shard_files(w.folder / "sequences")),
+                self.vocab,
+                self.max_events,
+                self.batch_size,
+                shuffle=self.shuffle,
+                seed=self.seed,
+                holdout=self.holdout,
+                holdout_fraction=self.holdout_fraction,
+            )
+            for w in self.windows
+        )
 
 
 class _WindowLookup:

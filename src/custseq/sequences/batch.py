@@ -7,6 +7,7 @@ customer in memory. Within a buffer of customers, batches are formed from custom
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Iterator
@@ -139,14 +140,18 @@ class SequenceStream:
     holdout: str = "all"  # "train" / "validation": a stable split of customers by id hash
     holdout_fraction: float = 0.1
 
+    @functools.cached_property
+    def customers_per_file(self) -> tuple[int, ...]:
+        """Customers each file contributes (after the holdout), read once: footers only without a holdout."""
+        if self.holdout == "all":
+            return tuple(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        return tuple(int(self._kept(pq.read_table(f, columns=["customer_id"])).sum()) for f in self.files)
+
     def n_batches(self, world_size: int = 1) -> int:
         """Batches each rank receives per epoch (equal on every rank, as DDP requires)."""
         size = self.batch_size * self.bucket_batches
-        total = 0
-        for f in self.files:
-            n = self._kept(pq.read_table(f, columns=["customer_id"])).sum() if self.holdout != "all" else None
-            n = pq.ParquetFile(f).metadata.num_rows if n is None else int(n)
-            total += (n // size) * self.bucket_batches + math.ceil((n % size) / self.batch_size)
+        total = sum((n // size) * self.bucket_batches + math.ceil((n % size) / self.batch_size)
+                    for n in self.customers_per_file)  # fmt: skip
         return total // world_size
 
     def batches(self, epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[EventBatch]:
