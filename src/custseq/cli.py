@@ -6,7 +6,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,9 +27,10 @@ from custseq.config import (
 from custseq.datasets import cdnow_path
 from custseq.errors import CustseqError
 from custseq.io.mapping import parse_mapping_items
-from custseq.models.artifacts import Manifest
-from custseq.models.pretrain import embed_with_model, pretrain
 from custseq.prepare import PrepareResult, prepare, validate
+
+if TYPE_CHECKING:
+    from custseq.models.artifacts import Manifest
 
 app = typer.Typer(
     name="custseq",
@@ -236,6 +237,8 @@ def pretrain_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
 ) -> None:
     """Pre-train the sequence encoder self-supervised (masked events + next event) and save it."""
+    from custseq.models.pretrain import pretrain  # torch is imported only by the commands that need it
+
     run = pretrain(
         _data(data),
         out=out,
@@ -272,6 +275,8 @@ def embed_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Customer embeddings as of a date, from a pre-trained encoder."""
+    from custseq.models.pretrain import embed_with_model
+
     cfg = _config(config, column)
     table, scoring = embed_with_model(
         model, _data(data), out=out, customers=customers, events=events, as_of=as_of, config=cfg
