@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from custseq.config import TrainConfig
-from custseq.models.train import is_main_process, shard_indices, train
+from custseq.models.train import is_main_process, shard_indices, shutdown_distributed, train
 
 TRUE_W = torch.tensor([[1.5, -2.0, 0.5]])
 N, BATCH = 64, 8
@@ -80,7 +80,7 @@ def main(out: Path, results: Path) -> None:
         },
         results / f"rank{rank}.pt",
     )
-    dist.destroy_process_group()
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from custseq.models.pretrain import run_worker
+from custseq.models.train import shutdown_distributed
 
 
 def main(argv: list[str]) -> None:
@@ -17,6 +18,7 @@ def main(argv: list[str]) -> None:
     if len(args) != 2:
         raise SystemExit("usage: python -m custseq.models.pretrain_worker WORK OUT [--resume]")
     run_worker(Path(args[0]), Path(args[1]), resume="--resume" in argv)
+    shutdown_distributed()  # only on success: a failed rank exits at once and torchrun stops the others
 
 
 if __name__ == "__main__":

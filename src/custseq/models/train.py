@@ -87,6 +87,17 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def shutdown_distributed() -> None:
+    """End a torchrun process cleanly: wait for every rank, then destroy the process group ``train`` started.
+
+    Without the barrier a rank can tear its group down while a peer still talks to it, and gloo aborts the
+    process at exit ("terminate called without an active exception").
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard_indices(n: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
     """This rank's share of a seeded per-epoch permutation of ``range(n)`` (a distributed sampler).
 
