@@ -124,7 +124,7 @@ class PretrainRun:
     """What ``pretrain`` produced: the saved model's manifest and where the outputs are."""
 
     model_dir: Path
-    manifest: Manifest | None  # None on ranks other than 0 when rank 0 has not written yet
+    manifest: Manifest | None  # None on ranks other than 0
     result: TrainResult | None  # None on ranks other than 0 and in the launching process of a distributed run
 
 
@@ -196,7 +196,7 @@ def pretrain_prepared(
         description="pre-training",
     )
     if not is_main_process():
-        return PretrainRun(model_dir, read_manifest_or_none(model_dir), None)
+        return PretrainRun(model_dir, None, None)  # rank 0 writes the model; other ranks report nothing
     metrics = {"best_val_loss": result.best_val_loss, "best_epoch": float(result.best_epoch)}
     summary = (prepared / "prepare.json").read_bytes()
     manifest = save_model(
@@ -213,13 +213,6 @@ def pretrain_prepared(
     if work_dir is not None and (work_dir / "train_log.jsonl").exists():
         shutil.copy(work_dir / "train_log.jsonl", model_dir / "train_log.jsonl")
     return PretrainRun(model_dir, manifest, result)
-
-
-def read_manifest_or_none(model_dir: Path) -> Manifest | None:
-    try:
-        return read_manifest(model_dir)
-    except ArtifactError:
-        return None
 
 
 def _world_size() -> int:

@@ -94,7 +94,7 @@ def apply(
             f"SELECT __flag, count(*) FROM {judged} WHERE __rule IS NULL AND __flag IS NOT NULL GROUP BY 1"
         ).fetchall()
     )
-    kinds = {c: k for c, k in staged.kinds.items()}
+    kinds = dict(staged.kinds)
     sql_name = f"clean_{staged.table}"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {sql_name} AS SELECT {_clean_select(staged)} FROM {judged} WHERE __rule IS NULL"
