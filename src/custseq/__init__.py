@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -12,15 +13,23 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from custseq.prepare import PrepareResult, prepare, validate
 
-__all__ = ["PrepareResult", "__version__", "embed", "prepare", "pretrain", "validate"]
+__all__ = [
+    "ChurnValueEstimator", "PrepareResult", "__version__", "embed", "predict", "prepare", "pretrain", "score",
+    "validate",
+]  # fmt: skip
 
 # The model API needs torch; it is imported on first use, so the data tools start fast.
-_LAZY = {"pretrain": "pretrain", "embed": "embed_with_model"}
+_LAZY = {
+    "pretrain": ("custseq.models.pretrain", "pretrain"),
+    "embed": ("custseq.models.pretrain", "embed_with_model"),
+    "predict": ("custseq.scoring.predict", "predict"),
+    "score": ("custseq.scoring.predict", "score"),
+    "ChurnValueEstimator": ("custseq.scoring.estimator", "ChurnValueEstimator"),
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from custseq.models import pretrain as module
-
-        return getattr(module, _LAZY[name])
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'custseq' has no attribute {name!r}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -200,17 +201,105 @@ def prepare_cmd(
     _print_prepare(result)
 
 
+@app.command("predict")
+@_fails_cleanly
+def predict_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-output"),
+    horizon: Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m [default: 90d].")] = None,
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice [default: the config's, 0].")] = None,
+    pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
+) -> None:
+    """Train on the past and score every customer: churn probability and value over the horizon."""
+    cfg = _config(config, column, as_of=as_of, horizon=horizon)
+    if not pretraining:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretraining=False))
+    _predict(_data(data), out, cfg, seed, customers=customers, events=events)
+
+
+@app.command("score")
+@_fails_cleanly
+def score_cmd(
+    data: DataArg,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory written by predict (<out>/model).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-scores"),
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score new data with a saved model (its columns, vocabularies and horizon)."""
+    from custseq.scoring.predict import score
+
+    cfg = _config(config, column) if (config or column) else None
+    with _spinner("scoring"):
+        run = score(model, _data(data), as_of=as_of, customers=customers, events=events, config=cfg, out=out)
+    unknown = {k: v for k, v in run.metrics["unknown_values"].items() if v}
+    if unknown:
+        console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
+    _print_scores(run)
+
+
 @app.command("demo")
 @_fails_cleanly
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     horizon: Annotated[str, typer.Option(help="Prediction horizon.")] = "90d",
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
 ) -> None:
-    """Run custseq on the bundled CDNOW data (23,570 customers, 1997–1998)."""
+    """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
     console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
-    cfg = _config(None, None, horizon=horizon)
-    result = _prepare_with_progress(cdnow_path(), out, cfg)
-    _print_prepare(result)
+    _predict(cdnow_path(), out, _config(None, None, horizon=horizon), seed)
+
+
+def _predict(data: Any, out: Path, cfg: PrepareConfig, seed: int | None, **tables: Any) -> None:
+    from custseq.scoring.predict import run_predict  # torch is imported only by the commands that need it
+
+    with _spinner("starting") as say:
+        run = run_predict(data, config=cfg, seed=seed, out=out, progress=False, on_stage=say, **tables)
+    _print_validation(run.metrics["tables"])
+    v = run.metrics["validation"]
+    console.print(
+        f"trained on windows {', '.join(run.metrics['training_windows'])} "
+        f"({'pre-trained encoder' if run.metrics['pretrained'] else 'no pre-training'}); validation: "
+        f"churn AUC {v['churn_auc']:.3f}, value nGini {v['value_gini']:.3f}, Brier "
+        f"{v['churn_brier_before']:.3f} -> {v['churn_brier_after']:.3f} after {run.metrics['calibration']} calibration"
+    )
+    if "backtest" in run.metrics:
+        b = run.metrics["backtest"]
+        console.print(
+            f"back-test (the horizon after {run.as_of} is in the data): churn AUC {b['churn_auc']:.3f}, "
+            f"value nGini {b['value_gini']:.3f}"
+        )
+    _print_scores(run)
+
+
+def _print_scores(run: Any) -> None:
+    p = run.predictions
+    h = run.metrics["horizon_days"]
+    console.print(
+        f"[bold]{len(p):,}[/] customers scored as of {run.as_of} for the next {h} days: expected churn rate "
+        f"{p['churn_probability'].mean():.1%}, total expected value {p['clv_expected'].sum():,.0f}"
+    )
+    top = Table(title="highest churn risk", title_justify="left")
+    for col in ("customer", "churn probability", "expected value", "P10 – P90"):
+        top.add_column(col, justify="left" if col == "customer" else "right")
+    for r in p.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5).itertuples():
+        top.add_row(
+            str(r.customer_id), f"{r.churn_probability:.1%}", f"{r.clv_expected:,.2f}",
+            f"{r.clv_p10:,.2f} – {r.clv_p90:,.2f}",
+        )  # fmt: skip
+    console.print(top)
+    if run.out_dir is not None:
+        files = "predictions.parquet/.csv, embeddings.parquet, metrics.json, quarantine/"
+        files += ", model/" if (run.out_dir / "model").exists() else ""
+        console.print(f"Outputs in [bold]{run.out_dir}/[/] ({files})")
 
 
 @app.command("pretrain")
@@ -303,12 +392,19 @@ def _data(items: list[str]) -> str | list[str]:
     return items[0] if len(items) == 1 else items
 
 
-def _prepare_with_progress(data: Any, out: Path, cfg: PrepareConfig, **tables: Any) -> PrepareResult:
+@contextlib.contextmanager
+def _spinner(first: str) -> Iterator[Callable[[str], None]]:
+    """A transient spinner; the yielded function changes its text as each stage starts."""
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
     ) as bar:
-        task = bar.add_task("starting", total=None)
-        return prepare(data, out=out, config=cfg, progress=lambda msg: bar.update(task, description=msg), **tables)
+        task = bar.add_task(first, total=None)
+        yield lambda msg: bar.update(task, description=msg)
+
+
+def _prepare_with_progress(data: Any, out: Path, cfg: PrepareConfig, **tables: Any) -> PrepareResult:
+    with _spinner("starting") as say:
+        return prepare(data, out=out, config=cfg, progress=say, **tables)
 
 
 def _print_validation(tables: dict[str, Any]) -> None:

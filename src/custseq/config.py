@@ -255,15 +255,30 @@ class FinetuneConfig:
     use_sequence: bool = True
     trunk_dim: int = 64
     dropout: float = 0.3
-    encoder_mode: Literal["full", "frozen"] = "full"
+    # full: the encoder trains with the heads; frozen: it does not; discriminative: it trains at
+    # encoder_lr_scale times the heads' learning rate (ULMFiT-style discriminative learning rates)
+    encoder_mode: Literal["full", "frozen", "discriminative"] = "full"
+    encoder_lr_scale: float = 0.1
+    # class imbalance of churn: none; class_weight (both classes weigh the same in total); oversample (the
+    # minority class is drawn more often, by resampling each batch with those weights)
+    imbalance: Literal["none", "class_weight", "oversample"] = "none"
+    value_reweight: bool = False  # SeqPreMT: weight customers by 1 + log1p(value) / mean log1p(positive value)
+    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"  # auto: isotonic from 1000 validation rows
+    validation_fraction: float = 0.2  # customers of the latest training window held out for validation
 
     def __post_init__(self) -> None:
         if self.value_loss not in ("ziln", "smooth_l1"):
             raise ConfigError(f"value_loss must be ziln or smooth_l1, got {self.value_loss!r}")
         if self.weighting not in ("uncertainty", "fixed", "variance"):
             raise ConfigError(f"weighting must be uncertainty, fixed or variance, got {self.weighting!r}")
-        if self.encoder_mode not in ("full", "frozen"):
-            raise ConfigError(f"encoder_mode must be full or frozen, got {self.encoder_mode!r}")
+        if self.encoder_mode not in ("full", "frozen", "discriminative"):
+            raise ConfigError(f"encoder_mode must be full, frozen or discriminative, got {self.encoder_mode!r}")
+        if self.imbalance not in ("none", "class_weight", "oversample"):
+            raise ConfigError(f"imbalance must be none, class_weight or oversample, got {self.imbalance!r}")
+        if self.calibration not in ("auto", "isotonic", "platt", "none"):
+            raise ConfigError(f"calibration must be auto, isotonic, platt or none, got {self.calibration!r}")
+        if not 0 < self.validation_fraction < 1 or self.encoder_lr_scale <= 0:
+            raise ConfigError("validation_fraction must be in (0, 1) and encoder_lr_scale > 0")
         if not (self.use_tabular or self.use_sequence):
             raise ConfigError("the model needs the sequence, the tabular features, or both")
         if self.focal_gamma < 0 or not 0 < self.focal_alpha < 1 or self.trunk_dim < 1 or not 0 <= self.dropout < 1:
@@ -273,8 +288,25 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """What `predict` trains: an optional self-supervised pre-training, then the multi-task fine-tuning.
+
+    Training defaults are sized for a laptop (minutes on CDNOW's 23,570 customers on 2 cores): a few
+    pre-training epochs (pre-training added <= 0.002 AUC with all labels, MODEL-NOTES) and fine-tuning
+    with early stopping on the validation composite.
+    """
+
+    pretraining: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pretrain_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, patience=2))
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, patience=3))
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
-    """Everything `custseq prepare` needs."""
+    """Every setting of a run: the data settings `prepare` needs, and the model `predict` trains."""
 
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -282,6 +314,7 @@ class PrepareConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -309,7 +342,17 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> 
     known = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(data) - known):
         raise ConfigError(f"unknown setting(s) {unknown} in {where}; allowed: {sorted(known)}")
-    kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        if dataclasses.is_dataclass(hints[name]) and fields[name].default_factory is not dataclasses.MISSING:
+            # A partial section changes only the settings it names, starting from this field's own default
+            # (ModelConfig's training defaults differ from TrainConfig's).
+            built = config_from_dict(hints[name], value, f"{where}.{name}")
+            given = {key: getattr(built, key) for key in value}
+            kwargs[name] = dataclasses.replace(fields[name].default_factory(), **given)
+        else:
+            kwargs[name] = _convert(hints[name], value, f"{where}.{name}")
     try:
         return cls(**kwargs)
     except TypeError as e:

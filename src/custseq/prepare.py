@@ -326,8 +326,12 @@ def prepare_scoring_sequences(
     events: Any = None,
     as_of: str | dt.date | None = None,
     config: PrepareConfig | None = None,
+    with_features: bool = False,
 ) -> ScoringSequences:
     """Validate new data and write its sequences as of ``as_of`` with a saved model's vocabulary.
+
+    ``out`` receives ``sequences/``, ``quarantine/`` and, ``with_features``, the window's
+    ``features.parquet`` (the layout of a ``prepare`` window folder, without labels).
 
     Raises
     ------
@@ -348,6 +352,12 @@ def prepare_scoring_sequences(
         tx, ev = report.tables["transactions"], report.tables.get("events")
         _check_fields(vocab, {"transactions": tx, "events": ev})
         window = Window(future or day_after(data_span(con, tx.sql_name)[1]), cfg.window.horizon_days)
+        if with_features:
+            out.mkdir(parents=True, exist_ok=True)
+            features = build_features(
+                con, tx, window, cfg.features, customers=report.tables.get("customers"), events=ev
+            )
+            pq.write_table(features, out / "features.parquet")
         unknown = encode_tables(con, vocab, tx, ev)
         tokens = create_tokens(con, vocab.layout, [window.cutoff])
         lists = build_token_lists(con, vocab, tokens)

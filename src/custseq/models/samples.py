@@ -7,15 +7,18 @@ every batch carries the sequence, the features and the labels of the same custom
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from custseq.config import FinetuneConfig
 from custseq.errors import ArtifactError
 from custseq.features.matrix import TabularSpec, transform_tabular
 from custseq.models.finetune import CustomerBatch
@@ -35,6 +38,45 @@ class WindowData:
 
 
 @dataclass(frozen=True)
+class SampleWeights:
+    """Per-customer weights of training samples: churn class balance and SeqPreMT's log-value emphasis.
+
+    ``weight = class weight × (1 + log1p(value⁺) / value_scale)`` (the second factor only with a
+    ``value_scale``). With ``oversample`` the weights are used to redraw each batch (with replacement)
+    rather than to weight the losses: the minority class and high-value customers are seen more often.
+    """
+
+    churned: float = 1.0
+    retained: float = 1.0
+    value_scale: float | None = None
+    oversample: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.churned != 1.0 or self.retained != 1.0 or self.value_scale is not None
+
+    def of(self, churned: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        w = torch.where(churned > 0.5, self.churned, self.retained).to(torch.float32)
+        if self.value_scale is not None:
+            w = w * (1 + torch.log1p(value.clamp(min=0)) / self.value_scale)
+        return w
+
+
+def fit_sample_weights(labels: list[pa.Table], cfg: FinetuneConfig) -> SampleWeights:
+    """Weights from the training windows' labels, as ``cfg.imbalance`` and ``cfg.value_reweight`` ask."""
+    churned = np.concatenate([t.column("churned").to_numpy(zero_copy_only=False).astype(float) for t in labels])
+    value = np.concatenate([t.column("value").to_numpy().astype(float) for t in labels])
+    weights = SampleWeights(oversample=cfg.imbalance == "oversample")
+    rate = churned.mean() if len(churned) else 0.0
+    if cfg.imbalance != "none" and 0 < rate < 1:
+        weights = dataclasses.replace(weights, churned=0.5 / rate, retained=0.5 / (1 - rate))
+    positive = value[value > 0]
+    if cfg.value_reweight and len(positive):
+        weights = dataclasses.replace(weights, value_scale=float(np.log1p(positive).mean()))
+    return weights
+
+
+@dataclass(frozen=True)
 class SampleStream:
     """Batches of (sequence, tabular features, labels) for the customers of several windows.
 
@@ -51,6 +93,7 @@ class SampleStream:
     seed: int = 0
     holdout: str = "all"
     holdout_fraction: float = 0.1
+    weights: SampleWeights | None = None  # training only; needs labelled windows
 
     def n_batches(self, world_size: int = 1) -> int:
         return sum(stream.n_batches(world_size) for stream in self._streams)
@@ -59,8 +102,23 @@ class SampleStream:
         order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.windows))
         for i in order if self.shuffle else range(len(self.windows)):
             lookup = _WindowLookup(self.windows[i], self.tabular)
+            rng = torch.Generator().manual_seed(
+                int(np.random.default_rng([self.seed, epoch, 2, int(i)]).integers(2**62))
+            )
             for events in self._streams[i].batches(epoch, rank, world_size):
-                yield lookup.batch(events)
+                yield self._weighted(lookup.batch(events), rng)
+
+    def _weighted(self, batch: CustomerBatch, rng: torch.Generator) -> CustomerBatch:
+        if self.weights is None or not self.weights.active or batch.churned is None:
+            return batch
+        w = self.weights.of(batch.churned, batch.value)
+        if not self.weights.oversample:
+            return dataclasses.replace(batch, weight=w)
+        rows = torch.multinomial(w, batch.size, replacement=True, generator=rng)
+        return CustomerBatch(
+            batch.events.select(rows), batch.tabular[rows], {k: v[rows] for k, v in batch.categories.items()},
+            batch.churned[rows], batch.value[rows],
+        )  # fmt: skip
 
     @functools.cached_property
     def _streams(self) -> tuple[SequenceStream, ...]:

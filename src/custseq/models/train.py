@@ -26,7 +26,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,22 +147,33 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def optimizer_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: decay on weight matrices only.
+def optimizer_param_groups(
+    model: torch.nn.Module,
+    weight_decay: float,
+    learning_rate: float = 1e-3,
+    lr_scales: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups: decay on weight matrices only, and per-module learning rates.
 
     Biases and norm scales (every parameter with fewer than 2 dimensions) and embedding tables get no
-    weight decay; parameters that do not require gradients are left out. Empty groups are dropped.
+    weight decay; parameters that do not require gradients are left out. ``lr_scales`` maps a parameter
+    name prefix (e.g. ``"encoder."``) to a multiplier of ``learning_rate`` (discriminative learning
+    rates; the first matching prefix wins). Empty groups are dropped.
     """
     no_decay = set()
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding | torch.nn.EmbeddingBag):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, rest = [], []
-    for p in model.parameters():
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (rest if p.ndim < 2 or id(p) in no_decay else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            scale = next((s for prefix, s in (lr_scales or {}).items() if name.startswith(prefix)), 1.0)
+            decays = p.ndim >= 2 and id(p) not in no_decay
+            groups.setdefault((decays, scale), []).append(p)
+    return [
+        {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr": learning_rate * scale}
+        for (decays, scale), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))
+    ]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -226,6 +237,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     description: str = "training",
+    score_fn: Callable[[torch.nn.Module], float] | None = None,
+    lr_scales: Mapping[str, float] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and leave it, in eval mode, with the weights of its best epoch.
 
@@ -265,6 +278,12 @@ def train(
         Show a transient Rich progress bar (epoch, loss, items/s) on rank 0.
     description : str
         Label for the progress bar and the log lines.
+    score_fn : callable, optional
+        ``score_fn(model) -> float``, higher is better (e.g. a validation AUC), called after every epoch on
+        every rank with the model in eval mode. When given, early stopping and the best weights follow
+        this score instead of the validation loss (monitored as ``-score``); it is logged as ``val_score``.
+    lr_scales : mapping of str to float, optional
+        Learning-rate multipliers by parameter-name prefix (see :func:`optimizer_param_groups`).
 
     Returns
     -------
@@ -300,7 +319,8 @@ def train(
 
     _seed_everything(cfg.seed + rank)
     model.to(device)
-    optimizer = torch.optim.AdamW(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    groups = optimizer_param_groups(model, cfg.weight_decay, cfg.learning_rate, lr_scales)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     warmup_steps = int(cfg.warmup_fraction * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup_steps))
     amp_dtype = None
@@ -350,8 +370,13 @@ def train(
             t = _all_reduce_sums(train_sums, device, world_size)
             v = _all_reduce_sums(val_sums, device, world_size) if val_sums else None
             entry = _history_entry(epoch, t, v, lr, time.perf_counter() - started, train_seconds)
+            monitored = entry["train_loss"] if v is None else entry["val_loss"]
+            if score_fn is not None:
+                model.eval()
+                entry["val_score"] = float(score_fn(model))
+                monitored = -entry["val_score"]
             history.append(entry)
-            stopping.update(epoch, entry["train_loss"] if v is None else entry["val_loss"], model)
+            stopping.update(epoch, monitored, model)
 
             rng = _gather(_rng_state(), world_size)
             if main and out_dir is not None:

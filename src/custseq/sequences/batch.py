@@ -56,6 +56,17 @@ class EventBatch:
                 moved[f.name] = {k: v.to(device, non_blocking=True) for k, v in value.items()}
         return replace(self, **moved)
 
+    def select(self, rows: torch.Tensor) -> EventBatch:
+        """The customers at ``rows`` (B',) int64, in that order; a row may repeat (resampling)."""
+        picked = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                picked[f.name] = value[rows]
+            elif isinstance(value, dict):
+                picked[f.name] = {k: v[rows] for k, v in value.items()}
+        return replace(self, **picked, customer_ids=[self.customer_ids[i] for i in rows.tolist()])
+
 
 def collate(table: pa.Table, vocab: SequenceVocab, max_events: int) -> EventBatch:
     """Turn rows of a sequences table into an ``EventBatch``, keeping each customer's last ``max_events`` tokens."""

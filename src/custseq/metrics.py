@@ -1,0 +1,105 @@
+"""Metrics of churn and value predictions (DESIGN §6), pure functions of NumPy arrays.
+
+Churn: ROC AUC, PR AUC (average precision) and Brier score. Value: RMSE, MAE, normalized Gini and the
+top-decile value share. The validation composite that early stopping watches is the mean of the churn Gini
+(2·AUC − 1) and the value normalized Gini, so both tasks count on the same [-1, 1] scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def _arrays(*xs: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(x, dtype=np.float64).ravel() for x in xs]
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC; NaN when only one class is present."""
+    y, score = _arrays(y, score)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else math.nan
+
+
+def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the precision-recall curve (average precision); NaN without positives."""
+    y, score = _arrays(y, score)
+    return float(average_precision_score(y, score)) if y.sum() > 0 else math.nan
+
+
+def brier(y: np.ndarray, probability: np.ndarray) -> float:
+    """Mean squared difference between the probability and the 0/1 outcome."""
+    y, p = _arrays(y, probability)
+    return float(np.mean((p - y) ** 2))
+
+
+def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    actual, predicted = _arrays(actual, predicted)
+    return float(np.sqrt(np.mean((predicted - actual) ** 2)))
+
+
+def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
+    actual, predicted = _arrays(actual, predicted)
+    return float(np.mean(np.abs(predicted - actual)))
+
+
+def _gini(actual: np.ndarray, order: np.ndarray) -> float:
+    """Gini of ``actual`` accumulated in ``order`` (descending by score), as in the Kaggle definition."""
+    sorted_actual = actual[order]
+    cumulative = np.cumsum(sorted_actual) / sorted_actual.sum()
+    n = len(actual)
+    return float(cumulative.sum() / n - (n + 1) / (2 * n))
+
+
+def normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Gini of the actual values ranked by the prediction over the Gini of the perfect ranking.
+
+    1 is a perfect value ranking, 0 a random one. Ties in the prediction are broken by row order after a
+    stable sort, and only the ranking matters. NaN when the actual values sum to zero or have no spread.
+    """
+    actual, predicted = _arrays(actual, predicted)
+    if len(actual) < 2 or actual.sum() == 0:
+        return math.nan
+    perfect = _gini(actual, np.argsort(-actual, kind="stable"))
+    if perfect == 0:
+        return math.nan
+    return _gini(actual, np.argsort(-predicted, kind="stable")) / perfect
+
+
+def top_decile_share(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Share of the total actual value held by the 10% of customers with the highest predicted value."""
+    actual, predicted = _arrays(actual, predicted)
+    total = actual.sum()
+    if len(actual) == 0 or total == 0:
+        return math.nan
+    k = max(1, math.ceil(0.1 * len(actual)))
+    return float(actual[np.argsort(-predicted, kind="stable")[:k]].sum() / total)
+
+
+def composite(churn_auc: float, value_gini: float) -> float:
+    """The validation composite: mean of the churn Gini (2·AUC − 1) and the value normalized Gini.
+
+    A missing part (NaN, e.g. one class only) leaves the other to decide.
+    """
+    parts = [x for x in (2 * churn_auc - 1, value_gini) if not math.isnan(x)]
+    return float(np.mean(parts)) if parts else math.nan
+
+
+def churn_value_metrics(
+    churned: np.ndarray, churn_probability: np.ndarray, value: np.ndarray, value_predicted: np.ndarray
+) -> dict[str, float]:
+    """Every metric of one set of predictions against what happened."""
+    auc = roc_auc(churned, churn_probability)
+    gini = normalized_gini(value, value_predicted)
+    return {
+        "churn_auc": auc,
+        "churn_pr_auc": pr_auc(churned, churn_probability),
+        "churn_brier": brier(churned, churn_probability),
+        "value_rmse": rmse(value, value_predicted),
+        "value_mae": mae(value, value_predicted),
+        "value_gini": gini,
+        "value_top_decile_share": top_decile_share(value, value_predicted),
+        "composite": composite(auc, gini),
+    }

@@ -1,0 +1,270 @@
+"""Fine-tune, save, load and apply the churn + value model on the windows of a ``prepare`` output.
+
+Temporal training (DESIGN §3): samples are (customer, cutoff) pairs from every training window. A stable
+share of customers (``FinetuneConfig.validation_fraction``, by id hash, the same in every window) is held
+out; their rows in the latest training window are the validation set. Early stopping follows the
+validation composite of churn AUC and value normalized Gini; the churn probabilities are then calibrated
+on the same validation customers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, TrainConfig
+from custseq.errors import ArtifactError, TrainingError
+from custseq.features.matrix import TabularSpec, fit_tabular
+from custseq.metrics import churn_value_metrics
+from custseq.models.artifacts import Manifest, configs_from_json, data_fingerprint, load_model, save_model
+from custseq.models.calibration import Calibrator, calibration_report, fit_calibrator
+from custseq.models.encoder import SequenceEncoder
+from custseq.models.finetune import QUANTILES, MultiTaskModel
+from custseq.models.pretrain import load_pretrained, model_vocab
+from custseq.models.samples import SampleStream, WindowData, fit_sample_weights
+from custseq.models.train import TrainResult, train
+from custseq.sequences.vocab import SequenceVocab
+
+MODEL_TYPE = "custseq-churn-value"
+CONFIG_CLASSES = {"encoder": EncoderConfig, "finetune": FinetuneConfig, "train": TrainConfig}
+PREDICTION_COLUMNS = ("churn_probability", "clv_expected", *(f"clv_p{round(q * 100)}" for q in QUANTILES))
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChurnValueModel:
+    """A fine-tuned model with everything needed to score: vocabulary, tabular spec and calibration."""
+
+    network: MultiTaskModel
+    vocab: SequenceVocab
+    tabular: TabularSpec
+    calibrator: Calibrator
+    horizon_days: int
+
+    @property
+    def max_events(self) -> int:
+        return self.network.encoder.cfg.max_events
+
+
+@dataclass
+class FitResult:
+    model: ChurnValueModel
+    metrics: dict[str, float]  # on the validation customers, calibrated probabilities
+    result: TrainResult
+    cutoffs: list[str]
+    pretrained: bool
+
+
+@dataclass
+class Scores:
+    """Predictions for every customer of one window, sorted by customer id."""
+
+    customer_ids: list[str]
+    columns: dict[str, np.ndarray]  # PREDICTION_COLUMNS -> (N,)
+    embeddings: np.ndarray  # (N, D)
+    churned: np.ndarray | None = None  # the window's labels, when it has them
+    value: np.ndarray | None = None
+
+    def table(self) -> pa.Table:
+        data = {"customer_id": pa.array(self.customer_ids, pa.string())}
+        data |= {k: pa.array(v.astype(np.float64)) for k, v in self.columns.items()}
+        return pa.table(data)
+
+    def embedding_table(self) -> pa.Table:
+        data = {"customer_id": pa.array(self.customer_ids, pa.string())}
+        data |= {f"e{j}": pa.array(self.embeddings[:, j].astype(np.float32)) for j in range(self.embeddings.shape[1])}
+        return pa.table(data)
+
+
+def training_windows(prepared: Path) -> tuple[list[WindowData], WindowData]:
+    """The training windows of a ``prepare`` output (latest first) and the validation window among them."""
+    summary = json.loads((prepared / "prepare.json").read_text())
+    labelled = [w for w in summary["windows"] if w["role"] in ("validation", "train")]
+    windows = [WindowData(prepared / "windows" / w["as_of"]) for w in labelled]
+    validation = next(WindowData(prepared / "windows" / w["as_of"]) for w in labelled if w["role"] == "validation")
+    return windows, validation
+
+
+def scoring_window(prepared: Path) -> WindowData:
+    summary = json.loads((prepared / "prepare.json").read_text())
+    return next(WindowData(prepared / "windows" / w["as_of"]) for w in summary["windows"] if w["role"] == "score")
+
+
+def finetune_prepared(
+    prepared: Path,
+    cfg: ModelConfig,
+    *,
+    encoder_dir: Path | None = None,
+    work_dir: Path | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fine-tune the multi-task model on the training windows of ``prepared``.
+
+    ``encoder_dir`` is a pre-trained encoder (:func:`custseq.models.pretrain.pretrain_prepared`); without it
+    the encoder starts from random weights. The model is returned calibrated, with its validation metrics.
+    """
+    ft, training = cfg.finetune, cfg.finetune_training
+    vocab = SequenceVocab.load(prepared / "vocab.json")
+    windows, validation = training_windows(prepared)
+    horizon = json.loads((prepared / "prepare.json").read_text())["horizon_days"]
+    spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
+    weights = fit_sample_weights([pq.read_table(w.folder / "labels.parquet") for w in windows], ft)
+    torch.manual_seed(training.seed)
+    encoder = _encoder(encoder_dir, cfg.encoder, vocab)
+    network = MultiTaskModel(encoder, spec.width, spec.category_sizes(), ft)
+    common = {"vocab": vocab, "tabular": spec, "max_events": encoder.cfg.max_events, "seed": training.seed}
+    train_stream = SampleStream(
+        tuple(windows), batch_size=training.batch_size, holdout="train",
+        holdout_fraction=ft.validation_fraction, weights=weights, **common,
+    )  # fmt: skip
+    val_stream = SampleStream(
+        (validation,), batch_size=1024, shuffle=False, holdout="validation",
+        holdout_fraction=ft.validation_fraction, **common,
+    )  # fmt: skip
+    if val_stream.n_batches() == 0:
+        raise TrainingError(
+            "no validation customers in the latest training window; the data have too few customers to "
+            "fine-tune and validate a model (raise model.finetune.validation_fraction or add data)"
+        )
+    result = train(
+        network,
+        lambda epoch, rank, world: train_stream.batches(epoch, rank, world),
+        lambda rank, world: val_stream.batches(0, rank, world),
+        training,
+        out_dir=work_dir,
+        steps_per_epoch=train_stream.n_batches(),
+        progress=progress,
+        description="fine-tuning",
+        score_fn=lambda m: _validation_composite(m, val_stream),
+        lr_scales={"encoder.": ft.encoder_lr_scale} if ft.encoder_mode == "discriminative" else None,
+    )
+    raw = _predict_stream(network, val_stream, Calibrator("none"))
+    calibrator = fit_calibrator(raw.churned, raw.columns["churn_probability"], ft.calibration)
+    report = calibration_report(raw.churned, raw.columns["churn_probability"], ft.calibration, seed=training.seed)
+    model = ChurnValueModel(network, vocab, spec, calibrator, horizon)
+    calibrated = (
+        raw.columns["churn_probability"]
+        if calibrator.method == "none"
+        else calibrator(raw.columns["churn_probability"])
+    )
+    metrics = churn_value_metrics(raw.churned, calibrated, raw.value, raw.columns["clv_expected"])
+    metrics |= {f"churn_{k}": v for k, v in report.items()}
+    metrics |= {"best_epoch": float(result.best_epoch), "validation_customers": float(len(raw.customer_ids))}
+    cutoffs = [w.folder.name for w in windows]
+    return FitResult(model, metrics, result, cutoffs, encoder_dir is not None)
+
+
+def score_window(model: ChurnValueModel, window: WindowData, batch_size: int = 1024) -> Scores:
+    """Calibrated predictions and embeddings for every customer of a window folder (features + sequences)."""
+    stream = SampleStream(
+        (window,), model.vocab, model.tabular, model.max_events, batch_size, shuffle=False, holdout="all"
+    )
+    return _predict_stream(model.network, stream, model.calibrator)
+
+
+def save_churn_value(
+    path: Path, fit: FitResult, cfg: ModelConfig, data_config: dict[str, Any], fingerprint: str
+) -> Manifest:
+    """Write the model directory: weights (safetensors), configs, tabular spec and calibration (JSON)."""
+    model = fit.model
+    weighting = model.network.weighting
+    config = {
+        "encoder": model.network.encoder.cfg,
+        "finetune": cfg.finetune,
+        "train": cfg.finetune_training,
+        "tabular": model.tabular.to_json(),
+        "calibration": model.calibrator.to_json(),
+        "horizon_days": model.horizon_days,
+        "data": data_config,
+    }
+    extra = {
+        "task_weighting": {"mode": weighting.mode, "weights": [float(w) for w in weighting.weights()]},
+        "pretrained": fit.pretrained,
+        "history": fit.result.history,
+    }
+    return save_model(
+        path, model.network.cpu(), config, model.vocab, model_type=MODEL_TYPE, data_fingerprint=fingerprint,
+        cutoffs=fit.cutoffs, metrics=fit.metrics, extra=extra,
+    )  # fmt: skip
+
+
+def load_churn_value(path: Path | str) -> tuple[ChurnValueModel, dict[str, Any], Manifest]:
+    """Load a model directory written by :func:`save_churn_value`; also returns its config.json dict."""
+    network, config, vocab, manifest = load_model(Path(path), _build, expected_type=MODEL_TYPE)
+    try:
+        spec = TabularSpec.from_json(config["tabular"])
+        calibrator = Calibrator.from_json(config["calibration"])
+        horizon = int(config["horizon_days"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path}: config.json lacks the model's {e}; save the model again") from None
+    return ChurnValueModel(network, vocab, spec, calibrator, horizon), config, manifest
+
+
+def fingerprint_of(prepared: Path) -> str:
+    return data_fingerprint([(prepared / "prepare.json").read_bytes(), (prepared / "vocab.json").read_bytes()])
+
+
+def _build(config: dict[str, Any], vocab: SequenceVocab | None) -> MultiTaskModel:
+    if vocab is None:
+        raise ArtifactError("a churn-value model needs its vocab.json")
+    cfgs = configs_from_json(config, CONFIG_CLASSES)
+    spec = TabularSpec.from_json(config["tabular"])
+    encoder = _fresh_encoder(cfgs["encoder"], vocab)
+    return MultiTaskModel(encoder, spec.width, spec.category_sizes(), cfgs["finetune"])
+
+
+def _fresh_encoder(cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder:
+    sizes = {f.name: vocab.size(f.name) for f in vocab.layout.categorical()}
+    return SequenceEncoder(cfg, sizes, len(vocab.layout.numeric()))
+
+
+def _encoder(encoder_dir: Path | None, cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder:
+    if encoder_dir is None:
+        return _fresh_encoder(cfg, vocab)
+    if model_vocab(encoder_dir).to_json() != vocab.to_json():
+        raise ArtifactError(f"the pre-trained encoder in {encoder_dir} was fitted with another vocabulary")
+    pretrained, _ = load_pretrained(encoder_dir)
+    return pretrained.encoder
+
+
+def _validation_composite(network: torch.nn.Module, stream: SampleStream) -> float:
+    scores = _predict_stream(network, stream, Calibrator("none"))
+    return churn_value_metrics(scores.churned, scores.columns["churn_probability"], scores.value,
+                               scores.columns["clv_expected"])["composite"]  # fmt: skip
+
+
+@torch.no_grad()
+def _predict_stream(network: MultiTaskModel, stream: SampleStream, calibrator: Calibrator) -> Scores:
+    network.eval()
+    device = next(network.parameters()).device
+    ids: list[str] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in PREDICTION_COLUMNS}
+    embeddings, churned, value = [], [], []
+    for batch in stream.batches():
+        out = network(batch.to(device))
+        for k, v in network.predict_values(out).items():
+            parts[k].append(v.double().cpu().numpy())
+        embeddings.append(out.embedding.float().cpu().numpy())
+        ids.extend(batch.events.customer_ids)
+        if batch.churned is not None:
+            churned.append(batch.churned.numpy())
+            value.append(batch.value.numpy())
+    order = np.argsort(np.array(ids, dtype=object), kind="stable")
+    columns = {k: np.concatenate(v)[order] if v else np.zeros(0) for k, v in parts.items()}
+    if calibrator.method != "none":
+        columns["churn_probability"] = calibrator(columns["churn_probability"])
+    dim = network.encoder.dim
+    matrix = np.concatenate(embeddings)[order] if embeddings else np.zeros((0, dim), np.float32)
+    labels = churned and len(churned) == len(embeddings)
+    return Scores(
+        [ids[i] for i in order], columns, matrix,
+        np.concatenate(churned)[order] if labels else None, np.concatenate(value)[order] if labels else None,
+    )  # fmt: skip

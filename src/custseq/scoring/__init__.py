@@ -1,0 +1,1 @@
+"""Scores for every customer: predictions, embeddings and the artefacts a user reads."""

@@ -1,0 +1,281 @@
+"""`predict` (validate → prepare → pre-train → fine-tune → score) and `score` (a saved model on new data).
+
+Both write the DESIGN §4 outputs to a folder: ``predictions.parquet`` / ``.csv``, ``embeddings.parquet``,
+``metrics.json`` and ``quarantine/``; ``predict`` also writes ``model/``. Work files (prepared windows,
+checkpoints) live in a temporary folder unless a ``work_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from custseq.config import PrepareConfig, config_from_dict, config_to_dict
+from custseq.errors import ConfigError
+from custseq.metrics import churn_value_metrics
+from custseq.models.churn_value import (
+    ChurnValueModel,
+    FitResult,
+    Scores,
+    finetune_prepared,
+    fingerprint_of,
+    load_churn_value,
+    save_churn_value,
+    score_window,
+    scoring_window,
+)
+from custseq.models.pretrain import pretrain_prepared
+from custseq.models.samples import WindowData
+from custseq.prepare import prepare, prepare_scoring_sequences
+
+Stage = Callable[[str], None]
+
+
+@dataclass
+class PredictRun:
+    """What ``predict`` or ``score`` produced."""
+
+    predictions: pd.DataFrame  # one row per customer with history at the as-of date
+    embeddings: pd.DataFrame
+    metrics: dict[str, Any]  # metrics.json
+    out_dir: Path | None
+    model: ChurnValueModel
+    data_config: PrepareConfig
+    as_of: str
+
+
+def predict(
+    transactions: Any,
+    *,
+    horizon: str | int | None = None,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: PrepareConfig | None = None,
+    seed: int | None = None,
+    out: Path | str | None = None,
+    work_dir: Path | str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Churn probability and expected value over the horizon, with P10/P50/P90, for every customer.
+
+    Trains on windows before ``as_of`` (default the last day in the data) and scores every customer with
+    history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. See :func:`run_predict` for
+    the metrics and the model.
+
+    Raises
+    ------
+    CustseqError
+        On any problem the user can fix (bad input, impossible windows).
+    """
+    run = run_predict(
+        transactions, horizon=horizon, as_of=as_of, customers=customers, events=events, config=config, seed=seed,
+        out=out, work_dir=work_dir, progress=progress,
+    )  # fmt: skip
+    return run.predictions
+
+
+def run_predict(
+    transactions: Any,
+    *,
+    horizon: str | int | None = None,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: PrepareConfig | None = None,
+    seed: int | None = None,
+    out: Path | str | None = None,
+    work_dir: Path | str | None = None,
+    progress: bool = False,
+    on_stage: Stage | None = None,
+) -> PredictRun:
+    """:func:`predict`, returning the predictions with the embeddings, metrics and the fitted model."""
+    cfg = with_seed(config or PrepareConfig(), seed)
+    say = on_stage or (lambda _msg: None)
+    started = time.perf_counter()
+    with _work_folder(work_dir) as work:
+        prepared = prepare(
+            transactions, out=work / "prepared", customers=customers, events=events, as_of=as_of, horizon=horizon,
+            config=cfg, progress=say,
+        )  # fmt: skip
+        fit = _fit(work, cfg, say, progress)
+        say("scoring every customer")
+        scores = score_window(fit.model, scoring_window(work / "prepared"))
+        data_cfg = _data_config(prepared.summary["config"])
+        metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
+        run = _run(scores, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
+        if out is not None:
+            save_churn_value(
+                Path(out) / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared")
+            )
+            _copy_quarantine(work / "prepared" / "quarantine", Path(out) / "quarantine")
+    return run
+
+
+def score(
+    model_dir: Path | str,
+    transactions: Any,
+    *,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: PrepareConfig | None = None,
+    out: Path | str | None = None,
+) -> PredictRun:
+    """Score new data with a model saved by ``predict`` (``<out>/model``).
+
+    The data are validated and mapped with the model's own data settings unless ``config`` is given; values
+    the model's vocabulary does not know map to the unknown id and are counted in ``metrics["unknown_values"]``.
+
+    Raises
+    ------
+    ArtifactError
+        If the model directory is missing, corrupted or not a churn-value model.
+    SchemaError
+        If the data lack a column or field the model was trained with.
+    """
+    model, saved, _ = load_churn_value(model_dir)
+    data_cfg = config or _data_config(saved["data"])
+    return score_with_model(model, data_cfg, transactions, as_of=as_of, customers=customers, events=events, out=out)
+
+
+def score_with_model(
+    model: ChurnValueModel,
+    data_cfg: PrepareConfig,
+    transactions: Any,
+    *,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    out: Path | str | None = None,
+) -> PredictRun:
+    """Score new data with a fitted model in memory (what :func:`score` and the estimator do)."""
+    started = time.perf_counter()
+    cfg = dataclasses.replace(data_cfg, window=dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days))
+    with tempfile.TemporaryDirectory(prefix="custseq-score-") as tmp:
+        scoring = prepare_scoring_sequences(
+            transactions, vocab=model.vocab, out=tmp, customers=customers, events=events, as_of=as_of, config=cfg,
+            with_features=True,
+        )  # fmt: skip
+        scores = score_window(model, WindowData(Path(tmp)))
+        metrics = {
+            "as_of": scoring.window.as_of.isoformat(),
+            "horizon_days": model.horizon_days,
+            "customers_scored": len(scores.customer_ids),
+            "unknown_values": dict(scoring.unknown_values),
+            "tables": scoring.report.to_dict(),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        run = _run(scores, metrics, model, cfg, scoring.window.as_of.isoformat(), out)
+        if out is not None:
+            _copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
+    return run
+
+
+def with_seed(cfg: PrepareConfig, seed: int | None) -> PrepareConfig:
+    """The config with every training seed set to ``seed`` (unchanged with None)."""
+    if seed is None:
+        return cfg
+    m = cfg.model
+    model = dataclasses.replace(
+        m,
+        pretrain_training=dataclasses.replace(m.pretrain_training, seed=seed),
+        finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
+    )
+    return dataclasses.replace(cfg, model=model)
+
+
+def _fit(work: Path, cfg: PrepareConfig, say: Stage, progress: bool) -> FitResult:
+    m = cfg.model
+    encoder_dir = None
+    if m.pretraining:
+        say("pre-training the sequence encoder (masked + next event)")
+        encoder_dir = work / "pretrained"
+        pretrain_prepared(
+            work / "prepared", encoder_dir, encoder=m.encoder, pretrain=m.pretrain, training=m.pretrain_training,
+            work_dir=work / "pretrain", progress=progress,
+        )  # fmt: skip
+    say("fine-tuning the churn + value model")
+    return finetune_prepared(
+        work / "prepared", m, encoder_dir=encoder_dir, work_dir=work / "finetune", progress=progress
+    )
+
+
+def _metrics(summary: dict[str, Any], fit: FitResult, scores: Scores, seconds: float) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "as_of": summary["as_of"],
+        "horizon_days": summary["horizon_days"],
+        "customers_scored": len(scores.customer_ids),
+        "training_windows": fit.cutoffs,
+        "pretrained": fit.pretrained,
+        "validation": fit.metrics,
+        "task_weighting": {
+            "mode": fit.model.network.weighting.mode,
+            "weights": [float(w) for w in fit.model.network.weighting.weights()],
+        },
+        "calibration": fit.model.calibrator.method,
+        "tables": summary["tables"],
+        "seconds": round(seconds, 2),
+    }
+    if scores.churned is not None:  # the scoring window's labels are in the data: a back-test
+        metrics["backtest"] = churn_value_metrics(
+            scores.churned, scores.columns["churn_probability"], scores.value, scores.columns["clv_expected"]
+        )
+    return metrics
+
+
+def _run(
+    scores: Scores, metrics: dict[str, Any], model: ChurnValueModel, cfg: PrepareConfig, as_of: str, out: Any
+) -> PredictRun:
+    predictions = scores.table()
+    embeddings = scores.embedding_table()
+    if out is not None:
+        write_outputs(Path(out), predictions, embeddings, metrics)
+    return PredictRun(
+        predictions.to_pandas(), embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of
+    )
+
+
+def write_outputs(out: Path, predictions: pa.Table, embeddings: pa.Table, metrics: dict[str, Any]) -> None:
+    """predictions.parquet / .csv, embeddings.parquet and metrics.json in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(predictions, out / "predictions.parquet")
+    pacsv.write_csv(predictions, out / "predictions.csv")
+    pq.write_table(embeddings, out / "embeddings.parquet")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+
+
+def _data_config(saved: dict[str, Any]) -> PrepareConfig:
+    try:
+        return config_from_dict(PrepareConfig, saved, where="the model's data settings")
+    except ConfigError as e:
+        raise ConfigError(f"{e}; the model was saved by another custseq version, pass --config") from None
+
+
+def _copy_quarantine(src: Path, dst: Path) -> None:
+    if src.exists():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+@contextlib.contextmanager
+def _work_folder(path: Path | str | None) -> Iterator[Path]:
+    """The given work folder (kept), or a temporary one (removed afterwards)."""
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="custseq-predict-") as tmp:
+        yield Path(tmp)
