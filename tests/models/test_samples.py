@@ -86,3 +86,40 @@ def test_the_training_loop_fits_the_multitask_model_on_samples(prepared):
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
     assert np.isfinite(result.best_val_loss)
+
+
+def test_sample_weights_by_hand():
+    import pyarrow as pa
+
+    from custseq.models.samples import SampleWeights, fit_sample_weights
+
+    labels = [pa.table({"churned": [1, 0, 0, 0], "value": [0.0, np.e - 1, 0.0, np.e**3 - 1]})]
+    w = fit_sample_weights(labels, FinetuneConfig(imbalance="class_weight", value_reweight=True))
+    # churn rate 1/4: churners weigh 0.5 / 0.25 = 2, others 0.5 / 0.75 = 2/3; mean log1p(positive value) = 2
+    assert w.churned == pytest.approx(2.0) and w.retained == pytest.approx(2 / 3)
+    assert w.value_scale == pytest.approx(2.0) and not w.oversample
+    got = w.of(torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0.0, np.e - 1, 0.0, np.e**3 - 1]))
+    assert torch.allclose(got, torch.tensor([2.0, 2 / 3 * 1.5, 2 / 3, 2 / 3 * 2.5]))
+    assert not fit_sample_weights(labels, FinetuneConfig()).active
+    assert SampleWeights().of(torch.ones(2), torch.zeros(2)).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("imbalance", ["class_weight", "oversample"])
+def test_weighted_streams_balance_the_classes(prepared, imbalance):
+    from custseq.models.samples import fit_sample_weights
+
+    labels = [
+        pq.read_table(WindowData(prepared.window_dir(w)).folder / "labels.parquet") for w in prepared.plan.training
+    ]
+    weights = fit_sample_weights(labels, FinetuneConfig(imbalance=imbalance))
+    stream = _stream(prepared, seed=1, weights=weights)
+    total, weighted_churn, weight_sum = 0, 0.0, 0.0
+    for batch in stream.batches(epoch=0):
+        w = batch.weight if batch.weight is not None else torch.ones(batch.size)
+        weighted_churn += float((w * batch.churned).sum())
+        weight_sum += float(w.sum())
+        total += batch.size
+    raw_rate = float(np.mean(np.concatenate([t.column("churned").to_numpy() for t in labels])))
+    balanced = weighted_churn / weight_sum
+    assert abs(balanced - 0.5) < abs(raw_rate - 0.5)  # closer to balanced than the raw labels
+    assert total == sum(t.num_rows for t in labels)  # resampling keeps each batch's size

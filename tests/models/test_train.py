@@ -358,3 +358,34 @@ def test_torchrun_two_gloo_ranks_agree_and_only_rank0_writes(tmp_path):
     assert sorted(p.name for p in (out / "rank0").iterdir()) == [CHECKPOINT_FILE, LOG_FILE]
     assert not (out / "rank1").exists()
     assert load_checkpoint(out / "rank0" / CHECKPOINT_FILE)["world_size"] == 2
+
+
+def test_discriminative_learning_rates_scale_the_named_modules():
+    model = torch.nn.Sequential()
+    model.add_module("encoder", torch.nn.Linear(3, 3))
+    model.add_module("head", torch.nn.Linear(3, 1))
+    groups = optimizer_param_groups(model, 0.01, 1e-3, {"encoder.": 0.1})
+    by_lr = {}
+    for g in groups:
+        by_lr.setdefault(g["lr"], []).extend(g["params"])
+    assert sorted(by_lr) == [pytest.approx(1e-4), 1e-3]
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    assert {id(p) for p in by_lr[min(by_lr)]} == encoder_ids
+    assert {g["weight_decay"] for g in groups if any(p.ndim < 2 for p in g["params"])} == {0.0}
+
+
+def test_early_stopping_follows_the_score_function(tmp_path):
+    scores = iter([0.5, 0.9, 0.7, 0.6, 0.4])  # best at epoch 1; patience 2 stops after epoch 3
+    weights_at = []
+
+    def score(model):
+        weights_at.append(model.linear.weight.detach().clone())
+        return next(scores)
+
+    x, y = make_data(64)
+    model = Regression()
+    result = train(model, batches(x, y, 16, seed=0), whole(x, y), cfg(epochs=5, patience=2), progress=False,
+                   score_fn=score)  # fmt: skip
+    assert result.best_epoch == 1 and result.epochs_run == 4 and result.stopped_early
+    assert [h["val_score"] for h in result.history] == [0.5, 0.9, 0.7, 0.6]
+    assert torch.equal(model.linear.weight, weights_at[1])

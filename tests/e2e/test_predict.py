@@ -1,0 +1,193 @@
+"""End-to-end: `custseq predict`, `custseq score`, the Python API and the estimator on a small shop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+import custseq
+from custseq.cli import app
+from custseq.config import load_config
+from custseq.models.artifacts import read_manifest
+
+runner = CliRunner()
+AS_OF = "2023-10-15"
+PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90"]
+TINY_TOML = """
+[model.encoder]
+d_model = 16
+n_heads = 2
+n_layers = 1
+d_ff = 32
+max_events = 8
+
+[model.pretrain_training]
+epochs = 1
+batch_size = 64
+
+[model.finetune_training]
+epochs = 2
+batch_size = 64
+"""
+
+
+def _shop_rows(seed: int = 3) -> pd.DataFrame:
+    """200 customers over a year; frequent buyers keep buying, so churn and value are learnable."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(200):
+        day, gap = int(rng.integers(0, 60)), float(rng.choice([8, 20, 60]))
+        end = int(rng.integers(120, 365))
+        while day < end:
+            ts = dt.date(2023, 1, 1) + dt.timedelta(days=day)
+            amount, product = round(float(rng.gamma(2.0, 15.0)), 2), f"p{int(rng.integers(6))}"
+            rows.append({"customer_id": f"k{c:03d}", "ts": ts, "amount": amount, "product": product})
+            day += max(1, int(rng.exponential(gap)))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("shop") / "shop.csv"
+    _shop_rows().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def predicted(shop, tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("predict") / "out"
+    args = ["predict", str(shop), "--horizon", "60d", "--as-of", AS_OF, "--config", str(tiny), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "customers scored" in result.output and "highest churn risk" in result.output
+    return out
+
+
+def test_predict_writes_the_output_contract(predicted, shop):
+    assert {"predictions.parquet", "predictions.csv", "embeddings.parquet", "metrics.json", "model", "quarantine"} <= {
+        p.name for p in predicted.iterdir()
+    }
+    p = pq.read_table(predicted / "predictions.parquet").to_pandas()
+    assert list(p.columns) == PREDICTION_COLUMNS
+    rows = pd.read_csv(shop)
+    expected = sorted(rows.loc[rows["ts"] <= AS_OF, "customer_id"].unique())
+    assert p["customer_id"].tolist() == expected  # every customer with history, once, sorted
+    assert p["churn_probability"].between(0, 1).all()
+    values = p[["clv_expected", "clv_p10", "clv_p50", "clv_p90"]]
+    assert np.isfinite(values.to_numpy()).all() and (values >= 0).all().all()
+    assert (p["clv_p10"] <= p["clv_p50"]).all() and (p["clv_p50"] <= p["clv_p90"]).all()
+    csv = pd.read_csv(predicted / "predictions.csv", dtype={"customer_id": str})
+    assert csv["customer_id"].tolist() == expected
+    assert np.allclose(csv["churn_probability"], p["churn_probability"])
+    e = pq.read_table(predicted / "embeddings.parquet").to_pandas()
+    assert e["customer_id"].tolist() == expected and e.shape[1] == 1 + 16
+
+
+def test_metrics_and_model_record_how_it_was_trained(predicted):
+    metrics = json.loads((predicted / "metrics.json").read_text())
+    assert metrics["as_of"] == AS_OF and metrics["horizon_days"] == 60 and metrics["pretrained"]
+    v = metrics["validation"]
+    assert 0 <= v["churn_auc"] <= 1 and v["validation_customers"] > 0
+    assert v["churn_brier_before"] >= 0 and v["churn_brier_after"] >= 0
+    assert "backtest" in metrics  # the 60 days after the as-of date are in the data
+    manifest = read_manifest(predicted / "model")
+    assert manifest.model_type == "custseq-churn-value"
+    assert manifest.extra["task_weighting"]["mode"] == "uncertainty"
+    assert len(manifest.extra["task_weighting"]["weights"]) == 2
+    config = json.loads((predicted / "model" / "config.json").read_text())
+    assert {"tabular", "calibration", "finetune", "encoder", "data"} <= set(config)
+    assert not list((predicted / "model").glob("*.pt"))  # weights only in safetensors
+
+
+def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path):
+    out = tmp_path / "scores"
+    args = ["score", str(shop), "--model", str(predicted / "model"), "--as-of", AS_OF, "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    scored = pq.read_table(out / "predictions.parquet").to_pandas()
+    original = pq.read_table(predicted / "predictions.parquet").to_pandas()
+    assert scored["customer_id"].tolist() == original["customer_id"].tolist()
+    for column in PREDICTION_COLUMNS[1:]:
+        assert np.allclose(scored[column], original[column], rtol=1e-5, atol=1e-6), column
+
+
+def test_rows_after_as_of_change_nothing(shop, tiny, tmp_path):
+    rows = pd.read_csv(shop)
+    future = rows["ts"] > AS_OF
+    changed = rows.copy()
+    changed.loc[future, "amount"] *= 7  # other amounts after the as-of date
+    changed = changed.drop(changed[future].index[::3])  # some later rows gone
+    newcomer = pd.DataFrame({"customer_id": ["zz"], "ts": ["2023-12-01"], "amount": [5.0], "product": ["p9"]})
+    changed = pd.concat([changed, newcomer])
+    cfg = load_config(tiny)
+    a = custseq.predict(rows, horizon="60d", as_of=AS_OF, config=cfg)
+    b = custseq.predict(changed, horizon="60d", as_of=AS_OF, config=cfg)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_api_and_estimator(shop, tiny):
+    from sklearn.base import clone
+
+    cfg = load_config(tiny)
+    rows = pd.read_csv(shop)
+    est = custseq.ChurnValueEstimator(horizon="60d", as_of=AS_OF, config=cfg, seed=1, pretraining=False)
+    assert clone(est).get_params() == est.get_params() and not hasattr(clone(est), "model_")
+    with pytest.raises(Exception, match="not fitted"):
+        est.predict(rows)
+    est.fit(rows)
+    assert est.as_of_ == AS_OF and "validation" in est.metrics_
+    p = est.predict(rows, as_of=AS_OF)
+    assert list(p.columns) == PREDICTION_COLUMNS and p["churn_probability"].between(0, 1).all()
+    e = est.transform(rows, as_of=AS_OF)
+    assert e["customer_id"].tolist() == p["customer_id"].tolist() and e.shape[1] == 17
+    assert not hasattr(clone(est), "model_")
+
+
+def _invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    return result, result.output + (result.stderr if result.stderr_bytes is not None else "")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("customer_id,ts\nk1,2023-01-01\n", "amount"),
+        ("", "no rows"),
+        ("customer_id,ts,amount\nk1,2023-01-01,abc\nk2,2023-02-01,xyz\n", "could not be parsed"),
+    ],
+    ids=["missing-column", "empty-file", "wrong-type"],
+)
+def test_bad_inputs_exit_2_with_a_clear_error(tmp_path, tiny, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    result, output = _invoke("predict", str(path), "--config", str(tiny), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, output
+    assert "error:" in output and message in output.lower() and "Traceback" not in output
+
+
+def test_horizon_longer_than_history_exits_2(shop, tiny, tmp_path):
+    result, output = _invoke("predict", str(shop), "--horizon", "1y", "--config", str(tiny), "--out", str(tmp_path))
+    assert result.exit_code == 2 and "horizon" in output and "shorter --horizon" in output
+
+
+def test_score_refuses_data_without_the_models_fields(predicted, tmp_path):
+    data = tmp_path / "no_product.csv"
+    pd.DataFrame({"customer_id": ["a", "b"], "ts": ["2023-01-01", "2023-02-01"], "amount": [1.0, 2.0]}).to_csv(
+        data, index=False
+    )
+    result, output = _invoke("score", str(data), "--model", str(predicted / "model"), "--out", str(tmp_path / "s"))
+    assert result.exit_code == 2 and "product" in output
