@@ -28,6 +28,7 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/encoder.py
+	$(BIN)/python benchmarks/predict.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import resource
 import shlex
 import subprocess
@@ -40,7 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import child_env, machine_description, read_result, report_result, write_section  # benchmarks/
+from harness import (  # benchmarks/
+    busy_cpu_seconds,
+    child_env,
+    machine_description,
+    read_result,
+    report_result,
+    wait_for_quiet,
+    write_section,
+)
 
 PACKAGES = ("torch", "numpy", "scikit-learn")
 
@@ -481,23 +488,6 @@ def run_child(task: str, params: dict) -> None:
 
 
 # --------------------------------------------------------------------------- parent side
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``, idle and iowait excluded)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(threshold: float, max_wait: float) -> float:
-    """Wait until other processes use under ``threshold`` cores (1 s samples), at most ``max_wait`` s."""
-    start = time.perf_counter()
-    while True:
-        before = busy_cpu_seconds()
-        time.sleep(1.0)
-        busy = busy_cpu_seconds() - before
-        if busy < threshold or time.perf_counter() - start > max_wait:
-            return busy
 
 
 @dataclass

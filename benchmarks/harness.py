@@ -8,6 +8,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -92,3 +93,20 @@ def write_section(out: Path, section: str, heading: str) -> None:
     print()
     print(section)
     print(f"written to {out}")
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``, idle and iowait excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(threshold: float, max_wait: float) -> float:
+    """Wait until other processes use under ``threshold`` cores (1 s samples), at most ``max_wait`` s."""
+    start = time.perf_counter()
+    while True:
+        before = busy_cpu_seconds()
+        time.sleep(1.0)
+        busy = busy_cpu_seconds() - before
+        if busy < threshold or time.perf_counter() - start > max_wait:
+            return busy

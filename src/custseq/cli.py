@@ -287,10 +287,11 @@ def _print_scores(run: Any) -> None:
         f"[bold]{len(p):,}[/] customers scored as of {run.as_of} for the next {h} days: expected churn rate "
         f"{p['churn_probability'].mean():.1%}, total expected value {p['clv_expected'].sum():,.0f}"
     )
-    top = Table(title="highest churn risk", title_justify="left")
+    valuable = p[p["clv_expected"] >= p["clv_expected"].quantile(0.75)]
+    top = Table(title="highest churn risk among the top 25% by expected value", title_justify="left")
     for col in ("customer", "churn probability", "expected value", "P10 – P90"):
         top.add_column(col, justify="left" if col == "customer" else "right")
-    for r in p.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5).itertuples():
+    for r in valuable.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5).itertuples():
         top.add_row(
             str(r.customer_id), f"{r.churn_probability:.1%}", f"{r.clv_expected:,.2f}",
             f"{r.clv_p10:,.2f} – {r.clv_p90:,.2f}",

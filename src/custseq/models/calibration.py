@@ -19,6 +19,8 @@ from custseq.metrics import brier
 
 METHODS = ("auto", "isotonic", "platt", "none")
 MIN_ISOTONIC = 1000  # "auto" uses isotonic regression from this many validation customers, Platt below
+# An isotonic bin whose validation customers all churned would say 100%; no model knows that well.
+ISOTONIC_LIMITS = (0.001, 0.999)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def fit_calibrator(churned: np.ndarray, p: np.ndarray, method: str = "auto") -> 
     if method == "auto":
         method = "isotonic" if len(y) >= MIN_ISOTONIC else "platt"
     if method == "isotonic":
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+        iso = IsotonicRegression(y_min=ISOTONIC_LIMITS[0], y_max=ISOTONIC_LIMITS[1], out_of_bounds="clip").fit(p, y)
         return Calibrator("isotonic", tuple(iso.X_thresholds_.tolist()), tuple(iso.y_thresholds_.tolist()))
     lr = LogisticRegression(C=1e6).fit(_logit(p).reshape(-1, 1), y)
     return Calibrator("platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
