@@ -261,8 +261,11 @@ def demo_cmd(
 def _predict(data: Any, out: Path, cfg: PrepareConfig, seed: int | None, **tables: Any) -> None:
     from custseq.scoring.predict import run_predict  # torch is imported only by the commands that need it
 
-    with _spinner("starting") as say:
-        run = run_predict(data, config=cfg, seed=seed, out=out, progress=False, on_stage=say, **tables)
+    # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
+    run = run_predict(
+        data, config=cfg, seed=seed, out=out, progress=True, on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
+        **tables,
+    )  # fmt: skip
     _print_validation(run.metrics["tables"])
     v = run.metrics["validation"]
     console.print(

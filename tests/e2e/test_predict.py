@@ -148,11 +148,14 @@ def test_api_and_estimator(shop, tiny):
     assert clone(est).get_params() == est.get_params() and not hasattr(clone(est), "model_")
     with pytest.raises(Exception, match="not fitted"):
         est.predict(rows)
-    est.fit(rows)
+    ids = sorted(rows["customer_id"].unique())
+    profiles = pd.DataFrame({"customer_id": ids, "region": [["north", "south"][i % 2] for i in range(len(ids))]})
+    est.fit(rows, customers=profiles)
     assert est.as_of_ == AS_OF and "validation" in est.metrics_
-    p = est.predict(rows, as_of=AS_OF)
+    assert "profile_region" in est.model_.tabular.categorical  # profile attributes reach the model
+    p = est.predict(rows, as_of=AS_OF, customers=profiles)
     assert list(p.columns) == PREDICTION_COLUMNS and p["churn_probability"].between(0, 1).all()
-    e = est.transform(rows, as_of=AS_OF)
+    e = est.transform(rows, as_of=AS_OF, customers=profiles)
     assert e["customer_id"].tolist() == p["customer_id"].tolist() and e.shape[1] == 17
     assert not hasattr(clone(est), "model_")
 

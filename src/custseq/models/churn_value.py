@@ -56,11 +56,13 @@ class ChurnValueModel:
 
 @dataclass
 class FitResult:
+    """A fine-tuned model and how it was obtained."""
+
     model: ChurnValueModel
-    metrics: dict[str, float]  # on the validation customers, calibrated probabilities
-    result: TrainResult
-    cutoffs: list[str]
-    pretrained: bool
+    metrics: dict[str, float]  # on the validation customers, with calibrated probabilities
+    result: TrainResult  # the training loop's history and best epoch
+    cutoffs: list[str]  # as-of dates of the training windows, latest first
+    pretrained: bool  # whether the encoder started from a pre-trained one
 
 
 @dataclass
@@ -150,11 +152,7 @@ def finetune_prepared(
     calibrator = fit_calibrator(raw.churned, raw.columns["churn_probability"], ft.calibration)
     report = calibration_report(raw.churned, raw.columns["churn_probability"], ft.calibration, seed=training.seed)
     model = ChurnValueModel(network, vocab, spec, calibrator, horizon)
-    calibrated = (
-        raw.columns["churn_probability"]
-        if calibrator.method == "none"
-        else calibrator(raw.columns["churn_probability"])
-    )
+    calibrated = calibrator(raw.columns["churn_probability"])
     metrics = churn_value_metrics(raw.churned, calibrated, raw.value, raw.columns["clv_expected"])
     metrics |= {f"churn_{k}": v for k, v in report.items()}
     metrics |= {"best_epoch": float(result.best_epoch), "validation_customers": float(len(raw.customer_ids))}
@@ -259,8 +257,7 @@ def _predict_stream(network: MultiTaskModel, stream: SampleStream, calibrator: C
             value.append(batch.value.numpy())
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
     columns = {k: np.concatenate(v)[order] if v else np.zeros(0) for k, v in parts.items()}
-    if calibrator.method != "none":
-        columns["churn_probability"] = calibrator(columns["churn_probability"])
+    columns["churn_probability"] = calibrator(columns["churn_probability"])
     dim = network.encoder.dim
     matrix = np.concatenate(embeddings)[order] if embeddings else np.zeros((0, dim), np.float32)
     labels = churned and len(churned) == len(embeddings)
