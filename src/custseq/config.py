@@ -292,8 +292,9 @@ class ModelConfig:
     """What `predict` trains: an optional self-supervised pre-training, then the multi-task fine-tuning.
 
     Training defaults are sized for a laptop (minutes on CDNOW's 23,570 customers on 2 cores): a few
-    pre-training epochs (pre-training added <= 0.002 AUC with all labels, MODEL-NOTES) and fine-tuning
-    with early stopping on the validation composite.
+    pre-training epochs (pre-training added <= 0.002 AUC with all labels, MODEL-NOTES) and up to 30
+    fine-tuning epochs ended by early stopping on the validation composite (with 10, the best epoch was
+    the last ones and the validation composite lower: CDNOW 0.568 vs 0.571, Online Retail 0.634 vs 0.664).
     """
 
     pretraining: bool = True
@@ -301,7 +302,7 @@ class ModelConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     pretrain_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, patience=2))
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    finetune_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, patience=3))
+    finetune_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, patience=4))
 
 
 @dataclass(frozen=True)
