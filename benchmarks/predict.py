@@ -82,15 +82,19 @@ COLUMNS = (
 
 
 def child_backtest(p: dict) -> dict:
+    from custseq.config import load_config
     from custseq.datasets import cdnow_path
     from custseq.errors import WindowError
     from custseq.scoring.predict import run_predict
 
     source = cdnow_path() if p["source"] == "cdnow" else Path(p["source"])
+    config = load_config(Path(p["config"])) if p.get("config") else None
     with tempfile.TemporaryDirectory(prefix="custseq-bench-predict-") as tmp:
         t0 = time.perf_counter()
         try:
-            run = run_predict(source, horizon=p["horizon"], as_of=p["as_of"], seed=p["seed"], work_dir=tmp)
+            run = run_predict(
+                source, horizon=p["horizon"], as_of=p["as_of"], seed=p["seed"], work_dir=tmp, config=config
+            )
         except WindowError as e:
             return {"not_trainable": str(e)}
         seconds = time.perf_counter() - t0
@@ -239,6 +243,8 @@ def run_backtest(name: str, seeds: list[int], args: argparse.Namespace) -> dict:
     runs = []
     for seed in seeds:
         params = {"name": name, "source": source, "as_of": as_of, "horizon": horizon, "seed": seed}
+        if args.config is not None:
+            params["config"] = str(args.config.resolve())
         result, note = measure(params, args)
         if result is None:
             print(f"  {name} seed {seed}: {note}")
@@ -365,8 +371,9 @@ def render(args: argparse.Namespace, command: str, outcomes: dict[str, dict], st
             f"Machine: {machine_description(PACKAGES)}",
             "",
             f"Seeds {', '.join(map(str, args.seeds))}; every cell is the mean ± standard deviation over the seeds. "
-            "custseq: `run_predict(data, horizon=H, as_of=t0, seed=seed, work_dir=tmp)` with the default "
-            "settings, in a fresh process per seed; wall s is the whole call (validate, prepare, pre-train, "
+            "custseq: `run_predict(data, horizon=H, as_of=t0, seed=seed, work_dir=tmp)` with "
+            + (f"the settings of `{args.config}` (below)" if args.config else "the default settings")
+            + ", in a fresh process per seed; wall s is the whole call (validate, prepare, pre-train, "
             "fine-tune, score), peak GiB the process's maximum resident memory at its end. The baselines "
             "run in the same process afterwards, on the same prepared windows: trained on every training "
             "window (custseq holds a share of the validation window's customers out for early stopping and "
@@ -383,6 +390,11 @@ def render(args: argparse.Namespace, command: str, outcomes: dict[str, dict], st
             "181 days are observed and a 182-day label would be censored by one day; 181 days is the whole "
             "observed holdout.",
             "",
+            *(
+                [f"Settings (`{args.config}`):", "", "```toml", args.config.read_text().strip(), "```", ""]
+                if args.config
+                else []
+            ),
             *(line for name, outcome in outcomes.items() for line in backtest_lines(name, outcome)),
         ]
     ).rstrip("\n")
@@ -394,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backtests", nargs="+", choices=list(BACKTESTS), default=list(BACKTESTS))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--section", default="predict (issue 6)", help="heading of the section, after '## '")
+    parser.add_argument("--config", type=Path, help="TOML config for custseq (e.g. an ablation); default settings")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before a back-test run is killed")
     parser.add_argument("--quiet-cores", type=float, default=0.2,
                         help="wait before a run until other processes use fewer cores than this")  # fmt: skip

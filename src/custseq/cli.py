@@ -252,10 +252,11 @@ def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     horizon: Annotated[str, typer.Option(help="Prediction horizon.")] = "90d",
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    config: ConfigOpt = None,
 ) -> None:
     """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
     console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
-    _predict(cdnow_path(), out, _config(None, None, horizon=horizon), seed)
+    _predict(cdnow_path(), out, _config(config, None, horizon=horizon), seed)
 
 
 def _predict(data: Any, out: Path, cfg: PrepareConfig, seed: int | None, **tables: Any) -> None:
