@@ -174,7 +174,7 @@ def prepare_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     horizon: Annotated[
-        str | None, typer.Option(help="Prediction horizon: 90d, 13w, 6m, 1y or days [default: 90d].")
+        str | None, typer.Option(help="Prediction horizon: 90d, 13w, 6m, 1y or days (default 90d).")
     ] = None,
     as_of: AsOfOpt = None,
     customers: CustomersOpt = None,
@@ -206,13 +206,13 @@ def prepare_cmd(
 def predict_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-output"),
-    horizon: Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m [default: 90d].")] = None,
+    horizon: Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")] = None,
     as_of: AsOfOpt = None,
     customers: CustomersOpt = None,
     events: EventsOpt = None,
     column: ColumnOpt = None,
     config: ConfigOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random choice [default: the config's, 0].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice (default: the config's, 0).")] = None,
     pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
@@ -313,7 +313,7 @@ def pretrain_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     as_of: AsOfOpt = None,
-    horizon: Annotated[str | None, typer.Option(help="Horizon of the training windows [default: 90d].")] = None,
+    horizon: Annotated[str | None, typer.Option(help="Horizon of the training windows (default 90d).")] = None,
     customers: CustomersOpt = None,
     events: EventsOpt = None,
     column: ColumnOpt = None,
