@@ -1,0 +1,1 @@
+"""Baselines custseq is measured against, reading the same windows, features and sequences."""
