@@ -19,7 +19,7 @@ from custseq.models.artifacts import read_manifest
 
 runner = CliRunner()
 AS_OF = "2023-10-15"
-PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90"]
+PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90", "p_alive"]
 TINY_TOML = """
 [model.encoder]
 d_model = 16
@@ -86,7 +86,7 @@ def test_predict_writes_the_output_contract(predicted, shop):
     rows = pd.read_csv(shop)
     expected = sorted(rows.loc[rows["ts"] <= AS_OF, "customer_id"].unique())
     assert p["customer_id"].tolist() == expected  # every customer with history, once, sorted
-    assert p["churn_probability"].between(0, 1).all()
+    assert p["churn_probability"].between(0, 1).all() and p["p_alive"].between(0, 1).all()
     values = p[["clv_expected", "clv_p10", "clv_p50", "clv_p90"]]
     assert np.isfinite(values.to_numpy()).all() and (values >= 0).all().all()
     assert (p["clv_p10"] <= p["clv_p50"]).all() and (p["clv_p50"] <= p["clv_p90"]).all()

@@ -23,8 +23,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from custseq.baselines.btyd import predict_btyd
 from custseq.config import PrepareConfig, config_from_dict, config_to_dict
-from custseq.errors import ConfigError
+from custseq.errors import ConfigError, TrainingError
 from custseq.metrics import churn_value_metrics
 from custseq.models.churn_value import (
     ChurnValueModel,
@@ -116,7 +117,8 @@ def run_predict(
         scores = score_window(fit.model, scoring_window(work / "prepared"))
         data_cfg = _data_config(prepared.summary["config"])
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
-        run = _run(scores, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
+        features = scoring_window(work / "prepared").folder / "features.parquet"
+        run = _run(scores, features, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
         if out is not None:
             save_churn_value(
                 Path(out) / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared")
@@ -179,7 +181,7 @@ def score_with_model(
             "tables": scoring.report.to_dict(),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        run = _run(scores, metrics, model, cfg, scoring.window.as_of.isoformat(), out)
+        run = _run(scores, Path(tmp) / "features.parquet", metrics, model, cfg, scoring.window.as_of.isoformat(), out)
         if out is not None:
             _copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
     return run
@@ -238,15 +240,36 @@ def _metrics(summary: dict[str, Any], fit: FitResult, scores: Scores, seconds: f
 
 
 def _run(
-    scores: Scores, metrics: dict[str, Any], model: ChurnValueModel, cfg: PrepareConfig, as_of: str, out: Any
+    scores: Scores,
+    features: Path,
+    metrics: dict[str, Any],
+    model: ChurnValueModel,
+    cfg: PrepareConfig,
+    as_of: str,
+    out: Any,
 ) -> PredictRun:
-    predictions = scores.table()
+    predictions = with_p_alive(scores.table(), pq.read_table(features), model.horizon_days, metrics)
     embeddings = scores.embedding_table()
     if out is not None:
         write_outputs(Path(out), predictions, embeddings, metrics)
     return PredictRun(
         predictions.to_pandas(), embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of
     )
+
+
+def with_p_alive(predictions: pa.Table, features: pa.Table, horizon_days: int, metrics: dict[str, Any]) -> pa.Table:
+    """Add ``p_alive``: P(alive) from a BG/NBD fitted on the same window's RFM summary (rows before its cutoff).
+
+    When BG/NBD cannot be fitted (e.g. almost no repeat buyers) the column is empty and ``metrics`` says why.
+    """
+    try:
+        btyd = predict_btyd(features, horizon_days)
+        by_id = dict(zip(btyd.customer_ids, btyd.p_alive.tolist(), strict=True))
+        column = pa.array([by_id.get(c) for c in predictions.column("customer_id").to_pylist()], pa.float64())
+    except TrainingError as e:
+        metrics["p_alive"] = f"not available: {e}"
+        column = pa.nulls(predictions.num_rows, pa.float64())
+    return predictions.append_column("p_alive", column)
 
 
 def write_outputs(out: Path, predictions: pa.Table, embeddings: pa.Table, metrics: dict[str, Any]) -> None:
