@@ -15,7 +15,8 @@ training windows; categorical columns are left out):
 - a logistic regression for churn, and a ridge regression on log1p(value⁺) for value, predicted as expm1 of
   its output clipped to the training targets' range [0, max log1p(value⁺)] (unclipped, a few scoring
   customers outside the training features' range get values in the millions);
-- LightGBM: a classifier for churn and a Tweedie regressor on value⁺, fixed settings (``LGBM_PARAMS``).
+- LightGBM: a classifier for churn and a Tweedie regressor on value⁺, fixed settings
+  (``LGBM_DEFAULTS``); both are the classes of ``custseq.baselines.tabular``.
 
 All metrics come from ``custseq.metrics.churn_value_metrics``, so the three rows are comparable. A back-test
 whose windows cannot be built (``WindowError``) is reported as not trainable, with custseq's message. Before
@@ -37,7 +38,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from harness import (  # benchmarks/
     busy_cpu_seconds,
@@ -61,10 +61,7 @@ BACKTESTS = {
     "online-retail": (str(SHARED_DATA / "online_retail" / "online_retail.csv.gz"), "2011-09-10", "90d"),
 }
 MODELS = ("custseq", "logistic regression", "LightGBM")
-LGBM_PARAMS = {
-    "n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20, "subsample": 0.8,
-    "subsample_freq": 1, "colsample_bytree": 0.8, "verbose": -1,
-}  # fmt: skip
+
 # metric key, column title, digits
 COLUMNS = (
     ("churn_auc", "churn ROC AUC", 3),
@@ -113,52 +110,29 @@ def child_backtest(p: dict) -> dict:
     }
 
 
-def window_tables(prepared: Path) -> tuple[list[tuple[Any, Any]], tuple[Any, Any], dict]:
-    """(features, labels) of the training windows and of the scoring window, and a summary of them."""
-    import pyarrow.parquet as pq
+def run_baselines(prepared: Path, seed: int) -> tuple[dict, dict]:
+    """Metrics and fit + predict seconds of both baselines (``custseq.baselines``), and what data they saw."""
+    import numpy as np
+
+    from custseq.baselines.base import WindowTables
+    from custseq.baselines.tabular import LightGBM, LogisticRidge
+    from custseq.features.matrix import fit_tabular
+    from custseq.metrics import churn_value_metrics
 
     summary = json.loads((prepared / "prepare.json").read_text())
-
-    def load(window: dict) -> tuple[Any, Any]:
-        folder = prepared / "windows" / window["as_of"]
-        features, labels = pq.read_table(folder / "features.parquet"), pq.read_table(folder / "labels.parquet")
-        if not features.column("customer_id").equals(labels.column("customer_id")):
-            raise RuntimeError(f"{folder}: features and labels are not in the same customer order")
-        return features, labels
-
-    train = [load(w) for w in summary["windows"] if w["role"] in ("validation", "train")]
-    score = next(load(w) for w in summary["windows"] if w["role"] == "score")
+    h = summary["horizon_days"]
+    train_keys = [w["as_of"] for w in summary["windows"] if w["role"] in ("validation", "train")]
+    score_key = next(w["as_of"] for w in summary["windows"] if w["role"] == "score")
+    train = [WindowTables.read(prepared / "windows" / key, h) for key in train_keys]
+    score = WindowTables.read(prepared / "windows" / score_key, h)
+    y_train = np.concatenate([w.label_arrays()[0] for w in train])
+    y_score, v_score = score.label_arrays()
+    spec = fit_tabular([w.features for w in train])  # what both baselines read, for the summary line
     info = {
-        "train_windows": [w["as_of"] for w in summary["windows"] if w["role"] in ("validation", "train")],
-        "score_window": next(w["as_of"] for w in summary["windows"] if w["role"] == "score"),
-        "train_rows": sum(f.num_rows for f, _ in train),
-        "score_rows": score[0].num_rows,
-    }
-    return train, score, info
-
-
-def label_arrays(labels: Any) -> tuple[Any, Any]:
-    import numpy as np
-
-    churned = labels.column("churned").to_numpy().astype(np.int64)
-    value = np.asarray(labels.column("value").to_numpy(zero_copy_only=False), dtype=np.float64)
-    return churned, value
-
-
-def run_baselines(prepared: Path, seed: int) -> tuple[dict, dict]:
-    """Metrics and fit + predict seconds of both baselines, and a summary of the data they saw."""
-    import numpy as np
-    import pyarrow as pa
-
-    from custseq.features.matrix import fit_tabular, transform_tabular
-
-    train, score, info = window_tables(prepared)
-    spec = fit_tabular([f for f, _ in train])
-    x_train = transform_tabular(spec, pa.concat_tables([f for f, _ in train], promote_options="default")).values
-    y_train, v_train = label_arrays(pa.concat_tables([lab for _, lab in train], promote_options="default"))
-    x_score = transform_tabular(spec, score[0]).values
-    y_score, v_score = label_arrays(score[1])
-    info |= {
+        "train_windows": train_keys,
+        "score_window": score_key,
+        "train_rows": len(y_train),
+        "score_rows": len(y_score),
         "columns": spec.width,
         "categorical_skipped": list(spec.categorical),
         "train_churn": float(y_train.mean()),
@@ -167,38 +141,12 @@ def run_baselines(prepared: Path, seed: int) -> tuple[dict, dict]:
         "score_value_zero": float(np.mean(v_score <= 0)),
     }
     out = {}
-    for name, fit_predict in (("logistic regression", linear_baseline), ("LightGBM", lightgbm_baseline)):
+    for name, model in (("logistic regression", LogisticRidge(seed=seed)), ("LightGBM", LightGBM(seed=seed))):
         t0 = time.perf_counter()
-        churn_p, value_p = fit_predict(x_train, y_train, v_train, x_score, seed)
-        out[name] = {"seconds": time.perf_counter() - t0, "metrics": score_metrics(y_score, churn_p, v_score, value_p)}
+        p = model.fit(train).predict(score)
+        metrics = churn_value_metrics(y_score, p.churn_probability, v_score, p.value)
+        out[name] = {"seconds": time.perf_counter() - t0, "metrics": metrics}
     return out, info
-
-
-def score_metrics(churned: Any, churn_p: Any, value: Any, value_p: Any) -> dict:
-    from custseq.metrics import churn_value_metrics
-
-    return churn_value_metrics(churned, churn_p, value, value_p)
-
-
-def linear_baseline(x: Any, churned: Any, value: Any, x_score: Any, seed: int) -> tuple[Any, Any]:
-    """Logistic regression for churn; ridge on log1p(value⁺), back through expm1 within the training range."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression, Ridge
-
-    target = np.log1p(np.maximum(value, 0.0))
-    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(x, churned)
-    reg = Ridge().fit(x, target)
-    return clf.predict_proba(x_score)[:, 1], np.expm1(np.clip(reg.predict(x_score), 0.0, target.max()))
-
-
-def lightgbm_baseline(x: Any, churned: Any, value: Any, x_score: Any, seed: int) -> tuple[Any, Any]:
-    """LightGBM classifier for churn, Tweedie regressor on value⁺; fixed settings, no tuning."""
-    import numpy as np
-    from lightgbm import LGBMClassifier, LGBMRegressor
-
-    clf = LGBMClassifier(**LGBM_PARAMS, random_state=seed).fit(x, churned)
-    reg = LGBMRegressor(objective="tweedie", **LGBM_PARAMS, random_state=seed).fit(x, np.maximum(value, 0.0))
-    return clf.predict_proba(x_score)[:, 1], reg.predict(x_score)
 
 
 def run_child(params: dict) -> None:
@@ -361,7 +309,9 @@ def backtest_lines(name: str, outcome: dict) -> list[str]:
 
 def render(args: argparse.Namespace, command: str, outcomes: dict[str, dict], started: float) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lgbm = ", ".join(f"{k}={v}" for k, v in LGBM_PARAMS.items() if k != "verbose")
+    from custseq.baselines.tabular import LGBM_DEFAULTS
+
+    lgbm = ", ".join(f"{k}={v}" for k, v in LGBM_DEFAULTS.items() if k != "verbose")
     return "\n".join(
         [
             f"## {args.section}",
