@@ -194,3 +194,27 @@ def test_score_refuses_data_without_the_models_fields(predicted, tmp_path):
     )
     result, output = _invoke("score", str(data), "--model", str(predicted / "model"), "--out", str(tmp_path / "s"))
     assert result.exit_code == 2 and "product" in output
+
+
+def test_evaluate_compares_custseq_with_baselines(shop, tiny, tmp_path):
+    out = tmp_path / "eval"
+    args = ["evaluate", str(shop), "--horizon", "60d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "2",
+            "--methods", "custseq,last-period,logistic,btyd", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "evaluation.json").read_text())
+    test_as_of = (dt.date.fromisoformat(AS_OF) - dt.timedelta(days=60)).isoformat()
+    assert report["as_of"] == test_as_of and report["seeds"] == [0, 1]
+    assert set(report["summary"]) == {"custseq", "last-period", "logistic", "btyd"}
+    for method, runs in report["per_seed"].items():
+        assert len(runs) == 2 and all(0 <= r["churn_auc"] <= 1 for r in runs), method
+    deterministic = report["per_seed"]["logistic"]
+    assert deterministic[0]["churn_auc"] == deterministic[1]["churn_auc"]
+    assert set(report["comparisons"]) == {"last-period", "logistic", "btyd"}
+    assert 0 <= report["comparisons"]["logistic"]["auc_bootstrap"]["p_value"] <= 1
+    assert "| custseq |" in (out / "evaluation.md").read_text()
+
+
+def test_evaluate_refuses_an_unknown_method(shop, tiny, tmp_path):
+    result, output = _invoke("evaluate", str(shop), "--methods", "custseq,xgb", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "unknown method" in output

@@ -1,0 +1,1 @@
+"""Back-tests of custseq against its baselines on the same windows and customers."""
