@@ -38,6 +38,8 @@ class BtydPredictions:
     expected_purchases: np.ndarray
     churn_probability: np.ndarray
     value: np.ndarray
+    params: BgNbdParams
+    penalizer: float  # the L2 penalty the fit needed (lifetimes' optimiser diverges on some data without one)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def predict_btyd(features: pa.Table, horizon_days: int, penalizer: float = 0.001
 
     df = features.select(list(SUMMARY_COLUMNS)).to_pandas()
     x, t_x, T = (df[c].to_numpy(np.float64) for c in ("frequency", "recency", "T"))
-    params = fit_bgnbd(x, t_x, T, penalizer)
+    params, penalizer = _fit_with_fallback(x, t_x, T, penalizer)
     bg = BetaGeoFitter(penalizer_coef=penalizer)
     bg.params_ = pd.Series({"r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b})
     purchases = bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, t_x, T)
@@ -105,7 +107,19 @@ def predict_btyd(features: pa.Table, horizon_days: int, penalizer: float = 0.001
         expected_purchases=np.asarray(purchases, dtype=np.float64),
         churn_probability=bgnbd_no_purchase_probability(params, x, t_x, T, horizon_days),
         value=np.asarray(purchases, dtype=np.float64) * spend,
+        params=params,
+        penalizer=penalizer,
     )
+
+
+def _fit_with_fallback(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, penalizer: float) -> tuple[BgNbdParams, float]:
+    """BG/NBD with ``penalizer``, then 10x and 100x stronger ones, as lifetimes advises when a fit diverges."""
+    for attempt in (penalizer, penalizer * 10, penalizer * 100):
+        try:
+            return fit_bgnbd(x, t_x, T, attempt), attempt
+        except TrainingError as e:
+            error = e
+    raise error
 
 
 def _gamma_gamma_spend(df: pd.DataFrame, fitter: type, penalizer: float) -> np.ndarray:

@@ -264,6 +264,9 @@ def with_p_alive(predictions: pa.Table, features: pa.Table, horizon_days: int, m
     """
     try:
         btyd = predict_btyd(features, horizon_days)
+        metrics["p_alive"] = {"model": "BG/NBD", "penalizer": btyd.penalizer, **vars(btyd.params)}
+        if btyd.params.a < 1e-6:  # the fit found no dropout process: every P(alive) is ~1 and says nothing
+            metrics["p_alive"]["note"] = "BG/NBD found no dropout (a ~ 0) on these data; p_alive is ~1 for everyone"
         by_id = dict(zip(btyd.customer_ids, btyd.p_alive.tolist(), strict=True))
         column = pa.array([by_id.get(c) for c in predictions.column("customer_id").to_pylist()], pa.float64())
     except TrainingError as e:
