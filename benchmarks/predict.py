@@ -118,13 +118,13 @@ def run_baselines(prepared: Path, seed: int) -> tuple[dict, dict]:
     from custseq.baselines.tabular import LightGBM, LogisticRidge
     from custseq.features.matrix import fit_tabular
     from custseq.metrics import churn_value_metrics
+    from custseq.prepare import PreparedWindows
 
-    summary = json.loads((prepared / "prepare.json").read_text())
-    h = summary["horizon_days"]
-    train_keys = [w["as_of"] for w in summary["windows"] if w["role"] in ("validation", "train")]
-    score_key = next(w["as_of"] for w in summary["windows"] if w["role"] == "score")
-    train = [WindowTables.read(prepared / "windows" / key, h) for key in train_keys]
-    score = WindowTables.read(prepared / "windows" / score_key, h)
+    layout = PreparedWindows.read(prepared)
+    h = layout.horizon_days
+    train_keys, score_key = [f.name for f in layout.training], layout.scoring.name
+    train = [WindowTables.read(folder, h) for folder in layout.training]
+    score = WindowTables.read(layout.scoring, h)
     y_train = np.concatenate([w.label_arrays()[0] for w in train])
     y_score, v_score = score.label_arrays()
     spec = fit_tabular([w.features for w in train])  # what both baselines read, for the summary line

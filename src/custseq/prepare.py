@@ -90,6 +90,28 @@ class PrepareResult:
         return read_sequences(self.window_dir(window) / "sequences")
 
 
+@dataclass(frozen=True)
+class PreparedWindows:
+    """The window folders of a ``prepare`` output, by role (read back from its prepare.json)."""
+
+    scoring: Path
+    training: tuple[Path, ...]  # latest first; training[0] is the validation window
+    horizon_days: int
+
+    @classmethod
+    def read(cls, prepared: Path | str) -> PreparedWindows:
+        prepared = Path(prepared)
+        summary = json.loads((prepared / "prepare.json").read_text())
+        folder = {w["role"]: [] for w in summary["windows"]}
+        for w in summary["windows"]:  # written score, validation, then the older training windows
+            folder[w["role"]].append(prepared / "windows" / w["as_of"])
+        return cls(folder["score"][0], (*folder["validation"], *folder.get("train", [])), summary["horizon_days"])
+
+    @property
+    def validation(self) -> Path:
+        return self.training[0]
+
+
 def validate_tables(
     con: duckdb.DuckDBPyConnection,
     transactions: Any,

@@ -28,7 +28,7 @@ from custseq.config import PrepareConfig
 from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
 from custseq.metrics import churn_value_metrics
-from custseq.prepare import prepare
+from custseq.prepare import PreparedWindows, prepare
 from custseq.scoring.predict import run_predict
 
 CUSTSEQ = "custseq"
@@ -193,11 +193,9 @@ def markdown(result: Evaluation) -> str:
 
 
 def _windows(prepared: Path) -> tuple[WindowTables, list[WindowTables], int]:
-    summary = json.loads((prepared / "prepare.json").read_text())
-    h = summary["horizon_days"]
-    by_role = [(w["role"], WindowTables.read(prepared / "windows" / w["as_of"], h)) for w in summary["windows"]]
-    scoring = next(t for role, t in by_role if role == "score")
-    return scoring, [t for role, t in by_role if role in ("validation", "train")], h
+    layout = PreparedWindows.read(prepared)
+    h = layout.horizon_days
+    return WindowTables.read(layout.scoring, h), [WindowTables.read(f, h) for f in layout.training], h
 
 
 def _metrics(churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, value_p: np.ndarray, seconds: float) -> dict:

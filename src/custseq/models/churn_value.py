@@ -9,7 +9,6 @@ on the same validation customers.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from custseq.models.finetune import QUANTILES, MultiTaskModel
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.samples import SampleStream, WindowData, fit_sample_weights
 from custseq.models.train import TrainResult, train
+from custseq.prepare import PreparedWindows
 from custseq.sequences.vocab import SequenceVocab
 
 MODEL_TYPE = "custseq-churn-value"
@@ -86,20 +86,6 @@ class Scores:
         return pa.table(data)
 
 
-def training_windows(prepared: Path) -> tuple[list[WindowData], WindowData]:
-    """The training windows of a ``prepare`` output (latest first) and the validation window among them."""
-    summary = json.loads((prepared / "prepare.json").read_text())
-    labelled = [w for w in summary["windows"] if w["role"] in ("validation", "train")]
-    windows = [WindowData(prepared / "windows" / w["as_of"]) for w in labelled]
-    validation = next(WindowData(prepared / "windows" / w["as_of"]) for w in labelled if w["role"] == "validation")
-    return windows, validation
-
-
-def scoring_window(prepared: Path) -> WindowData:
-    summary = json.loads((prepared / "prepare.json").read_text())
-    return next(WindowData(prepared / "windows" / w["as_of"]) for w in summary["windows"] if w["role"] == "score")
-
-
 def finetune_prepared(
     prepared: Path,
     cfg: ModelConfig,
@@ -115,8 +101,9 @@ def finetune_prepared(
     """
     ft, training = cfg.finetune, cfg.finetune_training
     vocab = SequenceVocab.load(prepared / "vocab.json")
-    windows, validation = training_windows(prepared)
-    horizon = json.loads((prepared / "prepare.json").read_text())["horizon_days"]
+    layout = PreparedWindows.read(prepared)
+    windows = [WindowData(folder) for folder in layout.training]
+    validation, horizon = windows[0], layout.horizon_days
     spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
     weights = fit_sample_weights([pq.read_table(w.folder / "labels.parquet") for w in windows], ft)
     torch.manual_seed(training.seed)

@@ -42,7 +42,7 @@ from custseq.models.encoder import SequenceEncoder
 from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
 from custseq.models.train import TrainResult, is_main_process, train
-from custseq.prepare import ScoringSequences, prepare, prepare_scoring_sequences
+from custseq.prepare import PreparedWindows, ScoringSequences, prepare, prepare_scoring_sequences
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.masking import random_slices, sample_mask, split_last, targets_at
 from custseq.sequences.vocab import SequenceVocab
@@ -150,9 +150,9 @@ def training_streams(
     Only training windows are used (not the scoring window): pre-training on rows up to the scoring date
     scrambled the value ranking at scoring time (MODEL-NOTES). Customers are held out by a stable hash.
     """
-    summary = json.loads((prepared / "prepare.json").read_text())
-    keys = [w["as_of"] for w in summary["windows"] if w["role"] != "score"]
-    files = tuple(f for key in keys for f in shard_files(prepared / "windows" / key / "sequences"))
+    folders = PreparedWindows.read(prepared).training
+    keys = [folder.name for folder in folders]
+    files = tuple(f for folder in folders for f in shard_files(folder / "sequences"))
     common = {
         "vocab": vocab,
         "max_events": encoder.max_events,

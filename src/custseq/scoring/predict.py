@@ -36,11 +36,10 @@ from custseq.models.churn_value import (
     load_churn_value,
     save_churn_value,
     score_window,
-    scoring_window,
 )
 from custseq.models.pretrain import pretrain_prepared
 from custseq.models.samples import WindowData
-from custseq.prepare import prepare, prepare_scoring_sequences
+from custseq.prepare import PreparedWindows, prepare, prepare_scoring_sequences
 
 Stage = Callable[[str], None]
 
@@ -114,10 +113,11 @@ def run_predict(
         )  # fmt: skip
         fit = _fit(work, cfg, say, progress)
         say("scoring every customer")
-        scores = score_window(fit.model, scoring_window(work / "prepared"))
+        scoring = PreparedWindows.read(work / "prepared").scoring
+        scores = score_window(fit.model, WindowData(scoring))
         data_cfg = _data_config(prepared.summary["config"])
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
-        features = scoring_window(work / "prepared").folder / "features.parquet"
+        features = scoring / "features.parquet"
         run = _run(scores, features, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
         if out is not None:
             save_churn_value(
