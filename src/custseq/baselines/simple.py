@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from custseq.baselines.base import BaselinePredictions, WindowTables
-from custseq.baselines.btyd import predict_btyd
+from custseq.baselines.btyd import predict_btyd, predict_pareto_nbd
 
 
 class LastPeriod:
@@ -35,4 +35,17 @@ class Btyd:
 
     def predict(self, window: WindowTables) -> BaselinePredictions:
         p = predict_btyd(window.features, window.horizon_days)
+        return BaselinePredictions(p.customer_ids, p.churn_probability, p.value)
+
+
+class ParetoNbd:
+    """Pareto/NBD + Gamma-Gamma, fitted on the predicted window's own RFM summary (no labels needed)."""
+
+    name = "Pareto/NBD + Gamma-Gamma"
+
+    def fit(self, windows: Sequence[WindowTables]) -> ParetoNbd:
+        return self
+
+    def predict(self, window: WindowTables) -> BaselinePredictions:
+        p = predict_pareto_nbd(window.features, window.horizon_days)
         return BaselinePredictions(p.customer_ids, p.churn_probability, p.value)
