@@ -16,7 +16,7 @@ training windows; categorical columns are left out):
   its output clipped to the training targets' range [0, max log1p(value⁺)] (unclipped, a few scoring
   customers outside the training features' range get values in the millions);
 - LightGBM: a classifier for churn and a Tweedie regressor on value⁺, fixed settings
-  (``LGBM_DEFAULTS``); both are the classes of ``custseq.baselines.tabular``.
+  (``custseq.config.BaselineConfig``); both are the classes of ``custseq.baselines.tabular``.
 
 All metrics come from ``custseq.metrics.churn_value_metrics``, so the three rows are comparable. A back-test
 whose windows cannot be built (``WindowError``) is reported as not trainable, with custseq's message. Before
@@ -28,6 +28,7 @@ of ``--out`` (``--section``); other sections are kept.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -309,9 +310,10 @@ def backtest_lines(name: str, outcome: dict) -> list[str]:
 
 def render(args: argparse.Namespace, command: str, outcomes: dict[str, dict], started: float) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    from custseq.baselines.tabular import LGBM_DEFAULTS
+    from custseq.config import BaselineConfig
 
-    lgbm = ", ".join(f"{k}={v}" for k, v in LGBM_DEFAULTS.items() if k != "verbose")
+    settings = dataclasses.asdict(BaselineConfig())
+    lgbm = ", ".join(f"{k}={v}" for k, v in settings.items() if k.startswith(("lgbm_", "cohort_cv", "cv_")))
     return "\n".join(
         [
             f"## {args.section}",

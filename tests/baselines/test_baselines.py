@@ -11,8 +11,8 @@ import pytest
 
 import custseq
 from custseq.baselines.base import WindowTables
-from custseq.baselines.simple import Btyd, LastPeriod
-from custseq.baselines.tabular import LightGBM, LogisticRidge, RandomForest
+from custseq.baselines.simple import Btyd, LastPeriod, ParetoNbd
+from custseq.baselines.tabular import LightGBM, LogisticRidge, RandomForest, XGBoost
 from custseq.metrics import roc_auc
 
 
@@ -36,7 +36,7 @@ def windows(tmp_path_factory):
 BASELINES = {
     "last-period": LastPeriod, "btyd": Btyd, "logistic-ridge": LogisticRidge, "random-forest": RandomForest,
     "lightgbm-tweedie": LightGBM, "lightgbm-mae": lambda: LightGBM(value_objective="l1"),
-    "lightgbm-p50": lambda: LightGBM(value_objective="quantile"),
+    "lightgbm-p50": lambda: LightGBM(value_objective="quantile"), "pareto-nbd": ParetoNbd, "xgboost": XGBoost,
 }  # fmt: skip
 
 
