@@ -41,6 +41,7 @@ from custseq.models.artifacts import (
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
+from custseq.models.lstm import build_encoder
 from custseq.models.train import TrainResult, is_main_process, train
 from custseq.prepare import PreparedWindows, ScoringSequences, prepare, prepare_scoring_sequences
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
@@ -67,7 +68,7 @@ class PretrainModel(nn.Module):
         self.pretrain_cfg = pretrain
         sizes = {f.name: vocab.size(f.name) for f in vocab.layout.categorical()}
         n_numeric = len(vocab.layout.numeric())
-        self.encoder = SequenceEncoder(encoder, sizes, n_numeric)
+        self.encoder = build_encoder(encoder, sizes, n_numeric)  # the Transformer, or the LSTM baseline's
         d = encoder.d_model
         self.masked_head = EventHead(d, sizes, n_numeric) if "masked" in pretrain.objectives else None
         self.next_head = EventHead(d, sizes, n_numeric) if "next" in pretrain.objectives else None
