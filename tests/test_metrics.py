@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from custseq.metrics import brier, composite, mae, normalized_gini, pr_auc, rmse, roc_auc, top_decile_share
+from custseq.metrics import (
+    best_f1_threshold,
+    brier,
+    composite,
+    f1_at,
+    mae,
+    normalized_gini,
+    pr_auc,
+    rmse,
+    roc_auc,
+    top_decile_share,
+)
 
 
 def test_normalized_gini_by_hand():
@@ -45,3 +56,22 @@ def test_value_errors_and_top_decile_share():
 def test_composite_is_the_mean_of_both_ginis():
     assert composite(0.8, 0.5) == pytest.approx((0.6 + 0.5) / 2)
     assert composite(0.8, math.nan) == pytest.approx(0.6)
+
+
+def test_best_f1_threshold_by_hand():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    score = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    # thresholds 0.8 -> F1 0.8, 0.35 -> P 3/4 R 1 -> 6/7 (best), 0.1 -> 2/3
+    assert best_f1_threshold(y, score) == 0.35
+    assert f1_at(y, score, 0.35) == pytest.approx(6 / 7)
+    assert f1_at(y, score, 0.8) == pytest.approx(0.8)
+
+
+def test_f1_at_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    score = rng.random(500)
+    assert f1_at(y, score, 0.4) == pytest.approx(f1_score(y, score >= 0.4))
+    assert np.isnan(best_f1_threshold(np.zeros(5), score[:5]))

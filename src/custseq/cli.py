@@ -26,7 +26,7 @@ from custseq.config import (
     parse_horizon,
 )
 from custseq.datasets import cdnow_path
-from custseq.errors import CustseqError
+from custseq.errors import ConfigError, CustseqError
 from custseq.io.mapping import parse_mapping_items
 from custseq.prepare import PrepareResult, prepare, validate
 
@@ -258,31 +258,64 @@ def evaluate_cmd(
     column: ColumnOpt = None,
     config: ConfigOpt = None,
     seeds: Annotated[int, typer.Option(help="Repeat the stochastic methods with seeds 0 … N-1.")] = 5,
+    protocol: Annotated[
+        str, typer.Option(help="temporal (test one horizon before as-of) or customer-split (70/15/15 customers).")
+    ] = "temporal",
     methods: Annotated[
-        str, typer.Option(help="Comma-separated: custseq, last-period, btyd, logistic, lightgbm, random-forest.")
-    ] = "custseq,last-period,btyd,logistic,lightgbm,random-forest",
+        str,
+        typer.Option(
+            help="Comma-separated, or 'all': custseq, hard-sharing, lstm, last-period, btyd, pareto-nbd, logistic, "
+            "lightgbm, lightgbm-mae, lightgbm-p50, lightgbm-p90, xgboost, random-forest, emb+lightgbm, "
+            "cohort-smoothing."
+        ),
+    ] = "all",
+    ablations: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated custseq ablations: no-pretraining, fixed-weights, no-tabular, mask-30, "
+            "no-next, contrastive; or 'all'."
+        ),
+    ] = "",
+    label_fractions: Annotated[
+        str, typer.Option(help="Label-efficiency study, e.g. 0.1,0.2,0.4,1 (shares of the training customers).")
+    ] = "1",
+    transfer_from: Annotated[
+        Path | None, typer.Option(help="Another dataset's transactions: pre-train there, fine-tune here.")
+    ] = None,
 ) -> None:
-    """Back-test custseq against its baselines one horizon before the as-of date (temporal protocol)."""
+    """Compare custseq with its baselines, ablations and studies on the same rows, over several seeds."""
     from custseq.evaluation.backtest import evaluate
+    from custseq.evaluation.methods import ABLATIONS, DEFAULT_METHODS
 
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    chosen = list(DEFAULT_METHODS) if methods.strip() == "all" else _items(methods)
+    chosen_ablations = list(ABLATIONS) if ablations.strip() == "all" else _items(ablations)
+    try:
+        fractions = [float(f) for f in _items(label_fractions)]
+    except ValueError:
+        raise ConfigError(f"--label-fractions takes numbers like 0.1,0.4,1; got {label_fractions!r}") from None
     result = evaluate(
         _data(data), horizon=horizon, as_of=as_of, customers=customers, events=events,
-        config=_config(config, column), seeds=list(range(seeds)), methods=chosen, out=out,
+        config=_config(config, column), protocol=protocol, seeds=list(range(seeds)), methods=chosen,
+        ablations=chosen_ablations, label_fractions=fractions,
+        transfer_from=str(transfer_from) if transfer_from else None, out=out,
         on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
     )  # fmt: skip
-    table = Table(title=f"back-test as of {result.as_of}, horizon {result.horizon_days} days, {seeds} seed(s)")
-    columns = {"churn_auc": "churn AUC", "churn_pr_auc": "PR AUC", "churn_brier": "Brier", "value_gini": "nGini",
-               "value_mae": "value MAE", "seconds": "seconds"}  # fmt: skip
+    table = Table(
+        title=f"{result.protocol} back-test, test as of {result.as_of}, horizon {result.horizon_days} days, "
+        f"{seeds} seed(s)"
+    )
+    columns = {"churn_auc": "churn AUC", "churn_pr_auc": "PR AUC", "churn_f1": "F1", "churn_brier": "Brier",
+               "value_gini": "nGini", "value_mae": "value MAE", "composite": "composite",
+               "seconds": "seconds"}  # fmt: skip
     table.add_column("method")
     for title in columns.values():
         table.add_column(title, justify="right")
     for method, s in result.summary().items():
-        table.add_row(method, *(f"{s[k][0]:.3f} ± {s[k][1]:.3f}" for k in columns))
+        table.add_row(method, *(f"{s[k][0]:.3f} ± {s[k][1]:.3f}" if k in s else "–" for k in columns))
     console.print(table)
     for name, c in result.comparisons.items():
         console.print(
-            f"custseq vs {name}: ΔAUC {c['churn_auc_difference']:+.3f} (paired t p={c['churn_auc_p']:.3g}, "
+            f"{c['reference']} vs {name}: ΔAUC {c['churn_auc_difference']:+.3f} (paired t p={c['churn_auc_p']:.3g}, "
             f"bootstrap p={c['auc_bootstrap']['p_value']:.3g}), ΔnGini {c['value_gini_difference']:+.3f} "
             f"(p={c['value_gini_p']:.3g})"
         )
@@ -302,6 +335,10 @@ def demo_cmd(
     """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
     console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
     _predict(cdnow_path(), out, _config(config, None, horizon=horizon), seed)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _predict(data: Any, out: Path, cfg: PrepareConfig, seed: int | None, **tables: Any) -> None:

@@ -128,6 +128,9 @@ class FeatureConfig:
     """Tabular (RFM and behaviour) features."""
 
     recent_windows_days: tuple[int, ...] = (30, 90, 180)  # counts and spend in the last N days
+    # BG/NBD fitted on each window's own RFM summary adds btyd_p_alive and btyd_expected_purchases (per
+    # horizon) as features; off by default until it is measured to help
+    btyd: bool = False
 
     def __post_init__(self) -> None:
         if not self.recent_windows_days or min(self.recent_windows_days) < 1:
@@ -176,8 +179,11 @@ class EncoderConfig:
     max_events: int = 64  # the last L tokens a customer's sequence is cut to (16-64 measured as good as 128)
     pooling: Literal["mean", "cls", "mean+cls"] = "mean+cls"  # mean+cls: the average of both
     max_category_dim: int = 64  # per-field embedding dim = min(this, ceil(sqrt(cardinality)) + 1)
+    kind: Literal["transformer", "lstm"] = "transformer"  # lstm: the LSTM baseline's encoder, same event embedding
 
     def __post_init__(self) -> None:
+        if self.kind not in ("transformer", "lstm"):
+            raise ConfigError(f"encoder kind must be transformer or lstm, got {self.kind!r}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if min(self.d_model, self.n_heads, self.n_layers, self.d_ff, self.max_events, self.max_category_dim) < 1:
@@ -265,8 +271,15 @@ class FinetuneConfig:
     value_reweight: bool = False  # SeqPreMT: weight customers by 1 + log1p(value) / mean log1p(positive value)
     calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"  # auto: isotonic from 1000 validation rows
     validation_fraction: float = 0.2  # customers of the latest training window held out for validation
+    # customers held out of training and validation altogether (evaluate's customer-split protocol: 0.15)
+    test_fraction: float = 0.0
+    label_fraction: float = 1.0  # share of the training customers (stable id hash) whose labels are used
 
     def __post_init__(self) -> None:
+        if not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if not 0 <= self.test_fraction < 1 or self.validation_fraction + self.test_fraction >= 1:
+            raise ConfigError("test_fraction must be >= 0 and validation_fraction + test_fraction < 1")
         if self.value_loss not in ("ziln", "smooth_l1"):
             raise ConfigError(f"value_loss must be ziln or smooth_l1, got {self.value_loss!r}")
         if self.weighting not in ("uncertainty", "fixed", "variance"):
@@ -306,6 +319,74 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """Settings of the baselines `evaluate` compares custseq with (fixed, never tuned on a test window).
+
+    The gradient-boosting models (LightGBM, XGBoost) use ``*_n_estimators`` rounds unless ``cohort_cv`` picks
+    the number: cross-validation with folds grouped by signup cohort (the ``cohort_period`` of a customer's
+    first purchase), early stopping on each fold's held-out cohorts, then a refit on all rows with the mean
+    best round. With fewer distinct cohorts than ``cv_folds`` it falls back to ``*_n_estimators``.
+    """
+
+    lgbm_n_estimators: int = 300
+    lgbm_learning_rate: float = 0.05
+    lgbm_num_leaves: int = 31
+    lgbm_min_child_samples: int = 20
+    lgbm_subsample: float = 0.8
+    lgbm_subsample_freq: int = 1
+    lgbm_colsample_bytree: float = 0.8
+    xgb_n_estimators: int = 300
+    xgb_learning_rate: float = 0.05
+    xgb_max_depth: int = 6
+    xgb_min_child_weight: float = 1.0
+    xgb_subsample: float = 0.8
+    xgb_colsample_bytree: float = 0.8
+    tweedie_variance_power: float = 1.5  # Tweedie value losses of LightGBM and XGBoost (both libraries' default)
+    rf_n_estimators: int = 300
+    rf_min_samples_leaf: int = 20
+    n_jobs: int = -1  # threads of every baseline model; -1 = all cores
+    cohort_cv: bool = True
+    cohort_period: Literal["month", "quarter"] = "month"  # quarter leaves CDNOW (one quarter of signups) one cohort
+    cv_folds: int = 3  # CDNOW has three monthly cohorts
+    cv_max_rounds: int = 2000  # the ceiling early stopping works under
+    cv_early_stopping_rounds: int = 50
+    # Cohort exponential smoothing: revenue per period of smoothing_period_days counted back from the cutoff;
+    # a damped Holt trend needs smoothing_min_periods_trend periods, shorter series get simple smoothing
+    smoothing_period_days: int = 30
+    smoothing_min_periods_trend: int = 8
+    smoothing_damped_trend: bool = True
+
+    def __post_init__(self) -> None:
+        counts = {
+            name: getattr(self, name)
+            for name in ("lgbm_n_estimators", "lgbm_num_leaves", "lgbm_min_child_samples", "xgb_n_estimators",
+                         "xgb_max_depth", "rf_n_estimators", "rf_min_samples_leaf", "cv_max_rounds",
+                         "cv_early_stopping_rounds", "smoothing_period_days")
+        }  # fmt: skip
+        if too_small := {name: value for name, value in counts.items() if value < 1}:
+            raise ConfigError(f"baseline settings {too_small} must be at least 1")
+        for name in ("lgbm_learning_rate", "xgb_learning_rate", "lgbm_subsample", "lgbm_colsample_bytree",
+                     "xgb_subsample", "xgb_colsample_bytree"):  # fmt: skip
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.lgbm_subsample_freq < 0 or self.xgb_min_child_weight < 0:
+            raise ConfigError("lgbm_subsample_freq and xgb_min_child_weight must be >= 0")
+        if not 1 < self.tweedie_variance_power < 2:
+            raise ConfigError(f"tweedie_variance_power must be in (1, 2), got {self.tweedie_variance_power}")
+        if self.n_jobs == 0 or self.n_jobs < -1:
+            raise ConfigError(f"n_jobs must be -1 (all cores) or at least 1, got {self.n_jobs}")
+        if self.cohort_period not in ("month", "quarter"):
+            raise ConfigError(f"cohort_period must be month or quarter, got {self.cohort_period!r}")
+        if self.cv_folds < 2:
+            raise ConfigError(f"cv_folds must be at least 2, got {self.cv_folds}")
+        if self.smoothing_min_periods_trend < 4:
+            raise ConfigError(
+                f"smoothing_min_periods_trend must be at least 4 (a damped trend has 5 parameters), "
+                f"got {self.smoothing_min_periods_trend}"
+            )
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Every setting of a run: the data settings `prepare` needs, and the model `predict` trains."""
 
@@ -316,6 +397,7 @@ class PrepareConfig:
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 
     prepare.json                 summary: mapping, row accounting, windows, vocabulary sizes, timings
     vocab.json                   vocabularies and numeric statistics (fitted on training rows only)
+    daily_spend.parquet          net spend per customer and day before the scoring cutoff (cohort forecasts)
     quarantine/<table>.parquet   rejected rows with rule and reason (``.flagged`` = kept but flagged)
     windows/<as-of>/features.parquet, labels.parquet, sequences/shard=N/*.parquet
 """
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 
 from custseq.config import PrepareConfig, config_to_dict, parse_date, parse_horizon
 from custseq.errors import SchemaError
+from custseq.features.btyd import add_btyd_features
 from custseq.features.rfm import DailyTables, build_daily, build_features
 from custseq.io.engine import connect, drop_tables, fetch_scalar
 from custseq.io.mapping import ColumnMap, resolve
@@ -39,6 +41,8 @@ from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
 from custseq.validate.parse import stage
 from custseq.validate.quarantine import CleanTable, apply
 from custseq.windows import Window, WindowPlan, cutoff_of, data_span, day_after, plan_windows
+
+DAILY_SPEND = "daily_spend.parquet"
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -246,6 +250,8 @@ def prepare(
         lists = build_token_lists(con, vocab, "tokens")
         drop_tables(con, "tokens", "enc_transactions", "enc_events")
         daily = build_daily(con, tx, plan.scoring.cutoff)
+        spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
+        pq.write_table(con.sql(spend).to_arrow_table(), out / DAILY_SPEND)
         timings["base_s"] = time.perf_counter() - tick
 
         windows = []
@@ -308,7 +314,6 @@ def _write_window(
     folder = out / "windows" / window.key
     folder.mkdir(parents=True, exist_ok=True)
     features = build_features(con, tx, window, cfg.features, customers=cust, events=ev, daily=daily)
-    pq.write_table(features, folder / "features.parquet")
     entry: dict[str, Any] = {
         "role": role,
         "as_of": window.key,
@@ -316,6 +321,9 @@ def _write_window(
         "label_end": window.end.isoformat(),
         "customers": features.num_rows,
     }
+    if cfg.features.btyd:
+        features, entry["btyd_features"] = add_btyd_features(features, window.horizon_days)
+    pq.write_table(features, folder / "features.parquet")
     labelled = role != "score" or plan.scoring_labels_observed
     if labelled:
         labels = build_labels(con, tx, window)
@@ -379,6 +387,8 @@ def prepare_scoring_sequences(
             features = build_features(
                 con, tx, window, cfg.features, customers=report.tables.get("customers"), events=ev
             )
+            if cfg.features.btyd:  # a failed fit leaves the columns missing and is logged
+                features, _ = add_btyd_features(features, window.horizon_days)
             pq.write_table(features, out / "features.parquet")
         unknown = encode_tables(con, vocab, tx, ev)
         tokens = create_tokens(con, vocab.layout, [window.cutoff])

@@ -199,18 +199,22 @@ def test_score_refuses_data_without_the_models_fields(predicted, tmp_path):
 def test_evaluate_compares_custseq_with_baselines(shop, tiny, tmp_path):
     out = tmp_path / "eval"
     args = ["evaluate", str(shop), "--horizon", "60d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "2",
-            "--methods", "custseq,last-period,logistic,btyd", "--out", str(out)]  # fmt: skip
+            "--methods", "custseq,last-period,logistic,btyd,pareto-nbd,xgboost,cohort-smoothing",
+            "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((out / "evaluation.json").read_text())
     test_as_of = (dt.date.fromisoformat(AS_OF) - dt.timedelta(days=60)).isoformat()
     assert report["as_of"] == test_as_of and report["seeds"] == [0, 1]
-    assert set(report["summary"]) == {"custseq", "last-period", "logistic", "btyd"}
-    for method, runs in report["per_seed"].items():
-        assert len(runs) == 2 and all(0 <= r["churn_auc"] <= 1 for r in runs), method
+    per_customer = {"custseq", "last-period", "logistic", "btyd", "pareto-nbd", "xgboost"}
+    assert set(report["summary"]) == per_customer | {"cohort-smoothing"}
+    for method in per_customer:
+        runs = report["per_seed"][method]
+        assert len(runs) == 2 and all(0 <= r["churn_auc"] <= 1 and r["cohort_wape"] >= 0 for r in runs), method
+    assert report["summary"]["cohort-smoothing"]["cohort_wape"]["mean"] >= 0
     deterministic = report["per_seed"]["logistic"]
     assert deterministic[0]["churn_auc"] == deterministic[1]["churn_auc"]
-    assert set(report["comparisons"]) == {"last-period", "logistic", "btyd"}
+    assert set(report["comparisons"]) == per_customer - {"custseq"}
     assert 0 <= report["comparisons"]["logistic"]["auc_bootstrap"]["p_value"] <= 1
     assert "| custseq |" in (out / "evaluation.md").read_text()
 
@@ -218,3 +222,46 @@ def test_evaluate_compares_custseq_with_baselines(shop, tiny, tmp_path):
 def test_evaluate_refuses_an_unknown_method(shop, tiny, tmp_path):
     result, output = _invoke("evaluate", str(shop), "--methods", "custseq,xgb", "--out", str(tmp_path))
     assert result.exit_code == 2 and "unknown method" in output
+
+
+def test_evaluate_customer_split_with_networks_ablation_and_label_fraction(shop, tiny, tmp_path):
+    out = tmp_path / "eval"
+    args = ["evaluate", str(shop), "--horizon", "60d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "1",
+            "--protocol", "customer-split", "--methods", "custseq,hard-sharing,lstm,logistic,emb+lightgbm",
+            "--ablations", "no-tabular", "--label-fractions", "0.5,1", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["protocol"] == "customer-split" and not report["skipped"]
+    expected = {"custseq", "hard-sharing", "lstm", "logistic", "emb+lightgbm", "custseq[no-tabular]"}
+    assert set(report["summary"]) == expected | {f"{m}@50%" for m in expected}
+    # the test rows are the 15% test customers of the latest labelled window
+    n_test = report["details"]["test_customers"]
+    assert 0 < n_test < 0.3 * report["details"]["training_windows"][0]
+    for method, s in report["summary"].items():
+        assert 0 <= s["churn_f1"]["mean"] <= 1 and -1 <= s["composite"]["mean"] <= 1, method
+    assert report["comparisons"]["logistic@50%"]["reference"] == "custseq@50%"
+    assert report["comparisons"]["lstm"]["reference"] == "custseq"
+
+
+def test_evaluate_transfer_from_another_dataset(shop, tiny, tmp_path):
+    other = tmp_path / "other.csv"
+    rows = _shop_rows(seed=11)
+    rows["product"] = "q" + rows["product"]  # another catalogue: the vocabularies differ
+    rows.to_csv(other, index=False)
+    out = tmp_path / "eval"
+    args = ["evaluate", str(shop), "--horizon", "60d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "1",
+            "--methods", "custseq", "--transfer-from", str(other), "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "evaluation.json").read_text())
+    assert set(report["summary"]) == {"custseq", "custseq[transfer]", "custseq[no-pretraining]"}
+
+
+def test_evaluate_refuses_an_unknown_protocol_or_ablation(shop, tmp_path):
+    result, output = _invoke("evaluate", str(shop), "--protocol", "random", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "protocol" in output
+    result, output = _invoke("evaluate", str(shop), "--ablations", "no-brain", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "unknown ablation" in output
+    result, output = _invoke("evaluate", str(shop), "--label-fractions", "half", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "label-fractions" in output

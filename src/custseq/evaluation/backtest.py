@@ -1,60 +1,67 @@
-"""`custseq evaluate`: custseq and its baselines on the same temporal back-test, over several seeds.
+"""`custseq evaluate`: custseq, its ablations and its baselines on the same rows, over several seeds.
 
-Temporal protocol (DESIGN §3): the test window is one horizon back from the scoring date (its labels are in
-the data); everything is trained on windows before it. custseq runs ``predict`` as of the test window's
-as-of date; every baseline is fitted on the training windows that run prepared and scored on the same
-customers. Stochastic methods are repeated per seed; custseq is compared with each baseline by a paired
-t-test over seeds and, on the first seed, a per-customer paired bootstrap of the churn AUC.
+The data are prepared once (see :mod:`custseq.evaluation.protocol` for the two protocols); every method is
+trained on the same training rows, chooses its F1 threshold on the same validation rows and is scored on
+the same test rows. Stochastic methods run once per seed, deterministic ones once. Each method is
+compared with custseq at the same label fraction: a paired t-test over seeds (SeqPreMT) and, on the first
+seed, a per-customer paired bootstrap of the churn AUC.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import logging
 import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy import stats
 
-from custseq.baselines.base import Baseline, WindowTables
-from custseq.baselines.simple import Btyd, LastPeriod
-from custseq.baselines.tabular import LightGBM, LogisticRidge, RandomForest
-from custseq.config import PrepareConfig
+from custseq.baselines.base import BaselinePredictions, WindowTables
+from custseq.baselines.cohort import cohort_forecast, cohort_wape, compare_by_cohort, signup_cohorts
+from custseq.baselines.tabular import LightGBM
+from custseq.config import ModelConfig, PrepareConfig, config_to_dict, parse_horizon
 from custseq.errors import ConfigError, TrainingError
+from custseq.evaluation.methods import COHORT_SMOOTHING, DEFAULT_METHODS, EMBEDDINGS, Method, reference_of, resolve
+from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_finetune
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
-from custseq.metrics import churn_value_metrics
-from custseq.prepare import PreparedWindows, prepare
-from custseq.scoring.predict import run_predict
+from custseq.io.engine import connect
+from custseq.metrics import best_f1_threshold, churn_value_metrics, f1_at
+from custseq.models.churn_value import ChurnValueModel, Scores, finetune_prepared, score_window
+from custseq.models.pretrain import pretrain_prepared
+from custseq.models.samples import WindowData
+from custseq.prepare import DAILY_SPEND, PreparedWindows, prepare, validate_tables
+from custseq.windows import data_span
 
-CUSTSEQ = "custseq"
-BASELINES: dict[str, Callable[[int], Baseline]] = {
-    "last-period": lambda seed: LastPeriod(),
-    "btyd": lambda seed: Btyd(),
-    "logistic": lambda seed: LogisticRidge(seed=seed),
-    "lightgbm": lambda seed: LightGBM(seed=seed),
-    "random-forest": lambda seed: RandomForest(seed=seed),
-}
-METHODS = (CUSTSEQ, *BASELINES)
-REPORTED = ("churn_auc", "churn_pr_auc", "churn_brier", "value_rmse", "value_mae", "value_mape", "value_gini",
-            "value_spearman", "value_top_decile_share", "composite", "seconds")  # fmt: skip
+REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse", "value_mae", "value_mape",
+            "value_gini", "value_spearman", "value_top_decile_share", "composite", "cohort_wape",
+            "seconds")  # fmt: skip
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
 
 
 @dataclass
 class Evaluation:
-    as_of: str
+    protocol: str
+    as_of: str  # the test window's as-of date
     horizon_days: int
     seeds: list[int]
     per_seed: dict[str, list[dict[str, float]]]  # method -> one metrics dict per seed
-    comparisons: dict[str, dict[str, Any]]  # baseline -> paired tests against custseq
+    comparisons: dict[str, dict[str, Any]]  # method -> paired tests against custseq (same label fraction)
     skipped: dict[str, str]  # method -> why it could not run (e.g. BG/NBD did not converge)
+    details: dict[str, Any] = field(default_factory=dict)  # test rows, label fractions, transfer source…
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        """method -> metric -> (mean, std over seeds)."""
+        """method -> metric -> (mean, std over seeds); NaN-free runs only."""
         out = {}
         for method, runs in self.per_seed.items():
             out[method] = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
@@ -63,9 +70,10 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "protocol": "temporal", "as_of": self.as_of, "horizon_days": self.horizon_days, "seeds": self.seeds,
+            "protocol": self.protocol, "as_of": self.as_of, "horizon_days": self.horizon_days, "seeds": self.seeds,
             "summary": {m: {k: {"mean": v[0], "std": v[1]} for k, v in s.items()} for m, s in self.summary().items()},
             "per_seed": self.per_seed, "comparisons": self.comparisons, "skipped": self.skipped,
+            "details": self.details,
         }  # fmt: skip
 
 
@@ -77,85 +85,284 @@ def evaluate(
     customers: Any = None,
     events: Any = None,
     config: PrepareConfig | None = None,
+    protocol: str = "temporal",
     seeds: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4),
-    methods: list[str] | tuple[str, ...] = METHODS,
+    methods: list[str] | tuple[str, ...] = DEFAULT_METHODS,
+    ablations: list[str] | tuple[str, ...] = (),
+    label_fractions: list[float] | tuple[float, ...] = (1.0,),
+    transfer_from: Any = None,
     out: Path | str | None = None,
-    on_stage: Callable[[str], None] | None = None,
+    on_stage: Say | None = None,
 ) -> Evaluation:
-    """Back-test custseq and the chosen baselines one horizon before ``as_of`` (default: the last day).
+    """Compare custseq with the chosen baselines, ablations and studies on one dataset.
+
+    Parameters
+    ----------
+    protocol
+        ``temporal`` (test window one horizon before ``as_of``) or ``customer-split`` (70/15/15 customers).
+    ablations
+        custseq variants to add, e.g. ``no-pretraining`` (see :data:`custseq.evaluation.methods.ABLATIONS`).
+    label_fractions
+        Label-efficiency study: every method is also fine-tuned on these shares of the training customers
+        (pre-training still sees all of them).
+    transfer_from
+        Transactions of another dataset: adds ``custseq[transfer]``, pre-trained there and fine-tuned here.
 
     Raises
     ------
     ConfigError
-        On an unknown method or an empty seed list.
+        On an unknown protocol, method or ablation, or an empty seed list.
     CustseqError
         On bad input or windows that cannot be built.
     """
-    if unknown := sorted(set(methods) - set(METHODS)):
-        raise ConfigError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
     if not seeds:
         raise ConfigError("evaluate needs at least one seed")
+    runs = resolve(methods, ablations, label_fractions, transfer_from is not None)
     say = on_stage or (lambda _msg: None)
+    cfg = config or PrepareConfig()
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, finetune=protocol_finetune(protocol, cfg.model.finetune))
+    )
     tables = {"customers": customers, "events": events}
-    per_seed: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
-        say("laying out the windows")
-        plan = prepare(transactions, out=Path(tmp) / "plan", as_of=as_of, horizon=horizon, config=config, **tables).plan
-        test_as_of = plan.validation.as_of.isoformat()  # one horizon back: its labels are in the data
-        first: _SeedRun | None = None
+        work = Path(tmp)
+        test_as_of = _test_as_of(transactions, cfg, as_of, horizon) if protocol == "temporal" else as_of
+        say(f"preparing the windows ({protocol} protocol)")
+        prepare(transactions, out=work / "prepared", as_of=test_as_of, horizon=horizon, config=cfg, **tables)
+        split = make_split(work / "prepared", protocol, cfg.model.finetune)
+        source = _prepare_transfer_source(transfer_from, horizon, cfg, work, say) if transfer_from is not None else None
+        runner = _Runner(split, work, cfg, source)
+        per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
+        first: dict[str, np.ndarray] = {}
+        if COHORT_SMOOTHING in methods:
+            say("cohort exponential smoothing")
+            try:
+                per_seed[COHORT_SMOOTHING] = [runner.cohort_smoothing()] * len(seeds)
+            except TrainingError as e:
+                runner.skipped[COHORT_SMOOTHING] = str(e)
         for seed in seeds:
-            say(f"seed {seed}: custseq (pre-training, fine-tuning) and {len(methods) - 1} baselines")
-            run = _run_seed(transactions, tables, horizon, test_as_of, config, seed, methods, Path(tmp) / f"s{seed}")
-            first = first or run
-            skipped |= run.skipped
-            for name, metrics in run.metrics.items():
-                per_seed[name].append(metrics)
-    per_seed = {m: runs for m, runs in per_seed.items() if m not in skipped}
-    comparisons = _compare(per_seed, first) if CUSTSEQ in per_seed else {}
-    result = Evaluation(test_as_of, first.horizon_days, list(seeds), per_seed, comparisons, skipped)
+            say(f"seed {seed}: {len(runs)} method(s)")
+            for method in runs:
+                if method.name in runner.skipped:
+                    continue
+                say(f"  {method.name}")
+                result = runner.run(method, seed)
+                if result is not None:
+                    per_seed[method.name].append(result[0])
+                    first.setdefault(method.name, result[1])
+    per_seed = {m: r for m, r in per_seed.items() if r and m not in runner.skipped}
+    test = split.test
+    churned, _ = test.label_arrays()
+    result = Evaluation(
+        protocol=protocol,
+        as_of=split.test_folder.name,
+        horizon_days=split.horizon_days,
+        seeds=list(seeds),
+        per_seed=per_seed,
+        comparisons=_compare(per_seed, churned, first),
+        skipped=runner.skipped,
+        details={
+            "test_customers": len(churned),
+            "test_churn_rate": float(churned.mean()) if len(churned) else math.nan,
+            "training_windows": [w.features.num_rows for w in split.windows],
+            "label_fractions": sorted(set(label_fractions), reverse=True),
+            "deterministic": sorted({m.name for m in runs if m.deterministic}),
+            "config": config_to_dict(cfg.model),
+        },
+    )
     if out is not None:
         write_evaluation(Path(out), result)
     return result
 
 
-@dataclass
-class _SeedRun:
-    horizon_days: int
-    churned: np.ndarray
-    metrics: dict[str, dict[str, float]]  # method -> metrics
-    churn_probability: dict[str, np.ndarray]  # method -> per customer, in the window's order
-    skipped: dict[str, str]  # method -> why it could not run
+def _test_as_of(transactions: Any, cfg: PrepareConfig, as_of: str | None, horizon: Any) -> str:
+    """One horizon before the scoring date (the last day in the data unless ``as_of`` says otherwise)."""
+    days = parse_horizon(horizon) if horizon is not None else cfg.window.horizon_days
+    if as_of is not None:
+        end = dt.date.fromisoformat(str(as_of))
+    else:
+        con = connect(cfg.engine)
+        try:
+            report = validate_tables(con, transactions, config=cfg)
+            end = data_span(con, report.tables["transactions"].sql_name)[1].date()
+        finally:
+            con.close()
+    return (end - dt.timedelta(days=days)).isoformat()
 
 
-def _run_seed(
-    transactions: Any, tables: dict[str, Any], horizon: Any, as_of: str, config: PrepareConfig | None, seed: int,
-    methods: Any, work: Path,
-) -> _SeedRun:  # fmt: skip
-    started = time.perf_counter()
-    run = run_predict(transactions, horizon=horizon, as_of=as_of, config=config, seed=seed, work_dir=work, **tables)
-    custseq_seconds = time.perf_counter() - started
-    scoring, training, h = _windows(work / "prepared")
-    churned, value = scoring.label_arrays()
-    result = _SeedRun(h, churned, {}, {}, {})
-    if CUSTSEQ in methods:
-        p = run.predictions  # sorted by customer id, like the features table
-        if p["customer_id"].tolist() != scoring.customer_ids:
-            raise TrainingError("custseq's predictions and the window's features list different customers")
-        churn_p = p["churn_probability"].to_numpy()
-        result.metrics[CUSTSEQ] = _metrics(churned, churn_p, value, p["clv_expected"].to_numpy(), custseq_seconds)
-        result.churn_probability[CUSTSEQ] = churn_p
-    for name in (m for m in methods if m != CUSTSEQ):
+def _prepare_transfer_source(data: Any, horizon: Any, cfg: PrepareConfig, work: Path, say: Say) -> Path:
+    say("preparing the transfer source's windows")
+    no_columns = dataclasses.replace(cfg, columns=dataclasses.replace(cfg.columns, transactions={}))
+    prepare(data, out=work / "transfer-source", horizon=horizon, config=no_columns)
+    return work / "transfer-source"
+
+
+class _Runner:
+    """Runs each method on the split; caches pre-trained encoders and custseq models per seed."""
+
+    def __init__(self, split: Split, work: Path, cfg: PrepareConfig, transfer_source: Path | None) -> None:
+        self.split, self.work, self.cfg, self.transfer_source = split, work, cfg, transfer_source
+        self.skipped: dict[str, str] = {}
+        self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
+        self._models: dict[tuple[str, int], ChurnValueModel] = {}  # (method, seed) -> fitted network
+        self._deterministic: dict[str, tuple[dict[str, float], np.ndarray]] = {}
+        self._folders = PreparedWindows.read(work / "prepared").training
+        self._test_cohorts = signup_cohorts(split.test.features, cfg.baselines.cohort_period)
+
+    def cohort_smoothing(self) -> dict[str, float]:
+        """Exponential smoothing of each signup cohort's revenue, against the test window's cohort totals.
+
+        Needs the daily spend ``prepare`` wrote and a test window holding every customer (temporal protocol).
+        """
+        started = time.perf_counter()
+        if self.split.test_part != "all":
+            raise TrainingError("cohort totals need every customer of the test window (temporal protocol only)")
+        spend = pq.read_table(self.work / "prepared" / DAILY_SPEND).to_pandas()
+        cutoff = dt.datetime.combine(dt.date.fromisoformat(self.split.test_folder.name), dt.time()) + dt.timedelta(1)
+        forecast = cohort_forecast(spend, cutoff, self.split.horizon_days, self.cfg.baselines)
+        _, value = self.split.test.label_arrays()
+        actual = compare_by_cohort(self._test_cohorts, value, value).totals["actual"]
+        wape = cohort_wape(forecast.set_index("cohort")["forecast"], actual)
+        return {"cohort_wape": wape, "seconds": time.perf_counter() - started}
+
+    def run(self, method: Method, seed: int) -> tuple[dict[str, float], np.ndarray] | None:
+        """(test metrics, test churn probabilities), or None when the method cannot run (then in skipped)."""
+        if method.deterministic and method.name in self._deterministic:
+            return self._deterministic[method.name]
         started = time.perf_counter()
         try:
-            bp = BASELINES[name](seed).fit(training).predict(scoring)
+            if method.is_network:
+                predictions, extra_seconds = self._network(method, seed)
+            elif method.name.split("@")[0] == EMBEDDINGS:
+                predictions, extra_seconds = self._embeddings(method, seed), 0.0
+            else:
+                predictions, extra_seconds = self._baseline(method, seed), 0.0
         except TrainingError as e:
-            result.skipped[name] = str(e)
-            continue
-        seconds = time.perf_counter() - started
-        result.metrics[name] = _metrics(churned, bp.churn_probability, value, bp.value, seconds)
-        result.churn_probability[name] = bp.churn_probability
-    return result
+            self.skipped[method.name] = str(e)
+            return None
+        validation, test = predictions
+        y_val, _ = self.split.validation.label_arrays()
+        churned, value = self.split.test.label_arrays()
+        metrics = test_metrics(churned, test.churn_probability, value, test.value)
+        metrics["churn_f1"] = f1_at(churned, test.churn_probability, best_f1_threshold(y_val, validation))
+        metrics["cohort_wape"] = compare_by_cohort(self._test_cohorts, value, test.value).wape
+        metrics["seconds"] = time.perf_counter() - started + extra_seconds
+        if method.deterministic:
+            self._deterministic[method.name] = (metrics, test.churn_probability)
+        return metrics, test.churn_probability
+
+    def _baseline(self, method: Method, seed: int) -> tuple[np.ndarray, BaselinePredictions]:
+        s = self.split
+        model = method.baseline(seed, self.cfg.baselines).fit(s.train(method.label_fraction))
+        return model.predict(s.validation).churn_probability, _aligned(model.predict(s.test), s.test)
+
+    def _network(self, method: Method, seed: int) -> tuple[tuple[np.ndarray, BaselinePredictions], float]:
+        m = _seeded(method.variant(self.cfg.model), seed)
+        m = dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, label_fraction=method.label_fraction))
+        encoder_dir, pretrain_seconds = self._encoder(m, seed, transfer=method.transfer)
+        fit = finetune_prepared(
+            self.work / "prepared", m, encoder_dir=encoder_dir, transfer=method.transfer,
+            work_dir=self.work / "finetune", progress=False,
+        )  # fmt: skip
+        self._models[(method.name, seed)] = fit.model
+        s = self.split
+        validation = score_window(fit.model, WindowData(self._folders[0]), part="validation")
+        test = score_window(fit.model, WindowData(s.test_folder), part=s.test_part)
+        val_p = _by_ids(validation, s.validation.customer_ids)["churn_probability"]
+        return (val_p, _aligned(_as_predictions(test), s.test)), pretrain_seconds
+
+    def _embeddings(self, method: Method, seed: int) -> tuple[np.ndarray, BaselinePredictions]:
+        """LightGBM on custseq's embeddings + the RFM features (custseq's model of the same seed)."""
+        key = (reference_of(method.name), seed)
+        if key not in self._models:
+            raise TrainingError(f"{EMBEDDINGS} needs custseq's model: add custseq to the methods")
+        model = self._models[key]
+        windows = [_with_embeddings(model, w, f) for w, f in zip(self.split.windows, self._folders, strict=True)]
+        test_window = _with_embeddings(model, self.split.test_window, self.split.test_folder)
+        augmented = dataclasses.replace(self.split, windows=tuple(windows), test_window=test_window)
+        booster = LightGBM(seed=seed, config=self.cfg.baselines).fit(augmented.train(method.label_fraction))
+        predictions = booster.predict(augmented.validation).churn_probability
+        return predictions, _aligned(booster.predict(augmented.test), augmented.test)
+
+    def _encoder(self, m: ModelConfig, seed: int, transfer: bool) -> tuple[Path | None, float]:
+        """A pre-trained encoder for these settings (trained once per seed and settings), or None."""
+        if not m.pretraining:
+            return None, 0.0
+        prepared = self.transfer_source if transfer else self.work / "prepared"
+        if prepared is None:
+            raise TrainingError("transfer needs a source dataset")
+        settings = [str(prepared), *(config_to_dict(c) for c in (m.encoder, m.pretrain, m.pretrain_training))]
+        key = json.dumps(settings, sort_keys=True)
+        if key in self._encoders:  # pre-trained for another method of this seed: count its time here too
+            return self._encoders[key]
+        started = time.perf_counter()
+        folder = self.work / f"pretrained-{len(self._encoders)}"
+        pretrain_prepared(
+            prepared, folder, encoder=m.encoder, pretrain=m.pretrain, training=m.pretrain_training,
+            work_dir=self.work / "pretrain", progress=False,
+        )  # fmt: skip
+        self._encoders[key] = (folder, time.perf_counter() - started)
+        return folder, 0.0  # already inside this method's wall time
+
+
+def _seeded(m: ModelConfig, seed: int) -> ModelConfig:
+    return dataclasses.replace(
+        m,
+        pretrain_training=dataclasses.replace(m.pretrain_training, seed=seed),
+        finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
+    )
+
+
+def _by_ids(scores: Scores, ids: list[str]) -> dict[str, np.ndarray]:
+    """The score columns in the order of ``ids`` (every id must have been scored)."""
+    index = {c: i for i, c in enumerate(scores.customer_ids)}
+    try:
+        rows = np.array([index[c] for c in ids], dtype=np.int64)
+    except KeyError as e:
+        raise TrainingError(f"customer {e} of the evaluation rows was not scored") from None
+    return {k: v[rows] for k, v in scores.columns.items()}
+
+
+def _as_predictions(scores: Scores) -> BaselinePredictions:
+    c = scores.columns
+    return BaselinePredictions(scores.customer_ids, c["churn_probability"], c["clv_expected"])
+
+
+def _aligned(p: BaselinePredictions, window: WindowTables) -> BaselinePredictions:
+    """Predictions in the window's customer order."""
+    ids = window.customer_ids
+    if p.customer_ids == ids:
+        return p
+    index = {c: i for i, c in enumerate(p.customer_ids)}
+    rows = np.array([index[c] for c in ids], dtype=np.int64)
+    return BaselinePredictions(ids, p.churn_probability[rows], p.value[rows])
+
+
+def _with_embeddings(model: ChurnValueModel, window: WindowTables, folder: Path) -> WindowTables:
+    """The window's features with the model's customer embedding appended as numeric columns ``emb_j``."""
+    scores = score_window(model, WindowData(folder))
+    index = {c: i for i, c in enumerate(scores.customer_ids)}
+    rows = np.array([index[c] for c in window.customer_ids], dtype=np.int64)
+    features = window.features
+    for j in range(scores.embeddings.shape[1]):
+        features = features.append_column(f"emb_{j}", pa.array(scores.embeddings[rows, j].astype(np.float64)))
+    return dataclasses.replace(window, features=features)
+
+
+def test_metrics(churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, value_p: np.ndarray) -> dict:
+    """Every reported metric but F1 and seconds: churn, value, MAPE on positive values, Spearman."""
+    m = churn_value_metrics(churned, churn_p, value, value_p)
+    positive = value > 0
+    m["value_mape"] = (
+        float(np.mean(np.abs(value_p[positive] - value[positive]) / value[positive])) if positive.any() else math.nan
+    )
+    m["value_spearman"] = float(stats.spearmanr(value, value_p).statistic) if len(value) > 1 else math.nan
+    return m
+
+
+test_metrics.__test__ = False  # not a pytest test
 
 
 def write_evaluation(out: Path, result: Evaluation) -> None:
@@ -165,63 +372,60 @@ def write_evaluation(out: Path, result: Evaluation) -> None:
 
 
 def markdown(result: Evaluation) -> str:
-    columns = ("churn_auc", "churn_pr_auc", "churn_brier", "value_rmse", "value_mae", "value_gini", "value_spearman",
-               "value_top_decile_share", "seconds")  # fmt: skip
+    columns = REPORTED
+    d = result.details
     lines = [
-        f"# custseq evaluate: as of {result.as_of}, horizon {result.horizon_days} days, seeds {result.seeds}",
+        f"# custseq evaluate: {result.protocol} protocol, test as of {result.as_of}, horizon {result.horizon_days} "
+        f"days, seeds {result.seeds}",
+        "",
+        f"{d.get('test_customers', '?')} test customers (churn rate {d.get('test_churn_rate', math.nan):.3f}); "
+        "mean ± std over seeds (methods that do not depend on the seed ran once).",
         "",
         "| method | " + " | ".join(columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for method, s in result.summary().items():
-        lines.append(f"| {method} | " + " | ".join(f"{s[c][0]:.3f} ± {s[c][1]:.3f}" for c in columns) + " |")
+        lines.append(f"| {method} | " + " | ".join(_cell(s, c) for c in columns) + " |")
     if result.comparisons:
         lines += [
             "",
-            "| custseq vs | ΔAUC (t-test p) | ΔnGini (t-test p) | ΔAUC bootstrap 95% (p) |",
+            "| method vs custseq | ΔAUC (t-test p) | ΔnGini (t-test p) | ΔAUC bootstrap 95% (p) |",
             "|---|---|---|---|",
         ]
         for name, c in result.comparisons.items():
             b = c["auc_bootstrap"]
             lines.append(
-                f"| {name} | {c['churn_auc_difference']:+.3f} ({c['churn_auc_p']:.3g}) | "
+                f"| {name} vs {c['reference']} | {c['churn_auc_difference']:+.3f} ({c['churn_auc_p']:.3g}) | "
                 f"{c['value_gini_difference']:+.3f} ({c['value_gini_p']:.3g}) | "
                 f"{b['difference']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}] ({b['p_value']:.3g}) |"
             )
+        lines.append("\nDifferences are custseq minus the method: positive means custseq is ahead.")
     lines += [f"\n{name} was not run: {why}" for name, why in result.skipped.items()]
     return "\n".join(lines) + "\n"
 
 
-def _windows(prepared: Path) -> tuple[WindowTables, list[WindowTables], int]:
-    layout = PreparedWindows.read(prepared)
-    h = layout.horizon_days
-    return WindowTables.read(layout.scoring, h), [WindowTables.read(f, h) for f in layout.training], h
+def _cell(summary: dict[str, tuple[float, float]], column: str) -> str:
+    if column not in summary:
+        return "–"
+    mean, std = summary[column]
+    return f"{mean:.3f} ± {std:.3f}"
 
 
-def _metrics(churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, value_p: np.ndarray, seconds: float) -> dict:
-    m = churn_value_metrics(churned, churn_p, value, value_p)
-    positive = value > 0
-    m["value_mape"] = (
-        float(np.mean(np.abs(value_p[positive] - value[positive]) / value[positive])) if positive.any() else math.nan
-    )
-    m["value_spearman"] = float(stats.spearmanr(value, value_p).statistic) if len(value) > 1 else math.nan
-    m["seconds"] = seconds
-    return m
-
-
-def _compare(per_seed: dict[str, list[dict[str, float]]], first: _SeedRun) -> dict[str, dict]:
-    """Paired t-tests over seeds, and a paired bootstrap of the AUC on the first seed's customers."""
-    ours = per_seed[CUSTSEQ]
+def _compare(
+    per_seed: dict[str, list[dict[str, float]]], churned: np.ndarray, first: dict[str, np.ndarray]
+) -> dict[str, dict]:
+    """Paired t-tests over seeds, and a paired bootstrap of the AUC on the first seed's test customers."""
     out = {}
     for name, runs in per_seed.items():
-        if name == CUSTSEQ:
+        reference = reference_of(name)
+        if name == reference or reference not in per_seed or "churn_auc" not in runs[0]:
             continue
-        pair = {}
-        for metric in ("churn_auc", "value_gini"):
+        ours = per_seed[reference]
+        pair: dict[str, Any] = {"reference": reference}
+        for metric in ("churn_auc", "value_gini", "composite"):
             a, b = [r[metric] for r in ours], [r[metric] for r in runs]
             pair[f"{metric}_difference"] = float(np.mean(a) - np.mean(b))
             pair[f"{metric}_p"] = paired_t_test(a, b)
-        scores = first.churn_probability
-        pair["auc_bootstrap"] = paired_bootstrap_auc(first.churned, scores[CUSTSEQ], scores[name], n_boot=500)
+        pair["auc_bootstrap"] = paired_bootstrap_auc(churned, first[reference], first[name], n_boot=500)
         out[name] = pair
     return out

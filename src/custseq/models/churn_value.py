@@ -27,14 +27,17 @@ from custseq.models.artifacts import Manifest, configs_from_json, data_fingerpri
 from custseq.models.calibration import Calibrator, calibration_report, fit_calibrator
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import QUANTILES, MultiTaskModel
+from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.samples import SampleStream, WindowData, fit_sample_weights
 from custseq.models.train import TrainResult, train
 from custseq.prepare import PreparedWindows
+from custseq.sequences.batch import split_mask
 from custseq.sequences.vocab import SequenceVocab
 
 MODEL_TYPE = "custseq-churn-value"
 CONFIG_CLASSES = {"encoder": EncoderConfig, "finetune": FinetuneConfig, "train": TrainConfig}
+VOCAB_DEPENDENT = ("embed.fields.", "embed.numeric.")  # encoder weights sized by one dataset's vocabulary
 PREDICTION_COLUMNS = ("churn_probability", "clv_expected", *(f"clv_p{round(q * 100)}" for q in QUANTILES))
 log = logging.getLogger(__name__)
 
@@ -91,13 +94,15 @@ def finetune_prepared(
     cfg: ModelConfig,
     *,
     encoder_dir: Path | None = None,
+    transfer: bool = False,
     work_dir: Path | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Fine-tune the multi-task model on the training windows of ``prepared``.
 
     ``encoder_dir`` is a pre-trained encoder (:func:`custseq.models.pretrain.pretrain_prepared`); without it
-    the encoder starts from random weights. The model is returned calibrated, with its validation metrics.
+    the encoder starts from random weights. With ``transfer`` it may come from other data (another
+    vocabulary): see :func:`transfer_encoder`. The model is returned calibrated, with its validation metrics.
     """
     ft, training = cfg.finetune, cfg.finetune_training
     vocab = SequenceVocab.load(prepared / "vocab.json")
@@ -105,19 +110,21 @@ def finetune_prepared(
     windows = [WindowData(folder) for folder in layout.training]
     validation, horizon = windows[0], layout.horizon_days
     spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
-    weights = fit_sample_weights([pq.read_table(w.folder / "labels.parquet") for w in windows], ft)
+    split = {"holdout_fraction": ft.validation_fraction, "test_fraction": ft.test_fraction}
+    weights = fit_sample_weights([_training_labels(w, ft) for w in windows], ft)
     torch.manual_seed(training.seed)
-    encoder = _encoder(encoder_dir, cfg.encoder, vocab)
+    encoder = _encoder(encoder_dir, cfg.encoder, vocab, transfer)
     network = MultiTaskModel(encoder, spec.width, spec.category_sizes(), ft)
     common = {"vocab": vocab, "tabular": spec, "max_events": encoder.cfg.max_events, "seed": training.seed}
     train_stream = SampleStream(
-        tuple(windows), batch_size=training.batch_size, holdout="train",
-        holdout_fraction=ft.validation_fraction, weights=weights, **common,
+        tuple(windows), batch_size=training.batch_size, holdout="train", label_fraction=ft.label_fraction,
+        weights=weights, **split, **common,
     )  # fmt: skip
     val_stream = SampleStream(
-        (validation,), batch_size=1024, shuffle=False, holdout="validation",
-        holdout_fraction=ft.validation_fraction, **common,
+        (validation,), batch_size=1024, shuffle=False, holdout="validation", **split, **common
     )  # fmt: skip
+    if train_stream.n_batches() == 0:
+        raise TrainingError("no training customers left after the validation, test and label-fraction holdouts")
     if val_stream.n_batches() == 0:
         raise TrainingError(
             "no validation customers in the latest training window; the data have too few customers to "
@@ -147,11 +154,23 @@ def finetune_prepared(
     return FitResult(model, metrics, result, cutoffs, encoder_dir is not None)
 
 
-def score_window(model: ChurnValueModel, window: WindowData, batch_size: int = 1024) -> Scores:
-    """Calibrated predictions and embeddings for every customer of a window folder (features + sequences)."""
+def _training_labels(window: WindowData, ft: FinetuneConfig) -> pa.Table:
+    labels = pq.read_table(window.folder / "labels.parquet")
+    ids = labels.column("customer_id").to_pylist()
+    keep = split_mask(ids, "train", ft.validation_fraction, ft.test_fraction, ft.label_fraction)
+    return labels.filter(pa.array(keep))
+
+
+def score_window(model: ChurnValueModel, window: WindowData, batch_size: int = 1024, part: str = "all") -> Scores:
+    """Calibrated predictions and embeddings for the customers of a window folder (features + sequences).
+
+    ``part`` = train / validation / test scores only that part of the model's own customer split.
+    """
+    ft = model.network.cfg
     stream = SampleStream(
-        (window,), model.vocab, model.tabular, model.max_events, batch_size, shuffle=False, holdout="all"
-    )
+        (window,), model.vocab, model.tabular, model.max_events, batch_size, shuffle=False, holdout=part,
+        holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
+    )  # fmt: skip
     return _predict_stream(model.network, stream, model.calibrator)
 
 
@@ -206,18 +225,46 @@ def _build(config: dict[str, Any], vocab: SequenceVocab | None) -> MultiTaskMode
     return MultiTaskModel(encoder, spec.width, spec.category_sizes(), cfgs["finetune"])
 
 
-def _fresh_encoder(cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder:
+def _fresh_encoder(cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder | LstmEncoder:
     sizes = {f.name: vocab.size(f.name) for f in vocab.layout.categorical()}
-    return SequenceEncoder(cfg, sizes, len(vocab.layout.numeric()))
+    return build_encoder(cfg, sizes, len(vocab.layout.numeric()))
 
 
-def _encoder(encoder_dir: Path | None, cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder:
+def _encoder(
+    encoder_dir: Path | None, cfg: EncoderConfig, vocab: SequenceVocab, transfer: bool = False
+) -> SequenceEncoder:
     if encoder_dir is None:
         return _fresh_encoder(cfg, vocab)
+    if transfer:
+        return transfer_encoder(encoder_dir, vocab)
     if model_vocab(encoder_dir).to_json() != vocab.to_json():
-        raise ArtifactError(f"the pre-trained encoder in {encoder_dir} was fitted with another vocabulary")
+        raise ArtifactError(
+            f"the pre-trained encoder in {encoder_dir} was fitted with another vocabulary "
+            "(to start from an encoder pre-trained on other data, transfer it)"
+        )
     pretrained, _ = load_pretrained(encoder_dir)
     return pretrained.encoder
+
+
+def transfer_encoder(encoder_dir: Path, vocab: SequenceVocab) -> SequenceEncoder:
+    """An encoder for ``vocab`` that starts from one pre-trained on other data (cross-domain transfer).
+
+    Everything that does not depend on the vocabulary is copied — the Transformer layers, the time,
+    calendar, token-type and position embeddings, the [MASK] vector and the norms; the per-field
+    embeddings and the numeric projection (their fields and sizes belong to the other data) start fresh.
+    """
+    pretrained, _ = load_pretrained(encoder_dir)
+    source = pretrained.encoder
+    target = _fresh_encoder(source.cfg, vocab)
+    own = target.state_dict()
+    copied = {
+        name: tensor
+        for name, tensor in source.state_dict().items()
+        if not name.startswith(VOCAB_DEPENDENT) and name in own and own[name].shape == tensor.shape
+    }
+    target.load_state_dict(copied, strict=False)
+    log.info("transferred %d of %d encoder tensors from %s", len(copied), len(own), encoder_dir)
+    return target
 
 
 def _validation_composite(network: torch.nn.Module, stream: SampleStream) -> float:

@@ -91,8 +91,10 @@ class SampleStream:
     batch_size: int
     shuffle: bool = True
     seed: int = 0
-    holdout: str = "all"
+    holdout: str = "all"  # or a part of sequences.batch.split_mask: train / validation / test
     holdout_fraction: float = 0.1
+    test_fraction: float = 0.0
+    label_fraction: float = 1.0
     weights: SampleWeights | None = None  # training only; needs labelled windows
 
     def n_batches(self, world_size: int = 1) -> int:
@@ -132,6 +134,8 @@ class SampleStream:
                 seed=self.seed,
                 holdout=self.holdout,
                 holdout_fraction=self.holdout_fraction,
+                test_fraction=self.test_fraction,
+                label_fraction=self.label_fraction,
             )
             for w in self.windows
         )

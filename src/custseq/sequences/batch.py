@@ -148,8 +148,10 @@ class SequenceStream:
     shuffle: bool = True
     seed: int = 0
     bucket_batches: int = 50
-    holdout: str = "all"  # "train" / "validation": a stable split of customers by id hash
+    holdout: str = "all"  # "train" / "validation" / "test": a stable split of customers by id hash (split_mask)
     holdout_fraction: float = 0.1
+    test_fraction: float = 0.0
+    label_fraction: float = 1.0
 
     @functools.cached_property
     def customers_per_file(self) -> tuple[int, ...]:
@@ -200,8 +202,7 @@ class SequenceStream:
 
     def _kept(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
         ids = table.column("customer_id").to_pylist()
-        in_validation = np.array([zlib.crc32(i.encode()) % 10_000 < self.holdout_fraction * 10_000 for i in ids])
-        return in_validation if self.holdout == "validation" else ~in_validation
+        return split_mask(ids, self.holdout, self.holdout_fraction, self.test_fraction, self.label_fraction)
 
     def _bucketed(self, table: pa.Table, rng: np.random.Generator) -> list[np.ndarray]:
         n = table.num_rows
@@ -212,3 +213,28 @@ class SequenceStream:
         if self.shuffle:
             batches = [batches[j] for j in rng.permutation(len(batches))]
         return batches
+
+
+SPLIT_PARTS = ("train", "validation", "test")
+
+
+def split_mask(
+    ids: list[str], part: str, validation_fraction: float, test_fraction: float = 0.0, label_fraction: float = 1.0
+) -> np.ndarray:
+    """Which customers belong to ``part`` of a stable split by id hash (the same in every window and run).
+
+    The hash's first ``validation_fraction`` is validation, the next ``test_fraction`` test, the rest train;
+    ``label_fraction`` < 1 keeps that share of the train customers, chosen by a second, independent hash.
+    """
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"part must be one of {SPLIT_PARTS}, got {part!r}")
+    band = np.array([zlib.crc32(i.encode()) % 10_000 for i in ids], dtype=np.int64) / 10_000
+    if part == "validation":
+        return band < validation_fraction
+    if part == "test":
+        return (band >= validation_fraction) & (band < validation_fraction + test_fraction)
+    train = band >= validation_fraction + test_fraction
+    if label_fraction < 1:
+        second = np.array([zlib.crc32(b"labels:" + i.encode()) % 10_000 for i in ids], dtype=np.int64) / 10_000
+        train &= second < label_fraction
+    return train
