@@ -76,21 +76,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for a quiet machine")
+    parser.add_argument("--config", type=Path, help="a custseq TOML config, e.g. benchmarks/configs/btyd_features.toml")
+    parser.add_argument("--methods", help="comma-separated methods instead of the study's")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    from custseq.config import load_config
     from custseq.evaluation.backtest import evaluate, markdown
 
     data, as_of, horizon = DATASETS[args.dataset]
-    out = ROOT / "benchmarks" / "out" / f"{args.study}-{args.dataset}"
+    tag = f"{args.study}-{args.dataset}" + (f"-{args.config.stem}" if args.config else "")
+    out = ROOT / "benchmarks" / "out" / tag
+    study = study_arguments(args.study, args.dataset)
+    if args.methods:
+        study["methods"] = [m.strip() for m in args.methods.split(",")]
     busy_before = wait_for_quiet(0.3, args.max_wait)
     cpu_before, started = busy_cpu_seconds(), time.perf_counter()
     result = evaluate(
         _data(data), horizon=horizon, as_of=as_of, seeds=list(range(args.seeds)), out=out,
-        on_stage=lambda msg: print(msg, flush=True), **study_arguments(args.study, args.dataset),
+        config=load_config(args.config) if args.config else None, on_stage=lambda msg: print(msg, flush=True),
+        **study,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     busy = busy_cpu_seconds() - cpu_before
-    heading = f"## evaluate (issue 7): {args.study}, {args.dataset}"
+    heading = f"## evaluate (issue 7): {args.study}, {args.dataset}" + (f", {args.config.name}" if args.config else "")
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/evaluate.py", *sys.argv[1:]])
     body = markdown(result).split("\n", 1)[1]  # without its own title
     section = (
