@@ -103,6 +103,13 @@ def test_horizon_longer_than_history_is_refused():
         plan_windows(START, END, WindowConfig(as_of=dt.date(2023, 1, 31), horizon_days=400))
 
 
+def test_a_plan_without_training_windows_when_they_are_not_required():
+    cfg = WindowConfig(as_of=dt.date(2023, 1, 31), horizon_days=400, require_training=False)
+    plan = plan_windows(START, END, cfg)
+    assert plan.training == () and plan.vocab_cutoff == plan.scoring.cutoff
+    assert plan.scoring.as_of == dt.date(2023, 1, 31)
+
+
 def test_just_enough_history_gives_one_window():
     # Cutoff t0 − H must be strictly later than data start + min history.
     as_of = dt.date(2022, 1, 1) + dt.timedelta(days=30 + 90)  # t0 − H = 2022-02-01 > 2022-01-31

@@ -111,6 +111,8 @@ class WindowConfig:
     stride_days: int | None = None  # between training cutoffs; None = horizon
     max_train_windows: int | None = None  # None = as many as history allows
     min_history_days: int = 30  # a training cutoff needs this much history before it
+    # False: a plan without any training window is allowed (evaluate's label-free methods, e.g. BTYD, still run)
+    require_training: bool = True
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1:

@@ -109,7 +109,8 @@ class PreparedWindows:
         folder = {w["role"]: [] for w in summary["windows"]}
         for w in summary["windows"]:  # written score, validation, then the older training windows
             folder[w["role"]].append(prepared / "windows" / w["as_of"])
-        return cls(folder["score"][0], (*folder["validation"], *folder.get("train", [])), summary["horizon_days"])
+        training = (*folder.get("validation", []), *folder.get("train", []))  # none: window.require_training off
+        return cls(folder["score"][0], training, summary["horizon_days"])
 
     @property
     def validation(self) -> Path:
@@ -293,7 +294,7 @@ def _with_overrides(cfg: PrepareConfig, as_of: Any, horizon: Any) -> PrepareConf
 
 
 def _roles(plan: WindowPlan) -> list[tuple[str, Window]]:
-    roles = [("score", plan.scoring), ("validation", plan.validation)]
+    roles = [("score", plan.scoring)] + ([("validation", plan.training[0])] if plan.training else [])
     return roles + [("train", w) for w in plan.training[1:]]
 
 

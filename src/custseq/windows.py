@@ -57,8 +57,8 @@ class WindowPlan:
 
     @property
     def vocab_cutoff(self) -> dt.datetime:
-        """Vocabularies and statistics are fitted on rows before the latest training cutoff."""
-        return self.training[0].cutoff
+        """Vocabularies and statistics are fitted on rows before the latest training cutoff (or the scoring one)."""
+        return self.training[0].cutoff if self.training else self.scoring.cutoff
 
     @property
     def scoring_labels_observed(self) -> bool:
@@ -115,7 +115,7 @@ def plan_windows(data_start: dt.datetime, data_end: dt.datetime, cfg: WindowConf
             raise WindowError(f"training window at {window.as_of} would have censored labels")
         training.append(window)
         cutoff -= stride * DAY
-    if not training:
+    if not training and cfg.require_training:
         raise WindowError(
             f"horizon {horizon} days is too long for the history before as-of {as_of}: the data start on "
             f"{data_start.date()} and a training window needs {cfg.min_history_days} days of history plus a "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,15 @@ def test_evaluate_refuses_an_unknown_protocol_or_ablation(shop, tmp_path):
     assert result.exit_code == 2 and "unknown ablation" in output
     result, output = _invoke("evaluate", str(shop), "--label-fractions", "half", "--out", str(tmp_path))
     assert result.exit_code == 2 and "label-fractions" in output
+
+
+def test_evaluate_without_any_training_window_runs_the_label_free_methods(shop, tiny, tmp_path):
+    out = tmp_path / "eval"  # 240 days before the as-of date leaves no room for a labelled training window
+    args = ["evaluate", str(shop), "--horizon", "240d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "1",
+            "--methods", "custseq,logistic,btyd,pareto-nbd,last-period", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "evaluation.json").read_text())
+    assert set(report["summary"]) == {"btyd", "pareto-nbd", "last-period"}
+    assert set(report["skipped"]) == {"custseq", "logistic"} and "label-free" in report["skipped"]["custseq"]
+    assert math.isnan(report["summary"]["btyd"]["churn_f1"]["mean"])  # no validation rows to pick a threshold

@@ -123,7 +123,9 @@ def evaluate(
     say = on_stage or (lambda _msg: None)
     cfg = config or PrepareConfig()
     cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, finetune=protocol_finetune(protocol, cfg.model.finetune))
+        cfg,
+        window=dataclasses.replace(cfg.window, require_training=False),  # label-free methods run regardless
+        model=dataclasses.replace(cfg.model, finetune=protocol_finetune(protocol, cfg.model.finetune)),
     )
     tables = {"customers": customers, "events": events}
     with tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
@@ -233,6 +235,11 @@ class _Runner:
             return self._deterministic[method.name]
         started = time.perf_counter()
         try:
+            if method.needs_labels and not self.split.windows:
+                raise TrainingError(
+                    "no training window fits before the test window (the horizon is too long for the history); "
+                    "only label-free methods (last period, BTYD) can run"
+                )
             if method.is_network:
                 predictions, extra_seconds = self._network(method, seed)
             elif method.name.split("@")[0] == EMBEDDINGS:
@@ -243,20 +250,25 @@ class _Runner:
             self.skipped[method.name] = str(e)
             return None
         validation, test = predictions
-        y_val, _ = self.split.validation.label_arrays()
         churned, value = self.split.test.label_arrays()
         metrics = test_metrics(churned, test.churn_probability, value, test.value)
-        metrics["churn_f1"] = f1_at(churned, test.churn_probability, best_f1_threshold(y_val, validation))
+        threshold = (
+            best_f1_threshold(self.split.validation.label_arrays()[0], validation)
+            if validation is not None
+            else math.nan
+        )
+        metrics["churn_f1"] = f1_at(churned, test.churn_probability, threshold)
         metrics["cohort_wape"] = compare_by_cohort(self._test_cohorts, value, test.value).wape
         metrics["seconds"] = time.perf_counter() - started + extra_seconds
         if method.deterministic:
             self._deterministic[method.name] = (metrics, test.churn_probability)
         return metrics, test.churn_probability
 
-    def _baseline(self, method: Method, seed: int) -> tuple[np.ndarray, BaselinePredictions]:
+    def _baseline(self, method: Method, seed: int) -> tuple[np.ndarray | None, BaselinePredictions]:
         s = self.split
         model = method.baseline(seed, self.cfg.baselines).fit(s.train(method.label_fraction))
-        return model.predict(s.validation).churn_probability, _aligned(model.predict(s.test), s.test)
+        validation = model.predict(s.validation).churn_probability if s.validation is not None else None
+        return validation, _aligned(model.predict(s.test), s.test)
 
     def _network(self, method: Method, seed: int) -> tuple[tuple[np.ndarray, BaselinePredictions], float]:
         m = _seeded(method.variant(self.cfg.model), seed)

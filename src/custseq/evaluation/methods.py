@@ -84,6 +84,7 @@ BASELINES: dict[str, Callable[[int, BaselineConfig], Baseline]] = {
     "xgboost": lambda seed, cfg: XGBoost(seed=seed, config=cfg),
     "random-forest": lambda seed, cfg: RandomForest(seed=seed, config=cfg),
 }
+LABEL_FREE = frozenset({"last-period", "btyd", "pareto-nbd"})  # run even when no training window fits
 DETERMINISTIC = frozenset({"last-period", "btyd", "pareto-nbd", "logistic"})  # the same result for every seed: run once
 
 METHODS = (*NETWORKS, *BASELINES, EMBEDDINGS, COHORT_SMOOTHING)
@@ -103,6 +104,10 @@ class Method:
     @property
     def is_network(self) -> bool:
         return self.variant is not None
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.name.split("@")[0] not in LABEL_FREE
 
     @property
     def deterministic(self) -> bool:

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from custseq.baselines.base import WindowTables
 from custseq.config import FinetuneConfig
+from custseq.errors import WindowError
 from custseq.prepare import PreparedWindows
 from custseq.sequences.batch import split_mask
 
@@ -54,8 +55,9 @@ class Split:
         return [self._part(w, "train", label_fraction) for w in self.windows]
 
     @property
-    def validation(self) -> WindowTables:
-        return self._part(self.windows[0], "validation")
+    def validation(self) -> WindowTables | None:
+        """The validation customers of the latest training window (None without training windows)."""
+        return self._part(self.windows[0], "validation") if self.windows else None
 
     @property
     def test(self) -> WindowTables:
@@ -75,4 +77,6 @@ def make_split(prepared: Path, protocol: str, ft: FinetuneConfig) -> Split:
     windows = tuple(WindowTables.read(folder, h) for folder in layout.training)
     if protocol == "temporal":
         return Split(protocol, windows, WindowTables.read(layout.scoring, h), layout.scoring, "all", ft)
+    if not windows:
+        raise WindowError("the customer split needs a labelled training window; choose a shorter --horizon")
     return Split(protocol, windows, windows[0], layout.training[0], "test", ft)
