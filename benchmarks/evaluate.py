@@ -103,9 +103,9 @@ def main() -> None:
     body = markdown(result).split("\n", 1)[1]  # without its own title
     section = (
         f"{heading}\n\n`{command}` — {seconds / 60:.1f} min on {machine_description(PACKAGES)}; the machine "
-        f"was busy {busy / seconds:.2f} cores on average during the run (busy {busy_before:.2f} cores before "
-        f"it started).\n\n{result.protocol} protocol, test window as of {result.as_of}, horizon "
-        f"{result.horizon_days} days, seeds {result.seeds}.\n{body}"
+        f"was busy {busy / seconds:.2f} cores on average during the run, this run included (other processes "
+        f"used {busy_before:.2f} cores just before it started).\n\n{result.protocol} protocol, test window as of "
+        f"{result.as_of}, horizon {result.horizon_days} days, seeds {result.seeds}.\n{body}"
     )
     write_section(args.results, section, heading)
 

@@ -37,8 +37,10 @@ def paired_bootstrap_auc(
     observed = roc_auc(y, score_a) - roc_auc(y, score_b)
     if len(diffs_arr) == 0:
         return {"difference": observed, "low": math.nan, "high": math.nan, "p_value": math.nan}
-    # two-sided: how often the resampled difference falls on the other side of zero
-    p = 2 * min(np.mean(diffs_arr <= 0), np.mean(diffs_arr >= 0))
+    # two-sided: how often the resampled difference falls on the other side of zero; counted as (1 + k) / (1 + n)
+    # so that a finite number of resamples never claims p = 0 (the smallest reportable p is 2 / (1 + n))
+    n = len(diffs_arr)
+    p = 2 * min((1 + np.sum(diffs_arr <= 0)) / (1 + n), (1 + np.sum(diffs_arr >= 0)) / (1 + n))
     return {
         "difference": observed,
         "low": float(np.quantile(diffs_arr, 0.025)),
