@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 import tomllib
 import types
@@ -389,6 +390,91 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class SegmentConfig:
+    """Thresholds of the segment rules (:mod:`custseq.scoring.segments`); churn thresholds are probabilities."""
+
+    top_value_share: float = 0.2  # the top value tier: the highest expected values, at most this share of customers
+    attrier_churn: float = 0.65  # high-value potential attrier: top tier and churn above this (DESIGN §1)
+    champion_max_churn: float = 0.35  # champion: top tier and churn at most this
+    at_risk_churn: float = 0.5  # churn above this is at risk or hibernating (the engagement plan's threshold)
+    loyal_min_frequency: int = 2  # loyal: at least this many repeat purchase days and churn at most at_risk_churn
+    new_customer_days: int | None = None  # new: first purchase fewer than this many days ago; None = the horizon
+    hibernating_days: int | None = None  # hibernating: at risk and no purchase in this many days; None = the horizon
+
+    def __post_init__(self) -> None:
+        if not 0 < self.top_value_share <= 1:
+            raise ConfigError(f"top_value_share must be in (0, 1], got {self.top_value_share}")
+        for name in ("attrier_churn", "champion_max_churn", "at_risk_churn"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.champion_max_churn > self.at_risk_churn:
+            raise ConfigError(
+                f"champion_max_churn ({self.champion_max_churn}) must not exceed at_risk_churn ({self.at_risk_churn}): "
+                "a champion would be likelier to churn than a customer at risk"
+            )
+        if self.loyal_min_frequency < 1:
+            raise ConfigError(f"loyal_min_frequency must be at least 1, got {self.loyal_min_frequency}")
+        for name in ("new_customer_days", "hibernating_days"):
+            days = getattr(self, name)
+            if days is not None and days < 1:
+                raise ConfigError(f"{name} must be at least 1 day (or unset for the horizon), got {days}")
+
+
+@dataclass(frozen=True)
+class ValueScoreConfig:
+    """The composite value score (:mod:`custseq.scoring.scores`): V's weights and the HyperScore boost.
+
+    value_score = 100 · [1 + σ(beta · ln V + gamma)^kappa], V = the weighted mean of the rank-normalised
+    expected value, retention (1 − churn) and engagement (purchase days in the last horizon).
+    """
+
+    value_weight: float = 0.5  # the value a customer brings is what the score ranks first
+    retention_weight: float = 0.3
+    engagement_weight: float = 0.2
+    beta: float = 5.0  # sensitivity: how sharply the boost rises towards V = 1
+    gamma: float = -math.log(2)  # the bias: σ(gamma) = 1/3 at V = 1
+    kappa: float = 2.0  # the power of the boost
+
+    def __post_init__(self) -> None:
+        weights = {name: getattr(self, name) for name in ("value_weight", "retention_weight", "engagement_weight")}
+        if min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise ConfigError(f"value score weights must be >= 0 with a positive sum, got {weights}")
+        if not self.beta > 0 or not self.kappa > 0:
+            raise ConfigError(
+                f"beta and kappa must be > 0 for the score to rise with V, got beta={self.beta}, kappa={self.kappa}"
+            )
+        if not math.isfinite(self.gamma):
+            raise ConfigError(f"gamma must be a finite number, got {self.gamma}")
+
+
+@dataclass(frozen=True)
+class ProfitConfig:
+    """The retention campaign of the profit simulation (:mod:`custseq.scoring.profit`), in the data's currency.
+
+    Defaults follow the churn campaign of Verbraken, Verbeke & Baesens (2013), IEEE TKDE 25(5): contact cost 1,
+    offer cost 10, a mean share of 0.3 of contacted would-be churners kept, and every contacted non-churner
+    redeeming the offer. Set them to the business's own numbers.
+    """
+
+    contact_cost: float = 1.0  # per customer contacted
+    offer_cost: float = 10.0  # per offer redeemed
+    save_rate: float = 0.3  # share of contacted would-be churners the offer keeps
+    take_rate: float = 1.0  # share of contacted non-churners who redeem the offer anyway (wasted); 0 = none
+    max_value_multiplier: float = 20.0  # value if retained = clv_expected / (1 − churn), the multiplier capped
+
+    def __post_init__(self) -> None:
+        if min(self.contact_cost, self.offer_cost) < 0:
+            raise ConfigError(
+                f"contact_cost and offer_cost must be >= 0, got {self.contact_cost} and {self.offer_cost}"
+            )
+        for name in ("save_rate", "take_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
+        if not self.max_value_multiplier >= 1:
+            raise ConfigError(f"max_value_multiplier must be at least 1, got {self.max_value_multiplier}")
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Every setting of a run: the data settings `prepare` needs, and the model `predict` trains."""
 
@@ -400,6 +486,9 @@ class PrepareConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
+    value_score: ValueScoreConfig = field(default_factory=ValueScoreConfig)
+    profit: ProfitConfig = field(default_factory=ProfitConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
