@@ -61,7 +61,7 @@ class Evaluation:
     details: dict[str, Any] = field(default_factory=dict)  # test rows, label fractions, transfer source…
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        """method -> metric -> (mean, std over seeds); NaN-free runs only."""
+        """method -> metric -> (mean, std over seeds)."""
         out = {}
         for method, runs in self.per_seed.items():
             out[method] = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
@@ -278,7 +278,8 @@ class _Runner:
             self.work / "prepared", m, encoder_dir=encoder_dir, transfer=method.transfer,
             work_dir=self.work / "finetune", progress=False,
         )  # fmt: skip
-        self._models[(method.name, seed)] = fit.model
+        if method.name == reference_of(method.name):  # emb+lightgbm reads custseq's model of the same seed
+            self._models[(method.name, seed)] = fit.model
         s = self.split
         validation = score_window(fit.model, WindowData(self._folders[0]), part="validation")
         test = score_window(fit.model, WindowData(s.test_folder), part=s.test_part)
@@ -286,7 +287,10 @@ class _Runner:
         return (val_p, _aligned(_as_predictions(test), s.test)), pretrain_seconds
 
     def _embeddings(self, method: Method, seed: int) -> tuple[np.ndarray, BaselinePredictions]:
-        """LightGBM on custseq's embeddings + the RFM features (custseq's model of the same seed)."""
+        """LightGBM on custseq's embeddings + the RFM features (custseq's model of the same seed).
+
+        As in CASPR, the training rows' embeddings come from a model fitted on those rows' labels.
+        """
         key = (reference_of(method.name), seed)
         if key not in self._models:
             raise TrainingError(f"{EMBEDDINGS} needs custseq's model: add custseq to the methods")
@@ -417,7 +421,7 @@ def markdown(result: Evaluation) -> str:
 
 
 def _cell(summary: dict[str, tuple[float, float]], column: str) -> str:
-    if column not in summary:
+    if column not in summary or math.isnan(summary[column][0]):
         return "–"
     mean, std = summary[column]
     return f"{mean:.3f} ± {std:.3f}"
