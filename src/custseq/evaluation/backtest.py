@@ -40,6 +40,7 @@ from custseq.models.churn_value import ChurnValueModel, Scores, finetune_prepare
 from custseq.models.pretrain import pretrain_prepared
 from custseq.models.samples import WindowData
 from custseq.prepare import DAILY_SPEND, PreparedWindows, prepare, validate_tables
+from custseq.scoring.predict import with_seed
 from custseq.windows import data_span
 
 REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse", "value_mae", "value_mape",
@@ -271,9 +272,9 @@ class _Runner:
         return validation, _aligned(model.predict(s.test), s.test)
 
     def _network(self, method: Method, seed: int) -> tuple[tuple[np.ndarray, BaselinePredictions], float]:
-        m = _seeded(method.variant(self.cfg.model), seed)
+        m = with_seed(dataclasses.replace(self.cfg, model=method.variant(self.cfg.model)), seed).model
         m = dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, label_fraction=method.label_fraction))
-        encoder_dir, pretrain_seconds = self._encoder(m, seed, transfer=method.transfer)
+        encoder_dir, pretrain_seconds = self._encoder(m, transfer=method.transfer)
         fit = finetune_prepared(
             self.work / "prepared", m, encoder_dir=encoder_dir, transfer=method.transfer,
             work_dir=self.work / "finetune", progress=False,
@@ -302,8 +303,8 @@ class _Runner:
         predictions = booster.predict(augmented.validation).churn_probability
         return predictions, _aligned(booster.predict(augmented.test), augmented.test)
 
-    def _encoder(self, m: ModelConfig, seed: int, transfer: bool) -> tuple[Path | None, float]:
-        """A pre-trained encoder for these settings (trained once per seed and settings), or None."""
+    def _encoder(self, m: ModelConfig, transfer: bool) -> tuple[Path | None, float]:
+        """A pre-trained encoder for these settings, seed included (trained once), or None without pre-training."""
         if not m.pretraining:
             return None, 0.0
         prepared = self.transfer_source if transfer else self.work / "prepared"
@@ -321,14 +322,6 @@ class _Runner:
         )  # fmt: skip
         self._encoders[key] = (folder, time.perf_counter() - started)
         return folder, 0.0  # already inside this method's wall time
-
-
-def _seeded(m: ModelConfig, seed: int) -> ModelConfig:
-    return dataclasses.replace(
-        m,
-        pretrain_training=dataclasses.replace(m.pretrain_training, seed=seed),
-        finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
-    )
 
 
 def _by_ids(scores: Scores, ids: list[str]) -> dict[str, np.ndarray]:
