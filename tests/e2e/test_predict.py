@@ -17,10 +17,12 @@ import custseq
 from custseq.cli import app
 from custseq.config import load_config
 from custseq.models.artifacts import read_manifest
+from custseq.scoring.segments import SEGMENTS
 
 runner = CliRunner()
 AS_OF = "2023-10-15"
-PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90", "p_alive"]
+PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90", "p_alive",
+                      "segment", "value_score"]  # fmt: skip
 TINY_TOML = """
 [model.encoder]
 d_model = 16
@@ -91,6 +93,9 @@ def test_predict_writes_the_output_contract(predicted, shop):
     values = p[["clv_expected", "clv_p10", "clv_p50", "clv_p90"]]
     assert np.isfinite(values.to_numpy()).all() and (values >= 0).all().all()
     assert (p["clv_p10"] <= p["clv_p50"]).all() and (p["clv_p50"] <= p["clv_p90"]).all()
+    assert set(p["segment"]) <= set(SEGMENTS) and p["value_score"].between(100, 100 * (1 + 1 / 9) + 1e-9).all()
+    attriers = p[p["segment"] == "high_value_potential_attrier"]
+    assert (attriers["churn_probability"] > 0.65).all()
     csv = pd.read_csv(predicted / "predictions.csv", dtype={"customer_id": str})
     assert csv["customer_id"].tolist() == expected
     assert np.allclose(csv["churn_probability"], p["churn_probability"])
@@ -122,8 +127,10 @@ def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path
     scored = pq.read_table(out / "predictions.parquet").to_pandas()
     original = pq.read_table(predicted / "predictions.parquet").to_pandas()
     assert scored["customer_id"].tolist() == original["customer_id"].tolist()
-    for column in PREDICTION_COLUMNS[1:]:
+    for column in PREDICTION_COLUMNS[1:-2]:
         assert np.allclose(scored[column], original[column], rtol=1e-5, atol=1e-6), column
+    assert scored["segment"].tolist() == original["segment"].tolist()
+    assert np.allclose(scored["value_score"], original["value_score"])
 
 
 def test_rows_after_as_of_change_nothing(shop, tiny, tmp_path):

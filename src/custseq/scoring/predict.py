@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -40,6 +41,8 @@ from custseq.models.churn_value import (
 from custseq.models.pretrain import pretrain_prepared
 from custseq.models.samples import WindowData
 from custseq.prepare import PreparedWindows, prepare, prepare_scoring_sequences
+from custseq.scoring.scores import value_scores
+from custseq.scoring.segments import assign_segments
 
 Stage = Callable[[str], None]
 
@@ -248,7 +251,9 @@ def _run(
     as_of: str,
     out: Any,
 ) -> PredictRun:
-    predictions = with_p_alive(scores.table(), pq.read_table(features), model.horizon_days, metrics)
+    feature_table = pq.read_table(features)
+    predictions = with_p_alive(scores.table(), feature_table, model.horizon_days, metrics)
+    predictions = with_segments_and_value_score(predictions, feature_table, cfg, model.horizon_days)
     embeddings = scores.embedding_table()
     if out is not None:
         write_outputs(Path(out), predictions, embeddings, metrics)
@@ -273,6 +278,18 @@ def with_p_alive(predictions: pa.Table, features: pa.Table, horizon_days: int, m
         metrics["p_alive"] = f"not available: {e}"
         column = pa.nulls(predictions.num_rows, pa.float64())
     return predictions.append_column("p_alive", column)
+
+
+def with_segments_and_value_score(
+    predictions: pa.Table, features: pa.Table, cfg: PrepareConfig, horizon_days: int
+) -> pa.Table:
+    """Add ``segment`` (:mod:`custseq.scoring.segments`) and ``value_score`` (:mod:`custseq.scoring.scores`)."""
+    frame = predictions.to_pandas()
+    feature_frame = features.to_pandas()
+    segments = assign_segments(frame, feature_frame, cfg.segments, horizon_days=horizon_days)
+    scores = value_scores(frame, feature_frame, cfg.value_score)
+    predictions = predictions.append_column("segment", pa.array(segments.to_numpy(dtype=object), pa.string()))
+    return predictions.append_column("value_score", pa.array(scores.to_numpy(dtype=np.float64)))
 
 
 def write_outputs(out: Path, predictions: pa.Table, embeddings: pa.Table, metrics: dict[str, Any]) -> None:
