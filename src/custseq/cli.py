@@ -64,6 +64,7 @@ ColumnOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or JSON config file; options override it.")]
+HorizonOpt = Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")]
 AsOfOpt = Annotated[
     str | None, typer.Option("--as-of", help="Inclusive scoring date YYYY-MM-DD (default: last day in the data).")
 ]
@@ -206,7 +207,7 @@ def prepare_cmd(
 def predict_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-output"),
-    horizon: Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")] = None,
+    horizon: HorizonOpt = None,
     as_of: AsOfOpt = None,
     customers: CustomersOpt = None,
     events: EventsOpt = None,
@@ -251,7 +252,7 @@ def score_cmd(
 def evaluate_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-evaluation"),
-    horizon: Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")] = None,
+    horizon: HorizonOpt = None,
     as_of: AsOfOpt = None,
     customers: CustomersOpt = None,
     events: EventsOpt = None,

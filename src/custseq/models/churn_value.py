@@ -154,13 +154,6 @@ def finetune_prepared(
     return FitResult(model, metrics, result, cutoffs, encoder_dir is not None)
 
 
-def _training_labels(window: WindowData, ft: FinetuneConfig) -> pa.Table:
-    labels = pq.read_table(window.folder / "labels.parquet")
-    ids = labels.column("customer_id").to_pylist()
-    keep = split_mask(ids, "train", ft.validation_fraction, ft.test_fraction, ft.label_fraction)
-    return labels.filter(pa.array(keep))
-
-
 def score_window(model: ChurnValueModel, window: WindowData, batch_size: int = 1024, part: str = "all") -> Scores:
     """Calibrated predictions and embeddings for the customers of a window folder (features + sequences).
 
@@ -232,7 +225,7 @@ def _fresh_encoder(cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder 
 
 def _encoder(
     encoder_dir: Path | None, cfg: EncoderConfig, vocab: SequenceVocab, transfer: bool = False
-) -> SequenceEncoder:
+) -> SequenceEncoder | LstmEncoder:
     if encoder_dir is None:
         return _fresh_encoder(cfg, vocab)
     if transfer:
@@ -246,7 +239,7 @@ def _encoder(
     return pretrained.encoder
 
 
-def transfer_encoder(encoder_dir: Path, vocab: SequenceVocab) -> SequenceEncoder:
+def transfer_encoder(encoder_dir: Path, vocab: SequenceVocab) -> SequenceEncoder | LstmEncoder:
     """An encoder for ``vocab`` that starts from one pre-trained on other data (cross-domain transfer).
 
     Everything that does not depend on the vocabulary is copied — the Transformer layers, the time,
@@ -265,6 +258,13 @@ def transfer_encoder(encoder_dir: Path, vocab: SequenceVocab) -> SequenceEncoder
     target.load_state_dict(copied, strict=False)
     log.info("transferred %d of %d encoder tensors from %s", len(copied), len(own), encoder_dir)
     return target
+
+
+def _training_labels(window: WindowData, ft: FinetuneConfig) -> pa.Table:
+    labels = pq.read_table(window.folder / "labels.parquet")
+    ids = labels.column("customer_id").to_pylist()
+    keep = split_mask(ids, "train", ft.validation_fraction, ft.test_fraction, ft.label_fraction)
+    return labels.filter(pa.array(keep))
 
 
 def _validation_composite(network: torch.nn.Module, stream: SampleStream) -> float:
