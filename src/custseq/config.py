@@ -475,6 +475,75 @@ class ProfitConfig:
 
 
 @dataclass(frozen=True)
+class ActionConfig:
+    """Next-best-action plans (:mod:`custseq.scoring.actions`).
+
+    A customer whose churn probability is strictly above ``retention_threshold`` gets retention actions from
+    the catalogue (``retention_flag`` true); everyone else gets the next-event model's ``k`` likeliest items,
+    topped up with the catalogue's growth actions when the model proposes fewer.
+    """
+
+    k: int = 3  # actions per customer
+    retention_threshold: float = 0.5  # churn probability above which the plan switches to retention actions
+    mode: Literal["replace", "augment"] = "replace"  # augment: retention actions first, then the model's items
+    item_field: str = "auto"  # the token field the next-event head proposes; auto = product, category, event, channel
+    catalogue: str | None = None  # path of a JSON or YAML action catalogue; None = the one shipped with custseq
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k must be at least 1, got {self.k}")
+        if not 0 <= self.retention_threshold <= 1:
+            raise ConfigError(f"retention_threshold must be a probability in [0, 1], got {self.retention_threshold}")
+        if self.mode not in ("replace", "augment"):
+            raise ConfigError(f"mode must be replace or augment, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The bias audit (:mod:`custseq.evaluation.fairness`) and the human-review list.
+
+    A group is flagged when one of its metrics differs from the whole population's by more than the tolerance;
+    groups smaller than ``min_group_size`` are reported but never flagged (their metrics are noise).
+    """
+
+    columns: tuple[str, ...] | None = None  # profile columns to audit; None = every profile column, and tenure
+    bins: int = 4  # numeric columns are cut into this many quantile bins
+    max_groups: int = 12  # categorical columns keep their most frequent values; the rest become "other"
+    min_group_size: int = 50
+    auc_tolerance: float = 0.05  # |group churn AUC − overall|
+    calibration_tolerance: float = 0.05  # |(mean predicted − observed churn) in the group − the same overall|
+    value_tolerance: float = 0.25  # |group mean predicted / actual value − the same overall ratio|
+    segment_share_tolerance: float = 0.15  # |a segment's share in the group − its share overall|
+    review_churn_gap: float = 0.5  # review.csv: |custseq churn − BG/NBD churn| at least this
+    review_value_ratio: float = 5.0  # review.csv: custseq and BG/NBD values differ by at least this factor
+    review_min_value: float = 1.0  # … where the larger of the two values is at least this (currency units)
+
+    def __post_init__(self) -> None:
+        if self.bins < 2 or self.max_groups < 2 or self.min_group_size < 1:
+            raise ConfigError("bins and max_groups must be at least 2 and min_group_size at least 1")
+        for name in ("auc_tolerance", "calibration_tolerance", "value_tolerance", "segment_share_tolerance"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.review_churn_gap <= 1 or not self.review_value_ratio > 1:
+            raise ConfigError("review_churn_gap must be in (0, 1] and review_value_ratio above 1")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The HTML report (:mod:`custseq.report`)."""
+
+    enabled: bool = True  # predict and evaluate write report.html next to their outputs
+    map_customers: int = 2000  # customers in the 2-D embedding map (a stable sample; t-SNE is quadratic)
+    attention_customers: int = 4  # sample customers whose attention heat-maps are shown
+    attention_events: int = 32  # their latest events shown
+    interactive: bool = True  # inline Plotly (about 5 MB) for the interactive figures; static SVG otherwise
+
+    def __post_init__(self) -> None:
+        if self.map_customers < 10 or self.attention_customers < 0 or self.attention_events < 1:
+            raise ConfigError("map_customers must be at least 10, attention_customers >= 0, attention_events >= 1")
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Every setting of a run: the data settings `prepare` needs, and the model `predict` trains."""
 
@@ -489,6 +558,9 @@ class PrepareConfig:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     value_score: ValueScoreConfig = field(default_factory=ValueScoreConfig)
     profit: ProfitConfig = field(default_factory=ProfitConfig)
+    actions: ActionConfig = field(default_factory=ActionConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
