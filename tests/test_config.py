@@ -181,8 +181,8 @@ def test_unknown_top_level_section_names_the_allowed_ones(tmp_path):
         ConfigError,
         match=re.escape(
             f"unknown setting(s) ['windows'] in {path}; "
-            "allowed: ['baselines', 'columns', 'engine', 'features', 'model', 'profit', 'segments', 'sequence', "
-            "'validation', 'value_score', 'window']"
+            "allowed: ['actions', 'audit', 'baselines', 'columns', 'engine', 'features', 'model', 'profit', "
+            "'report', 'segments', 'sequence', 'validation', 'value_score', 'window']"
         ),
     ):
         load_config(path)
