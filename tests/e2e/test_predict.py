@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 import custseq
@@ -22,7 +23,7 @@ from custseq.scoring.segments import SEGMENTS
 runner = CliRunner()
 AS_OF = "2023-10-15"
 PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90", "p_alive",
-                      "segment", "value_score"]  # fmt: skip
+                      "segment", "value_score", "contact_profit"]  # fmt: skip
 TINY_TOML = """
 [model.encoder]
 d_model = 16
@@ -103,6 +104,36 @@ def test_predict_writes_the_output_contract(predicted, shop):
     assert e["customer_id"].tolist() == expected and e.shape[1] == 1 + 16
 
 
+def test_predict_writes_what_the_report_explains(predicted):
+    """Validation curves, training history, attention, profit, bias audit and the review list."""
+    validation = pq.read_table(predicted / "validation.parquet").to_pandas()
+    metrics = json.loads((predicted / "metrics.json").read_text())
+    assert len(validation) == metrics["validation"]["validation_customers"] == metrics["audit"]["labelled_customers"]
+    assert {"churned", "value", "churn_probability", "btyd_churn_probability", "segment"} <= set(validation)
+    auc = roc_auc_score(validation["churned"], validation["churn_probability"])
+    assert auc == pytest.approx(metrics["validation"]["churn_auc"])  # the same customers early stopping saw
+    history = json.loads((predicted / "history.json").read_text())
+    assert len(history["pretrain"]) == 1 and len(history["finetune"]) == 2  # the tiny config's epochs
+    assert all(math.isfinite(e["train_loss"]) for e in history["pretrain"] + history["finetune"])
+    attention = json.loads((predicted / "attention.json").read_text())
+    assert attention["layers"] == 1 and 1 <= len(attention["customers"]) <= 4
+    for sample in attention["customers"]:
+        assert len(sample["weights"]) == 1 and len(sample["weights"][0]) == len(sample["events"]) <= 8
+        assert 0 < sum(sample["weights"][0]) <= 1
+    profit = json.loads((predicted / "profit.json").read_text())
+    p = pq.read_table(predicted / "predictions.parquet").to_pandas()
+    assert profit["customers"] == len(p)
+    best = profit["best"]["saved_value"]
+    assert best["k"] == (p["contact_profit"] > 0).sum()  # the best campaign contacts exactly the profitable ones
+    assert best["profit"] == pytest.approx(p.loc[p["contact_profit"] > 0, "contact_profit"].sum())
+    assert best["profit"] >= profit["best"]["churn_probability"]["profit"] >= profit["best"]["random"]["profit"] - 1e-9
+    audit = json.loads((predicted / "audit.json").read_text())
+    assert audit["labelled_customers"] == len(validation) and "tenure" in {a["attribute"] for a in audit["attributes"]}
+    review = pd.read_csv(predicted / "review.csv", dtype={"customer_id": str})
+    assert len(review) == metrics["review_customers"] and set(review["customer_id"]) <= set(p["customer_id"])
+    assert list(review.columns[:2]) == ["customer_id", "reason"]
+
+
 def test_metrics_and_model_record_how_it_was_trained(predicted):
     metrics = json.loads((predicted / "metrics.json").read_text())
     assert metrics["as_of"] == AS_OF and metrics["horizon_days"] == 60 and metrics["pretrained"]
@@ -127,7 +158,9 @@ def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path
     scored = pq.read_table(out / "predictions.parquet").to_pandas()
     original = pq.read_table(predicted / "predictions.parquet").to_pandas()
     assert scored["customer_id"].tolist() == original["customer_id"].tolist()
-    for column in PREDICTION_COLUMNS[1:-2]:
+    numeric = [c for c in PREDICTION_COLUMNS[1:] if pd.api.types.is_float_dtype(original[c])]
+    assert {"churn_probability", "clv_p90", "p_alive", "contact_profit"} <= set(numeric)
+    for column in numeric:
         assert np.allclose(scored[column], original[column], rtol=1e-5, atol=1e-6), column
     assert scored["segment"].tolist() == original["segment"].tolist()
     assert np.allclose(scored["value_score"], original["value_score"])
@@ -225,6 +258,13 @@ def test_evaluate_compares_custseq_with_baselines(shop, tiny, tmp_path):
     assert set(report["comparisons"]) == per_customer - {"custseq"}
     assert 0 <= report["comparisons"]["logistic"]["auc_bootstrap"]["p_value"] <= 1
     assert "| custseq |" in (out / "evaluation.md").read_text()
+    test = pq.read_table(out / "test_predictions.parquet").to_pandas()  # seed 0's per-customer predictions
+    assert len(test) == report["details"]["test_customers"] and test["customer_id"].is_unique
+    assert {f"{m}:churn_probability" for m in per_customer} | {f"{m}:clv_expected" for m in per_customer} <= set(test)
+    for method in ("custseq", "logistic"):
+        auc = roc_auc_score(test["churned"], test[f"{method}:churn_probability"])
+        assert auc == pytest.approx(report["per_seed"][method][0]["churn_auc"]), method
+    assert report["details"]["tables"]["transactions"]["rows_in"] == len(pd.read_csv(shop))
 
 
 def test_evaluate_refuses_an_unknown_method(shop, tiny, tmp_path):

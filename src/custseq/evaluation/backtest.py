@@ -133,12 +133,12 @@ def evaluate(
         work = Path(tmp)
         test_as_of = _test_as_of(transactions, cfg, as_of, horizon) if protocol == "temporal" else as_of
         say(f"preparing the windows ({protocol} protocol)")
-        prepare(transactions, out=work / "prepared", as_of=test_as_of, horizon=horizon, config=cfg, **tables)
+        prepared = prepare(transactions, out=work / "prepared", as_of=test_as_of, horizon=horizon, config=cfg, **tables)
         split = make_split(work / "prepared", protocol, cfg.model.finetune)
         source = _prepare_transfer_source(transfer_from, horizon, cfg, work, say) if transfer_from is not None else None
         runner = _Runner(split, work, cfg, source)
         per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
-        first: dict[str, np.ndarray] = {}
+        first: dict[str, BaselinePredictions] = {}  # method -> its first seed's test predictions
         if COHORT_SMOOTHING in methods:
             say("cohort exponential smoothing")
             try:
@@ -164,7 +164,7 @@ def evaluate(
         horizon_days=split.horizon_days,
         seeds=list(seeds),
         per_seed=per_seed,
-        comparisons=_compare(per_seed, churned, first),
+        comparisons=_compare(per_seed, churned, {m: p.churn_probability for m, p in first.items()}),
         skipped=runner.skipped,
         details={
             "test_customers": len(churned),
@@ -173,10 +173,12 @@ def evaluate(
             "label_fractions": sorted(set(label_fractions), reverse=True),
             "deterministic": sorted({m.name for m in runs if m.deterministic}),
             "config": config_to_dict(cfg.model),
+            "tables": prepared.summary["tables"],  # rows in, used and quarantined per table
         },
     )
     if out is not None:
         write_evaluation(Path(out), result)
+        write_test_predictions(Path(out), test, {m: p for m, p in first.items() if m in per_seed})
     return result
 
 
@@ -230,8 +232,8 @@ class _Runner:
         wape = cohort_wape(forecast.set_index("cohort")["forecast"], actual)
         return {"cohort_wape": wape, "seconds": time.perf_counter() - started}
 
-    def run(self, method: Method, seed: int) -> tuple[dict[str, float], np.ndarray] | None:
-        """(test metrics, test churn probabilities), or None when the method cannot run (then in skipped)."""
+    def run(self, method: Method, seed: int) -> tuple[dict[str, float], BaselinePredictions] | None:
+        """(test metrics, test predictions), or None when the method cannot run (then in skipped)."""
         if method.deterministic and method.name in self._deterministic:
             return self._deterministic[method.name]
         started = time.perf_counter()
@@ -262,8 +264,8 @@ class _Runner:
         metrics["cohort_wape"] = compare_by_cohort(self._test_cohorts, value, test.value).wape
         metrics["seconds"] = time.perf_counter() - started + extra_seconds
         if method.deterministic:
-            self._deterministic[method.name] = (metrics, test.churn_probability)
-        return metrics, test.churn_probability
+            self._deterministic[method.name] = (metrics, test)
+        return metrics, test
 
     def _baseline(self, method: Method, seed: int) -> tuple[np.ndarray | None, BaselinePredictions]:
         s = self.split
@@ -372,6 +374,17 @@ def test_metrics(churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, va
 
 
 test_metrics.__test__ = False  # not a pytest test
+
+
+def write_test_predictions(out: Path, test: WindowTables, first: dict[str, BaselinePredictions]) -> None:
+    """test_predictions.parquet: the test customers' labels and each method's first-seed predictions."""
+    churned, value = test.label_arrays()
+    columns = {"customer_id": test.customer_ids, "churned": churned.astype(bool), "value": value.astype(float)}
+    for method, p in first.items():
+        columns[f"{method}:churn_probability"] = np.asarray(p.churn_probability, dtype=float)
+        columns[f"{method}:clv_expected"] = np.asarray(p.value, dtype=float)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), out / "test_predictions.parquet")
 
 
 def write_evaluation(out: Path, result: Evaluation) -> None:

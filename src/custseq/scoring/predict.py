@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import tempfile
 import time
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from custseq.baselines.btyd import predict_btyd
+from custseq.baselines.btyd import BtydPredictions, predict_btyd
 from custseq.config import PrepareConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError, TrainingError
 from custseq.metrics import churn_value_metrics
@@ -38,9 +37,19 @@ from custseq.models.churn_value import (
     save_churn_value,
     score_window,
 )
-from custseq.models.pretrain import pretrain_prepared
+from custseq.models.pretrain import PretrainRun, pretrain_prepared
 from custseq.models.samples import WindowData
 from custseq.prepare import PreparedWindows, prepare, prepare_scoring_sequences
+from custseq.scoring.diagnostics import (
+    attention_json,
+    audit_validation,
+    profit_json,
+    review_table,
+    training_history,
+    validation_predictions,
+    write_json,
+)
+from custseq.scoring.profit import simulate_retention
 from custseq.scoring.scores import value_scores
 from custseq.scoring.segments import assign_segments
 
@@ -114,19 +123,30 @@ def run_predict(
             transactions, out=work / "prepared", customers=customers, events=events, as_of=as_of, horizon=horizon,
             config=cfg, progress=say,
         )  # fmt: skip
-        fit = _fit(work, cfg, say, progress)
+        fit, pretrained = _fit(work, cfg, say, progress)
         say("scoring every customer")
-        scoring = PreparedWindows.read(work / "prepared").scoring
-        scores = score_window(fit.model, WindowData(scoring))
-        data_cfg = _data_config(prepared.summary["config"])
+        layout = PreparedWindows.read(work / "prepared")
+        scores = score_window(fit.model, WindowData(layout.scoring))
+        data_cfg = dataclasses.replace(
+            _data_config(prepared.summary["config"]),
+            actions=cfg.actions, audit=cfg.audit, report=cfg.report, profit=cfg.profit,
+        )  # fmt: skip
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
-        features = scoring / "features.parquet"
-        run = _run(scores, features, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
+        run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
         if out is not None:
-            save_churn_value(
-                Path(out) / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared")
-            )
-            _copy_quarantine(work / "prepared" / "quarantine", Path(out) / "quarantine")
+            out = Path(out)
+            save_churn_value(out / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared"))
+            _copy_quarantine(work / "prepared" / "quarantine", out / "quarantine")
+            say("writing the validation curves, training history and attention maps")
+            pretrain_result = pretrained.result if pretrained is not None else None
+            write_json(out / "history.json", training_history(pretrain_result, fit.result))
+            validation = validation_predictions(fit.model, layout.training[0], data_cfg)
+            pq.write_table(pa.Table.from_pandas(validation, preserve_index=False), out / "validation.parquet")
+            say("auditing the predictions across customer groups")
+            audited = audit_validation(validation, layout.training[0], data_cfg.audit)
+            write_json(out / "audit.json", audited.to_json())
+            run.metrics["audit"] = {"labelled_customers": len(validation), "flagged_groups": audited.flagged_groups}
+            write_json(out / "metrics.json", run.metrics)
     return run
 
 
@@ -184,7 +204,7 @@ def score_with_model(
             "tables": scoring.report.to_dict(),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        run = _run(scores, Path(tmp) / "features.parquet", metrics, model, cfg, scoring.window.as_of.isoformat(), out)
+        run = _run(scores, Path(tmp), metrics, model, cfg, scoring.window.as_of.isoformat(), out)
         if out is not None:
             _copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
     return run
@@ -203,20 +223,21 @@ def with_seed(cfg: PrepareConfig, seed: int | None) -> PrepareConfig:
     return dataclasses.replace(cfg, model=model)
 
 
-def _fit(work: Path, cfg: PrepareConfig, say: Stage, progress: bool) -> FitResult:
+def _fit(work: Path, cfg: PrepareConfig, say: Stage, progress: bool) -> tuple[FitResult, PretrainRun | None]:
     m = cfg.model
-    encoder_dir = None
+    pretrained = None
     if m.pretraining:
         say("pre-training the sequence encoder (masked + next event)")
-        encoder_dir = work / "pretrained"
-        pretrain_prepared(
-            work / "prepared", encoder_dir, encoder=m.encoder, pretrain=m.pretrain, training=m.pretrain_training,
-            work_dir=work / "pretrain", progress=progress,
+        pretrained = pretrain_prepared(
+            work / "prepared", work / "pretrained", encoder=m.encoder, pretrain=m.pretrain,
+            training=m.pretrain_training, work_dir=work / "pretrain", progress=progress,
         )  # fmt: skip
     say("fine-tuning the churn + value model")
-    return finetune_prepared(
+    encoder_dir = pretrained.model_dir if pretrained is not None else None
+    fit = finetune_prepared(
         work / "prepared", m, encoder_dir=encoder_dir, work_dir=work / "finetune", progress=progress
     )
+    return fit, pretrained
 
 
 def _metrics(summary: dict[str, Any], fit: FitResult, scores: Scores, seconds: float) -> dict[str, Any]:
@@ -244,39 +265,52 @@ def _metrics(summary: dict[str, Any], fit: FitResult, scores: Scores, seconds: f
 
 def _run(
     scores: Scores,
-    features: Path,
+    window: Path,
     metrics: dict[str, Any],
     model: ChurnValueModel,
     cfg: PrepareConfig,
     as_of: str,
     out: Any,
 ) -> PredictRun:
-    feature_table = pq.read_table(features)
-    predictions = with_p_alive(scores.table(), feature_table, model.horizon_days, metrics)
+    """Predictions with every derived column from the scoring ``window`` folder; ``out`` receives the outputs."""
+    feature_table = pq.read_table(window / "features.parquet")
+    btyd = _btyd(feature_table, model.horizon_days, metrics)
+    predictions = with_p_alive(scores.table(), btyd)
     predictions = with_segments_and_value_score(predictions, feature_table, cfg, model.horizon_days)
+    simulation = simulate_retention(predictions.to_pandas(), cfg.profit)
+    predictions = predictions.append_column("contact_profit", pa.array(simulation.contact_profit, pa.float64()))
     embeddings = scores.embedding_table()
+    frame = predictions.to_pandas()
+    review = review_table(frame, btyd, cfg.audit)
+    metrics["review_customers"] = len(review)
     if out is not None:
-        write_outputs(Path(out), predictions, embeddings, metrics)
-    return PredictRun(
-        predictions.to_pandas(), embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of
-    )
+        out = Path(out)
+        write_outputs(out, predictions, embeddings, metrics)
+        review.to_csv(out / "review.csv", index=False)
+        write_json(out / "profit.json", profit_json(simulation, cfg.profit))
+        write_json(out / "attention.json", attention_json(model, window, frame, cfg.report))
+    return PredictRun(frame, embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of)
 
 
-def with_p_alive(predictions: pa.Table, features: pa.Table, horizon_days: int, metrics: dict[str, Any]) -> pa.Table:
-    """Add ``p_alive``: P(alive) from a BG/NBD fitted on the same window's RFM summary (rows before its cutoff).
-
-    When BG/NBD cannot be fitted (e.g. almost no repeat buyers) the column is empty and ``metrics`` says why.
-    """
+def _btyd(features: pa.Table, horizon_days: int, metrics: dict[str, Any]) -> BtydPredictions | None:
+    """BG/NBD + Gamma-Gamma on the window's RFM summary (rows before its cutoff); None, said in metrics, if it fails."""
     try:
         btyd = predict_btyd(features, horizon_days)
-        metrics["p_alive"] = {"model": "BG/NBD", "penalizer": btyd.penalizer, **vars(btyd.params)}
-        if btyd.params.a < 1e-6:  # the fit found no dropout process: every P(alive) is ~1 and says nothing
-            metrics["p_alive"]["note"] = "BG/NBD found no dropout (a ~ 0) on these data; p_alive is ~1 for everyone"
-        by_id = dict(zip(btyd.customer_ids, btyd.p_alive.tolist(), strict=True))
-        column = pa.array([by_id.get(c) for c in predictions.column("customer_id").to_pylist()], pa.float64())
     except TrainingError as e:
         metrics["p_alive"] = f"not available: {e}"
-        column = pa.nulls(predictions.num_rows, pa.float64())
+        return None
+    metrics["p_alive"] = {"model": "BG/NBD", "penalizer": btyd.penalizer, **vars(btyd.params)}
+    if btyd.params.a < 1e-6:  # the fit found no dropout process: every P(alive) is ~1 and says nothing
+        metrics["p_alive"]["note"] = "BG/NBD found no dropout (a ~ 0) on these data; p_alive is ~1 for everyone"
+    return btyd
+
+
+def with_p_alive(predictions: pa.Table, btyd: BtydPredictions | None) -> pa.Table:
+    """Add ``p_alive``: P(alive) from BG/NBD (:func:`_btyd`); empty where BG/NBD could not be fitted."""
+    if btyd is None:
+        return predictions.append_column("p_alive", pa.nulls(predictions.num_rows, pa.float64()))
+    by_id = dict(zip(btyd.customer_ids, btyd.p_alive.tolist(), strict=True))
+    column = pa.array([by_id.get(c) for c in predictions.column("customer_id").to_pylist()], pa.float64())
     return predictions.append_column("p_alive", column)
 
 
@@ -298,7 +332,7 @@ def write_outputs(out: Path, predictions: pa.Table, embeddings: pa.Table, metric
     pq.write_table(predictions, out / "predictions.parquet")
     pacsv.write_csv(predictions, out / "predictions.csv")
     pq.write_table(embeddings, out / "embeddings.parquet")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    write_json(out / "metrics.json", metrics)
 
 
 def _data_config(saved: dict[str, Any]) -> PrepareConfig:

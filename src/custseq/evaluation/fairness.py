@@ -1,0 +1,445 @@
+"""Bias audit: churn and value metrics per customer group, flags where a group departs from everyone.
+
+Issue 8's seed idea is to *audit for bias across groups and keep a human in the loop*. This module does
+the first half and prepares the second: :func:`audit` computes, for every group of every audited attribute
+(the ``profile_*`` columns of the features table and always ``tenure``), how well the churn probability
+ranks (AUC), how well it is calibrated, how the expected value compares with what the group spent, and how
+the group spreads over the segments. :func:`review_list` lists the customers on whom custseq and the BG/NBD +
+Gamma-Gamma baseline disagree strongly, for a person to look at before any campaign acts on them. Nothing
+here changes a prediction: flags are prompts for a human, not corrections.
+
+Why a group is compared with the overall metrics, not with 0 (or 1 for the value ratio): the audit asks
+whether the model treats a group *differently* from the population, not whether the model is good (that
+is what ``evaluate`` measures). Every model is somewhat miscalibrated: when the churn rate of the scored
+horizon shifts, every group's calibration gap moves with it, and an absolute test would flag every group
+at once and hide the one group the model treats worse. AUC has no zero to compare with at all. Measured
+against the overall value, a flag means "this group's error differs from everyone's by more than the
+tolerance", which is the disparity a person has to judge. Groups smaller than ``min_group_size`` are
+reported but never flagged, because their metrics are noise.
+
+Caveats a reviewer should keep in mind: a group's AUC can be lower than the overall one only because the
+group is more alike (a tenure bin narrows the spread of recency and frequency), so a flag is where to
+look, not a verdict; and categorical groups are compared one at a time, not in combination.
+
+Settings are :class:`~custseq.config.AuditConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custseq.baselines.btyd import BtydPredictions
+from custseq.config import AuditConfig, config_to_dict
+from custseq.errors import ConfigError, EmptyTableError, SchemaError
+from custseq.metrics import roc_auc
+from custseq.scoring.segments import SEGMENTS
+
+PROFILE_PREFIX = "profile_"  # how features.rfm names the customers table's attributes
+TENURE = "tenure"  # the attribute every audit has: days since the first purchase (the feature T), binned
+OTHER, MISSING = "other", "missing"
+LABELLED_COLUMNS = ("customer_id", "churned", "value", "churn_probability", "clv_expected", "segment")
+PREDICTION_COLUMNS = ("customer_id", "churn_probability", "clv_expected", "segment")
+BTYD_COLUMNS = ("customer_id", "btyd_churn_probability", "btyd_clv_expected")
+REVIEW_COLUMNS = (
+    "customer_id",
+    "reason",
+    "churn_probability",
+    "btyd_churn_probability",
+    "clv_expected",
+    "btyd_clv_expected",
+    "segment",
+)
+_EPS = 1e-12  # a difference equal to its tolerance (up to float noise) is not flagged
+
+
+@dataclass(frozen=True)
+class GroupMetrics:
+    """Churn and value metrics of one set of labelled customers (a group, or all of them)."""
+
+    n: int
+    churn_auc: float | None  # None when the customers are all churners or all stayers
+    mean_predicted_churn: float
+    observed_churn: float
+    calibration_gap: float  # mean predicted − observed churn
+    mean_predicted_value: float
+    mean_actual_value: float
+    value_ratio: float | None  # mean predicted / mean actual value; None when the actual mean is 0
+    segment_shares: dict[str, float]  # segment -> share of the customers, every segment of the population
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "churn_auc": self.churn_auc,
+            "mean_predicted_churn": self.mean_predicted_churn,
+            "observed_churn": self.observed_churn,
+            "calibration_gap": self.calibration_gap,
+            "mean_predicted_value": self.mean_predicted_value,
+            "mean_actual_value": self.mean_actual_value,
+            "value_ratio": self.value_ratio,
+            "segment_shares": dict(self.segment_shares),
+        }
+
+
+@dataclass(frozen=True)
+class GroupAudit:
+    """One group of one attribute: its metrics and why it is flagged (empty when it is not)."""
+
+    attribute: str
+    group: str
+    metrics: GroupMetrics
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The bias audit of one set of labelled predictions (from :func:`audit`)."""
+
+    settings: AuditConfig
+    labelled_customers: int
+    overall: GroupMetrics
+    groups: tuple[GroupAudit, ...] = field(default_factory=tuple)  # attribute by attribute, groups in order
+
+    @property
+    def flagged_groups(self) -> int:
+        """Groups with at least one flag."""
+        return sum(1 for g in self.groups if g.flags)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (no NaN: missing metrics are None), the shape the HTML report reads."""
+        attributes: dict[str, list[dict[str, Any]]] = {}
+        for g in self.groups:
+            attributes.setdefault(g.attribute, []).append(
+                {"group": g.group, **g.metrics.to_json(), "flags": list(g.flags)}
+            )
+        return {
+            "settings": config_to_dict(self.settings),
+            "labelled_customers": self.labelled_customers,
+            "overall": self.overall.to_json(),
+            "attributes": [{"attribute": name, "groups": groups} for name, groups in attributes.items()],
+            "flagged_groups": self.flagged_groups,
+        }
+
+    def flagged(self) -> pd.DataFrame:
+        """One row per flag: ``attribute``, ``group``, ``n`` and ``reason``."""
+        rows = [(g.attribute, g.group, g.metrics.n, reason) for g in self.groups for reason in g.flags]
+        return pd.DataFrame(rows, columns=["attribute", "group", "n", "reason"])
+
+
+def audit_groups(features: pd.DataFrame, cfg: AuditConfig) -> pd.DataFrame:
+    """The group of every customer for each audited attribute.
+
+    Categorical attributes keep their ``cfg.max_groups`` most frequent values (ties by value); rarer values
+    become ``"other"`` and missing ones ``"missing"``. Numeric attributes are cut into ``cfg.bins`` quantile
+    bins labelled by the smallest and largest value in them (``"18–29"``); one with at most ``cfg.bins``
+    distinct values keeps one group per value. ``tenure`` (days since the first purchase, the feature ``T``)
+    is always there, so an audit exists without a customers table.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        A features table (:func:`custseq.features.rfm.build_features`) with ``customer_id``, ``T`` and the
+        customers table's attributes as ``profile_<column>``.
+    cfg : AuditConfig
+        ``columns`` picks attributes (by ``<column>`` or ``profile_<column>``; None = all), ``bins`` and
+        ``max_groups`` size the groups.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id`` and one column of string labels per attribute (a pandas categorical whose categories
+        are the groups in report order: bins ascending or most frequent first, then ``"other"``, then
+        ``"missing"``), named ``<column>`` for ``profile_<column>`` (kept as ``profile_<column>`` if that
+        would be ``tenure``), then ``tenure``; one row per row of ``features``, with its index.
+
+    Raises
+    ------
+    SchemaError
+        If ``customer_id`` or ``T`` is missing.
+    ConfigError
+        If ``cfg.columns`` names a column that is not a profile attribute of ``features``.
+    """
+    if missing := [c for c in ("customer_id", "T") if c not in features.columns]:
+        raise SchemaError(
+            f"the features table lacks column(s) {missing}; found {list(features.columns)}. "
+            "Use the features.parquet of the scored window."
+        )
+    profile = {_attribute_name(c): c for c in features.columns if c.startswith(PROFILE_PREFIX)}
+    chosen = list(profile) if cfg.columns is None else _chosen_attributes(cfg.columns, profile)
+    groups = {"customer_id": features["customer_id"].to_numpy()}
+    for name in chosen:
+        column = features[profile[name]]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        groups[name] = _numeric_groups(column, cfg.bins) if numeric else _categorical_groups(column, cfg.max_groups)
+    groups[TENURE] = _numeric_groups(features["T"], cfg.bins)
+    return pd.DataFrame(groups, index=features.index)
+
+
+def _attribute_name(column: str) -> str:
+    name = column.removeprefix(PROFILE_PREFIX)
+    return column if name == TENURE else name  # the customers table's own "tenure" must not hide T's
+
+
+def _chosen_attributes(columns: tuple[str, ...], profile: dict[str, str]) -> list[str]:
+    by_any_name = {**{c: a for a, c in profile.items()}, **{a: a for a in profile}}
+    if unknown := [c for c in columns if c not in by_any_name and c != TENURE]:
+        raise ConfigError(
+            f"audit columns {unknown} are not profile attributes of the features table; "
+            f"available: {sorted(profile) or 'none (no customers table was given)'} (tenure is always audited)"
+        )
+    return list(dict.fromkeys(by_any_name[c] for c in columns if c != TENURE or c in by_any_name))
+
+
+def _categorical_groups(column: pd.Series, max_groups: int) -> pd.Categorical:
+    text = pd.Series([None if pd.isna(v) else str(v) for v in column], dtype=object)
+    ranked = sorted(text.dropna().value_counts().items(), key=lambda kv: (-kv[1], kv[0]))  # ties by value
+    kept = [value for value, _ in ranked[:max_groups]]
+    keep = set(kept)
+    labels = text.map(lambda v: MISSING if v is None else (v if v in keep else OTHER))
+    return pd.Categorical(labels, categories=_present([*kept, OTHER, MISSING], labels))
+
+
+def _numeric_groups(column: pd.Series, bins: int) -> pd.Categorical:
+    values = pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
+    labels = np.full(len(values), MISSING, dtype=object)
+    present = ~np.isnan(values)
+    names: list[str] = []
+    if present.any():
+        x = pd.Series(values[present])
+        if x.nunique() <= bins:  # few distinct values (a 0/1 flag): one group each
+            codes = pd.factorize(x, sort=True)[0]
+        else:
+            codes = pd.qcut(x, bins, labels=False, duplicates="drop").to_numpy(dtype=int)
+        codes = pd.factorize(codes, sort=True)[0]  # 0, 1, … in ascending order of the values
+        ends = x.groupby(codes).agg(["min", "max"])
+        names = _range_labels(ends["min"].to_numpy(), ends["max"].to_numpy())
+        labels[present] = np.asarray(names, dtype=object)[codes]
+    return pd.Categorical(labels, categories=_present([*names, MISSING], labels))
+
+
+def _present(order: list[str], labels: Any) -> list[str]:
+    seen = set(labels)
+    return [g for g in order if g in seen]
+
+
+def _range_labels(lows: np.ndarray, highs: np.ndarray) -> list[str]:
+    """'low–high' per bin (one number when they are equal), with as many digits as keep the labels apart."""
+    for digits in range(3, 16):
+        labels = [_number(lo, digits) if lo == hi else f"{_number(lo, digits)}–{_number(hi, digits)}"
+                  for lo, hi in zip(lows, highs, strict=True)]  # fmt: skip
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
+
+
+def _number(x: float, digits: int) -> str:
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.{max(digits - 3, 0)}f}"
+
+
+def audit(labelled: pd.DataFrame, groups: pd.DataFrame, cfg: AuditConfig) -> Audit:
+    """Metrics of every group of every attribute, flagged where they differ from the overall ones.
+
+    A group with at least ``cfg.min_group_size`` customers is flagged once per metric that differs from the
+    overall value by more than its tolerance: churn AUC (``auc_tolerance``), calibration gap
+    (``calibration_tolerance``), value ratio (``value_tolerance``) and each segment's share
+    (``segment_share_tolerance``). A metric that is None in the group or overall is not compared.
+
+    Parameters
+    ----------
+    labelled : pandas.DataFrame
+        One row per labelled customer: ``customer_id``, ``churned`` (bool or 0/1), ``value`` (actual value
+        in the horizon), ``churn_probability``, ``clv_expected`` and ``segment``.
+    groups : pandas.DataFrame
+        From :func:`audit_groups`: ``customer_id`` and one column per attribute; it may hold more customers.
+    cfg : AuditConfig
+        Group size and tolerances.
+
+    Returns
+    -------
+    Audit
+        Overall metrics and one :class:`GroupAudit` per attribute and group.
+
+    Raises
+    ------
+    SchemaError
+        If a column is missing or has missing values, ``labelled`` is empty, or a labelled customer has no
+        row (or more than one) in ``groups``.
+    """
+    rows = _labelled_with_groups(labelled, groups)
+    segments = [*SEGMENTS, *sorted(set(rows["segment"]) - set(SEGMENTS))]
+    overall = _metrics(rows, segments)
+    audited = []
+    for attribute in (c for c in groups.columns if c != "customer_id"):
+        for group, members in _in_order(rows, attribute):
+            metrics = _metrics(members, segments)
+            flags = _flags(metrics, overall, cfg) if metrics.n >= cfg.min_group_size else ()
+            audited.append(GroupAudit(attribute, group, metrics, flags))
+    return Audit(cfg, len(rows), overall, tuple(audited))
+
+
+def _labelled_with_groups(labelled: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    if missing := [c for c in LABELLED_COLUMNS if c not in labelled.columns]:
+        raise SchemaError(
+            f"the labelled predictions lack column(s) {missing}; found {list(labelled.columns)}. "
+            "Join the predictions with the window's labels (churned, value) by customer_id."
+        )
+    if labelled.empty:
+        raise EmptyTableError("the labelled predictions have no rows; the audit needs labelled customers")
+    if holes := {c: int(n) for c, n in labelled[list(LABELLED_COLUMNS)].isna().sum().items() if n}:
+        raise SchemaError(f"the labelled predictions have missing values in {holes}; every customer needs them")
+    if "customer_id" not in groups.columns:
+        raise SchemaError(f"groups lack column customer_id; found {list(groups.columns)}. Use audit_groups.")
+    if groups["customer_id"].duplicated().any():
+        repeated = groups.loc[groups["customer_id"].duplicated(), "customer_id"].iloc[0]
+        raise SchemaError(f"groups have more than one row for customer_id {repeated!r}; give one per customer")
+    absent = ~labelled["customer_id"].isin(groups["customer_id"])
+    if absent.any():
+        raise SchemaError(
+            f"{int(absent.sum())} labelled customer(s) have no groups "
+            f"(e.g. {labelled['customer_id'][absent].iloc[0]!r}); build the groups from the features of the same window"
+        )
+    rows = labelled[list(LABELLED_COLUMNS)].merge(groups, on="customer_id", how="left", validate="one_to_one")
+    rows["churned"] = rows["churned"].astype(float)
+    return rows
+
+
+def _in_order(rows: pd.DataFrame, attribute: str) -> list[tuple[str, pd.DataFrame]]:
+    """An attribute's groups in the order of its categories (from :func:`audit_groups`), else largest first."""
+    column = rows[attribute]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        order = [g for g in column.cat.categories if (column == g).any()]
+    else:
+        counts = column.astype(str).value_counts()
+        order = sorted(counts.index, key=lambda g: (g in (OTHER, MISSING), g == MISSING, -counts[g], g))
+    text = column.astype(str)
+    return [(str(g), rows[text == str(g)]) for g in order]
+
+
+def _metrics(rows: pd.DataFrame, segments: list[str]) -> GroupMetrics:
+    churned = rows["churned"].to_numpy(dtype=float)
+    predicted = rows["churn_probability"].to_numpy(dtype=float)
+    value = rows["value"].to_numpy(dtype=float)
+    expected = rows["clv_expected"].to_numpy(dtype=float)
+    mean_predicted, observed = float(predicted.mean()), float(churned.mean())
+    mean_expected, mean_actual = float(expected.mean()), float(value.mean())
+    shares = rows["segment"].value_counts(normalize=True)
+    return GroupMetrics(
+        n=len(rows),
+        churn_auc=_or_none(roc_auc(churned, predicted)),
+        mean_predicted_churn=mean_predicted,
+        observed_churn=observed,
+        calibration_gap=mean_predicted - observed,
+        mean_predicted_value=mean_expected,
+        mean_actual_value=mean_actual,
+        value_ratio=mean_expected / mean_actual if mean_actual != 0 else None,
+        segment_shares={s: float(shares.get(s, 0.0)) for s in segments},
+    )
+
+
+def _or_none(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def _flags(group: GroupMetrics, overall: GroupMetrics, cfg: AuditConfig) -> tuple[str, ...]:
+    compared = [
+        ("churn AUC", group.churn_auc, overall.churn_auc, cfg.auc_tolerance),
+        ("calibration gap (mean predicted − observed churn)", group.calibration_gap, overall.calibration_gap,
+         cfg.calibration_tolerance),
+        ("value ratio (mean predicted / actual value)", group.value_ratio, overall.value_ratio, cfg.value_tolerance),
+        *((f"share of segment {s}", group.segment_shares[s], overall.segment_shares[s], cfg.segment_share_tolerance)
+          for s in overall.segment_shares),
+    ]  # fmt: skip
+    return tuple(
+        f"{metric} {mine:.3f} vs {everyone:.3f} overall (differs by {abs(mine - everyone):.3f} > {tolerance:g})"
+        for metric, mine, everyone, tolerance in compared
+        if mine is not None and everyone is not None and abs(mine - everyone) > tolerance + _EPS
+    )
+
+
+def btyd_frame(btyd: BtydPredictions) -> pd.DataFrame:
+    """BG/NBD + Gamma-Gamma predictions of one window (:func:`custseq.baselines.btyd.predict_btyd`), in the
+    columns :func:`review_list` reads: ``customer_id`` (as text), ``btyd_churn_probability`` (P(no purchase in
+    the horizon)) and ``btyd_clv_expected`` (expected purchases × Gamma-Gamma spend), in the fit's order.
+    """
+    return pd.DataFrame(
+        {
+            "customer_id": btyd.customer_ids,
+            "btyd_churn_probability": btyd.churn_probability,
+            "btyd_clv_expected": btyd.value,
+        }
+    )
+
+
+def review_list(predictions: pd.DataFrame, btyd: pd.DataFrame, cfg: AuditConfig) -> pd.DataFrame:
+    """Customers on whom custseq and the BG/NBD baseline disagree strongly, for a person to review.
+
+    A customer is listed when ``|churn − BG/NBD churn| >= cfg.review_churn_gap``, or when the larger of the
+    two expected values is at least ``cfg.review_min_value`` and at least ``cfg.review_value_ratio`` times
+    the smaller (a zero or negative smaller value counts as an unbounded ratio). The list is sorted by the
+    disagreement in multiples of its threshold (the larger of ``|Δchurn| / review_churn_gap`` and
+    ``log(ratio) / log(review_value_ratio)``, the smaller value floored at ``review_min_value /
+    review_value_ratio`` so that zeros rank by the larger value), largest first, then by customer id.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        custseq's predictions: ``customer_id``, ``churn_probability``, ``clv_expected`` and ``segment``.
+    btyd : pandas.DataFrame
+        From :func:`btyd_frame`: ``customer_id``, ``btyd_churn_probability`` and ``btyd_clv_expected``.
+        Customers missing from it are not listed.
+    cfg : AuditConfig
+        ``review_churn_gap``, ``review_value_ratio`` and ``review_min_value``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id``, ``reason`` (every reason, joined by "; "), ``churn_probability``,
+        ``btyd_churn_probability``, ``clv_expected``, ``btyd_clv_expected`` and ``segment``.
+
+    Raises
+    ------
+    SchemaError
+        If a column is missing from either table.
+    """
+    for name, table, columns in (("predictions", predictions, PREDICTION_COLUMNS), ("btyd", btyd, BTYD_COLUMNS)):
+        if missing := [c for c in columns if c not in table.columns]:
+            raise SchemaError(f"{name} lack column(s) {missing}; found {list(table.columns)}")
+    ours = predictions[list(PREDICTION_COLUMNS)].assign(_key=predictions["customer_id"].astype(str))
+    theirs = btyd[list(BTYD_COLUMNS[1:])].assign(_key=btyd["customer_id"].astype(str).to_numpy())
+    both = ours.merge(theirs, on="_key", how="inner").drop(columns="_key")  # not in btyd: not compared
+    churn_gap = (both["churn_probability"] - both["btyd_churn_probability"]).abs().to_numpy(dtype=float)
+    a, b = both["clv_expected"].to_numpy(dtype=float), both["btyd_clv_expected"].to_numpy(dtype=float)
+    larger, smaller = np.fmax(a, b), np.fmin(a, b)
+    big_enough = (larger >= cfg.review_min_value) & (larger > 0)
+    with np.errstate(divide="ignore"):
+        ratio = np.where(smaller > 0, larger / np.where(smaller > 0, smaller, 1.0), np.inf)
+    churn_differs = churn_gap >= cfg.review_churn_gap - _EPS
+    value_differs = big_enough & (ratio >= cfg.review_value_ratio * (1 - _EPS))
+    floor = max(cfg.review_min_value / cfg.review_value_ratio, _EPS)
+    value_score = np.where(big_enough, np.log(larger / np.fmax(smaller, floor)) / np.log(cfg.review_value_ratio), 0.0)
+    both["reason"] = [
+        "; ".join(
+            ([f"churn {p:.2f} vs BG/NBD {q:.2f} (gap {g:.2f})"] if c else [])
+            + ([f"value {u:,.2f} vs BG/NBD {w:,.2f} ({_times(r)})"] if v else [])
+        )
+        for p, q, g, c, u, w, r, v in zip(
+            both["churn_probability"], both["btyd_churn_probability"], churn_gap, churn_differs,
+            a, b, ratio, value_differs, strict=True,
+        )
+    ]  # fmt: skip
+    both["_score"] = np.fmax(churn_gap / cfg.review_churn_gap, np.maximum(value_score, 0.0))
+    listed = both[churn_differs | value_differs]
+    listed = listed.assign(_id=listed["customer_id"].astype(str)).sort_values(
+        ["_score", "_id"], ascending=[False, True], kind="stable"
+    )
+    return listed[list(REVIEW_COLUMNS)].reset_index(drop=True)
+
+
+def _times(ratio: float) -> str:
+    return "one of them 0 or less" if math.isinf(ratio) else f"{ratio:.1f}x"

@@ -1,0 +1,132 @@
+"""What a run writes to be understood and checked, besides the predictions (read by :mod:`custseq.report`).
+
+- ``validation.parquet``: the held-out customers of the latest training window with their labels, custseq's
+  predictions and BG/NBD + Gamma-Gamma's, for the curves and the bias audit of a ``predict`` run;
+- ``history.json``: the pre-training and fine-tuning loss curves;
+- ``attention.json``: the [CLS] attention of sample customers (:mod:`custseq.models.attention`);
+- ``profit.json``: the retention profit curve (:mod:`custseq.scoring.profit`), thinned for plotting;
+- ``audit.json`` and ``review.csv``: the bias audit and the human-review list (:mod:`custseq.evaluation.fairness`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from custseq.baselines.btyd import BtydPredictions, predict_btyd
+from custseq.config import AuditConfig, PrepareConfig, ProfitConfig, ReportConfig
+from custseq.errors import TrainingError
+from custseq.evaluation.fairness import Audit, audit, audit_groups, btyd_frame, review_list
+from custseq.models.attention import attention_samples
+from custseq.models.churn_value import ChurnValueModel, score_window
+from custseq.models.encoder import SequenceEncoder
+from custseq.models.samples import WindowData
+from custseq.models.train import TrainResult
+from custseq.scoring.profit import ProfitSimulation
+from custseq.scoring.segments import assign_segments
+
+BTYD_COLUMNS = ("customer_id", "btyd_churn_probability", "btyd_clv_expected")
+PROFIT_POINTS = 500  # points of the saved profit curve; the best k of each ordering is always kept
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON without NaN or infinity (strict parsers, and the report's, reject them): those become null."""
+    path.write_text(json.dumps(_finite(data), indent=1, default=str, allow_nan=False))
+
+
+def validation_predictions(model: ChurnValueModel, window: Path, cfg: PrepareConfig) -> pd.DataFrame:
+    """The latest training window's validation customers: labels, custseq's predictions, BG/NBD's, segment.
+
+    These customers took no part in fitting the network (only in early stopping and calibration), so their
+    curves are honest; BG/NBD needs no labels and is fitted on the window's own pre-cutoff summary.
+    """
+    scores = score_window(model, WindowData(window), part="validation")
+    if scores.churned is None:
+        raise TrainingError(f"{window} has no labels")
+    frame = scores.table().to_pandas()
+    frame.insert(1, "churned", scores.churned.astype(bool))
+    frame.insert(2, "value", scores.value.astype(float))
+    features = pq.read_table(window / "features.parquet")
+    with contextlib.suppress(TrainingError):  # BG/NBD could not be fitted here: the report shows custseq alone
+        frame = frame.merge(btyd_frame(predict_btyd(features, model.horizon_days)), on="customer_id", how="left")
+    frame["segment"] = assign_segments(frame, features.to_pandas(), cfg.segments, horizon_days=model.horizon_days)
+    return frame
+
+
+def audit_validation(validation: pd.DataFrame, window: Path, cfg: AuditConfig) -> Audit:
+    """The bias audit of :mod:`custseq.evaluation.fairness` on the validation customers of ``window``."""
+    features = pq.read_table(window / "features.parquet").to_pandas()
+    return audit(validation, audit_groups(features, cfg), cfg)
+
+
+def review_table(predictions: pd.DataFrame, btyd: BtydPredictions | None, cfg: AuditConfig) -> pd.DataFrame:
+    """review.csv: customers on whom custseq and BG/NBD disagree (none listed when BG/NBD could not be fitted)."""
+    other = btyd_frame(btyd) if btyd is not None else pd.DataFrame(columns=BTYD_COLUMNS)
+    return review_list(predictions, other, cfg)
+
+
+def training_history(pretrain: TrainResult | None, finetune: TrainResult) -> dict[str, list[dict[str, Any]]]:
+    """Per epoch losses (and every logged metric) of pre-training and fine-tuning."""
+    return {"pretrain": pretrain.history if pretrain is not None else [], "finetune": finetune.history}
+
+
+def attention_customers(predictions: pd.DataFrame, n: int) -> list[str]:
+    """``n`` customers spread over the churn range (quantiles 0.95 … 0.05), so that both ends are shown."""
+    if n == 0 or predictions.empty:
+        return []
+    ranked = predictions.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
+    positions = np.unique(np.round(np.linspace(0.05, 0.95, n) * (len(ranked) - 1)).astype(int))
+    return ranked["customer_id"].iloc[positions].astype(str).tolist()
+
+
+def attention_json(
+    model: ChurnValueModel, window: Path, predictions: pd.DataFrame, cfg: ReportConfig
+) -> dict[str, Any]:
+    """Attention heat-map data for :func:`attention_customers`; a note instead for an encoder without attention."""
+    encoder = model.network.encoder
+    if not isinstance(encoder, SequenceEncoder):
+        return {"note": f"the {type(encoder).__name__} has no attention to show", "customers": []}
+    chosen = attention_customers(predictions, cfg.attention_customers)
+    samples = attention_samples(encoder, model.vocab, window, chosen, cfg.attention_events)
+    by_id = predictions.set_index(predictions["customer_id"].astype(str))
+    for s in samples:
+        for column in ("churn_probability", "clv_expected", "segment"):
+            if column in by_id.columns:
+                s[column] = by_id.at[s["customer_id"], column]
+    return {"layers": encoder.cfg.n_layers, "customers": samples}
+
+
+def profit_json(simulation: ProfitSimulation, cfg: ProfitConfig, points: int = PROFIT_POINTS) -> dict[str, Any]:
+    """The profit curve (at most ``points`` values of k, always with each best k), its best k and parameters."""
+    curve = simulation.curve
+    keep = set(np.unique(np.linspace(0, len(curve) - 1, min(points, len(curve))).round().astype(int)).tolist())
+    keep |= {b.k for b in simulation.best.values()}
+    thin = curve.iloc[sorted(keep)]
+    return {
+        "parameters": dataclasses.asdict(cfg),
+        "customers": len(curve) - 1,
+        "curve": {c: thin[c].tolist() for c in thin.columns},
+        "best": {ordering: {"k": b.k, "profit": b.profit} for ordering, b in simulation.best.items()},
+    }
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    if isinstance(data, float | np.floating):
+        return float(data) if math.isfinite(data) else None
+    if isinstance(data, np.integer):
+        return int(data)
+    if isinstance(data, np.bool_):
+        return bool(data)
+    return data
