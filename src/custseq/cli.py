@@ -20,6 +20,7 @@ from custseq.config import (
     EncoderConfig,
     PrepareConfig,
     PretrainConfig,
+    ReportConfig,
     TrainConfig,
     load_config,
     parse_date,
@@ -322,7 +323,29 @@ def evaluate_cmd(
         )
     for name, why in result.skipped.items():
         console.print(f"  [dim]note:[/] {name} was not run: {why}")
-    console.print(f"Outputs in [bold]{out}/[/] (evaluation.json, evaluation.md)")
+    files = "evaluation.json, evaluation.md, test_predictions.parquet"
+    report = _write_report(out, _config(config, column).report)
+    console.print(f"Outputs in [bold]{out}/[/] ({files}{', ' + report.name if report else ''})")
+
+
+@app.command("report")
+@_fails_cleanly
+def report_cmd(
+    folder: Annotated[Path, typer.Argument(help="Output folder of predict, score or evaluate.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file (default: FOLDER/report.html).")] = None,
+    config: ConfigOpt = None,
+    interactive: Annotated[
+        bool, typer.Option(help="Inline Plotly (about 5 MB) for interactive figures; static SVG figures either way.")
+    ] = True,
+) -> None:
+    """Write the self-contained HTML report of an output folder (opens without a network)."""
+    from custseq.report import write_report
+
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder; pass the --out folder of predict, score or evaluate")
+    cfg = dataclasses.replace(_config(config, None).report, interactive=interactive)
+    path = write_report(folder, out, cfg)
+    console.print(f"Report in [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command("demo")
@@ -336,6 +359,16 @@ def demo_cmd(
     """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
     console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
     _predict(cdnow_path(), out, _config(config, None, horizon=horizon), seed)
+
+
+def _write_report(folder: Path, cfg: ReportConfig) -> Path | None:
+    """report.html in ``folder`` unless the config turns the report off."""
+    if not cfg.enabled:
+        return None
+    from custseq.report import write_report
+
+    with _spinner("writing the HTML report"):
+        return write_report(folder, None, cfg)
 
 
 def _items(text: str) -> list[str]:
@@ -385,8 +418,10 @@ def _print_scores(run: Any) -> None:
         )  # fmt: skip
     console.print(top)
     if run.out_dir is not None:
-        files = "predictions.parquet/.csv, embeddings.parquet, metrics.json, quarantine/"
+        report = _write_report(run.out_dir, run.data_config.report)
+        files = "predictions.parquet/.csv, embeddings.parquet, metrics.json, review.csv, quarantine/"
         files += ", model/" if (run.out_dir / "model").exists() else ""
+        files += f", {report.name}" if report else ""
         console.print(f"Outputs in [bold]{run.out_dir}/[/] ({files})")
 
 

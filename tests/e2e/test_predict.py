@@ -23,7 +23,8 @@ from custseq.scoring.segments import SEGMENTS
 runner = CliRunner()
 AS_OF = "2023-10-15"
 PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90", "p_alive",
-                      "segment", "value_score", "contact_profit"]  # fmt: skip
+                      "segment", "value_score", "contact_profit", "next_items", "retention_flag",
+                      "next_actions"]  # fmt: skip
 TINY_TOML = """
 [model.encoder]
 d_model = 16
@@ -97,6 +98,16 @@ def test_predict_writes_the_output_contract(predicted, shop):
     assert set(p["segment"]) <= set(SEGMENTS) and p["value_score"].between(100, 100 * (1 + 1 / 9) + 1e-9).all()
     attriers = p[p["segment"] == "high_value_potential_attrier"]
     assert (attriers["churn_probability"] > 0.65).all()
+    assert (p["retention_flag"] == (p["churn_probability"] > 0.5)).all()  # the default threshold
+    plans = p["next_actions"].map(json.loads)
+    assert (plans.map(len) == 3).all()
+    flagged = plans[p["retention_flag"]]
+    assert flagged.map(lambda plan: all(a["kind"] == "retention" for a in plan)).all()  # replaced, by default
+    items = plans[~p["retention_flag"]].map(lambda plan: [a["item"] for a in plan if a["kind"] == "item"])
+    assert items.map(len).sum() > 0 and set(items.sum()) <= {f"p{i}" for i in range(6)}  # the shop's products
+    proposed = p["next_items"].map(json.loads)
+    assert proposed.map(lambda xs: [x["probability"] for x in xs] == sorted((x["probability"] for x in xs),
+                                                                             reverse=True)).all()  # fmt: skip
     csv = pd.read_csv(predicted / "predictions.csv", dtype={"customer_id": str})
     assert csv["customer_id"].tolist() == expected
     assert np.allclose(csv["churn_probability"], p["churn_probability"])
@@ -162,7 +173,8 @@ def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path
     assert {"churn_probability", "clv_p90", "p_alive", "contact_profit"} <= set(numeric)
     for column in numeric:
         assert np.allclose(scored[column], original[column], rtol=1e-5, atol=1e-6), column
-    assert scored["segment"].tolist() == original["segment"].tolist()
+    for column in ("segment", "next_items", "next_actions", "retention_flag"):  # the saved next-event head too
+        assert scored[column].tolist() == original[column].tolist(), column
     assert np.allclose(scored["value_score"], original["value_score"])
 
 

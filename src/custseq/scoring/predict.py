@@ -37,9 +37,11 @@ from custseq.models.churn_value import (
     save_churn_value,
     score_window,
 )
-from custseq.models.pretrain import PretrainRun, pretrain_prepared
+from custseq.models.next_event import item_field, propose_next
+from custseq.models.pretrain import PretrainModel, PretrainRun, load_pretrained, pretrain_prepared
 from custseq.models.samples import WindowData
 from custseq.prepare import PreparedWindows, prepare, prepare_scoring_sequences
+from custseq.scoring.actions import load_catalogue, next_items_column, plan_actions
 from custseq.scoring.diagnostics import (
     attention_json,
     audit_validation,
@@ -52,8 +54,10 @@ from custseq.scoring.diagnostics import (
 from custseq.scoring.profit import simulate_retention
 from custseq.scoring.scores import value_scores
 from custseq.scoring.segments import assign_segments
+from custseq.sequences.vocab import SequenceVocab
 
 Stage = Callable[[str], None]
+NEXT_EVENT_DIR = "next-event"  # inside the model folder: the pre-trained model with its next-event head
 
 
 @dataclass
@@ -67,6 +71,7 @@ class PredictRun:
     model: ChurnValueModel
     data_config: PrepareConfig
     as_of: str
+    next_event: PretrainModel | None = None  # the pre-trained model whose next-event head proposes plan items
 
 
 def predict(
@@ -132,10 +137,13 @@ def run_predict(
             actions=cfg.actions, audit=cfg.audit, report=cfg.report, profit=cfg.profit,
         )  # fmt: skip
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
-        run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out)
+        next_event = load_pretrained(pretrained.model_dir)[0] if pretrained is not None else None
+        run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out, next_event)
         if out is not None:
             out = Path(out)
             save_churn_value(out / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared"))
+            if pretrained is not None:  # its next-event head proposes the plans' items when scoring new data
+                shutil.copytree(pretrained.model_dir, out / "model" / NEXT_EVENT_DIR, dirs_exist_ok=True)
             _copy_quarantine(work / "prepared" / "quarantine", out / "quarantine")
             say("writing the validation curves, training history and attention maps")
             pretrain_result = pretrained.result if pretrained is not None else None
@@ -174,7 +182,12 @@ def score(
     """
     model, saved, _ = load_churn_value(model_dir)
     data_cfg = config or _data_config(saved["data"])
-    return score_with_model(model, data_cfg, transactions, as_of=as_of, customers=customers, events=events, out=out)
+    next_dir = Path(model_dir) / NEXT_EVENT_DIR
+    next_event = load_pretrained(next_dir)[0] if next_dir.is_dir() else None
+    return score_with_model(
+        model, data_cfg, transactions, as_of=as_of, customers=customers, events=events, out=out,
+        next_event=next_event,
+    )  # fmt: skip
 
 
 def score_with_model(
@@ -186,8 +199,12 @@ def score_with_model(
     customers: Any = None,
     events: Any = None,
     out: Path | str | None = None,
+    next_event: PretrainModel | None = None,
 ) -> PredictRun:
-    """Score new data with a fitted model in memory (what :func:`score` and the estimator do)."""
+    """Score new data with a fitted model in memory (what :func:`score` and the estimator do).
+
+    ``next_event`` is the pre-trained model whose next-event head proposes the plans' items (optional).
+    """
     started = time.perf_counter()
     cfg = dataclasses.replace(data_cfg, window=dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days))
     with tempfile.TemporaryDirectory(prefix="custseq-score-") as tmp:
@@ -204,7 +221,7 @@ def score_with_model(
             "tables": scoring.report.to_dict(),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        run = _run(scores, Path(tmp), metrics, model, cfg, scoring.window.as_of.isoformat(), out)
+        run = _run(scores, Path(tmp), metrics, model, cfg, scoring.window.as_of.isoformat(), out, next_event)
         if out is not None:
             _copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
     return run
@@ -271,6 +288,7 @@ def _run(
     cfg: PrepareConfig,
     as_of: str,
     out: Any,
+    next_event: PretrainModel | None,
 ) -> PredictRun:
     """Predictions with every derived column from the scoring ``window`` folder; ``out`` receives the outputs."""
     feature_table = pq.read_table(window / "features.parquet")
@@ -280,7 +298,8 @@ def _run(
     simulation = simulate_retention(predictions.to_pandas(), cfg.profit)
     predictions = predictions.append_column("contact_profit", pa.array(simulation.contact_profit, pa.float64()))
     embeddings = scores.embedding_table()
-    frame = predictions.to_pandas()
+    frame = with_plans(predictions.to_pandas(), next_event, model.vocab, window, cfg, metrics)
+    predictions = pa.Table.from_pandas(frame, preserve_index=False)
     review = review_table(frame, btyd, cfg.audit)
     metrics["review_customers"] = len(review)
     if out is not None:
@@ -289,7 +308,7 @@ def _run(
         review.to_csv(out / "review.csv", index=False)
         write_json(out / "profit.json", profit_json(simulation, cfg.profit))
         write_json(out / "attention.json", attention_json(model, window, frame, cfg.report))
-    return PredictRun(frame, embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of)
+    return PredictRun(frame, embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of, next_event)
 
 
 def _btyd(features: pa.Table, horizon_days: int, metrics: dict[str, Any]) -> BtydPredictions | None:
@@ -312,6 +331,40 @@ def with_p_alive(predictions: pa.Table, btyd: BtydPredictions | None) -> pa.Tabl
     by_id = dict(zip(btyd.customer_ids, btyd.p_alive.tolist(), strict=True))
     column = pa.array([by_id.get(c) for c in predictions.column("customer_id").to_pylist()], pa.float64())
     return predictions.append_column("p_alive", column)
+
+
+def with_plans(
+    predictions: pd.DataFrame,
+    next_event: PretrainModel | None,
+    vocab: SequenceVocab,
+    window: Path,
+    cfg: PrepareConfig,
+    metrics: dict[str, Any],
+) -> pd.DataFrame:
+    """Add ``next_items`` (the next-event head's proposals), ``retention_flag`` and ``next_actions``.
+
+    Without a pre-trained next-event head (pre-training off, or without the next objective) or an item field
+    (e.g. CDNOW: no product, category, event or channel), plans hold the catalogue's actions only.
+    """
+    a = cfg.actions
+    field = item_field(vocab, a.item_field)
+    predictions = predictions.copy()
+    predictions["next_items"] = "[]"
+    note = None
+    if field is None:
+        note = "no product, category, event or channel field: plans hold catalogue actions only"
+    elif next_event is None or next_event.next_head is None:
+        note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
+    else:
+        items = propose_next(next_event, vocab, window, field, a.k)
+        by_id = dict(zip(items.customer_ids, next_items_column(items), strict=True))
+        predictions["next_items"] = [by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)]
+    catalogue = load_catalogue(a.catalogue)
+    metrics["actions"] = {
+        "item_field": field, "retention_threshold": a.retention_threshold, "mode": a.mode, "k": a.k,
+        "catalogue": catalogue.source, **({"note": note} if note else {}),
+    }  # fmt: skip
+    return plan_actions(predictions, a, catalogue)
 
 
 def with_segments_and_value_score(

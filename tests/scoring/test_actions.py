@@ -1,0 +1,308 @@
+"""Action plans against hand-written plans, catalogue validation, and the proposal hit rate and baselines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from custseq.config import ActionConfig
+from custseq.errors import ConfigError, SchemaError
+from custseq.models.next_event import NextItems
+from custseq.scoring.actions import (
+    catalogue_from_dict,
+    hit_rate_at_k,
+    load_catalogue,
+    next_items_column,
+    plan_actions,
+    popularity_proposals,
+    repeat_last_proposals,
+)
+from custseq.scoring.segments import SEGMENTS
+
+CATALOGUE = {
+    "retention": [
+        {"when": {"segment": ["hibernating"], "min_churn_probability": 0.9}, "actions": ["call", "voucher 20%"]},
+        {"when": {"segment": ["hibernating", "at_risk"]}, "actions": ["win-back email", "voucher 10%", "survey"]},
+        {"when": {"min_clv_expected": 100}, "actions": ["account manager", "free shipping", "survey"]},
+        {"when": {}, "actions": ["re-engage", "discount", "survey"]},
+    ],
+    "growth": [
+        {"when": {"segment": ["champion"], "max_value_score": 150}, "actions": ["referral", "VIP", "review"]},
+        {"when": {}, "actions": ["newsletter", "Recommend B", "loyalty"]},
+    ],
+    "item_action": "Recommend {item}",
+}
+
+
+def _items(*pairs: tuple[str, float]) -> str:
+    return json.dumps([{"item": i, "probability": p} for i, p in pairs])
+
+
+def _plan(rows: list[dict], **cfg) -> list[list[tuple[str, str]]]:
+    """(kind, action) of every planned action, per customer."""
+    predictions = pd.DataFrame(rows)
+    for column, default in (("segment", "loyal"), ("clv_expected", 10.0), ("value_score", 100.0)):
+        if column not in predictions:
+            predictions[column] = default
+    out = plan_actions(predictions, ActionConfig(**cfg), catalogue_from_dict(CATALOGUE))
+    return [[(a["kind"], a["action"]) for a in json.loads(plan)] for plan in out["next_actions"]]
+
+
+def test_churn_exactly_at_the_threshold_is_not_flagged_and_just_above_is():
+    predictions = pd.DataFrame(
+        {"churn_probability": [0.5, 0.5 + 1e-9, 0.2], "segment": "at_risk", "clv_expected": 1.0, "value_score": 100.0}
+    )
+    out = plan_actions(predictions, ActionConfig(retention_threshold=0.5), catalogue_from_dict(CATALOGUE))
+    assert out["retention_flag"].tolist() == [False, True, False]
+    kinds = [{a["kind"] for a in json.loads(p)} for p in out["next_actions"]]
+    assert kinds == [{"growth"}, {"retention"}, {"growth"}]
+    assert predictions.columns.tolist() == ["churn_probability", "segment", "clv_expected", "value_score"]  # a copy
+
+
+def test_replace_gives_retention_only_and_augment_adds_the_models_items():
+    row = {"churn_probability": 0.95, "segment": "hibernating", "next_items": _items(("A", 0.4), ("B", 0.2))}
+    # the first rule matches (hibernating, churn >= 0.9) and has two actions
+    assert _plan([row], k=3, mode="replace") == [[("retention", "call"), ("retention", "voucher 20%")]]
+    assert _plan([row], k=3, mode="augment") == [
+        [("retention", "call"), ("retention", "voucher 20%"), ("item", "Recommend A")]
+    ]
+    assert _plan([row], k=4, mode="augment")[0][2:] == [("item", "Recommend A"), ("item", "Recommend B")]
+
+
+def test_unflagged_customers_get_the_models_items_topped_up_with_growth_actions():
+    rows = [
+        {"churn_probability": 0.1, "next_items": _items(("A", 0.5))},
+        {"churn_probability": 0.1, "next_items": _items(("A", 0.5), ("C", 0.3), ("D", 0.1), ("E", 0.05))},
+        {"churn_probability": 0.1, "next_items": None},
+        {"churn_probability": 0.1, "next_items": "[]"},
+        {"churn_probability": 0.1, "next_items": pd.NA},
+    ]
+    plans = _plan(rows, k=3)
+    assert plans[0] == [("item", "Recommend A"), ("growth", "newsletter"), ("growth", "Recommend B")]
+    assert plans[1] == [("item", "Recommend A"), ("item", "Recommend C"), ("item", "Recommend D")]
+    assert (
+        plans[2] == plans[3] == plans[4] == [("growth", "newsletter"), ("growth", "Recommend B"), ("growth", "loyalty")]
+    )
+
+
+def test_items_carry_their_probability_and_other_actions_none():
+    predictions = pd.DataFrame(
+        {"churn_probability": [0.1], "segment": ["loyal"], "clv_expected": [1.0], "value_score": [100.0],
+         "next_items": [_items(("A", 0.25))]}
+    )  # fmt: skip
+    plan = json.loads(plan_actions(predictions, ActionConfig(k=2), catalogue_from_dict(CATALOGUE))["next_actions"][0])
+    assert plan == [
+        {"action": "Recommend A", "kind": "item", "item": "A", "probability": 0.25},
+        {"action": "newsletter", "kind": "growth", "item": None, "probability": None},
+    ]
+
+
+def test_plans_never_repeat_an_item_or_an_action():
+    # item B's action text equals the growth action "Recommend B"; item A is proposed twice
+    row = {"churn_probability": 0.1, "next_items": _items(("A", 0.5), ("A", 0.2), ("B", 0.1))}
+    assert _plan([row], k=4) == [
+        [("item", "Recommend A"), ("item", "Recommend B"), ("growth", "newsletter"), ("growth", "loyalty")]
+    ]
+
+
+def test_the_first_matching_rule_wins():
+    rows = [
+        {"churn_probability": 0.95, "segment": "hibernating", "clv_expected": 500.0},  # rules 0, 1, 2 and 3 hold
+        {"churn_probability": 0.90, "segment": "hibernating", "clv_expected": 500.0},  # 0.90 >= 0.9: inclusive
+        {"churn_probability": 0.89, "segment": "hibernating", "clv_expected": 500.0},  # rules 1, 2 and 3
+        {"churn_probability": 0.89, "segment": "loyal", "clv_expected": 100.0},  # rule 2 (>= 100), 3
+        {"churn_probability": 0.89, "segment": "loyal", "clv_expected": 99.0},  # only the catch-all
+    ]
+    firsts = [plan[0][1] for plan in _plan(rows)]
+    assert firsts == ["call", "call", "win-back email", "account manager", "re-engage"]
+    growth = [
+        {"churn_probability": 0.1, "segment": "champion", "value_score": 150.0},
+        {"churn_probability": 0.1, "segment": "champion", "value_score": 150.1},
+    ]
+    assert [plan[0][1] for plan in _plan(growth)] == ["referral", "newsletter"]
+
+
+def test_a_missing_column_or_a_bad_probability_is_named():
+    catalogue = catalogue_from_dict(CATALOGUE)
+    with pytest.raises(SchemaError, match=r"lack column\(s\) \['value_score'\]"):
+        plan_actions(pd.DataFrame({"churn_probability": [0.1], "segment": ["new"], "clv_expected": [1.0]}),
+                     ActionConfig(), catalogue)  # fmt: skip
+    with pytest.raises(SchemaError, match=r"churn_probability must be a probability in \[0, 1\]; 1 row"):
+        _plan([{"churn_probability": 1.5}])
+    with pytest.raises(SchemaError, match="next_items of row 1 is not valid JSON"):
+        _plan([{"churn_probability": 0.1, "next_items": "[]"}, {"churn_probability": 0.1, "next_items": "[{"}])
+    with pytest.raises(SchemaError, match="next_items of row 0 must hold objects"):
+        _plan([{"churn_probability": 0.1, "next_items": json.dumps([{"probability": 0.3}])}])
+    with pytest.raises(SchemaError, match="next_items of row 0 must be a JSON list"):
+        _plan([{"churn_probability": 0.1, "next_items": "{}"}])
+
+
+def test_next_items_column_round_trips_into_item_actions():
+    items = NextItems("product", ["a", "b"], [["X", "Y"], ["Y", "Z"]], np.array([[0.5, 0.25], [0.6, 0.1]]))
+    column = next_items_column(items)
+    assert json.loads(column[1]) == [{"item": "Y", "probability": 0.6}, {"item": "Z", "probability": 0.1}]
+    plans = _plan([{"churn_probability": 0.0, "next_items": text} for text in column], k=2)
+    assert plans == [
+        [("item", "Recommend X"), ("item", "Recommend Y")],
+        [("item", "Recommend Y"), ("item", "Recommend Z")],
+    ]
+
+
+# --------------------------------------------------------------------------- catalogues
+
+
+def _with(**changes) -> dict:
+    return json.loads(json.dumps(CATALOGUE)) | changes
+
+
+@pytest.mark.parametrize(
+    ("catalogue", "message"),
+    [
+        (_with(extra=1), r"unknown key\(s\) \['extra'\]; allowed: \['retention', 'growth', 'item_action'\]"),
+        (_with(growth=[{"when": {}, "actions": ["a"], "why": "x"}]), r"growth\[0\]: unknown key\(s\) \['why'\]"),
+        (_with(growth=[{"when": {"segments": ["new"]}, "actions": ["a"]}, {"when": {}, "actions": ["b"]}]),
+         r"growth\[0\]\.when: unknown condition\(s\) \['segments'\]"),
+        (_with(growth=[{"when": {"segment": ["new"]}, "actions": ["a"]}]), "growth must end with a catch-all rule"),
+        (_with(growth=[{"when": {}, "actions": ["a"]}, {"when": {"segment": ["new"]}, "actions": ["b"]}]),
+         "growth must end with a catch-all rule"),
+        (_with(growth=[{"when": {}, "actions": ["a"]}, {"when": {}, "actions": ["b"]}]),
+         r"growth\[0\] is a catch-all before the last rule"),
+        (_with(retention=[{"when": {}, "actions": []}]), r"retention\[0\]\.actions must be a non-empty list"),
+        (_with(retention=[{"when": {}, "actions": ["a", "a"]}]), r"retention\[0\]\.actions repeats 'a'"),
+        (_with(retention=[{"when": {"segment": ["attriers"]}, "actions": ["a"]}, {"when": {}, "actions": ["b"]}]),
+         r"unknown segment\(s\) \['attriers'\]"),
+        (_with(retention=[{"when": {"min_clv_expected": "100"}, "actions": ["a"]}, {"when": {}, "actions": ["b"]}]),
+         r"min_clv_expected must be a finite number, got '100'"),
+        (_with(retention=[{"when": {"min_churn_probability": 0.8, "max_churn_probability": 0.5}, "actions": ["a"]},
+                          {"when": {}, "actions": ["b"]}]),
+         r"min_churn_probability \(0.8\) is above max_churn_probability \(0.5\)"),
+        (_with(retention=[]), "retention must be a non-empty list of rules"),
+        ({"retention": CATALOGUE["retention"]}, "lacks the 'growth' rule list"),
+        (_with(item_action="Recommend"), "item_action must be a text with the placeholder"),
+        (_with(item_action="Recommend {item} {x}"), "may hold only the placeholder"),
+    ],
+)  # fmt: skip
+def test_catalogue_errors_name_the_file_and_the_problem(tmp_path, catalogue, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(catalogue))
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_catalogue(path)
+    assert str(path) in str(raised.value)
+
+
+def test_unreadable_or_unparsable_catalogues_are_named(tmp_path):
+    (tmp_path / "bad.json").write_text('{"retention": [')
+    with pytest.raises(ConfigError, match=r"action catalogue .*bad\.json is not valid JSON"):
+        load_catalogue(tmp_path / "bad.json")
+    (tmp_path / "bad.yaml").write_text("retention: [\n")
+    with pytest.raises(ConfigError, match=r"action catalogue .*bad\.yaml is not valid YAML"):
+        load_catalogue(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="cannot read action catalogue"):
+        load_catalogue(tmp_path / "absent.json")
+    with pytest.raises(ConfigError, match=r"must be a \.json, \.yaml or \.yml file"):
+        load_catalogue(tmp_path / "actions.toml")
+
+
+def test_a_yaml_catalogue_reads_like_the_same_json(tmp_path):
+    text = """
+retention:
+  - when: {segment: [hibernating, at_risk], min_churn_probability: 0.9}
+    actions: [call, voucher 20%]
+  - when: {}
+    actions: [re-engage]
+growth:
+  - when: {}
+    actions: [newsletter]
+item_action: "Buy {item} again"
+"""
+    (tmp_path / "actions.yml").write_text(text)
+    catalogue = load_catalogue(tmp_path / "actions.yml")
+    same = catalogue_from_dict(
+        {
+            "retention": [
+                {"when": {"segment": ["hibernating", "at_risk"], "min_churn_probability": 0.9},
+                 "actions": ["call", "voucher 20%"]},
+                {"when": {}, "actions": ["re-engage"]},
+            ],
+            "growth": [{"when": {}, "actions": ["newsletter"]}],
+            "item_action": "Buy {item} again",
+        },
+        source=str(tmp_path / "actions.yml"),
+    )  # fmt: skip
+    assert catalogue == same
+
+
+def test_the_default_catalogue_names_every_segment_in_both_lists():
+    catalogue = load_catalogue(None)
+    for rules in (catalogue.retention, catalogue.growth):
+        named = {s for rule in rules for s in (rule.when.segment or ())}
+        assert named == set(SEGMENTS)
+        assert all(len(rule.actions) >= 3 for rule in rules)  # k = 3 by default
+    # every segment gets 3 actions in either mode, flagged or not
+    predictions = pd.DataFrame(
+        {"churn_probability": [0.9] * len(SEGMENTS) + [0.1] * len(SEGMENTS), "segment": list(SEGMENTS) * 2,
+         "clv_expected": 10.0, "value_score": 105.0}
+    )  # fmt: skip
+    out = plan_actions(predictions, ActionConfig(), catalogue)
+    assert [len(json.loads(p)) for p in out["next_actions"]] == [3] * len(predictions)
+
+
+# --------------------------------------------------------------------------- hit rate and baselines
+
+
+def test_hit_rate_at_k_against_hand_values():
+    proposals = [["a", "b", "c"], ["d", "e", "f"], ["g", "h", "i"], ["x", "y", "z"], ["b"]]
+    actual = [{"a"}, {"f", "q"}, {"q"}, set(), {"b", "c"}]
+    # customer 4 has no actual items and is left out; hits @1: 0, 4; @2: 0, 4; @3: 0, 1, 4
+    assert hit_rate_at_k(proposals, actual, k=1) == pytest.approx(2 / 4)
+    assert hit_rate_at_k(proposals, actual, k=2) == pytest.approx(2 / 4)
+    assert hit_rate_at_k(proposals, actual, k=3) == pytest.approx(3 / 4)
+    assert np.isnan(hit_rate_at_k([["a"]], [set()]))
+    with pytest.raises(SchemaError, match="proposals has 2 customers but actual 1"):
+        hit_rate_at_k([["a"], ["b"]], [{"a"}])
+
+
+CUTOFF = dt.datetime(2024, 1, 10)
+# customer, ts, order, item, amount
+HISTORY = pd.DataFrame(
+    [
+        ("1", "2024-01-01", "o1", "A", 5.0), ("1", "2024-01-01", "o1", "B", 1.0),
+        ("1", "2024-01-05", "o2", "C", 2.0), ("1", "2024-01-05", "o2", "D", 9.0), ("1", "2024-01-05", "o2", "C", 8.0),
+        ("2", "2024-01-02", "o3", "A", 1.0), ("2", "2024-01-02", "o3", "B", 1.0),
+        ("3", "2024-01-03", None, "B", 3.0), ("3", "2024-01-03", None, "A", 4.0),
+        ("3", "2024-01-09", "o5", "A", 1.0), ("3", "2024-01-09", "o5", "A", 1.0),
+        ("1", "2024-01-10", "o9", "Z", 99.0), ("2", "2024-01-11", "o9", "Z", 99.0),  # at or after the cutoff
+    ],
+    columns=["customer_id", "ts", "order_id", "item", "amount"],
+)  # fmt: skip
+
+
+def test_popularity_counts_orders_before_the_cutoff():
+    # orders holding A: o1, o3, the 2024-01-03 order of customer 3, o5 = 4; B: o1, o3, the 01-03 order = 3;
+    # C and D: o2 = 1 each, tie broken by the item text; Z lies at or after the cutoff
+    assert popularity_proposals(HISTORY, CUTOFF, ["1", "9"], k=3) == [["A", "B", "C"], ["A", "B", "C"]]
+
+
+def test_repeat_last_takes_the_last_order_by_amount_then_popular_items():
+    proposals = repeat_last_proposals(HISTORY, CUTOFF, ["1", "2", "3", "9"], k=3)
+    assert proposals == [
+        ["C", "D", "A"],  # o2: C 2 + 8 = 10 > D 9, then the most popular A
+        ["A", "B", "C"],  # o3: A and B tie at 1, by text; then C
+        ["A", "B", "C"],  # o5 (A only), then popular B, C
+        ["A", "B", "C"],  # no history: popularity
+    ]
+    assert repeat_last_proposals(HISTORY, dt.datetime(2024, 1, 4), ["3"], k=2) == [["A", "B"]]  # order without id
+
+
+def test_rows_after_the_cutoff_do_not_move_the_baselines():
+    future = pd.DataFrame(
+        [("1", "2024-01-10", "o10", "Q", 1e6)] * 5, columns=["customer_id", "ts", "order_id", "item", "amount"]
+    )
+    changed = pd.concat([HISTORY, future], ignore_index=True)
+    ids = ["1", "2", "3"]
+    assert repeat_last_proposals(changed, CUTOFF, ids) == repeat_last_proposals(HISTORY, CUTOFF, ids)
+    assert popularity_proposals(changed, CUTOFF, ids) == popularity_proposals(HISTORY, CUTOFF, ids)
