@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -326,6 +327,48 @@ def evaluate_cmd(
     files = "evaluation.json, evaluation.md, test_predictions.parquet"
     report = _write_report(out, _config(config, column).report)
     console.print(f"Outputs in [bold]{out}/[/] ({files}{', ' + report.name if report else ''})")
+
+
+@app.command("plan")
+@_fails_cleanly
+def plan_cmd(
+    folder: Annotated[Path, typer.Argument(help="Output folder of predict or score (with predictions.parquet).")],
+    catalogue: Annotated[
+        Path | None, typer.Option(help="Action catalogue (JSON or YAML); default: the config's, else the shipped one.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Churn probability above which plans switch to retention actions.")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="replace (retention actions only) or augment.")] = None,
+    k: Annotated[int | None, typer.Option(help="Actions per customer.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: FOLDER).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-plan saved predictions with another catalogue, threshold or mode (no model needed)."""
+    from custseq.scoring.predict import replan
+
+    actions = _config(config, None).actions
+    changes = {
+        "catalogue": str(catalogue) if catalogue else None,
+        "retention_threshold": threshold,
+        "mode": mode,
+        "k": k,
+    }
+    actions = dataclasses.replace(actions, **{name: v for name, v in changes.items() if v is not None})
+    planned = replan(folder, actions, out)
+    target = out or folder
+    flagged = int(planned["retention_flag"].sum())
+    console.print(
+        f"[bold]{len(planned):,}[/] plans: {flagged:,} customers with churn above {actions.retention_threshold:g} "
+        f"get retention actions ({actions.mode}), the rest the next-event model's items and growth actions"
+    )
+    if (folder / "report.html").exists():
+        for name in ("validation.parquet", "history.json", "attention.json", "profit.json", "audit.json",
+                     "review.csv", "embeddings.parquet", "test_predictions.parquet", "evaluation.json"):  # fmt: skip
+            if target != folder and (folder / name).exists() and not (target / name).exists():
+                shutil.copy2(folder / name, target / name)
+        _write_report(target, _config(config, None).report)
+    console.print(f"Outputs in [bold]{target}/[/] (predictions.parquet/.csv, metrics.json)")
 
 
 @app.command("report")

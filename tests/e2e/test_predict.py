@@ -145,6 +145,42 @@ def test_predict_writes_what_the_report_explains(predicted):
     assert list(review.columns[:2]) == ["customer_id", "reason"]
 
 
+def test_plan_replans_saved_predictions_with_another_threshold_and_catalogue(predicted, tmp_path):
+    catalogue = tmp_path / "actions.yaml"
+    catalogue.write_text(
+        "retention:\n  - when: {}\n    actions: [call them, send a voucher]\n"
+        "growth:\n  - when: {}\n    actions: [say thanks]\nitem_action: 'suggest {item}'\n"
+    )
+    out = tmp_path / "replanned"
+    args = ["plan", str(predicted), "--threshold", "0.3", "--catalogue", str(catalogue), "--mode", "augment",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    before = pq.read_table(predicted / "predictions.parquet").to_pandas()
+    after = pq.read_table(out / "predictions.parquet").to_pandas()
+    assert after["customer_id"].tolist() == before["customer_id"].tolist()
+    assert (after["retention_flag"] == (after["churn_probability"] > 0.3)).all()
+    assert after["retention_flag"].sum() > before["retention_flag"].sum()
+    for flag, plan in zip(after["retention_flag"], after["next_actions"].map(json.loads), strict=True):
+        texts = [a["action"] for a in plan]
+        if flag:  # augment: the catalogue's two retention actions first, then the model's items
+            assert texts[:2] == ["call them", "send a voucher"] and len(plan) == 3 and plan[2]["kind"] == "item"
+        else:
+            assert all(t.startswith("suggest ") or t == "say thanks" for t in texts)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["actions"]["retention_threshold"] == 0.3 and metrics["actions"]["mode"] == "augment"
+    assert (out / "report.html").is_file()  # the report is written again for the new plans
+
+
+def test_plan_refuses_a_bad_catalogue_or_folder(predicted, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"retention": [], "growth": []}')
+    result, output = _invoke("plan", str(predicted), "--catalogue", str(bad), "--out", str(tmp_path / "x"))
+    assert result.exit_code != 0 and "bad.json" in output and "Traceback" not in output
+    result, output = _invoke("plan", str(tmp_path / "nowhere"))
+    assert result.exit_code != 0 and "predictions.parquet" in output
+
+
 def test_metrics_and_model_record_how_it_was_trained(predicted):
     metrics = json.loads((predicted / "metrics.json").read_text())
     assert metrics["as_of"] == AS_OF and metrics["horizon_days"] == 60 and metrics["pretrained"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import shutil
 import tempfile
 import time
@@ -24,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from custseq.baselines.btyd import BtydPredictions, predict_btyd
-from custseq.config import PrepareConfig, config_from_dict, config_to_dict
+from custseq.config import ActionConfig, PrepareConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError, TrainingError
 from custseq.metrics import churn_value_metrics
 from custseq.models.churn_value import (
@@ -365,6 +366,42 @@ def with_plans(
         "catalogue": catalogue.source, **({"note": note} if note else {}),
     }  # fmt: skip
     return plan_actions(predictions, a, catalogue)
+
+
+def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = None) -> pd.DataFrame:
+    """Re-plan saved predictions (``folder/predictions.parquet``) with other action settings or catalogue.
+
+    The next-event proposals saved in ``next_items`` are reused, so no model is needed. Writes
+    predictions.parquet / .csv and the ``actions`` entry of metrics.json to ``out`` (default: ``folder``).
+
+    Raises
+    ------
+    ConfigError
+        If the folder has no predictions, or the catalogue is invalid.
+    SchemaError
+        If the predictions lack a column the plans need.
+    """
+    folder = Path(folder)
+    source = folder / "predictions.parquet"
+    if not source.is_file():
+        raise ConfigError(f"{source} not found; pass the --out folder of predict or score")
+    catalogue = load_catalogue(actions.catalogue)
+    planned = plan_actions(pq.read_table(source).to_pandas(), actions, catalogue)
+    target = Path(out) if out is not None else folder
+    target.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(planned, preserve_index=False)
+    pq.write_table(table, target / "predictions.parquet")
+    pacsv.write_csv(table, target / "predictions.csv")
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    previous = metrics.get("actions", {})
+    metrics["actions"] = {
+        "item_field": previous.get("item_field"), "retention_threshold": actions.retention_threshold,
+        "mode": actions.mode, "k": actions.k, "catalogue": catalogue.source,
+        **({"note": previous["note"]} if "note" in previous else {}),
+    }  # fmt: skip
+    write_json(target / "metrics.json", metrics)
+    return planned
 
 
 def with_segments_and_value_score(
