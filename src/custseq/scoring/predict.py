@@ -53,7 +53,7 @@ from custseq.scoring.diagnostics import (
     write_json,
 )
 from custseq.scoring.profit import simulate_retention
-from custseq.scoring.scores import value_scores
+from custseq.scoring.scores import value_score_formula, value_scores
 from custseq.scoring.segments import assign_segments
 from custseq.sequences.vocab import SequenceVocab
 
@@ -296,6 +296,9 @@ def _run(
     btyd = _btyd(feature_table, model.horizon_days, metrics)
     predictions = with_p_alive(scores.table(), btyd)
     predictions = with_segments_and_value_score(predictions, feature_table, cfg, model.horizon_days)
+    metrics["value_score"] = {
+        "formula": value_score_formula(cfg.value_score), "parameters": dataclasses.asdict(cfg.value_score)
+    }  # fmt: skip
     simulation = simulate_retention(predictions.to_pandas(), cfg.profit)
     predictions = predictions.append_column("contact_profit", pa.array(simulation.contact_profit, pa.float64()))
     embeddings = scores.embedding_table()
