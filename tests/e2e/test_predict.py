@@ -181,6 +181,18 @@ def test_plan_refuses_a_bad_catalogue_or_folder(predicted, tmp_path):
     assert result.exit_code != 0 and "predictions.parquet" in output
 
 
+def test_predict_writes_a_report_with_every_section_drawn(predicted):
+    from custseq.report import SECTIONS
+
+    html = (predicted / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    assert "could not be drawn" not in html  # every section found its files in the shape it reads
+    not_available = html.count('class="na"')
+    assert not_available <= 1, not_available  # at most the back-test's pointer to `custseq evaluate`
+    assert "attention" in html and "<svg" in html and "Plotly" in html
+
+
 def test_metrics_and_model_record_how_it_was_trained(predicted):
     metrics = json.loads((predicted / "metrics.json").read_text())
     assert metrics["as_of"] == AS_OF and metrics["horizon_days"] == 60 and metrics["pretrained"]
