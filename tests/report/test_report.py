@@ -258,6 +258,14 @@ def test_static_report_has_no_javascript_figures_and_is_small(report_html: str, 
     assert len(static_html) < 1_500_000 and len(static_html) < len(report_html) / 3
 
 
+def test_a_report_of_cdnow_size_stays_small(tmp_path: Path):
+    """23,570 customers (the CDNOW demo), every file present: the report stays far below 15 MB."""
+    folder = write_run_folder(tmp_path / "cdnow-size", seed=2, n=23_570)
+    size = write_report(folder, cfg=ReportConfig(map_customers=500)).stat().st_size
+    assert size <= 15e6, size  # plotly.js (about 5 MB) is most of it; the figures scale with the caps, not n
+    assert size >= 4e6  # ... and it really is inlined
+
+
 def test_the_report_is_reproducible(run_folder: Path, static_html: str):
     cfg = ReportConfig(map_customers=150, attention_customers=2, attention_events=12, interactive=False)
     assert render_report(read_run(run_folder), cfg) == static_html  # same files in, same bytes out

@@ -89,20 +89,48 @@ def build_sections(data: ReportData, cfg: ReportConfig) -> list[Section]:
 
 
 def header(data: ReportData) -> str:
-    """The page header: title, and the as-of date, horizon and customers of the run."""
+    """The page header: title, the run (as-of date, horizon, customers) and its headline numbers."""
     m = data.metrics or {}
+    ev = data.evaluation or {}
     customers = m.get("customers_scored", len(data.predictions) if data.predictions is not None else None)
     facts = {
-        "as of": m.get("as_of", "–"),
-        "horizon": f"{m['horizon_days']} days" if "horizon_days" in m else "–",
+        "as of": m.get("as_of", ev.get("as_of", "–")),
+        "horizon": f"{m.get('horizon_days', ev.get('horizon_days'))} days" if m or ev else "–",
         "customers scored": number(customers),
         "training windows": number(len(m["training_windows"])) if "training_windows" in m else "–",
     }
-    items = "".join(f"<li>{k} <b>{_escape(v)}</b></li>" for k, v in facts.items())
     return (
         "<h1>custseq report: churn and customer lifetime value</h1>"
-        f'<p class="sub">Run folder <code>{_escape(data.run_dir.name)}</code></p><ul class="meta">{items}</ul>'
+        f'<p class="sub">Run folder <code>{_escape(data.run_dir.name)}</code></p>{_facts(facts)}'
+        f"{_facts(_headline(data))}"
     )
+
+
+def _headline(data: ReportData) -> dict[str, str]:
+    """What a reader wants first: expected churn and value, who needs retention, how good the model was."""
+    out: dict[str, str] = {}
+    p = data.predictions
+    if p is not None and len(p):
+        out["expected churn rate"] = f"{p['churn_probability'].mean():.1%}"
+        out["total expected value"] = f"{p['clv_expected'].sum():,.0f}"
+        if "retention_flag" in p:
+            out["flagged for retention"] = f"{int(p['retention_flag'].sum()):,}"
+    v = (data.metrics or {}).get("validation") or {}
+    if "churn_auc" in v:
+        out["validation churn AUC"] = f"{v['churn_auc']:.3f}"
+    if "value_gini" in v:
+        out["value nGini"] = f"{v['value_gini']:.3f}"
+    if data.profit is not None:
+        best = data.profit["best"]["saved_value"]
+        out["best campaign"] = f"{best['k']:,} contacts, profit {best['profit']:,.0f}"
+    return out
+
+
+def _facts(facts: dict[str, Any]) -> str:
+    if not facts:
+        return ""
+    items = "".join(f"<li>{k} <b>{_escape(v)}</b></li>" for k, v in facts.items())
+    return f'<ul class="meta">{items}</ul>'
 
 
 def _escape(text: Any) -> str:
