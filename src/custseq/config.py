@@ -460,7 +460,7 @@ class ProfitConfig:
     offer_cost: float = 10.0  # per offer redeemed
     save_rate: float = 0.3  # share of contacted would-be churners the offer keeps
     take_rate: float = 1.0  # share of contacted non-churners who redeem the offer anyway (wasted); 0 = none
-    max_value_multiplier: float = 20.0  # value if retained = clv_expected / (1 − churn), the multiplier capped
+    max_value_multiplier: float = 20.0  # without clv_if_active: value if retained = clv_expected / (1 − churn), capped
 
     def __post_init__(self) -> None:
         if min(self.contact_cost, self.offer_cost) < 0:

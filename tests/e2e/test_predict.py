@@ -22,9 +22,9 @@ from custseq.scoring.segments import SEGMENTS
 
 runner = CliRunner()
 AS_OF = "2023-10-15"
-PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90", "p_alive",
-                      "segment", "value_score", "contact_profit", "next_items", "retention_flag",
-                      "next_actions"]  # fmt: skip
+PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90",
+                      "clv_if_active", "p_alive", "segment", "value_score", "contact_profit", "next_items",
+                      "retention_flag", "next_actions"]  # fmt: skip
 TINY_TOML = """
 [model.encoder]
 d_model = 16
@@ -95,6 +95,7 @@ def test_predict_writes_the_output_contract(predicted, shop):
     values = p[["clv_expected", "clv_p10", "clv_p50", "clv_p90"]]
     assert np.isfinite(values.to_numpy()).all() and (values >= 0).all().all()
     assert (p["clv_p10"] <= p["clv_p50"]).all() and (p["clv_p50"] <= p["clv_p90"]).all()
+    assert (p["clv_if_active"] >= p["clv_expected"] - 1e-9).all()  # E[value | a purchase] ≥ E[value]
     assert set(p["segment"]) <= set(SEGMENTS) and p["value_score"].between(100, 100 * (1 + 1 / 9) + 1e-9).all()
     attriers = p[p["segment"] == "high_value_potential_attrier"]
     assert (attriers["churn_probability"] > 0.65).all()

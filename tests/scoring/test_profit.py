@@ -145,3 +145,16 @@ def test_a_bad_toml_profit_value_is_a_config_error(tmp_path):
 def test_profit_round_trips_through_a_dict():
     cfg = PrepareConfig(profit=ProfitConfig(contact_cost=0.5, save_rate=0.2, take_rate=0.0))
     assert config_from_dict(PrepareConfig, config_to_dict(cfg)) == cfg
+
+
+def test_the_value_heads_own_conditional_mean_is_the_value_if_retained():
+    """clv_if_active (E[value | a purchase]) wins where finite; the capped ratio is the fallback."""
+    cfg = ProfitConfig(contact_cost=1.0, offer_cost=10.0, save_rate=0.3, take_rate=1.0, max_value_multiplier=20.0)
+    churn, clv = np.array([0.96, 0.5, 0.2]), np.array([16.0, 10.0, 40.0])
+    own = np.array([50.0, np.nan, 45.0])
+    assert retained_value(churn, clv, cfg, own) == pytest.approx([50.0, 20.0, 45.0])  # 10 / (1 − 0.5) = 20
+    assert retained_value(churn, clv, cfg) == pytest.approx([320.0, 20.0, 50.0])  # 16 · 20 (the cap), 40 / 0.8
+    frame = pd.DataFrame({"customer_id": ["a", "b", "c"], "churn_probability": churn, "clv_expected": clv,
+                          "clv_if_active": own})  # fmt: skip
+    # π_a = 0.96 · 0.3 · 50 − 1 − 10 · (0.96 · 0.3 + 0.04 · 1) = 14.4 − 1 − 3.28 = 10.12
+    assert simulate_retention(frame, cfg).contact_profit[0] == pytest.approx(10.12)

@@ -38,7 +38,9 @@ from custseq.sequences.vocab import SequenceVocab
 MODEL_TYPE = "custseq-churn-value"
 CONFIG_CLASSES = {"encoder": EncoderConfig, "finetune": FinetuneConfig, "train": TrainConfig}
 VOCAB_DEPENDENT = ("embed.fields.", "embed.numeric.")  # encoder weights sized by one dataset's vocabulary
-PREDICTION_COLUMNS = ("churn_probability", "clv_expected", *(f"clv_p{round(q * 100)}" for q in QUANTILES))
+PREDICTION_COLUMNS = (
+    "churn_probability", "clv_expected", *(f"clv_p{round(q * 100)}" for q in QUANTILES), "clv_if_active"
+)  # fmt: skip
 log = logging.getLogger(__name__)
 
 

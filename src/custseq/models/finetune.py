@@ -7,6 +7,7 @@ combined by :class:`custseq.models.losses.TaskWeighting`. References: SeqPreMT (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -122,16 +123,19 @@ class MultiTaskModel(nn.Module):
 
     @torch.no_grad()
     def predict_values(self, out: MultiTaskOutput) -> dict[str, torch.Tensor]:
-        """Churn probability, expected value and P10/P50/P90 of the value, all (B,) and non-negative."""
+        """Churn probability, expected value, P10/P50/P90 of the value, all (B,) and non-negative, and
+        ``clv_if_active``: the expected value given a purchase in the horizon (NaN for a point regression)."""
         result = {"churn_probability": torch.sigmoid(out.churn_logit)}
         p = out.value_params
         if self.cfg.value_loss == "ziln":
             result["clv_expected"] = zero_inflated_lognormal_mean(p[:, 0], p[:, 1], p[:, 2])
             for q in QUANTILES:
                 result[f"clv_p{round(q * 100)}"] = zero_inflated_lognormal_quantile(p[:, 0], p[:, 1], p[:, 2], q)
+            result["clv_if_active"] = zero_inflated_lognormal_mean(torch.full_like(p[:, 0], math.inf), p[:, 1], p[:, 2])
         else:
             point = torch.expm1(p[:, 0]).clamp(min=0)
             result["clv_expected"] = point
             for q in QUANTILES:  # a point regression has no spread: every quantile is the point
                 result[f"clv_p{round(q * 100)}"] = point
+            result["clv_if_active"] = torch.full_like(point, math.nan)
         return result

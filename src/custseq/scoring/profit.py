@@ -13,13 +13,18 @@ per-customer profit of the churn campaign of Verbraken, Verbeke & Baesens (2013)
 metric for measuring classification performance of customer churn prediction models", IEEE TKDE 25(5), with
 each customer's own p_i and v_i, and t a setting (they take t = 1).
 
-The value if retained, ``v_i = clv_expected_i · min(1 / (1 − p_i), max_value_multiplier)``. Churn is no
-purchase within the horizon, so a churner's value over the horizon is 0 (up to refunds) and
-``clv_expected_i = (1 − p_i) · E[value_i | retained]``. Near p_i = 1 the ratio magnifies the errors of both
-predictions, hence the cap (20: p_i counts as at most 0.95 in the ratio). ``clv_expected`` itself would count
-the churn risk twice (p_i · s · clv_expected_i) and undervalue exactly the customers a campaign is for;
-``clv_p50``, the median of a zero-inflated value, is 0 for most of them. Value counts within the horizon only:
-what a kept customer brings later is left out, so the profits are conservative.
+The value if retained, ``v_i``, is the value model's own expected value given a purchase in the horizon,
+``clv_if_active_i`` (the zero-inflated lognormal's ``exp(μ + σ²/2)``): churn is no purchase within the
+horizon, so a kept customer is one who buys. Where that column is absent or not finite (a point-regression
+value head), ``v_i = clv_expected_i · min(1 / (1 − p_i), max_value_multiplier)``, since
+``clv_expected_i = (1 − p_i) · E[value_i | retained]`` when both heads agree. They often do not: the churn head
+is calibrated, the value head's P(value > 0) is not, and near p_i = 1 the ratio magnifies the difference (on
+CDNOW it credited hibernating customers with 20 times their expected value, and the best campaign with
+nearly the whole horizon's revenue), hence the preference for the value head's own conditional mean and the
+cap. ``clv_expected`` itself would count the churn risk twice (p_i · s · clv_expected_i) and undervalue
+exactly the customers a campaign is for; ``clv_p50``, the median of a zero-inflated value, is 0 for most of
+them. Value counts within the horizon only: what a kept customer brings later is left out, so the profits
+are conservative.
 
 The profit curve contacts the top k customers, k = 0 … n, under three orderings:
 
@@ -84,7 +89,8 @@ def simulate_retention(predictions: pd.DataFrame, cfg: ProfitConfig | None = Non
     cfg = cfg or ProfitConfig()
     check_predictions(predictions)
     churn = predictions["churn_probability"].to_numpy(dtype=float)
-    profit = contact_profit(churn, retained_value(churn, predictions["clv_expected"], cfg), cfg)
+    if_active = predictions.get("clv_if_active")
+    profit = contact_profit(churn, retained_value(churn, predictions["clv_expected"], cfg, if_active), cfg)
     k = np.arange(len(profit) + 1)
     curves = {
         "saved_value": _cumulative(profit[np.argsort(-profit, kind="stable")]),
@@ -98,23 +104,31 @@ def simulate_retention(predictions: pd.DataFrame, cfg: ProfitConfig | None = Non
     return ProfitSimulation(curve=curve, best=best, contact_profit=profit)
 
 
-def retained_value(churn_probability: ArrayLike, clv_expected: ArrayLike, cfg: ProfitConfig) -> np.ndarray:
-    """The expected value over the horizon if the customer is retained: ``clv_expected / (1 − p)``, capped.
+def retained_value(
+    churn_probability: ArrayLike, clv_expected: ArrayLike, cfg: ProfitConfig, clv_if_active: ArrayLike | None = None
+) -> np.ndarray:
+    """The expected value over the horizon if the customer is retained (buys).
 
     Parameters
     ----------
     churn_probability, clv_expected : array-like of float
         One per customer.
     cfg : ProfitConfig
-        ``max_value_multiplier`` caps ``1 / (1 − p)``.
+        ``max_value_multiplier`` caps ``1 / (1 − p)`` in the fallback.
+    clv_if_active : array-like of float, optional
+        The value model's expected value given a purchase; used wherever it is finite.
 
     Returns
     -------
     numpy.ndarray of float
-        ``clv_expected · min(1 / (1 − p), max_value_multiplier)``; finite also where p = 1.
+        ``clv_if_active`` where finite, else ``clv_expected · min(1 / (1 − p), max_value_multiplier)``.
     """
     churn = np.asarray(churn_probability, dtype=float)
-    return np.asarray(clv_expected, dtype=float) / np.maximum(1 - churn, 1 / cfg.max_value_multiplier)
+    fallback = np.asarray(clv_expected, dtype=float) / np.maximum(1 - churn, 1 / cfg.max_value_multiplier)
+    if clv_if_active is None:
+        return fallback
+    own = np.asarray(clv_if_active, dtype=float)
+    return np.where(np.isfinite(own), own, fallback)
 
 
 def contact_profit(churn_probability: ArrayLike, value_if_retained: ArrayLike, cfg: ProfitConfig) -> np.ndarray:
