@@ -285,6 +285,13 @@ def test_review_list_orders_by_disagreement():
     assert empty.empty and list(empty.columns)[:2] == ["customer_id", "reason"]
 
 
+def test_review_list_does_not_print_meaningless_ratios():
+    predictions = pd.DataFrame({"customer_id": ["a"], "churn_probability": [0.5], "clv_expected": [100.0],
+                                "segment": ["loyal"]})  # fmt: skip
+    btyd = pd.DataFrame({"customer_id": ["a"], "btyd_churn_probability": [0.5], "btyd_clv_expected": [1e-9]})
+    assert "over 1000x" in review_list(predictions, btyd, AuditConfig())["reason"].iloc[0]
+
+
 # --- the BG/NBD adapter -----------------------------------------------------------------------------------
 
 

@@ -442,4 +442,6 @@ def review_list(predictions: pd.DataFrame, btyd: pd.DataFrame, cfg: AuditConfig)
 
 
 def _times(ratio: float) -> str:
-    return "one of them 0 or less" if math.isinf(ratio) else f"{ratio:.1f}x"
+    if math.isinf(ratio):
+        return "one of them 0 or less"
+    return f"{ratio:.1f}x" if ratio < 1000 else "over 1000x"  # beyond that the smaller value is ~0: no scale

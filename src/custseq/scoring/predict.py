@@ -366,7 +366,7 @@ def with_plans(
     catalogue = load_catalogue(a.catalogue)
     metrics["actions"] = {
         "item_field": field, "retention_threshold": a.retention_threshold, "mode": a.mode, "k": a.k,
-        "catalogue": catalogue.source, **({"note": note} if note else {}),
+        "catalogue": _catalogue_name(a.catalogue), **({"note": note} if note else {}),
     }  # fmt: skip
     return plan_actions(predictions, a, catalogue)
 
@@ -400,11 +400,15 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     previous = metrics.get("actions", {})
     metrics["actions"] = {
         "item_field": previous.get("item_field"), "retention_threshold": actions.retention_threshold,
-        "mode": actions.mode, "k": actions.k, "catalogue": catalogue.source,
+        "mode": actions.mode, "k": actions.k, "catalogue": _catalogue_name(actions.catalogue),
         **({"note": previous["note"]} if "note" in previous else {}),
     }  # fmt: skip
     write_json(target / "metrics.json", metrics)
     return planned
+
+
+def _catalogue_name(path: str | None) -> str:
+    return path if path is not None else "the default shipped with custseq (custseq/scoring/data/actions.json)"
 
 
 def with_segments_and_value_score(
