@@ -326,6 +326,8 @@ def test_evaluate_compares_custseq_with_baselines(shop, tiny, tmp_path):
         auc = roc_auc_score(test["churned"], test[f"{method}:churn_probability"])
         assert auc == pytest.approx(report["per_seed"][method][0]["churn_auc"]), method
     assert report["details"]["tables"]["transactions"]["rows_in"] == len(pd.read_csv(shop))
+    html = (out / "report.html").read_text()  # evaluate's report: the back-test table and every method's curves
+    assert "could not be drawn" not in html and "pareto-nbd" in html and "Rows per table" in html
 
 
 def test_evaluate_refuses_an_unknown_method(shop, tiny, tmp_path):
