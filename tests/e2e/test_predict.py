@@ -61,7 +61,8 @@ def _shop_rows(seed: int = 3) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("shop") / "shop.csv"
-    _shop_rows().to_csv(path, index=False)
+    guest = pd.DataFrame({"customer_id": [None], "ts": [dt.date(2023, 5, 1)], "amount": [9.5], "product": ["p1"]})
+    pd.concat([_shop_rows(), guest]).to_csv(path, index=False)  # a guest row: quarantined, reported
     return path
 
 
@@ -89,7 +90,7 @@ def test_predict_writes_the_output_contract(predicted, shop):
     p = pq.read_table(predicted / "predictions.parquet").to_pandas()
     assert list(p.columns) == PREDICTION_COLUMNS
     rows = pd.read_csv(shop)
-    expected = sorted(rows.loc[rows["ts"] <= AS_OF, "customer_id"].unique())
+    expected = sorted(rows.loc[rows["ts"] <= AS_OF, "customer_id"].dropna().unique())  # not the guest
     assert p["customer_id"].tolist() == expected  # every customer with history, once, sorted
     assert p["churn_probability"].between(0, 1).all() and p["p_alive"].between(0, 1).all()
     values = p[["clv_expected", "clv_p10", "clv_p50", "clv_p90"]]
@@ -189,6 +190,7 @@ def test_predict_writes_a_report_with_every_section_drawn(predicted):
     for section in SECTIONS:
         assert f'id="{section}"' in html, section
     assert "could not be drawn" not in html  # every section found its files in the shape it reads
+    assert "customer id is empty" in html  # the guest row's quarantine rule and reason
     not_available = html.count('class="na"')
     assert not_available <= 1, not_available  # at most the back-test's pointer to `custseq evaluate`
     assert "attention" in html and "<svg" in html and "Plotly" in html
@@ -250,7 +252,7 @@ def test_api_and_estimator(shop, tiny):
     assert clone(est).get_params() == est.get_params() and not hasattr(clone(est), "model_")
     with pytest.raises(Exception, match="not fitted"):
         est.predict(rows)
-    ids = sorted(rows["customer_id"].unique())
+    ids = sorted(rows["customer_id"].dropna().unique())
     profiles = pd.DataFrame({"customer_id": ids, "region": [["north", "south"][i % 2] for i in range(len(ids))]})
     est.fit(rows, customers=profiles)
     assert est.as_of_ == AS_OF and "validation" in est.metrics_

@@ -165,7 +165,9 @@ def write_run_folder(folder: Path, seed: int = 0, n: int = N_CUSTOMERS) -> Path:
 
     table_info = {
         "rows_in": 5000, "rows_used": 4990, "rows_quarantined": 10,
-        "quarantined_by_rule": {"negative_amount": 7, "unparseable_date": 3}, "flagged_by_rule": {"outlier_amount": 4},
+        "quarantined_by_rule": {"negative_amount": {"rows": 7, "reason": "amount below zero"},
+                                "unparseable_date": {"rows": 3, "reason": "timestamp unreadable"}},
+        "flagged_by_rule": {"outlier_amount": {"rows": 4, "reason": "amount far above the rest"}},
         "notes": ["transactions.ts (date): format ISO 8601 detected"],
         "mapping": [{"column": "customer_id", "source": "CustomerID", "how": "detected"},
                     {"column": "amount", "source": "Price", "how": "--column amount=Price"}],
@@ -235,6 +237,7 @@ def test_full_report_shows_the_numbers(report_html: str):
     assert "as of <b>2011-12-01</b>" in report_html and "horizon <b>90 days</b>" in report_html
     summary = _section(report_html, "summary")
     assert "negative_amount" in summary and "CustomerID" in summary and "ISO 8601" in summary
+    assert "amount below zero" in summary and ">7<" in summary  # rule, reason and rows, as prepare reports them
     backtest = _section(report_html, "backtest")
     assert "lightgbm" in backtest and "torch LSTM disabled" in backtest and backtest.count("<b>") >= 8
     assert "On the 200 test customers" in _section(report_html, "roc-pr")

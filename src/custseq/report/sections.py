@@ -221,18 +221,14 @@ def _rows_table(tables: dict[str, Any]) -> str:
 
 
 def _rules_table(tables: dict[str, Any]) -> str:
+    """Rows per validation rule; ``metrics.json`` holds ``{rule: {"rows": n, "reason": text}}`` per table."""
     rows = []
     for name, info in tables.items():
         quarantined, flagged = info.get("quarantined_by_rule") or {}, info.get("flagged_by_rule") or {}
-        rows += [
-            {
-                "table": name,
-                "rule": rule,
-                "quarantined": int(quarantined.get(rule, 0)),
-                "flagged": int(flagged.get(rule, 0)),
-            }
-            for rule in dict.fromkeys([*quarantined, *flagged])
-        ]
+        for rule in dict.fromkeys([*quarantined, *flagged]):
+            q, f = quarantined.get(rule, {}), flagged.get(rule, {})
+            reason = (q or f).get("reason", "") if isinstance(q or f, dict) else ""
+            rows.append({"table": name, "rule": rule, "reason": reason, "quarantined": _rows(q), "flagged": _rows(f)})
     if not rows:
         return paragraph("No row was quarantined or flagged by a validation rule.")
     return table(
@@ -240,6 +236,11 @@ def _rules_table(tables: dict[str, Any]) -> str:
         labels={"quarantined": "rows quarantined", "flagged": "rows flagged (kept)"},
         caption="Quarantined rows are set aside (see the run's quarantine folder); flagged rows are kept.",
     )
+
+
+def _rows(entry: Any) -> int:
+    """The row count of one rule's entry: ``{"rows": n, …}``, or a bare count."""
+    return int(entry.get("rows", 0)) if isinstance(entry, dict) else int(entry or 0)
 
 
 # --- back-test -----------------------------------------------------------------------------------------------
