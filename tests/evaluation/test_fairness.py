@@ -110,6 +110,15 @@ def test_a_planted_biased_group_is_flagged_and_the_fair_one_is_not():
     assert flagged.to_dict("records") == [{"attribute": "plan", "group": "biased", "n": 100, "reason": biased.flags[0]}]
 
 
+def test_segment_shares_are_not_flagged_across_tenure_groups_which_define_them():
+    labelled, groups = _planted(shift=0.0)
+    groups["tenure"] = groups["plan"]  # the same split, named tenure
+    labelled.loc[groups["plan"] == "biased", "segment"] = "hibernating"
+    result = audit(labelled, groups, AuditConfig(min_group_size=50))
+    assert any(f.startswith("share of segment") for f in _group(result, "plan", "biased").flags)
+    assert not any(f.startswith("share of segment") for f in _group(result, "tenure", "biased").flags)
+
+
 def test_value_and_segment_bias_are_flagged_per_metric():
     labelled, groups = _planted(shift=0.0)
     biased = groups["plan"] == "biased"

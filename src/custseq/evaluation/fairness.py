@@ -248,7 +248,8 @@ def audit(labelled: pd.DataFrame, groups: pd.DataFrame, cfg: AuditConfig) -> Aud
     A group with at least ``cfg.min_group_size`` customers is flagged once per metric that differs from the
     overall value by more than its tolerance: churn AUC (``auc_tolerance``), calibration gap
     (``calibration_tolerance``), value ratio (``value_tolerance``) and each segment's share
-    (``segment_share_tolerance``). A metric that is None in the group or overall is not compared.
+    (``segment_share_tolerance``; not for tenure, by which the segments are defined). A metric that is None
+    in the group or overall is not compared.
 
     Parameters
     ----------
@@ -278,7 +279,7 @@ def audit(labelled: pd.DataFrame, groups: pd.DataFrame, cfg: AuditConfig) -> Aud
     for attribute in (c for c in groups.columns if c != "customer_id"):
         for group, members in _in_order(rows, attribute):
             metrics = _metrics(members, segments)
-            flags = _flags(metrics, overall, cfg) if metrics.n >= cfg.min_group_size else ()
+            flags = _flags(metrics, overall, cfg, attribute) if metrics.n >= cfg.min_group_size else ()
             audited.append(GroupAudit(attribute, group, metrics, flags))
     return Audit(cfg, len(rows), overall, tuple(audited))
 
@@ -346,14 +347,17 @@ def _or_none(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def _flags(group: GroupMetrics, overall: GroupMetrics, cfg: AuditConfig) -> tuple[str, ...]:
+def _flags(group: GroupMetrics, overall: GroupMetrics, cfg: AuditConfig, attribute: str) -> tuple[str, ...]:
+    # The segments are defined by tenure and recency (new = a recent first purchase): their shares differ by
+    # tenure by construction, and flagging that would only teach a reviewer to ignore flags.
+    shares = overall.segment_shares if attribute != TENURE else {}
     compared = [
         ("churn AUC", group.churn_auc, overall.churn_auc, cfg.auc_tolerance),
         ("calibration gap (mean predicted − observed churn)", group.calibration_gap, overall.calibration_gap,
          cfg.calibration_tolerance),
         ("value ratio (mean predicted / actual value)", group.value_ratio, overall.value_ratio, cfg.value_tolerance),
         *((f"share of segment {s}", group.segment_shares[s], overall.segment_shares[s], cfg.segment_share_tolerance)
-          for s in overall.segment_shares),
+          for s in shares),
     ]  # fmt: skip
     return tuple(
         f"{metric} {mine:.3f} vs {everyone:.3f} overall (differs by {abs(mine - everyone):.3f} > {tolerance:g})"
