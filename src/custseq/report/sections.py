@@ -457,13 +457,23 @@ def _best_rows(frame: pd.DataFrame, columns: list[str]) -> set[tuple[int, str]]:
     return bold
 
 
-def calibration(data: ReportData, cfg: ReportConfig) -> str:
+def _compared(data: ReportData, kind: str) -> tuple[Any, list[str], str]:
+    """The labelled customers, the methods a figure compares (custseq and the best other) and the source line;
+    no customers and the reason instead when there is nothing to compare."""
     labelled, source = _labelled(data)
     if labelled is None:
-        return na(source)
-    methods = _pair(labelled, "churn")
+        return None, [], source
+    methods = _pair(labelled, kind)
     if not methods:
-        return na(f"{labelled.source} has no churn probabilities")
+        what = "churn probabilities" if kind == "churn" else "expected value predictions"
+        return None, [], f"{labelled.source} has no {what}"
+    return labelled, methods, source
+
+
+def calibration(data: ReportData, cfg: ReportConfig) -> str:
+    labelled, methods, source = _compared(data, "churn")
+    if labelled is None:
+        return na(source)
     tables = {m: analysis.reliability_table(*analysis.known(labelled.churned, labelled.churn[m])) for m in methods}
     parts = [paragraph(source, lead=True)]
     how = (data.metrics or {}).get("calibration")
@@ -490,12 +500,9 @@ def calibration(data: ReportData, cfg: ReportConfig) -> str:
 
 
 def gain_lift(data: ReportData, cfg: ReportConfig) -> str:
-    labelled, source = _labelled(data)
+    labelled, methods, source = _compared(data, "churn")
     if labelled is None:
         return na(source)
-    methods = _pair(labelled, "churn")
-    if not methods:
-        return na(f"{labelled.source} has no churn probabilities")
     curves = {m: analysis.gain_curve(*analysis.known(labelled.churned, labelled.churn[m])) for m in methods}
     rows = pd.DataFrame({"share_contacted": analysis.gain_at(next(iter(curves.values())))["target"]})
     for method, curve in curves.items():
@@ -515,12 +522,9 @@ def gain_lift(data: ReportData, cfg: ReportConfig) -> str:
 
 
 def value_deciles(data: ReportData, cfg: ReportConfig) -> str:
-    labelled, source = _labelled(data)
+    labelled, methods, source = _compared(data, "value")
     if labelled is None:
         return na(source)
-    methods = _pair(labelled, "value")
-    if not methods:
-        return na(f"{labelled.source} has no expected value predictions")
     tables = {m: analysis.value_decile_table(*analysis.known(labelled.value, labelled.clv[m])) for m in methods}
     parts = [
         paragraph(source, lead=True),
