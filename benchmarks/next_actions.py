@@ -9,8 +9,13 @@ the 90 days after the cutoff (2011-09-11 00:00) are observed. An encoder is pre-
 windows only (``pretrain_prepared``: never the scoring window), with ``PrepareConfig().model``'s encoder and
 objectives, twice: with the model's pre-training defaults (3 epochs) and with ``TrainConfig()`` (30 epochs,
 patience 15). :func:`custseq.models.next_event.propose_next` then proposes the next 3 products (StockCode) of
-every customer with history at the cutoff. The baselines read the purchase lines before the cutoff: the 3
-products in most orders (popularity, the same for everyone) and the products of the customer's last order,
+every customer with history at the cutoff, from the head alone and from the head mixed with the customer's own
+recency-weighted products (``ItemMixture``: p = (1 - w) p_head + w q_customer). The mixture's weight and
+half-life are fitted (``fit_item_mixture``, hit@3) on the latest training window (as of 2011-06-12, one horizon
+earlier): its customers' actual next products come from the scoring window's sequences, which hold only tokens
+before the benchmark's cutoff (checked), so nothing at or after the cutoff is used; the fitted mixture is then
+applied at the cutoff. The baselines read the purchase lines before the cutoff: the 3 products in most orders
+(popularity, the same for everyone) and the products of the customer's last order,
 largest amount first, topped up with popular ones (repeat-last).
 
 Evaluated customers: those with history at the cutoff who buy again within the horizon. Their "actual" set is
@@ -32,6 +37,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from harness import busy_cpu_seconds, machine_description, wait_for_quiet, write_section  # benchmarks/
@@ -82,14 +88,20 @@ def is_product(code: str) -> bool:
     return code[:1].isdigit()
 
 
+def _events(half_life: float) -> str:
+    return "none" if half_life >= 1e6 else f"{half_life:g} events"
+
+
 def run(tmp: Path, say) -> dict:
     import numpy as np
+    import pyarrow.compute as pc
 
     from custseq.config import ColumnsConfig, PrepareConfig, TrainConfig
-    from custseq.models.next_event import item_field, propose_next
+    from custseq.models.next_event import fit_item_mixture, item_field, propose_next
     from custseq.models.pretrain import load_pretrained, model_vocab, pretrain_prepared
     from custseq.prepare import prepare
     from custseq.scoring.actions import hit_rate_at_k, popularity_proposals, repeat_last_proposals
+    from custseq.sequences.build import read_sequences
 
     timings = {}
     t0 = time.perf_counter()
@@ -97,10 +109,23 @@ def run(tmp: Path, say) -> dict:
     config = PrepareConfig(columns=ColumnsConfig(transactions=MAPPING))
     result = prepare(ONLINE_RETAIL, out=tmp / "prepared", as_of=AS_OF.isoformat(), horizon=HORIZON_DAYS, config=config)
     scoring = result.window_dir(result.plan.scoring)
+    latest_training = result.window_dir(result.plan.training[0])
     timings["prepare"] = time.perf_counter() - t0
+    # leakage check: the mixture's targets come from the scoring window, whose tokens must all lie before CUTOFF
+    if result.plan.scoring.cutoff != CUTOFF or result.plan.training[0].cutoff != CUTOFF - dt.timedelta(HORIZON_DAYS):
+        raise RuntimeError(
+            f"unexpected cutoffs: scoring {result.plan.scoring}, latest training {result.plan.training[0]}"
+        )
+    stored = read_sequences(scoring / "sequences").select(["cutoff", "log_t_to_cutoff"])
+    cutoffs = set(stored["cutoff"].to_pylist())
+    earliest_gap = pc.min(pc.list_flatten(stored["log_t_to_cutoff"])).as_py()
+    if cutoffs != {CUTOFF} or earliest_gap < 0:
+        raise RuntimeError(
+            f"scoring sequences reach past {CUTOFF}: cutoffs {cutoffs}, min log_t_to_cutoff {earliest_gap}"
+        )
     defaults = config.model
     runs = {"model defaults (3 epochs)": defaults.pretrain_training, "TrainConfig() (30 epochs)": TrainConfig()}
-    proposals, details = {}, {}
+    proposals, details, mixtures = {}, {}, {}
     vocab = None
     for label, training in runs.items():
         say(f"pre-training: {label}")
@@ -120,6 +145,15 @@ def run(tmp: Path, say) -> dict:
             proposed = propose_next(model, vocab, scoring, field, k=len(vocab.values[field]), anchor=anchor)
             proposals[f"next-event head, {label}, time from the {anchor.replace('_', ' ')}"] = proposed
         timings[f"propose: {label}"] = (time.perf_counter() - t) / 2
+        t = time.perf_counter()
+        mixture = fit_item_mixture(model, vocab, latest_training, scoring, field, horizon_days=HORIZON_DAYS, k=K)
+        timings[f"fit mixture: {label}"] = time.perf_counter() - t
+        name = f"head + own history (w {mixture.weight:.1f}, half-life {_events(mixture.half_life)}), {label}"
+        proposals[name] = propose_next(model, vocab, scoring, field, k=len(vocab.values[field]), mixture=mixture)
+        own = replace(mixture, weight=1.0)
+        name = f"own history alone, head for the rest (half-life {_events(mixture.half_life)}), {label}"
+        proposals[name] = propose_next(model, vocab, scoring, field, k=len(vocab.values[field]), mixture=own)
+        mixtures[label] = asdict(mixture)
         details[label] = {"best_epoch": done.manifest.metrics["best_epoch"],
                           "best_val_loss": done.manifest.metrics["best_val_loss"]}  # fmt: skip
     say("baselines and actual orders")
@@ -161,6 +195,7 @@ def run(tmp: Path, say) -> dict:
         "training_windows": [w.key for w in result.plan.training],
         "scoring_window": result.plan.scoring.key,
         "pretraining": details,
+        "mixtures": mixtures,
         "timings": timings,
     }  # fmt: skip
 
@@ -199,6 +234,12 @@ def section(res: dict, command: str, seconds: float, busy: float, busy_before: f
     best = {label: f"best epoch {d['best_epoch']:.0f}, validation loss {d['best_val_loss']:.3f}"
             for label, d in res["pretraining"].items()}  # fmt: skip
     timing = ", ".join(f"{name} {s:.0f} s" for name, s in res["timings"].items())
+    fits = "; ".join(
+        f"{label}: weight **{m['weight']:.1f}**, half-life {_events(m['half_life'])} on {m['customers']:,} customers "
+        f"(hit@{m['k']} head {m['hit_rate_at_k']['head']:.3f}, own history {m['hit_rate_at_k']['customer']:.3f}, "
+        f"mixture {m['hit_rate_at_k']['mixture']:.3f}){' — ' + m['note'] if m['note'] else ''}"
+        for label, m in res["mixtures"].items()
+    )
     lines += [
         "",
         f"*Products only*: non-product codes (StockCodes not starting with a digit: POST, DOT, M, BANK CHARGES, …) "
@@ -208,6 +249,15 @@ def section(res: dict, command: str, seconds: float, busy: float, busy_before: f
         "feeds the real gap. Popularity counts orders holding the product before the cutoff; repeat-last takes "
         "the last order's products by amount, then popular ones. Purchase lines for the baselines and the actual "
         "sets: a customer id, quantity > 0, unit price > 0, no cancellation, exact duplicates once.",
+        "",
+        "*Head + own history*: `propose_next(..., mixture=fit_item_mixture(model, vocab, latest_training_window, "
+        "scoring_window, field, horizon_days=90, k=3))`: p = (1 − w) · p_head + w · q, q = the customer's products "
+        "in their last 64 tokens (orders), weighted 0.5^(age / half-life), age in orders from the latest. The "
+        "weight (0, 0.1, …, 1) and half-life (1, 3, 10 orders, none) are chosen for hit@3 of each customer's next "
+        "order's product (the order token's largest line) after the latest training window's cutoff "
+        f"({res['training_windows'][0]}), read from the scoring window's sequences (all before the cutoff, "
+        f"checked): {fits}. *Own history alone* is the same q with weight 1, the head ranking the products the "
+        "customer never bought.",
         "",
         f"Pre-training: {'; '.join(f'{k}: {v}' for k, v in best.items())}. Run time: {timing}.",
         "",

@@ -191,6 +191,7 @@ def test_predict_writes_a_report_with_every_section_drawn(predicted):
         assert f'id="{section}"' in html, section
     assert "could not be drawn" not in html  # every section found its files in the shape it reads
     assert "customer id is empty" in html  # the guest row's quarantine rule and reason
+    assert "mixed with each customer&#x27;s own recent items" in html  # how the next items were proposed
     not_available = html.count('class="na"')
     assert not_available <= 1, not_available  # at most the back-test's pointer to `custseq evaluate`
     assert "attention" in html and "<svg" in html and "Plotly" in html
@@ -210,6 +211,11 @@ def test_metrics_and_model_record_how_it_was_trained(predicted):
     config = json.loads((predicted / "model" / "config.json").read_text())
     assert {"tabular", "calibration", "finetune", "encoder", "data"} <= set(config)
     assert not list((predicted / "model").glob("*.pt"))  # weights only in safetensors
+    mixture = metrics["actions"]["item_mixture"]  # fitted on the latest training window, saved for `score`
+    assert metrics["actions"]["item_field"] == "product" and 0 <= mixture["weight"] <= 1 and mixture["customers"] > 0
+    assert mixture["fitted_on"] == metrics["training_windows"][0]
+    saved = json.loads((predicted / "model" / "next-event" / "item-mixture.json").read_text())
+    assert saved == mixture
 
 
 def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path):

@@ -404,6 +404,11 @@ def fit_item_mixture(
     field = _checked_field(model, vocab, field, k, anchor)
     files = _sequence_files(window)
     targets = next_item_targets(window, later_window, field, horizon_days)
+    if len(targets.value_ids) and int(targets.value_ids.max()) >= vocab.size(field):
+        raise ArtifactError(
+            f"{later_window}'s sequences hold {field} id {int(targets.value_ids.max())}, beyond the vocabulary's "
+            f"{vocab.size(field)} ids; both windows must come from the prepare run the model's vocabulary belongs to"
+        )
     target_of = dict(zip(targets.customer_ids, targets.value_ids.tolist(), strict=True))
     fitted_on = (targets.earlier_cutoff - dt.timedelta(days=1)).date().isoformat()
     grid = [(w, h) for w in MIXTURE_WEIGHTS for h in HALF_LIVES]

@@ -686,6 +686,25 @@ def segments(data: ReportData, cfg: ReportConfig) -> str:
     return "".join(parts)
 
 
+def _mixture_text(m: dict[str, Any]) -> str:
+    """How the next items were proposed: the head mixed with each customer's own recent items."""
+    if m.get("note"):
+        return f"Next items: the next-event head alone ({m['note']})."
+    half_life = "no decay" if m["half_life"] >= 1e6 else f"half-life {number(m['half_life'])} events"
+    text = (
+        f"Next items: the pre-trained next-event head mixed with each customer's own recent items (weight "
+        f"{number(m['weight'])} on their own, {half_life}), chosen on the window as of {m['fitted_on']} by the "
+        f"hit rate of the actual next item of {number(m['customers'])} customers"
+    )
+    hits = m.get("hit_rate_at_k") or {}
+    if {"head", "customer", "mixture"} <= set(hits):
+        text += (
+            f" (hit@{m.get('k', '?')}: head alone {hits['head']:.3f}, own items alone {hits['customer']:.3f}, "
+            f"mixture {hits['mixture']:.3f}, in-sample)"
+        )
+    return text + "."
+
+
 def actions(data: ReportData, cfg: ReportConfig) -> str:
     if data.predictions is None:
         return na(data.missing("predictions.parquet"))
@@ -694,10 +713,14 @@ def actions(data: ReportData, cfg: ReportConfig) -> str:
     settings = (data.metrics or {}).get("actions")
     if isinstance(settings, dict):
         note = settings.get("note")
-        shown = {k.replace("_", " "): v for k, v in settings.items() if k != "note" and v is not None}
+        shown = {
+            k.replace("_", " "): v for k, v in settings.items() if k not in ("note", "item_mixture") and v is not None
+        }
         parts.append(key_values(shown))
         if note:
             parts.append(paragraph(str(note)))
+        if isinstance(settings.get("item_mixture"), dict):
+            parts.append(paragraph(_mixture_text(settings["item_mixture"])))
     if "retention_flag" in p:
         flagged = p["retention_flag"].fillna(False).astype(bool)
         text = f"{int(flagged.sum()):,} of {len(p):,} customers ({flagged.mean():.1%}) are flagged for retention"

@@ -63,7 +63,7 @@ class ChurnValueEstimator(BaseEstimator):
         cfg = self._config()
         run = run_predict(X, horizon=self.horizon, as_of=self.as_of, customers=customers, events=events, config=cfg)
         self.model_ = run.model
-        self.next_event_ = run.next_event
+        self.proposer_ = run.proposer
         self.data_config_ = run.data_config
         self.metrics_ = run.metrics
         self.as_of_ = run.as_of
@@ -82,7 +82,7 @@ class ChurnValueEstimator(BaseEstimator):
             raise NotFittedError("this ChurnValueEstimator is not fitted yet; call fit first")
         return score_with_model(
             self.model_, self.data_config_, X, as_of=as_of, customers=customers, events=events,
-            next_event=self.next_event_,
+            proposer=self.proposer_,
         )  # fmt: skip
 
     def _config(self) -> PrepareConfig:

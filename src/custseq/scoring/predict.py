@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from custseq.baselines.btyd import BtydPredictions, predict_btyd
 from custseq.config import ActionConfig, PrepareConfig, config_from_dict, config_to_dict
-from custseq.errors import ConfigError, TrainingError
+from custseq.errors import ArtifactError, ConfigError, TrainingError
 from custseq.metrics import churn_value_metrics
 from custseq.models.churn_value import (
     ChurnValueModel,
@@ -38,7 +38,7 @@ from custseq.models.churn_value import (
     save_churn_value,
     score_window,
 )
-from custseq.models.next_event import item_field, propose_next
+from custseq.models.next_event import ItemMixture, fit_item_mixture, item_field, propose_next
 from custseq.models.pretrain import PretrainModel, PretrainRun, load_pretrained, pretrain_prepared
 from custseq.models.samples import WindowData
 from custseq.prepare import PreparedWindows, prepare, prepare_scoring_sequences
@@ -59,6 +59,16 @@ from custseq.sequences.vocab import SequenceVocab
 
 Stage = Callable[[str], None]
 NEXT_EVENT_DIR = "next-event"  # inside the model folder: the pre-trained model with its next-event head
+MIXTURE_FILE = "item-mixture.json"  # in NEXT_EVENT_DIR: how much of each customer's own history to mix in
+
+
+@dataclass
+class ItemProposer:
+    """What proposes the plans' next items: the pre-trained next-event head, mixed with each customer's own
+    recent items as fitted on the latest training window (:func:`custseq.models.next_event.fit_item_mixture`)."""
+
+    model: PretrainModel
+    mixture: ItemMixture | None = None
 
 
 @dataclass
@@ -72,7 +82,7 @@ class PredictRun:
     model: ChurnValueModel
     data_config: PrepareConfig
     as_of: str
-    next_event: PretrainModel | None = None  # the pre-trained model whose next-event head proposes plan items
+    proposer: ItemProposer | None = None  # what proposes the plans' next items (None: catalogue actions only)
 
 
 def predict(
@@ -138,13 +148,15 @@ def run_predict(
             actions=cfg.actions, audit=cfg.audit, report=cfg.report, profit=cfg.profit,
         )  # fmt: skip
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
-        next_event = load_pretrained(pretrained.model_dir)[0] if pretrained is not None else None
-        run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out, next_event)
+        proposer = _item_proposer(pretrained, fit.model.vocab, layout, data_cfg, say)
+        run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out, proposer)
         if out is not None:
             out = Path(out)
             save_churn_value(out / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared"))
             if pretrained is not None:  # its next-event head proposes the plans' items when scoring new data
                 shutil.copytree(pretrained.model_dir, out / "model" / NEXT_EVENT_DIR, dirs_exist_ok=True)
+                if proposer is not None and proposer.mixture is not None:
+                    write_json(out / "model" / NEXT_EVENT_DIR / MIXTURE_FILE, dataclasses.asdict(proposer.mixture))
             _copy_quarantine(work / "prepared" / "quarantine", out / "quarantine")
             say("writing the validation curves, training history and attention maps")
             pretrain_result = pretrained.result if pretrained is not None else None
@@ -183,11 +195,9 @@ def score(
     """
     model, saved, _ = load_churn_value(model_dir)
     data_cfg = config or _data_config(saved["data"])
-    next_dir = Path(model_dir) / NEXT_EVENT_DIR
-    next_event = load_pretrained(next_dir)[0] if next_dir.is_dir() else None
     return score_with_model(
         model, data_cfg, transactions, as_of=as_of, customers=customers, events=events, out=out,
-        next_event=next_event,
+        proposer=load_item_proposer(Path(model_dir) / NEXT_EVENT_DIR),
     )  # fmt: skip
 
 
@@ -200,11 +210,11 @@ def score_with_model(
     customers: Any = None,
     events: Any = None,
     out: Path | str | None = None,
-    next_event: PretrainModel | None = None,
+    proposer: ItemProposer | None = None,
 ) -> PredictRun:
     """Score new data with a fitted model in memory (what :func:`score` and the estimator do).
 
-    ``next_event`` is the pre-trained model whose next-event head proposes the plans' items (optional).
+    ``proposer`` proposes the plans' next items (optional: without it plans hold catalogue actions only).
     """
     started = time.perf_counter()
     cfg = dataclasses.replace(data_cfg, window=dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days))
@@ -222,7 +232,7 @@ def score_with_model(
             "tables": scoring.report.to_dict(),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        run = _run(scores, Path(tmp), metrics, model, cfg, scoring.window.as_of.isoformat(), out, next_event)
+        run = _run(scores, Path(tmp), metrics, model, cfg, scoring.window.as_of.isoformat(), out, proposer)
         if out is not None:
             _copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
     return run
@@ -239,6 +249,43 @@ def with_seed(cfg: PrepareConfig, seed: int | None) -> PrepareConfig:
         finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
     )
     return dataclasses.replace(cfg, model=model)
+
+
+def _item_proposer(
+    pretrained: PretrainRun | None, vocab: SequenceVocab, layout: PreparedWindows, cfg: PrepareConfig, say: Stage
+) -> ItemProposer | None:
+    """The pre-trained model with its copy mixture fitted on the latest training window (whose next events lie
+    before the scoring cutoff: no leakage); None without a next-event head."""
+    if pretrained is None:
+        return None
+    model = load_pretrained(pretrained.model_dir)[0]
+    if model.next_head is None:
+        return None
+    field = item_field(vocab, cfg.actions.item_field)
+    if field is None or not layout.training:
+        return ItemProposer(model)
+    say("fitting the next-item mixture on the latest training window")
+    mixture = fit_item_mixture(
+        model, vocab, layout.training[0], layout.scoring, field, horizon_days=layout.horizon_days, k=cfg.actions.k
+    )
+    return ItemProposer(model, mixture)
+
+
+def load_item_proposer(folder: Path) -> ItemProposer | None:
+    """The proposer saved by ``predict`` in ``<model>/next-event`` (None when the model has none)."""
+    if not folder.is_dir():
+        return None
+    model = load_pretrained(folder)[0]
+    if model.next_head is None:
+        return None
+    mixture_file = folder / MIXTURE_FILE
+    if not mixture_file.is_file():
+        return ItemProposer(model)
+    try:
+        mixture = ItemMixture(**json.loads(mixture_file.read_text()))
+    except (ValueError, TypeError) as e:
+        raise ArtifactError(f"{mixture_file} is not a valid item mixture ({e}); run predict again") from None
+    return ItemProposer(model, mixture)
 
 
 def _fit(work: Path, cfg: PrepareConfig, say: Stage, progress: bool) -> tuple[FitResult, PretrainRun | None]:
@@ -289,7 +336,7 @@ def _run(
     cfg: PrepareConfig,
     as_of: str,
     out: Any,
-    next_event: PretrainModel | None,
+    proposer: ItemProposer | None,
 ) -> PredictRun:
     """Predictions with every derived column from the scoring ``window`` folder; ``out`` receives the outputs."""
     feature_table = pq.read_table(window / "features.parquet")
@@ -302,7 +349,7 @@ def _run(
     simulation = simulate_retention(predictions.to_pandas(), cfg.profit)
     predictions = predictions.append_column("contact_profit", pa.array(simulation.contact_profit, pa.float64()))
     embeddings = scores.embedding_table()
-    frame = with_plans(predictions.to_pandas(), next_event, model.vocab, window, cfg, metrics)
+    frame = with_plans(predictions.to_pandas(), proposer, model.vocab, window, cfg, metrics)
     predictions = pa.Table.from_pandas(frame, preserve_index=False)
     review = review_table(frame, btyd, cfg.audit)
     metrics["review_customers"] = len(review)
@@ -312,7 +359,7 @@ def _run(
         review.to_csv(out / "review.csv", index=False)
         write_json(out / "profit.json", profit_json(simulation, cfg.profit))
         write_json(out / "attention.json", attention_json(model, window, frame, cfg.report))
-    return PredictRun(frame, embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of, next_event)
+    return PredictRun(frame, embeddings.to_pandas(), metrics, Path(out) if out else None, model, cfg, as_of, proposer)
 
 
 def _btyd(features: pa.Table, horizon_days: int, metrics: dict[str, Any]) -> BtydPredictions | None:
@@ -339,13 +386,13 @@ def with_p_alive(predictions: pa.Table, btyd: BtydPredictions | None) -> pa.Tabl
 
 def with_plans(
     predictions: pd.DataFrame,
-    next_event: PretrainModel | None,
+    proposer: ItemProposer | None,
     vocab: SequenceVocab,
     window: Path,
     cfg: PrepareConfig,
     metrics: dict[str, Any],
 ) -> pd.DataFrame:
-    """Add ``next_items`` (the next-event head's proposals), ``retention_flag`` and ``next_actions``.
+    """Add ``next_items`` (the proposer's likeliest next items), ``retention_flag`` and ``next_actions``.
 
     Without a pre-trained next-event head (pre-training off, or without the next objective) or an item field
     (e.g. CDNOW: no product, category, event or channel), plans hold the catalogue's actions only.
@@ -357,10 +404,10 @@ def with_plans(
     note = None
     if field is None:
         note = "no product, category, event or channel field: plans hold catalogue actions only"
-    elif next_event is None or next_event.next_head is None:
+    elif proposer is None:
         note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     else:
-        items = propose_next(next_event, vocab, window, field, a.k)
+        items = propose_next(proposer.model, vocab, window, field, a.k, mixture=proposer.mixture)
         by_id = dict(zip(items.customer_ids, next_items_column(items), strict=True))
         predictions["next_items"] = [by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)]
     catalogue = load_catalogue(a.catalogue)
@@ -368,6 +415,8 @@ def with_plans(
         "item_field": field, "retention_threshold": a.retention_threshold, "mode": a.mode, "k": a.k,
         "catalogue": _catalogue_name(a.catalogue), **({"note": note} if note else {}),
     }  # fmt: skip
+    if field is not None and proposer is not None and proposer.mixture is not None:
+        metrics["actions"]["item_mixture"] = dataclasses.asdict(proposer.mixture)
     return plan_actions(predictions, a, catalogue)
 
 
