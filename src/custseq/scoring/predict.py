@@ -143,31 +143,16 @@ def run_predict(
         say("scoring every customer")
         layout = PreparedWindows.read(work / "prepared")
         scores = score_window(fit.model, WindowData(layout.scoring))
-        data_cfg = dataclasses.replace(
-            _data_config(prepared.summary["config"]),
-            actions=cfg.actions, audit=cfg.audit, report=cfg.report, profit=cfg.profit,
-        )  # fmt: skip
+        data_cfg = _data_config(prepared.summary["config"])
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, data_cfg, say)
         run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out, proposer)
         if out is not None:
             out = Path(out)
-            save_churn_value(out / "model", fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(work / "prepared"))
-            if pretrained is not None:  # its next-event head proposes the plans' items when scoring new data
-                shutil.copytree(pretrained.model_dir, out / "model" / NEXT_EVENT_DIR, dirs_exist_ok=True)
-                if proposer is not None and proposer.mixture is not None:
-                    write_json(out / "model" / NEXT_EVENT_DIR / MIXTURE_FILE, dataclasses.asdict(proposer.mixture))
+            _save_models(out / "model", fit, pretrained, proposer, cfg, data_cfg, fingerprint_of(work / "prepared"))
             _copy_quarantine(work / "prepared" / "quarantine", out / "quarantine")
-            say("writing the validation curves, training history and attention maps")
-            pretrain_result = pretrained.result if pretrained is not None else None
-            write_json(out / "history.json", training_history(pretrain_result, fit.result))
-            validation = validation_predictions(fit.model, layout.training[0], data_cfg)
-            pq.write_table(pa.Table.from_pandas(validation, preserve_index=False), out / "validation.parquet")
-            say("auditing the predictions across customer groups")
-            audited = audit_validation(validation, layout.training[0], data_cfg.audit)
-            write_json(out / "audit.json", audited.to_json())
-            run.metrics["audit"] = {"labelled_customers": len(validation), "flagged_groups": audited.flagged_groups}
-            write_json(out / "metrics.json", run.metrics)
+            say("writing the validation curves, the training history and the bias audit")
+            _write_training_diagnostics(out, fit, pretrained, layout.training[0], data_cfg, run.metrics)
     return run
 
 
@@ -249,6 +234,41 @@ def with_seed(cfg: PrepareConfig, seed: int | None) -> PrepareConfig:
         finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
     )
     return dataclasses.replace(cfg, model=model)
+
+
+def _save_models(
+    folder: Path,
+    fit: FitResult,
+    pretrained: PretrainRun | None,
+    proposer: ItemProposer | None,
+    cfg: PrepareConfig,
+    data_cfg: PrepareConfig,
+    fingerprint: str,
+) -> None:
+    """The churn-value model, and the pre-trained model whose next-event head proposes items for ``score``."""
+    save_churn_value(folder, fit, cfg.model, config_to_dict(data_cfg), fingerprint)
+    if pretrained is not None:
+        shutil.copytree(pretrained.model_dir, folder / NEXT_EVENT_DIR, dirs_exist_ok=True)
+        if proposer is not None and proposer.mixture is not None:
+            write_json(folder / NEXT_EVENT_DIR / MIXTURE_FILE, dataclasses.asdict(proposer.mixture))
+
+
+def _write_training_diagnostics(
+    out: Path,
+    fit: FitResult,
+    pretrained: PretrainRun | None,
+    validation_window: Path,
+    cfg: PrepareConfig,
+    metrics: dict[str, Any],
+) -> None:
+    """history.json, validation.parquet and audit.json (:mod:`custseq.scoring.diagnostics`); updates metrics.json."""
+    write_json(out / "history.json", training_history(pretrained.result if pretrained else None, fit.result))
+    validation = validation_predictions(fit.model, validation_window, cfg)
+    pq.write_table(pa.Table.from_pandas(validation, preserve_index=False), out / "validation.parquet")
+    audited = audit_validation(validation, validation_window, cfg.audit)
+    write_json(out / "audit.json", audited.to_json())
+    metrics["audit"] = {"labelled_customers": len(validation), "flagged_groups": audited.flagged_groups}
+    write_json(out / "metrics.json", metrics)
 
 
 def _item_proposer(
