@@ -460,6 +460,14 @@ def _print_scores(run: Any) -> None:
             f"{r.clv_p10:,.2f} – {r.clv_p90:,.2f}",
         )  # fmt: skip
     console.print(top)
+    segments = ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
+    console.print(f"segments: {segments}")
+    console.print(
+        f"{int(p['retention_flag'].sum()):,} customers flagged for retention actions (churn above "
+        f"{run.data_config.actions.retention_threshold:g}); {int((p['contact_profit'] > 0).sum()):,} worth a "
+        f"retention contact under the [profit] assumptions; {run.metrics.get('review_customers', 0):,} listed in "
+        "review.csv for a human look"
+    )
     if run.out_dir is not None:
         report = _write_report(run.out_dir, run.data_config.report)
         files = "predictions.parquet/.csv, embeddings.parquet, metrics.json, review.csv, quarantine/"
