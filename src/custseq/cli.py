@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -363,10 +362,6 @@ def plan_cmd(
         f"get retention actions ({actions.mode}), the rest the next-event model's items and growth actions"
     )
     if (folder / "report.html").exists():
-        for name in ("validation.parquet", "history.json", "attention.json", "profit.json", "audit.json",
-                     "review.csv", "embeddings.parquet", "test_predictions.parquet", "evaluation.json"):  # fmt: skip
-            if target != folder and (folder / name).exists() and not (target / name).exists():
-                shutil.copy2(folder / name, target / name)
         _write_report(target, _config(config, None).report)
     console.print(f"Outputs in [bold]{target}/[/] (predictions.parquet/.csv, metrics.json)")
 

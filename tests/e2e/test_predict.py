@@ -171,7 +171,9 @@ def test_plan_replans_saved_predictions_with_another_threshold_and_catalogue(pre
             assert all(t.startswith("suggest ") or t == "say thanks" for t in texts)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["actions"]["retention_threshold"] == 0.3 and metrics["actions"]["mode"] == "augment"
-    assert (out / "report.html").is_file()  # the report is written again for the new plans
+    assert (out / "audit.json").is_file() and (out / "validation.parquet").is_file()  # the run's other files
+    html = (out / "report.html").read_text()  # the report is written again for the new plans, whole
+    assert "could not be drawn" not in html and "call them" in html
 
 
 def test_plan_refuses_a_bad_catalogue_or_folder(predicted, tmp_path):

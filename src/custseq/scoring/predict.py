@@ -59,6 +59,7 @@ from custseq.sequences.vocab import SequenceVocab
 
 Stage = Callable[[str], None]
 NEXT_EVENT_DIR = "next-event"  # inside the model folder: the pre-trained model with its next-event head
+REPLANNED = ("predictions.parquet", "predictions.csv", "metrics.json", "report.html")  # what `replan` writes
 MIXTURE_FILE = "item-mixture.json"  # in NEXT_EVENT_DIR: how much of each customer's own history to mix in
 
 
@@ -444,7 +445,8 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     """Re-plan saved predictions (``folder/predictions.parquet``) with other action settings or catalogue.
 
     The next-event proposals saved in ``next_items`` are reused, so no model is needed. Writes
-    predictions.parquet / .csv and the ``actions`` entry of metrics.json to ``out`` (default: ``folder``).
+    predictions.parquet / .csv and the ``actions`` entry of metrics.json to ``out`` (default: ``folder``); a
+    new ``out`` also receives the run's other files (validation curves, audit…) so that its report is whole.
 
     Raises
     ------
@@ -461,6 +463,10 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     planned = plan_actions(pq.read_table(source).to_pandas(), actions, catalogue)
     target = Path(out) if out is not None else folder
     target.mkdir(parents=True, exist_ok=True)
+    if target.resolve() != folder.resolve():
+        for other in folder.iterdir():
+            if other.is_file() and other.name not in REPLANNED and not (target / other.name).exists():
+                shutil.copy2(other, target / other.name)
     table = pa.Table.from_pandas(planned, preserve_index=False)
     pq.write_table(table, target / "predictions.parquet")
     pacsv.write_csv(table, target / "predictions.csv")
