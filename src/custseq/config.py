@@ -485,7 +485,7 @@ class ActionConfig:
 
     k: int = 3  # actions per customer
     retention_threshold: float = 0.5  # churn probability above which the plan switches to retention actions
-    mode: Literal["replace", "augment"] = "replace"  # augment: retention actions first, then the model's items
+    mode: Literal["replace", "augment"] = "replace"  # augment: the top retention action, then the model's items
     item_field: str = "auto"  # the token field the next-event head proposes; auto = product, category, event, channel
     catalogue: str | None = None  # path of a JSON or YAML action catalogue; None = the one shipped with custseq
 

@@ -67,10 +67,10 @@ def test_replace_gives_retention_only_and_augment_adds_the_models_items():
     row = {"churn_probability": 0.95, "segment": "hibernating", "next_items": _items(("A", 0.4), ("B", 0.2))}
     # the first rule matches (hibernating, churn >= 0.9) and has two actions
     assert _plan([row], k=3, mode="replace") == [[("retention", "call"), ("retention", "voucher 20%")]]
-    assert _plan([row], k=3, mode="augment") == [
-        [("retention", "call"), ("retention", "voucher 20%"), ("item", "Recommend A")]
+    assert _plan([row], k=3, mode="augment") == [  # one retention touch, the products still on offer
+        [("retention", "call"), ("item", "Recommend A"), ("item", "Recommend B")]
     ]
-    assert _plan([row], k=4, mode="augment")[0][2:] == [("item", "Recommend A"), ("item", "Recommend B")]
+    assert _plan([row], k=4, mode="augment")[0][3:] == [("retention", "voucher 20%")]  # then the rule's others
 
 
 def test_unflagged_customers_get_the_models_items_topped_up_with_growth_actions():

@@ -2,7 +2,8 @@
 
 A customer whose churn probability is strictly above ``ActionConfig.retention_threshold`` is flagged for
 retention and gets the actions of the first matching rule of the catalogue's ``retention`` list (``replace``
-mode), or those followed by the next-event model's items (``augment`` mode). Everyone else gets the model's
+mode), or its first retention action followed by the next-event model's items, then its other retention
+actions (``augment`` mode: one retention touch, and the products still on offer). Everyone else gets the model's
 likeliest next items as item actions, topped up to ``k`` with the actions of the first matching ``growth``
 rule. Plans never repeat an action or an item.
 
@@ -256,8 +257,9 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
         A copy of ``predictions`` with ``retention_flag`` (churn probability strictly above the threshold)
         and ``next_actions``: a JSON list of up to ``k`` objects ``{"action", "kind", "item", "probability"}``
         (``kind`` one of :data:`KINDS`; ``item`` and ``probability`` are null except for item actions).
-        Flagged customers get the first matching retention rule's actions (``replace``), followed by the
-        model's items in ``augment`` mode; the others get the model's items, then the first matching growth
+        Flagged customers get the first matching retention rule's actions (``replace``), or in ``augment``
+        mode its first action, the model's items, then its other actions; the others get the model's items,
+        then the first matching growth
         rule's actions. A plan has ``k`` actions unless fewer are available, and no repeats.
 
     Raises
@@ -290,7 +292,8 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
         ]
         if flag:
             plan = _actions(catalogue.retention[retention[row]], "retention")
-            plan += items if cfg.mode == "augment" else []
+            if cfg.mode == "augment":
+                plan = plan[:1] + items + plan[1:]
         else:
             plan = items + _actions(catalogue.growth[growth[row]], "growth")
         plans.append(json.dumps(_first_distinct(plan, cfg.k), ensure_ascii=False))
