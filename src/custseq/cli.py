@@ -460,7 +460,7 @@ def _print_scores(run: Any) -> None:
     console.print(
         f"{int(p['retention_flag'].sum()):,} customers flagged for retention actions (churn above "
         f"{run.data_config.actions.retention_threshold:g}); {int((p['contact_profit'] > 0).sum()):,} worth a "
-        f"retention contact under the [profit] assumptions; {run.metrics.get('review_customers', 0):,} listed in "
+        f"retention contact under the \\[profit] assumptions; {run.metrics.get('review_customers', 0):,} listed in "
         "review.csv for a human look"
     )
     if run.out_dir is not None:

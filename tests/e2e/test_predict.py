@@ -80,6 +80,7 @@ def predicted(shop, tiny, tmp_path_factory) -> Path:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "customers scored" in result.output and "highest churn risk" in result.output.replace("\n", " ")
+    assert "under the [profit] assumptions" in result.output.replace("\n", " ")  # not eaten as markup
     return out
 
 
