@@ -400,7 +400,9 @@ def _labelled(data: ReportData) -> tuple[Labelled | None, str]:
     if labelled is not None:
         return labelled, (
             f"On the {len(labelled.churned):,} held-out validation customers of the latest training window "
-            f"(validation.parquet); run `{EVALUATE}` to see every baseline on a later test window."
+            f"(validation.parquet). The network was not fitted on them, but early stopping and the churn "
+            f"calibration were, so these curves are slightly optimistic; run `{EVALUATE}` to see every baseline "
+            "on a later test window."
         )
     why = data.missing("validation.parquet")
     if data.test_predictions is None:

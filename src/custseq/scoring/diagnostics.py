@@ -45,8 +45,9 @@ def write_json(path: Path, data: Any) -> None:
 def validation_predictions(model: ChurnValueModel, window: Path, cfg: PrepareConfig) -> pd.DataFrame:
     """The latest training window's validation customers: labels, custseq's predictions, BG/NBD's, segment.
 
-    These customers took no part in fitting the network (only in early stopping and calibration), so their
-    curves are honest; BG/NBD needs no labels and is fitted on the window's own pre-cutoff summary.
+    The network's weights were not fitted on these customers, but its early stopping and churn calibration
+    were, so their curves are slightly optimistic (the report says so; ``evaluate`` tests on a later window).
+    BG/NBD needs no labels and is fitted on the window's own pre-cutoff summary.
     """
     scores = score_window(model, WindowData(window), part="validation")
     if scores.churned is None:
