@@ -357,7 +357,8 @@ def test_embedding_map_is_deterministic(run_folder: Path):
 
 def test_roc_pr_figure_has_a_line_per_method_and_chance():
     y = np.array([0, 0, 1, 1, 0, 1])
-    fig = figures.roc_pr_figure(y, {"custseq": y * 0.8 + 0.1, "bg-nbd": [0.5, 0.2, 0.4, 0.9, 0.6, 0.3]})
+    curves = analysis.roc_pr_curves(y, {"custseq": y * 0.8 + 0.1, "bg-nbd": [0.5, 0.2, 0.4, 0.9, 0.6, 0.3]})
+    fig = figures.roc_pr_figure(curves)
     roc, pr = fig.axes
     assert [ln.get_label() for ln in roc.get_lines()] == ["custseq (AUC 1.000)", "bg-nbd (AUC 0.556)", "chance"]
     assert len(pr.get_lines()) == 3 and roc.get_xlabel() == "false positive rate" and pr.get_ylabel() == "precision"
@@ -409,7 +410,9 @@ def test_loss_attention_map_segments_and_profit_figures():
 
 def test_interactive_figures():
     y = np.array([0, 0, 1, 1])
-    roc = interactive.roc_pr_plotly(y, {"custseq": [0.1, 0.2, 0.8, 0.9], "bg-nbd": [0.4, 0.6, 0.5, 0.7]})
+    roc = interactive.roc_pr_plotly(
+        analysis.roc_pr_curves(y, {"custseq": [0.1, 0.2, 0.8, 0.9], "bg-nbd": [0.4, 0.6, 0.5, 0.7]})
+    )
     assert [t.name for t in roc.data] == [
         "custseq (AUC 1.000)", "custseq (AP 1.000)", "bg-nbd (AUC 0.750)", "bg-nbd (AP 0.833)", "chance",
         "chance (churn rate 0.50)",

@@ -115,6 +115,47 @@ def pr_points(churned: ArrayLike, score: ArrayLike, max_points: int = 400) -> tu
     return recall[keep], precision[keep]
 
 
+@dataclass(frozen=True)
+class RocPr:
+    """One method's ROC and precision-recall curves (thinned for plotting) and their areas."""
+
+    method: str
+    customers: int  # with a prediction
+    churn_rate: float
+    auc: float
+    ap: float  # average precision: the area under the precision-recall curve
+    fpr: np.ndarray
+    tpr: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+
+
+@dataclass(frozen=True)
+class RocPrCurves:
+    """The ROC and precision-recall curves of every method that can have them, on the same customers."""
+
+    curves: tuple[RocPr, ...]  # methods whose known rows hold both classes
+    churn_rate: float  # of every customer: the chance line of the precision-recall plot
+    rows: tuple[RocPr, ...]  # every method, for the table (curves empty where one class only)
+
+
+def roc_pr_curves(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> RocPrCurves:
+    """Each method's curves and areas, computed once for the static figure, the interactive one and the table."""
+    y_all = np.asarray(churned, dtype=bool)
+    rows = []
+    for method, score in scores.items():
+        y, p = known(y_all, score)
+        two_classes = len(np.unique(y)) == 2
+        fpr, tpr = roc_points(y, p) if two_classes else (np.zeros(0), np.zeros(0))
+        recall, precision = pr_points(y, p) if two_classes else (np.zeros(0), np.zeros(0))
+        rate = float(np.mean(y)) if len(y) else math.nan
+        rows.append(
+            RocPr(method, len(y), rate, metrics.roc_auc(y, p), metrics.pr_auc(y, p), fpr, tpr, recall, precision)
+        )
+    overall = float(y_all.mean()) if len(y_all) else 0.0
+    return RocPrCurves(tuple(r for r in rows if len(r.fpr)), overall, tuple(rows))
+
+
 def reliability_table(churned: ArrayLike, probability: ArrayLike, bins: int = 10) -> pd.DataFrame:
     """The reliability diagram's numbers: equal-width probability bins with customers, predicted and observed.
 

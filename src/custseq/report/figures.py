@@ -18,8 +18,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from custseq import metrics
-from custseq.report.analysis import PRIMARY, known, pr_points, roc_points
+from custseq.report.analysis import PRIMARY, RocPrCurves
 
 STYLE = {
     "font.family": "sans-serif",
@@ -65,15 +64,13 @@ def _styled(build: Callable[..., Figure]) -> Callable[..., Figure]:
 
 
 @_styled
-def roc_pr_figure(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> Figure:
+def roc_pr_figure(curves: RocPrCurves) -> Figure:
     """ROC (left) and precision-recall (right) curves of each method's churn probability.
 
     Parameters
     ----------
-    churned : array-like of bool
-        The outcome of each customer.
-    scores : mapping of str to array-like of float
-        Method -> churn probability per customer (NaN rows are left out for that method).
+    curves : RocPrCurves
+        From :func:`custseq.report.analysis.roc_pr_curves`.
 
     Returns
     -------
@@ -82,18 +79,12 @@ def roc_pr_figure(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> Figure
     """
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     roc, pr = fig.subplots(1, 2)
-    colours = method_colours(list(scores))
-    y_all = np.asarray(churned, dtype=bool)
-    for method, score in scores.items():
-        y, p = known(y_all, score)
-        if len(np.unique(y)) < 2:
-            continue
-        fpr, tpr = roc_points(y, p)
-        roc.plot(fpr, tpr, color=colours[method], lw=1.6, label=f"{method} (AUC {metrics.roc_auc(y, p):.3f})")
-        recall, precision = pr_points(y, p)
-        pr.plot(recall, precision, color=colours[method], lw=1.6, label=f"{method} (AP {metrics.pr_auc(y, p):.3f})")
+    colours = method_colours([c.method for c in curves.rows])
+    for c in curves.curves:
+        roc.plot(c.fpr, c.tpr, color=colours[c.method], lw=1.6, label=f"{c.method} (AUC {c.auc:.3f})")
+        pr.plot(c.recall, c.precision, color=colours[c.method], lw=1.6, label=f"{c.method} (AP {c.ap:.3f})")
     roc.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="chance")
-    rate = float(y_all.mean()) if len(y_all) else 0.0
+    rate = curves.churn_rate
     pr.axhline(rate, color="#999999", lw=1, ls="--", label=f"chance (churn rate {rate:.2f})")
     roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
     pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.01))

@@ -13,11 +13,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from numpy.typing import ArrayLike
 from plotly.subplots import make_subplots
 
-from custseq import metrics
-from custseq.report.analysis import known, pr_points, roc_points
+from custseq.report.analysis import RocPrCurves
 from custseq.report.figures import ORDERING_LABELS, PALETTE, log_floor, method_colours, share_at
 
 LAYOUT = {
@@ -27,15 +25,13 @@ LAYOUT = {
 }
 
 
-def roc_pr_plotly(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> go.Figure:
+def roc_pr_plotly(curves: RocPrCurves) -> go.Figure:
     """ROC and precision-recall curves of each method, side by side, hover showing the rates.
 
     Parameters
     ----------
-    churned : array-like of bool
-        The outcome of each customer.
-    scores : mapping of str to array-like of float
-        Method -> churn probability per customer.
+    curves : RocPrCurves
+        From :func:`custseq.report.analysis.roc_pr_curves`.
 
     Returns
     -------
@@ -44,22 +40,15 @@ def roc_pr_plotly(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> go.Fig
         two chance lines.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "Precision-recall"), horizontal_spacing=0.1)
-    colours = method_colours(list(scores))
-    y_all = np.asarray(churned, dtype=bool)
-    for method, score in scores.items():
-        y, p = known(y_all, score)
-        if len(np.unique(y)) < 2:
-            continue
-        fpr, tpr = roc_points(y, p)
-        recall, precision = pr_points(y, p)
-        line = {"color": colours[method], "width": 2}
-        auc, ap = metrics.roc_auc(y, p), metrics.pr_auc(y, p)
+    colours = method_colours([c.method for c in curves.rows])
+    for c in curves.curves:
+        method, line = c.method, {"color": colours[c.method], "width": 2}
         fig.add_trace(
             go.Scatter(
-                x=fpr,
-                y=tpr,
+                x=c.fpr,
+                y=c.tpr,
                 mode="lines",
-                name=f"{method} (AUC {auc:.3f})",
+                name=f"{method} (AUC {c.auc:.3f})",
                 line=line,
                 legendgroup=method,
                 hovertemplate=f"{method}<br>FPR %{{x:.3f}}<br>TPR %{{y:.3f}}<extra></extra>",
@@ -69,10 +58,10 @@ def roc_pr_plotly(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> go.Fig
         )
         fig.add_trace(
             go.Scatter(
-                x=recall,
-                y=precision,
+                x=c.recall,
+                y=c.precision,
                 mode="lines",
-                name=f"{method} (AP {ap:.3f})",
+                name=f"{method} (AP {c.ap:.3f})",
                 line=line,
                 legendgroup=method,
                 showlegend=False,
@@ -82,7 +71,7 @@ def roc_pr_plotly(churned: ArrayLike, scores: Mapping[str, ArrayLike]) -> go.Fig
             col=2,
         )
     chance = {"color": "#999999", "width": 1, "dash": "dash"}
-    rate = float(y_all.mean()) if len(y_all) else 0.0
+    rate = curves.churn_rate
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=chance, hoverinfo="skip"), 1, 1)
     fig.add_trace(
         go.Scatter(

@@ -426,22 +426,13 @@ def roc_pr(data: ReportData, cfg: ReportConfig) -> str:
     labelled, source = _labelled(data)
     if labelled is None:
         return na(source)
-    scores = labelled.churn
-    static = figures.roc_pr_figure(labelled.churned, scores)
-    plot = interactive.roc_pr_plotly(labelled.churned, scores) if cfg.interactive else None
-    rows = []
-    for method, score in scores.items():
-        y, p = analysis.known(labelled.churned, score)
-        rows.append(
-            {
-                "method": method,
-                "customers": len(y),
-                "churn_rate": float(np.mean(y)) if len(y) else math.nan,
-                "auc": metrics.roc_auc(y, p),
-                "ap": metrics.pr_auc(y, p),
-            }
-        )
-    frame = pd.DataFrame(rows)
+    curves = analysis.roc_pr_curves(labelled.churned, labelled.churn)
+    static = figures.roc_pr_figure(curves)
+    plot = interactive.roc_pr_plotly(curves) if cfg.interactive else None
+    frame = pd.DataFrame(
+        [{"method": r.method, "customers": r.customers, "churn_rate": r.churn_rate, "auc": r.auc, "ap": r.ap}
+         for r in curves.rows]
+    )  # fmt: skip
     labels = {"churn_rate": "churn rate", "auc": "ROC AUC", "ap": "PR AUC (average precision)"}
     return (
         paragraph(source, lead=True)
