@@ -147,13 +147,20 @@ def run_predict(
         data_cfg = _data_config(prepared.summary["config"])
         metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, data_cfg, say)
+        if out is not None:
+            say("scoring the validation customers and auditing the predictions across customer groups")
+            validation = validation_predictions(fit.model, layout.training[0], data_cfg)
+            audited = audit_validation(validation, layout.training[0], data_cfg.audit)
+            metrics["audit"] = {"labelled_customers": len(validation), "flagged_groups": audited.flagged_groups}
         run = _run(scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out, proposer)
         if out is not None:
             out = Path(out)
             _save_models(out / "model", fit, pretrained, proposer, cfg, data_cfg, fingerprint_of(work / "prepared"))
             _copy_quarantine(work / "prepared" / "quarantine", out / "quarantine")
-            say("writing the validation curves, the training history and the bias audit")
-            _write_training_diagnostics(out, fit, pretrained, layout.training[0], data_cfg, run.metrics)
+            pretrain_result = pretrained.result if pretrained is not None else None
+            write_json(out / "history.json", training_history(pretrain_result, fit.result))
+            pq.write_table(pa.Table.from_pandas(validation, preserve_index=False), out / "validation.parquet")
+            write_json(out / "audit.json", audited.to_json())
     return run
 
 
@@ -254,24 +261,6 @@ def _save_models(
             write_json(folder / NEXT_EVENT_DIR / MIXTURE_FILE, dataclasses.asdict(proposer.mixture))
 
 
-def _write_training_diagnostics(
-    out: Path,
-    fit: FitResult,
-    pretrained: PretrainRun | None,
-    validation_window: Path,
-    cfg: PrepareConfig,
-    metrics: dict[str, Any],
-) -> None:
-    """history.json, validation.parquet and audit.json (:mod:`custseq.scoring.diagnostics`); updates metrics.json."""
-    write_json(out / "history.json", training_history(pretrained.result if pretrained else None, fit.result))
-    validation = validation_predictions(fit.model, validation_window, cfg)
-    pq.write_table(pa.Table.from_pandas(validation, preserve_index=False), out / "validation.parquet")
-    audited = audit_validation(validation, validation_window, cfg.audit)
-    write_json(out / "audit.json", audited.to_json())
-    metrics["audit"] = {"labelled_customers": len(validation), "flagged_groups": audited.flagged_groups}
-    write_json(out / "metrics.json", metrics)
-
-
 def _item_proposer(
     pretrained: PretrainRun | None, vocab: SequenceVocab, layout: PreparedWindows, cfg: PrepareConfig, say: Stage
 ) -> ItemProposer | None:
@@ -362,16 +351,16 @@ def _run(
     """Predictions with every derived column from the scoring ``window`` folder; ``out`` receives the outputs."""
     feature_table = pq.read_table(window / "features.parquet")
     btyd = _btyd(feature_table, model.horizon_days, metrics)
-    predictions = with_p_alive(scores.table(), btyd)
-    predictions = with_segments_and_value_score(predictions, feature_table, cfg, model.horizon_days)
+    frame = with_p_alive(scores.table(), btyd).to_pandas()
+    frame = with_segments_and_value_score(frame, feature_table.to_pandas(), cfg, model.horizon_days)
     metrics["value_score"] = {
         "formula": value_score_formula(cfg.value_score), "parameters": dataclasses.asdict(cfg.value_score)
     }  # fmt: skip
-    simulation = simulate_retention(predictions.to_pandas(), cfg.profit)
-    predictions = predictions.append_column("contact_profit", pa.array(simulation.contact_profit, pa.float64()))
-    embeddings = scores.embedding_table()
-    frame = with_plans(predictions.to_pandas(), proposer, model.vocab, window, cfg, metrics)
+    simulation = simulate_retention(frame, cfg.profit)
+    frame["contact_profit"] = simulation.contact_profit
+    frame = with_plans(frame, proposer, model.vocab, window, cfg, metrics)
     predictions = pa.Table.from_pandas(frame, preserve_index=False)
+    embeddings = scores.embedding_table()
     review = review_table(frame, btyd, cfg.audit)
     metrics["review_customers"] = len(review)
     if out is not None:
@@ -431,14 +420,11 @@ def with_plans(
         items = propose_next(proposer.model, vocab, window, field, a.k, mixture=proposer.mixture)
         by_id = dict(zip(items.customer_ids, next_items_column(items), strict=True))
         predictions["next_items"] = [by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)]
-    catalogue = load_catalogue(a.catalogue)
-    metrics["actions"] = {
-        "item_field": field, "retention_threshold": a.retention_threshold, "mode": a.mode, "k": a.k,
-        "catalogue": _catalogue_name(a.catalogue), **({"note": note} if note else {}),
-    }  # fmt: skip
-    if field is not None and proposer is not None and proposer.mixture is not None:
-        metrics["actions"]["item_mixture"] = dataclasses.asdict(proposer.mixture)
-    return plan_actions(predictions, a, catalogue)
+    mixture = proposer.mixture if field is not None and proposer is not None else None
+    metrics["actions"] = _actions_metrics(
+        a, field, note=note, item_mixture=dataclasses.asdict(mixture) if mixture is not None else None
+    )
+    return plan_actions(predictions, a, load_catalogue(a.catalogue))
 
 
 def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = None) -> pd.DataFrame:
@@ -472,30 +458,36 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     pacsv.write_csv(table, target / "predictions.csv")
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    previous = metrics.get("actions", {})
-    metrics["actions"] = {
-        "item_field": previous.get("item_field"), "retention_threshold": actions.retention_threshold,
-        "mode": actions.mode, "k": actions.k, "catalogue": _catalogue_name(actions.catalogue),
-        **({"note": previous["note"]} if "note" in previous else {}),
-    }  # fmt: skip
+    previous = metrics.get("actions", {})  # how the items were proposed stays as predict said
+    metrics["actions"] = _actions_metrics(
+        actions, previous.get("item_field"), note=previous.get("note"), item_mixture=previous.get("item_mixture")
+    )
     write_json(target / "metrics.json", metrics)
     return planned
 
 
-def _catalogue_name(path: str | None) -> str:
-    return path if path is not None else "the default shipped with custseq (custseq/scoring/data/actions.json)"
+def _actions_metrics(
+    a: ActionConfig, item_field: str | None, *, note: str | None, item_mixture: dict[str, Any] | None
+) -> dict[str, Any]:
+    """metrics.json's ``actions``: the plan settings, the catalogue, and how the next items were proposed."""
+    catalogue = a.catalogue or "the default shipped with custseq (custseq/scoring/data/actions.json)"
+    out: dict[str, Any] = {"item_field": item_field, "retention_threshold": a.retention_threshold, "mode": a.mode,
+                           "k": a.k, "catalogue": catalogue}  # fmt: skip
+    if note:
+        out["note"] = note
+    if item_mixture is not None:
+        out["item_mixture"] = item_mixture
+    return out
 
 
 def with_segments_and_value_score(
-    predictions: pa.Table, features: pa.Table, cfg: PrepareConfig, horizon_days: int
-) -> pa.Table:
+    predictions: pd.DataFrame, features: pd.DataFrame, cfg: PrepareConfig, horizon_days: int
+) -> pd.DataFrame:
     """Add ``segment`` (:mod:`custseq.scoring.segments`) and ``value_score`` (:mod:`custseq.scoring.scores`)."""
-    frame = predictions.to_pandas()
-    feature_frame = features.to_pandas()
-    segments = assign_segments(frame, feature_frame, cfg.segments, horizon_days=horizon_days)
-    scores = value_scores(frame, feature_frame, cfg.value_score)
-    predictions = predictions.append_column("segment", pa.array(segments.to_numpy(dtype=object), pa.string()))
-    return predictions.append_column("value_score", pa.array(scores.to_numpy(dtype=np.float64)))
+    predictions = predictions.copy()
+    predictions["segment"] = assign_segments(predictions, features, cfg.segments, horizon_days=horizon_days)
+    predictions["value_score"] = value_scores(predictions, features, cfg.value_score).to_numpy(dtype=np.float64)
+    return predictions
 
 
 def write_outputs(out: Path, predictions: pa.Table, embeddings: pa.Table, metrics: dict[str, Any]) -> None:
