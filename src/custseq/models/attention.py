@@ -19,12 +19,11 @@ import pyarrow.compute as pc
 import torch
 
 from custseq.models.encoder import SequenceEncoder
+from custseq.models.next_event import item_field
 from custseq.schema import TOKEN_TYPES
 from custseq.sequences.batch import EventBatch, collate
 from custseq.sequences.build import read_sequences
 from custseq.sequences.vocab import FIRST_VALUE_ID, SequenceVocab
-
-ITEM_FIELDS = ("product", "category", "event", "channel")  # the first present names an event in the labels
 
 
 @torch.no_grad()
@@ -76,7 +75,7 @@ def _event_labels(row: dict[str, Any], vocab: SequenceVocab, max_events: int) ->
     # the times are stored as float32 ln(1 + days before the cutoff): exact to well under a minute for a year
     minutes = [round(math.expm1(v) * 1440) for v in row["log_t_to_cutoff"][start:]]
     parts = [[(cutoff - dt.timedelta(minutes=m)).date().isoformat()] for m in minutes]
-    item = next((f.name for f in vocab.layout.categorical() if f.name in ITEM_FIELDS), None)
+    item = item_field(vocab, "auto")  # the field that names an event in the labels, as in the plans
     if item is not None:
         for p, vid in zip(parts, row[item][start:], strict=True):
             p.append(vocab.values[item][vid - FIRST_VALUE_ID] if vid >= FIRST_VALUE_ID else "·")

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from custseq.baselines.btyd import BtydPredictions, predict_btyd
 from custseq.config import AuditConfig, PrepareConfig, ProfitConfig, ReportConfig
 from custseq.errors import TrainingError
-from custseq.evaluation.fairness import Audit, audit, audit_groups, btyd_frame, review_list
+from custseq.evaluation.fairness import BTYD_COLUMNS, Audit, audit, audit_groups, btyd_frame, review_list
 from custseq.models.attention import attention_samples
 from custseq.models.churn_value import ChurnValueModel, score_window
 from custseq.models.encoder import SequenceEncoder
@@ -33,7 +33,6 @@ from custseq.models.train import TrainResult
 from custseq.scoring.profit import ProfitSimulation
 from custseq.scoring.segments import assign_segments
 
-BTYD_COLUMNS = ("customer_id", "btyd_churn_probability", "btyd_clv_expected")
 PROFIT_POINTS = 500  # points of the saved profit curve; the best k of each ordering is always kept
 
 
