@@ -35,25 +35,9 @@ TINY = EncoderConfig(d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0, ma
 
 
 @pytest.fixture(scope="module")
-def cyclic(tmp_path_factory) -> tuple[custseq.PrepareResult, pd.DataFrame]:
-    """300 customers whose products cycle A→B→C→D→A… from a random start."""
-    rng = np.random.default_rng(7)
-    rows = []
-    for c in range(300):
-        start, day = int(rng.integers(4)), int(rng.integers(0, 20))
-        for k in range(int(rng.integers(6, 13))):
-            product = PRODUCTS[(start + k) % 4]
-            rows.append(
-                {"customer_id": f"c{c:03d}", "ts": dt.datetime(2023, 1, 1) + dt.timedelta(days=day),
-                 "amount": 10.0 * (1 + PRODUCTS.index(product)), "product": product}
-            )  # fmt: skip
-            day += int(rng.integers(3, 9))
-    frame = pd.DataFrame(rows)
-    result = custseq.prepare(
-        frame, out=tmp_path_factory.mktemp("cyclic"), as_of=AS_OF, horizon="30d",
-        config=PrepareConfig(sequence=SequenceConfig(min_count=1)),
-    )  # fmt: skip
-    return result, frame
+def cyclic(cyclic_prepared) -> tuple[custseq.PrepareResult, pd.DataFrame]:
+    """The planted A→B→C→D cycle of conftest.py."""
+    return cyclic_prepared
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import custseq
-from custseq.config import EncoderConfig, PrepareConfig, PretrainConfig, SequenceConfig
+from custseq.config import EncoderConfig, PretrainConfig
 from custseq.models.pretrain import PretrainModel, embed
 from custseq.sequences.batch import SequenceStream, collate, shard_files
 from custseq.sequences.masking import sample_mask, split_last
@@ -21,27 +18,9 @@ TINY = EncoderConfig(d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0, ma
 
 
 @pytest.fixture(scope="module")
-def cyclic(tmp_path_factory) -> tuple[custseq.PrepareResult, SequenceStream]:
-    """300 customers whose products cycle A→B→C→D→A… from a random start; spend grows with the product."""
-    rng = np.random.default_rng(7)
-    rows = []
-    for c in range(300):
-        start, day = int(rng.integers(4)), int(rng.integers(0, 20))
-        for k in range(int(rng.integers(6, 13))):
-            product = PRODUCTS[(start + k) % 4]
-            rows.append(
-                {"customer_id": f"c{c:03d}", "ts": dt.datetime(2023, 1, 1) + dt.timedelta(days=day),
-                 "amount": 10.0 * (1 + PRODUCTS.index(product)), "product": product}
-            )  # fmt: skip
-            day += int(rng.integers(3, 9))
-    out = tmp_path_factory.mktemp("cyclic")
-    result = custseq.prepare(
-        pd.DataFrame(rows),
-        out=out,
-        as_of="2023-03-25",
-        horizon="30d",
-        config=PrepareConfig(sequence=SequenceConfig(min_count=1)),
-    )
+def cyclic(cyclic_prepared) -> tuple[custseq.PrepareResult, SequenceStream]:
+    """The planted cycle of conftest.py, as a stream of scoring-window sequences."""
+    result, _ = cyclic_prepared
     files = tuple(shard_files(result.window_dir(result.plan.scoring) / "sequences"))
     return result, SequenceStream(files, result.vocab, TINY.max_events, batch_size=64, seed=0)
 
