@@ -80,9 +80,9 @@ def child_generate(p: dict) -> dict:
 
 def child_prepare(p: dict) -> dict:
     import custseq
-    from custseq.config import PrepareConfig, SequenceConfig
+    from custseq.config import RunConfig, SequenceConfig
 
-    cfg = PrepareConfig(sequence=SequenceConfig(max_events=p["max_events"]))
+    cfg = RunConfig(sequence=SequenceConfig(max_events=p["max_events"]))
     t0 = time.perf_counter()
     result = custseq.prepare(Path(p["path"]), out=Path(p["out"]), horizon=p["horizon"], config=cfg)
     score = next(w for w in result.summary["windows"] if w["role"] == "score")

@@ -6,7 +6,7 @@ Run from the repository root (a few minutes on 2 cores)::
 
 Protocol. ``prepare`` cuts the data as of 2011-09-10, one 90-day horizon before its last day (2011-12-09), so
 the 90 days after the cutoff (2011-09-11 00:00) are observed. An encoder is pre-trained on the training
-windows only (``pretrain_prepared``: never the scoring window), with ``PrepareConfig().model``'s encoder and
+windows only (``pretrain_prepared``: never the scoring window), with ``RunConfig().model``'s encoder and
 objectives, twice: with the model's pre-training defaults (3 epochs) and with ``TrainConfig()`` (30 epochs,
 patience 15). :func:`custseq.models.next_event.propose_next` then proposes the next 3 products (StockCode) of
 every customer with history at the cutoff, from the head alone and from the head mixed with the customer's own
@@ -96,7 +96,7 @@ def run(tmp: Path, say) -> dict:
     import numpy as np
     import pyarrow.compute as pc
 
-    from custseq.config import ColumnsConfig, PrepareConfig, TrainConfig
+    from custseq.config import ColumnsConfig, RunConfig, TrainConfig
     from custseq.models.next_event import fit_item_mixture, item_field, propose_next
     from custseq.models.pretrain import load_pretrained, model_vocab, pretrain_prepared
     from custseq.prepare import prepare
@@ -106,7 +106,7 @@ def run(tmp: Path, say) -> dict:
     timings = {}
     t0 = time.perf_counter()
     say("preparing Online Retail")
-    config = PrepareConfig(columns=ColumnsConfig(transactions=MAPPING))
+    config = RunConfig(columns=ColumnsConfig(transactions=MAPPING))
     result = prepare(ONLINE_RETAIL, out=tmp / "prepared", as_of=AS_OF.isoformat(), horizon=HORIZON_DAYS, config=config)
     scoring = result.window_dir(result.plan.scoring)
     latest_training = result.window_dir(result.plan.training[0])
@@ -212,7 +212,7 @@ def section(res: dict, command: str, seconds: float, busy: float, busy_before: f
         f"processes used {busy_before:.2f} cores just before it started).",
         "",
         f"UCI Online Retail, as of {AS_OF} (cutoff {CUTOFF:%Y-%m-%d %H:%M}), horizon {HORIZON_DAYS} days: the "
-        f"scoring window {res['scoring_window']}; the encoder (`PrepareConfig().model.encoder`, objectives "
+        f"scoring window {res['scoring_window']}; the encoder (`RunConfig().model.encoder`, objectives "
         f"masked 15% + 0.3 × next event) is pre-trained on the training windows {res['training_windows']} only. "
         f"{res['customers_scored']:,} customers have history at the cutoff; "
         f"**{res['customers_evaluated']:,} buy again within the horizon and are evaluated**. *Actual* = the "

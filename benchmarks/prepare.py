@@ -88,14 +88,14 @@ def child_custseq_rfm(path: Path) -> dict:
     import dataclasses
 
     try:
-        from custseq.config import PrepareConfig
+        from custseq.config import RunConfig
         from custseq.features.rfm import build_btyd_summary, build_features
         from custseq.io.engine import connect
         from custseq.prepare import validate_tables
         from custseq.windows import data_span, plan_windows
     except ImportError as e:
         return {"status": "not available", "reason": f"{type(e).__name__}: {e}"}
-    cfg = PrepareConfig()
+    cfg = RunConfig()
     cfg = dataclasses.replace(cfg, window=dataclasses.replace(cfg.window, as_of=None, horizon_days=90))
     con = connect(cfg.engine)
     tx = validate_tables(con, path, config=cfg).tables["transactions"]

@@ -13,7 +13,7 @@ from custseq.config import (
     ColumnsConfig,
     EngineConfig,
     FeatureConfig,
-    PrepareConfig,
+    RunConfig,
     SequenceConfig,
     ValidationConfig,
     WindowConfig,
@@ -129,7 +129,7 @@ threads = 2
 memory_limit = "2GB"
 """
 
-EXPECTED = PrepareConfig(
+EXPECTED = RunConfig(
     columns=ColumnsConfig(
         transactions={"customer_id": "CustomerID", "amount": "Quantity*UnitPrice"},
         events={"ts": "When"},
@@ -164,14 +164,14 @@ def test_load_config_from_json(tmp_path):
 def test_empty_toml_file_gives_the_defaults(tmp_path):
     path = tmp_path / "custseq.toml"
     path.write_text("")
-    assert load_config(path) == PrepareConfig()
+    assert load_config(path) == RunConfig()
 
 
 def test_config_round_trips_through_a_dict():
     data = config_to_dict(EXPECTED)
     assert data["window"]["as_of"] == "2011-12-09"
     assert data["validation"]["currencies"] == ["GBP", "EUR"]
-    assert config_from_dict(PrepareConfig, json.loads(json.dumps(data))) == EXPECTED
+    assert config_from_dict(RunConfig, json.loads(json.dumps(data))) == EXPECTED
 
 
 def test_unknown_top_level_section_names_the_allowed_ones(tmp_path):
@@ -275,7 +275,7 @@ def test_boundary_settings_are_accepted():
 
 
 def test_configs_are_frozen():
-    cfg = PrepareConfig()
+    cfg = RunConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.window = WindowConfig(horizon_days=30)
     changed = dataclasses.replace(cfg, window=WindowConfig(horizon_days=30))

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "custseq"
 
 # Layer of each top-level module or subpackage; a module may import only from its own layer or earlier.
 LAYERS = {
-    "errors": 0, "config": 0, "schema": 0,
+    "errors": 0, "config": 0, "schema": 0, "version": 0,
     "io": 1, "datasets": 1, "metrics": 0,
     "validate": 2,
     "windows": 3, "labels": 3,

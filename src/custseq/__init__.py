@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("custseq")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
-
 from custseq.prepare import PrepareResult, prepare, validate
+from custseq.version import __version__
 
 __all__ = [
     "ChurnValueEstimator", "PrepareResult", "__version__", "embed", "predict", "prepare", "pretrain", "score",

@@ -14,13 +14,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from custseq import __version__
 from custseq.config import (
     ColumnsConfig,
     EncoderConfig,
-    PrepareConfig,
     PretrainConfig,
     ReportConfig,
+    RunConfig,
     TrainConfig,
     load_config,
     parse_date,
@@ -30,6 +29,7 @@ from custseq.datasets import cdnow_path
 from custseq.errors import ConfigError, CustseqError
 from custseq.io.mapping import parse_mapping_items
 from custseq.prepare import PrepareResult, prepare, validate
+from custseq.version import __version__
 
 if TYPE_CHECKING:
     from custseq.models.artifacts import Manifest
@@ -92,9 +92,9 @@ def _config(
     as_of: str | None = None,
     horizon: str | None = None,
     **overrides: Any,
-) -> PrepareConfig:
+) -> RunConfig:
     """The config file (or defaults) with command-line options applied on top."""
-    cfg = load_config(config) if config else PrepareConfig()
+    cfg = load_config(config) if config else RunConfig()
     if columns:
         mapped = parse_mapping_items(columns)
         cfg = dataclasses.replace(
@@ -413,7 +413,7 @@ def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _predict(data: Any, out: Path, cfg: PrepareConfig, seed: int | None, **tables: Any) -> None:
+def _predict(data: Any, out: Path, cfg: RunConfig, seed: int | None, **tables: Any) -> None:
     from custseq.scoring.predict import run_predict  # torch is imported only by the commands that need it
 
     # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
@@ -571,7 +571,7 @@ def _spinner(first: str) -> Iterator[Callable[[str], None]]:
         yield lambda msg: bar.update(task, description=msg)
 
 
-def _prepare_with_progress(data: Any, out: Path, cfg: PrepareConfig, **tables: Any) -> PrepareResult:
+def _prepare_with_progress(data: Any, out: Path, cfg: RunConfig, **tables: Any) -> PrepareResult:
     with _spinner("starting") as say:
         return prepare(data, out=out, config=cfg, progress=say, **tables)
 

@@ -1,7 +1,7 @@
 """Every setting custseq has, as frozen dataclasses, and how they are read from files and strings.
 
 Configs are never edited in place: derive a new one with :func:`dataclasses.replace`. A config file
-(TOML or JSON) has one section per dataclass field of :class:`PrepareConfig`, e.g.::
+(TOML or JSON) has one section per dataclass field of :class:`RunConfig`, e.g.::
 
     [columns.transactions]
     customer_id = "CustomerID"
@@ -544,7 +544,7 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
-class PrepareConfig:
+class RunConfig:
     """Every setting of a run: the data settings `prepare` needs, and the model `predict` trains."""
 
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
@@ -561,6 +561,19 @@ class PrepareConfig:
     actions: ActionConfig = field(default_factory=ActionConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def with_seed(cfg: RunConfig, seed: int | None) -> RunConfig:
+    """The config with every training seed set to ``seed`` (unchanged with None)."""
+    if seed is None:
+        return cfg
+    m = cfg.model
+    model = dataclasses.replace(
+        m,
+        pretrain_training=dataclasses.replace(m.pretrain_training, seed=seed),
+        finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
+    )
+    return dataclasses.replace(cfg, model=model)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -630,8 +643,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_config(path: Path) -> PrepareConfig:
-    """Read a :class:`PrepareConfig` from a TOML or JSON file.
+def load_config(path: Path) -> RunConfig:
+    """Read a :class:`RunConfig` from a TOML or JSON file.
 
     Raises
     ------
@@ -646,4 +659,4 @@ def load_config(path: Path) -> PrepareConfig:
         data = json.loads(text) if Path(path).suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid {Path(path).suffix.lstrip('.') or 'TOML'}: {e}") from None
-    return config_from_dict(PrepareConfig, data, where=str(path))
+    return config_from_dict(RunConfig, data, where=str(path))

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from custseq.config import PrepareConfig, config_to_dict, parse_date, parse_horizon
+from custseq.config import RunConfig, config_to_dict, parse_date, parse_horizon
 from custseq.errors import SchemaError
 from custseq.features.btyd import add_btyd_features
 from custseq.features.rfm import DailyTables, build_daily, build_features
@@ -123,7 +123,7 @@ def validate_tables(
     *,
     customers: Any = None,
     events: Any = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     quarantine_dir: Path | None = None,
     future_cutoff: dt.datetime | None = None,
 ) -> ValidationReport:
@@ -134,7 +134,7 @@ def validate_tables(
     CustseqError
         Any structural problem: unreadable source, missing or unknown column, empty table.
     """
-    cfg = config or PrepareConfig()
+    cfg = config or RunConfig()
     mappings, tables = {}, {}
     for name, data in (("transactions", transactions), ("customers", customers), ("events", events)):
         if data is None:
@@ -157,14 +157,14 @@ def validate(
     customers: Any = None,
     events: Any = None,
     as_of: str | dt.date | None = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     quarantine_dir: Path | str | None = None,
 ) -> ValidationReport:
     """Validate tables (paths, ``db.duckdb:table`` or frames) and optionally write the quarantine files.
 
     With ``as_of`` and ``config.validation.future_rows == "quarantine"``, rows after as-of are quarantined.
     """
-    cfg = config or PrepareConfig()
+    cfg = config or RunConfig()
     con = connect(cfg.engine)
     try:
         future = cutoff_of(parse_date(as_of, "as-of")) if as_of else None
@@ -190,7 +190,7 @@ def prepare(
     events: Any = None,
     as_of: str | dt.date | None = None,
     horizon: str | int | None = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     progress: Progress | None = None,
 ) -> PrepareResult:
     """Validate the tables and write windows, labels, features and sequences under ``out``.
@@ -215,7 +215,7 @@ def prepare(
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
-    cfg = _with_overrides(config or PrepareConfig(), as_of, horizon)
+    cfg = _with_overrides(config or RunConfig(), as_of, horizon)
     say = progress or (lambda _msg: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ def prepare(
     return PrepareResult(out, summary, plan, vocab)
 
 
-def _with_overrides(cfg: PrepareConfig, as_of: Any, horizon: Any) -> PrepareConfig:
+def _with_overrides(cfg: RunConfig, as_of: Any, horizon: Any) -> RunConfig:
     window = cfg.window
     if as_of is not None:
         window = dataclasses.replace(window, as_of=parse_date(as_of, "as-of"))
@@ -300,7 +300,7 @@ def _roles(plan: WindowPlan) -> list[tuple[str, Window]]:
 
 def _write_window(
     con: duckdb.DuckDBPyConnection,
-    cfg: PrepareConfig,
+    cfg: RunConfig,
     plan: WindowPlan,
     role: str,
     window: Window,
@@ -356,7 +356,7 @@ def prepare_scoring_sequences(
     customers: Any = None,
     events: Any = None,
     as_of: str | dt.date | None = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     with_features: bool = False,
 ) -> ScoringSequences:
     """Validate new data and write its sequences as of ``as_of`` with a saved model's vocabulary.
@@ -371,7 +371,7 @@ def prepare_scoring_sequences(
     CustseqError
         On any other input problem.
     """
-    cfg = config or PrepareConfig()
+    cfg = config or RunConfig()
     out = Path(out)
     con = connect(cfg.engine)
     try:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from custseq.config import BaselineConfig, PrepareConfig, config_from_dict, config_to_dict, load_config
+from custseq.config import BaselineConfig, RunConfig, config_from_dict, config_to_dict, load_config
 from custseq.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def test_defaults_are_the_documented_settings():
     cfg = BaselineConfig()
     assert (cfg.lgbm_n_estimators, cfg.lgbm_learning_rate, cfg.lgbm_num_leaves) == (300, 0.05, 31)
     assert (cfg.cohort_cv, cfg.cohort_period, cfg.cv_folds) == (True, "month", 3)
-    assert PrepareConfig().baselines == cfg
+    assert RunConfig().baselines == cfg
 
 
 @pytest.mark.parametrize(
@@ -52,5 +52,5 @@ def test_an_unknown_baselines_setting_is_named(tmp_path):
 
 
 def test_baselines_round_trip_through_a_dict():
-    cfg = PrepareConfig(baselines=BaselineConfig(cv_folds=5, smoothing_period_days=28, n_jobs=2))
-    assert config_from_dict(PrepareConfig, config_to_dict(cfg)) == cfg
+    cfg = RunConfig(baselines=BaselineConfig(cv_folds=5, smoothing_period_days=28, n_jobs=2))
+    assert config_from_dict(RunConfig, config_to_dict(cfg)) == cfg

@@ -17,7 +17,7 @@ import pytest
 from lifetimes import BetaGeoFitter
 
 import custseq
-from custseq.config import EngineConfig, FeatureConfig, PrepareConfig, SequenceConfig
+from custseq.config import EngineConfig, FeatureConfig, RunConfig, SequenceConfig
 from custseq.datasets.synthetic import generate_transactions
 from custseq.errors import TrainingError
 from custseq.features import btyd
@@ -32,7 +32,7 @@ from custseq.prepare import prepare_scoring_sequences
 
 AS_OF = "2023-06-24"  # the last day of the synthetic log below
 # One DuckDB thread, as in test_leakage: identical inputs give bit-identical features, so identical BG/NBD fits.
-CONFIG = PrepareConfig(
+CONFIG = RunConfig(
     features=FeatureConfig(btyd=True),
     sequence=SequenceConfig(max_events=16, shard_customers=512),
     engine=EngineConfig(threads=1),

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 import custseq
-from custseq.config import EngineConfig, FeatureConfig, PrepareConfig, SequenceConfig
+from custseq.config import EngineConfig, FeatureConfig, RunConfig, SequenceConfig
 from custseq.features.rfm import build_features
 from custseq.io.engine import connect
 from custseq.prepare import validate_tables
@@ -29,7 +29,7 @@ from custseq.windows import Window, cutoff_of
 AS_OF = "2023-09-30"  # three months before the data end: the scoring window has observed labels too
 # One DuckDB thread: with several, floating-point aggregates (the vocabulary's numeric statistics) can differ
 # in the last bit from run to run on identical data, which is not what this test is about.
-CONFIG = PrepareConfig(
+CONFIG = RunConfig(
     sequence=SequenceConfig(max_events=16, min_count=3, shard_customers=64), engine=EngineConfig(threads=1)
 )
 SCORING_CUTOFF = dt.datetime(2023, 10, 1)

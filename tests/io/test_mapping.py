@@ -8,7 +8,7 @@ import re
 import pytest
 
 import custseq
-from custseq.config import ColumnsConfig, PrepareConfig
+from custseq.config import ColumnsConfig, RunConfig
 from custseq.errors import MappingError, SchemaError
 from custseq.io.engine import connect
 from custseq.io.mapping import parse_mapping_items, resolve
@@ -67,7 +67,7 @@ def test_cli_style_items_map_transactions_and_events(tmp_path):
     (tmp_path / "tx.csv").write_text("Who,Day,Paid\nA1,2011-01-01,5\nA2,2011-01-02,7\n")
     (tmp_path / "ev.csv").write_text("customer_id,When,event\nA1,2011-01-01 09:00,login\nA2,2011-01-03 10:00,view\n")
     items = parse_mapping_items(["customer_id=Who", "ts=Day", "amount=Paid", "events.ts=When"])
-    cfg = PrepareConfig(columns=ColumnsConfig(**items))
+    cfg = RunConfig(columns=ColumnsConfig(**items))
     report = custseq.validate(tmp_path / "tx.csv", events=tmp_path / "ev.csv", config=cfg)
     assert report.mappings["transactions"].canonical == {"customer_id": "Who", "ts": "Day", "amount": "Paid"}
     assert report.mappings["transactions"].detected == ()
@@ -76,12 +76,12 @@ def test_cli_style_items_map_transactions_and_events(tmp_path):
     assert report.tables["events"].rows_used == 2
 
 
-# --- explicit mapping through PrepareConfig -----------------------------------------------------------------------
+# --- explicit mapping through RunConfig -----------------------------------------------------------------------
 
 
 def test_config_mapping_reads_renamed_columns(tmp_path):
     (tmp_path / "tx.csv").write_text("Who,When,HowMuch\n0042,2011-03-01,9.5\n")
-    cfg = PrepareConfig(columns=ColumnsConfig(transactions={"customer_id": "Who", "ts": "When", "amount": "HowMuch"}))
+    cfg = RunConfig(columns=ColumnsConfig(transactions={"customer_id": "Who", "ts": "When", "amount": "HowMuch"}))
     report, rows = validated(tmp_path / "tx.csv", config=cfg)
     expected = {"row_id": 1, "customer_id": "0042", "ts": dt.datetime(2011, 3, 1), "amount": 9.5, "is_refund": False}
     assert rows == [expected]
@@ -94,7 +94,7 @@ def test_config_mapping_reads_renamed_columns(tmp_path):
 
 def test_explicit_mapping_wins_over_detection_and_the_displaced_column_becomes_an_extra(tmp_path):
     (tmp_path / "tx.csv").write_text("customer_id,ts,amount,Revenue\nA,2011-01-01,1,100\n")
-    cfg = PrepareConfig(columns=ColumnsConfig(transactions={"amount": "Revenue"}))
+    cfg = RunConfig(columns=ColumnsConfig(transactions={"amount": "Revenue"}))
     report, rows = validated(tmp_path / "tx.csv", config=cfg)
     cmap = report.mappings["transactions"]
     assert cmap.canonical["amount"] == "Revenue"
@@ -116,7 +116,7 @@ def test_unknown_role_names_it_and_lists_the_roles():
 
 def test_unknown_source_column_names_it_and_lists_the_columns(tmp_path):
     (tmp_path / "tx.csv").write_text("customer_id,ts,amount\nA,2011-01-01,1\n")
-    cfg = PrepareConfig(columns=ColumnsConfig(transactions={"customer_id": "CustID"}))
+    cfg = RunConfig(columns=ColumnsConfig(transactions={"customer_id": "CustID"}))
     with pytest.raises(
         MappingError,
         match=re.escape(
@@ -233,7 +233,7 @@ def test_names_are_matched_ignoring_case_spaces_and_punctuation():
 
 def test_explicit_amount_product_is_reported_as_mapped(tmp_path):
     (tmp_path / "retail.csv").write_text(UCI_CSV)
-    cfg = PrepareConfig(columns=ColumnsConfig(transactions={"amount": "Quantity*UnitPrice"}))
+    cfg = RunConfig(columns=ColumnsConfig(transactions={"amount": "Quantity*UnitPrice"}))
     report, rows = validated(tmp_path / "retail.csv", config=cfg)
     cmap = report.mappings["transactions"]
     assert cmap.amount_product == ("Quantity", "UnitPrice")

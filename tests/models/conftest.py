@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import custseq
-from custseq.config import PrepareConfig, SequenceConfig
+from custseq.config import RunConfig, SequenceConfig
 
 CYCLE = ["A", "B", "C", "D"]
 CYCLIC_AS_OF = "2023-03-25"
@@ -35,6 +35,6 @@ def cyclic_prepared(tmp_path_factory) -> tuple[custseq.PrepareResult, pd.DataFra
     frame = pd.DataFrame(rows)
     result = custseq.prepare(
         frame, out=tmp_path_factory.mktemp("cyclic"), as_of=CYCLIC_AS_OF, horizon="30d",
-        config=PrepareConfig(sequence=SequenceConfig(min_count=1)),
+        config=RunConfig(sequence=SequenceConfig(min_count=1)),
     )  # fmt: skip
     return result, frame

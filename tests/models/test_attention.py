@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import custseq
-from custseq.config import EncoderConfig, PrepareConfig, SequenceConfig, WindowConfig
+from custseq.config import EncoderConfig, RunConfig, SequenceConfig, WindowConfig
 from custseq.models.attention import attention_samples, cls_attention
 from custseq.models.encoder import SequenceEncoder
 from custseq.sequences.batch import collate
@@ -29,7 +29,7 @@ def window(tmp_path_factory):
     rows.append({"customer_id": "z", "ts": dt.datetime(2023, 2, 10), "amount": 5.0, "product": "A"})  # the last day
     result = custseq.prepare(
         pd.DataFrame(rows), out=tmp_path_factory.mktemp("att"), as_of="2023-02-10", horizon="10d",
-        config=PrepareConfig(sequence=SequenceConfig(min_count=1), window=WindowConfig(require_training=False)),
+        config=RunConfig(sequence=SequenceConfig(min_count=1), window=WindowConfig(require_training=False)),
     )  # fmt: skip
     return result
 

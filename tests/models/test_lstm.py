@@ -14,14 +14,14 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, PretrainConfig, TrainConfig
-from custseq.models.churn_value import (
+from custseq.models.encoder import SequenceEncoder
+from custseq.models.finetune import (
     finetune_prepared,
     fingerprint_of,
     load_churn_value,
     save_churn_value,
     score_window,
 )
-from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.pretrain import PretrainModel
 from custseq.models.samples import WindowData

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import custseq
-from custseq.config import EncoderConfig, PrepareConfig, PretrainConfig, SequenceConfig
+from custseq.config import EncoderConfig, PretrainConfig, RunConfig, SequenceConfig
 from custseq.errors import ArtifactError, ConfigError, TrainingError
 from custseq.models import next_event
 from custseq.models.next_event import (
@@ -152,7 +152,7 @@ def repeat(tmp_path_factory) -> tuple[custseq.PrepareResult, dict[str, str], Pre
             day += int(rng.integers(3, 9))
     result = custseq.prepare(
         pd.DataFrame(rows), out=tmp_path_factory.mktemp("repeat"), as_of=AS_OF, horizon="30d",
-        config=PrepareConfig(sequence=SequenceConfig(min_count=1)),
+        config=RunConfig(sequence=SequenceConfig(min_count=1)),
     )  # fmt: skip
     torch.manual_seed(0)
     model = PretrainModel(TINY, PretrainConfig(objectives=("next",)), result.vocab)

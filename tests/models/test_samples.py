@@ -14,7 +14,7 @@ import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
 from custseq.features.matrix import fit_tabular, transform_tabular
 from custseq.models.encoder import SequenceEncoder
-from custseq.models.finetune import MultiTaskModel
+from custseq.models.multitask import MultiTaskModel
 from custseq.models.samples import SampleStream, WindowData
 from custseq.models.train import train
 

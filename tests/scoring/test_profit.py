@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseq.config import PrepareConfig, ProfitConfig, config_from_dict, config_to_dict, load_config
+from custseq.config import ProfitConfig, RunConfig, config_from_dict, config_to_dict, load_config
 from custseq.errors import ConfigError, SchemaError
 from custseq.scoring.profit import ORDERINGS, BestContact, contact_profit, retained_value, simulate_retention
 
@@ -111,7 +111,7 @@ def test_profit_config_defaults_follow_verbraken_2013():
     cfg = ProfitConfig()
     assert (cfg.contact_cost, cfg.offer_cost, cfg.save_rate, cfg.take_rate) == (1.0, 10.0, 0.3, 1.0)
     assert cfg.max_value_multiplier == 20.0
-    assert PrepareConfig().profit == cfg
+    assert RunConfig().profit == cfg
 
 
 @pytest.mark.parametrize(
@@ -143,8 +143,8 @@ def test_a_bad_toml_profit_value_is_a_config_error(tmp_path):
 
 
 def test_profit_round_trips_through_a_dict():
-    cfg = PrepareConfig(profit=ProfitConfig(contact_cost=0.5, save_rate=0.2, take_rate=0.0))
-    assert config_from_dict(PrepareConfig, config_to_dict(cfg)) == cfg
+    cfg = RunConfig(profit=ProfitConfig(contact_cost=0.5, save_rate=0.2, take_rate=0.0))
+    assert config_from_dict(RunConfig, config_to_dict(cfg)) == cfg
 
 
 def test_the_value_heads_own_conditional_mean_is_the_value_if_retained():

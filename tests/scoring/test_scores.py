@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseq.config import PrepareConfig, ValueScoreConfig, config_from_dict, config_to_dict, load_config
+from custseq.config import RunConfig, ValueScoreConfig, config_from_dict, config_to_dict, load_config
 from custseq.errors import ConfigError, SchemaError
 from custseq.scoring.scores import (
     hyperscore,
@@ -125,7 +125,7 @@ def test_value_score_config_defaults():
     cfg = ValueScoreConfig()
     assert (cfg.value_weight, cfg.retention_weight, cfg.engagement_weight) == (0.5, 0.3, 0.2)
     assert (cfg.beta, cfg.gamma, cfg.kappa) == (5.0, -math.log(2), 2.0)
-    assert PrepareConfig().value_score == cfg
+    assert RunConfig().value_score == cfg
 
 
 @pytest.mark.parametrize(
@@ -158,5 +158,5 @@ def test_a_bad_toml_value_score_value_is_a_config_error(tmp_path):
 
 
 def test_value_score_round_trips_through_a_dict():
-    cfg = PrepareConfig(value_score=ValueScoreConfig(0.6, 0.4, 0.0, beta=4.0))
-    assert config_from_dict(PrepareConfig, config_to_dict(cfg)) == cfg
+    cfg = RunConfig(value_score=ValueScoreConfig(0.6, 0.4, 0.0, beta=4.0))
+    assert config_from_dict(RunConfig, config_to_dict(cfg)) == cfg

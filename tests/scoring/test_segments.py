@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseq.config import PrepareConfig, SegmentConfig, config_from_dict, config_to_dict, load_config
+from custseq.config import RunConfig, SegmentConfig, config_from_dict, config_to_dict, load_config
 from custseq.errors import ConfigError, SchemaError
 from custseq.scoring.segments import SEGMENTS, assign_segments, segment_table, top_value_tier
 
@@ -155,7 +155,7 @@ def test_segment_config_defaults():
     cfg = SegmentConfig()
     assert (cfg.top_value_share, cfg.attrier_churn, cfg.champion_max_churn, cfg.at_risk_churn) == (0.2, 0.65, 0.35, 0.5)
     assert (cfg.loyal_min_frequency, cfg.new_customer_days, cfg.hibernating_days) == (2, None, None)
-    assert PrepareConfig().segments == cfg
+    assert RunConfig().segments == cfg
 
 
 @pytest.mark.parametrize(
@@ -188,5 +188,5 @@ def test_a_bad_toml_segments_value_is_a_config_error(tmp_path):
 
 
 def test_segments_round_trip_through_a_dict():
-    cfg = PrepareConfig(segments=SegmentConfig(top_value_share=0.25, hibernating_days=180))
-    assert config_from_dict(PrepareConfig, config_to_dict(cfg)) == cfg
+    cfg = RunConfig(segments=SegmentConfig(top_value_share=0.25, hibernating_days=180))
+    assert config_from_dict(RunConfig, config_to_dict(cfg)) == cfg

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from custseq.config import ColumnsConfig, PrepareConfig, ValidationConfig
+from custseq.config import ColumnsConfig, RunConfig, ValidationConfig
 from custseq.errors import SchemaError
 from custseq.io.engine import connect
 from custseq.prepare import validate_tables
@@ -74,7 +74,7 @@ def test_ambiguous_day_month_order_is_noted(tmp_path):
 
 
 def test_configured_format_overrides_detection_and_quarantines_other_formats(tmp_path):
-    cfg = PrepareConfig(validation=ValidationConfig(ts_format="%d/%m/%Y"))
+    cfg = RunConfig(validation=ValidationConfig(ts_format="%d/%m/%Y"))
     report, rows = validated(tx_csv(tmp_path, ["01/02/2011", "03/04/2011", "2011-05-06"]), config=cfg)
     table = report.tables["transactions"]
     assert [r["ts"] for r in rows] == [dt.datetime(2011, 2, 1), dt.datetime(2011, 4, 3)]
@@ -188,7 +188,7 @@ def test_entirely_unparsable_timestamp_column_is_a_schema_error_with_examples(tm
 
 def test_entirely_unparsable_amount_column_is_a_schema_error(tmp_path):
     (tmp_path / "tx.csv").write_text("customer_id,ts,Paid\nA,2011-01-01,ten\nB,2011-01-01,ten\n")
-    cfg = PrepareConfig(columns=ColumnsConfig(transactions={"amount": "Paid"}))
+    cfg = RunConfig(columns=ColumnsConfig(transactions={"amount": "Paid"}))
     with pytest.raises(
         SchemaError,
         match=re.escape(

@@ -9,14 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import custseq
-from custseq.config import PrepareConfig, ValidationConfig
+from custseq.config import RunConfig, ValidationConfig
 from custseq.errors import EmptyTableError, QuarantineError
 from custseq.io.engine import connect
 from custseq.prepare import validate_tables
 from custseq.validate.quarantine import check_row_accounting
 
 DIRTY = Path(__file__).parent / "dirty_transactions.csv"
-DIRTY_CONFIG = PrepareConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
+DIRTY_CONFIG = RunConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
 DIRTY_QUARANTINED = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 23]
 
 
@@ -124,7 +124,7 @@ def test_auto_keeps_date_only_duplicates_without_order_id_and_says_so(tmp_path):
 
 
 def test_quarantine_policy_removes_date_only_duplicates(tmp_path):
-    cfg = PrepareConfig(validation=ValidationConfig(duplicates="quarantine"))
+    cfg = RunConfig(validation=ValidationConfig(duplicates="quarantine"))
     report, ids = clean_ids(write(tmp_path / "tx.csv", DATE_ONLY_DUPS), config=cfg)
     table = report.tables["transactions"]
     assert ids == [1, 4]  # the first of the identical rows stays
@@ -142,7 +142,7 @@ def test_auto_quarantines_duplicates_when_rows_can_be_told_apart(tmp_path, text)
 
 
 def test_keep_policy_keeps_timed_duplicates_without_the_auto_note(tmp_path):
-    cfg = PrepareConfig(validation=ValidationConfig(duplicates="keep"))
+    cfg = RunConfig(validation=ValidationConfig(duplicates="keep"))
     report, ids = clean_ids(write(tmp_path / "tx.csv", TIMED_DUPS), config=cfg)
     assert ids == [1, 2, 3]
     assert KEPT_NOTE not in report.tables["transactions"].notes

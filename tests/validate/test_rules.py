@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import custseq
-from custseq.config import PrepareConfig, ValidationConfig
+from custseq.config import RunConfig, ValidationConfig
 from custseq.io.engine import connect
 from custseq.prepare import validate_tables
 from custseq.schema import Kind
@@ -16,7 +16,7 @@ from custseq.validate.parse import Staged
 from custseq.validate.rules import duplicate_predicate, rules_for
 
 DIRTY = Path(__file__).parent / "dirty_transactions.csv"
-DIRTY_CONFIG = PrepareConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
+DIRTY_CONFIG = RunConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
 DIRTY_AS_OF = "2011-12-31"
 # The rule each quarantined data row of dirty_transactions.csv (1-based, header excluded) breaks first.
 DIRTY_RULES = {
@@ -178,7 +178,7 @@ def test_report_dict_lists_rows_and_reasons_per_rule():
 
 
 def test_future_rows_are_kept_by_default():
-    cfg = PrepareConfig(validation=ValidationConfig(max_abs_amount=1e6))
+    cfg = RunConfig(validation=ValidationConfig(max_abs_amount=1e6))
     table = custseq.validate(DIRTY, as_of=DIRTY_AS_OF, config=cfg).tables["transactions"]
     assert "future_ts" not in table.rule_counts
     assert table.rows_used == 5
@@ -194,13 +194,13 @@ def test_absurd_amount_threshold_is_exclusive(tmp_path):
     (tmp_path / "tx.csv").write_text(
         "customer_id,ts,amount\nA,2011-01-01,100\nB,2011-01-01,-100\nC,2011-01-01,100.01\n"
     )
-    cfg = PrepareConfig(validation=ValidationConfig(max_abs_amount=100))
+    cfg = RunConfig(validation=ValidationConfig(max_abs_amount=100))
     table = custseq.validate(tmp_path / "tx.csv", config=cfg).tables["transactions"]
     assert (table.rows_used, table.rule_counts) == (2, {"absurd_amount": 1})
 
 
 def test_configured_currencies_replace_iso_codes(tmp_path):
     (tmp_path / "tx.csv").write_text("customer_id,ts,amount,currency\nA,2011-01-01,1,eur\nB,2011-01-01,1,GBP\n")
-    cfg = PrepareConfig(validation=ValidationConfig(currencies=("EUR",)))
+    cfg = RunConfig(validation=ValidationConfig(currencies=("EUR",)))
     table = custseq.validate(tmp_path / "tx.csv", config=cfg).tables["transactions"]
     assert (table.rows_used, table.rule_counts) == (1, {"unknown_currency": 1})

@@ -29,18 +29,17 @@ from scipy import stats
 from custseq.baselines.base import BaselinePredictions, WindowTables
 from custseq.baselines.cohort import cohort_forecast, cohort_wape, compare_by_cohort, signup_cohorts
 from custseq.baselines.tabular import LightGBM
-from custseq.config import ModelConfig, PrepareConfig, config_to_dict, parse_horizon
+from custseq.config import ModelConfig, RunConfig, config_to_dict, parse_horizon, with_seed
 from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.methods import COHORT_SMOOTHING, DEFAULT_METHODS, EMBEDDINGS, Method, reference_of, resolve
 from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_finetune
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
 from custseq.io.engine import connect
 from custseq.metrics import best_f1_threshold, churn_value_metrics, f1_at
-from custseq.models.churn_value import ChurnValueModel, Scores, finetune_prepared, score_window
+from custseq.models.finetune import ChurnValueModel, WindowScores, finetune_prepared, score_window
 from custseq.models.pretrain import pretrain_prepared
 from custseq.models.samples import WindowData
 from custseq.prepare import DAILY_SPEND, PreparedWindows, prepare, validate_tables
-from custseq.scoring.predict import with_seed
 from custseq.windows import data_span
 
 REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse", "value_mae", "value_mape",
@@ -85,7 +84,7 @@ def evaluate(
     as_of: str | None = None,
     customers: Any = None,
     events: Any = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     protocol: str = "temporal",
     seeds: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4),
     methods: list[str] | tuple[str, ...] = DEFAULT_METHODS,
@@ -122,7 +121,7 @@ def evaluate(
         raise ConfigError("evaluate needs at least one seed")
     runs = resolve(methods, ablations, label_fractions, transfer_from is not None)
     say = on_stage or (lambda _msg: None)
-    cfg = config or PrepareConfig()
+    cfg = config or RunConfig()
     cfg = dataclasses.replace(
         cfg,
         window=dataclasses.replace(cfg.window, require_training=False),  # label-free methods run regardless
@@ -182,7 +181,7 @@ def evaluate(
     return result
 
 
-def _test_as_of(transactions: Any, cfg: PrepareConfig, as_of: str | None, horizon: Any) -> str:
+def _test_as_of(transactions: Any, cfg: RunConfig, as_of: str | None, horizon: Any) -> str:
     """One horizon before the scoring date (the last day in the data unless ``as_of`` says otherwise)."""
     days = parse_horizon(horizon) if horizon is not None else cfg.window.horizon_days
     if as_of is not None:
@@ -197,7 +196,7 @@ def _test_as_of(transactions: Any, cfg: PrepareConfig, as_of: str | None, horizo
     return (end - dt.timedelta(days=days)).isoformat()
 
 
-def _prepare_transfer_source(data: Any, horizon: Any, cfg: PrepareConfig, work: Path, say: Say) -> Path:
+def _prepare_transfer_source(data: Any, horizon: Any, cfg: RunConfig, work: Path, say: Say) -> Path:
     say("preparing the transfer source's windows")
     no_columns = dataclasses.replace(cfg, columns=dataclasses.replace(cfg.columns, transactions={}))
     prepare(data, out=work / "transfer-source", horizon=horizon, config=no_columns)
@@ -207,7 +206,7 @@ def _prepare_transfer_source(data: Any, horizon: Any, cfg: PrepareConfig, work: 
 class _Runner:
     """Runs each method on the split; caches pre-trained encoders and custseq models per seed."""
 
-    def __init__(self, split: Split, work: Path, cfg: PrepareConfig, transfer_source: Path | None) -> None:
+    def __init__(self, split: Split, work: Path, cfg: RunConfig, transfer_source: Path | None) -> None:
         self.split, self.work, self.cfg, self.transfer_source = split, work, cfg, transfer_source
         self.skipped: dict[str, str] = {}
         self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
@@ -326,7 +325,7 @@ class _Runner:
         return folder, 0.0  # already inside this method's wall time
 
 
-def _by_ids(scores: Scores, ids: list[str]) -> dict[str, np.ndarray]:
+def _by_ids(scores: WindowScores, ids: list[str]) -> dict[str, np.ndarray]:
     """The score columns in the order of ``ids`` (every id must have been scored)."""
     index = {c: i for i, c in enumerate(scores.customer_ids)}
     try:
@@ -336,7 +335,7 @@ def _by_ids(scores: Scores, ids: list[str]) -> dict[str, np.ndarray]:
     return {k: v[rows] for k, v in scores.columns.items()}
 
 
-def _as_predictions(scores: Scores) -> BaselinePredictions:
+def _as_predictions(scores: WindowScores) -> BaselinePredictions:
     c = scores.columns
     return BaselinePredictions(scores.customer_ids, c["churn_probability"], c["clv_expected"])
 

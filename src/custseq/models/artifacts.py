@@ -35,10 +35,10 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from custseq import __version__
 from custseq.config import config_from_dict, config_to_dict
 from custseq.errors import ArtifactError, CustseqError
 from custseq.sequences.vocab import SequenceVocab
+from custseq.version import __version__
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"

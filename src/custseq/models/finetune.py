@@ -1,141 +1,303 @@
-"""The multi-task model: customer embedding ⊕ tabular features → shared trunk → churn and value heads.
+"""Fine-tune, save, load and apply the churn + value model on the windows of a ``prepare`` output.
 
-Churn head: one logit, focal loss. Value head: a zero-inflated lognormal (P(value > 0), μ, σ) giving the
-expected value and quantiles (default), or a log1p regression with Smooth L1 (SeqPreMT). The two losses are
-combined by :class:`custseq.models.losses.TaskWeighting`. References: SeqPreMT (seed 000), CASPR (seed 003).
+Temporal training (DESIGN §3): samples are (customer, cutoff) pairs from every training window. A stable
+share of customers (``FinetuneConfig.validation_fraction``, by id hash, the same in every window) is held
+out; their rows in the latest training window are the validation set. Early stopping follows the
+validation composite of churn AUC and value normalized Gini; the churn probabilities are then calibrated
+on the same validation customers.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
-from torch import nn
 
-from custseq.config import FinetuneConfig
+from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, TrainConfig
+from custseq.errors import ArtifactError, TrainingError
+from custseq.features.matrix import TabularSpec, fit_tabular
+from custseq.metrics import churn_value_metrics
+from custseq.models.artifacts import Manifest, configs_from_json, data_fingerprint, load_model, save_model
+from custseq.models.calibration import Calibrator, calibration_report, fit_calibrator
 from custseq.models.encoder import SequenceEncoder
-from custseq.models.losses import (
-    TaskWeighting,
-    focal_loss,
-    smooth_l1_log1p,
-    zero_inflated_lognormal_mean,
-    zero_inflated_lognormal_nll,
-    zero_inflated_lognormal_quantile,
-)
-from custseq.sequences.batch import EventBatch
+from custseq.models.lstm import LstmEncoder, build_encoder
+from custseq.models.multitask import QUANTILES, MultiTaskModel
+from custseq.models.pretrain import load_pretrained, model_vocab
+from custseq.models.samples import SampleStream, WindowData, fit_sample_weights
+from custseq.models.train import TrainResult, train
+from custseq.prepare import PreparedWindows
+from custseq.sequences.batch import split_mask
+from custseq.sequences.vocab import SequenceVocab
 
-QUANTILES = (0.1, 0.5, 0.9)
+MODEL_TYPE = "custseq-churn-value"
+CONFIG_CLASSES = {"encoder": EncoderConfig, "finetune": FinetuneConfig, "train": TrainConfig}
+VOCAB_DEPENDENT = ("embed.fields.", "embed.numeric.")  # encoder weights sized by one dataset's vocabulary
+PREDICTION_COLUMNS = (
+    "churn_probability", "clv_expected", *(f"clv_p{round(q * 100)}" for q in QUANTILES), "clv_if_active"
+)  # fmt: skip
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class CustomerBatch:
-    """Sequences, tabular inputs and (for training) labels of the same customers, in the same order."""
+class ChurnValueModel:
+    """A fine-tuned model with everything needed to score: vocabulary, tabular spec and calibration."""
 
-    events: EventBatch
-    tabular: torch.Tensor  # (B, W) standardised numeric features and missing indicators
-    categories: dict[str, torch.Tensor]  # profile column -> (B,) ids
-    churned: torch.Tensor | None = None  # (B,) float 0/1
-    value: torch.Tensor | None = None  # (B,) net value over the horizon
-    weight: torch.Tensor | None = None  # (B,) sample weights (e.g. log-value re-weighting)
+    network: MultiTaskModel
+    vocab: SequenceVocab
+    tabular: TabularSpec
+    calibrator: Calibrator
+    horizon_days: int
 
     @property
-    def size(self) -> int:
-        return self.events.size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def to(self, device: torch.device | str) -> CustomerBatch:
-        def move(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x.to(device, non_blocking=True)
-
-        return CustomerBatch(
-            self.events.to(device), move(self.tabular), {k: v.to(device) for k, v in self.categories.items()},
-            move(self.churned), move(self.value), move(self.weight),
-        )  # fmt: skip
+    def max_events(self) -> int:
+        return self.network.encoder.cfg.max_events
 
 
 @dataclass
-class MultiTaskOutput:
-    churn_logit: torch.Tensor  # (B,)
-    value_params: torch.Tensor  # (B, 3) ZILN: positive logit, μ, log σ — or (B, 1) predicted log1p(value)
-    embedding: torch.Tensor  # (B, D) customer embedding from the encoder
-    loss: torch.Tensor | None = None
-    metrics: dict[str, float] | None = None
+class FitResult:
+    """A fine-tuned model and how it was obtained."""
+
+    model: ChurnValueModel
+    metrics: dict[str, float]  # on the validation customers, with calibrated probabilities
+    result: TrainResult  # the training loop's history and best epoch
+    cutoffs: list[str]  # as-of dates of the training windows, latest first
+    pretrained: bool  # whether the encoder started from a pre-trained one
 
 
-class MultiTaskModel(nn.Module):
-    """Encoder + tabular inputs → trunk → churn logit and value distribution."""
+@dataclass
+class WindowScores:
+    """Predictions for every customer of one window, sorted by customer id."""
 
-    def __init__(
-        self,
-        encoder: SequenceEncoder,
-        tabular_width: int,
-        category_sizes: dict[str, int],
-        cfg: FinetuneConfig,
-    ) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = encoder
-        self.categories = nn.ModuleDict(
-            {name: nn.Embedding(size, min(16, size)) for name, size in category_sizes.items()}
+    customer_ids: list[str]
+    columns: dict[str, np.ndarray]  # PREDICTION_COLUMNS -> (N,)
+    embeddings: np.ndarray  # (N, D)
+    churned: np.ndarray | None = None  # the window's labels, when it has them
+    value: np.ndarray | None = None
+
+    def table(self) -> pa.Table:
+        data = {"customer_id": pa.array(self.customer_ids, pa.string())}
+        data |= {k: pa.array(v.astype(np.float64)) for k, v in self.columns.items()}
+        return pa.table(data)
+
+    def embedding_table(self) -> pa.Table:
+        data = {"customer_id": pa.array(self.customer_ids, pa.string())}
+        data |= {f"e{j}": pa.array(self.embeddings[:, j].astype(np.float32)) for j in range(self.embeddings.shape[1])}
+        return pa.table(data)
+
+
+def finetune_prepared(
+    prepared: Path,
+    cfg: ModelConfig,
+    *,
+    encoder_dir: Path | None = None,
+    transfer: bool = False,
+    work_dir: Path | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fine-tune the multi-task model on the training windows of ``prepared``.
+
+    ``encoder_dir`` is a pre-trained encoder (:func:`custseq.models.pretrain.pretrain_prepared`); without it
+    the encoder starts from random weights. With ``transfer`` it may come from other data (another
+    vocabulary): see :func:`transfer_encoder`. The model is returned calibrated, with its validation metrics.
+    """
+    ft, training = cfg.finetune, cfg.finetune_training
+    vocab = SequenceVocab.load(prepared / "vocab.json")
+    layout = PreparedWindows.read(prepared)
+    windows = [WindowData(folder) for folder in layout.training]
+    validation, horizon = windows[0], layout.horizon_days
+    spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
+    split = {"holdout_fraction": ft.validation_fraction, "test_fraction": ft.test_fraction}
+    weights = fit_sample_weights([_training_labels(w, ft) for w in windows], ft)
+    torch.manual_seed(training.seed)
+    encoder = _encoder(encoder_dir, cfg.encoder, vocab, transfer)
+    network = MultiTaskModel(encoder, spec.width, spec.category_sizes(), ft)
+    common = {"vocab": vocab, "tabular": spec, "max_events": encoder.cfg.max_events, "seed": training.seed}
+    train_stream = SampleStream(
+        tuple(windows), batch_size=training.batch_size, holdout="train", label_fraction=ft.label_fraction,
+        weights=weights, **split, **common,
+    )  # fmt: skip
+    val_stream = SampleStream(
+        (validation,), batch_size=1024, shuffle=False, holdout="validation", **split, **common
+    )  # fmt: skip
+    if train_stream.n_batches() == 0:
+        raise TrainingError("no training customers left after the validation, test and label-fraction holdouts")
+    if val_stream.n_batches() == 0:
+        raise TrainingError(
+            "no validation customers in the latest training window; the data have too few customers to "
+            "fine-tune and validate a model (raise model.finetune.validation_fraction or add data)"
         )
-        width = (encoder.dim if cfg.use_sequence else 0) + (tabular_width if cfg.use_tabular else 0)
-        width += sum(e.embedding_dim for e in self.categories.values()) if cfg.use_tabular else 0
-        self.trunk = nn.Sequential(
-            nn.LayerNorm(width), nn.Linear(width, cfg.trunk_dim), nn.GELU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.trunk_dim, cfg.trunk_dim), nn.GELU(),
-        )  # fmt: skip
-        self.churn_head = nn.Linear(cfg.trunk_dim, 1)
-        self.value_head = nn.Linear(cfg.trunk_dim, 3 if cfg.value_loss == "ziln" else 1)
-        self.weighting = TaskWeighting(2, cfg.weighting, cfg.fixed_weights)
-        if cfg.encoder_mode == "frozen":
-            self.encoder.requires_grad_(False)
+    result = train(
+        network,
+        lambda epoch, rank, world: train_stream.batches(epoch, rank, world),
+        lambda rank, world: val_stream.batches(0, rank, world),
+        training,
+        out_dir=work_dir,
+        steps_per_epoch=train_stream.n_batches(),
+        progress=progress,
+        description="fine-tuning",
+        score_fn=lambda m: _validation_composite(m, val_stream),
+        lr_scales={"encoder.": ft.encoder_lr_scale} if ft.encoder_mode == "discriminative" else None,
+    )
+    raw = _predict_stream(network, val_stream, Calibrator("none"))
+    calibrator = fit_calibrator(raw.churned, raw.columns["churn_probability"], ft.calibration)
+    report = calibration_report(raw.churned, raw.columns["churn_probability"], ft.calibration, seed=training.seed)
+    model = ChurnValueModel(network, vocab, spec, calibrator, horizon)
+    calibrated = calibrator(raw.columns["churn_probability"])
+    metrics = churn_value_metrics(raw.churned, calibrated, raw.value, raw.columns["clv_expected"])
+    metrics |= {f"churn_{k}": v for k, v in report.items()}
+    metrics |= {"best_epoch": float(result.best_epoch), "validation_customers": float(len(raw.customer_ids))}
+    cutoffs = [w.folder.name for w in windows]
+    return FitResult(model, metrics, result, cutoffs, encoder_dir is not None)
 
-    def forward(self, batch: CustomerBatch) -> MultiTaskOutput:
-        parts = []
-        embedding = self.encoder(batch.events).embedding  # (B, D)
-        if self.cfg.use_sequence:
-            parts.append(embedding)
-        if self.cfg.use_tabular:
-            parts.append(batch.tabular)  # (B, W)
-            parts += [embed(batch.categories[name]) for name, embed in self.categories.items()]
-        h = self.trunk(torch.cat(parts, dim=-1))  # (B, trunk_dim)
-        out = MultiTaskOutput(self.churn_head(h).squeeze(-1), self.value_head(h), embedding)
-        if batch.churned is not None and batch.value is not None:
-            out.loss, out.metrics = self._loss(out, batch)
-        return out
 
-    def _loss(self, out: MultiTaskOutput, batch: CustomerBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg = self.cfg
-        churn = focal_loss(out.churn_logit, batch.churned, cfg.focal_gamma, cfg.focal_alpha, batch.weight)
-        if cfg.value_loss == "ziln":
-            p = out.value_params
-            value = zero_inflated_lognormal_nll(p[:, 0], p[:, 1], p[:, 2], batch.value, batch.weight)
-        else:
-            value = smooth_l1_log1p(out.value_params[:, 0], batch.value, weight=batch.weight)
-        losses = torch.stack([churn, value])
-        weights = self.weighting.weights()
-        metrics = {"churn_loss": float(churn.detach()), "value_loss": float(value.detach()),
-                   "weight_churn": float(weights[0]), "weight_value": float(weights[1])}  # fmt: skip
-        return self.weighting(losses), metrics
+def score_window(model: ChurnValueModel, window: WindowData, batch_size: int = 1024, part: str = "all") -> WindowScores:
+    """Calibrated predictions and embeddings for the customers of a window folder (features + sequences).
 
-    @torch.no_grad()
-    def predict_values(self, out: MultiTaskOutput) -> dict[str, torch.Tensor]:
-        """Churn probability, expected value, P10/P50/P90 of the value, all (B,) and non-negative, and
-        ``clv_if_active``: the expected value given a purchase in the horizon (NaN for a point regression)."""
-        result = {"churn_probability": torch.sigmoid(out.churn_logit)}
-        p = out.value_params
-        if self.cfg.value_loss == "ziln":
-            result["clv_expected"] = zero_inflated_lognormal_mean(p[:, 0], p[:, 1], p[:, 2])
-            for q in QUANTILES:
-                result[f"clv_p{round(q * 100)}"] = zero_inflated_lognormal_quantile(p[:, 0], p[:, 1], p[:, 2], q)
-            result["clv_if_active"] = zero_inflated_lognormal_mean(torch.full_like(p[:, 0], math.inf), p[:, 1], p[:, 2])
-        else:
-            point = torch.expm1(p[:, 0]).clamp(min=0)
-            result["clv_expected"] = point
-            for q in QUANTILES:  # a point regression has no spread: every quantile is the point
-                result[f"clv_p{round(q * 100)}"] = point
-            result["clv_if_active"] = torch.full_like(point, math.nan)
-        return result
+    ``part`` = train / validation / test scores only that part of the model's own customer split.
+    """
+    ft = model.network.cfg
+    stream = SampleStream(
+        (window,), model.vocab, model.tabular, model.max_events, batch_size, shuffle=False, holdout=part,
+        holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
+    )  # fmt: skip
+    return _predict_stream(model.network, stream, model.calibrator)
+
+
+def save_churn_value(
+    path: Path, fit: FitResult, cfg: ModelConfig, data_config: dict[str, Any], fingerprint: str
+) -> Manifest:
+    """Write the model directory: weights (safetensors), configs, tabular spec and calibration (JSON)."""
+    model = fit.model
+    weighting = model.network.weighting
+    config = {
+        "encoder": model.network.encoder.cfg,
+        "finetune": cfg.finetune,
+        "train": cfg.finetune_training,
+        "tabular": model.tabular.to_json(),
+        "calibration": model.calibrator.to_json(),
+        "horizon_days": model.horizon_days,
+        "data": data_config,
+    }
+    extra = {
+        "task_weighting": {"mode": weighting.mode, "weights": [float(w) for w in weighting.weights()]},
+        "pretrained": fit.pretrained,
+        "history": fit.result.history,
+    }
+    return save_model(
+        path, model.network.cpu(), config, model.vocab, model_type=MODEL_TYPE, data_fingerprint=fingerprint,
+        cutoffs=fit.cutoffs, metrics=fit.metrics, extra=extra,
+    )  # fmt: skip
+
+
+def load_churn_value(path: Path | str) -> tuple[ChurnValueModel, dict[str, Any], Manifest]:
+    """Load a model directory written by :func:`save_churn_value`; also returns its config.json dict."""
+    network, config, vocab, manifest = load_model(Path(path), _build, expected_type=MODEL_TYPE)
+    try:
+        spec = TabularSpec.from_json(config["tabular"])
+        calibrator = Calibrator.from_json(config["calibration"])
+        horizon = int(config["horizon_days"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path}: config.json lacks the model's {e}; save the model again") from None
+    return ChurnValueModel(network, vocab, spec, calibrator, horizon), config, manifest
+
+
+def fingerprint_of(prepared: Path) -> str:
+    return data_fingerprint([(prepared / "prepare.json").read_bytes(), (prepared / "vocab.json").read_bytes()])
+
+
+def _build(config: dict[str, Any], vocab: SequenceVocab | None) -> MultiTaskModel:
+    if vocab is None:
+        raise ArtifactError("a churn-value model needs its vocab.json")
+    cfgs = configs_from_json(config, CONFIG_CLASSES)
+    spec = TabularSpec.from_json(config["tabular"])
+    encoder = _fresh_encoder(cfgs["encoder"], vocab)
+    return MultiTaskModel(encoder, spec.width, spec.category_sizes(), cfgs["finetune"])
+
+
+def _fresh_encoder(cfg: EncoderConfig, vocab: SequenceVocab) -> SequenceEncoder | LstmEncoder:
+    sizes = {f.name: vocab.size(f.name) for f in vocab.layout.categorical()}
+    return build_encoder(cfg, sizes, len(vocab.layout.numeric()))
+
+
+def _encoder(
+    encoder_dir: Path | None, cfg: EncoderConfig, vocab: SequenceVocab, transfer: bool = False
+) -> SequenceEncoder | LstmEncoder:
+    if encoder_dir is None:
+        return _fresh_encoder(cfg, vocab)
+    if transfer:
+        return transfer_encoder(encoder_dir, vocab)
+    if model_vocab(encoder_dir).to_json() != vocab.to_json():
+        raise ArtifactError(
+            f"the pre-trained encoder in {encoder_dir} was fitted with another vocabulary "
+            "(to start from an encoder pre-trained on other data, transfer it)"
+        )
+    pretrained, _ = load_pretrained(encoder_dir)
+    return pretrained.encoder
+
+
+def transfer_encoder(encoder_dir: Path, vocab: SequenceVocab) -> SequenceEncoder | LstmEncoder:
+    """An encoder for ``vocab`` that starts from one pre-trained on other data (cross-domain transfer).
+
+    Everything that does not depend on the vocabulary is copied — the Transformer layers, the time,
+    calendar, token-type and position embeddings, the [MASK] vector and the norms; the per-field
+    embeddings and the numeric projection (their fields and sizes belong to the other data) start fresh.
+    """
+    pretrained, _ = load_pretrained(encoder_dir)
+    source = pretrained.encoder
+    target = _fresh_encoder(source.cfg, vocab)
+    own = target.state_dict()
+    copied = {
+        name: tensor
+        for name, tensor in source.state_dict().items()
+        if not name.startswith(VOCAB_DEPENDENT) and name in own and own[name].shape == tensor.shape
+    }
+    target.load_state_dict(copied, strict=False)
+    log.info("transferred %d of %d encoder tensors from %s", len(copied), len(own), encoder_dir)
+    return target
+
+
+def _training_labels(window: WindowData, ft: FinetuneConfig) -> pa.Table:
+    labels = pq.read_table(window.folder / "labels.parquet")
+    ids = labels.column("customer_id").to_pylist()
+    keep = split_mask(ids, "train", ft.validation_fraction, ft.test_fraction, ft.label_fraction)
+    return labels.filter(pa.array(keep))
+
+
+def _validation_composite(network: torch.nn.Module, stream: SampleStream) -> float:
+    scores = _predict_stream(network, stream, Calibrator("none"))
+    return churn_value_metrics(scores.churned, scores.columns["churn_probability"], scores.value,
+                               scores.columns["clv_expected"])["composite"]  # fmt: skip
+
+
+@torch.no_grad()
+def _predict_stream(network: MultiTaskModel, stream: SampleStream, calibrator: Calibrator) -> WindowScores:
+    network.eval()
+    device = next(network.parameters()).device
+    ids: list[str] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in PREDICTION_COLUMNS}
+    embeddings, churned, value = [], [], []
+    for batch in stream.batches():
+        out = network(batch.to(device))
+        for k, v in network.predict_values(out).items():
+            parts[k].append(v.double().cpu().numpy())
+        embeddings.append(out.embedding.float().cpu().numpy())
+        ids.extend(batch.events.customer_ids)
+        if batch.churned is not None:
+            churned.append(batch.churned.numpy())
+            value.append(batch.value.numpy())
+    order = np.argsort(np.array(ids, dtype=object), kind="stable")
+    columns = {k: np.concatenate(v)[order] if v else np.zeros(0) for k, v in parts.items()}
+    columns["churn_probability"] = calibrator(columns["churn_probability"])
+    dim = network.encoder.dim
+    matrix = np.concatenate(embeddings)[order] if embeddings else np.zeros((0, dim), np.float32)
+    labels = churned and len(churned) == len(embeddings)
+    return WindowScores(
+        [ids[i] for i in order], columns, matrix,
+        np.concatenate(churned)[order] if labels else None, np.concatenate(value)[order] if labels else None,
+    )  # fmt: skip

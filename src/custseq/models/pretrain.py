@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from custseq.config import EncoderConfig, PrepareConfig, PretrainConfig, TrainConfig, config_to_dict
+from custseq.config import EncoderConfig, PretrainConfig, RunConfig, TrainConfig, config_to_dict
 from custseq.errors import ArtifactError, TrainingError
 from custseq.models.artifacts import (
     VOCAB_FILE,
@@ -228,7 +228,7 @@ def embed_with_model(
     customers: Any = None,
     events: Any = None,
     as_of: str | None = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     batch_size: int = 1024,
 ) -> tuple[pa.Table, ScoringSequences]:
     """Embed every customer of new data as of ``as_of`` with a pre-trained model; write ``out`` (Parquet).
@@ -268,7 +268,7 @@ def pretrain(
     events: Any = None,
     as_of: str | None = None,
     horizon: str | int | None = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     encoder: EncoderConfig | None = None,
     objectives: PretrainConfig | None = None,
     training: TrainConfig | None = None,

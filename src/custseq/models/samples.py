@@ -21,7 +21,7 @@ import torch
 from custseq.config import FinetuneConfig
 from custseq.errors import ArtifactError
 from custseq.features.matrix import TabularSpec, transform_tabular
-from custseq.models.finetune import CustomerBatch
+from custseq.models.multitask import CustomerBatch
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.vocab import SequenceVocab
 

@@ -11,13 +11,13 @@ on the page, with a "not available" note naming the command to run when its file
 from __future__ import annotations
 
 import logging
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from custseq.config import ReportConfig
 from custseq.report.data import ReportData, read_run
 from custseq.report.html import page
 from custseq.report.sections import BUILDERS, TITLES, build_sections, header
+from custseq.version import __version__
 
 __all__ = ["SECTIONS", "TITLES", "ReportData", "read_run", "render_report", "write_report"]
 
@@ -49,7 +49,7 @@ def render_report(data: ReportData, cfg: ReportConfig | None = None) -> str:
         plotly_js = get_plotlyjs()
     as_of = (data.metrics or {}).get("as_of")
     title = f"custseq report{f' as of {as_of}' if as_of else ''}"
-    return page(title, header(data), sections, plotly_js, footer=f"Written by custseq {_version()}.")
+    return page(title, header(data), sections, plotly_js, footer=f"Written by custseq {__version__}.")
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None, cfg: ReportConfig | None = None) -> Path:
@@ -81,10 +81,3 @@ def write_report(run_dir: Path | str, out: Path | str | None = None, cfg: Report
     out.write_text(render_report(data, cfg), encoding="utf-8")
     log.info("report: wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
-
-
-def _version() -> str:
-    try:
-        return version("custseq")
-    except PackageNotFoundError:
-        return "(not installed)"

@@ -22,12 +22,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from custseq.baselines.btyd import BtydPredictions, predict_btyd
-from custseq.config import AuditConfig, PrepareConfig, ProfitConfig, ReportConfig
+from custseq.config import AuditConfig, ProfitConfig, ReportConfig, RunConfig
 from custseq.errors import TrainingError
 from custseq.evaluation.fairness import BTYD_COLUMNS, Audit, audit, audit_groups, btyd_frame, review_list
 from custseq.models.attention import attention_samples
-from custseq.models.churn_value import ChurnValueModel, score_window
 from custseq.models.encoder import SequenceEncoder
+from custseq.models.finetune import ChurnValueModel, score_window
 from custseq.models.samples import WindowData
 from custseq.models.train import TrainResult
 from custseq.scoring.profit import ProfitSimulation
@@ -41,7 +41,7 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(_finite(data), indent=1, default=str, allow_nan=False))
 
 
-def validation_predictions(model: ChurnValueModel, window: Path, cfg: PrepareConfig) -> pd.DataFrame:
+def validation_predictions(model: ChurnValueModel, window: Path, cfg: RunConfig) -> pd.DataFrame:
     """The latest training window's validation customers: labels, custseq's predictions, BG/NBD's, segment.
 
     The network's weights were not fitted on these customers, but its early stopping and churn calibration

@@ -14,8 +14,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from custseq.config import PrepareConfig
-from custseq.scoring.predict import run_predict, score_with_model, with_seed
+from custseq.config import RunConfig, with_seed
+from custseq.scoring.predict import run_predict, score_with_model
 
 
 class ChurnValueEstimator(BaseEstimator):
@@ -27,7 +27,7 @@ class ChurnValueEstimator(BaseEstimator):
         ``90d``, ``13w``, ``6m``, ``1y`` or days.
     as_of : str, optional
         Inclusive date the model is trained up to (default: the last day of the data given to ``fit``).
-    config : PrepareConfig, optional
+    config : RunConfig, optional
         Every other setting (columns, validation, windows, model).
     seed : int
         Seed of every random choice.
@@ -48,7 +48,7 @@ class ChurnValueEstimator(BaseEstimator):
         self,
         horizon: str | int = "90d",
         as_of: str | None = None,
-        config: PrepareConfig | None = None,
+        config: RunConfig | None = None,
         seed: int = 0,
         pretraining: bool = True,
     ) -> None:
@@ -85,7 +85,7 @@ class ChurnValueEstimator(BaseEstimator):
             proposer=self.proposer_,
         )  # fmt: skip
 
-    def _config(self) -> PrepareConfig:
-        cfg = self.config or PrepareConfig()
+    def _config(self) -> RunConfig:
+        cfg = self.config or RunConfig()
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretraining=self.pretraining))
         return with_seed(cfg, self.seed)

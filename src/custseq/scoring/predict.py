@@ -25,13 +25,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from custseq.baselines.btyd import BtydPredictions, predict_btyd
-from custseq.config import ActionConfig, PrepareConfig, config_from_dict, config_to_dict
+from custseq.config import ActionConfig, RunConfig, config_from_dict, config_to_dict, with_seed
 from custseq.errors import ArtifactError, ConfigError, TrainingError
 from custseq.metrics import churn_value_metrics
-from custseq.models.churn_value import (
+from custseq.models.finetune import (
     ChurnValueModel,
     FitResult,
-    Scores,
+    WindowScores,
     finetune_prepared,
     fingerprint_of,
     load_churn_value,
@@ -81,7 +81,7 @@ class PredictRun:
     metrics: dict[str, Any]  # metrics.json
     out_dir: Path | None
     model: ChurnValueModel
-    data_config: PrepareConfig
+    data_config: RunConfig
     as_of: str
     proposer: ItemProposer | None = None  # what proposes the plans' next items (None: catalogue actions only)
 
@@ -93,7 +93,7 @@ def predict(
     as_of: str | None = None,
     customers: Any = None,
     events: Any = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     seed: int | None = None,
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
@@ -124,7 +124,7 @@ def run_predict(
     as_of: str | None = None,
     customers: Any = None,
     events: Any = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     seed: int | None = None,
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
@@ -132,7 +132,7 @@ def run_predict(
     on_stage: Stage | None = None,
 ) -> PredictRun:
     """:func:`predict`, returning the predictions with the embeddings, metrics and the fitted model."""
-    cfg = with_seed(config or PrepareConfig(), seed)
+    cfg = with_seed(config or RunConfig(), seed)
     say = on_stage or (lambda _msg: None)
     started = time.perf_counter()
     with _work_folder(work_dir) as work:
@@ -171,7 +171,7 @@ def score(
     as_of: str | None = None,
     customers: Any = None,
     events: Any = None,
-    config: PrepareConfig | None = None,
+    config: RunConfig | None = None,
     out: Path | str | None = None,
 ) -> PredictRun:
     """Score new data with a model saved by ``predict`` (``<out>/model``).
@@ -196,7 +196,7 @@ def score(
 
 def score_with_model(
     model: ChurnValueModel,
-    data_cfg: PrepareConfig,
+    data_cfg: RunConfig,
     transactions: Any,
     *,
     as_of: str | None = None,
@@ -231,26 +231,13 @@ def score_with_model(
     return run
 
 
-def with_seed(cfg: PrepareConfig, seed: int | None) -> PrepareConfig:
-    """The config with every training seed set to ``seed`` (unchanged with None)."""
-    if seed is None:
-        return cfg
-    m = cfg.model
-    model = dataclasses.replace(
-        m,
-        pretrain_training=dataclasses.replace(m.pretrain_training, seed=seed),
-        finetune_training=dataclasses.replace(m.finetune_training, seed=seed),
-    )
-    return dataclasses.replace(cfg, model=model)
-
-
 def _save_models(
     folder: Path,
     fit: FitResult,
     pretrained: PretrainRun | None,
     proposer: ItemProposer | None,
-    cfg: PrepareConfig,
-    data_cfg: PrepareConfig,
+    cfg: RunConfig,
+    data_cfg: RunConfig,
     fingerprint: str,
 ) -> None:
     """The churn-value model, and the pre-trained model whose next-event head proposes items for ``score``."""
@@ -262,7 +249,7 @@ def _save_models(
 
 
 def _item_proposer(
-    pretrained: PretrainRun | None, vocab: SequenceVocab, layout: PreparedWindows, cfg: PrepareConfig, say: Stage
+    pretrained: PretrainRun | None, vocab: SequenceVocab, layout: PreparedWindows, cfg: RunConfig, say: Stage
 ) -> ItemProposer | None:
     """The pre-trained model with its copy mixture fitted on the latest training window (whose next events lie
     before the scoring cutoff: no leakage); None without a next-event head."""
@@ -298,7 +285,7 @@ def load_item_proposer(folder: Path) -> ItemProposer | None:
     return ItemProposer(model, mixture)
 
 
-def _fit(work: Path, cfg: PrepareConfig, say: Stage, progress: bool) -> tuple[FitResult, PretrainRun | None]:
+def _fit(work: Path, cfg: RunConfig, say: Stage, progress: bool) -> tuple[FitResult, PretrainRun | None]:
     m = cfg.model
     pretrained = None
     if m.pretraining:
@@ -315,7 +302,7 @@ def _fit(work: Path, cfg: PrepareConfig, say: Stage, progress: bool) -> tuple[Fi
     return fit, pretrained
 
 
-def _metrics(summary: dict[str, Any], fit: FitResult, scores: Scores, seconds: float) -> dict[str, Any]:
+def _metrics(summary: dict[str, Any], fit: FitResult, scores: WindowScores, seconds: float) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "as_of": summary["as_of"],
         "horizon_days": summary["horizon_days"],
@@ -339,11 +326,11 @@ def _metrics(summary: dict[str, Any], fit: FitResult, scores: Scores, seconds: f
 
 
 def _run(
-    scores: Scores,
+    scores: WindowScores,
     window: Path,
     metrics: dict[str, Any],
     model: ChurnValueModel,
-    cfg: PrepareConfig,
+    cfg: RunConfig,
     as_of: str,
     out: Any,
     proposer: ItemProposer | None,
@@ -399,7 +386,7 @@ def with_plans(
     proposer: ItemProposer | None,
     vocab: SequenceVocab,
     window: Path,
-    cfg: PrepareConfig,
+    cfg: RunConfig,
     metrics: dict[str, Any],
 ) -> pd.DataFrame:
     """Add ``next_items`` (the proposer's likeliest next items), ``retention_flag`` and ``next_actions``.
@@ -481,7 +468,7 @@ def _actions_metrics(
 
 
 def with_segments_and_value_score(
-    predictions: pd.DataFrame, features: pd.DataFrame, cfg: PrepareConfig, horizon_days: int
+    predictions: pd.DataFrame, features: pd.DataFrame, cfg: RunConfig, horizon_days: int
 ) -> pd.DataFrame:
     """Add ``segment`` (:mod:`custseq.scoring.segments`) and ``value_score`` (:mod:`custseq.scoring.scores`)."""
     predictions = predictions.copy()
@@ -499,9 +486,9 @@ def write_outputs(out: Path, predictions: pa.Table, embeddings: pa.Table, metric
     write_json(out / "metrics.json", metrics)
 
 
-def _data_config(saved: dict[str, Any]) -> PrepareConfig:
+def _data_config(saved: dict[str, Any]) -> RunConfig:
     try:
-        return config_from_dict(PrepareConfig, saved, where="the model's data settings")
+        return config_from_dict(RunConfig, saved, where="the model's data settings")
     except ConfigError as e:
         raise ConfigError(f"{e}; the model was saved by another custseq version, pass --config") from None
 

@@ -13,7 +13,7 @@ import custseq
 from custseq.config import EncoderConfig, FinetuneConfig
 from custseq.features.matrix import fit_tabular, transform_tabular
 from custseq.models.encoder import SequenceEncoder
-from custseq.models.finetune import CustomerBatch, MultiTaskModel
+from custseq.models.multitask import CustomerBatch, MultiTaskModel
 from custseq.sequences.batch import collate
 
 TINY = EncoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_events=8)
