@@ -81,7 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from custseq.config import load_config
-    from custseq.evaluation.backtest import evaluate, markdown
+    from custseq.api import evaluate
+    from custseq.pipelines.evaluate import markdown
 
     data, as_of, horizon = DATASETS[args.dataset]
     tag = f"{args.study}-{args.dataset}" + (f"-{args.config.stem}" if args.config else "")

@@ -99,7 +99,7 @@ def run(tmp: Path, say) -> dict:
     from custseq.config import ColumnsConfig, RunConfig, TrainConfig
     from custseq.models.next_event import fit_item_mixture, item_field, propose_next
     from custseq.models.pretrain import load_pretrained, model_vocab, pretrain_prepared
-    from custseq.prepare import prepare
+    from custseq.api import prepare
     from custseq.scoring.actions import hit_rate_at_k, popularity_proposals, repeat_last_proposals
     from custseq.sequences.build import read_sequences
 
@@ -132,7 +132,7 @@ def run(tmp: Path, say) -> dict:
         t = time.perf_counter()
         model_dir = tmp / f"model-{training.epochs}"
         done = pretrain_prepared(
-            tmp / "prepared", model_dir, encoder=defaults.encoder, pretrain=defaults.pretrain, training=training,
+            result.layout, model_dir, encoder=defaults.encoder, pretrain=defaults.pretrain, training=training,
             progress=False,
         )  # fmt: skip
         timings[f"pretrain: {label}"] = time.perf_counter() - t

@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/predict.py --out benchmarks/RESULTS.md
 
 Each back-test cuts the data at an as-of date whose horizon is observed, so the scoring window has labels.
-For every seed, one fresh process runs ``custseq.scoring.predict.run_predict`` (default settings, the seed,
+For every seed, one fresh process runs ``custseq.api.predict_run`` (default settings, the seed,
 ``work_dir`` kept) and reports its back-test metrics, wall time and peak resident memory. In the same
 process, after custseq, two baselines are trained on exactly custseq's training windows (roles "validation"
 and "train" in ``prepare.json``) and scored on the scoring window, with the numeric feature columns of
@@ -83,7 +83,7 @@ def child_backtest(p: dict) -> dict:
     from custseq.config import load_config
     from custseq.datasets import cdnow_path
     from custseq.errors import WindowError
-    from custseq.scoring.predict import run_predict
+    from custseq.api import predict_run as run_predict
 
     source = cdnow_path() if p["source"] == "cdnow" else Path(p["source"])
     config = load_config(Path(p["config"])) if p.get("config") else None
@@ -119,11 +119,11 @@ def run_baselines(prepared: Path, seed: int) -> tuple[dict, dict]:
     from custseq.baselines.tabular import LightGBM, LogisticRidge
     from custseq.features.matrix import fit_tabular
     from custseq.metrics import churn_value_metrics
-    from custseq.prepare import PreparedWindows
+    from custseq.io.prepared import PreparedWindows
 
     layout = PreparedWindows.read(prepared)
     h = layout.horizon_days
-    train_keys, score_key = [f.name for f in layout.training], layout.scoring.name
+    train_keys, score_key = [f.key for f in layout.training], layout.scoring.key
     train = [WindowTables.read(folder, h) for folder in layout.training]
     score = WindowTables.read(layout.scoring, h)
     y_train = np.concatenate([w.label_arrays()[0] for w in train])

@@ -91,7 +91,7 @@ def child_custseq_rfm(path: Path) -> dict:
         from custseq.config import RunConfig
         from custseq.features.rfm import build_btyd_summary, build_features
         from custseq.io.engine import connect
-        from custseq.prepare import validate_tables
+        from custseq.validate.tables import validate_tables
         from custseq.windows import data_span, plan_windows
     except ImportError as e:
         return {"status": "not available", "reason": f"{type(e).__name__}: {e}"}

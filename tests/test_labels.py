@@ -11,7 +11,7 @@ from custseq.config import FeatureConfig
 from custseq.features.rfm import build_features
 from custseq.io.engine import connect
 from custseq.labels import build_labels
-from custseq.prepare import validate_tables
+from custseq.validate.tables import validate_tables
 from custseq.windows import Window, cutoff_of
 
 # as-of 2024-02-29 (inclusive): cutoff 2024-03-01 00:00, horizon 10 days: labels from [03-01, 03-11).

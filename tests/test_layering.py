@@ -16,11 +16,11 @@ LAYERS = {
     "validate": 2,
     "windows": 3, "labels": 3,
     "features": 4, "sequences": 4,
-    "prepare": 5,
     "models": 6, "baselines": 6,
     "scoring": 7, "evaluation": 7,
-    "report": 8, "service": 8, "spark": 8,
-    "cli": 9, "__init__": 9, "__main__": 9,
+    "report": 8,
+    "pipelines": 9,
+    "service": 10, "spark": 10, "cli": 10, "api": 10, "estimator": 10, "__init__": 10, "__main__": 10,
 }  # fmt: skip
 
 

@@ -5,21 +5,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from custseq.prepare import PrepareResult, prepare, validate
 from custseq.version import __version__
 
 __all__ = [
-    "ChurnValueEstimator", "PrepareResult", "__version__", "embed", "predict", "prepare", "pretrain", "score",
-    "validate",
+    "ChurnValueEstimator", "__version__", "embed", "evaluate", "predict", "prepare", "pretrain", "score",
+    "validate_tables",
 ]  # fmt: skip
 
-# The model API needs torch; it is imported on first use, so the data tools start fast.
+# The API is imported on first use, so that `import custseq` is fast and the data tools need no torch.
 _LAZY = {
-    "pretrain": ("custseq.models.pretrain", "pretrain"),
-    "embed": ("custseq.models.pretrain", "embed_with_model"),
-    "predict": ("custseq.scoring.predict", "predict"),
-    "score": ("custseq.scoring.predict", "score"),
-    "ChurnValueEstimator": ("custseq.scoring.estimator", "ChurnValueEstimator"),
+    "validate_tables": ("custseq.api", "validate_tables"),
+    "prepare": ("custseq.api", "prepare"),
+    "pretrain": ("custseq.api", "pretrain"),
+    "embed": ("custseq.api", "embed"),
+    "predict": ("custseq.api", "predict"),
+    "score": ("custseq.api", "score"),
+    "evaluate": ("custseq.api", "evaluate"),
+    "ChurnValueEstimator": ("custseq.estimator", "ChurnValueEstimator"),
+    "PrepareResult": ("custseq.pipelines.prepare", "PrepareResult"),
 }
 
 

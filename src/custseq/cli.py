@@ -16,23 +16,24 @@ from rich.table import Table
 
 from custseq.config import (
     ColumnsConfig,
-    EncoderConfig,
-    PretrainConfig,
     ReportConfig,
     RunConfig,
-    TrainConfig,
+    apply_settings,
     load_config,
     parse_date,
     parse_horizon,
+    with_seed,
 )
 from custseq.datasets import cdnow_path
 from custseq.errors import ConfigError, CustseqError
 from custseq.io.mapping import parse_mapping_items
-from custseq.prepare import PrepareResult, prepare, validate
+from custseq.io.tables import Tables
+from custseq.pipelines.prepare import PrepareResult, prepare
 from custseq.version import __version__
 
 if TYPE_CHECKING:
     from custseq.models.artifacts import Manifest
+    from custseq.pipelines.outputs import PredictRun
 
 app = typer.Typer(
     name="custseq",
@@ -85,41 +86,34 @@ def _fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _config(
-    config: Path | None,
-    columns: list[str] | None,
+def run_config(
+    file: Path | None,
+    columns: list[str] | None = None,
     *,
-    as_of: str | None = None,
-    horizon: str | None = None,
-    **overrides: Any,
+    base: RunConfig | None = None,
+    **sections: dict[str, Any],
 ) -> RunConfig:
-    """The config file (or defaults) with command-line options applied on top."""
-    cfg = load_config(config) if config else RunConfig()
+    """The one way every command builds its config: ``base`` (default :class:`RunConfig`'s defaults), then the
+    config file, then ``--column`` mappings and the command's options, each section by name (``None`` = not
+    given): ``run_config(file, window={"horizon_days": 90}, model={"encoder": {"d_model": 32}})``."""
+    cfg = load_config(file, base=base) if file else (base or RunConfig())
     if columns:
         mapped = parse_mapping_items(columns)
-        cfg = dataclasses.replace(
-            cfg,
-            columns=ColumnsConfig(
-                **{t: {**getattr(cfg.columns, t), **mapped[t]} for t in ("transactions", "customers", "events")},
-                detect=cfg.columns.detect,
-            ),
-        )
-    window = cfg.window
-    if as_of:
-        window = dataclasses.replace(window, as_of=parse_date(as_of, "--as-of"))
-    if horizon:
-        window = dataclasses.replace(window, horizon_days=parse_horizon(horizon))
-    sections: dict[str, dict[str, Any]] = {"window": {}, "validation": {}, "sequence": {}}
-    for key, value in overrides.items():
-        if value is not None:
-            section, name = key.split("__")
-            sections[section][name] = value
-    return dataclasses.replace(
-        cfg,
-        window=dataclasses.replace(window, **sections["window"]),
-        validation=dataclasses.replace(cfg.validation, **sections["validation"]),
-        sequence=dataclasses.replace(cfg.sequence, **sections["sequence"]),
-    )
+        tables = {t: {**getattr(cfg.columns, t), **mapped[t]} for t in ("transactions", "customers", "events")}
+        cfg = dataclasses.replace(cfg, columns=ColumnsConfig(**tables, detect=cfg.columns.detect))
+    return apply_settings(cfg, sections)
+
+
+def _window(as_of: str | None = None, horizon: str | None = None) -> dict[str, Any]:
+    """The window section of the --as-of and --horizon options."""
+    return {
+        "as_of": parse_date(as_of, "--as-of") if as_of else None,
+        "horizon_days": parse_horizon(horizon) if horizon else None,
+    }
+
+
+def _tables(data: list[str], customers: str | None, events: str | None, cfg: RunConfig) -> Tables:
+    return Tables.of(_data(data), customers=customers, events=events, columns=cfg.columns)
 
 
 def _print_version(value: bool) -> None:
@@ -156,16 +150,12 @@ def validate_cmd(
     ] = Path("quarantine"),
 ) -> None:
     """Check tables against the data contract: columns, mapping, rule hits; write rejected rows."""
-    cfg = _config(
-        config,
-        column,
-        validation__max_abs_amount=max_abs_amount,
-        validation__duplicates=duplicates,
-        validation__future_rows="quarantine" if forbid_future else None,
-    )
-    report = validate(
-        _data(data), customers=customers, events=events, as_of=as_of, config=cfg, quarantine_dir=quarantine_dir
-    )
+    from custseq.pipelines.validate import validate
+
+    future_rows = "quarantine" if forbid_future else None
+    validation = {"max_abs_amount": max_abs_amount, "duplicates": duplicates, "future_rows": future_rows}
+    cfg = run_config(config, column, window=_window(as_of), validation=validation)
+    report = validate(_tables(data, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
     _print_validation(report.to_dict())
     console.print(f"Quarantined rows, with reasons: [bold]{quarantine_dir}/[/]")
 
@@ -189,17 +179,14 @@ def prepare_cmd(
     token: Annotated[str | None, typer.Option(help="Sequence token: auto, order or line.")] = None,
 ) -> None:
     """Build leakage-safe windows, labels, RFM features and event sequences on disk."""
-    cfg = _config(
+    cfg = run_config(
         config,
         column,
-        as_of=as_of,
-        horizon=horizon,
-        window__stride_days=stride,
-        window__max_train_windows=windows,
-        sequence__max_events=max_events,
-        sequence__token=token,
+        window={**_window(as_of, horizon), "stride_days": stride, "max_train_windows": windows},
+        sequence={"max_events": max_events, "token": token},
     )
-    result = _prepare_with_progress(_data(data), out, cfg, customers=customers, events=events)
+    with _spinner("starting") as say:
+        result = prepare(_tables(data, customers, events, cfg), cfg, out, progress=say)
     _print_prepare(result)
 
 
@@ -218,10 +205,9 @@ def predict_cmd(
     pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
-    cfg = _config(config, column, as_of=as_of, horizon=horizon)
-    if not pretraining:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretraining=False))
-    _predict(_data(data), out, cfg, seed, customers=customers, events=events)
+    model = {"pretraining": False if not pretraining else None}
+    cfg = with_seed(run_config(config, column, window=_window(as_of, horizon), model=model), seed)
+    _predict(_tables(data, customers, events, cfg), out, cfg)
 
 
 @app.command("score")
@@ -237,11 +223,12 @@ def score_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Score new data with a saved model (its columns, vocabularies and horizon)."""
-    from custseq.scoring.predict import score
+    from custseq.pipelines.score import score
 
-    cfg = _config(config, column) if (config or column) else None
+    cfg = run_config(config, column) if (config or column) else None  # None: the model's own data settings
+    tables = Tables.of(_data(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
     with _spinner("scoring"):
-        run = score(model, _data(data), as_of=as_of, customers=customers, events=events, config=cfg, out=out)
+        run = score(model, tables, cfg, as_of=as_of, out=out)
     unknown = {k: v for k, v in run.metrics["unknown_values"].items() if v}
     if unknown:
         console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
@@ -286,8 +273,8 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Compare custseq with its baselines, ablations and studies on the same rows, over several seeds."""
-    from custseq.evaluation.backtest import evaluate
     from custseq.evaluation.methods import ABLATIONS, DEFAULT_METHODS
+    from custseq.pipelines.evaluate import evaluate
 
     chosen = list(DEFAULT_METHODS) if methods.strip() == "all" else _items(methods)
     chosen_ablations = list(ABLATIONS) if ablations.strip() == "all" else _items(ablations)
@@ -295,11 +282,11 @@ def evaluate_cmd(
         fractions = [float(f) for f in _items(label_fractions)]
     except ValueError:
         raise ConfigError(f"--label-fractions takes numbers like 0.1,0.4,1; got {label_fractions!r}") from None
+    cfg = run_config(config, column, window=_window(as_of, horizon))
     result = evaluate(
-        _data(data), horizon=horizon, as_of=as_of, customers=customers, events=events,
-        config=_config(config, column), protocol=protocol, seeds=list(range(seeds)), methods=chosen,
+        _tables(data, customers, events, cfg), cfg, protocol=protocol, seeds=list(range(seeds)), methods=chosen,
         ablations=chosen_ablations, label_fractions=fractions,
-        transfer_from=str(transfer_from) if transfer_from else None, out=out,
+        transfer_from=Tables.of(str(transfer_from)) if transfer_from else None, out=out,
         on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
     )  # fmt: skip
     table = Table(
@@ -324,7 +311,7 @@ def evaluate_cmd(
     for name, why in result.skipped.items():
         console.print(f"  [dim]note:[/] {name} was not run: {why}")
     files = "evaluation.json, evaluation.md, test_predictions.parquet"
-    report = _write_report(out, _config(config, column).report)
+    report = _write_report(out, cfg.report)
     console.print(f"Outputs in [bold]{out}/[/] ({files}{', ' + report.name if report else ''})")
 
 
@@ -344,16 +331,12 @@ def plan_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Re-plan saved predictions with another catalogue, threshold or mode (no model needed)."""
-    from custseq.scoring.predict import replan
+    from custseq.pipelines.plan import replan
 
-    actions = _config(config, None).actions
-    changes = {
-        "catalogue": str(catalogue) if catalogue else None,
-        "retention_threshold": threshold,
-        "mode": mode,
-        "k": k,
-    }
-    actions = dataclasses.replace(actions, **{name: v for name, v in changes.items() if v is not None})
+    changes = {"catalogue": str(catalogue) if catalogue else None, "retention_threshold": threshold, "mode": mode,
+               "k": k}  # fmt: skip
+    cfg = run_config(config, actions=changes)
+    actions = cfg.actions
     planned = replan(folder, actions, out)
     target = out or folder
     flagged = int(planned["retention_flag"].sum())
@@ -362,7 +345,7 @@ def plan_cmd(
         f"get retention actions ({actions.mode}), the rest the next-event model's items and growth actions"
     )
     if (folder / "report.html").exists():
-        _write_report(target, _config(config, None).report)
+        _write_report(target, cfg.report)
     console.print(f"Outputs in [bold]{target}/[/] (predictions.parquet/.csv, metrics.json)")
 
 
@@ -381,7 +364,7 @@ def report_cmd(
 
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder; pass the --out folder of predict, score or evaluate")
-    cfg = dataclasses.replace(_config(config, None).report, interactive=interactive)
+    cfg = run_config(config, report={"interactive": interactive}).report
     path = write_report(folder, out, cfg)
     console.print(f"Report in [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB)")
 
@@ -396,7 +379,8 @@ def demo_cmd(
 ) -> None:
     """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
     console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
-    _predict(cdnow_path(), out, _config(config, None, horizon=horizon), seed)
+    cfg = with_seed(run_config(config, window=_window(horizon=horizon)), seed)
+    _predict(Tables.of(cdnow_path(), columns=cfg.columns), out, cfg)
 
 
 def _write_report(folder: Path, cfg: ReportConfig) -> Path | None:
@@ -413,14 +397,11 @@ def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _predict(data: Any, out: Path, cfg: RunConfig, seed: int | None, **tables: Any) -> None:
-    from custseq.scoring.predict import run_predict  # torch is imported only by the commands that need it
+def _predict(tables: Tables, out: Path, cfg: RunConfig) -> None:
+    from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
 
     # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
-    run = run_predict(
-        data, config=cfg, seed=seed, out=out, progress=True, on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
-        **tables,
-    )  # fmt: skip
+    run = predict(tables, cfg, out=out, progress=True, on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"))
     _print_validation(run.metrics["tables"])
     v = run.metrics["validation"]
     console.print(
@@ -438,7 +419,7 @@ def _predict(data: Any, out: Path, cfg: RunConfig, seed: int | None, **tables: A
     _print_scores(run)
 
 
-def _print_scores(run: Any) -> None:
+def _print_scores(run: PredictRun) -> None:
     p = run.predictions
     h = run.metrics["horizon_days"]
     console.print(
@@ -482,39 +463,51 @@ def pretrain_cmd(
     events: EventsOpt = None,
     column: ColumnOpt = None,
     config: ConfigOpt = None,
-    epochs: Annotated[int, typer.Option(help="At most this many epochs (early stopping may end sooner).")] = 30,
-    objectives: Annotated[str, typer.Option(help="Comma-separated: masked, next, contrastive.")] = "masked,next",
-    mask_rate: Annotated[float, typer.Option(help="Share of events masked (0.15 SeqPreMT, 0.3 CASPR).")] = 0.15,
-    mask_style: Annotated[str, typer.Option(help="token ([MASK] vector) or zero (CASPR).")] = "token",
-    d_model: Annotated[int, typer.Option(help="Width of the encoder.")] = 64,
-    layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
-    max_events: Annotated[int, typer.Option(help="Last L events the encoder reads per customer.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Customers per batch (per process).")] = 256,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    epochs: Annotated[
+        int | None, typer.Option(help="At most this many epochs (early stopping may end sooner) [default: 30].")
+    ] = None,
+    objectives: Annotated[
+        str | None, typer.Option(help="Comma-separated: masked, next, contrastive [default: masked,next].")
+    ] = None,
+    mask_rate: Annotated[
+        float | None, typer.Option(help="Share of events masked (0.15 SeqPreMT, 0.3 CASPR) [default: 0.15].")
+    ] = None,
+    mask_style: Annotated[
+        str | None, typer.Option(help="token ([MASK] vector) or zero (CASPR) [default: token].")
+    ] = None,
+    d_model: Annotated[int | None, typer.Option(help="Width of the encoder [default: 64].")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer layers [default: 2].")] = None,
+    max_events: Annotated[
+        int | None, typer.Option(help="Last L events the encoder reads per customer [default: 64].")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Customers per batch (per process) [default: 256].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice [default: 0].")] = None,
     nproc: Annotated[int, typer.Option(help="Processes for distributed data parallel training (torchrun).")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
 ) -> None:
     """Pre-train the sequence encoder self-supervised (masked events + next event) and save it."""
-    from custseq.models.pretrain import pretrain  # torch is imported only by the commands that need it
-
-    run = pretrain(
-        _data(data),
-        out=out,
-        customers=customers,
-        events=events,
-        config=_config(config, column, as_of=as_of, horizon=horizon),
-        encoder=EncoderConfig(d_model=d_model, n_layers=layers, d_ff=2 * d_model, max_events=max_events),
-        objectives=PretrainConfig(
-            objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
-            mask_rate=mask_rate,
-            mask_style=mask_style,
-        ),
-        training=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
-        nproc=nproc,
-        resume=resume,
-        progress=True,
-        on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
+    from custseq.pipelines.pretrain import (  # torch is imported only by the commands that need it
+        PRETRAIN_DEFAULTS,
+        pretrain,
     )
+
+    encoder = {
+        "d_model": d_model,
+        "d_ff": 2 * d_model if d_model else None,
+        "n_layers": layers,
+        "max_events": max_events,
+    }
+    names = tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives else None
+    model = {
+        "encoder": encoder,
+        "pretrain": {"objectives": names, "mask_rate": mask_rate, "mask_style": mask_style},
+        "pretrain_training": {"epochs": epochs, "batch_size": batch_size, "seed": seed},
+    }
+    cfg = run_config(config, column, base=PRETRAIN_DEFAULTS, window=_window(as_of, horizon), model=model)
+    run = pretrain(
+        _tables(data, customers, events, cfg), cfg, out, nproc=nproc, resume=resume, progress=True,
+        on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
+    )  # fmt: skip
     _print_pretrain(run.manifest, out)
 
 
@@ -533,12 +526,10 @@ def embed_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Customer embeddings as of a date, from a pre-trained encoder."""
-    from custseq.models.pretrain import embed_with_model
+    from custseq.pipelines.pretrain import embed_customers
 
-    cfg = _config(config, column)
-    table, scoring = embed_with_model(
-        model, _data(data), out=out, customers=customers, events=events, as_of=as_of, config=cfg
-    )
+    cfg = run_config(config, column, window=_window(as_of))
+    table, scoring = embed_customers(model, _tables(data, customers, events, cfg), cfg, out)
     unknown = {k: v for k, v in scoring.unknown_values.items() if v}
     console.print(
         f"{table.num_rows:,} customers embedded as of {scoring.window.as_of} "
@@ -569,11 +560,6 @@ def _spinner(first: str) -> Iterator[Callable[[str], None]]:
     ) as bar:
         task = bar.add_task(first, total=None)
         yield lambda msg: bar.update(task, description=msg)
-
-
-def _prepare_with_progress(data: Any, out: Path, cfg: RunConfig, **tables: Any) -> PrepareResult:
-    with _spinner("starting") as say:
-        return prepare(data, out=out, config=cfg, progress=say, **tables)
 
 
 def _print_validation(tables: dict[str, Any]) -> None:

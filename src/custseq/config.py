@@ -576,6 +576,16 @@ def with_seed(cfg: RunConfig, seed: int | None) -> RunConfig:
     return dataclasses.replace(cfg, model=model)
 
 
+def with_window(cfg: RunConfig, *, as_of: Any = None, horizon: str | int | None = None) -> RunConfig:
+    """The config with the as-of date and the horizon set where given (``None`` keeps the config's)."""
+    window = cfg.window
+    if as_of is not None:
+        window = dataclasses.replace(window, as_of=parse_date(as_of, "as-of"))
+    if horizon is not None:
+        window = dataclasses.replace(window, horizon_days=parse_horizon(horizon))
+    return dataclasses.replace(cfg, window=window)
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config (dates as ISO strings, tuples as lists)."""
 
@@ -643,8 +653,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_config(path: Path) -> RunConfig:
-    """Read a :class:`RunConfig` from a TOML or JSON file.
+def load_config(path: Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a :class:`RunConfig` from a TOML or JSON file; settings it does not name keep ``base``'s values
+    (default: :class:`RunConfig`'s defaults).
 
     Raises
     ------
@@ -659,4 +670,37 @@ def load_config(path: Path) -> RunConfig:
         data = json.loads(text) if Path(path).suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid {Path(path).suffix.lstrip('.') or 'TOML'}: {e}") from None
-    return config_from_dict(RunConfig, data, where=str(path))
+    if base is None:
+        return config_from_dict(RunConfig, data, where=str(path))
+    return config_from_dict(RunConfig, _deep_merge(config_to_dict(base), data), where=str(path))
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        inner = merged.get(key)
+        merged[key] = _deep_merge(inner, value) if isinstance(inner, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def apply_settings(cfg: Any, changes: dict[str, Any]) -> Any:
+    """``cfg`` with typed values set by section: ``{"window": {"horizon_days": 90}, "model": {"encoder": {...}}}``.
+
+    ``None`` values are skipped (an option the user did not give). Nested dicts reach nested sections.
+
+    Raises
+    ------
+    ConfigError
+        On a name that is not a setting of its section.
+    """
+    known = {f.name for f in dataclasses.fields(cfg)}
+    updates = {}
+    for name, value in changes.items():
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r} of {type(cfg).__name__}; allowed: {sorted(known)}")
+        if value is None:
+            continue
+        current = getattr(cfg, name)
+        nested = isinstance(value, dict) and dataclasses.is_dataclass(current)
+        updates[name] = apply_settings(current, value) if nested else value
+    return dataclasses.replace(cfg, **updates) if updates else cfg

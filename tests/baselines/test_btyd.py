@@ -37,7 +37,7 @@ from custseq.features.rfm import build_features
 from custseq.io.engine import connect
 from custseq.labels import build_labels
 from custseq.metrics import roc_auc
-from custseq.prepare import validate_tables
+from custseq.validate.tables import validate_tables
 from custseq.windows import Window, cutoff_of
 
 PUBLISHED = BgNbdParams(r=0.2426, alpha=4.4135, a=0.7929, b=2.4258)  # Fader, Hardie & Lee (2005), weeks

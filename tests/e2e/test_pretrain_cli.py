@@ -72,16 +72,18 @@ def test_embed_cli_matches_the_loaded_model_bit_for_bit(model_dir, shop, tmp_pat
 
 
 def test_save_then_load_gives_bit_identical_embeddings(model_dir, shop, tmp_path):
+    from custseq.config import RunConfig
+    from custseq.io.tables import Tables
     from custseq.models.artifacts import save_model
     from custseq.models.pretrain import CONFIG_CLASSES, MODEL_TYPE
-    from custseq.prepare import prepare_scoring_sequences
+    from custseq.pipelines.prepare import prepare_scoring_sequences
 
     model, _ = load_pretrained(model_dir)
     configs = {"encoder": model.encoder.cfg, "pretrain": model.pretrain_cfg, "train": CONFIG_CLASSES["train"]()}
     save_model(tmp_path / "copy", model, configs, model_vocab(model_dir), model_type=MODEL_TYPE)
     copy, _ = load_pretrained(tmp_path / "copy")
-    scoring = prepare_scoring_sequences(shop, vocab=model_vocab(model_dir), out=tmp_path / "seq")
-    stream = SequenceStream(tuple(shard_files(scoring.folder)), model_vocab(model_dir), 8, 64, shuffle=False)
+    scoring = prepare_scoring_sequences(Tables.of(shop), RunConfig(), tmp_path / "seq", vocab=model_vocab(model_dir))
+    stream = SequenceStream(tuple(shard_files(scoring.folder.sequences)), model_vocab(model_dir), 8, 64, shuffle=False)
     assert embed(copy.encoder, stream).equals(embed(model.encoder, stream))
 
 
@@ -121,13 +123,15 @@ def test_embed_refuses_a_corrupted_model(model_dir, shop, tmp_path):
 
 
 def test_python_embed_equals_cli_embed(model_dir, shop, tmp_path):
-    from custseq.prepare import prepare_scoring_sequences
+    from custseq.config import RunConfig
+    from custseq.io.tables import Tables
+    from custseq.pipelines.prepare import prepare_scoring_sequences
 
     out = tmp_path / "cli.parquet"
     runner.invoke(app, ["embed", str(shop), "--model", str(model_dir), "--out", str(out)])
-    scoring = prepare_scoring_sequences(shop, vocab=model_vocab(model_dir), out=tmp_path / "seq")
+    scoring = prepare_scoring_sequences(Tables.of(shop), RunConfig(), tmp_path / "seq", vocab=model_vocab(model_dir))
     model, _ = load_pretrained(model_dir)
-    stream = SequenceStream(tuple(shard_files(scoring.folder)), model_vocab(model_dir), 8, 7, shuffle=False)
+    stream = SequenceStream(tuple(shard_files(scoring.folder.sequences)), model_vocab(model_dir), 8, 7, shuffle=False)
     python, cli = embed(model.encoder, stream), pq.read_table(out)
     assert python.column("customer_id").equals(cli.column("customer_id"))
     # another batch size pads to other widths: equal up to float rounding, not bit for bit
@@ -147,12 +151,13 @@ def test_distributed_pretrain_on_two_processes(shop, tmp_path):
 
 def test_python_api_pretrain_and_embed(shop, tmp_path):
     import custseq
-    from custseq.config import EncoderConfig, TrainConfig
+    from custseq.config import EncoderConfig, ModelConfig, RunConfig, TrainConfig
 
-    run = custseq.pretrain(
-        shop, out=tmp_path / "m", horizon="60d", encoder=EncoderConfig(d_model=16, n_layers=1, max_events=8),
-        training=TrainConfig(epochs=1, batch_size=32),
-    )  # fmt: skip
+    model = ModelConfig(
+        encoder=EncoderConfig(d_model=16, n_layers=1, max_events=8),
+        pretrain_training=TrainConfig(epochs=1, batch_size=32),
+    )
+    run = custseq.pretrain(shop, out=tmp_path / "m", horizon="60d", config=RunConfig(model=model))
     assert run.result is not None and run.result.epochs_run == 1
     table, scoring = custseq.embed(tmp_path / "m", shop, out=tmp_path / "e.parquet")
     assert table.num_rows == scoring.customers == 120

@@ -17,7 +17,7 @@ import pytest
 from lifetimes import BetaGeoFitter
 
 import custseq
-from custseq.config import EngineConfig, FeatureConfig, RunConfig, SequenceConfig
+from custseq.config import EngineConfig, FeatureConfig, RunConfig, SequenceConfig, with_window
 from custseq.datasets.synthetic import generate_transactions
 from custseq.errors import TrainingError
 from custseq.features import btyd
@@ -28,7 +28,8 @@ from custseq.features.btyd import (
     bgnbd_expected_purchases,
 )
 from custseq.features.matrix import fit_tabular, transform_tabular
-from custseq.prepare import prepare_scoring_sequences
+from custseq.io.tables import Tables
+from custseq.pipelines.prepare import prepare_scoring_sequences
 
 AS_OF = "2023-06-24"  # the last day of the synthetic log below
 # One DuckDB thread, as in test_leakage: identical inputs give bit-identical features, so identical BG/NBD fits.
@@ -171,7 +172,7 @@ def test_scoring_features_equal_the_prepared_scoring_window(prepared, transactio
     # `custseq score` builds the features of new data itself; with the same rows and cutoff they must be the
     # ones the model was trained on.
     scoring = prepare_scoring_sequences(
-        transactions, vocab=prepared.vocab, out=tmp_path, as_of=AS_OF, config=CONFIG, with_features=True
+        Tables.of(transactions), with_window(CONFIG, as_of=AS_OF), tmp_path, vocab=prepared.vocab, with_features=True
     )
     assert scoring.window == prepared.plan.scoring
     ours = pq.read_table(tmp_path / "features.parquet")

@@ -20,10 +20,10 @@ import custseq
 from custseq.config import EngineConfig, FeatureConfig, RunConfig, SequenceConfig
 from custseq.features.rfm import build_features
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
 from custseq.sequences.build import read_sequences, write_sequences
 from custseq.sequences.tokens import layout_for
 from custseq.sequences.vocab import encode_tables, fit_vocab
+from custseq.validate.tables import validate_tables
 from custseq.windows import Window, cutoff_of
 
 AS_OF = "2023-09-30"  # three months before the data end: the scoring window has observed labels too

@@ -82,7 +82,7 @@ def test_fit_on_real_features_produces_finite_inputs():
     from custseq.datasets import load_cdnow
     from custseq.features.rfm import build_features
     from custseq.io.engine import connect
-    from custseq.prepare import validate_tables
+    from custseq.validate.tables import validate_tables
     from custseq.windows import Window, cutoff_of
 
     con = connect()

@@ -14,7 +14,7 @@ from custseq.config import FeatureConfig
 from custseq.datasets import load_cdnow
 from custseq.features.rfm import BTYD_COLUMNS, build_btyd_summary, build_features
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
+from custseq.validate.tables import validate_tables
 from custseq.windows import Window, cutoff_of
 
 CDNOW = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdnow" / "CDNOW_master.txt"

@@ -12,8 +12,8 @@ from custseq.config import ColumnsConfig, RunConfig
 from custseq.errors import MappingError, SchemaError
 from custseq.io.engine import connect
 from custseq.io.mapping import parse_mapping_items, resolve
-from custseq.prepare import validate_tables
 from custseq.schema import CUSTOMERS, EVENTS, TRANSACTIONS, Kind
+from custseq.validate.tables import validate_tables
 
 UCI_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 UCI_CSV = (
@@ -68,7 +68,7 @@ def test_cli_style_items_map_transactions_and_events(tmp_path):
     (tmp_path / "ev.csv").write_text("customer_id,When,event\nA1,2011-01-01 09:00,login\nA2,2011-01-03 10:00,view\n")
     items = parse_mapping_items(["customer_id=Who", "ts=Day", "amount=Paid", "events.ts=When"])
     cfg = RunConfig(columns=ColumnsConfig(**items))
-    report = custseq.validate(tmp_path / "tx.csv", events=tmp_path / "ev.csv", config=cfg)
+    report = custseq.validate_tables(tmp_path / "tx.csv", events=tmp_path / "ev.csv", config=cfg)
     assert report.mappings["transactions"].canonical == {"customer_id": "Who", "ts": "Day", "amount": "Paid"}
     assert report.mappings["transactions"].detected == ()
     assert report.mappings["events"].canonical == {"ts": "When", "customer_id": "customer_id", "event": "event"}
@@ -124,7 +124,7 @@ def test_unknown_source_column_names_it_and_lists_the_columns(tmp_path):
             "its columns are ['customer_id', 'ts', 'amount']"
         ),
     ):
-        custseq.validate(tmp_path / "tx.csv", config=cfg)
+        custseq.validate_tables(tmp_path / "tx.csv", config=cfg)
 
 
 def test_unknown_column_in_an_amount_product_is_named():
@@ -146,7 +146,7 @@ def test_missing_amount_is_named_with_the_product_hint(tmp_path):
             "Map them with --column amount=<your column> (or amount=<quantity column>*<price column>)"
         ),
     ):
-        custseq.validate(tmp_path / "tx.csv")
+        custseq.validate_tables(tmp_path / "tx.csv")
 
 
 def test_quantity_without_a_price_column_does_not_make_an_amount():

@@ -18,7 +18,7 @@ import custseq
 from custseq.errors import DataReadError, EmptyTableError, SchemaError
 from custseq.io.engine import connect
 from custseq.io.sources import Source, load_raw
-from custseq.prepare import validate_tables
+from custseq.validate.tables import validate_tables
 
 CSV_TEXT = (
     "customer_id,ts,amount\n007,2011-01-01 10:00:00,1.5\n008,2011-01-02 00:00:00,2.0\n010,2011-01-03 15:30:00,-3.25\n"
@@ -117,7 +117,7 @@ def test_every_source_form_gives_the_same_clean_rows(tmp_path, kind):
 
 
 def test_public_validate_accepts_a_path_string_and_counts_rows(tmp_path):
-    report = custseq.validate(str(_csv(tmp_path)))
+    report = custseq.validate_tables(str(_csv(tmp_path)))
     table = report.tables["transactions"]
     assert (table.rows_in, table.rows_used, table.rows_quarantined) == (3, 3, 0)
 
@@ -155,7 +155,7 @@ def test_frame_source_is_labelled_by_its_library():
 def test_missing_file_names_the_path_and_the_table(tmp_path):
     missing = tmp_path / "nope.csv"
     with pytest.raises(DataReadError, match=re.escape(f"customers file {missing} does not exist; check the path")):
-        custseq.validate(_csv(tmp_path), customers=missing)
+        custseq.validate_tables(_csv(tmp_path), customers=missing)
 
 
 def test_missing_duckdb_file_names_the_path_without_the_table(tmp_path):

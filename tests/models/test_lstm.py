@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, PretrainConfig, TrainConfig
+from custseq.io.prepared import PreparedWindows
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import (
     finetune_prepared,
@@ -24,8 +25,6 @@ from custseq.models.finetune import (
 )
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.pretrain import PretrainModel
-from custseq.models.samples import WindowData
-from custseq.prepare import PreparedWindows
 from custseq.sequences.batch import EventBatch, collate
 
 TINY = EncoderConfig(d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, max_events=8, kind="lstm")
@@ -131,12 +130,12 @@ def test_finetune_scores_and_round_trips(prepared, tmp_path):
         finetune=FinetuneConfig(use_tabular=False),  # the sequence alone, through the LSTM
         finetune_training=TrainConfig(epochs=3, batch_size=32, learning_rate=5e-3, patience=3),
     )
-    fit = finetune_prepared(prepared.out_dir, cfg, progress=False)
+    fit = finetune_prepared(prepared.layout, cfg, progress=False)
     assert isinstance(fit.model.network.encoder, LstmEncoder) and not fit.pretrained
     assert fit.metrics["churn_auc"] > 0.75, fit.metrics  # churn is visible in the sequence alone
-    scoring = WindowData(PreparedWindows.read(prepared.out_dir).scoring)
+    scoring = PreparedWindows.read(prepared.out_dir).scoring
     before = score_window(fit.model, scoring)
-    save_churn_value(tmp_path / "model", fit, cfg, {}, fingerprint_of(prepared.out_dir))
+    save_churn_value(tmp_path / "model", fit, cfg, {}, fingerprint_of(prepared.layout))
     loaded, config, _ = load_churn_value(tmp_path / "model")
     assert isinstance(loaded.network.encoder, LstmEncoder) and config["encoder"]["kind"] == "lstm"
     after = score_window(loaded, scoring)

@@ -13,9 +13,10 @@ import torch
 import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
 from custseq.features.matrix import fit_tabular, transform_tabular
+from custseq.io.prepared import WindowFolder
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.multitask import MultiTaskModel
-from custseq.models.samples import SampleStream, WindowData
+from custseq.models.samples import SampleStream
 from custseq.models.train import train
 
 TINY = EncoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_events=8)
@@ -38,8 +39,8 @@ def prepared(tmp_path_factory):
 
 
 def _stream(result, **kw) -> SampleStream:
-    windows = tuple(WindowData(result.window_dir(w)) for w in result.plan.training)
-    spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
+    windows = tuple(WindowFolder(result.window_dir(w)) for w in result.plan.training)
+    spec = fit_tabular([pq.read_table(w.features) for w in windows])
     return SampleStream(windows, result.vocab, spec, TINY.max_events, batch_size=32, **kw)
 
 
@@ -48,8 +49,8 @@ def test_batches_line_up_sequences_features_and_labels(prepared):
     total = 0
     for window in stream.windows:  # one window at a time, so each batch's window is known
         single = SampleStream((window,), stream.vocab, stream.tabular, TINY.max_events, batch_size=32, seed=3)
-        features = pq.read_table(window.folder / "features.parquet")
-        labels = pq.read_table(window.folder / "labels.parquet").to_pandas().set_index("customer_id")
+        features = pq.read_table(window.features)
+        labels = pq.read_table(window.labels).to_pandas().set_index("customer_id")
         expected = transform_tabular(stream.tabular, features)
         for batch in single.batches(epoch=1):
             ids = batch.events.customer_ids
@@ -59,7 +60,7 @@ def test_batches_line_up_sequences_features_and_labels(prepared):
             assert np.allclose(batch.value.numpy(), labels.loc[ids, "value"].to_numpy())
             total += batch.size
     assert total == sum(len(b.events.customer_ids) for b in stream.batches(epoch=1))
-    assert total == sum(pq.read_table(w.folder / "labels.parquet").num_rows for w in stream.windows)
+    assert total == sum(pq.read_table(w.labels).num_rows for w in stream.windows)
     assert len(list(stream.batches(epoch=1))) == stream.n_batches()
 
 
@@ -108,9 +109,7 @@ def test_sample_weights_by_hand():
 def test_weighted_streams_balance_the_classes(prepared, imbalance):
     from custseq.models.samples import fit_sample_weights
 
-    labels = [
-        pq.read_table(WindowData(prepared.window_dir(w)).folder / "labels.parquet") for w in prepared.plan.training
-    ]
+    labels = [pq.read_table(WindowFolder(prepared.window_dir(w)).labels) for w in prepared.plan.training]
     weights = fit_sample_weights(labels, FinetuneConfig(imbalance=imbalance))
     stream = _stream(prepared, seed=1, weights=weights)
     total, weighted_churn, weight_sum = 0, 0.0, 0.0

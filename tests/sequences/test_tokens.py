@@ -11,10 +11,10 @@ import pytest
 
 from custseq.config import SequenceConfig
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
 from custseq.sequences.build import read_sequences, write_sequences
 from custseq.sequences.tokens import Field, layout_for, tokens_sql
 from custseq.sequences.vocab import fit_vocab
+from custseq.validate.tables import validate_tables
 from custseq.windows import Window
 
 CUTOFF = dt.datetime(2024, 3, 1)

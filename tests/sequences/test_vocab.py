@@ -12,10 +12,10 @@ import pytest
 from custseq.config import SequenceConfig
 from custseq.errors import ArtifactError
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
 from custseq.sequences.build import read_sequences, write_sequences
 from custseq.sequences.tokens import layout_for
 from custseq.sequences.vocab import MASK, PAD, UNKNOWN, SequenceVocab, encode_tables, fit_vocab
+from custseq.validate.tables import validate_tables
 from custseq.windows import Window
 
 BEFORE = dt.datetime(2024, 2, 1)

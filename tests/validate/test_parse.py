@@ -14,7 +14,7 @@ import pytest
 from custseq.config import ColumnsConfig, RunConfig, ValidationConfig
 from custseq.errors import SchemaError
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
+from custseq.validate.tables import validate_tables
 
 
 def validated(data, table: str = "transactions", **kwargs):

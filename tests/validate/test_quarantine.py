@@ -12,8 +12,8 @@ import custseq
 from custseq.config import RunConfig, ValidationConfig
 from custseq.errors import EmptyTableError, QuarantineError
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
 from custseq.validate.quarantine import check_row_accounting
+from custseq.validate.tables import validate_tables
 
 DIRTY = Path(__file__).parent / "dirty_transactions.csv"
 DIRTY_CONFIG = RunConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
@@ -39,7 +39,7 @@ def clean_ids(data, table: str = "transactions", **kwargs) -> tuple[object, list
 
 
 def test_quarantine_file_holds_one_row_per_quarantined_row_with_the_original_values(tmp_path):
-    report = custseq.validate(DIRTY, as_of="2011-12-31", config=DIRTY_CONFIG, quarantine_dir=tmp_path / "q")
+    report = custseq.validate_tables(DIRTY, as_of="2011-12-31", config=DIRTY_CONFIG, quarantine_dir=tmp_path / "q")
     table = report.tables["transactions"]
     q = pq.read_table(tmp_path / "q" / "transactions.parquet")
     assert q.column_names == [
@@ -81,17 +81,17 @@ def test_quarantine_file_holds_one_row_per_quarantined_row_with_the_original_val
 
 def test_no_quarantine_file_is_written_without_a_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    custseq.validate(DIRTY, config=DIRTY_CONFIG)
+    custseq.validate_tables(DIRTY, config=DIRTY_CONFIG)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_stale_quarantine_file_is_removed_when_a_rerun_quarantines_nothing(tmp_path):
     folder = tmp_path / "q"
     dirty = write(tmp_path / "dirty.csv", "customer_id,ts,amount\nA,2011-01-01,1\n,2011-01-02,2\n")
-    custseq.validate(dirty, quarantine_dir=folder)
+    custseq.validate_tables(dirty, quarantine_dir=folder)
     assert (folder / "transactions.parquet").exists()
     clean = write(tmp_path / "clean.csv", "customer_id,ts,amount\nA,2011-01-01,1\n")
-    custseq.validate(clean, quarantine_dir=folder)
+    custseq.validate_tables(clean, quarantine_dir=folder)
     assert not (folder / "transactions.parquet").exists()
 
 
@@ -227,7 +227,7 @@ def test_events_missing_event_is_quarantined_and_events_without_transactions_are
 def test_events_of_customers_whose_transactions_were_quarantined_are_flagged(tmp_path):
     tx = write(tmp_path / "tx.csv", "customer_id,ts,amount\nC1,2011-01-01,1\nC2,2011-01-02,oops\n")
     ev = write(tmp_path / "ev.csv", "customer_id,ts,event\nC1,2011-01-01 10:00,login\nC2,2011-01-01 11:00,login\n")
-    report = custseq.validate(tx, events=ev)
+    report = custseq.validate_tables(tx, events=ev)
     assert report.tables["transactions"].rule_counts == {"unparsable_amount": 1}
     assert report.tables["events"].flag_counts == {"event_without_transactions": 1}
 
@@ -244,7 +244,7 @@ def test_no_surviving_row_names_the_most_common_rule(tmp_path):
             "check the column mapping and formats"
         ),
     ):
-        custseq.validate(tx, quarantine_dir=tmp_path / "q")
+        custseq.validate_tables(tx, quarantine_dir=tmp_path / "q")
     # the rows that sank the table are still written for inspection
     assert pq.read_table(tmp_path / "q" / "transactions.parquet").num_rows == 3
 

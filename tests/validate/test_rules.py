@@ -10,10 +10,10 @@ import pytest
 import custseq
 from custseq.config import RunConfig, ValidationConfig
 from custseq.io.engine import connect
-from custseq.prepare import validate_tables
 from custseq.schema import Kind
 from custseq.validate.parse import Staged
 from custseq.validate.rules import duplicate_predicate, rules_for
+from custseq.validate.tables import validate_tables
 
 DIRTY = Path(__file__).parent / "dirty_transactions.csv"
 DIRTY_CONFIG = RunConfig(validation=ValidationConfig(max_abs_amount=1e6, future_rows="quarantine"))
@@ -138,7 +138,7 @@ def test_duplicates_policy(policy, table, order_id, predicate):
 
 
 def test_dirty_file_breaks_every_transactions_rule_with_exact_counts():
-    report = custseq.validate(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
+    report = custseq.validate_tables(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
     table = report.tables["transactions"]
     expected: dict[str, int] = {}
     for rule in DIRTY_RULES.values():
@@ -167,7 +167,7 @@ def test_dirty_file_clean_rows_are_exactly_the_unbroken_ones():
 
 
 def test_report_dict_lists_rows_and_reasons_per_rule():
-    report = custseq.validate(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
+    report = custseq.validate_tables(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
     summary = report.to_dict()["transactions"]
     assert (summary["rows_in"], summary["rows_used"], summary["rows_quarantined"]) == (23, 4, 19)
     assert summary["quarantined_by_rule"]["absurd_amount"] == {
@@ -179,13 +179,13 @@ def test_report_dict_lists_rows_and_reasons_per_rule():
 
 def test_future_rows_are_kept_by_default():
     cfg = RunConfig(validation=ValidationConfig(max_abs_amount=1e6))
-    table = custseq.validate(DIRTY, as_of=DIRTY_AS_OF, config=cfg).tables["transactions"]
+    table = custseq.validate_tables(DIRTY, as_of=DIRTY_AS_OF, config=cfg).tables["transactions"]
     assert "future_ts" not in table.rule_counts
     assert table.rows_used == 5
 
 
 def test_future_rows_need_an_as_of_date():
-    table = custseq.validate(DIRTY, config=DIRTY_CONFIG).tables["transactions"]
+    table = custseq.validate_tables(DIRTY, config=DIRTY_CONFIG).tables["transactions"]
     assert "future_ts" not in table.reasons
     assert table.rows_used == 5
 
@@ -195,12 +195,12 @@ def test_absurd_amount_threshold_is_exclusive(tmp_path):
         "customer_id,ts,amount\nA,2011-01-01,100\nB,2011-01-01,-100\nC,2011-01-01,100.01\n"
     )
     cfg = RunConfig(validation=ValidationConfig(max_abs_amount=100))
-    table = custseq.validate(tmp_path / "tx.csv", config=cfg).tables["transactions"]
+    table = custseq.validate_tables(tmp_path / "tx.csv", config=cfg).tables["transactions"]
     assert (table.rows_used, table.rule_counts) == (2, {"absurd_amount": 1})
 
 
 def test_configured_currencies_replace_iso_codes(tmp_path):
     (tmp_path / "tx.csv").write_text("customer_id,ts,amount,currency\nA,2011-01-01,1,eur\nB,2011-01-01,1,GBP\n")
     cfg = RunConfig(validation=ValidationConfig(currencies=("EUR",)))
-    table = custseq.validate(tmp_path / "tx.csv", config=cfg).tables["transactions"]
+    table = custseq.validate_tables(tmp_path / "tx.csv", config=cfg).tables["transactions"]
     assert (table.rows_used, table.rule_counts) == (1, {"unknown_currency": 1})

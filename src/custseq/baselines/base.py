@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseq.errors import ArtifactError
+from custseq.io.prepared import WindowFolder
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,12 @@ class WindowTables:
     horizon_days: int
 
     @classmethod
-    def read(cls, folder: Path, horizon_days: int) -> WindowTables:
-        folder = Path(folder)
-        features = pq.read_table(folder / "features.parquet")
-        labels = pq.read_table(folder / "labels.parquet") if (folder / "labels.parquet").exists() else None
+    def read(cls, folder: WindowFolder | Path, horizon_days: int) -> WindowTables:
+        window = folder if isinstance(folder, WindowFolder) else WindowFolder(Path(folder))
+        features = pq.read_table(window.features)
+        labels = pq.read_table(window.labels) if window.has_labels else None
         if labels is not None and not labels.column("customer_id").equals(features.column("customer_id")):
-            raise ArtifactError(f"{folder}: features and labels list different customers; run prepare again")
+            raise ArtifactError(f"{window.folder}: features and labels list different customers; run prepare again")
         return cls(features, labels, horizon_days)
 
     @property

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
 from custseq.baselines.base import WindowTables
 from custseq.config import FinetuneConfig
 from custseq.errors import WindowError
-from custseq.prepare import PreparedWindows
+from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.sequences.batch import split_mask
 
 PROTOCOLS = ("temporal", "customer-split")
@@ -42,7 +41,7 @@ class Split:
     protocol: str
     windows: tuple[WindowTables, ...]  # every training window, all customers, latest first
     test_window: WindowTables  # the window the test rows come from, all customers
-    test_folder: Path
+    test_folder: WindowFolder
     test_part: str  # "all" (temporal) or "test" (customer split): custseq's score_window part
     ft: FinetuneConfig  # the customer split's fractions
 
@@ -70,9 +69,8 @@ class Split:
         return dataclasses.replace(window, features=window.features.filter(keep), labels=labels)
 
 
-def make_split(prepared: Path, protocol: str, ft: FinetuneConfig) -> Split:
+def make_split(layout: PreparedWindows, protocol: str, ft: FinetuneConfig) -> Split:
     """The split of a ``prepare`` output (temporal: prepared as of the test date; customer split: as of the end)."""
-    layout = PreparedWindows.read(prepared)
     h = layout.horizon_days
     windows = tuple(WindowTables.read(folder, h) for folder in layout.training)
     if protocol == "temporal":

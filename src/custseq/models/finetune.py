@@ -22,6 +22,7 @@ import torch
 from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, TrainConfig
 from custseq.errors import ArtifactError, TrainingError
 from custseq.features.matrix import TabularSpec, fit_tabular
+from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.metrics import churn_value_metrics
 from custseq.models.artifacts import Manifest, configs_from_json, data_fingerprint, load_model, save_model
 from custseq.models.calibration import Calibrator, calibration_report, fit_calibrator
@@ -29,9 +30,8 @@ from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.multitask import QUANTILES, MultiTaskModel
 from custseq.models.pretrain import load_pretrained, model_vocab
-from custseq.models.samples import SampleStream, WindowData, fit_sample_weights
+from custseq.models.samples import SampleStream, fit_sample_weights
 from custseq.models.train import TrainResult, train
-from custseq.prepare import PreparedWindows
 from custseq.sequences.batch import split_mask
 from custseq.sequences.vocab import SequenceVocab
 
@@ -92,7 +92,7 @@ class WindowScores:
 
 
 def finetune_prepared(
-    prepared: Path,
+    prepared: PreparedWindows,
     cfg: ModelConfig,
     *,
     encoder_dir: Path | None = None,
@@ -107,11 +107,10 @@ def finetune_prepared(
     vocabulary): see :func:`transfer_encoder`. The model is returned calibrated, with its validation metrics.
     """
     ft, training = cfg.finetune, cfg.finetune_training
-    vocab = SequenceVocab.load(prepared / "vocab.json")
-    layout = PreparedWindows.read(prepared)
-    windows = [WindowData(folder) for folder in layout.training]
-    validation, horizon = windows[0], layout.horizon_days
-    spec = fit_tabular([pq.read_table(w.folder / "features.parquet") for w in windows])
+    vocab = SequenceVocab.load(prepared.vocab_file)
+    windows = list(prepared.training)
+    validation, horizon = windows[0], prepared.horizon_days
+    spec = fit_tabular([pq.read_table(w.features) for w in windows])
     split = {"holdout_fraction": ft.validation_fraction, "test_fraction": ft.test_fraction}
     weights = fit_sample_weights([_training_labels(w, ft) for w in windows], ft)
     torch.manual_seed(training.seed)
@@ -152,11 +151,13 @@ def finetune_prepared(
     metrics = churn_value_metrics(raw.churned, calibrated, raw.value, raw.columns["clv_expected"])
     metrics |= {f"churn_{k}": v for k, v in report.items()}
     metrics |= {"best_epoch": float(result.best_epoch), "validation_customers": float(len(raw.customer_ids))}
-    cutoffs = [w.folder.name for w in windows]
+    cutoffs = [w.key for w in windows]
     return FitResult(model, metrics, result, cutoffs, encoder_dir is not None)
 
 
-def score_window(model: ChurnValueModel, window: WindowData, batch_size: int = 1024, part: str = "all") -> WindowScores:
+def score_window(
+    model: ChurnValueModel, window: WindowFolder, batch_size: int = 1024, part: str = "all"
+) -> WindowScores:
     """Calibrated predictions and embeddings for the customers of a window folder (features + sequences).
 
     ``part`` = train / validation / test scores only that part of the model's own customer split.
@@ -207,8 +208,9 @@ def load_churn_value(path: Path | str) -> tuple[ChurnValueModel, dict[str, Any],
     return ChurnValueModel(network, vocab, spec, calibrator, horizon), config, manifest
 
 
-def fingerprint_of(prepared: Path) -> str:
-    return data_fingerprint([(prepared / "prepare.json").read_bytes(), (prepared / "vocab.json").read_bytes()])
+def fingerprint_of(prepared: PreparedWindows) -> str:
+    """The training data's fingerprint for a model's manifest: the prepare summary and the vocabulary."""
+    return data_fingerprint([prepared.summary_file.read_bytes(), prepared.vocab_file.read_bytes()])
 
 
 def _build(config: dict[str, Any], vocab: SequenceVocab | None) -> MultiTaskModel:
@@ -262,8 +264,8 @@ def transfer_encoder(encoder_dir: Path, vocab: SequenceVocab) -> SequenceEncoder
     return target
 
 
-def _training_labels(window: WindowData, ft: FinetuneConfig) -> pa.Table:
-    labels = pq.read_table(window.folder / "labels.parquet")
+def _training_labels(window: WindowFolder, ft: FinetuneConfig) -> pa.Table:
+    labels = pq.read_table(window.labels)
     ids = labels.column("customer_id").to_pylist()
     keep = split_mask(ids, "train", ft.validation_fraction, ft.test_fraction, ft.label_fraction)
     return labels.filter(pa.array(keep))

@@ -8,34 +8,27 @@ slices of the same customer are positives).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from custseq.config import EncoderConfig, PretrainConfig, RunConfig, TrainConfig, config_to_dict
-from custseq.errors import ArtifactError, TrainingError
+from custseq.config import EncoderConfig, PretrainConfig, TrainConfig
+from custseq.errors import ArtifactError
+from custseq.io.prepared import PreparedWindows
 from custseq.models.artifacts import (
     VOCAB_FILE,
     Manifest,
     configs_from_json,
     data_fingerprint,
     load_model,
-    read_manifest,
     save_model,
 )
 from custseq.models.encoder import SequenceEncoder
@@ -43,14 +36,12 @@ from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
 from custseq.models.lstm import build_encoder
 from custseq.models.train import TrainResult, is_main_process, train
-from custseq.prepare import PreparedWindows, ScoringSequences, prepare, prepare_scoring_sequences
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.masking import random_slices, sample_mask, split_last, targets_at
 from custseq.sequences.vocab import SequenceVocab
 
 MODEL_TYPE = "custseq-pretrain"
 CONFIG_CLASSES = {"encoder": EncoderConfig, "pretrain": PretrainConfig, "train": TrainConfig}
-WORKER_CONFIG = "models.json"  # the configs a distributed run hands to its torchrun workers
 log = logging.getLogger(__name__)
 
 
@@ -144,16 +135,15 @@ def load_pretrained(model_dir: Path | str) -> tuple[PretrainModel, Manifest]:
 
 
 def training_streams(
-    prepared: Path, vocab: SequenceVocab, encoder: EncoderConfig, training: TrainConfig
+    prepared: PreparedWindows, vocab: SequenceVocab, encoder: EncoderConfig, training: TrainConfig
 ) -> tuple[SequenceStream, SequenceStream, list[str]]:
     """Train/validation streams over the sequences of the training windows of a ``prepare`` output.
 
     Only training windows are used (not the scoring window): pre-training on rows up to the scoring date
     scrambled the value ranking at scoring time (MODEL-NOTES). Customers are held out by a stable hash.
     """
-    folders = PreparedWindows.read(prepared).training
-    keys = [folder.name for folder in folders]
-    files = tuple(f for folder in folders for f in shard_files(folder / "sequences"))
+    keys = [w.key for w in prepared.training]
+    files = tuple(f for w in prepared.training for f in shard_files(w.sequences))
     common = {
         "vocab": vocab,
         "max_events": encoder.max_events,
@@ -166,7 +156,7 @@ def training_streams(
 
 
 def pretrain_prepared(
-    prepared: Path,
+    prepared: PreparedWindows,
     model_dir: Path,
     *,
     encoder: EncoderConfig | None = None,
@@ -181,7 +171,7 @@ def pretrain_prepared(
     Runs as is under ``torchrun`` (distributed data parallel); only rank 0 writes.
     """
     encoder, pretrain, training = encoder or EncoderConfig(), pretrain or PretrainConfig(), training or TrainConfig()
-    vocab = SequenceVocab.load(prepared / "vocab.json")
+    vocab = SequenceVocab.load(prepared.vocab_file)
     train_stream, val_stream, keys = training_streams(prepared, vocab, encoder, training)
     torch.manual_seed(training.seed)
     model = PretrainModel(encoder, pretrain, vocab)
@@ -199,14 +189,14 @@ def pretrain_prepared(
     if not is_main_process():
         return PretrainRun(model_dir, None, None)  # rank 0 writes the model; other ranks report nothing
     metrics = {"best_val_loss": result.best_val_loss, "best_epoch": float(result.best_epoch)}
-    summary = (prepared / "prepare.json").read_bytes()
+    summary = prepared.summary_file.read_bytes()
     manifest = save_model(
         model_dir,
         model.cpu(),
         {"encoder": encoder, "pretrain": pretrain, "train": training},
         vocab,
         model_type=MODEL_TYPE,
-        data_fingerprint=data_fingerprint([summary, (prepared / "vocab.json").read_bytes()]),
+        data_fingerprint=data_fingerprint([summary, prepared.vocab_file.read_bytes()]),
         cutoffs=keys,
         metrics=metrics,
         extra={"history": result.history},
@@ -220,102 +210,6 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def embed_with_model(
-    model_dir: Path | str,
-    transactions: Any,
-    *,
-    out: Path | str,
-    customers: Any = None,
-    events: Any = None,
-    as_of: str | None = None,
-    config: RunConfig | None = None,
-    batch_size: int = 1024,
-) -> tuple[pa.Table, ScoringSequences]:
-    """Embed every customer of new data as of ``as_of`` with a pre-trained model; write ``out`` (Parquet).
-
-    The data are encoded with the model's own vocabulary; values it has not seen map to the unknown id
-    and are counted in the returned :class:`ScoringSequences`.
-    """
-    model, _, vocab, _ = load_model(Path(model_dir), build_pretrain_model, expected_type=MODEL_TYPE)
-    out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="custseq-embed-") as tmp:
-        scoring = prepare_scoring_sequences(
-            transactions, vocab=vocab, out=tmp, customers=customers, events=events, as_of=as_of, config=config
-        )
-        files = tuple(shard_files(scoring.folder))
-        stream = SequenceStream(files, vocab, model.encoder.cfg.max_events, batch_size, shuffle=False)
-        table = embed(model.encoder, stream)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
-    return table, dataclasses.replace(scoring, folder=out)
-
-
 def model_vocab(model_dir: Path | str) -> SequenceVocab:
     """The vocabulary saved with a model."""
     return SequenceVocab.load(Path(model_dir) / VOCAB_FILE)
-
-
-def work_dir_of(model_dir: Path | str) -> Path:
-    """Where ``pretrain`` keeps its work files for a model directory: prepared data, checkpoints, the log."""
-    return Path(f"{model_dir}.work")
-
-
-def pretrain(
-    transactions: Any,
-    *,
-    out: Path | str,
-    customers: Any = None,
-    events: Any = None,
-    as_of: str | None = None,
-    horizon: str | int | None = None,
-    config: RunConfig | None = None,
-    encoder: EncoderConfig | None = None,
-    objectives: PretrainConfig | None = None,
-    training: TrainConfig | None = None,
-    nproc: int = 1,
-    resume: bool = False,
-    progress: bool = False,
-    on_stage: Callable[[str], None] | None = None,
-) -> PretrainRun:
-    """Prepare the data and pre-train an encoder on its training windows; save the model to ``out``.
-
-    Work files go to ``<out>.work`` (:func:`work_dir_of`); ``resume`` continues from its last checkpoint.
-    With ``nproc`` > 1 the training runs on that many processes under ``torchrun`` (distributed data
-    parallel; gloo on CPU, NCCL on GPU), and only rank 0 writes. ``on_stage`` hears each data stage start.
-    """
-    work = work_dir_of(out)
-    prepare(
-        transactions, out=work / "prepared", customers=customers, events=events, as_of=as_of, horizon=horizon,
-        config=config, progress=on_stage,
-    )  # fmt: skip
-    configs = {"encoder": encoder or EncoderConfig(), "pretrain": objectives or PretrainConfig(),
-               "train": training or TrainConfig()}  # fmt: skip
-    if nproc > 1:
-        return _pretrain_distributed(work, Path(out), configs, nproc, resume)
-    return pretrain_prepared(
-        work / "prepared", Path(out), encoder=configs["encoder"], pretrain=configs["pretrain"],
-        training=configs["train"], work_dir=work / "train", resume=resume, progress=progress,
-    )  # fmt: skip
-
-
-def _pretrain_distributed(work: Path, out: Path, configs: dict[str, Any], nproc: int, resume: bool) -> PretrainRun:
-    (work / WORKER_CONFIG).write_text(json.dumps({k: config_to_dict(v) for k, v in configs.items()}))
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "custseq.models.pretrain_worker", str(work), str(out), *(["--resume"] if resume else []),
-    ]  # fmt: skip
-    log.info("pre-training on %d processes (torchrun)", nproc)
-    done = subprocess.run(command, check=False)
-    if done.returncode != 0:
-        raise TrainingError(f"distributed pre-training failed (exit code {done.returncode}); see the output above")
-    return PretrainRun(out, read_manifest(out), None)
-
-
-def run_worker(work: Path, out: Path, resume: bool) -> None:
-    """One ``torchrun`` process of a distributed :func:`pretrain` (see :mod:`custseq.models.pretrain_worker`)."""
-    spec = json.loads((work / WORKER_CONFIG).read_text())
-    configs = configs_from_json(spec, CONFIG_CLASSES)
-    pretrain_prepared(
-        work / "prepared", out, encoder=configs["encoder"], pretrain=configs["pretrain"], training=configs["train"],
-        work_dir=work / "train", resume=resume, progress=False,
-    )  # fmt: skip

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -21,20 +20,10 @@ import torch
 from custseq.config import FinetuneConfig
 from custseq.errors import ArtifactError
 from custseq.features.matrix import TabularSpec, transform_tabular
+from custseq.io.prepared import WindowFolder
 from custseq.models.multitask import CustomerBatch
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.vocab import SequenceVocab
-
-
-@dataclass(frozen=True)
-class WindowData:
-    """Where one window's outputs of ``prepare`` are."""
-
-    folder: Path  # windows/<as-of>/ with features.parquet, labels.parquet (if labelled) and sequences/
-
-    @property
-    def has_labels(self) -> bool:
-        return (self.folder / "labels.parquet").exists()
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,7 @@ class SampleStream:
     sequence stream decides the customers and their order (length bucketing included).
     """
 
-    windows: tuple[WindowData, ...]
+    windows: tuple[WindowFolder, ...]
     vocab: SequenceVocab
     tabular: TabularSpec
     max_events: int
@@ -126,7 +115,7 @@ class SampleStream:
     def _streams(self) -> tuple[SequenceStream, ...]:
         return tuple(
             SequenceStream(
-                tuple(shard_files(w.folder / "sequences")),
+                tuple(shard_files(w.sequences)),
                 self.vocab,
                 self.max_events,
                 self.batch_size,
@@ -144,15 +133,15 @@ class SampleStream:
 class _WindowLookup:
     """A window's tabular inputs and labels, indexed by customer id."""
 
-    def __init__(self, window: WindowData, spec: TabularSpec) -> None:
-        features = pq.read_table(window.folder / "features.parquet")
+    def __init__(self, window: WindowFolder, spec: TabularSpec) -> None:
+        features = pq.read_table(window.features)
         inputs = transform_tabular(spec, features)
         self.index = {cid: i for i, cid in enumerate(inputs.customer_ids)}
         self.values = torch.from_numpy(inputs.values)
         self.categories = {k: torch.from_numpy(v) for k, v in inputs.categories.items()}
         self.has_labels = window.has_labels
         if self.has_labels:
-            labels = pq.read_table(window.folder / "labels.parquet")
+            labels = pq.read_table(window.labels)
             if labels.column("customer_id").to_pylist() != inputs.customer_ids:
                 raise ArtifactError(
                     f"{window.folder}: features.parquet and labels.parquet list different customers; run prepare again"

@@ -1,6 +1,6 @@
 """Entry point of one ``torchrun`` process of a distributed pre-training (``custseq pretrain --nproc N``).
 
-Usage (launched by :func:`custseq.models.pretrain.pretrain`): ``python -m custseq.models.pretrain_worker WORK OUT
+Usage (launched by :func:`custseq.pipelines.pretrain.pretrain`): ``python -m custseq.pipelines.pretrain_worker WORK OUT
 [--resume]``.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from custseq.models.pretrain import run_worker
 from custseq.models.train import shutdown_distributed
+from custseq.pipelines.pretrain import run_worker
 
 
 def main(argv: list[str]) -> None:
     args = [a for a in argv if a != "--resume"]
     if len(args) != 2:
-        raise SystemExit("usage: python -m custseq.models.pretrain_worker WORK OUT [--resume]")
+        raise SystemExit("usage: python -m custseq.pipelines.pretrain_worker WORK OUT [--resume]")
     run_worker(Path(args[0]), Path(args[1]), resume="--resume" in argv)
     shutdown_distributed()  # only on success: a failed rank exits at once and torchrun stops the others
 

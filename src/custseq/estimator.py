@@ -14,8 +14,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from custseq.config import RunConfig, with_seed
-from custseq.scoring.predict import run_predict, score_with_model
+from custseq.config import RunConfig, with_seed, with_window
+from custseq.io.tables import Tables
+from custseq.pipelines.outputs import PredictRun
+from custseq.pipelines.predict import predict
+from custseq.pipelines.score import score_with_model
 
 
 class ChurnValueEstimator(BaseEstimator):
@@ -60,8 +63,8 @@ class ChurnValueEstimator(BaseEstimator):
 
     def fit(self, X: Any, y: None = None, *, customers: Any = None, events: Any = None) -> ChurnValueEstimator:
         """Train on the windows before ``as_of``; ``y`` is ignored (labels come from the transactions)."""
-        cfg = self._config()
-        run = run_predict(X, horizon=self.horizon, as_of=self.as_of, customers=customers, events=events, config=cfg)
+        cfg = with_window(self._config(), as_of=self.as_of, horizon=self.horizon)
+        run = predict(Tables.of(X, customers=customers, events=events, columns=cfg.columns), cfg)
         self.model_ = run.model
         self.proposer_ = run.proposer
         self.data_config_ = run.data_config
@@ -77,13 +80,11 @@ class ChurnValueEstimator(BaseEstimator):
         """Customer embeddings: ``customer_id``, ``e0 … e{D-1}``."""
         return self._score(X, as_of, customers, events).embeddings
 
-    def _score(self, X: Any, as_of: str | None, customers: Any, events: Any) -> Any:
+    def _score(self, X: Any, as_of: str | None, customers: Any, events: Any) -> PredictRun:
         if not hasattr(self, "model_"):
             raise NotFittedError("this ChurnValueEstimator is not fitted yet; call fit first")
-        return score_with_model(
-            self.model_, self.data_config_, X, as_of=as_of, customers=customers, events=events,
-            proposer=self.proposer_,
-        )  # fmt: skip
+        tables = Tables.of(X, customers=customers, events=events)
+        return score_with_model(self.model_, self.data_config_, tables, as_of=as_of, proposer=self.proposer_)
 
     def _config(self) -> RunConfig:
         cfg = self.config or RunConfig()

@@ -1,4 +1,4 @@
-"""`custseq evaluate`: custseq, its ablations and its baselines on the same rows, over several seeds.
+"""Evaluate: custseq, its ablations and its baselines on the same rows, over several seeds.
 
 The data are prepared once (see :mod:`custseq.evaluation.protocol` for the two protocols); every method is
 trained on the same training rows, chooses its F1 threshold on the same validation rows and is scored on
@@ -29,17 +29,19 @@ from scipy import stats
 from custseq.baselines.base import BaselinePredictions, WindowTables
 from custseq.baselines.cohort import cohort_forecast, cohort_wape, compare_by_cohort, signup_cohorts
 from custseq.baselines.tabular import LightGBM
-from custseq.config import ModelConfig, RunConfig, config_to_dict, parse_horizon, with_seed
+from custseq.config import ModelConfig, RunConfig, config_to_dict, with_seed
 from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.methods import COHORT_SMOOTHING, DEFAULT_METHODS, EMBEDDINGS, Method, reference_of, resolve
 from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_finetune
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
 from custseq.io.engine import connect
+from custseq.io.prepared import PreparedWindows, WindowFolder
+from custseq.io.tables import Tables
 from custseq.metrics import best_f1_threshold, churn_value_metrics, f1_at
 from custseq.models.finetune import ChurnValueModel, WindowScores, finetune_prepared, score_window
 from custseq.models.pretrain import pretrain_prepared
-from custseq.models.samples import WindowData
-from custseq.prepare import DAILY_SPEND, PreparedWindows, prepare, validate_tables
+from custseq.pipelines.prepare import prepare
+from custseq.validate.tables import validate_into
 from custseq.windows import data_span
 
 REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse", "value_mae", "value_mape",
@@ -78,19 +80,15 @@ class Evaluation:
 
 
 def evaluate(
-    transactions: Any,
+    tables: Tables,
+    config: RunConfig,
     *,
-    horizon: str | int | None = None,
-    as_of: str | None = None,
-    customers: Any = None,
-    events: Any = None,
-    config: RunConfig | None = None,
     protocol: str = "temporal",
     seeds: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4),
     methods: list[str] | tuple[str, ...] = DEFAULT_METHODS,
     ablations: list[str] | tuple[str, ...] = (),
     label_fractions: list[float] | tuple[float, ...] = (1.0,),
-    transfer_from: Any = None,
+    transfer_from: Tables | None = None,
     out: Path | str | None = None,
     on_stage: Say | None = None,
 ) -> Evaluation:
@@ -98,6 +96,9 @@ def evaluate(
 
     Parameters
     ----------
+    tables, config
+        The data, and every setting: ``config.window`` gives the as-of date (default: the data's last day) and
+        the horizon.
     protocol
         ``temporal`` (test window one horizon before ``as_of``) or ``customer-split`` (70/15/15 customers).
     ablations
@@ -106,7 +107,7 @@ def evaluate(
         Label-efficiency study: every method is also fine-tuned on these shares of the training customers
         (pre-training still sees all of them).
     transfer_from
-        Transactions of another dataset: adds ``custseq[transfer]``, pre-trained there and fine-tuned here.
+        Another dataset's tables: adds ``custseq[transfer]``, pre-trained there and fine-tuned here.
 
     Raises
     ------
@@ -121,20 +122,21 @@ def evaluate(
         raise ConfigError("evaluate needs at least one seed")
     runs = resolve(methods, ablations, label_fractions, transfer_from is not None)
     say = on_stage or (lambda _msg: None)
-    cfg = config or RunConfig()
+    cfg = config
     cfg = dataclasses.replace(
         cfg,
         window=dataclasses.replace(cfg.window, require_training=False),  # label-free methods run regardless
         model=dataclasses.replace(cfg.model, finetune=protocol_finetune(protocol, cfg.model.finetune)),
     )
-    tables = {"customers": customers, "events": events}
     with tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
         work = Path(tmp)
-        test_as_of = _test_as_of(transactions, cfg, as_of, horizon) if protocol == "temporal" else as_of
+        if protocol == "temporal":
+            test_window = dataclasses.replace(cfg.window, as_of=_test_as_of(tables, cfg))
+            cfg = dataclasses.replace(cfg, window=test_window)
         say(f"preparing the windows ({protocol} protocol)")
-        prepared = prepare(transactions, out=work / "prepared", as_of=test_as_of, horizon=horizon, config=cfg, **tables)
-        split = make_split(work / "prepared", protocol, cfg.model.finetune)
-        source = _prepare_transfer_source(transfer_from, horizon, cfg, work, say) if transfer_from is not None else None
+        prepared = prepare(tables, cfg, work / "prepared")
+        split = make_split(prepared.layout, protocol, cfg.model.finetune)
+        source = _prepare_transfer_source(transfer_from, cfg, work, say) if transfer_from is not None else None
         runner = _Runner(split, work, cfg, source)
         per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
         first: dict[str, BaselinePredictions] = {}  # method -> its first seed's test predictions
@@ -159,7 +161,7 @@ def evaluate(
     churned, _ = test.label_arrays()
     result = Evaluation(
         protocol=protocol,
-        as_of=split.test_folder.name,
+        as_of=split.test_folder.key,
         horizon_days=split.horizon_days,
         seeds=list(seeds),
         per_seed=per_seed,
@@ -181,38 +183,39 @@ def evaluate(
     return result
 
 
-def _test_as_of(transactions: Any, cfg: RunConfig, as_of: str | None, horizon: Any) -> str:
-    """One horizon before the scoring date (the last day in the data unless ``as_of`` says otherwise)."""
-    days = parse_horizon(horizon) if horizon is not None else cfg.window.horizon_days
-    if as_of is not None:
-        end = dt.date.fromisoformat(str(as_of))
+def _test_as_of(tables: Tables, cfg: RunConfig) -> dt.date:
+    """One horizon before the scoring date (the last day in the data unless ``cfg.window.as_of`` says otherwise)."""
+    days = cfg.window.horizon_days
+    if cfg.window.as_of is not None:
+        end = cfg.window.as_of
     else:
         con = connect(cfg.engine)
         try:
-            report = validate_tables(con, transactions, config=cfg)
+            report = validate_into(con, tables, cfg)
             end = data_span(con, report.tables["transactions"].sql_name)[1].date()
         finally:
             con.close()
-    return (end - dt.timedelta(days=days)).isoformat()
+    return end - dt.timedelta(days=days)
 
 
-def _prepare_transfer_source(data: Any, horizon: Any, cfg: RunConfig, work: Path, say: Say) -> Path:
+def _prepare_transfer_source(source: Tables, cfg: RunConfig, work: Path, say: Say) -> PreparedWindows:
     say("preparing the transfer source's windows")
     no_columns = dataclasses.replace(cfg, columns=dataclasses.replace(cfg.columns, transactions={}))
-    prepare(data, out=work / "transfer-source", horizon=horizon, config=no_columns)
-    return work / "transfer-source"
+    window = dataclasses.replace(no_columns.window, as_of=None)  # the source's own last day
+    return prepare(source, dataclasses.replace(no_columns, window=window), work / "transfer-source").layout
 
 
 class _Runner:
     """Runs each method on the split; caches pre-trained encoders and custseq models per seed."""
 
-    def __init__(self, split: Split, work: Path, cfg: RunConfig, transfer_source: Path | None) -> None:
+    def __init__(self, split: Split, work: Path, cfg: RunConfig, transfer_source: PreparedWindows | None) -> None:
         self.split, self.work, self.cfg, self.transfer_source = split, work, cfg, transfer_source
         self.skipped: dict[str, str] = {}
         self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
         self._models: dict[tuple[str, int], ChurnValueModel] = {}  # (method, seed) -> fitted network
         self._deterministic: dict[str, tuple[dict[str, float], np.ndarray]] = {}
-        self._folders = PreparedWindows.read(work / "prepared").training
+        self.layout = PreparedWindows.read(work / "prepared")
+        self._folders = self.layout.training
         self._test_cohorts = signup_cohorts(split.test.features, cfg.baselines.cohort_period)
 
     def cohort_smoothing(self) -> dict[str, float]:
@@ -223,8 +226,8 @@ class _Runner:
         started = time.perf_counter()
         if self.split.test_part != "all":
             raise TrainingError("cohort totals need every customer of the test window (temporal protocol only)")
-        spend = pq.read_table(self.work / "prepared" / DAILY_SPEND).to_pandas()
-        cutoff = dt.datetime.combine(dt.date.fromisoformat(self.split.test_folder.name), dt.time()) + dt.timedelta(1)
+        spend = pq.read_table(self.layout.daily_spend_file).to_pandas()
+        cutoff = dt.datetime.combine(dt.date.fromisoformat(self.split.test_folder.key), dt.time()) + dt.timedelta(1)
         forecast = cohort_forecast(spend, cutoff, self.split.horizon_days, self.cfg.baselines)
         _, value = self.split.test.label_arrays()
         actual = compare_by_cohort(self._test_cohorts, value, value).totals["actual"]
@@ -277,14 +280,14 @@ class _Runner:
         m = dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, label_fraction=method.label_fraction))
         encoder_dir, pretrain_seconds = self._encoder(m, transfer=method.transfer)
         fit = finetune_prepared(
-            self.work / "prepared", m, encoder_dir=encoder_dir, transfer=method.transfer,
+            self.layout, m, encoder_dir=encoder_dir, transfer=method.transfer,
             work_dir=self.work / "finetune", progress=False,
         )  # fmt: skip
         if method.name == reference_of(method.name):  # emb+lightgbm reads custseq's model of the same seed
             self._models[(method.name, seed)] = fit.model
         s = self.split
-        validation = score_window(fit.model, WindowData(self._folders[0]), part="validation")
-        test = score_window(fit.model, WindowData(s.test_folder), part=s.test_part)
+        validation = score_window(fit.model, self._folders[0], part="validation")
+        test = score_window(fit.model, s.test_folder, part=s.test_part)
         val_p = _by_ids(validation, s.validation.customer_ids)["churn_probability"]
         return (val_p, _aligned(_as_predictions(test), s.test)), pretrain_seconds
 
@@ -308,10 +311,10 @@ class _Runner:
         """A pre-trained encoder for these settings, seed included (trained once), or None without pre-training."""
         if not m.pretraining:
             return None, 0.0
-        prepared = self.transfer_source if transfer else self.work / "prepared"
+        prepared = self.transfer_source if transfer else self.layout
         if prepared is None:
             raise TrainingError("transfer needs a source dataset")
-        settings = [str(prepared), *(config_to_dict(c) for c in (m.encoder, m.pretrain, m.pretrain_training))]
+        settings = [str(prepared.root), *(config_to_dict(c) for c in (m.encoder, m.pretrain, m.pretrain_training))]
         key = json.dumps(settings, sort_keys=True)
         if key in self._encoders:  # pre-trained for another method of this seed: count its time here too
             return self._encoders[key]
@@ -350,9 +353,9 @@ def _aligned(p: BaselinePredictions, window: WindowTables) -> BaselinePrediction
     return BaselinePredictions(ids, p.churn_probability[rows], p.value[rows])
 
 
-def _with_embeddings(model: ChurnValueModel, window: WindowTables, folder: Path) -> WindowTables:
+def _with_embeddings(model: ChurnValueModel, window: WindowTables, folder: WindowFolder) -> WindowTables:
     """The window's features with the model's customer embedding appended as numeric columns ``emb_j``."""
-    scores = score_window(model, WindowData(folder))
+    scores = score_window(model, folder)
     index = {c: i for i, c in enumerate(scores.customer_ids)}
     rows = np.array([index[c] for c in window.customer_ids], dtype=np.int64)
     features = window.features

@@ -1,4 +1,4 @@
-"""What a run writes to be understood and checked, besides the predictions (read by :mod:`custseq.report`).
+"""Diagnostics of a run: what it writes to be understood and checked besides the predictions (for the report).
 
 - ``validation.parquet``: the held-out customers of the latest training window with their labels, custseq's
   predictions and BG/NBD + Gamma-Gamma's, for the curves and the bias audit of a ``predict`` run;
@@ -25,10 +25,10 @@ from custseq.baselines.btyd import BtydPredictions, predict_btyd
 from custseq.config import AuditConfig, ProfitConfig, ReportConfig, RunConfig
 from custseq.errors import TrainingError
 from custseq.evaluation.fairness import BTYD_COLUMNS, Audit, audit, audit_groups, btyd_frame, review_list
+from custseq.io.prepared import WindowFolder
 from custseq.models.attention import attention_samples
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import ChurnValueModel, score_window
-from custseq.models.samples import WindowData
 from custseq.models.train import TrainResult
 from custseq.scoring.profit import ProfitSimulation
 from custseq.scoring.segments import assign_segments
@@ -41,29 +41,29 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(_finite(data), indent=1, default=str, allow_nan=False))
 
 
-def validation_predictions(model: ChurnValueModel, window: Path, cfg: RunConfig) -> pd.DataFrame:
+def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: RunConfig) -> pd.DataFrame:
     """The latest training window's validation customers: labels, custseq's predictions, BG/NBD's, segment.
 
     The network's weights were not fitted on these customers, but its early stopping and churn calibration
     were, so their curves are slightly optimistic (the report says so; ``evaluate`` tests on a later window).
     BG/NBD needs no labels and is fitted on the window's own pre-cutoff summary.
     """
-    scores = score_window(model, WindowData(window), part="validation")
+    scores = score_window(model, window, part="validation")
     if scores.churned is None:
-        raise TrainingError(f"{window} has no labels")
+        raise TrainingError(f"{window.folder} has no labels")
     frame = scores.table().to_pandas()
     frame.insert(1, "churned", scores.churned.astype(bool))
     frame.insert(2, "value", scores.value.astype(float))
-    features = pq.read_table(window / "features.parquet")
+    features = pq.read_table(window.features)
     with contextlib.suppress(TrainingError):  # BG/NBD could not be fitted here: the report shows custseq alone
         frame = frame.merge(btyd_frame(predict_btyd(features, model.horizon_days)), on="customer_id", how="left")
     frame["segment"] = assign_segments(frame, features.to_pandas(), cfg.segments, horizon_days=model.horizon_days)
     return frame
 
 
-def audit_validation(validation: pd.DataFrame, window: Path, cfg: AuditConfig) -> Audit:
+def audit_validation(validation: pd.DataFrame, window: WindowFolder, cfg: AuditConfig) -> Audit:
     """The bias audit of :mod:`custseq.evaluation.fairness` on the validation customers of ``window``."""
-    features = pq.read_table(window / "features.parquet").to_pandas()
+    features = pq.read_table(window.features).to_pandas()
     return audit(validation, audit_groups(features, cfg), cfg)
 
 

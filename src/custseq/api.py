@@ -1,0 +1,228 @@
+"""The Python API: tables as a user passes them (paths, ``db.duckdb:table``, frames) in, one pipeline called.
+
+Each function builds the run's :class:`~custseq.io.tables.Tables` and :class:`~custseq.config.RunConfig` from its
+arguments and calls one function of :mod:`custseq.pipelines`; ``custseq.<name>`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custseq.config import RunConfig, with_seed, with_window
+from custseq.io.tables import Tables
+from custseq.pipelines.prepare import PrepareResult, Progress
+from custseq.validate.tables import ValidationReport
+
+if TYPE_CHECKING:  # the model pipelines import torch: loaded only by the functions that need them
+    import pandas as pd
+    import pyarrow as pa
+
+    from custseq.pipelines.evaluate import Evaluation
+    from custseq.pipelines.outputs import PredictRun
+    from custseq.pipelines.prepare import ScoringSequences
+    from custseq.pipelines.pretrain import PretrainRun
+
+
+def validate_tables(
+    transactions: Any,
+    *,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | dt.date | None = None,
+    config: RunConfig | None = None,
+    quarantine_dir: Path | str | None = None,
+) -> ValidationReport:
+    """Validate tables and optionally write the quarantine files.
+
+    With ``as_of`` and ``config.validation.future_rows == "quarantine"``, rows after as-of are quarantined.
+    """
+    from custseq.pipelines.validate import validate
+
+    cfg = with_window(config or RunConfig(), as_of=as_of)
+    return validate(_tables(transactions, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
+
+
+def prepare(
+    transactions: Any,
+    *,
+    out: Path | str,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | dt.date | None = None,
+    horizon: str | int | None = None,
+    config: RunConfig | None = None,
+    progress: Progress | None = None,
+) -> PrepareResult:
+    """Validate the tables and write windows, labels, features and sequences under ``out``.
+
+    Parameters
+    ----------
+    transactions, customers, events
+        A path (CSV, CSV.gz, Parquet), a list of paths, ``path.duckdb:table``, or a pandas/polars/Arrow frame.
+    out
+        Output folder (created; existing window outputs are replaced).
+    as_of
+        Inclusive scoring date; default the last day in the data.
+    horizon
+        ``90d``, ``13w``, ``6m``, ``1y`` or days; overrides ``config.window.horizon_days``.
+    config
+        All other settings.
+    progress
+        Called with a short description as each stage starts.
+
+    Raises
+    ------
+    CustseqError
+        On any problem the user can fix (bad input, impossible windows).
+    """
+    from custseq.pipelines.prepare import prepare as run  # the name `prepare` is this function's
+
+    cfg = with_window(config or RunConfig(), as_of=as_of, horizon=horizon)
+    return run(_tables(transactions, customers, events, cfg), cfg, out, progress=progress)
+
+
+def predict(
+    transactions: Any,
+    *,
+    horizon: str | int | None = None,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: RunConfig | None = None,
+    seed: int | None = None,
+    out: Path | str | None = None,
+    work_dir: Path | str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Churn probability and expected value over the horizon, with P10/P50/P90, for every customer.
+
+    Trains on windows before ``as_of`` (default the last day in the data) and scores every customer with
+    history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. See :func:`predict_run` for the
+    metrics and the model.
+
+    Raises
+    ------
+    CustseqError
+        On any problem the user can fix (bad input, impossible windows).
+    """
+    return predict_run(
+        transactions, horizon=horizon, as_of=as_of, customers=customers, events=events, config=config, seed=seed,
+        out=out, work_dir=work_dir, progress=progress,
+    ).predictions  # fmt: skip
+
+
+def predict_run(
+    transactions: Any,
+    *,
+    horizon: str | int | None = None,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: RunConfig | None = None,
+    seed: int | None = None,
+    out: Path | str | None = None,
+    work_dir: Path | str | None = None,
+    progress: bool = False,
+) -> PredictRun:
+    """:func:`predict`, returning the predictions with the embeddings, metrics and the fitted model."""
+    from custseq.pipelines.predict import predict as run
+
+    cfg = with_seed(with_window(config or RunConfig(), as_of=as_of, horizon=horizon), seed)
+    return run(_tables(transactions, customers, events, cfg), cfg, out=out, work_dir=work_dir, progress=progress)
+
+
+def score(
+    model_dir: Path | str,
+    transactions: Any,
+    *,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: RunConfig | None = None,
+    out: Path | str | None = None,
+) -> PredictRun:
+    """Score new data with a model saved by ``predict`` (``<out>/model``).
+
+    The data are validated and mapped with the model's own data settings unless ``config`` is given; values
+    the model's vocabulary does not know map to the unknown id and are counted in ``metrics["unknown_values"]``.
+
+    Raises
+    ------
+    ArtifactError
+        If the model directory is missing, corrupted or not a churn-value model.
+    SchemaError
+        If the data lack a column or field the model was trained with.
+    """
+    from custseq.pipelines.score import score as run
+
+    tables = Tables.of(transactions, customers=customers, events=events, columns=config.columns if config else None)
+    return run(model_dir, tables, config, as_of=as_of, out=out)
+
+
+def pretrain(
+    transactions: Any,
+    *,
+    out: Path | str,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | None = None,
+    horizon: str | int | None = None,
+    config: RunConfig | None = None,
+    nproc: int = 1,
+    resume: bool = False,
+    progress: bool = False,
+    on_stage: Progress | None = None,
+) -> PretrainRun:
+    """Prepare the data and pre-train an encoder on its training windows (``config.model``'s encoder,
+    objectives and ``pretrain_training``; default :data:`~custseq.pipelines.pretrain.PRETRAIN_DEFAULTS`); save
+    the model to ``out``. See :func:`custseq.pipelines.pretrain.pretrain`.
+    """
+    from custseq.pipelines.pretrain import PRETRAIN_DEFAULTS
+    from custseq.pipelines.pretrain import pretrain as run
+
+    cfg = with_window(config or PRETRAIN_DEFAULTS, as_of=as_of, horizon=horizon)
+    return run(_tables(transactions, customers, events, cfg), cfg, out, nproc=nproc, resume=resume,
+               progress=progress, on_stage=on_stage)  # fmt: skip
+
+
+def embed(
+    model_dir: Path | str,
+    transactions: Any,
+    *,
+    out: Path | str,
+    customers: Any = None,
+    events: Any = None,
+    as_of: str | None = None,
+    config: RunConfig | None = None,
+) -> tuple[pa.Table, ScoringSequences]:
+    """Embed every customer of new data as of ``as_of`` with a pre-trained model; write ``out`` (Parquet)."""
+    from custseq.pipelines.pretrain import embed_customers
+
+    cfg = with_window(config or RunConfig(), as_of=as_of)
+    return embed_customers(model_dir, _tables(transactions, customers, events, cfg), cfg, out)
+
+
+def evaluate(
+    transactions: Any,
+    *,
+    horizon: str | int | None = None,
+    as_of: str | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: RunConfig | None = None,
+    transfer_from: Any = None,
+    **options: Any,
+) -> Evaluation:
+    """Compare custseq with its baselines on one dataset; ``options`` are those of
+    :func:`custseq.pipelines.evaluate.evaluate` (protocol, seeds, methods, ablations, label_fractions, out…)."""
+    from custseq.pipelines.evaluate import evaluate as run
+
+    cfg = with_window(config or RunConfig(), as_of=as_of, horizon=horizon)
+    source = Tables.of(transfer_from) if transfer_from is not None else None
+    return run(_tables(transactions, customers, events, cfg), cfg, transfer_from=source, **options)
+
+
+def _tables(transactions: Any, customers: Any, events: Any, cfg: RunConfig) -> Tables:
+    return Tables.of(transactions, customers=customers, events=events, columns=cfg.columns)

@@ -1,0 +1,99 @@
+"""Score: a model saved by ``predict`` applied to new data, with the same outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from custseq.config import RunConfig, parse_date
+from custseq.errors import ArtifactError
+from custseq.io.prepared import WindowFolder
+from custseq.io.tables import Tables
+from custseq.models.finetune import ChurnValueModel, load_churn_value, score_window
+from custseq.models.next_event import ItemMixture
+from custseq.models.pretrain import load_pretrained
+from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_outputs
+from custseq.pipelines.predict import MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
+from custseq.pipelines.prepare import prepare_scoring_sequences
+
+
+def score(
+    model_dir: Path | str,
+    tables: Tables,
+    config: RunConfig | None = None,
+    *,
+    as_of: str | None = None,
+    out: Path | str | None = None,
+) -> PredictRun:
+    """Score new data with a model saved by ``predict`` (``<out>/model``).
+
+    The data are validated and mapped with the model's own data settings unless ``config`` is given; values
+    the model's vocabulary does not know map to the unknown id and are counted in ``metrics["unknown_values"]``.
+
+    Raises
+    ------
+    ArtifactError
+        If the model directory is missing, corrupted or not a churn-value model.
+    SchemaError
+        If the data lack a column or field the model was trained with.
+    """
+    model, saved, _ = load_churn_value(model_dir)
+    data_cfg = config or saved_data_config(saved["data"])
+    proposer = load_item_proposer(Path(model_dir) / NEXT_EVENT_DIR)
+    return score_with_model(model, data_cfg, tables, as_of=as_of, out=out, proposer=proposer)
+
+
+def score_with_model(
+    model: ChurnValueModel,
+    data_cfg: RunConfig,
+    tables: Tables,
+    *,
+    as_of: str | None = None,
+    out: Path | str | None = None,
+    proposer: ItemProposer | None = None,
+) -> PredictRun:
+    """Score new data with a fitted model in memory (what :func:`score` and the estimator do).
+
+    ``proposer`` proposes the plans' next items (optional: without it plans hold catalogue actions only).
+    """
+    started = time.perf_counter()
+    as_of_date = parse_date(as_of, "as-of") if as_of else None  # never the training as-of saved in data_cfg
+    window = dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days, as_of=as_of_date)
+    cfg = dataclasses.replace(data_cfg, window=window)
+    with tempfile.TemporaryDirectory(prefix="custseq-score-") as tmp:
+        scoring = prepare_scoring_sequences(tables, cfg, tmp, vocab=model.vocab, with_features=True)
+        scores = score_window(model, WindowFolder(Path(tmp)))
+        metrics = {
+            "as_of": scoring.window.as_of.isoformat(),
+            "horizon_days": model.horizon_days,
+            "customers_scored": len(scores.customer_ids),
+            "unknown_values": dict(scoring.unknown_values),
+            "tables": scoring.report.to_dict(),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        run = score_outputs(
+            scores, WindowFolder(Path(tmp)), metrics, model, cfg, scoring.window.as_of.isoformat(), out, proposer
+        )
+        if out is not None:
+            copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
+    return run
+
+
+def load_item_proposer(folder: Path) -> ItemProposer | None:
+    """The proposer saved by ``predict`` in ``<model>/next-event`` (None when the model has none)."""
+    if not folder.is_dir():
+        return None
+    model = load_pretrained(folder)[0]
+    if model.next_head is None:
+        return None
+    mixture_file = folder / MIXTURE_FILE
+    if not mixture_file.is_file():
+        return ItemProposer(model)
+    try:
+        mixture = ItemMixture(**json.loads(mixture_file.read_text()))
+    except (ValueError, TypeError) as e:
+        raise ArtifactError(f"{mixture_file} is not a valid item mixture ({e}); run predict again") from None
+    return ItemProposer(model, mixture)
