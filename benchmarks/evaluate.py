@@ -80,8 +80,8 @@ def main() -> None:
     parser.add_argument("--methods", help="comma-separated methods instead of the study's")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from custseq.config import load_config
     from custseq.api import evaluate
+    from custseq.config import load_config
     from custseq.pipelines.evaluate import markdown
 
     data, as_of, horizon = DATASETS[args.dataset]

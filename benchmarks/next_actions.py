@@ -96,10 +96,10 @@ def run(tmp: Path, say) -> dict:
     import numpy as np
     import pyarrow.compute as pc
 
+    from custseq.api import prepare
     from custseq.config import ColumnsConfig, RunConfig, TrainConfig
     from custseq.models.next_event import fit_item_mixture, item_field, propose_next
     from custseq.models.pretrain import load_pretrained, model_vocab, pretrain_prepared
-    from custseq.api import prepare
     from custseq.scoring.actions import hit_rate_at_k, popularity_proposals, repeat_last_proposals
     from custseq.sequences.build import read_sequences
 

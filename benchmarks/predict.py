@@ -80,10 +80,10 @@ COLUMNS = (
 
 
 def child_backtest(p: dict) -> dict:
+    from custseq.api import predict_run as run_predict
     from custseq.config import load_config
     from custseq.datasets import cdnow_path
     from custseq.errors import WindowError
-    from custseq.api import predict_run as run_predict
 
     source = cdnow_path() if p["source"] == "cdnow" else Path(p["source"])
     config = load_config(Path(p["config"])) if p.get("config") else None
@@ -118,8 +118,8 @@ def run_baselines(prepared: Path, seed: int) -> tuple[dict, dict]:
     from custseq.baselines.base import WindowTables
     from custseq.baselines.tabular import LightGBM, LogisticRidge
     from custseq.features.matrix import fit_tabular
-    from custseq.metrics import churn_value_metrics
     from custseq.io.prepared import PreparedWindows
+    from custseq.metrics import churn_value_metrics
 
     layout = PreparedWindows.read(prepared)
     h = layout.horizon_days
