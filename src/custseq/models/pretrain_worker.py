@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from custseq.models.distributed import shutdown_distributed
 from custseq.models.pretrain import run_worker
-from custseq.models.train import shutdown_distributed
 
 
 def main(argv: list[str]) -> None:
