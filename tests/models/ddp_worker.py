@@ -15,7 +15,8 @@ import torch
 import torch.distributed as dist
 
 from custseq.config import TrainConfig
-from custseq.models.train import is_main_process, shard_indices, shutdown_distributed, train
+from custseq.models.distributed import is_main_process, shard_indices, shutdown_distributed
+from custseq.models.train import train
 
 TRUE_W = torch.tensor([[1.5, -2.0, 0.5]])
 N, BATCH = 64, 8

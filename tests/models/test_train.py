@@ -17,16 +17,11 @@ import torch
 
 from custseq.config import TrainConfig
 from custseq.errors import ArtifactError, ConfigError
-from custseq.models.train import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    _clip_and_step,
-    load_checkpoint,
-    lr_factor,
-    optimizer_param_groups,
-    shard_indices,
-    train,
-)
+from custseq.models.checkpoints import CHECKPOINT_FILE, load_checkpoint
+from custseq.models.distributed import shard_indices
+from custseq.models.history import LOG_FILE
+from custseq.models.optimization import lr_factor
+from custseq.models.train import train
 
 TRUE_W = torch.tensor([1.5, -2.0, 0.5])
 TRUE_B = 0.3
@@ -124,15 +119,6 @@ def test_loss_falls_and_weights_approach_the_truth():
 # --- schedule ---------------------------------------------------------------------------------------------
 
 
-def test_lr_factor_hand_computed():
-    # 20 steps, 2 of warm-up: 0, 1/2, then 0.5 (1 + cos(π (s - 2) / 18)).
-    assert [lr_factor(s, 20, 2) for s in (0, 1, 2)] == [0.0, 0.5, 1.0]
-    assert lr_factor(5, 20, 2) == pytest.approx(0.5 * (1 + math.sqrt(3) / 2))  # p = 1/6
-    assert lr_factor(11, 20, 2) == pytest.approx(0.5)  # p = 1/2
-    assert lr_factor(20, 20, 2) == 0.0 and lr_factor(25, 20, 2) == 0.0
-    assert lr_factor(0, 1, 0) == 1.0  # no warm-up: the first step gets the full rate
-
-
 @pytest.mark.parametrize("steps_per_epoch", [None, 8])
 def test_logged_lr_follows_warmup_then_cosine(steps_per_epoch):
     x, y = make_data(32)
@@ -161,43 +147,12 @@ def test_accumulating_two_batches_equals_one_double_batch():
     assert [h["lr"] for h in r_small.history] == [h["lr"] for h in r_big.history]
 
 
-def test_clipping_caps_the_update_at_clip_norm():
-    lin = torch.nn.Linear(4, 1)
-    sgd = torch.optim.SGD(lin.parameters(), lr=1.0)
-    constant = torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 1.0)
-
-    def step(w_grad: float, b_grad: float, clip: float) -> tuple[float, torch.Tensor]:
-        before = torch.cat([p.detach().flatten().clone() for p in lin.parameters()])
-        lin.weight.grad = torch.full_like(lin.weight, w_grad)
-        lin.bias.grad = torch.full_like(lin.bias, b_grad)
-        norm = _clip_and_step(lin.parameters(), sgd, constant, None, clip)
-        after = torch.cat([p.detach().flatten() for p in lin.parameters()])
-        assert all(p.grad is None for p in lin.parameters())
-        return norm.item(), before - after
-
-    norm, delta = step(3.0, 8.0, clip=2.0)  # ‖g‖ = √(4·9 + 64) = 10 → scaled by 2/10
-    assert norm == pytest.approx(10.0)
-    assert delta.norm().item() == pytest.approx(2.0, rel=1e-5)
-    assert torch.allclose(delta, torch.tensor([0.6, 0.6, 0.6, 0.6, 1.6]), atol=1e-5)
-    norm, delta = step(0.25, 0.5, clip=2.0)  # ‖g‖ = √(0.25 + 0.25) < 2: untouched
-    assert norm == pytest.approx(math.sqrt(0.5))
-    assert torch.allclose(delta, torch.tensor([0.25, 0.25, 0.25, 0.25, 0.5]))
-
-
 def test_history_reports_grad_norm_before_clipping():
     x, y = make_data(32)
     result = train(Regression(), batches(x, y, 32, None), None, cfg(epochs=1, clip_norm=1e-3), progress=False)
     # One step from zero weights: the gradient of the MSE is far larger than the clip.
     g = -2 * torch.cat([(x * y[:, None]).mean(0), y.mean()[None]])
     assert result.history[0]["grad_norm"] == pytest.approx(g.norm().item(), rel=1e-5)
-
-
-def test_weight_decay_spares_biases_norms_and_embeddings():
-    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    groups = optimizer_param_groups(model, 0.01)
-    assert [g["weight_decay"] for g in groups] == [0.01, 0.0]
-    assert [tuple(p.shape) for p in groups[0]["params"]] == [(4, 4)]
-    assert {id(p) for p in groups[1]["params"]} == {id(p) for n, p in model.named_parameters() if n != "1.weight"}
 
 
 # --- early stopping ---------------------------------------------------------------------------------------
@@ -326,18 +281,7 @@ def test_progress_bar_and_log_lines(caplog):
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["toy 1/2", "toy 2/2"]
 
 
-# --- sharding and DDP -------------------------------------------------------------------------------------
-
-
-def test_shard_indices_cover_everything_in_equal_seeded_shards():
-    shards = [shard_indices(10, epoch=0, seed=7, rank=r, world_size=3) for r in range(3)]
-    assert [len(s) for s in shards] == [4, 4, 4]
-    assert set(np.concatenate(shards)) == set(range(10))
-    assert np.array_equal(shards[0], shard_indices(10, 0, 7, 0, 3))
-    assert sorted(shard_indices(10, 0, 7)) == list(range(10))
-    assert not np.array_equal(shard_indices(10, 0, 7), shard_indices(10, 1, 7))
-    with pytest.raises(ConfigError, match="rank must be in"):
-        shard_indices(10, 0, 7, rank=3, world_size=3)
+# --- DDP --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow  # 6-13 s on 2 CPU cores, nearly all of it three processes importing torch
@@ -358,20 +302,6 @@ def test_torchrun_two_gloo_ranks_agree_and_only_rank0_writes(tmp_path):
     assert sorted(p.name for p in (out / "rank0").iterdir()) == [CHECKPOINT_FILE, LOG_FILE]
     assert not (out / "rank1").exists()
     assert load_checkpoint(out / "rank0" / CHECKPOINT_FILE)["world_size"] == 2
-
-
-def test_discriminative_learning_rates_scale_the_named_modules():
-    model = torch.nn.Sequential()
-    model.add_module("encoder", torch.nn.Linear(3, 3))
-    model.add_module("head", torch.nn.Linear(3, 1))
-    groups = optimizer_param_groups(model, 0.01, 1e-3, {"encoder.": 0.1})
-    by_lr = {}
-    for g in groups:
-        by_lr.setdefault(g["lr"], []).extend(g["params"])
-    assert sorted(by_lr) == [pytest.approx(1e-4), 1e-3]
-    encoder_ids = {id(p) for p in model.encoder.parameters()}
-    assert {id(p) for p in by_lr[min(by_lr)]} == encoder_ids
-    assert {g["weight_decay"] for g in groups if any(p.ndim < 2 for p in g["params"])} == {0.0}
 
 
 def test_early_stopping_follows_the_score_function(tmp_path):

@@ -31,11 +31,12 @@ from custseq.models.artifacts import (
     load_model,
     save_model,
 )
+from custseq.models.distributed import is_main_process
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
 from custseq.models.lstm import build_encoder
-from custseq.models.train import TrainResult, is_main_process, train
+from custseq.models.train import TrainResult, train
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.masking import random_slices, sample_mask, split_last, targets_at
 from custseq.sequences.vocab import SequenceVocab

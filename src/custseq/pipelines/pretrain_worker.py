@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from custseq.models.train import shutdown_distributed
+from custseq.models.distributed import shutdown_distributed
 from custseq.pipelines.pretrain import run_worker
 
 

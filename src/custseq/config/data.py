@@ -1,0 +1,111 @@
+"""Settings of the data stages: column mapping, row validation, time windows, features, sequences and the engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
+
+from custseq.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """Source column for each canonical column, per table (``{"customer_id": "CustomerID"}``).
+
+    A transactions ``amount`` may be a product of two columns, ``"Quantity*UnitPrice"``.
+    Columns not named here are detected from their names (see :mod:`custseq.schema`).
+    """
+
+    transactions: dict[str, str] = field(default_factory=dict)
+    customers: dict[str, str] = field(default_factory=dict)
+    events: dict[str, str] = field(default_factory=dict)
+    detect: bool = True  # detect obvious names (CustomerID, InvoiceDate, ...) for unmapped columns
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Row-level rules: what sends a row to quarantine."""
+
+    max_abs_amount: float = 1e9  # |amount| above this is treated as a data error
+    # "auto": quarantine exact duplicate rows unless timestamps are dates only and there is no order id,
+    # where two identical rows are indistinguishable from two real purchases on one day.
+    duplicates: Literal["auto", "quarantine", "keep"] = "auto"
+    future_rows: Literal["keep", "quarantine"] = "keep"  # "quarantine": rows after as_of must not exist
+    currencies: tuple[str, ...] | None = None  # accepted currency codes; None = ISO 4217
+    ts_format: str | None = None  # strptime format of text timestamps; None = detect
+
+    def __post_init__(self) -> None:
+        if not self.max_abs_amount > 0:
+            raise ConfigError(f"max_abs_amount must be positive, got {self.max_abs_amount}")
+        if self.duplicates not in ("auto", "quarantine", "keep"):
+            raise ConfigError(f"duplicates must be auto, quarantine or keep, got {self.duplicates!r}")
+        if self.future_rows not in ("keep", "quarantine"):
+            raise ConfigError(f"future_rows must be keep or quarantine, got {self.future_rows!r}")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The time protocol (DESIGN §3): scoring date, horizon and training cutoffs."""
+
+    as_of: dt.date | None = None  # inclusive; None = the last day in the data
+    horizon_days: int = 90
+    stride_days: int | None = None  # between training cutoffs; None = horizon
+    max_train_windows: int | None = None  # None = as many as history allows
+    min_history_days: int = 30  # a training cutoff needs this much history before it
+    # False: a plan without any training window is allowed (evaluate's label-free methods, e.g. BTYD, still run)
+    require_training: bool = True
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1:
+            raise ConfigError(f"horizon_days must be at least 1, got {self.horizon_days}")
+        if self.stride_days is not None and self.stride_days < 1:
+            raise ConfigError(f"stride_days must be at least 1, got {self.stride_days}")
+        if self.max_train_windows is not None and self.max_train_windows < 1:
+            raise ConfigError(f"max_train_windows must be at least 1, got {self.max_train_windows}")
+        if self.min_history_days < 0:
+            raise ConfigError(f"min_history_days must be >= 0, got {self.min_history_days}")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Tabular (RFM and behaviour) features."""
+
+    recent_windows_days: tuple[int, ...] = (30, 90, 180)  # counts and spend in the last N days
+    # BG/NBD fitted on each window's own RFM summary adds btyd_p_alive and btyd_expected_purchases (per
+    # horizon) as features; off by default until it is measured to help
+    btyd: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.recent_windows_days or min(self.recent_windows_days) < 1:
+            raise ConfigError(f"recent_windows_days must be positive days, got {self.recent_windows_days}")
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Per-customer event sequences."""
+
+    max_events: int = 256  # the last L events before the cutoff are kept
+    # "order": one token per order (lines aggregated); "line": one per row; "auto": order if order_id exists
+    token: Literal["auto", "order", "line"] = "auto"
+    min_count: int = 5  # categorical values seen fewer times in training rows share the unknown id
+    max_vocab: int = 20_000  # per field, most frequent first
+    max_category_share: float = 0.5  # an extra text column with more distinct values per row is an id, not a field
+    shard_customers: int = 100_000  # customers per Parquet shard
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1:
+            raise ConfigError(f"max_events must be at least 1, got {self.max_events}")
+        if self.token not in ("auto", "order", "line"):
+            raise ConfigError(f"token must be auto, order or line, got {self.token!r}")
+        if self.min_count < 1 or self.max_vocab < 1 or self.shard_customers < 1:
+            raise ConfigError("min_count, max_vocab and shard_customers must be at least 1")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The embedded DuckDB engine."""
+
+    threads: int | None = None  # None = DuckDB's default (all cores)
+    memory_limit: str | None = None  # e.g. "4GB"; None = DuckDB's default
+    temp_directory: str | None = None  # where DuckDB spills when memory runs short

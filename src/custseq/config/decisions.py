@@ -1,0 +1,163 @@
+"""Settings of the decisions drawn from the scores: segments, value score, profit, actions, audit and report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from custseq.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Thresholds of the segment rules (:mod:`custseq.scoring.segments`); churn thresholds are probabilities."""
+
+    top_value_share: float = 0.2  # the top value tier: the highest expected values, at most this share of customers
+    attrier_churn: float = 0.65  # high-value potential attrier: top tier and churn above this (DESIGN §1)
+    champion_max_churn: float = 0.35  # champion: top tier and churn at most this
+    at_risk_churn: float = 0.5  # churn above this is at risk or hibernating (the engagement plan's threshold)
+    loyal_min_frequency: int = 2  # loyal: at least this many repeat purchase days and churn at most at_risk_churn
+    new_customer_days: int | None = None  # new: first purchase fewer than this many days ago; None = the horizon
+    hibernating_days: int | None = None  # hibernating: at risk and no purchase in this many days; None = the horizon
+
+    def __post_init__(self) -> None:
+        if not 0 < self.top_value_share <= 1:
+            raise ConfigError(f"top_value_share must be in (0, 1], got {self.top_value_share}")
+        for name in ("attrier_churn", "champion_max_churn", "at_risk_churn"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.champion_max_churn > self.at_risk_churn:
+            raise ConfigError(
+                f"champion_max_churn ({self.champion_max_churn}) must not exceed at_risk_churn ({self.at_risk_churn}): "
+                "a champion would be likelier to churn than a customer at risk"
+            )
+        if self.loyal_min_frequency < 1:
+            raise ConfigError(f"loyal_min_frequency must be at least 1, got {self.loyal_min_frequency}")
+        for name in ("new_customer_days", "hibernating_days"):
+            days = getattr(self, name)
+            if days is not None and days < 1:
+                raise ConfigError(f"{name} must be at least 1 day (or unset for the horizon), got {days}")
+
+
+@dataclass(frozen=True)
+class ValueScoreConfig:
+    """The composite value score (:mod:`custseq.scoring.scores`): V's weights and the HyperScore boost.
+
+    value_score = 100 · [1 + σ(beta · ln V + gamma)^kappa], V = the weighted mean of the rank-normalised
+    expected value, retention (1 − churn) and engagement (purchase days in the last horizon).
+    """
+
+    value_weight: float = 0.5  # the value a customer brings is what the score ranks first
+    retention_weight: float = 0.3
+    engagement_weight: float = 0.2
+    beta: float = 5.0  # sensitivity: how sharply the boost rises towards V = 1
+    gamma: float = -math.log(2)  # the bias: σ(gamma) = 1/3 at V = 1
+    kappa: float = 2.0  # the power of the boost
+
+    def __post_init__(self) -> None:
+        weights = {name: getattr(self, name) for name in ("value_weight", "retention_weight", "engagement_weight")}
+        if min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise ConfigError(f"value score weights must be >= 0 with a positive sum, got {weights}")
+        if not self.beta > 0 or not self.kappa > 0:
+            raise ConfigError(
+                f"beta and kappa must be > 0 for the score to rise with V, got beta={self.beta}, kappa={self.kappa}"
+            )
+        if not math.isfinite(self.gamma):
+            raise ConfigError(f"gamma must be a finite number, got {self.gamma}")
+
+
+@dataclass(frozen=True)
+class ProfitConfig:
+    """The retention campaign of the profit simulation (:mod:`custseq.scoring.profit`), in the data's currency.
+
+    Defaults follow the churn campaign of Verbraken, Verbeke & Baesens (2013), IEEE TKDE 25(5): contact cost 1,
+    offer cost 10, a mean share of 0.3 of contacted would-be churners kept, and every contacted non-churner
+    redeeming the offer. Set them to the business's own numbers.
+    """
+
+    contact_cost: float = 1.0  # per customer contacted
+    offer_cost: float = 10.0  # per offer redeemed
+    save_rate: float = 0.3  # share of contacted would-be churners the offer keeps
+    take_rate: float = 1.0  # share of contacted non-churners who redeem the offer anyway (wasted); 0 = none
+    max_value_multiplier: float = 20.0  # without clv_if_active: value if retained = clv_expected / (1 − churn), capped
+
+    def __post_init__(self) -> None:
+        if min(self.contact_cost, self.offer_cost) < 0:
+            raise ConfigError(
+                f"contact_cost and offer_cost must be >= 0, got {self.contact_cost} and {self.offer_cost}"
+            )
+        for name in ("save_rate", "take_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
+        if not self.max_value_multiplier >= 1:
+            raise ConfigError(f"max_value_multiplier must be at least 1, got {self.max_value_multiplier}")
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """Next-best-action plans (:mod:`custseq.scoring.actions`).
+
+    A customer whose churn probability is strictly above ``retention_threshold`` gets retention actions from
+    the catalogue (``retention_flag`` true); everyone else gets the next-event model's ``k`` likeliest items,
+    topped up with the catalogue's growth actions when the model proposes fewer.
+    """
+
+    k: int = 3  # actions per customer
+    retention_threshold: float = 0.5  # churn probability above which the plan switches to retention actions
+    mode: Literal["replace", "augment"] = "replace"  # augment: the top retention action, then the model's items
+    item_field: str = "auto"  # the token field the next-event head proposes; auto = product, category, event, channel
+    catalogue: str | None = None  # path of a JSON or YAML action catalogue; None = the one shipped with custseq
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k must be at least 1, got {self.k}")
+        if not 0 <= self.retention_threshold <= 1:
+            raise ConfigError(f"retention_threshold must be a probability in [0, 1], got {self.retention_threshold}")
+        if self.mode not in ("replace", "augment"):
+            raise ConfigError(f"mode must be replace or augment, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The bias audit (:mod:`custseq.evaluation.fairness`) and the human-review list.
+
+    A group is flagged when one of its metrics differs from the whole population's by more than the tolerance;
+    groups smaller than ``min_group_size`` are reported but never flagged (their metrics are noise).
+    """
+
+    columns: tuple[str, ...] | None = None  # profile columns to audit; None = every profile column, and tenure
+    bins: int = 4  # numeric columns are cut into this many quantile bins
+    max_groups: int = 12  # categorical columns keep their most frequent values; the rest become "other"
+    min_group_size: int = 50
+    auc_tolerance: float = 0.05  # |group churn AUC − overall|
+    calibration_tolerance: float = 0.05  # |(mean predicted − observed churn) in the group − the same overall|
+    value_tolerance: float = 0.25  # |group mean predicted / actual value − the same overall ratio|
+    segment_share_tolerance: float = 0.15  # |a segment's share in the group − its share overall|
+    review_churn_gap: float = 0.5  # review.csv: |custseq churn − BG/NBD churn| at least this
+    review_value_ratio: float = 5.0  # review.csv: custseq and BG/NBD values differ by at least this factor
+    review_min_value: float = 1.0  # … where the larger of the two values is at least this (currency units)
+
+    def __post_init__(self) -> None:
+        if self.bins < 2 or self.max_groups < 2 or self.min_group_size < 1:
+            raise ConfigError("bins and max_groups must be at least 2 and min_group_size at least 1")
+        for name in ("auc_tolerance", "calibration_tolerance", "value_tolerance", "segment_share_tolerance"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.review_churn_gap <= 1 or not self.review_value_ratio > 1:
+            raise ConfigError("review_churn_gap must be in (0, 1] and review_value_ratio above 1")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The HTML report (:mod:`custseq.report`)."""
+
+    enabled: bool = True  # predict and evaluate write report.html next to their outputs
+    map_customers: int = 2000  # customers in the 2-D embedding map (a stable sample; t-SNE is quadratic)
+    attention_customers: int = 4  # sample customers whose attention heat-maps are shown
+    attention_events: int = 32  # their latest events shown
+    interactive: bool = True  # inline Plotly (about 5 MB) for the interactive figures; static SVG otherwise
+
+    def __post_init__(self) -> None:
+        if self.map_customers < 10 or self.attention_customers < 0 or self.attention_events < 1:
+            raise ConfigError("map_customers must be at least 10, attention_customers >= 0, attention_events >= 1")
