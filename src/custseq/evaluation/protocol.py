@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -27,7 +28,7 @@ from custseq.prepare import PreparedWindows
 from custseq.sequences.batch import split_mask
 
 PROTOCOLS = ("temporal", "customer-split")
-CUSTOMER_SPLIT = {"validation_fraction": 0.15, "test_fraction": 0.15}  # SeqPreMT's 70 / 15 / 15
+CUSTOMER_SPLIT: dict[str, Any] = {"validation_fraction": 0.15, "test_fraction": 0.15}  # SeqPreMT's 70 / 15 / 15
 
 
 def protocol_finetune(protocol: str, ft: FinetuneConfig) -> FinetuneConfig:
