@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser demo test lint typecheck bench clean
 
+# torch first: the CPU build, from local disk. pyproject asks for torch>=2.4,<3, which it satisfies, so the
+# editable install keeps it (resolving torch itself would download a multi-GB CUDA build).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -22,13 +24,17 @@ lint: install
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
 
+# mypy with pyproject's [tool.mypy] settings (files = src/custseq)
+typecheck: install
+	$(BIN)/mypy
+
 # Debian's chromium for the report's browser test; without root (and without it) those tests skip and say so.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: chromium not installed (needs root); the report's browser tests will be skipped"
 
-test: lint browser
+test: lint typecheck browser
 	$(BIN)/pytest -q
 
 bench: install
@@ -37,4 +43,4 @@ bench: install
 	$(BIN)/python benchmarks/predict.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .mypy_cache

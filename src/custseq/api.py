@@ -19,10 +19,10 @@ if TYPE_CHECKING:  # the model pipelines import torch: loaded only by the functi
     import pandas as pd
     import pyarrow as pa
 
+    from custseq.models.pretrain import PretrainRun
     from custseq.pipelines.evaluate import Evaluation
     from custseq.pipelines.outputs import PredictRun
     from custseq.pipelines.prepare import ScoringSequences
-    from custseq.pipelines.pretrain import PretrainRun
 
 
 def validate_tables(

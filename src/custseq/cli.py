@@ -436,7 +436,7 @@ def _print_scores(run: PredictRun) -> None:
             f"{r.clv_p10:,.2f} – {r.clv_p90:,.2f}",
         )  # fmt: skip
     console.print(top)
-    segments = ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
+    segments = ", ".join(f"{n:,} {str(name).replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
     console.print(f"segments: {segments}")
     console.print(
         f"{int(p['retention_flag'].sum()):,} customers flagged for retention actions (churn above "
@@ -508,7 +508,8 @@ def pretrain_cmd(
         _tables(data, customers, events, cfg), cfg, out, nproc=nproc, resume=resume, progress=True,
         on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
     )  # fmt: skip
-    _print_pretrain(run.manifest, out)
+    if run.manifest is not None:  # None only on torchrun ranks other than 0
+        _print_pretrain(run.manifest, out)
 
 
 @app.command("embed")

@@ -59,7 +59,8 @@ class BaselinePredictions:
 
 
 class Baseline(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only: a class attribute or a property
 
     def fit(self, windows: Sequence[WindowTables]) -> Baseline: ...
 

@@ -17,6 +17,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -142,12 +143,17 @@ def cohort_forecast(
     before = _rows_before(transactions, cutoff)
     cohorts = transaction_cohorts(before, cutoff, cfg.cohort_period)
     period_days = cfg.smoothing_period_days
-    periods_back = (pd.Timestamp(cutoff) - before["ts"]) // pd.Timedelta(days=period_days)  # 0 = the last period
-    revenue = before.assign(cohort=before["customer_id"].map(cohorts), back=periods_back)
-    revenue = revenue.groupby(["cohort", "back"])["amount"].sum()
+    ts = cast("pd.Series[pd.Timestamp]", before["ts"])
+    periods_back = (pd.Timestamp(cutoff) - ts) // pd.Timedelta(days=period_days)  # 0 = the last period
+    revenue = (
+        before.assign(cohort=before["customer_id"].map(cohorts), back=periods_back)
+        .groupby(["cohort", "back"])["amount"]
+        .sum()
+    )
     rows = []
     for cohort, customers in cohorts.value_counts().sort_index().items():
-        series = _cohort_series(revenue.loc[cohort], cohort, cfg, cutoff)
+        label = cast(str, cohort)  # transaction_cohorts' labels are str
+        series = _cohort_series(revenue.loc[label], label, cfg, cutoff)
         forecast, method = _smooth(series, horizon_days / period_days, cfg)
         rows.append({"cohort": cohort, "customers": customers, "periods": len(series), "method": method,
                      "forecast": forecast})  # fmt: skip
@@ -159,12 +165,13 @@ def cohort_forecast(
 def _borrow_for_young_cohorts(forecasts: pd.DataFrame) -> pd.DataFrame:
     """Give cohorts without a series the per-customer forecast of the youngest older cohort that has one."""
     out = forecasts.copy()
-    per_customer = None
+    per_customer: float | None = None
     for i in out.index:  # oldest cohort first
-        if out.at[i, "periods"] > 0:
-            per_customer = out.at[i, "forecast"] / out.at[i, "customers"]
+        if cast(int, out.at[i, "periods"]) > 0:
+            per_customer = cast(float, out.at[i, "forecast"]) / cast(int, out.at[i, "customers"])
         elif per_customer is not None:
-            out.loc[i, ["method", "forecast"]] = ["borrowed", per_customer * out.at[i, "customers"]]
+            # pandas-stubs has no overload for setting one row's columns from a list, which pandas supports
+            out.loc[i, ["method", "forecast"]] = ["borrowed", per_customer * cast(int, out.at[i, "customers"])]  # type: ignore[index, assignment]
     return out
 
 

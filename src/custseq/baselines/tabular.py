@@ -214,7 +214,7 @@ class LightGBM:
         from lightgbm import LGBMRegressor
 
         if self.value_objective == "quantile":
-            loss = {"alpha": self.quantile_alpha}
+            loss: dict[str, Any] = {"alpha": self.quantile_alpha}
         elif self.value_objective == "tweedie":
             loss = {"tweedie_variance_power": self.config.tweedie_variance_power}
         else:

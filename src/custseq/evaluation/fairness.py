@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -170,7 +170,7 @@ def audit_groups(features: pd.DataFrame, cfg: AuditConfig) -> pd.DataFrame:
         )
     profile = {_attribute_name(c): c for c in features.columns if c.startswith(PROFILE_PREFIX)}
     chosen = list(profile) if cfg.columns is None else _chosen_attributes(cfg.columns, profile)
-    groups = {"customer_id": features["customer_id"].to_numpy()}
+    groups: dict[str, np.ndarray | pd.Categorical] = {"customer_id": features["customer_id"].to_numpy()}
     for name in chosen:
         column = features[profile[name]]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
@@ -197,7 +197,7 @@ def _chosen_attributes(columns: tuple[str, ...], profile: dict[str, str]) -> lis
 def _categorical_groups(column: pd.Series, max_groups: int) -> pd.Categorical:
     text = pd.Series([None if pd.isna(v) else str(v) for v in column], dtype=object)
     ranked = sorted(text.dropna().value_counts().items(), key=lambda kv: (-kv[1], kv[0]))  # ties by value
-    kept = [value for value, _ in ranked[:max_groups]]
+    kept = [cast(str, value) for value, _ in ranked[:max_groups]]  # the values of `text`, a column of str
     keep = set(kept)
     labels = text.map(lambda v: MISSING if v is None else (v if v in keep else OTHER))
     return pd.Categorical(labels, categories=_present([*kept, OTHER, MISSING], labels))

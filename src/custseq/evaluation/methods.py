@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from custseq.baselines.base import Baseline
 from custseq.baselines.simple import Btyd, LastPeriod, ParetoNbd
@@ -29,11 +30,11 @@ COHORT_SMOOTHING = "cohort-smoothing"  # an aggregate forecast per signup cohort
 ModelVariant = Callable[[ModelConfig], ModelConfig]
 
 
-def _finetune(**changes: object) -> ModelVariant:
+def _finetune(**changes: Any) -> ModelVariant:
     return lambda m: dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, **changes))
 
 
-def _pretrain(**changes: object) -> ModelVariant:
+def _pretrain(**changes: Any) -> ModelVariant:
     return lambda m: dataclasses.replace(m, pretrain=dataclasses.replace(m.pretrain, **changes))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -26,7 +27,7 @@ from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.sequences.batch import split_mask
 
 PROTOCOLS = ("temporal", "customer-split")
-CUSTOMER_SPLIT = {"validation_fraction": 0.15, "test_fraction": 0.15}  # SeqPreMT's 70 / 15 / 15
+CUSTOMER_SPLIT: dict[str, Any] = {"validation_fraction": 0.15, "test_fraction": 0.15}  # SeqPreMT's 70 / 15 / 15
 
 
 def protocol_finetune(protocol: str, ft: FinetuneConfig) -> FinetuneConfig:

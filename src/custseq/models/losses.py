@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,12 @@ class TaskWeighting(nn.Module):
     as the losses settle.
     """
 
+    # buffers, registered in __init__ (declared here for the type checker: nn.Module's __getattr__ is untyped)
+    fixed: torch.Tensor
+    loss_mean: torch.Tensor
+    loss_var: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(
         self, n_tasks: int, mode: str = "uncertainty", fixed: tuple[float, ...] | None = None, momentum: float = 0.9
     ) -> None:
@@ -144,7 +151,7 @@ class TaskWeighting(nn.Module):
 
     def forward(self, losses: torch.Tensor) -> torch.Tensor:
         if self.mode == "uncertainty":
-            return uncertainty_weighted_loss(losses, self.log_var)
+            return uncertainty_weighted_loss(losses, cast(nn.Parameter, self.log_var))  # set in this mode
         if self.mode == "fixed":
             return (self.fixed * losses).sum()
         if self.training:
@@ -154,7 +161,7 @@ class TaskWeighting(nn.Module):
     def weights(self) -> torch.Tensor:
         """The current weight of each task."""
         if self.mode == "uncertainty":
-            return 0.5 * torch.exp(-self.log_var.detach())
+            return 0.5 * torch.exp(-cast(nn.Parameter, self.log_var).detach())  # set in this mode
         if self.mode == "fixed":
             return self.fixed
         raw = 1.0 / (2 * self.loss_var.clamp(min=1e-8))

@@ -23,7 +23,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +35,9 @@ from custseq.errors import ArtifactError, ConfigError, TrainingError
 from custseq.models.pretrain import PretrainModel
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.vocab import FIRST_VALUE_ID, PAD, SequenceVocab
+
+if TYPE_CHECKING:
+    from custseq.models.heads import EventHead
 
 ITEM_FIELDS = ("product", "category", "event", "channel")  # what "auto" picks, first present first
 MIXTURE_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid fit_item_mixture searches: 0, 0.1, …, 1
@@ -501,7 +504,8 @@ def _sequence_files(folder: Path) -> tuple[Path, ...]:
 def _head_probabilities(model: PretrainModel, batch: EventBatch, field: str, anchor: str) -> torch.Tensor:
     """(B, V - 3) float32 softmax of the next-event head over the field's real values."""
     inputs = anchor_at_last_event(batch) if anchor == "last_event" else batch
-    logits = model.next_head(model.encoder(inputs).embedding).logits[field]  # (B, V)
+    head = cast("EventHead", model.next_head)  # _checked_field made sure the model has one
+    logits = head(model.encoder(inputs).embedding).logits[field]  # (B, V)
     return torch.softmax(logits[:, FIRST_VALUE_ID:].float(), dim=-1)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -102,13 +103,14 @@ class SampleStream:
     def _weighted(self, batch: CustomerBatch, rng: torch.Generator) -> CustomerBatch:
         if self.weights is None or not self.weights.active or batch.churned is None:
             return batch
-        w = self.weights.of(batch.churned, batch.value)
+        value = cast(torch.Tensor, batch.value)  # a labelled batch has both labels
+        w = self.weights.of(batch.churned, value)
         if not self.weights.oversample:
             return dataclasses.replace(batch, weight=w)
         rows = torch.multinomial(w, batch.size, replacement=True, generator=rng)
         return CustomerBatch(
             batch.events.select(rows), batch.tabular[rows], {k: v[rows] for k, v in batch.categories.items()},
-            batch.churned[rows], batch.value[rows],
+            batch.churned[rows], value[rows],
         )  # fmt: skip
 
     @functools.cached_property

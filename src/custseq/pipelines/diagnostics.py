@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: Ru
     BG/NBD needs no labels and is fitted on the window's own pre-cutoff summary.
     """
     scores = score_window(model, window, part="validation")
-    if scores.churned is None:
+    if scores.churned is None or scores.value is None:
         raise TrainingError(f"{window.folder} has no labels")
     frame = scores.table().to_pandas()
     frame.insert(1, "churned", scores.churned.astype(bool))
@@ -58,7 +58,7 @@ def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: Ru
     with contextlib.suppress(TrainingError):  # BG/NBD could not be fitted here: the report shows custseq alone
         frame = frame.merge(btyd_frame(predict_btyd(features, model.horizon_days)), on="customer_id", how="left")
     frame["segment"] = assign_segments(frame, features.to_pandas(), cfg.segments, horizon_days=model.horizon_days)
-    return frame
+    return cast(pd.DataFrame, frame)
 
 
 def audit_validation(validation: pd.DataFrame, window: WindowFolder, cfg: AuditConfig) -> Audit:

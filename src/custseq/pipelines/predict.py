@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -168,7 +168,7 @@ def _metrics(summary: dict[str, Any], fit: FitResult, scores: WindowScores, seco
         "tables": summary["tables"],
         "seconds": round(seconds, 2),
     }
-    if scores.churned is not None:  # the scoring window's labels are in the data: a back-test
+    if scores.churned is not None and scores.value is not None:  # the scoring window is labelled: a back-test
         metrics["backtest"] = churn_value_metrics(
             scores.churned, scores.columns["churn_probability"], scores.value, scores.columns["clv_expected"]
         )
@@ -178,7 +178,7 @@ def _metrics(summary: dict[str, Any], fit: FitResult, scores: WindowScores, seco
 def saved_data_config(saved: dict[str, Any]) -> RunConfig:
     """The data settings saved with a prepare output or a model (a clear error if this version cannot read them)."""
     try:
-        return config_from_dict(RunConfig, saved, where="the model's data settings")
+        return cast(RunConfig, config_from_dict(RunConfig, saved, where="the model's data settings"))
     except ConfigError as e:
         raise ConfigError(f"{e}; the model was saved by another custseq version, pass --config") from None
 

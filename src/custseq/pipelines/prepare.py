@@ -103,7 +103,7 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         say("validating tables")
         future = cutoff_of(cfg.window.as_of) if cfg.window.as_of else None
         report = validate_into(con, tables, cfg, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
-        tx, cust, ev = (report.tables.get(n) for n in ("transactions", "customers", "events"))
+        tx, cust, ev = report.tables["transactions"], report.tables.get("customers"), report.tables.get("events")
         timings["validate_s"] = time.perf_counter() - tick
 
         plan = plan_windows(*data_span(con, tx.sql_name), cfg.window)
@@ -256,12 +256,12 @@ def prepare_scoring_sequences(
 
 
 def _check_fields(vocab: SequenceVocab, tables: dict[str, CleanTable | None]) -> None:
-    missing = [
-        f"{f.table}.{f.column}"
-        for f in vocab.layout.fields
-        if f.name != "n_lines" and (tables.get(f.table) is None or not tables[f.table].has(f.column))
-    ]
-    if vocab.layout.token == "order" and not tables["transactions"].has("order_id"):
+    def lacks(table: str, column: str) -> bool:
+        clean = tables.get(table)
+        return clean is None or not clean.has(column)
+
+    missing = [f"{f.table}.{f.column}" for f in vocab.layout.fields if f.name != "n_lines" and lacks(f.table, f.column)]
+    if vocab.layout.token == "order" and lacks("transactions", "order_id"):
         missing.append("transactions.order_id")
     if missing:
         raise SchemaError(

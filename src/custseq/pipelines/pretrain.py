@@ -10,15 +10,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseq.config import ModelConfig, RunConfig, TrainConfig, config_to_dict
-from custseq.errors import TrainingError
-from custseq.io.prepared import PreparedWindows
+from custseq.errors import ArtifactError, TrainingError
+from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.tables import Tables
 from custseq.models.artifacts import configs_from_json, load_model, read_manifest
+from custseq.models.encoder import SequenceEncoder
 from custseq.models.pretrain import (
     CONFIG_CLASSES,
     MODEL_TYPE,
@@ -103,12 +105,15 @@ def embed_customers(
     and are counted in the returned :class:`ScoringSequences`.
     """
     model, _, vocab, _ = load_model(Path(model_dir), build_pretrain_model, expected_type=MODEL_TYPE)
+    if vocab is None:
+        raise ArtifactError(f"{model_dir} has no vocab.json; a pre-trained custseq model needs one")
+    encoder = cast(SequenceEncoder, model.encoder)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="custseq-embed-") as tmp:
         scoring = prepare_scoring_sequences(tables, config, tmp, vocab=vocab)
-        files = tuple(shard_files(scoring.folder.sequences))
-        stream = SequenceStream(files, vocab, model.encoder.cfg.max_events, batch_size, shuffle=False)
-        table = embed(model.encoder, stream)
+        files = tuple(shard_files(WindowFolder(Path(tmp)).sequences))
+        stream = SequenceStream(files, vocab, encoder.cfg.max_events, batch_size, shuffle=False)
+        table = embed(encoder, stream)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     return table, dataclasses.replace(scoring, folder=None)  # the work folder is gone

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -462,7 +462,8 @@ def repeat_last_proposals(
     started = orders.groupby(["customer_id", "order_id"], sort=False)["ts"].min().rename("started").reset_index()
     last = started.sort_values(["customer_id", "started", "order_id"]).drop_duplicates("customer_id", keep="last")
     lines = orders.merge(last[["customer_id", "order_id"]], on=["customer_id", "order_id"])
-    by_item = lines.groupby(["customer_id", "item"], as_index=False)["amount"].sum()
+    # as_index=False gives a DataFrame; pandas-stubs types the result as a Series
+    by_item = cast(pd.DataFrame, lines.groupby(["customer_id", "item"], as_index=False)["amount"].sum())
     by_item = by_item.sort_values(["customer_id", "amount", "item"], ascending=[True, False, True])
     own = by_item.groupby("customer_id")["item"].agg(list).to_dict()
     proposals = []

@@ -21,6 +21,8 @@ as κ · σ ≈ V^5 and it tops out at 177.8; the form above is the usual HyperS
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -78,7 +80,8 @@ def raw_value_score(predictions: pd.DataFrame, features: pd.DataFrame, cfg: Valu
     engagement = features_by_customer(predictions, features, (ENGAGEMENT_COLUMN,))[ENGAGEMENT_COLUMN]
     signals = (predictions["clv_expected"], 1 - predictions["churn_probability"], engagement)
     weights = _normalised_weights(cfg)
-    return sum(w * rank_normalise(signal) for w, signal in zip(weights, signals, strict=True))
+    # three signals, so the sum is an array, never sum()'s start value 0
+    return cast(np.ndarray, sum(w * rank_normalise(signal) for w, signal in zip(weights, signals, strict=True)))
 
 
 def rank_normalise(values: ArrayLike) -> np.ndarray:

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,7 +48,7 @@ class EventBatch:
 
     def to(self, device: torch.device | str) -> EventBatch:
         """The same batch on ``device``."""
-        moved = {}
+        moved: dict[str, Any] = {}  # field name -> tensor or dict of tensors
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
@@ -58,7 +59,7 @@ class EventBatch:
 
     def select(self, rows: torch.Tensor) -> EventBatch:
         """The customers at ``rows`` (B',) int64, in that order; a row may repeat (resampling)."""
-        picked = {}
+        picked: dict[str, Any] = {}  # field name -> tensor or dict of tensors
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
@@ -76,7 +77,7 @@ def collate(table: pa.Table, vocab: SequenceVocab, max_events: int) -> EventBatc
     rows, cols, take = _gather_index(table.column("token_type"), lengths_full, lengths)
     shape = (table.num_rows, width)
 
-    def padded(name: str, dtype: np.dtype, fill: float | int = 0) -> np.ndarray:
+    def padded(name: str, dtype: type[np.generic], fill: float | int = 0) -> np.ndarray:
         out = np.full(shape, fill, dtype=dtype)
         out[rows, cols] = _flat_values(table.column(name))[take]
         return out

@@ -109,7 +109,7 @@ def apply(
     if quarantine_dir is not None:
         _write_quarantine(con, staged, judged, reasons, quarantine_dir)
     if rows_used == 0:
-        top = max(rule_counts, key=rule_counts.get)
+        top = max(rule_counts, key=rule_counts.__getitem__)
         raise EmptyTableError(
             f"no {staged.table} row passed validation; {rule_counts[top]} of {rows_in} broke rule {top!r} "
             f"({reasons[top]}); check the column mapping and formats"
