@@ -9,11 +9,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from custseq.metrics import (
+    METRICS,
     best_f1_threshold,
     brier,
     composite,
     f1_at,
     mae,
+    metric_label,
     normalized_gini,
     pr_auc,
     rmse,
@@ -75,3 +77,33 @@ def test_f1_at_matches_scikit_learn():
     score = rng.random(500)
     assert f1_at(y, score, 0.4) == pytest.approx(f1_score(y, score >= 0.4))
     assert np.isnan(best_f1_threshold(np.zeros(5), score[:5]))
+
+
+def test_every_shown_metric_has_one_label_and_format():
+    # The keys of evaluate's summary (REPORTED in evaluation/backtest.py, also evaluation.md's columns), of the
+    # CLI's evaluate table and of the report's tables, written out here so that a renamed key fails this test.
+    reported = (
+        "churn_auc",
+        "churn_pr_auc",
+        "churn_f1",
+        "churn_brier",
+        "value_rmse",
+        "value_mae",
+        "value_mape",
+        "value_gini",
+        "value_spearman",
+        "value_top_decile_share",
+        "composite",
+        "cohort_wape",
+        "seconds",
+    )
+    validation = ("churn_brier_before", "churn_brier_after", "best_epoch", "validation_customers")
+    assert set(METRICS) == set(reported) | set(validation)
+    assert [m.label for m in METRICS.values()] == list(dict.fromkeys(m.label for m in METRICS.values()))  # distinct
+    assert METRICS["churn_auc"].show(0.81234) == "0.812" and METRICS["seconds"].show(1234.5) == "1,234.500"
+    assert METRICS["best_epoch"].show(4.0) == METRICS["best_epoch"].show(4) == "4"
+    assert {k for k, m in METRICS.items() if m.lower_is_better} == {
+        "churn_brier", "value_rmse", "value_mae", "value_mape", "cohort_wape", "seconds", "churn_brier_before",
+        "churn_brier_after",
+    }  # fmt: skip
+    assert metric_label("value_gini") == "value Gini" and metric_label("mean_predicted_churn") == "mean predicted churn"

@@ -4,14 +4,58 @@ Churn: ROC AUC, PR AUC (average precision), Brier score and F1 at a threshold ch
 MAE, normalized Gini and the top-decile value share. The validation composite that early stopping watches is
 the mean of the churn Gini (2·AUC − 1) and the value normalized Gini, so both tasks count on the same [-1, 1]
 scale.
+
+:data:`METRICS` names and formats every metric once, for the report, the CLI's tables and evaluation.md.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How tables name and show one metric."""
+
+    label: str  # e.g. "churn AUC"
+    format: str = ",.3f"  # format spec of one value (a mean and a standard deviation each get it)
+    lower_is_better: bool = False  # which end of a column is best (counts: neither, left False)
+
+    def show(self, value: float) -> str:
+        """``value`` in this metric's format."""
+        return format(value, self.format)
+
+
+# Every metric a table shows, in the order tables show them: the evaluation summary (REPORTED of
+# custseq.evaluation.backtest), the CLI's evaluate table, the report, and metrics.json's validation entry.
+METRICS: dict[str, MetricInfo] = {
+    "churn_auc": MetricInfo("churn AUC"),
+    "churn_pr_auc": MetricInfo("churn PR AUC"),
+    "churn_f1": MetricInfo("churn F1"),
+    "churn_brier": MetricInfo("churn Brier", lower_is_better=True),
+    "value_gini": MetricInfo("value Gini"),
+    "value_rmse": MetricInfo("value RMSE", lower_is_better=True),
+    "value_mae": MetricInfo("value MAE", lower_is_better=True),
+    "value_mape": MetricInfo("value MAPE", lower_is_better=True),
+    "value_spearman": MetricInfo("value Spearman"),
+    "value_top_decile_share": MetricInfo("top-decile share"),
+    "cohort_wape": MetricInfo("cohort WAPE", lower_is_better=True),
+    "composite": MetricInfo("composite"),
+    "seconds": MetricInfo("seconds", lower_is_better=True),
+    "churn_brier_before": MetricInfo("churn Brier before calibration", format=".4f", lower_is_better=True),
+    "churn_brier_after": MetricInfo("churn Brier after calibration", format=".4f", lower_is_better=True),
+    "best_epoch": MetricInfo("best epoch", format=",.0f"),
+    "validation_customers": MetricInfo("validation customers", format=",.0f"),
+}
+
+
+def metric_label(key: str) -> str:
+    """The metric's label, or the key in words for one :data:`METRICS` does not know."""
+    return METRICS[key].label if key in METRICS else key.replace("_", " ")
 
 
 def _arrays(*xs: np.ndarray) -> list[np.ndarray]:

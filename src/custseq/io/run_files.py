@@ -1,0 +1,694 @@
+"""The files of a run folder: one typed contract per JSON file, and :class:`RunFolder`, which writes and reads them.
+
+A run folder is what ``custseq predict`` / ``score`` / ``plan`` / ``evaluate`` write (DESIGN §4); a ``prepare``
+output folder holds ``prepare.json``. Each JSON file is a frozen dataclass here, written with a top-level
+``"format_version"`` (:data:`FORMAT_VERSION`); reading checks the version and every key (the conventions are in
+:mod:`custseq.io.records`). Tables (predictions, embeddings, validation and test customers, the review list)
+are written and read by :class:`RunFolder` too, so that every file name lives in this module.
+
+=========================  =============================  ==========================================
+file                       contract / RunFolder methods   written by
+=========================  =============================  ==========================================
+metrics.json               :class:`Metrics`               predict, score, plan (``actions`` only)
+profit.json                :class:`Profit`                predict, score
+audit.json                 :class:`Audit`                 predict
+history.json               :class:`History`               predict
+attention.json             :class:`Attention`             predict, score
+evaluation.json            :class:`EvaluationResult`      evaluate
+prepare.json               :class:`PrepareSummary`        prepare (in its output folder)
+predictions.parquet + csv  ``write_predictions``          predict, score, plan
+embeddings.parquet         ``write_embeddings``           predict, score
+validation.parquet         ``write_validation``           predict
+test_predictions.parquet   ``write_test_predictions``     evaluate
+review.csv                 ``write_review``               predict, score
+=========================  =============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from custseq.config import AuditConfig, ModelConfig, ProfitConfig, RunConfig, ValueScoreConfig
+from custseq.errors import ArtifactError
+from custseq.io.records import InvalidRecord, JsonRecord, decode_fields, encode_fields
+
+FORMAT_VERSION = 1  # of every JSON run file; raise it when a file's keys or their meaning change
+# TODO(integration): set False once pipelines write through RunFolder
+ACCEPT_UNVERSIONED = True  # read JSON files without "format_version" (written before it existed) as version 1
+
+METRICS_FILE = "metrics.json"
+PROFIT_FILE = "profit.json"
+AUDIT_FILE = "audit.json"
+HISTORY_FILE = "history.json"
+ATTENTION_FILE = "attention.json"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_MARKDOWN_FILE = "evaluation.md"
+PREPARE_FILE = "prepare.json"
+PREDICTIONS_FILE = "predictions.parquet"
+PREDICTIONS_CSV_FILE = "predictions.csv"
+EMBEDDINGS_FILE = "embeddings.parquet"
+VALIDATION_FILE = "validation.parquet"
+TEST_PREDICTIONS_FILE = "test_predictions.parquet"
+REVIEW_FILE = "review.csv"
+REPORT_FILE = "report.html"
+MODEL_DIR = "model"
+QUARANTINE_DIR = "quarantine"
+NOT_AVAILABLE = "not available: "  # how metrics.json says why P(alive) is missing
+
+
+class RunFileError(ArtifactError):
+    """A run file that cannot be read: ``reason`` says why, without the path (the report shows it per file)."""
+
+    def __init__(self, source: str | Path, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = str(source)
+        self.reason = reason
+
+
+class RunFile(JsonRecord):
+    """Base of a JSON file's contract: ``to_json`` adds ``format_version``, ``from_json`` checks it."""
+
+    file: ClassVar[str]  # its name in the folder
+    writer: ClassVar[str]  # the command that writes it, for error messages
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **encode_fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str | Path | None = None) -> Self:
+        """The contents of one file, checked.
+
+        Parameters
+        ----------
+        data : dict
+            The parsed JSON.
+        source : path, optional
+            The file, for messages; defaults to the file's name.
+
+        Raises
+        ------
+        RunFileError
+            (an :class:`~custseq.errors.ArtifactError`) If the format version is not :data:`FORMAT_VERSION`
+            (or is missing, unless :data:`ACCEPT_UNVERSIONED`), or a key is missing, unknown or of the wrong type.
+        """
+        source = source if source is not None else cls.file
+        rerun = f"write it again with this custseq (`{cls.writer}`)"
+        if not isinstance(data, dict):
+            raise RunFileError(source, f"must hold a JSON object, got {type(data).__name__}; {rerun}")
+        found = data.get("format_version")
+        if found is None and not ACCEPT_UNVERSIONED:
+            raise RunFileError(
+                source, f"has no format_version; this custseq reads format_version {FORMAT_VERSION}: {rerun}"
+            )
+        if found is not None and (isinstance(found, bool) or found != FORMAT_VERSION):
+            raise RunFileError(
+                source, f"has format_version {found!r}; this custseq reads format_version {FORMAT_VERSION}: {rerun}"
+            )
+        try:
+            return decode_fields(cls, data, "", ignore=frozenset({"format_version"}))
+        except InvalidRecord as error:
+            where = f"key '{error.key}'" if error.key else "the top level"
+            raise RunFileError(source, f"{where} {error.problem}; {rerun}") from None
+
+
+# --- parts shared by several files -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColumnSource(JsonRecord):
+    """How one canonical column was found in the user's table."""
+
+    column: str  # canonical name (custseq.schema)
+    source: str  # the user's column (or "a × b" for a product)
+    how: str  # "detected" or "mapped"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleCount(JsonRecord):
+    """Rows one validation rule quarantined or flagged, and why."""
+
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableAccount(JsonRecord):
+    """What validation did to one input table (``ValidationReport.to_dict()`` of :mod:`custseq.prepare`)."""
+
+    mapping: tuple[ColumnSource, ...]
+    extras: dict[str, str]  # extra column -> its kind
+    rows_in: int
+    rows_used: int
+    rows_quarantined: int
+    quarantined_by_rule: dict[str, RuleCount]
+    flagged_by_rule: dict[str, RuleCount]  # kept, but flagged
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgNbdFit(JsonRecord):
+    """A BG/NBD fit: its parameters (Fader, Hardie & Lee 2005) and the penalizer it needed."""
+
+    model: str  # "BG/NBD"
+    penalizer: float
+    r: float
+    alpha: float
+    a: float
+    b: float
+    note: str | None = None  # e.g. that it found no dropout
+
+
+@dataclass(frozen=True, kw_only=True)
+class PAliveUnavailable(JsonRecord):
+    """Why there is no P(alive): BG/NBD could not be fitted. Written as the text ``"not available: <reason>"``."""
+
+    json_kind: ClassVar[type] = str
+    reason: str
+
+    def to_json(self) -> str:
+        return NOT_AVAILABLE + self.reason
+
+    @classmethod
+    def decode(cls, data: Any, key: str) -> Self:
+        if not isinstance(data, str) or not data.startswith(NOT_AVAILABLE):
+            raise InvalidRecord(key, f"must be a text starting with {NOT_AVAILABLE!r}, got {type(data).__name__}")
+        return cls(reason=data.removeprefix(NOT_AVAILABLE))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BtydFailed(JsonRecord):
+    """A window's BG/NBD features could not be fitted (prepare.json)."""
+
+    model: str
+    error: str
+
+
+# --- metrics.json ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestMetrics(JsonRecord):
+    """:func:`custseq.metrics.churn_value_metrics` of one set of predictions against what happened."""
+
+    churn_auc: float
+    churn_pr_auc: float
+    churn_brier: float
+    value_rmse: float
+    value_mae: float
+    value_gini: float
+    value_top_decile_share: float
+    composite: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationMetrics(BacktestMetrics):
+    """The fine-tuned model on its validation customers, with the calibration's effect and the best epoch."""
+
+    churn_brier_before: float  # before calibration
+    churn_brier_after: float  # after (cross-fitted)
+    best_epoch: int
+    validation_customers: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskWeighting(JsonRecord):
+    mode: str  # "uncertainty", "fixed", …
+    weights: tuple[float, ...]  # churn, value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValueScore(JsonRecord):
+    formula: str  # in words, parameters filled in
+    parameters: ValueScoreConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSummary(JsonRecord):
+    labelled_customers: int
+    flagged_groups: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemMixtureInfo(JsonRecord):
+    """How the next-event head's proposals were mixed with each customer's own items (``ItemMixture``)."""
+
+    weight: float
+    half_life: float  # events
+    fitted_on: str  # as-of date of the window it was fitted on
+    customers: int
+    hit_rate_at_k: dict[str, float]  # "head", "customer", "mixture"
+    field: str
+    k: int
+    note: str  # "" when fitted
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionSettings(JsonRecord):
+    """The plans' settings, the catalogue and how the next items were proposed."""
+
+    item_field: str | None  # None: no item field, catalogue actions only
+    retention_threshold: float
+    mode: str
+    k: int
+    catalogue: str
+    note: str | None = None
+    item_mixture: ItemMixtureInfo | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metrics(RunFile):
+    """metrics.json of ``predict`` (every field) or ``score`` (no training fields; ``unknown_values``)."""
+
+    file: ClassVar[str] = METRICS_FILE
+    writer: ClassVar[str] = "custseq predict"
+
+    as_of: str
+    horizon_days: int
+    customers_scored: int
+    unknown_values: dict[str, int] | None = None  # score: values the model's vocabulary does not know, per field
+    training_windows: tuple[str, ...] | None = None  # predict: as-of dates, latest first
+    pretrained: bool | None = None  # predict
+    validation: ValidationMetrics | None = None  # predict
+    task_weighting: TaskWeighting | None = None  # predict
+    calibration: str | None = None  # predict: the churn calibration method
+    tables: dict[str, TableAccount]
+    seconds: float
+    backtest: BacktestMetrics | None = None  # when the horizon after the as-of date is in the data
+    audit: AuditSummary | None = None  # predict with an output folder
+    p_alive: BgNbdFit | PAliveUnavailable
+    value_score: ValueScore
+    actions: ActionSettings
+    review_customers: int
+
+
+# --- profit.json -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfitCurve(JsonRecord):
+    """Expected campaign profit per number k of customers contacted, under each ordering (thinned)."""
+
+    k: tuple[int, ...]
+    share_contacted: tuple[float, ...]
+    profit_saved_value: tuple[float, ...]
+    profit_churn_probability: tuple[float, ...]
+    profit_random: tuple[float, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per k, the columns in this order."""
+        return pd.DataFrame({f.name: list(getattr(self, f.name)) for f in fields(self)}).astype({"k": "int64"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfitBest(JsonRecord):
+    k: int  # the fewest contacts reaching the highest profit
+    profit: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profit(RunFile):
+    file: ClassVar[str] = PROFIT_FILE
+    writer: ClassVar[str] = "custseq predict"
+
+    parameters: ProfitConfig
+    customers: int
+    curve: ProfitCurve
+    best: dict[str, ProfitBest]  # ordering ("saved_value", "churn_probability", "random") -> its best k
+
+
+# --- audit.json ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditGroupMetrics(JsonRecord):
+    """Churn and value metrics of one set of labelled customers (``GroupMetrics`` of the fairness audit)."""
+
+    n: int
+    churn_auc: float | None  # None when all churned or none did
+    mean_predicted_churn: float
+    observed_churn: float
+    calibration_gap: float
+    mean_predicted_value: float
+    mean_actual_value: float
+    value_ratio: float | None  # None when the actual mean is 0
+    segment_shares: dict[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditGroup(JsonRecord):
+    """One group of an attribute; written flat: ``{"group", <its metrics>…, "flags"}``."""
+
+    group: str
+    metrics: AuditGroupMetrics
+    flags: tuple[str, ...]  # why it is flagged; empty when it is not
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, **self.metrics.to_json(), "flags": list(self.flags)}
+
+    @classmethod
+    def decode(cls, data: Any, key: str) -> Self:
+        if not isinstance(data, dict):
+            raise InvalidRecord(key, f"must be a JSON object, got {type(data).__name__}")
+        own = {k: data[k] for k in ("group", "flags") if k in data}
+        rest = {k: v for k, v in data.items() if k not in own}
+        return decode_fields(cls, {**own, "metrics": rest}, key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditAttribute(JsonRecord):
+    attribute: str
+    groups: tuple[AuditGroup, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Audit(RunFile):
+    """audit.json: the bias audit of the validation customers (``Audit.to_json`` of the fairness module)."""
+
+    file: ClassVar[str] = AUDIT_FILE
+    writer: ClassVar[str] = "custseq predict"
+
+    settings: AuditConfig
+    labelled_customers: int
+    overall: AuditGroupMetrics
+    attributes: tuple[AuditAttribute, ...]
+    flagged_groups: int
+
+
+# --- history.json ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochRecord(JsonRecord):
+    """One epoch of training (``TrainResult.history``); written flat, ``metrics`` beside the fixed keys."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None  # None without validation
+    lr: float
+    grad_norm: float
+    seconds: float
+    items_per_s: float
+    metrics: dict[str, float]  # train_<m> / val_<m> for every metric the model reports
+
+    def to_json(self) -> dict[str, Any]:
+        fixed = encode_fields(self)
+        return {**{k: v for k, v in fixed.items() if k != "metrics"}, **fixed["metrics"]}
+
+    @classmethod
+    def decode(cls, data: Any, key: str) -> Self:
+        if not isinstance(data, dict):
+            raise InvalidRecord(key, f"must be a JSON object, got {type(data).__name__}")
+        fixed = ("epoch", "train_loss", "val_loss", "lr", "grad_norm", "seconds", "items_per_s")
+        own = {k: data[k] for k in fixed if k in data}
+        return decode_fields(cls, {**own, "metrics": {k: v for k, v in data.items() if k not in own}}, key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class History(RunFile):
+    file: ClassVar[str] = HISTORY_FILE
+    writer: ClassVar[str] = "custseq predict"
+
+    pretrain: tuple[EpochRecord, ...]  # empty without pre-training
+    finetune: tuple[EpochRecord, ...]
+
+
+# --- attention.json --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionSample(JsonRecord):
+    customer_id: str
+    events: tuple[str, ...]  # labels, oldest first
+    weights: tuple[tuple[float, ...], ...]  # (layers, events): [CLS] attention averaged over heads
+    churn_probability: float | None = None
+    clv_expected: float | None = None
+    segment: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attention(RunFile):
+    """attention.json: sample customers' attention, or a note when the encoder has none."""
+
+    file: ClassVar[str] = ATTENTION_FILE
+    writer: ClassVar[str] = "custseq predict"
+
+    note: str | None = None  # why there is no attention to show
+    layers: int | None = None
+    customers: tuple[AttentionSample, ...]
+
+
+# --- evaluation.json -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeanStd(JsonRecord):
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AucBootstrap(JsonRecord):
+    difference: float
+    low: float  # 95% interval
+    high: float
+    p_value: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison(JsonRecord):
+    """A method against its reference (custseq at the same label fraction): reference minus method."""
+
+    reference: str
+    churn_auc_difference: float
+    churn_auc_p: float  # paired t-test over seeds
+    value_gini_difference: float
+    value_gini_p: float
+    composite_difference: float
+    composite_p: float
+    auc_bootstrap: AucBootstrap  # paired bootstrap on the first seed's test customers
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationDetails(JsonRecord):
+    test_customers: int
+    test_churn_rate: float
+    training_windows: tuple[int, ...]  # customers per training window
+    label_fractions: tuple[float, ...]
+    deterministic: tuple[str, ...]  # methods that ran once
+    config: ModelConfig
+    tables: dict[str, TableAccount]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationResult(RunFile):
+    """evaluation.json of ``custseq evaluate``."""
+
+    file: ClassVar[str] = EVALUATION_FILE
+    writer: ClassVar[str] = "custseq evaluate"
+
+    protocol: str
+    as_of: str  # the test window's
+    horizon_days: int
+    seeds: tuple[int, ...]
+    summary: dict[str, dict[str, MeanStd]]  # method -> metric -> over seeds
+    per_seed: dict[str, tuple[dict[str, float], ...]]  # method -> metric -> value, per seed
+    comparisons: dict[str, Comparison]
+    skipped: dict[str, str]  # method -> why it did not run
+    details: EvaluationDetails
+
+
+# --- prepare.json ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedWindow(JsonRecord):
+    role: str  # "score", "validation" or "train"
+    as_of: str
+    cutoff: str
+    label_end: str
+    customers: int
+    btyd_features: BgNbdFit | BtydFailed | None = None  # with features.btyd
+    churn_rate: float | None = None  # labelled windows
+    total_value: float | None = None
+    labels: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequenceSummary(JsonRecord):
+    token: str
+    max_events: int
+    categorical_fields: dict[str, int]  # field -> vocabulary size
+    numeric_fields: tuple[str, ...]
+    vocab_fitted_before: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareSummary(RunFile):
+    """prepare.json in a ``prepare`` output folder."""
+
+    file: ClassVar[str] = PREPARE_FILE
+    writer: ClassVar[str] = "custseq prepare"
+
+    as_of: str
+    horizon_days: int
+    data_start: str
+    data_end: str
+    tables: dict[str, TableAccount]
+    windows: tuple[PreparedWindow, ...]  # score, validation, then older training windows
+    sequence: SequenceSummary
+    config: RunConfig
+    timings_s: dict[str, float]
+
+
+# --- the folder ------------------------------------------------------------------------------------------------
+
+Frame = pd.DataFrame | pa.Table
+F = TypeVar("F", bound=RunFile)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Writes and reads every file of one run folder (or ``prepare`` output folder).
+
+    Writers create the folder. JSON readers raise :class:`RunFileError` for a missing or malformed file or a
+    format version other than :data:`FORMAT_VERSION`; table readers raise it for a missing or unreadable file.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def has(self, file: str) -> bool:
+        return (self.path / file).is_file()
+
+    # JSON files
+    def write_metrics(self, metrics: Metrics) -> Path:
+        return self._write_json(metrics)
+
+    def read_metrics(self) -> Metrics:
+        return self._read_json(Metrics)
+
+    def write_profit(self, profit: Profit) -> Path:
+        return self._write_json(profit)
+
+    def read_profit(self) -> Profit:
+        return self._read_json(Profit)
+
+    def write_audit(self, audit: Audit) -> Path:
+        return self._write_json(audit)
+
+    def read_audit(self) -> Audit:
+        return self._read_json(Audit)
+
+    def write_history(self, history: History) -> Path:
+        return self._write_json(history)
+
+    def read_history(self) -> History:
+        return self._read_json(History)
+
+    def write_attention(self, attention: Attention) -> Path:
+        return self._write_json(attention)
+
+    def read_attention(self) -> Attention:
+        return self._read_json(Attention)
+
+    def write_evaluation(self, evaluation: EvaluationResult, markdown: str | None = None) -> Path:
+        """evaluation.json, and evaluation.md when ``markdown`` is given."""
+        if markdown is not None:
+            self._target(EVALUATION_MARKDOWN_FILE).write_text(markdown)
+        return self._write_json(evaluation)
+
+    def read_evaluation(self) -> EvaluationResult:
+        return self._read_json(EvaluationResult)
+
+    def write_prepare_summary(self, summary: PrepareSummary) -> Path:
+        return self._write_json(summary)
+
+    def read_prepare_summary(self) -> PrepareSummary:
+        return self._read_json(PrepareSummary)
+
+    # tables
+    def write_predictions(self, predictions: Frame) -> Path:
+        """predictions.parquet and, with the same rows, predictions.csv."""
+        table = _arrow(predictions)
+        pq.write_table(table, self._target(PREDICTIONS_FILE))
+        pacsv.write_csv(table, self._target(PREDICTIONS_CSV_FILE))
+        return self.path / PREDICTIONS_FILE
+
+    def read_predictions(self) -> pd.DataFrame:
+        return self._read_table(PREDICTIONS_FILE)
+
+    def write_embeddings(self, embeddings: Frame) -> Path:
+        return self._write_parquet(EMBEDDINGS_FILE, embeddings)
+
+    def read_embeddings(self) -> pd.DataFrame:
+        return self._read_table(EMBEDDINGS_FILE)
+
+    def write_validation(self, validation: Frame) -> Path:
+        return self._write_parquet(VALIDATION_FILE, validation)
+
+    def read_validation(self) -> pd.DataFrame:
+        return self._read_table(VALIDATION_FILE)
+
+    def write_test_predictions(self, test_predictions: Frame) -> Path:
+        return self._write_parquet(TEST_PREDICTIONS_FILE, test_predictions)
+
+    def read_test_predictions(self) -> pd.DataFrame:
+        return self._read_table(TEST_PREDICTIONS_FILE)
+
+    def write_review(self, review: pd.DataFrame) -> Path:
+        review.to_csv(self._target(REVIEW_FILE), index=False)
+        return self.path / REVIEW_FILE
+
+    def read_review(self) -> pd.DataFrame:
+        return self._read_table(REVIEW_FILE)
+
+    # the work
+    def _target(self, file: str) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.path / file
+
+    def _write_json(self, contents: RunFile) -> Path:
+        path = self._target(contents.file)
+        path.write_text(json.dumps(contents.to_json(), indent=1, allow_nan=False))
+        return path
+
+    def _read_json(self, contract: type[F]) -> F:
+        path = self._existing(contract.file, contract.writer)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise RunFileError(path, f"{type(error).__name__}: {error}") from None
+        return contract.from_json(data, source=path)
+
+    def _write_parquet(self, file: str, frame: Frame) -> Path:
+        pq.write_table(_arrow(frame), self._target(file))
+        return self.path / file
+
+    def _read_table(self, file: str) -> pd.DataFrame:
+        path = self._existing(file, "custseq evaluate" if file == TEST_PREDICTIONS_FILE else "custseq predict")
+        try:
+            if path.suffix == ".csv":
+                return pd.read_csv(path, dtype={"customer_id": str})
+            return pd.read_parquet(path)
+        except (OSError, ValueError, TypeError, pa.ArrowException) as error:
+            raise RunFileError(path, f"{type(error).__name__}: {error}") from None
+
+    def _existing(self, file: str, writer: str) -> Path:
+        path = self.path / file
+        if not path.is_file():
+            raise RunFileError(path, f"is not in the folder; `{writer}` writes it")
+        return path
+
+
+def _arrow(frame: Frame) -> pa.Table:
+    return frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
