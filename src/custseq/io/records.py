@@ -87,7 +87,7 @@ def _required(f: dataclasses.Field) -> bool:
 def encode_fields(record: Any) -> dict[str, Any]:
     """A record's fields as a JSON object, optional keys that are None left out."""
     out = {}
-    for f, hint in _fields(type(record)):
+    for f, hint in _fields(type(record)):  # type: ignore[arg-type]  # dataclass types are hashable; typeshed says type[Any] may not be
         value = getattr(record, f.name)
         if value is None and _optional_key(f):
             continue
@@ -170,7 +170,7 @@ def decode(hint: Any, value: Any, key: str) -> Any:
         return hint.decode(value, key)
     if dataclasses.is_dataclass(hint):
         try:
-            return config_from_dict(hint, value, where=key)
+            return config_from_dict(hint, value, where=key)  # type: ignore[arg-type]  # is_dataclass narrows to instance | type; hint is a type here
         except ConfigError as error:
             raise InvalidRecord(key, f"holds invalid settings: {error}") from None
     return _decode_scalar(hint, value, key)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeAlias, TypeVar, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -113,7 +113,7 @@ class RunFile(JsonRecord):
                 source, f"has format_version {found!r}; this custseq reads format_version {FORMAT_VERSION}: {rerun}"
             )
         try:
-            return decode_fields(cls, data, "", ignore=frozenset({"format_version"}))
+            return cast(Self, decode_fields(cls, data, "", ignore=frozenset({"format_version"})))
         except InvalidRecord as error:
             where = f"key '{error.key}'" if error.key else "the top level"
             raise RunFileError(source, f"{where} {error.problem}; {rerun}") from None
@@ -359,7 +359,7 @@ class AuditGroup(JsonRecord):
             raise InvalidRecord(key, f"must be a JSON object, got {type(data).__name__}")
         own = {k: data[k] for k in ("group", "flags") if k in data}
         rest = {k: v for k, v in data.items() if k not in own}
-        return decode_fields(cls, {**own, "metrics": rest}, key)
+        return cast(Self, decode_fields(cls, {**own, "metrics": rest}, key))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -408,7 +408,7 @@ class EpochRecord(JsonRecord):
             raise InvalidRecord(key, f"must be a JSON object, got {type(data).__name__}")
         fixed = ("epoch", "train_loss", "val_loss", "lr", "grad_norm", "seconds", "items_per_s")
         own = {k: data[k] for k in fixed if k in data}
-        return decode_fields(cls, {**own, "metrics": {k: v for k, v in data.items() if k not in own}}, key)
+        return cast(Self, decode_fields(cls, {**own, "metrics": {k: v for k, v in data.items() if k not in own}}, key))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -550,7 +550,7 @@ class PrepareSummary(RunFile):
 
 # --- the folder ------------------------------------------------------------------------------------------------
 
-Frame = pd.DataFrame | pa.Table
+Frame: TypeAlias = pd.DataFrame | pa.Table
 F = TypeVar("F", bound=RunFile)
 
 
