@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 
 from custseq import metrics
-from custseq.config import ReportConfig
+from custseq.config import ReportConfig, config_to_dict
+from custseq.io.run_files import (
+    AucBootstrap,
+    AuditGroup,
+    EpochRecord,
+    EvaluationResult,
+    ItemMixtureInfo,
+    Metrics,
+    TableAccount,
+)
+from custseq.metrics import METRICS, metric_label
 from custseq.report import analysis, figures, interactive
 from custseq.report.analysis import Labelled
 from custseq.report.data import EVALUATE, ReportData
@@ -42,23 +52,6 @@ TITLES = {
     "profit": "Retention campaign profit",
     "audit": "Fairness and error audit",
 }
-METRIC_LABELS = {
-    "churn_auc": "churn AUC",
-    "churn_pr_auc": "churn PR AUC",
-    "churn_f1": "churn F1",
-    "churn_brier": "churn Brier",
-    "value_gini": "value Gini",
-    "value_rmse": "value RMSE",
-    "value_mae": "value MAE",
-    "value_top_decile_share": "top-decile share",
-    "cohort_wape": "cohort WAPE",
-    "composite": "composite",
-    "seconds": "seconds",
-    "churn_brier_before": "churn Brier before calibration",
-    "churn_brier_after": "churn Brier after calibration",
-    "best_epoch": "best epoch",
-    "validation_customers": "validation customers",
-}
 BACKTEST_COLUMNS = (
     "churn_auc",
     "churn_pr_auc",
@@ -71,7 +64,7 @@ BACKTEST_COLUMNS = (
     "composite",
     "seconds",
 )
-LOWER_IS_BETTER = {"churn_brier", "value_rmse", "value_mae", "value_mape", "cohort_wape", "seconds"}
+LOWER_IS_BETTER = {k for k, m in METRICS.items() if m.lower_is_better}
 PERCENT = ".1%"
 
 
@@ -90,14 +83,17 @@ def build_sections(data: ReportData, cfg: ReportConfig) -> list[Section]:
 
 def header(data: ReportData) -> str:
     """The page header: title, the run (as-of date, horizon, customers) and its headline numbers."""
-    m = data.metrics or {}
-    ev = data.evaluation or {}
-    customers = m.get("customers_scored", len(data.predictions) if data.predictions is not None else None)
+    m, ev = data.metrics, data.evaluation
+    run = m or ev  # what says the run's date and horizon: predict's metrics, else evaluate's summary
+    customers = len(data.predictions) if data.predictions is not None else None
+    if m is not None:
+        customers = m.customers_scored
+    windows = m.training_windows if m is not None else None
     facts = {
-        "as of": m.get("as_of", ev.get("as_of", "–")),
-        "horizon": f"{m.get('horizon_days', ev.get('horizon_days'))} days" if m or ev else "–",
+        "as of": run.as_of if run is not None else "–",
+        "horizon": f"{run.horizon_days} days" if run is not None else "–",
         "customers scored": number(customers),
-        "training windows": number(len(m["training_windows"])) if "training_windows" in m else "–",
+        "training windows": number(len(windows)) if windows is not None else "–",
     }
     return (
         "<h1>custseq report: churn and customer lifetime value</h1>"
@@ -115,14 +111,14 @@ def _headline(data: ReportData) -> dict[str, str]:
         out["total expected value"] = f"{p['clv_expected'].sum():,.0f}"
         if "retention_flag" in p:
             out["flagged for retention"] = f"{int(p['retention_flag'].sum()):,}"
-    v = (data.metrics or {}).get("validation") or {}
-    if "churn_auc" in v:
-        out["validation churn AUC"] = f"{v['churn_auc']:.3f}"
-    if "value_gini" in v:
-        out["value nGini"] = f"{v['value_gini']:.3f}"
-    if data.profit is not None:
-        best = data.profit["best"]["saved_value"]
-        out["best campaign"] = f"{best['k']:,} contacts, profit {best['profit']:,.0f}"
+    v = data.metrics.validation if data.metrics is not None else None
+    if v is not None and not math.isnan(v.churn_auc):
+        out["validation churn AUC"] = f"{v.churn_auc:.3f}"
+    if v is not None and not math.isnan(v.value_gini):
+        out["value nGini"] = f"{v.value_gini:.3f}"
+    best = data.profit.best.get("saved_value") if data.profit is not None else None
+    if best is not None:
+        out["best campaign"] = f"{best.k:,} contacts, profit {best.profit:,.0f}"
     return out
 
 
@@ -143,24 +139,22 @@ def _escape(text: Any) -> str:
 def summary(data: ReportData, cfg: ReportConfig) -> str:
     parts = []
     m = data.metrics
-    tables: dict[str, Any] = {}
+    tables: dict[str, TableAccount] = {}
     if m is not None:
         parts.append(key_values(_run_facts(m)))
-        tables = m.get("tables") or {}
+        tables = m.tables
     elif data.evaluation is not None:  # an evaluate folder: its data summary is in the details
-        tables = (data.evaluation.get("details") or {}).get("tables") or {}
+        tables = data.evaluation.details.tables
     else:
         parts.append(na(data.missing("metrics.json")))
     if tables:
         parts += [heading("Rows per table"), _rows_table(tables)]
         parts += [heading("Quarantine and flags"), _rules_table(tables)]
-        mapping = [{"table": t, **row} for t, info in tables.items() for row in info.get("mapping") or []]
+        mapping = [{"table": t, **row.to_json()} for t, info in tables.items() for row in info.mapping]
         if mapping:
             frame = pd.DataFrame(mapping).reindex(columns=["table", "column", "source", "how"])
             parts += [heading("Column mapping"), table(frame, labels={"source": "source column"})]
-        notes = [
-            f"{t}: {n}" if not n.startswith(t) else n for t, info in tables.items() for n in info.get("notes") or []
-        ]
+        notes = [f"{t}: {n}" if not n.startswith(t) else n for t, info in tables.items() for n in info.notes]
         if notes:
             parts += [heading("Notes"), bullets(notes)]
     if data.predictions is not None:
@@ -177,35 +171,31 @@ def summary(data: ReportData, cfg: ReportConfig) -> str:
     return "".join(parts)
 
 
-def _run_facts(m: dict[str, Any]) -> dict[str, Any]:
+def _run_facts(m: Metrics) -> dict[str, Any]:
     facts: dict[str, Any] = {
-        "as of": m.get("as_of"),
-        "horizon (days)": m.get("horizon_days"),
-        "customers scored": m.get("customers_scored"),
-        "training windows (as-of dates)": m.get("training_windows"),
-        "pre-trained encoder": m.get("pretrained"),
-        "churn calibration": m.get("calibration"),
+        "as of": m.as_of,
+        "horizon (days)": m.horizon_days,
+        "customers scored": m.customers_scored,
+        "training windows (as-of dates)": m.training_windows,
+        "pre-trained encoder": m.pretrained,
+        "churn calibration": m.calibration,
     }
-    weighting = m.get("task_weighting")
-    if isinstance(weighting, dict):
-        weights = ", ".join(number(w) for w in weighting.get("weights") or [])
-        facts["task weighting"] = f"{weighting.get('mode', '?')}" + (f" (churn, value: {weights})" if weights else "")
-    p_alive = m.get("p_alive")
-    if p_alive is not None:
-        facts["p_alive"] = p_alive
-    if "seconds" in m:
-        facts["run time (s)"] = m["seconds"]
+    if m.task_weighting is not None:
+        weights = ", ".join(number(w) for w in m.task_weighting.weights)
+        facts["task weighting"] = m.task_weighting.mode + (f" (churn, value: {weights})" if weights else "")
+    facts["p_alive"] = m.p_alive.to_json()  # the fitted parameters, or why there are none
+    facts["run time (s)"] = m.seconds
     return {k: v for k, v in facts.items() if v is not None}
 
 
-def _rows_table(tables: dict[str, Any]) -> str:
+def _rows_table(tables: dict[str, TableAccount]) -> str:
     frame = pd.DataFrame(
         [
             {
                 "table": name,
-                "rows_in": info.get("rows_in"),
-                "rows_used": info.get("rows_used"),
-                "rows_quarantined": info.get("rows_quarantined"),
+                "rows_in": info.rows_in,
+                "rows_used": info.rows_used,
+                "rows_quarantined": info.rows_quarantined,
             }
             for name, info in tables.items()
         ]
@@ -220,15 +210,16 @@ def _rows_table(tables: dict[str, Any]) -> str:
     return table(frame, labels=labels, formats={"share_quarantined": ".2%"})
 
 
-def _rules_table(tables: dict[str, Any]) -> str:
-    """Rows per validation rule; ``metrics.json`` holds ``{rule: {"rows": n, "reason": text}}`` per table."""
+def _rules_table(tables: dict[str, TableAccount]) -> str:
+    """Rows per validation rule and table, quarantined or flagged, with the rule's reason."""
     rows = []
     for name, info in tables.items():
-        quarantined, flagged = info.get("quarantined_by_rule") or {}, info.get("flagged_by_rule") or {}
+        quarantined, flagged = info.quarantined_by_rule, info.flagged_by_rule
         for rule in dict.fromkeys([*quarantined, *flagged]):
-            q, f = quarantined.get(rule, {}), flagged.get(rule, {})
-            reason = (q or f).get("reason", "") if isinstance(q or f, dict) else ""
-            rows.append({"table": name, "rule": rule, "reason": reason, "quarantined": _rows(q), "flagged": _rows(f)})
+            q, f = quarantined.get(rule), flagged.get(rule)
+            reason = (q or f).reason if (q or f) is not None else ""
+            rows.append({"table": name, "rule": rule, "reason": reason, "quarantined": q.rows if q else 0,
+                         "flagged": f.rows if f else 0})  # fmt: skip
     if not rows:
         return paragraph("No row was quarantined or flagged by a validation rule.")
     return table(
@@ -236,11 +227,6 @@ def _rules_table(tables: dict[str, Any]) -> str:
         labels={"quarantined": "rows quarantined", "flagged": "rows flagged (kept)"},
         caption="Quarantined rows are set aside (see the run's quarantine folder); flagged rows are kept.",
     )
-
-
-def _rows(entry: Any) -> int:
-    """The row count of one rule's entry: ``{"rows": n, …}``, or a bare count."""
-    return int(entry.get("rows", 0)) if isinstance(entry, dict) else int(entry or 0)
 
 
 # --- back-test -----------------------------------------------------------------------------------------------
@@ -265,66 +251,63 @@ def backtest(data: ReportData, cfg: ReportConfig) -> str:
                 "latest training window, custseq against the BG/NBD + Gamma-Gamma baseline scored on the same "
                 "customers."
             ),
-            _metrics_table(frame, ["customers", *METRIC_LABELS]),
+            _metrics_table(frame, ["customers", *METRICS]),
         ]
-    elif data.metrics and data.metrics.get("validation"):
-        validation = {METRIC_LABELS.get(k, k.replace("_", " ")): v for k, v in data.metrics["validation"].items()}
+    elif data.metrics is not None and data.metrics.validation is not None:
+        validation = {metric_label(k): v for k, v in vars(data.metrics.validation).items()}
         parts += [paragraph("Meanwhile, the predict run's validation metrics (custseq only):"), key_values(validation)]
     else:
         parts.append(na(f"{data.missing('validation.parquet')}, and metrics.json has no validation metrics"))
-    if data.metrics and isinstance(data.metrics.get("backtest"), dict):
-        flat = {k: v for k, v in data.metrics["backtest"].items() if not isinstance(v, dict | list)}
-        if flat:
-            parts += [heading("Back-test recorded by predict"), key_values(flat)]
+    if data.metrics is not None and data.metrics.backtest is not None:
+        parts += [heading("Back-test recorded by predict"), key_values(vars(data.metrics.backtest))]
     return "".join(parts)
 
 
-def _evaluation(ev: dict[str, Any]) -> str:
-    details = ev.get("details") or {}
+def _evaluation(ev: EvaluationResult) -> str:
+    details = ev.details
     lead = (
-        f"Protocol {ev.get('protocol', '?')}, test window as of {ev.get('as_of', '?')}, horizon "
-        f"{ev.get('horizon_days', '?')} days, seeds {ev.get('seeds', [])}"
+        f"Protocol {ev.protocol}, test window as of {ev.as_of}, horizon {ev.horizon_days} days, "
+        f"seeds {list(ev.seeds)}; {number(details.test_customers)} test customers (churn rate "
+        f"{number(details.test_churn_rate)})"
     )
-    if "test_customers" in details:
-        lead += f"; {number(details['test_customers'])} test customers"
-    if "test_churn_rate" in details:
-        lead += f" (churn rate {number(details['test_churn_rate'])})"
     parts = [paragraph(lead + ". Mean ± standard deviation over seeds; the best of each column in bold.", lead=True)]
-    summary_ = ev.get("summary") or {}
+    summary_ = ev.summary
     columns = [c for c in BACKTEST_COLUMNS if any(c in s for s in summary_.values())]
     if summary_:
         rows, bold = [], set()
         for method, s in summary_.items():
             row: dict[str, Any] = {"method": method}
             for c in columns:
-                cell = s.get(c) or {}
-                mean, std = cell.get("mean"), cell.get("std")
-                row[c] = "–" if mean is None or _nan(mean) else f"{mean:,.3f} ± {std or 0:,.3f}"
+                cell = s.get(c)
+                if cell is None or _nan(cell.mean):
+                    row[c] = "–"
+                else:
+                    show = METRICS[c].show
+                    row[c] = f"{show(cell.mean)} ± {show(cell.std if not _nan(cell.std) else 0)}"
             rows.append(row)
         for c in columns:
-            means = {i: (s.get(c) or {}).get("mean") for i, s in enumerate(summary_.values())}
-            means = {i: v for i, v in means.items() if v is not None and not _nan(v)}
+            means = {i: s[c].mean for i, s in enumerate(summary_.values()) if c in s}
+            means = {i: v for i, v in means.items() if not _nan(v)}
             if means:
                 pick = min if c in LOWER_IS_BETTER else max
                 best = pick(means.values())
                 bold |= {(i, c) for i, v in means.items() if v == best}
-        labels = {c: METRIC_LABELS.get(c, c) + (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in columns}
+        labels = {c: METRICS[c].label + (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in columns}
         frame = pd.DataFrame(rows, columns=["method", *columns])
         parts.append(table(frame, labels=labels, bold=bold))
         parts.append(paragraph("↑ higher is better, ↓ lower is better."))
     else:
         parts.append(na("evaluation.json has no summary"))
-    comparisons = ev.get("comparisons") or {}
+    comparisons = ev.comparisons
     if comparisons:
         rows = []
         for method, c in comparisons.items():
-            boot = c.get("auc_bootstrap") or {}
             rows.append(
                 {
-                    "comparison": f"{c.get('reference', 'custseq')} − {method}",
-                    "auc": _signed(c.get("churn_auc_difference"), c.get("churn_auc_p")),
-                    "gini": _signed(c.get("value_gini_difference"), c.get("value_gini_p")),
-                    "bootstrap": _bootstrap(boot),
+                    "comparison": f"{c.reference} − {method}",
+                    "auc": _signed(c.churn_auc_difference, c.churn_auc_p),
+                    "gini": _signed(c.value_gini_difference, c.value_gini_p),
+                    "bootstrap": _bootstrap(c.auc_bootstrap),
                 }
             )
         labels = {
@@ -336,7 +319,7 @@ def _evaluation(ev: dict[str, Any]) -> str:
         parts.append(
             paragraph("Differences are the reference minus the method: positive means the reference is ahead.")
         )
-    skipped = ev.get("skipped") or {}
+    skipped = ev.skipped
     if skipped:
         parts += [heading("Methods not run"), bullets(f"{m}: {why}" for m, why in skipped.items())]
     return "".join(parts)
@@ -346,17 +329,14 @@ def _nan(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
-def _signed(difference: Any, p: Any) -> str:
-    if difference is None or _nan(difference):
+def _signed(difference: float, p: float) -> str:
+    if _nan(difference):
         return "–"
-    return f"{difference:+.3f}" + (f" ({p:.3g})" if isinstance(p, int | float) and not _nan(p) else "")
+    return f"{difference:+.3f}" + (f" ({p:.3g})" if not _nan(p) else "")
 
 
-def _bootstrap(b: dict[str, Any]) -> str:
-    if not b or b.get("difference") is None:
-        return "–"
-    low, high, p = (b.get(k, math.nan) for k in ("low", "high", "p_value"))
-    return f"{b['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (p {p:.3g})"
+def _bootstrap(b: AucBootstrap) -> str:
+    return f"{b.difference:+.3f} [{b.low:+.3f}, {b.high:+.3f}] (p {b.p_value:.3g})"
 
 
 def _metrics_table(frame: pd.DataFrame, columns: list[str]) -> str:
@@ -369,7 +349,7 @@ def _metrics_table(frame: pd.DataFrame, columns: list[str]) -> str:
         if values.notna().sum() > 1:
             best = values.min() if c in LOWER_IS_BETTER else values.max()
             bold |= {(i, c) for i, v in enumerate(values) if v == best}
-    labels = {c: METRIC_LABELS.get(c, c) for c in columns}
+    labels = {c: METRICS[c].label if c in METRICS else c for c in columns}
     return table(frame[["method", *columns]], labels=labels, bold=bold)
 
 
@@ -469,14 +449,14 @@ def calibration(data: ReportData, cfg: ReportConfig) -> str:
         return na(source)
     tables = {m: analysis.reliability_table(*analysis.known(labelled.churned, labelled.churn[m])) for m in methods}
     parts = [paragraph(source, lead=True)]
-    how = (data.metrics or {}).get("calibration")
-    validation = (data.metrics or {}).get("validation") or {}
+    how = data.metrics.calibration if data.metrics is not None else None
+    validation = data.metrics.validation if data.metrics is not None else None
     if how:
         text = f"custseq's churn probabilities are calibrated ({how})"
-        if "churn_brier_before" in validation and "churn_brier_after" in validation:
+        if validation is not None:
             text += (
-                f"; on validation the Brier score went from {validation['churn_brier_before']:.4f} before "
-                f"calibration to {validation['churn_brier_after']:.4f} after"
+                f"; on validation the Brier score went from {validation.churn_brier_before:.4f} before "
+                f"calibration to {validation.churn_brier_after:.4f} after"
             )
         parts.append(paragraph(text + "."))
     parts.append(figure(figures.calibration_figure(tables), "Points on the diagonal are well calibrated.", half=True))
@@ -538,27 +518,15 @@ def value_deciles(data: ReportData, cfg: ReportConfig) -> str:
 # --- the model: loss curves, attention, embedding map -----------------------------------------------------------
 
 
+STAGES = {"pretrain": "pre-training", "finetune": "fine-tuning"}
+
+
 def loss_curves(data: ReportData, cfg: ReportConfig) -> str:
     if data.history is None:
         return na(data.missing("history.json"))
-    history = {stage: list(data.history.get(stage) or []) for stage in ("pretrain", "finetune")}
-    rows = []
-    for stage, records in history.items():
-        val = [
-            (r.get("val_loss"), r.get("epoch", i + 1)) for i, r in enumerate(records) if r.get("val_loss") is not None
-        ]
-        best = min(val, default=(None, None))
-        rows.append(
-            {
-                "stage": {"pretrain": "pre-training", "finetune": "fine-tuning"}[stage],
-                "epochs": len(records),
-                "last_train": records[-1].get("train_loss") if records else None,
-                "last_val": records[-1].get("val_loss") if records else None,
-                "best_val": best[0],
-                "best_epoch": best[1],
-            }
-        )
-    frame = pd.DataFrame(rows).astype({"last_train": float, "last_val": float, "best_val": float})
+    stages = {"pretrain": data.history.pretrain, "finetune": data.history.finetune}
+    frame = pd.DataFrame([_stage_row(stage, epochs) for stage, epochs in stages.items()])
+    frame = frame.astype({"last_train": float, "last_val": float, "best_val": float})
     labels = {
         "last_train": "last train loss",
         "last_val": "last validation loss",
@@ -570,18 +538,33 @@ def loss_curves(data: ReportData, cfg: ReportConfig) -> str:
             "Pre-training (masked event modelling) and fine-tuning (churn and value), training against "
             "validation loss per epoch: a validation curve turning up while training falls is over-fitting."
         ),
-        figure(figures.loss_curves_figure(history)),
+        figure(figures.loss_curves_figure({stage: [e.to_json() for e in epochs] for stage, epochs in stages.items()})),
         table(frame, labels=labels, formats={"best_epoch": lambda e: number(e)}),
     ]
-    if not history["pretrain"]:
+    if not stages["pretrain"]:
         parts.append(paragraph("No pre-training epochs were recorded: this run fine-tuned without pre-training."))
     return "".join(parts)
+
+
+def _stage_row(stage: str, epochs: tuple[EpochRecord, ...]) -> dict[str, Any]:
+    """One stage's epochs, last losses and best validation loss (with its epoch)."""
+    val = [(e.val_loss, e.epoch) for e in epochs if e.val_loss is not None and not math.isnan(e.val_loss)]
+    best = min(val, default=(None, None))
+    last = epochs[-1] if epochs else None
+    return {
+        "stage": STAGES[stage],
+        "epochs": len(epochs),
+        "last_train": last.train_loss if last is not None else None,
+        "last_val": last.val_loss if last is not None else None,
+        "best_val": best[0],
+        "best_epoch": best[1],
+    }
 
 
 def attention(data: ReportData, cfg: ReportConfig) -> str:
     if data.attention is None:
         return na(data.missing("attention.json"))
-    customers = list(data.attention.get("customers") or [])[: cfg.attention_customers]
+    customers = list(data.attention.customers)[: cfg.attention_customers]
     if not customers:
         why = "report.attention_customers is 0" if cfg.attention_customers == 0 else "attention.json lists no customer"
         return na(why)
@@ -593,11 +576,11 @@ def attention(data: ReportData, cfg: ReportConfig) -> str:
         )
     ]
     for c in customers:
-        events = list(c["events"])[-cfg.attention_events :]
-        weights = np.atleast_2d(np.asarray(c["weights"], dtype=float))[:, -len(events) :] if events else None
+        events = list(c.events)[-cfg.attention_events :]
+        weights = np.atleast_2d(np.asarray(c.weights, dtype=float))[:, -len(events) :] if events else None
         title = (
-            f"customer {c.get('customer_id', '?')} · churn probability {number(c.get('churn_probability'))}"
-            f" · expected value {number(c.get('clv_expected'))}"
+            f"customer {c.customer_id} · churn probability {number(c.churn_probability)}"
+            f" · expected value {number(c.clv_expected)}"
         )
         if weights is None:
             parts.append(paragraph(f"{title}: no events."))
@@ -668,31 +651,30 @@ def segments(data: ReportData, cfg: ReportConfig) -> str:
         table(frame, labels=labels, formats={"share": PERCENT}),
         heading("Value score"),
     ]
-    recorded = (data.metrics or {}).get("value_score")
-    if isinstance(recorded, dict) and recorded.get("formula"):
-        parts.append(f'<p class="formula">{_escape(recorded["formula"])}</p>')
-        if recorded.get("parameters"):
-            parts.append(key_values(recorded["parameters"], caption="Parameters"))
+    recorded = data.metrics.value_score if data.metrics is not None else None
+    if recorded is not None:
+        parts.append(f'<p class="formula">{_escape(recorded.formula)}</p>')
+        parts.append(key_values(config_to_dict(recorded.parameters), caption="Parameters"))
     else:
         parts.append(f'<p class="formula">{_escape(value_score_formula())}</p>')
         parts.append(paragraph("With the default parameters: metrics.json does not record the run's own."))
     return "".join(parts)
 
 
-def _mixture_text(m: dict[str, Any]) -> str:
+def _mixture_text(m: ItemMixtureInfo) -> str:
     """How the next items were proposed: the head mixed with each customer's own recent items."""
-    if m.get("note"):
-        return f"Next items: the next-event head alone ({m['note']})."
-    half_life = "no decay" if m["half_life"] >= 1e6 else f"half-life {number(m['half_life'])} events"
+    if m.note:
+        return f"Next items: the next-event head alone ({m.note})."
+    half_life = "no decay" if m.half_life >= 1e6 else f"half-life {number(m.half_life)} events"
     text = (
         f"Next items: the pre-trained next-event head mixed with each customer's own recent items (weight "
-        f"{number(m['weight'])} on their own, {half_life}), chosen on the window as of {m['fitted_on']} by the "
-        f"hit rate of the actual next item of {number(m['customers'])} customers"
+        f"{number(m.weight)} on their own, {half_life}), chosen on the window as of {m.fitted_on} by the "
+        f"hit rate of the actual next item of {number(m.customers)} customers"
     )
-    hits = m.get("hit_rate_at_k") or {}
+    hits = m.hit_rate_at_k
     if {"head", "customer", "mixture"} <= set(hits):
         text += (
-            f" (hit@{m.get('k', '?')}: head alone {hits['head']:.3f}, own items alone {hits['customer']:.3f}, "
+            f" (hit@{m.k}: head alone {hits['head']:.3f}, own items alone {hits['customer']:.3f}, "
             f"mixture {hits['mixture']:.3f}, in-sample)"
         )
     return text + "."
@@ -703,22 +685,23 @@ def actions(data: ReportData, cfg: ReportConfig) -> str:
         return na(data.missing("predictions.parquet"))
     p = data.predictions
     parts = []
-    settings = (data.metrics or {}).get("actions")
-    if isinstance(settings, dict):
-        note = settings.get("note")
+    settings = data.metrics.actions if data.metrics is not None else None
+    if settings is not None:
         shown = {
-            k.replace("_", " "): v for k, v in settings.items() if k not in ("note", "item_mixture") and v is not None
+            k.replace("_", " "): v
+            for k, v in vars(settings).items()
+            if k not in ("note", "item_mixture") and v is not None
         }
         parts.append(key_values(shown))
-        if note:
-            parts.append(paragraph(str(note)))
-        if isinstance(settings.get("item_mixture"), dict):
-            parts.append(paragraph(_mixture_text(settings["item_mixture"])))
+        if settings.note:
+            parts.append(paragraph(settings.note))
+        if settings.item_mixture is not None:
+            parts.append(paragraph(_mixture_text(settings.item_mixture)))
     if "retention_flag" in p:
         flagged = p["retention_flag"].fillna(False).astype(bool)
         text = f"{int(flagged.sum()):,} of {len(p):,} customers ({flagged.mean():.1%}) are flagged for retention"
-        if isinstance(settings, dict) and settings.get("retention_threshold") is not None:
-            text += f" (churn probability above {number(settings['retention_threshold'])})"
+        if settings is not None:
+            text += f" (churn probability above {number(settings.retention_threshold)})"
         parts.append(paragraph(text + "."))
         if "segment" in p:
             by_segment = flagged.groupby(p["segment"]).agg(["sum", "mean"]).reset_index()
@@ -763,9 +746,9 @@ def profit(data: ReportData, cfg: ReportConfig) -> str:
     if data.profit is None:
         return na(data.missing("profit.json"))
     pr = data.profit
-    curve = pd.DataFrame(pr["curve"])
-    best = pr.get("best") or {}
-    params = pr.get("parameters") or {}
+    curve = pr.curve.to_frame()
+    best = {ordering: {"k": b.k, "profit": b.profit} for ordering, b in pr.best.items()}
+    params = config_to_dict(pr.parameters)
     parts = [
         paragraph(
             "Expected profit of a retention campaign that contacts the top k customers, for every k, in three orders. "
@@ -773,7 +756,7 @@ def profit(data: ReportData, cfg: ReportConfig) -> str:
             "the offer; non-churners may redeem it anyway."
         ),
         key_values(
-            {k.replace("_", " "): v for k, v in params.items()} | {"customers": pr.get("customers")},
+            {k.replace("_", " "): v for k, v in params.items()} | {"customers": pr.customers},
             caption="Campaign parameters",
         ),
     ]
@@ -812,14 +795,14 @@ def audit(data: ReportData, cfg: ReportConfig) -> str:
     if a is None:
         parts.append(na(data.missing("audit.json")))
     else:
-        facts = {"labelled customers": a.get("labelled_customers"), "flagged groups": a.get("flagged_groups")}
-        overall = (a.get("overall") or {}).items()
-        facts |= {METRIC_LABELS.get(k, k.replace("_", " ")): v for k, v in overall if not isinstance(v, dict | list)}
+        facts = {"labelled customers": a.labelled_customers, "flagged groups": a.flagged_groups}
+        overall = vars(a.overall).items()
+        facts |= {metric_label(k): v for k, v in overall if not isinstance(v, dict | list)}
         parts.append(key_values({k: v for k, v in facts.items() if v is not None}))
-        if a.get("settings"):
-            parts.append(key_values({k.replace("_", " "): v for k, v in a["settings"].items()}, caption="Settings"))
-        for attribute in a.get("attributes") or []:
-            parts += [heading(f"By {attribute.get('attribute', '?')}"), _audit_table(attribute.get("groups") or [])]
+        settings = config_to_dict(a.settings)
+        parts.append(key_values({k.replace("_", " "): v for k, v in settings.items()}, caption="Settings"))
+        for attribute in a.attributes:
+            parts += [heading(f"By {attribute.attribute}"), _audit_table(attribute.groups)]
     if data.review is not None:
         r = data.review
         parts += [
@@ -835,7 +818,7 @@ def audit(data: ReportData, cfg: ReportConfig) -> str:
     return "".join(parts)
 
 
-def _audit_table(groups: list[dict[str, Any]]) -> str:
+def _audit_table(groups: tuple[AuditGroup, ...]) -> str:
     """One row per group; its top segments under its name, flagged rows highlighted with their reasons."""
     columns = {
         "group": "group (top segments)",
@@ -850,18 +833,18 @@ def _audit_table(groups: list[dict[str, Any]]) -> str:
         "flags": "flags",
     }
     numeric = [c for c in columns if c not in ("group", "flags")]
-    frame = pd.DataFrame([{c: g.get(c) for c in numeric} for g in groups], columns=numeric).apply(
+    frame = pd.DataFrame([{c: getattr(g.metrics, c) for c in numeric} for g in groups], columns=numeric).apply(
         pd.to_numeric, errors="coerce"
     )
     names = []
     for g in groups:
-        shares = sorted((g.get("segment_shares") or {}).items(), key=lambda kv: -kv[1])[:3]
+        shares = sorted(g.metrics.segment_shares.items(), key=lambda kv: -kv[1])[:3]
         top = ", ".join(f"{s.replace('_', ' ')} {v:.0%}" for s, v in shares)
-        names.append(Html(f"{escape(str(g.get('group')))}<br><small class=muted>{escape(top)}</small>"))
+        names.append(Html(f"{escape(g.group)}<br><small class=muted>{escape(top)}</small>"))
     frame.insert(0, "group", pd.Series(names, dtype=object))  # object: keep the Html cells as they are
-    flags = [Html(f'<span class="flags">{escape("; ".join(g.get("flags") or []))}</span>') for g in groups]
+    flags = [Html(f'<span class="flags">{escape("; ".join(g.flags))}</span>') for g in groups]
     frame["flags"] = pd.Series(flags, dtype=object)
-    classes = ["flagged" if g.get("flags") else "" for g in groups]
+    classes = ["flagged" if g.flags else "" for g in groups]
     formats = {"mean_predicted_churn": PERCENT, "observed_churn": PERCENT, "calibration_gap": "+.3f", "n": ",.0f"}
     caption = "Mean predicted (pred.) and observed (obs.) churn and value per group; flagged groups highlighted."
     return table(frame, labels=columns, formats=formats, row_classes=classes, caption=caption)
