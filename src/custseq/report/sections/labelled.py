@@ -36,9 +36,9 @@ def _labelled(data: ReportData) -> tuple[Labelled | None, str]:
     """The test customers of `custseq evaluate` when there, else the predict run's validation customers."""
     if data.test_predictions is not None:
         try:
-            labelled = analysis.labelled_from_test(data.test_predictions)
-            return labelled, (
-                f"On the {len(labelled.churned):,} test customers of `custseq evaluate` (test_predictions.parquet)."
+            test = analysis.labelled_from_test(data.test_predictions)
+            return test, (
+                f"On the {len(test.churned):,} test customers of `custseq evaluate` (test_predictions.parquet)."
             )
         except KeyError as error:
             log.warning("report: test_predictions.parquet unusable: %s", error)

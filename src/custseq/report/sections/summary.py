@@ -36,7 +36,7 @@ def summary(data: ReportData, cfg: ReportConfig) -> str:
             parts += [heading("Notes"), bullets(notes)]
     if data.predictions is not None:
         p = data.predictions
-        facts = {"customers": len(p)}
+        facts: dict[str, Any] = {"customers": len(p)}
         if "churn_probability" in p:
             facts["mean churn probability"] = float(p["churn_probability"].mean())
         if "clv_expected" in p:
@@ -94,7 +94,8 @@ def _rules_table(tables: dict[str, TableAccount]) -> str:
         quarantined, flagged = info.quarantined_by_rule, info.flagged_by_rule
         for rule in dict.fromkeys([*quarantined, *flagged]):
             q, f = quarantined.get(rule), flagged.get(rule)
-            reason = (q or f).reason if (q or f) is not None else ""
+            entry = q or f
+            reason = entry.reason if entry is not None else ""
             rows.append({"table": name, "rule": rule, "reason": reason, "quarantined": q.rows if q else 0,
                          "flagged": f.rows if f else 0})  # fmt: skip
     if not rows:
