@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseq.config import ProfitConfig, ReportConfig
+from custseq.config import AuditConfig, ModelConfig, ProfitConfig, ReportConfig, ValueScoreConfig
 from custseq.errors import DataReadError
+from custseq.io import run_files as rf
 from custseq.report import SECTIONS, analysis, figures, interactive, read_run, render_report, write_report
 from custseq.report.html import svg, table
 from custseq.scoring.profit import simulate_retention
@@ -94,98 +95,112 @@ def write_run_folder(folder: Path, seed: int = 0, n: int = N_CUSTOMERS) -> Path:
     test.loc[:9, "lightgbm:churn_probability"] = np.nan  # a method without predictions for a few customers
     test.to_parquet(folder / "test_predictions.parquet", index=False)
 
-    def epochs(count: int, start: float) -> list[dict]:
-        return [
-            {"epoch": e + 1, "train_loss": start / (e + 1), "val_loss": start / (e + 1) ** 0.7 + 0.05}
-            for e in range(count)
-        ]
+    run = rf.RunFolder(folder)
 
-    (folder / "history.json").write_text(json.dumps({"pretrain": epochs(4, 3.0), "finetune": epochs(6, 1.2)}))
+    def epochs(count: int, start: float) -> tuple[rf.EpochRecord, ...]:
+        return tuple(
+            rf.EpochRecord(epoch=e + 1, train_loss=start / (e + 1), val_loss=start / (e + 1) ** 0.7 + 0.05, lr=1e-3,
+                           grad_norm=1.5, seconds=2.0, items_per_s=900.0, metrics={"val_score": 0.5 + e / 100})
+            for e in range(count)
+        )  # fmt: skip
+
+    run.write_history(rf.History(pretrain=epochs(4, 3.0), finetune=epochs(6, 1.2)))
     samples = []
     for i in range(3):
         events = 20 + 10 * i
         weights = rng.dirichlet(np.ones(events), size=2)
         labels = [f"2011-{1 + e // 28:02d}-{1 + e % 28:02d} · {rng.uniform(5, 90):.2f}" for e in range(events)]
         samples.append(
-            {"customer_id": ids[i], "churn_probability": float(churn[i]), "clv_expected": float(clv[i]),
-             "events": labels, "weights": weights.tolist()}
+            rf.AttentionSample(customer_id=ids[i], churn_probability=float(churn[i]), clv_expected=float(clv[i]),
+                               events=tuple(labels), weights=tuple(map(tuple, weights.tolist())))
         )  # fmt: skip
-    (folder / "attention.json").write_text(json.dumps({"layers": 2, "customers": samples}))
+    run.write_attention(rf.Attention(layers=2, customers=tuple(samples)))
 
     simulation = simulate_retention(predictions, ProfitConfig())
-    profit = {
-        "parameters": {"contact_cost": 1.0, "offer_cost": 10.0, "save_rate": 0.3, "take_rate": 1.0,
-                       "max_value_multiplier": 20.0},
-        "customers": n,
-        "curve": {c: simulation.curve[c].tolist() for c in simulation.curve.columns},
-        "best": {o: {"k": b.k, "profit": b.profit} for o, b in simulation.best.items()},
-    }  # fmt: skip
-    (folder / "profit.json").write_text(json.dumps(profit))
+    profit = rf.Profit(
+        parameters=ProfitConfig(), customers=n,
+        curve=rf.ProfitCurve(**{c: tuple(simulation.curve[c].tolist()) for c in simulation.curve.columns}),
+        best={o: rf.ProfitBest(k=b.k, profit=b.profit) for o, b in simulation.best.items()},
+    )  # fmt: skip
+    run.write_profit(profit)
 
-    def group(name: str, flags: list[str]) -> dict:
-        return {
-            "group": name, "n": int(rng.integers(20, 80)), "churn_auc": float(rng.uniform(0.6, 0.9)),
-            "mean_predicted_churn": 0.5, "observed_churn": float(rng.uniform(0.3, 0.7)),
-            "calibration_gap": float(rng.normal(0, 0.1)), "mean_predicted_value": 30.0, "mean_actual_value": 28.0,
-            "value_ratio": None if flags else 1.07, "segment_shares": {"loyal": 0.5, "new": 0.3, "at_risk": 0.2},
-            "flags": flags,
-        }  # fmt: skip
+    def metrics_of(n: int, auc: float, observed: float, gap: float, ratio: float | None) -> rf.AuditGroupMetrics:
+        return rf.AuditGroupMetrics(
+            n=n, churn_auc=auc, mean_predicted_churn=0.5, observed_churn=observed, calibration_gap=gap,
+            mean_predicted_value=30.0, mean_actual_value=28.0, value_ratio=ratio,
+            segment_shares={"loyal": 0.5, "new": 0.3, "at_risk": 0.2},
+        )  # fmt: skip
 
-    audit = {
-        "settings": {"min_group_size": 20, "max_calibration_gap": 0.1},
-        "labelled_customers": 200,
-        "overall": {"churn_auc": 0.8, "observed_churn": 0.5},
-        "attributes": [
-            {"attribute": "country", "groups": [group("UK", []), group("FR", ["calibration gap 0.18 > 0.1"])]},
-            {"attribute": "first purchase channel", "groups": [group("web", []), group("store", [])]},
-        ],
-        "flagged_groups": 1,
-    }
-    (folder / "audit.json").write_text(json.dumps(audit))
+    def group(name: str, flags: tuple[str, ...] = ()) -> rf.AuditGroup:
+        metrics = metrics_of(int(rng.integers(20, 80)), float(rng.uniform(0.6, 0.9)), float(rng.uniform(0.3, 0.7)),
+                             float(rng.normal(0, 0.1)), None if flags else 1.07)  # fmt: skip
+        return rf.AuditGroup(group=name, metrics=metrics, flags=flags)
+
+    audit = rf.Audit(
+        settings=AuditConfig(min_group_size=20, calibration_tolerance=0.1),
+        labelled_customers=200,
+        overall=metrics_of(200, 0.8, 0.5, 0.0, 1.07),
+        attributes=(
+            rf.AuditAttribute(attribute="country", groups=(group("UK"), group("FR", ("calibration gap 0.18 > 0.1",)))),
+            rf.AuditAttribute(attribute="first purchase channel", groups=(group("web"), group("store"))),
+        ),
+        flagged_groups=1,
+    )
+    run.write_audit(audit)
     review = validation.head(30).assign(reason="custseq and BG/NBD disagree", segment="at_risk")
     review = review[["customer_id", "reason", "churn_probability", "btyd_churn_probability", "clv_expected",
                      "btyd_clv_expected", "segment"]]  # fmt: skip
     review.to_csv(folder / "review.csv", index=False)
 
+    table_info = rf.TableAccount(
+        rows_in=5000, rows_used=4990, rows_quarantined=10,
+        quarantined_by_rule={"negative_amount": rf.RuleCount(rows=7, reason="amount below zero"),
+                             "unparseable_date": rf.RuleCount(rows=3, reason="timestamp unreadable")},
+        flagged_by_rule={"outlier_amount": rf.RuleCount(rows=4, reason="amount far above the rest")},
+        notes=("transactions.ts (date): format ISO 8601 detected",),
+        mapping=(rf.ColumnSource(column="customer_id", source="CustomerID", how="detected"),
+                 rf.ColumnSource(column="amount", source="Price", how="--column amount=Price")),
+        extras={},
+    )  # fmt: skip
     summary = {
-        m: {k: {"mean": float(rng.uniform(0.5, 0.9)), "std": float(rng.uniform(0, 0.02))}
+        m: {k: rf.MeanStd(mean=float(rng.uniform(0.5, 0.9)), std=float(rng.uniform(0, 0.02)))
             for k in ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_gini", "value_rmse", "composite",
                       "seconds")}
         for m in ("custseq", "bg-nbd", "lightgbm")
     }  # fmt: skip
-    evaluation = {
-        "protocol": "paper", "as_of": "2011-09-01", "horizon_days": 90, "seeds": [0, 1, 2], "summary": summary,
-        "comparisons": {"bg-nbd": {"reference": "custseq", "churn_auc_difference": 0.05, "churn_auc_p": 0.01,
-                                   "value_gini_difference": 0.1, "value_gini_p": 0.03,
-                                   "auc_bootstrap": {"difference": 0.05, "low": 0.01, "high": 0.09, "p_value": 0.02}}},
-        "skipped": {"lstm": "torch LSTM disabled in this run"},
-        "details": {"test_customers": 200, "test_churn_rate": float(churned.mean())},
-    }  # fmt: skip
-    (folder / "evaluation.json").write_text(json.dumps(evaluation))
+    per_seed = {m: tuple({k: v.mean for k, v in s.items()} for _ in range(3)) for m, s in summary.items()}
+    evaluation = rf.EvaluationResult(
+        protocol="paper", as_of="2011-09-01", horizon_days=90, seeds=(0, 1, 2), summary=summary, per_seed=per_seed,
+        comparisons={"bg-nbd": rf.Comparison(reference="custseq", churn_auc_difference=0.05, churn_auc_p=0.01,
+                                             value_gini_difference=0.1, value_gini_p=0.03, composite_difference=0.07,
+                                             composite_p=0.02,
+                                             auc_bootstrap=rf.AucBootstrap(difference=0.05, low=0.01, high=0.09,
+                                                                           p_value=0.02))},
+        skipped={"lstm": "torch LSTM disabled in this run"},
+        details=rf.EvaluationDetails(test_customers=200, test_churn_rate=float(churned.mean()),
+                                     training_windows=(300, 290), label_fractions=(1.0,),
+                                     deterministic=("bg-nbd",), config=ModelConfig(),
+                                     tables={"transactions": table_info}),
+    )  # fmt: skip
+    run.write_evaluation(evaluation)
 
-    table_info = {
-        "rows_in": 5000, "rows_used": 4990, "rows_quarantined": 10,
-        "quarantined_by_rule": {"negative_amount": {"rows": 7, "reason": "amount below zero"},
-                                "unparseable_date": {"rows": 3, "reason": "timestamp unreadable"}},
-        "flagged_by_rule": {"outlier_amount": {"rows": 4, "reason": "amount far above the rest"}},
-        "notes": ["transactions.ts (date): format ISO 8601 detected"],
-        "mapping": [{"column": "customer_id", "source": "CustomerID", "how": "detected"},
-                    {"column": "amount", "source": "Price", "how": "--column amount=Price"}],
-    }  # fmt: skip
-    metrics = {
-        "as_of": "2011-12-01", "horizon_days": 90, "customers_scored": n,
-        "training_windows": ["2011-09-02", "2011-06-04"], "pretrained": True,
-        "validation": {"churn_auc": 0.81, "churn_pr_auc": 0.77, "churn_brier": 0.17, "value_gini": 0.62,
-                       "value_rmse": 40.2, "churn_brier_before": 0.2, "churn_brier_after": 0.17},
-        "task_weighting": {"mode": "uncertainty", "weights": [1.7, 0.4]}, "calibration": "isotonic",
-        "tables": {"transactions": table_info},
-        "seconds": 12.5, "p_alive": {"model": "BG/NBD", "r": 0.24, "alpha": 4.4},
-        "value_score": {"formula": "value_score = 100 · [1 + σ(5 · ln V − 0.693147)^2]",
-                        "parameters": {"beta": 5.0, "gamma": -0.693147, "kappa": 2.0}},
-        "actions": {"item_field": "StockCode", "retention_threshold": 0.6, "mode": "rules",
-                    "catalogue": "default", "note": "Actions follow the default catalogue."},
-    }  # fmt: skip
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    scores = {"churn_auc": 0.81, "churn_pr_auc": 0.77, "churn_brier": 0.17, "value_rmse": 40.2, "value_mae": 18.3,
+              "value_gini": 0.62, "value_top_decile_share": 0.41, "composite": 0.72}  # fmt: skip
+    metrics = rf.Metrics(
+        as_of="2011-12-01", horizon_days=90, customers_scored=n,
+        training_windows=("2011-09-02", "2011-06-04"), pretrained=True,
+        validation=rf.ValidationMetrics(**scores, churn_brier_before=0.2, churn_brier_after=0.17, best_epoch=5,
+                                        validation_customers=200),
+        task_weighting=rf.TaskWeighting(mode="uncertainty", weights=(1.7, 0.4)), calibration="isotonic",
+        tables={"transactions": table_info},
+        seconds=12.5, p_alive=rf.BgNbdFit(model="BG/NBD", penalizer=0.001, r=0.24, alpha=4.4, a=0.79, b=2.43),
+        value_score=rf.ValueScore(formula="value_score = 100 · [1 + σ(5 · ln V − 0.693147)^2]",
+                                  parameters=ValueScoreConfig()),
+        actions=rf.ActionSettings(item_field="StockCode", retention_threshold=0.6, mode="replace", k=3,
+                                  catalogue="default", note="Actions follow the default catalogue."),
+        review_customers=30,
+    )  # fmt: skip
+    run.write_metrics(metrics)
     return folder
 
 
@@ -315,6 +330,39 @@ def test_an_empty_folder_renders_and_a_corrupt_file_is_explained(tmp_path: Path)
     assert "metrics.json could not be read (JSONDecodeError" in html
     with pytest.raises(DataReadError, match="does not exist"):
         write_report(tmp_path / "absent")
+
+
+def test_a_file_of_another_format_version_or_shape_is_explained_not_fatal(run_folder: Path, tmp_path: Path):
+    for name in ("metrics.json", "predictions.parquet", "audit.json", "review.csv", "profit.json"):
+        shutil.copy(run_folder / name, tmp_path / name)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "format_version": 2}))
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    del audit["overall"]["observed_churn"]
+    (tmp_path / "audit.json").write_text(json.dumps(audit))
+    data = read_run(tmp_path)
+    assert data.metrics is None and data.audit is None and data.profit is not None
+    assert data.problems["metrics.json"] == (
+        "has format_version 2; this custseq reads format_version 1: write it again with this custseq "
+        "(`custseq predict`)"
+    )
+    assert "key 'overall.observed_churn' is missing" in data.problems["audit.json"]
+    html = render_report(data, SMALL)
+    assert "metrics.json could not be read (has format_version 2; this custseq reads format_version 1" in html
+    assert "audit.json could not be read (key &#x27;overall.observed_churn&#x27; is missing" in _section(html, "audit")
+    assert "could not be drawn" not in html and "30 customers" in _section(html, "audit")  # review.csv still shown
+
+
+def test_read_run_gives_the_typed_contracts(run_folder: Path):
+    data = read_run(run_folder)
+    assert data.problems == {}
+    assert isinstance(data.metrics, rf.Metrics) and data.metrics.tables["transactions"].rows_quarantined == 10
+    assert isinstance(data.evaluation, rf.EvaluationResult) and data.evaluation.summary["custseq"]["churn_auc"].std >= 0
+    assert isinstance(data.profit, rf.Profit) and data.profit.customers == N_CUSTOMERS
+    assert isinstance(data.audit, rf.Audit) and data.audit.attributes[0].groups[1].flags
+    assert isinstance(data.history, rf.History) and len(data.history.finetune) == 6
+    assert isinstance(data.attention, rf.Attention) and data.attention.layers == 2
+    assert data.review is not None and len(data.review) == data.metrics.review_customers
 
 
 # --- numbers and figures on hand data ----------------------------------------------------------------------------

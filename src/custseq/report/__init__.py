@@ -47,7 +47,7 @@ def render_report(data: ReportData, cfg: ReportConfig | None = None) -> str:
         from plotly.offline import get_plotlyjs
 
         plotly_js = get_plotlyjs()
-    as_of = (data.metrics or {}).get("as_of")
+    as_of = data.metrics.as_of if data.metrics is not None else None
     title = f"custseq report{f' as of {as_of}' if as_of else ''}"
     return page(title, header(data), sections, plotly_js, footer=f"Written by custseq {__version__}.")
 

@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 
 from custseq.report.figures import STYLE
 
+PERCENT = ".1%"  # the format of shares in the report's tables
+
 
 class Html(str):
     """Text that is already HTML: tables and cells insert it as it is instead of escaping it."""
@@ -137,6 +139,11 @@ def figure(static: Figure, caption: str = "", interactive: Any = None, div_id: s
         f'<figure{cls}><div class="interactive">{plotly_div(interactive, div_id)}</div>'
         f"<noscript>{svg(static)}</noscript>{caption_html}</figure>"
     )
+
+
+def escaped(value: Any) -> str:
+    """Any value as escaped text."""
+    return escape(str(value))
 
 
 def prose(text: str) -> str:

@@ -1,0 +1,74 @@
+"""The report's sections, in page order: each turns :class:`ReportData` into one section's HTML.
+
+A section always appears. When the files it needs are missing it says so and names the command that writes
+them, so a reader of a partial run folder knows what to run, not just that something is absent. The sections
+live in one module per group: :mod:`.summary`, :mod:`.backtest`, :mod:`.labelled` (ROC/PR, calibration, gain,
+deciles), :mod:`.model` (loss curves, attention, embedding map), :mod:`.plans` (segments, actions, profit) and
+:mod:`.audit`; :mod:`.header` draws the page header.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from custseq.config import ReportConfig
+from custseq.report.data import ReportData
+from custseq.report.html import Section
+from custseq.report.html import unavailable as na
+from custseq.report.sections.audit import audit
+from custseq.report.sections.backtest import backtest
+from custseq.report.sections.header import header
+from custseq.report.sections.labelled import calibration, gain_lift, roc_pr, value_deciles
+from custseq.report.sections.model import attention, embedding_map, loss_curves
+from custseq.report.sections.plans import actions, profit, segments
+from custseq.report.sections.summary import summary
+
+__all__ = ["BUILDERS", "TITLES", "build_sections", "header"]
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    "summary": "Data summary",
+    "backtest": "Back-test",
+    "roc-pr": "ROC and precision-recall",
+    "calibration": "Calibration",
+    "gain-lift": "Cumulative gain and lift",
+    "value-deciles": "Value by decile",
+    "loss-curves": "Loss curves",
+    "attention": "Attention",
+    "embedding-map": "Embedding map",
+    "segments": "Segments",
+    "actions": "Next actions",
+    "profit": "Retention campaign profit",
+    "audit": "Fairness and error audit",
+}
+
+BUILDERS: dict[str, Callable[[ReportData, ReportConfig], str]] = {
+    "summary": summary,
+    "backtest": backtest,
+    "roc-pr": roc_pr,
+    "calibration": calibration,
+    "gain-lift": gain_lift,
+    "value-deciles": value_deciles,
+    "loss-curves": loss_curves,
+    "attention": attention,
+    "embedding-map": embedding_map,
+    "segments": segments,
+    "actions": actions,
+    "profit": profit,
+    "audit": audit,
+}
+
+
+def build_sections(data: ReportData, cfg: ReportConfig) -> list[Section]:
+    """Every section, in page order; a section whose data is malformed says so instead of failing the report."""
+    sections = []
+    for section_id, build in BUILDERS.items():
+        try:
+            body = build(data, cfg)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+            log.warning("report: section %s could not be drawn: %r", section_id, error)
+            body = na(f"this section could not be drawn from the run folder's files ({type(error).__name__}: {error})")
+        sections.append(Section(section_id, TITLES[section_id], body))
+    return sections

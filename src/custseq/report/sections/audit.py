@@ -1,0 +1,75 @@
+"""Fairness and error audit: metrics per group of each audited attribute, and the customers for review."""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from custseq.config import ReportConfig, config_to_dict
+from custseq.io.run_files import AuditGroup
+from custseq.metrics import metric_label
+from custseq.report.data import ReportData
+from custseq.report.html import PERCENT, Html, heading, key_values, paragraph, table
+from custseq.report.html import unavailable as na
+
+
+def audit(data: ReportData, cfg: ReportConfig) -> str:
+    parts = []
+    a = data.audit
+    if a is None:
+        parts.append(na(data.missing("audit.json")))
+    else:
+        facts = {"labelled customers": a.labelled_customers, "flagged groups": a.flagged_groups}
+        overall = vars(a.overall).items()
+        facts |= {metric_label(k): v for k, v in overall if not isinstance(v, dict | list)}
+        parts.append(key_values({k: v for k, v in facts.items() if v is not None}))
+        settings = config_to_dict(a.settings)
+        parts.append(key_values({k.replace("_", " "): v for k, v in settings.items()}, caption="Settings"))
+        for attribute in a.attributes:
+            parts += [heading(f"By {attribute.attribute}"), _audit_table(attribute.groups)]
+    if data.review is not None:
+        r = data.review
+        parts += [
+            heading("Customers for review"),
+            paragraph(
+                f"{len(r):,} customers are flagged for a human look" + ("; the first 20:" if len(r) > 20 else ":")
+            ),
+        ]
+        labels = {c: c.replace("_", " ") for c in r.columns}
+        parts.append(table(r.head(20).reset_index(drop=True), labels=labels))
+    else:
+        parts.append(na(data.missing("review.csv")))
+    return "".join(parts)
+
+
+def _audit_table(groups: tuple[AuditGroup, ...]) -> str:
+    """One row per group; its top segments under its name, flagged rows highlighted with their reasons."""
+    columns = {
+        "group": "group (top segments)",
+        "n": "customers",
+        "churn_auc": "churn AUC",
+        "mean_predicted_churn": "churn pred.",
+        "observed_churn": "churn obs.",
+        "calibration_gap": "cal. gap",
+        "mean_predicted_value": "value pred.",
+        "mean_actual_value": "value actual",
+        "value_ratio": "value ratio",
+        "flags": "flags",
+    }
+    numeric = [c for c in columns if c not in ("group", "flags")]
+    frame = pd.DataFrame([{c: getattr(g.metrics, c) for c in numeric} for g in groups], columns=numeric).apply(
+        pd.to_numeric, errors="coerce"
+    )
+    names = []
+    for g in groups:
+        shares = sorted(g.metrics.segment_shares.items(), key=lambda kv: -kv[1])[:3]
+        top = ", ".join(f"{s.replace('_', ' ')} {v:.0%}" for s, v in shares)
+        names.append(Html(f"{escape(g.group)}<br><small class=muted>{escape(top)}</small>"))
+    frame.insert(0, "group", pd.Series(names, dtype=object))  # object: keep the Html cells as they are
+    flags = [Html(f'<span class="flags">{escape("; ".join(g.flags))}</span>') for g in groups]
+    frame["flags"] = pd.Series(flags, dtype=object)
+    classes = ["flagged" if g.flags else "" for g in groups]
+    formats = {"mean_predicted_churn": PERCENT, "observed_churn": PERCENT, "calibration_gap": "+.3f", "n": ",.0f"}
+    caption = "Mean predicted (pred.) and observed (obs.) churn and value per group; flagged groups highlighted."
+    return table(frame, labels=columns, formats=formats, row_classes=classes, caption=caption)

@@ -1,0 +1,57 @@
+"""The page header: the run (as-of date, horizon, customers) and the numbers a reader wants first."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from custseq.report.data import ReportData
+from custseq.report.html import escaped, number
+
+
+def header(data: ReportData) -> str:
+    """The page header: title, the run (as-of date, horizon, customers) and its headline numbers."""
+    m, ev = data.metrics, data.evaluation
+    run = m or ev  # what says the run's date and horizon: predict's metrics, else evaluate's summary
+    customers = len(data.predictions) if data.predictions is not None else None
+    if m is not None:
+        customers = m.customers_scored
+    windows = m.training_windows if m is not None else None
+    facts = {
+        "as of": run.as_of if run is not None else "–",
+        "horizon": f"{run.horizon_days} days" if run is not None else "–",
+        "customers scored": number(customers),
+        "training windows": number(len(windows)) if windows is not None else "–",
+    }
+    return (
+        "<h1>custseq report: churn and customer lifetime value</h1>"
+        f'<p class="sub">Run folder <code>{escaped(data.run_dir.name)}</code></p>{_facts(facts)}'
+        f"{_facts(_headline(data))}"
+    )
+
+
+def _headline(data: ReportData) -> dict[str, str]:
+    """What a reader wants first: expected churn and value, who needs retention, how good the model was."""
+    out: dict[str, str] = {}
+    p = data.predictions
+    if p is not None and len(p):
+        out["expected churn rate"] = f"{p['churn_probability'].mean():.1%}"
+        out["total expected value"] = f"{p['clv_expected'].sum():,.0f}"
+        if "retention_flag" in p:
+            out["flagged for retention"] = f"{int(p['retention_flag'].sum()):,}"
+    v = data.metrics.validation if data.metrics is not None else None
+    if v is not None and not math.isnan(v.churn_auc):
+        out["validation churn AUC"] = f"{v.churn_auc:.3f}"
+    if v is not None and not math.isnan(v.value_gini):
+        out["value nGini"] = f"{v.value_gini:.3f}"
+    best = data.profit.best.get("saved_value") if data.profit is not None else None
+    if best is not None:
+        out["best campaign"] = f"{best.k:,} contacts, profit {best.profit:,.0f}"
+    return out
+
+
+def _facts(facts: dict[str, Any]) -> str:
+    if not facts:
+        return ""
+    items = "".join(f"<li>{k} <b>{escaped(v)}</b></li>" for k, v in facts.items())
+    return f'<ul class="meta">{items}</ul>'
