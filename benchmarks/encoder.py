@@ -85,8 +85,8 @@ def child_prepare(p: dict) -> dict:
     cfg = RunConfig(sequence=SequenceConfig(max_events=p["max_events"]))
     t0 = time.perf_counter()
     result = custseq.prepare(Path(p["path"]), out=Path(p["out"]), horizon=p["horizon"], config=cfg)
-    score = next(w for w in result.summary["windows"] if w["role"] == "score")
-    return {"seconds": time.perf_counter() - t0, "customers": score["customers"]}
+    score = next(w for w in result.summary.windows if w.role == "score")
+    return {"seconds": time.perf_counter() - t0, "customers": score.customers}
 
 
 def encoder_config(max_events: int, d_model: int) -> Any:
@@ -97,13 +97,12 @@ def encoder_config(max_events: int, d_model: int) -> Any:
 
 def scoring_sequences(prepared: Path) -> tuple[Any, tuple[Path, ...]]:
     """The vocabulary and the scoring window's sequence shards of a prepared folder."""
+    from custseq.io.prepared import PreparedWindows
     from custseq.sequences.batch import shard_files
     from custseq.sequences.vocab import SequenceVocab
 
-    summary = json.loads((prepared / "prepare.json").read_text())
-    score = next(w for w in summary["windows"] if w["role"] == "score")
-    files = tuple(shard_files(prepared / "windows" / score["as_of"] / "sequences"))
-    return SequenceVocab.load(prepared / "vocab.json"), files
+    layout = PreparedWindows.read(prepared)
+    return SequenceVocab.load(layout.vocab_file), tuple(shard_files(layout.scoring.sequences))
 
 
 def sequence_lengths(files: tuple[Path, ...]) -> Any:
@@ -291,7 +290,7 @@ def child_quality(p: dict) -> dict:
     if not result.plan.scoring_labels_observed:
         return {"status": "not available", "reason": f"scoring labels not observed (ends {result.plan.scoring.end})"}
     vocab = result.vocab
-    files = tuple(f for w in result.plan.training for f in shard_files(result.window_dir(w) / "sequences"))
+    files = tuple(f for w in result.plan.training for f in shard_files(result.window(w).sequences))
 
     def stream(holdout: str, shuffle: bool) -> SequenceStream:
         return SequenceStream(files, vocab, QUALITY_L, PRETRAIN_BATCH, shuffle=shuffle, seed=0, holdout=holdout)
@@ -311,7 +310,7 @@ def child_quality(p: dict) -> dict:
     )
     pretrain_s = time.perf_counter() - t0
     baselines = constant_baselines(train_stream, vocab)
-    score_files = tuple(shard_files(result.window_dir(result.plan.scoring) / "sequences"))
+    score_files = tuple(shard_files(result.window(result.plan.scoring).sequences))
     score_stream = SequenceStream(score_files, vocab, QUALITY_L, EMBED_BATCH, shuffle=False)
     heads = head_scores(model, score_stream, baselines, vocab)
     t0 = time.perf_counter()
@@ -440,7 +439,7 @@ def churn_aucs(result: Any, encoders: dict[str, Any]) -> dict:
         df = labels.merge(
             features[["customer_id", *rfm]].rename(columns={c: f"rfm_{c}" for c in rfm}), on="customer_id"
         )
-        files = tuple(shard_files(result.window_dir(window) / "sequences"))
+        files = tuple(shard_files(result.window(window).sequences))
         for name, encoder in encoders.items():
             stream = SequenceStream(files, result.vocab, QUALITY_L, EMBED_BATCH, shuffle=False)
             emb = embed(encoder, stream).to_pandas()

@@ -108,15 +108,15 @@ def run(tmp: Path, say) -> dict:
     say("preparing Online Retail")
     config = RunConfig(columns=ColumnsConfig(transactions=MAPPING))
     result = prepare(ONLINE_RETAIL, out=tmp / "prepared", as_of=AS_OF.isoformat(), horizon=HORIZON_DAYS, config=config)
-    scoring = result.window_dir(result.plan.scoring)
-    latest_training = result.window_dir(result.plan.training[0])
+    scoring = result.window(result.plan.scoring)
+    latest_training = result.window(result.plan.training[0])
     timings["prepare"] = time.perf_counter() - t0
     # leakage check: the mixture's targets come from the scoring window, whose tokens must all lie before CUTOFF
     if result.plan.scoring.cutoff != CUTOFF or result.plan.training[0].cutoff != CUTOFF - dt.timedelta(HORIZON_DAYS):
         raise RuntimeError(
             f"unexpected cutoffs: scoring {result.plan.scoring}, latest training {result.plan.training[0]}"
         )
-    stored = read_sequences(scoring / "sequences").select(["cutoff", "log_t_to_cutoff"])
+    stored = read_sequences(scoring.sequences).select(["cutoff", "log_t_to_cutoff"])
     cutoffs = set(stored["cutoff"].to_pylist())
     earliest_gap = pc.min(pc.list_flatten(stored["log_t_to_cutoff"])).as_py()
     if cutoffs != {CUTOFF} or earliest_gap < 0:

@@ -97,15 +97,15 @@ def child_backtest(p: dict) -> dict:
             return {"not_trainable": str(e)}
         seconds = time.perf_counter() - t0
         custseq_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the baselines run
-        validation = run.metrics["validation"]
+        validation = run.metrics.validation.to_json()
         baselines, data = run_baselines(Path(tmp) / "prepared", p["seed"])
     return {
         "seconds": seconds,
-        "custseq": run.metrics["backtest"],
+        "custseq": run.metrics.backtest.to_json() if run.metrics.backtest else None,
         "custseq_peak_bytes": custseq_peak,
         "validation_composite": validation["composite"],
         "best_epoch": int(validation["best_epoch"]),
-        "training_windows": run.metrics["training_windows"],
+        "training_windows": list(run.metrics.training_windows or ()),
         "baselines": baselines,
         "data": data,
     }

@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # the model pipelines import torch: loaded only by the functi
     import pandas as pd
     import pyarrow as pa
 
+    from custseq.io.run_files import EvaluationResult
     from custseq.models.pretrain import PretrainRun
-    from custseq.pipelines.evaluate import Evaluation
     from custseq.pipelines.outputs import PredictRun
     from custseq.pipelines.prepare import ScoringSequences
 
@@ -146,7 +146,7 @@ def score(
     """Score new data with a model saved by ``predict`` (``<out>/model``).
 
     The data are validated and mapped with the model's own data settings unless ``config`` is given; values
-    the model's vocabulary does not know map to the unknown id and are counted in ``metrics["unknown_values"]``.
+    the model's vocabulary does not know map to the unknown id and are counted in ``metrics.unknown_values``.
 
     Raises
     ------
@@ -214,7 +214,7 @@ def evaluate(
     config: RunConfig | None = None,
     transfer_from: Any = None,
     **options: Any,
-) -> Evaluation:
+) -> EvaluationResult:
     """Compare custseq with its baselines on one dataset; ``options`` are those of
     :func:`custseq.pipelines.evaluate.evaluate` (protocol, seeds, methods, ablations, label_fractions, out…)."""
     from custseq.pipelines.evaluate import evaluate as run

@@ -27,7 +27,9 @@ from custseq.config import (
 from custseq.datasets import cdnow_path
 from custseq.errors import ConfigError, CustseqError
 from custseq.io.mapping import parse_mapping_items
+from custseq.io.run_files import TableAccount
 from custseq.io.tables import Tables
+from custseq.metrics import METRICS, mean_std_text
 from custseq.pipelines.prepare import PrepareResult, prepare
 from custseq.version import __version__
 
@@ -156,7 +158,7 @@ def validate_cmd(
     validation = {"max_abs_amount": max_abs_amount, "duplicates": duplicates, "future_rows": future_rows}
     cfg = run_config(config, column, window=_window(as_of), validation=validation)
     report = validate(_tables(data, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
-    _print_validation(report.to_dict())
+    _print_validation(report.accounts())
     console.print(f"Quarantined rows, with reasons: [bold]{quarantine_dir}/[/]")
 
 
@@ -229,7 +231,7 @@ def score_cmd(
     tables = Tables.of(_data(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
     with _spinner("scoring"):
         run = score(model, tables, cfg, as_of=as_of, out=out)
-    unknown = {k: v for k, v in run.metrics["unknown_values"].items() if v}
+    unknown = {k: v for k, v in (run.metrics.unknown_values or {}).items() if v}
     if unknown:
         console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
     _print_scores(run)
@@ -293,20 +295,19 @@ def evaluate_cmd(
         title=f"{result.protocol} back-test, test as of {result.as_of}, horizon {result.horizon_days} days, "
         f"{seeds} seed(s)"
     )
-    columns = {"churn_auc": "churn AUC", "churn_pr_auc": "PR AUC", "churn_f1": "F1", "churn_brier": "Brier",
-               "value_gini": "nGini", "value_mae": "value MAE", "composite": "composite",
-               "seconds": "seconds"}  # fmt: skip
+    columns = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_gini", "value_mae", "composite",
+               "seconds")  # fmt: skip
     table.add_column("method")
-    for title in columns.values():
-        table.add_column(title, justify="right")
-    for method, s in result.summary().items():
-        table.add_row(method, *(f"{s[k][0]:.3f} ± {s[k][1]:.3f}" if k in s else "–" for k in columns))
+    for key in columns:
+        table.add_column(METRICS[key].label, justify="right")
+    for method, s in result.summary.items():
+        table.add_row(method, *(mean_std_text(k, s.get(k)) for k in columns))
     console.print(table)
     for name, c in result.comparisons.items():
         console.print(
-            f"{c['reference']} vs {name}: ΔAUC {c['churn_auc_difference']:+.3f} (paired t p={c['churn_auc_p']:.3g}, "
-            f"bootstrap p={c['auc_bootstrap']['p_value']:.3g}), ΔnGini {c['value_gini_difference']:+.3f} "
-            f"(p={c['value_gini_p']:.3g})"
+            f"{c.reference} vs {name}: ΔAUC {c.churn_auc_difference:+.3f} (paired t p={c.churn_auc_p:.3g}, "
+            f"bootstrap p={c.auc_bootstrap.p_value:.3g}), ΔnGini {c.value_gini_difference:+.3f} "
+            f"(p={c.value_gini_p:.3g})"
         )
     for name, why in result.skipped.items():
         console.print(f"  [dim]note:[/] {name} was not run: {why}")
@@ -402,26 +403,27 @@ def _predict(tables: Tables, out: Path, cfg: RunConfig) -> None:
 
     # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
     run = predict(tables, cfg, out=out, progress=True, on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"))
-    _print_validation(run.metrics["tables"])
-    v = run.metrics["validation"]
-    console.print(
-        f"trained on windows {', '.join(run.metrics['training_windows'])} "
-        f"({'pre-trained encoder' if run.metrics['pretrained'] else 'no pre-training'}); validation: "
-        f"churn AUC {v['churn_auc']:.3f}, value nGini {v['value_gini']:.3f}, Brier "
-        f"{v['churn_brier_before']:.3f} -> {v['churn_brier_after']:.3f} after {run.metrics['calibration']} calibration"
-    )
-    if "backtest" in run.metrics:
-        b = run.metrics["backtest"]
+    m = run.metrics
+    _print_validation(m.tables)
+    if m.validation is not None:
+        v = m.validation
         console.print(
-            f"back-test (the horizon after {run.as_of} is in the data): churn AUC {b['churn_auc']:.3f}, "
-            f"value nGini {b['value_gini']:.3f}"
+            f"trained on windows {', '.join(m.training_windows or ())} "
+            f"({'pre-trained encoder' if m.pretrained else 'no pre-training'}); validation: "
+            f"churn AUC {v.churn_auc:.3f}, value nGini {v.value_gini:.3f}, Brier "
+            f"{v.churn_brier_before:.3f} -> {v.churn_brier_after:.3f} after {m.calibration} calibration"
+        )
+    if m.backtest is not None:
+        console.print(
+            f"back-test (the horizon after {run.as_of} is in the data): churn AUC {m.backtest.churn_auc:.3f}, "
+            f"value nGini {m.backtest.value_gini:.3f}"
         )
     _print_scores(run)
 
 
 def _print_scores(run: PredictRun) -> None:
     p = run.predictions
-    h = run.metrics["horizon_days"]
+    h = run.metrics.horizon_days
     console.print(
         f"[bold]{len(p):,}[/] customers scored as of {run.as_of} for the next {h} days: expected churn rate "
         f"{p['churn_probability'].mean():.1%}, total expected value {p['clv_expected'].sum():,.0f}"
@@ -441,7 +443,7 @@ def _print_scores(run: PredictRun) -> None:
     console.print(
         f"{int(p['retention_flag'].sum()):,} customers flagged for retention actions (churn above "
         f"{run.data_config.actions.retention_threshold:g}); {int((p['contact_profit'] > 0).sum()):,} worth a "
-        f"retention contact under the \\[profit] assumptions; {run.metrics.get('review_customers', 0):,} listed in "
+        f"retention contact under the \\[profit] assumptions; {run.metrics.review_customers:,} listed in "
         "review.csv for a human look"
     )
     if run.out_dir is not None:
@@ -563,46 +565,46 @@ def _spinner(first: str) -> Iterator[Callable[[str], None]]:
         yield lambda msg: bar.update(task, description=msg)
 
 
-def _print_validation(tables: dict[str, Any]) -> None:
+def _print_validation(tables: dict[str, TableAccount]) -> None:
     for name, t in tables.items():
         mapping = Table(title=f"{name}: columns", title_justify="left")
         for col in ("role", "source column", "how"):
             mapping.add_column(col)
-        for m in t["mapping"]:
-            mapping.add_row(m["column"], m["source"], m["how"])
-        for extra, kind in t["extras"].items():
+        for m in t.mapping:
+            mapping.add_row(m.column, m.source, m.how)
+        for extra, kind in t.extras.items():
             mapping.add_row(extra, "(extra)", kind)
         console.print(mapping)
-        account = f"{t['rows_in']:,} rows in = {t['rows_used']:,} used + {t['rows_quarantined']:,} quarantined"
+        account = f"{t.rows_in:,} rows in = {t.rows_used:,} used + {t.rows_quarantined:,} quarantined"
         rules = Table(title=f"{name}: {account}", title_justify="left")
         for col in ("rule", "rows", "action", "reason"):
             rules.add_column(col)
-        for rule, hit in t["quarantined_by_rule"].items():
-            rules.add_row(rule, f"{hit['rows']:,}", "quarantined", hit["reason"])
-        for rule, hit in t["flagged_by_rule"].items():
-            rules.add_row(rule, f"{hit['rows']:,}", "kept, flagged", hit["reason"])
+        for rule, hit in t.quarantined_by_rule.items():
+            rules.add_row(rule, f"{hit.rows:,}", "quarantined", hit.reason)
+        for rule, hit in t.flagged_by_rule.items():
+            rules.add_row(rule, f"{hit.rows:,}", "kept, flagged", hit.reason)
         if rules.row_count:
             console.print(rules)
         else:
-            console.print(f"[bold]{name}[/]: {t['rows_in']:,} rows, all passed validation")
-        for note in t["notes"]:
+            console.print(f"[bold]{name}[/]: {t.rows_in:,} rows, all passed validation")
+        for note in t.notes:
             console.print(f"  [dim]note:[/] {note}", highlight=False)
 
 
 def _print_prepare(result: PrepareResult) -> None:
     s = result.summary
-    _print_validation(s["tables"])
-    windows = Table(title=f"windows (horizon {s['horizon_days']} days, as of {s['as_of']})", title_justify="left")
+    _print_validation(s.tables)
+    windows = Table(title=f"windows (horizon {s.horizon_days} days, as of {s.as_of})", title_justify="left")
     for col in ("as of", "role", "customers", "churn rate", "value in horizon"):
         windows.add_column(col, justify="right" if col != "role" else "left")
-    for w in s["windows"]:
-        churn = f"{w['churn_rate']:.1%}" if "churn_rate" in w else "—"
-        value = f"{w['total_value']:,.0f}" if "total_value" in w else "—"
-        windows.add_row(w["as_of"], w["role"], f"{w['customers']:,}", churn, value)
+    for w in s.windows:
+        churn = f"{w.churn_rate:.1%}" if w.churn_rate is not None else "—"
+        value = f"{w.total_value:,.0f}" if w.total_value is not None else "—"
+        windows.add_row(w.as_of, w.role, f"{w.customers:,}", churn, value)
     console.print(windows)
-    seq = s["sequence"]
-    fields = ", ".join([*(f"{k} ({v} ids)" for k, v in seq["categorical_fields"].items()), *seq["numeric_fields"]])
-    console.print(f"sequences: one token per {seq['token']}, last {seq['max_events']} events; fields: {fields}")
+    seq = s.sequence
+    fields = ", ".join([*(f"{k} ({v} ids)" for k, v in seq.categorical_fields.items()), *seq.numeric_fields])
+    console.print(f"sequences: one token per {seq.token}, last {seq.max_events} events; fields: {fields}")
     console.print(f"Outputs in [bold]{result.out_dir}/[/] (prepare.json, vocab.json, windows/, quarantine/)")
 
 

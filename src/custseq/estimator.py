@@ -41,8 +41,9 @@ class ChurnValueEstimator(BaseEstimator):
     ----------
     model_ : ChurnValueModel
         The fitted model (network, vocabulary, tabular spec, calibration).
-    metrics_ : dict
-        Validation metrics of the fit (and back-test metrics when the horizon after ``as_of`` is in the data).
+    metrics_ : custseq.io.run_files.Metrics
+        What metrics.json records: validation metrics of the fit, back-test metrics when the horizon after
+        ``as_of`` is in the data, how P(alive), value scores and plans were made.
     as_of_ : str
         The as-of date the model was trained for.
     """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -51,6 +52,24 @@ METRICS: dict[str, MetricInfo] = {
     "best_epoch": MetricInfo("best epoch", format=",.0f"),
     "validation_customers": MetricInfo("validation customers", format=",.0f"),
 }
+
+
+class MeanAndStd(Protocol):
+    """A metric over seeds (e.g. :class:`custseq.io.run_files.MeanStd`)."""
+
+    @property
+    def mean(self) -> float: ...
+
+    @property
+    def std(self) -> float: ...
+
+
+def mean_std_text(key: str, cell: MeanAndStd | None) -> str:
+    """A mean ± standard deviation over seeds in the metric's format; "–" when there is no mean."""
+    if cell is None or math.isnan(cell.mean):
+        return "–"
+    show = METRICS[key].show
+    return f"{show(cell.mean)} ± {show(cell.std if not math.isnan(cell.std) else 0.0)}"
 
 
 def metric_label(key: str) -> str:

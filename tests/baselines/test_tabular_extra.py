@@ -34,9 +34,9 @@ def windows(tmp_path_factory):
             rows.append({"customer_id": f"x{c:03d}", "ts": ts, "amount": round(float(rng.gamma(2, 12)), 2)})
             day += max(1, int(rng.exponential(gap)))
     result = custseq.prepare(pd.DataFrame(rows), out=tmp_path_factory.mktemp("tx"), as_of="2023-10-31", horizon="60d")
-    h = result.summary["horizon_days"]
-    train = [WindowTables.read(result.window_dir(w), h) for w in result.plan.training]
-    return train, WindowTables.read(result.window_dir(result.plan.scoring), h)
+    h = result.summary.horizon_days
+    train = [WindowTables.read(result.window(w), h) for w in result.plan.training]
+    return train, WindowTables.read(result.window(result.plan.scoring), h)
 
 
 def n_cohorts(windows: list[WindowTables]) -> int:

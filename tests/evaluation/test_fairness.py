@@ -158,13 +158,13 @@ def test_a_one_class_group_has_no_auc_and_no_auc_flag(two_groups):
     assert any(f.startswith("churn AUC") for f in _group(result, "region", "a").flags)  # 0.75 vs about 0.8
 
 
-def test_to_json_has_the_report_shape_and_no_nan(two_groups):
+def test_the_record_has_the_report_shape_and_no_nan(two_groups):
     labelled, groups = two_groups
     labelled["value"] = labelled["value"].where(groups["region"] == "b", 0.0)  # group a: actual mean 0
     labelled["churned"] = labelled["churned"].where(groups["region"] == "b", True)  # group a: one class
     result = audit(labelled, groups, AuditConfig(min_group_size=1))
-    out = json.loads(json.dumps(result.to_json(), allow_nan=False))
-    assert set(out) == {"settings", "labelled_customers", "overall", "attributes", "flagged_groups"}
+    out = json.loads(json.dumps(result.to_record().to_json(), allow_nan=False))
+    assert set(out) == {"format_version", "settings", "labelled_customers", "overall", "attributes", "flagged_groups"}
     assert out["settings"]["min_group_size"] == 1 and out["settings"]["columns"] is None
     assert out["labelled_customers"] == 8 and out["flagged_groups"] == result.flagged_groups
     assert [a["attribute"] for a in out["attributes"]] == ["region"]

@@ -28,6 +28,7 @@ from custseq.features.btyd import (
     bgnbd_expected_purchases,
 )
 from custseq.features.matrix import fit_tabular, transform_tabular
+from custseq.io.run_files import BgNbdFit, BtydFailed, PreparedWindow
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import prepare_scoring_sequences
 
@@ -56,8 +57,8 @@ def _windows(result):
     return (result.plan.scoring, *result.plan.training)
 
 
-def _entries(result) -> dict[str, dict]:
-    return {w["as_of"]: w for w in result.summary["windows"]}
+def _entries(result) -> dict[str, PreparedWindow]:
+    return {w.as_of: w for w in result.summary.windows}
 
 
 def test_expected_purchases_match_lifetimes():
@@ -92,14 +93,14 @@ def test_every_window_has_btyd_features_in_range(prepared):
     compared = 0
     for window in _windows(prepared):
         features = prepared.features(window).to_pandas()
-        entry = entries[window.key]["btyd_features"]
-        assert entry["model"] == "BG/NBD" and "error" not in entry, window.key
+        entry = entries[window.key].btyd_features
+        assert isinstance(entry, BgNbdFit) and entry.model == "BG/NBD", window.key
         p_alive, purchases = features["btyd_p_alive"], features["btyd_expected_purchases"]
         assert p_alive.between(0, 1).all() and (p_alive < 1).any(), window.key
         assert np.isfinite(purchases).all() and (purchases >= 0).all(), window.key
         # the columns are lifetimes' P(alive) and expected purchases for the fit recorded in prepare.json
         oracle = BetaGeoFitter()
-        oracle.params_ = pd.Series({k: entry[k] for k in ("r", "alpha", "a", "b")})
+        oracle.params_ = pd.Series({k: getattr(entry, k) for k in ("r", "alpha", "a", "b")})
         rfm = [features[c] for c in ("frequency", "recency", "T")]
         assert np.allclose(p_alive, oracle.conditional_probability_alive(*rfm), atol=1e-9)
         with np.errstate(all="ignore"):
@@ -120,7 +121,7 @@ def test_more_recent_buyers_look_more_alive(prepared):
 def test_switch_off_changes_nothing(prepared, transactions, tmp_path):
     config = dataclasses.replace(CONFIG, features=FeatureConfig())
     off = custseq.prepare(transactions, out=tmp_path, as_of=AS_OF, horizon="90d", config=config)
-    assert all("btyd_features" not in entry for entry in off.summary["windows"])
+    assert all(entry.btyd_features is None for entry in off.summary.windows)
     for window in _windows(prepared):
         assert off.features(window).equals(prepared.features(window).drop_columns(list(BTYD_FEATURE_COLUMNS)))
 
@@ -142,8 +143,8 @@ def test_a_failed_fit_leaves_the_columns_missing_and_says_so(prepared, transacti
     failed = custseq.prepare(transactions, out=tmp_path, as_of=AS_OF, horizon="90d", config=CONFIG)
     windows = _windows(failed)
     assert penalties == [0.001, 0.01, 0.1] * len(windows)  # each window retried with 10x and 100x penalties
-    for entry in failed.summary["windows"]:
-        assert entry["btyd_features"] == {"model": "BG/NBD", "error": "BG/NBD did not fit these customers: diverged"}
+    for entry in failed.summary.windows:
+        assert entry.btyd_features == BtydFailed(model="BG/NBD", error="BG/NBD did not fit these customers: diverged")
     for window in windows:
         features = failed.features(window)
         assert all(features.column(c).null_count == features.num_rows for c in BTYD_FEATURE_COLUMNS)
@@ -165,7 +166,7 @@ def test_add_btyd_features_on_an_empty_window():
     empty = pa.table({c: pa.array([], pa.float64()) for c in ("frequency", "recency", "T")})
     table, summary = add_btyd_features(empty, 90)
     assert table.num_rows == 0 and table.column_names[-2:] == list(BTYD_FEATURE_COLUMNS)
-    assert "error" in summary
+    assert isinstance(summary, BtydFailed)
 
 
 def test_scoring_features_equal_the_prepared_scoring_window(prepared, transactions, tmp_path):
@@ -211,9 +212,9 @@ def test_future_rows_do_not_move_btyd_features(prepared, transactions, tmp_path)
         before, changed = prepared.features(window), after.features(window)
         for column in BTYD_FEATURE_COLUMNS:
             assert before.column(column).equals(changed.column(column)), (window.key, column)
-        assert before_entries[window.key]["btyd_features"] == after_entries[window.key]["btyd_features"]
+        assert before_entries[window.key].btyd_features == after_entries[window.key].btyd_features
     for window in later:  # the change is real: windows that may see it moved
         before, changed = prepared.features(window), after.features(window)
         assert changed.num_rows > before.num_rows
-        assert before_entries[window.key]["btyd_features"] != after_entries[window.key]["btyd_features"]
+        assert before_entries[window.key].btyd_features != after_entries[window.key].btyd_features
         assert not pc.all(pc.is_in(changed.column("btyd_p_alive"), before.column("btyd_p_alive"))).as_py()

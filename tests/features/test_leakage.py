@@ -166,8 +166,8 @@ def test_plan_is_the_expected_one(base):
     assert base.plan.scoring.cutoff == SCORING_CUTOFF
     assert base.plan.vocab_cutoff == VOCAB_CUTOFF
     assert len(base.plan.training) >= 4
-    assert base.summary["sequence"]["token"] == "order"
-    assert base.summary["tables"]["transactions"]["rows_quarantined"] == 0
+    assert base.summary.sequence.token == "order"
+    assert base.summary.tables["transactions"].rows_quarantined == 0
 
 
 @pytest.mark.parametrize(
@@ -213,7 +213,7 @@ def test_future_changes_do_not_move_the_past(data, base, tmp_path, at):
 
 def test_vocab_is_fitted_before_the_latest_training_cutoff(base):
     assert base.vocab.fitted_before == VOCAB_CUTOFF.isoformat()
-    assert base.summary["sequence"]["vocab_fitted_before"] == VOCAB_CUTOFF.isoformat()
+    assert base.summary.sequence.vocab_fitted_before == VOCAB_CUTOFF.isoformat()
 
 
 def test_sequences_with_a_fixed_vocab_ignore_the_future(data, tmp_path):

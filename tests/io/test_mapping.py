@@ -212,7 +212,7 @@ def test_uci_online_retail_file_is_parsed_end_to_end(tmp_path):
         ("13047", "536367", "84879", False),
     ]
     assert rows[0]["ts"] == dt.datetime(2010, 12, 1, 8, 26)
-    assert report.to_dict()["transactions"]["mapping"][-1] == {
+    assert report.accounts()["transactions"].to_json()["mapping"][-1] == {
         "column": "amount",
         "source": "Quantity × UnitPrice",
         "how": "detected",

@@ -263,11 +263,9 @@ def test_another_format_version_is_refused_naming_the_file_and_both_versions():
         Profit.from_json({**profit().to_json(), "format_version": "1"}, source="/run/profit.json")
 
 
-def test_a_missing_format_version_is_refused_unless_accepted(monkeypatch):
+def test_a_missing_format_version_is_refused():
     data = audit().to_json()
     del data["format_version"]
-    assert Audit.from_json(data) == audit()  # while ACCEPT_UNVERSIONED: files of today's writers
-    monkeypatch.setattr(run_files, "ACCEPT_UNVERSIONED", False)
     with pytest.raises(
         ArtifactError, match=r"^audit\.json: has no format_version; this custseq reads format_version 1"
     ):

@@ -41,9 +41,9 @@ def _encoder(vocab) -> SequenceEncoder:
 
 
 def test_weights_sit_on_real_events_and_the_states_are_the_encoders(window):
-    folder = window.window_dir(window.plan.scoring)
+    folder = window.window(window.plan.scoring)
     encoder = _encoder(window.vocab)
-    batch = collate(read_sequences(folder / "sequences"), window.vocab, TINY.max_events)
+    batch = collate(read_sequences(folder.sequences), window.vocab, TINY.max_events)
     maps = cls_attention(encoder, batch)
     assert maps.shape == (batch.size, TINY.n_layers, batch.mask.shape[1])
     mask = batch.mask.numpy()
@@ -61,7 +61,7 @@ def test_weights_sit_on_real_events_and_the_states_are_the_encoders(window):
 
 
 def test_samples_label_the_latest_events_oldest_first(window):
-    folder = window.window_dir(window.plan.scoring)
+    folder = window.window(window.plan.scoring)
     samples = attention_samples(_encoder(window.vocab), window.vocab, folder, ["c06", "c01", "missing"], 4)
     assert [s["customer_id"] for s in samples] == ["c01", "c06"]  # unknown ids are left out
     c06 = samples[1]

@@ -15,6 +15,7 @@ import torch
 import custseq
 from custseq.config import EncoderConfig, PretrainConfig, RunConfig, SequenceConfig
 from custseq.errors import ArtifactError, ConfigError, TrainingError
+from custseq.io.prepared import WindowFolder
 from custseq.models import next_event
 from custseq.models.next_event import (
     ItemMixture,
@@ -44,7 +45,7 @@ def cyclic(cyclic_prepared) -> tuple[custseq.PrepareResult, pd.DataFrame]:
 def trained(cyclic) -> PretrainModel:
     """The next-event objective alone, trained on the scoring window's sequences (seconds)."""
     result, _ = cyclic
-    files = tuple(shard_files(result.window_dir(result.plan.scoring) / "sequences"))
+    files = tuple(shard_files(result.window(result.plan.scoring).sequences))
     stream = SequenceStream(files, result.vocab, TINY.max_events, batch_size=64, seed=0)
     torch.manual_seed(0)
     model = PretrainModel(TINY, PretrainConfig(objectives=("next",)), result.vocab)
@@ -59,7 +60,7 @@ def trained(cyclic) -> PretrainModel:
 
 
 def _scoring_folder(result: custseq.PrepareResult):
-    return result.window_dir(result.plan.scoring)
+    return result.window(result.plan.scoring)
 
 
 def test_proposals_continue_the_planted_cycle(cyclic, trained):
@@ -115,7 +116,7 @@ def test_a_model_without_a_next_head_or_a_bad_field_is_refused(cyclic, tmp_path)
     with pytest.raises(ConfigError, match="k must be at least 1, got 0"):
         propose_next(model, result.vocab, folder, "product", k=0)
     with pytest.raises(ArtifactError, match="has no sequences"):
-        propose_next(model, result.vocab, tmp_path, "product", k=3)
+        propose_next(model, result.vocab, WindowFolder(tmp_path), "product", k=3)
 
 
 def test_item_field_picks_the_first_item_field_present():
@@ -164,7 +165,7 @@ def repeat(tmp_path_factory) -> tuple[custseq.PrepareResult, dict[str, str], Pre
 
 
 def _windows(result: custseq.PrepareResult):
-    return result.window_dir(result.plan.training[0]), result.window_dir(result.plan.scoring)
+    return result.window(result.plan.training[0]), result.window(result.plan.scoring)
 
 
 def test_recency_weights_count_events_from_the_latest_and_skip_reserved_ids():
@@ -243,9 +244,9 @@ def test_too_few_fitting_customers_leave_the_head_alone(repeat, monkeypatch):
     assert "at least 10000 needed" in mixture.note
 
 
-def _write_sequences(folder, cutoff: dt.datetime, customers: dict[str, list[tuple[float, int]]]) -> None:
+def _write_sequences(folder: WindowFolder, cutoff: dt.datetime, customers: dict[str, list[tuple[float, int]]]) -> None:
     """A hand-built window: per customer, (days before the cutoff, product id) tokens, oldest first."""
-    (folder / "sequences" / "shard=0").mkdir(parents=True)
+    (folder.sequences / "shard=0").mkdir(parents=True)
     table = pa.table({
         "customer_id": list(customers),
         "cutoff": pa.array([cutoff] * len(customers), pa.timestamp("us")),
@@ -253,11 +254,11 @@ def _write_sequences(folder, cutoff: dt.datetime, customers: dict[str, list[tupl
         "product": pa.array([[i for _, i in t] for t in customers.values()], pa.list_(pa.int32())),
         "log_t_to_cutoff": pa.array([[np.log1p(d) for d, _ in t] for t in customers.values()], pa.list_(pa.float32())),
     })  # fmt: skip
-    pq.write_table(table, folder / "sequences" / "shard=0" / "data.parquet")
+    pq.write_table(table, folder.sequences / "shard=0" / "data.parquet")
 
 
 def test_targets_are_the_first_real_item_after_the_earlier_cutoff(tmp_path):
-    earlier, later = tmp_path / "earlier", tmp_path / "later"
+    earlier, later = WindowFolder(tmp_path / "earlier"), WindowFolder(tmp_path / "later")
     _write_sequences(earlier, dt.datetime(2023, 2, 1), {"a": [(9.0, 3)]})
     _write_sequences(later, dt.datetime(2023, 3, 3), {  # 30 days later
         "a": [(40.0, 3), (31.0, 4), (29.5, 2), (25.0, 0), (15.0, 7), (5.0, 5)],  # unknown and padding skipped

@@ -21,7 +21,7 @@ TINY = EncoderConfig(d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0, ma
 def cyclic(cyclic_prepared) -> tuple[custseq.PrepareResult, SequenceStream]:
     """The planted cycle of conftest.py, as a stream of scoring-window sequences."""
     result, _ = cyclic_prepared
-    files = tuple(shard_files(result.window_dir(result.plan.scoring) / "sequences"))
+    files = tuple(shard_files(result.window(result.plan.scoring).sequences))
     return result, SequenceStream(files, result.vocab, TINY.max_events, batch_size=64, seed=0)
 
 

@@ -13,7 +13,6 @@ import torch
 import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
 from custseq.features.matrix import fit_tabular, transform_tabular
-from custseq.io.prepared import WindowFolder
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.multitask import MultiTaskModel
 from custseq.models.samples import SampleStream
@@ -39,7 +38,7 @@ def prepared(tmp_path_factory):
 
 
 def _stream(result, **kw) -> SampleStream:
-    windows = tuple(WindowFolder(result.window_dir(w)) for w in result.plan.training)
+    windows = tuple(result.window(w) for w in result.plan.training)
     spec = fit_tabular([pq.read_table(w.features) for w in windows])
     return SampleStream(windows, result.vocab, spec, TINY.max_events, batch_size=32, **kw)
 
@@ -109,7 +108,7 @@ def test_sample_weights_by_hand():
 def test_weighted_streams_balance_the_classes(prepared, imbalance):
     from custseq.models.samples import fit_sample_weights
 
-    labels = [pq.read_table(WindowFolder(prepared.window_dir(w)).labels) for w in prepared.plan.training]
+    labels = [pq.read_table(prepared.window(w).labels) for w in prepared.plan.training]
     weights = fit_sample_weights(labels, FinetuneConfig(imbalance=imbalance))
     stream = _stream(prepared, seed=1, weights=weights)
     total, weighted_churn, weight_sum = 0, 0.0, 0.0

@@ -168,7 +168,7 @@ def test_dirty_file_clean_rows_are_exactly_the_unbroken_ones():
 
 def test_report_dict_lists_rows_and_reasons_per_rule():
     report = custseq.validate_tables(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
-    summary = report.to_dict()["transactions"]
+    summary = report.accounts()["transactions"].to_json()
     assert (summary["rows_in"], summary["rows_used"], summary["rows_quarantined"]) == (23, 4, 19)
     assert summary["quarantined_by_rule"]["absurd_amount"] == {
         "rows": 2,

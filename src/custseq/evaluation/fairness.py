@@ -34,8 +34,10 @@ import numpy as np
 import pandas as pd
 
 from custseq.baselines.btyd import BtydPredictions
-from custseq.config import AuditConfig, config_to_dict
+from custseq.config import AuditConfig
 from custseq.errors import ConfigError, EmptyTableError, SchemaError
+from custseq.io.run_files import Audit as AuditFile
+from custseq.io.run_files import AuditAttribute, AuditGroup, AuditGroupMetrics
 from custseq.metrics import roc_auc
 from custseq.scoring.segments import SEGMENTS
 
@@ -71,18 +73,19 @@ class GroupMetrics:
     value_ratio: float | None  # mean predicted / mean actual value; None when the actual mean is 0
     segment_shares: dict[str, float]  # segment -> share of the customers, every segment of the population
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "churn_auc": self.churn_auc,
-            "mean_predicted_churn": self.mean_predicted_churn,
-            "observed_churn": self.observed_churn,
-            "calibration_gap": self.calibration_gap,
-            "mean_predicted_value": self.mean_predicted_value,
-            "mean_actual_value": self.mean_actual_value,
-            "value_ratio": self.value_ratio,
-            "segment_shares": dict(self.segment_shares),
-        }
+    def to_record(self) -> AuditGroupMetrics:
+        """As audit.json records it."""
+        return AuditGroupMetrics(
+            n=self.n,
+            churn_auc=self.churn_auc,
+            mean_predicted_churn=self.mean_predicted_churn,
+            observed_churn=self.observed_churn,
+            calibration_gap=self.calibration_gap,
+            mean_predicted_value=self.mean_predicted_value,
+            mean_actual_value=self.mean_actual_value,
+            value_ratio=self.value_ratio,
+            segment_shares=dict(self.segment_shares),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,20 +112,20 @@ class Audit:
         """Groups with at least one flag."""
         return sum(1 for g in self.groups if g.flags)
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (no NaN: missing metrics are None), the shape the HTML report reads."""
-        attributes: dict[str, list[dict[str, Any]]] = {}
+    def to_record(self) -> AuditFile:
+        """audit.json's contents (what the HTML report reads)."""
+        attributes: dict[str, list[AuditGroup]] = {}
         for g in self.groups:
             attributes.setdefault(g.attribute, []).append(
-                {"group": g.group, **g.metrics.to_json(), "flags": list(g.flags)}
+                AuditGroup(group=g.group, metrics=g.metrics.to_record(), flags=g.flags)
             )
-        return {
-            "settings": config_to_dict(self.settings),
-            "labelled_customers": self.labelled_customers,
-            "overall": self.overall.to_json(),
-            "attributes": [{"attribute": name, "groups": groups} for name, groups in attributes.items()],
-            "flagged_groups": self.flagged_groups,
-        }
+        return AuditFile(
+            settings=self.settings,
+            labelled_customers=self.labelled_customers,
+            overall=self.overall.to_record(),
+            attributes=tuple(AuditAttribute(attribute=a, groups=tuple(gs)) for a, gs in attributes.items()),
+            flagged_groups=self.flagged_groups,
+        )
 
     def flagged(self) -> pd.DataFrame:
         """One row per flag: ``attribute``, ``group``, ``n`` and ``reason``."""

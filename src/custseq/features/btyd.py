@@ -18,13 +18,14 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 from scipy.special import hyp2f1
 
 from custseq.errors import TrainingError
+from custseq.io.run_files import BgNbdFit, BtydFailed
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def bgnbd_no_purchase_probability(
     return 1.0 - alive + alive * quiet_if_alive
 
 
-def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, dict[str, Any]]:
+def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, BgNbdFit | BtydFailed]:
     """Append ``btyd_p_alive`` and ``btyd_expected_purchases`` from a BG/NBD fitted on this table.
 
     The fit reads only the table's ``frequency``, ``recency`` and ``T`` (days, rows before its cutoff),
@@ -157,8 +158,8 @@ def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, 
     Returns
     -------
     tuple
-        The table with the two columns appended, and a JSON-ready summary of the fit (parameters and
-        penalty, or ``error``: then both columns are missing (null) for every customer).
+        The table with the two columns appended, and the fit (parameters and penalty), or why it failed:
+        then both columns are missing (null) for every customer.
     """
     x, t_x, T = (
         features.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("frequency", "recency", "T")
@@ -168,11 +169,11 @@ def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, 
     except TrainingError as e:
         log.warning("btyd features are missing for this window: %s", e)
         missing = pa.nulls(features.num_rows, pa.float64())
-        return _append(features, missing, missing), {"model": "BG/NBD", "error": str(e)}
+        return _append(features, missing, missing), BtydFailed(model="BG/NBD", error=str(e))
     p_alive = bgnbd_p_alive(params, x, t_x, T)
     purchases = bgnbd_expected_purchases(params, x, t_x, T, horizon_days)
-    summary = {"model": "BG/NBD", "penalizer": penalizer, **asdict(params)}
-    return _append(features, pa.array(p_alive), pa.array(purchases)), summary
+    fit = BgNbdFit(model="BG/NBD", penalizer=penalizer, **asdict(params))
+    return _append(features, pa.array(p_alive), pa.array(purchases)), fit
 
 
 def _append(features: pa.Table, p_alive: pa.Array, purchases: pa.Array) -> pa.Table:

@@ -14,16 +14,14 @@ for the path it needs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from custseq.errors import ArtifactError
+from custseq.io.run_files import PREPARE_FILE, QUARANTINE_DIR, RunFolder
 
-SUMMARY_FILE = "prepare.json"
 VOCAB_FILE = "vocab.json"
 DAILY_SPEND_FILE = "daily_spend.parquet"
-QUARANTINE_DIR = "quarantine"
 WINDOWS_DIR = "windows"
 FEATURES_FILE = "features.parquet"
 LABELS_FILE = "labels.parquet"
@@ -74,20 +72,17 @@ class PreparedWindows:
         Raises
         ------
         ArtifactError
-            If ``root`` holds no readable prepare.json.
+            If ``root`` holds no readable prepare.json of this custseq's format.
         """
         root = Path(root)
-        try:
-            summary = json.loads((root / SUMMARY_FILE).read_text())
-            roles: dict[str, list[WindowFolder]] = {w["role"]: [] for w in summary["windows"]}
-            for w in summary["windows"]:  # written score, validation, then the older training windows
-                roles[w["role"]].append(window_folder(root, w["as_of"]))
-            horizon = int(summary["horizon_days"])
-            scoring = roles["score"][0]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ArtifactError(f"{root} is not a prepare output ({type(e).__name__}: {e}); run prepare again") from e
-        training = (*roles.get("validation", []), *roles.get("train", []))  # none: window.require_training off
-        return cls(root, scoring, training, horizon)
+        summary = RunFolder(root).read_prepare_summary()
+        roles: dict[str, list[WindowFolder]] = {"score": [], "validation": [], "train": []}
+        for w in summary.windows:  # written score, validation, then the older training windows
+            roles[w.role].append(window_folder(root, w.as_of))
+        if len(roles["score"]) != 1:
+            raise ArtifactError(f"{root / PREPARE_FILE} lists {len(roles['score'])} scoring windows; run prepare again")
+        training = (*roles["validation"], *roles["train"])  # none: window.require_training off
+        return cls(root, roles["score"][0], training, summary.horizon_days)
 
     @property
     def validation(self) -> WindowFolder:
@@ -95,7 +90,7 @@ class PreparedWindows:
 
     @property
     def summary_file(self) -> Path:
-        return self.root / SUMMARY_FILE
+        return self.root / PREPARE_FILE
 
     @property
     def vocab_file(self) -> Path:

@@ -41,8 +41,6 @@ from custseq.errors import ArtifactError
 from custseq.io.records import InvalidRecord, JsonRecord, decode_fields, encode_fields
 
 FORMAT_VERSION = 1  # of every JSON run file; raise it when a file's keys or their meaning change
-# TODO(integration): set False once pipelines write through RunFolder
-ACCEPT_UNVERSIONED = True  # read JSON files without "format_version" (written before it existed) as version 1
 
 METRICS_FILE = "metrics.json"
 PROFIT_FILE = "profit.json"
@@ -97,18 +95,18 @@ class RunFile(JsonRecord):
         ------
         RunFileError
             (an :class:`~custseq.errors.ArtifactError`) If the format version is not :data:`FORMAT_VERSION`
-            (or is missing, unless :data:`ACCEPT_UNVERSIONED`), or a key is missing, unknown or of the wrong type.
+            (or is missing), or a key is missing, unknown or of the wrong type.
         """
         source = source if source is not None else cls.file
         rerun = f"write it again with this custseq (`{cls.writer}`)"
         if not isinstance(data, dict):
             raise RunFileError(source, f"must hold a JSON object, got {type(data).__name__}; {rerun}")
         found = data.get("format_version")
-        if found is None and not ACCEPT_UNVERSIONED:
+        if found is None:
             raise RunFileError(
                 source, f"has no format_version; this custseq reads format_version {FORMAT_VERSION}: {rerun}"
             )
-        if found is not None and (isinstance(found, bool) or found != FORMAT_VERSION):
+        if isinstance(found, bool) or found != FORMAT_VERSION:
             raise RunFileError(
                 source, f"has format_version {found!r}; this custseq reads format_version {FORMAT_VERSION}: {rerun}"
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from custseq.io.prepared import WindowFolder
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.next_event import item_field
 from custseq.schema import TOKEN_TYPES
@@ -44,14 +44,14 @@ def cls_attention(encoder: SequenceEncoder, batch: EventBatch) -> np.ndarray:
 
 
 def attention_samples(
-    encoder: SequenceEncoder, vocab: SequenceVocab, window: Path, customer_ids: list[str], shown_events: int
+    encoder: SequenceEncoder, vocab: SequenceVocab, window: WindowFolder, customer_ids: list[str], shown_events: int
 ) -> list[dict[str, Any]]:
     """For each customer: event labels (oldest first) and the [CLS] attention on them per layer.
 
     ``window`` is a window folder of ``prepare`` (its ``sequences/``); the encoder sees each customer's whole
     sequence (up to ``max_events``), the labels and weights cover the latest ``shown_events`` events.
     """
-    table = read_sequences(window / "sequences")
+    table = read_sequences(window.sequences)
     wanted = pa.array(customer_ids, table.schema.field("customer_id").type)
     table = table.filter(pc.is_in(table.column("customer_id"), value_set=wanted))
     if table.num_rows == 0:

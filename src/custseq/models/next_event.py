@@ -32,6 +32,7 @@ import pyarrow.dataset as ds
 import torch
 
 from custseq.errors import ArtifactError, ConfigError, TrainingError
+from custseq.io.prepared import WindowFolder
 from custseq.models.pretrain import PretrainModel
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.vocab import FIRST_VALUE_ID, PAD, SequenceVocab
@@ -120,7 +121,7 @@ def item_field(vocab: SequenceVocab, requested: str) -> str | None:
 def propose_next(
     model: PretrainModel,
     vocab: SequenceVocab,
-    folder: Path,
+    folder: WindowFolder,
     field: str,
     k: int,
     batch_size: int = 256,
@@ -137,7 +138,7 @@ def propose_next(
         A pre-trained model with the next-event objective (``"next"`` in its objectives).
     vocab : SequenceVocab
         The vocabulary the folder's sequences were encoded with (the model's).
-    folder : Path
+    folder : WindowFolder
         A window folder with ``sequences/`` (a ``prepare`` window, or the output of
         :func:`custseq.prepare.prepare_scoring_sequences`).
     field : str
@@ -277,7 +278,9 @@ class NextItemTargets:
     without_earlier_tokens: int  # later-window customers with no token before the earlier cutoff: left out
 
 
-def next_item_targets(window: Path, later_window: Path, field: str, horizon_days: int) -> NextItemTargets:
+def next_item_targets(
+    window: WindowFolder, later_window: WindowFolder, field: str, horizon_days: int
+) -> NextItemTargets:
     """The first real value of ``field`` each customer of ``later_window`` has in ``[cutoff, cutoff + horizon)``.
 
     ``cutoff`` is ``window``'s. A token of the later window lies ``d = expm1(log_t_to_cutoff)`` days before
@@ -289,9 +292,9 @@ def next_item_targets(window: Path, later_window: Path, field: str, horizon_days
 
     Parameters
     ----------
-    window : Path
+    window : WindowFolder
         The earlier window folder (with ``sequences/``).
-    later_window : Path
+    later_window : WindowFolder
         A window folder with a later cutoff.
     field : str
         A categorical field of the sequences.
@@ -314,9 +317,9 @@ def next_item_targets(window: Path, later_window: Path, field: str, horizon_days
     if horizon_days < 1:
         raise ConfigError(f"horizon_days must be at least 1, got {horizon_days}")
     earlier_cutoff = _window_cutoff(window)
-    later = ds.dataset(Path(later_window) / "sequences", format="parquet", partitioning="hive")
+    later = ds.dataset(later_window.sequences, format="parquet", partitioning="hive")
     if field not in later.schema.names:
-        raise ConfigError(f"{later_window} has no sequence column {field!r}; columns: {later.schema.names}")
+        raise ConfigError(f"{later_window.folder} has no sequence column {field!r}; columns: {later.schema.names}")
     table = later.to_table(columns=["customer_id", "cutoff", "length", field, "log_t_to_cutoff"])
     table = table.filter(pc.greater(table["length"], 0)).sort_by("customer_id")
     later_cutoff = _window_cutoff(later_window, table)
@@ -350,8 +353,8 @@ def next_item_targets(window: Path, later_window: Path, field: str, horizon_days
 def fit_item_mixture(
     model: PretrainModel,
     vocab: SequenceVocab,
-    window: Path,
-    later_window: Path,
+    window: WindowFolder,
+    later_window: WindowFolder,
     field: str,
     horizon_days: int,
     k: int,
@@ -379,9 +382,9 @@ def fit_item_mixture(
         A pre-trained model with the next-event objective.
     vocab : SequenceVocab
         The vocabulary both windows were encoded with (the model's).
-    window : Path
+    window : WindowFolder
         The window folder whose customers the mixture is fitted on (e.g. the latest training window).
-    later_window : Path
+    later_window : WindowFolder
         A window folder with a later cutoff (e.g. the scoring window).
     field : str
         The item field (see :func:`item_field`).
@@ -409,8 +412,9 @@ def fit_item_mixture(
     targets = next_item_targets(window, later_window, field, horizon_days)
     if len(targets.value_ids) and int(targets.value_ids.max()) >= vocab.size(field):
         raise ArtifactError(
-            f"{later_window}'s sequences hold {field} id {int(targets.value_ids.max())}, beyond the vocabulary's "
-            f"{vocab.size(field)} ids; both windows must come from the prepare run the model's vocabulary belongs to"
+            f"{later_window.folder}'s sequences hold {field} id {int(targets.value_ids.max())}, beyond the "
+            f"vocabulary's {vocab.size(field)} ids; both windows must come from the prepare run the model's "
+            "vocabulary belongs to"
         )
     target_of = dict(zip(targets.customer_ids, targets.value_ids.tolist(), strict=True))
     fitted_on = (targets.earlier_cutoff - dt.timedelta(days=1)).date().isoformat()
@@ -438,7 +442,7 @@ def fit_item_mixture(
                 hits[j] += float((top == target.unsqueeze(1)).any(dim=1).sum())
                 target_mass[j] += float(mixed.gather(1, target.unsqueeze(1)).sum())
     if n == 0:
-        note = f"no customer of {window} has a next {field} within {horizon_days} days in {later_window}"
+        note = f"no customer of {window.folder} has a next {field} within {horizon_days} days in {later_window.folder}"
         return ItemMixture(0.0, HALF_LIVES[-1], fitted_on, 0, {}, field, k, note)
     rate = hits / n
     best = max(range(len(grid)), key=lambda j: (rate[j], target_mass[j], -grid[j][0], -grid[j][1]))
@@ -494,10 +498,10 @@ def _checked_field(model: PretrainModel, vocab: SequenceVocab, field: str, k: in
     return resolved
 
 
-def _sequence_files(folder: Path) -> tuple[Path, ...]:
-    files = tuple(shard_files(Path(folder) / "sequences"))
+def _sequence_files(folder: WindowFolder) -> tuple[Path, ...]:
+    files = tuple(shard_files(folder.sequences))
     if not files:
-        raise ArtifactError(f"{folder} has no sequences/*.parquet; give a window folder written by prepare")
+        raise ArtifactError(f"{folder.folder} has no sequences/*.parquet; give a window folder written by prepare")
     return files
 
 
@@ -527,16 +531,18 @@ def _rank(mixed: torch.Tensor, head_order: torch.Tensor, k: int) -> tuple[torch.
     return ranked.values[:, :k], head_order.gather(1, ranked.indices[:, :k])
 
 
-def _window_cutoff(folder: Path, table: pa.Table | None = None) -> dt.datetime:
+def _window_cutoff(folder: WindowFolder, table: pa.Table | None = None) -> dt.datetime:
     """The cutoff stored in a window's sequences (the same on every row)."""
     if table is None:
         files = _sequence_files(folder)
         table = ds.dataset(list(files), format="parquet").to_table(columns=["cutoff"])
     if table.num_rows == 0:
-        raise ArtifactError(f"{folder} has no customers in sequences/; give a window folder written by prepare")
+        raise ArtifactError(f"{folder.folder} has no customers in sequences/; give a window folder written by prepare")
     cutoffs = pc.unique(table["cutoff"]).to_pylist()
     if len(cutoffs) != 1:
-        raise ArtifactError(f"{folder}'s sequences hold several cutoffs {sorted(cutoffs)[:3]}; expected one window")
+        raise ArtifactError(
+            f"{folder.folder}'s sequences hold several cutoffs {sorted(cutoffs)[:3]}; expected one window"
+        )
     cutoff = cutoffs[0]
     return cutoff.replace(tzinfo=None) if isinstance(cutoff, dt.datetime) else dt.datetime.combine(cutoff, dt.time())
 

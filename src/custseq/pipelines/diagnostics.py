@@ -1,4 +1,4 @@
-"""Diagnostics of a run: what it writes to be understood and checked besides the predictions (for the report).
+"""Diagnostics of a run: what it writes, besides the predictions, to be understood and checked (by the report).
 
 - ``validation.parquet``: the held-out customers of the latest training window with their labels, custseq's
   predictions and BG/NBD + Gamma-Gamma's, for the curves and the bias audit of a ``predict`` run;
@@ -11,11 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import math
-from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +22,7 @@ from custseq.config import AuditConfig, ProfitConfig, ReportConfig, RunConfig
 from custseq.errors import TrainingError
 from custseq.evaluation.fairness import BTYD_COLUMNS, Audit, audit, audit_groups, btyd_frame, review_list
 from custseq.io.prepared import WindowFolder
+from custseq.io.run_files import Attention, AttentionSample, EpochRecord, History, Profit, ProfitBest, ProfitCurve
 from custseq.models.attention import attention_samples
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import ChurnValueModel, score_window
@@ -34,11 +31,6 @@ from custseq.scoring.profit import ProfitSimulation
 from custseq.scoring.segments import assign_segments
 
 PROFIT_POINTS = 500  # points of the saved profit curve; the best k of each ordering is always kept
-
-
-def write_json(path: Path, data: Any) -> None:
-    """JSON without NaN or infinity (strict parsers, and the report's, reject them): those become null."""
-    path.write_text(json.dumps(_finite(data), indent=1, default=str, allow_nan=False))
 
 
 def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: RunConfig) -> pd.DataFrame:
@@ -73,9 +65,13 @@ def review_table(predictions: pd.DataFrame, btyd: BtydPredictions | None, cfg: A
     return review_list(predictions, other, cfg)
 
 
-def training_history(pretrain: TrainResult | None, finetune: TrainResult) -> dict[str, list[dict[str, Any]]]:
+def training_history(pretrain: TrainResult | None, finetune: TrainResult) -> History:
     """Per epoch losses (and every logged metric) of pre-training and fine-tuning."""
-    return {"pretrain": pretrain.history if pretrain is not None else [], "finetune": finetune.history}
+    epochs = [] if pretrain is None else pretrain.history
+    return History(
+        pretrain=tuple(EpochRecord.from_json(e) for e in epochs),
+        finetune=tuple(EpochRecord.from_json(e) for e in finetune.history),
+    )
 
 
 def attention_customers(predictions: pd.DataFrame, n: int) -> list[str]:
@@ -87,46 +83,32 @@ def attention_customers(predictions: pd.DataFrame, n: int) -> list[str]:
     return ranked["customer_id"].iloc[positions].astype(str).tolist()
 
 
-def attention_json(
-    model: ChurnValueModel, window: Path, predictions: pd.DataFrame, cfg: ReportConfig
-) -> dict[str, Any]:
+def attention_of(
+    model: ChurnValueModel, window: WindowFolder, predictions: pd.DataFrame, cfg: ReportConfig
+) -> Attention:
     """Attention heat-map data for :func:`attention_customers`; a note instead for an encoder without attention."""
     encoder = model.network.encoder
     if not isinstance(encoder, SequenceEncoder):
-        return {"note": f"the {type(encoder).__name__} has no attention to show", "customers": []}
+        return Attention(note=f"the {type(encoder).__name__} has no attention to show", customers=())
     chosen = attention_customers(predictions, cfg.attention_customers)
     samples = attention_samples(encoder, model.vocab, window, chosen, cfg.attention_events)
     by_id = predictions.set_index(predictions["customer_id"].astype(str))
-    for s in samples:
-        for column in ("churn_probability", "clv_expected", "segment"):
-            if column in by_id.columns:
-                s[column] = by_id.at[s["customer_id"], column]
-    return {"layers": encoder.cfg.n_layers, "customers": samples}
+    shown = [c for c in ("churn_probability", "clv_expected", "segment") if c in by_id.columns]
+    customers = tuple(
+        AttentionSample.from_json({**s, **{c: by_id.at[s["customer_id"], c] for c in shown}}) for s in samples
+    )
+    return Attention(layers=encoder.cfg.n_layers, customers=customers)
 
 
-def profit_json(simulation: ProfitSimulation, cfg: ProfitConfig, points: int = PROFIT_POINTS) -> dict[str, Any]:
+def profit_of(simulation: ProfitSimulation, cfg: ProfitConfig, points: int = PROFIT_POINTS) -> Profit:
     """The profit curve (at most ``points`` values of k, always with each best k), its best k and parameters."""
     curve = simulation.curve
     keep = set(np.unique(np.linspace(0, len(curve) - 1, min(points, len(curve))).round().astype(int)).tolist())
     keep |= {b.k for b in simulation.best.values()}
     thin = curve.iloc[sorted(keep)]
-    return {
-        "parameters": dataclasses.asdict(cfg),
-        "customers": len(curve) - 1,
-        "curve": {c: thin[c].tolist() for c in thin.columns},
-        "best": {ordering: {"k": b.k, "profit": b.profit} for ordering, b in simulation.best.items()},
-    }
-
-
-def _finite(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    if isinstance(data, float | np.floating):
-        return float(data) if math.isfinite(data) else None
-    if isinstance(data, np.integer):
-        return int(data)
-    if isinstance(data, np.bool_):
-        return bool(data)
-    return data
+    return Profit(
+        parameters=cfg,
+        customers=len(curve) - 1,
+        curve=ProfitCurve(**{c: tuple(thin[c].tolist()) for c in thin.columns}),
+        best={ordering: ProfitBest(k=b.k, profit=b.profit) for ordering, b in simulation.best.items()},
+    )

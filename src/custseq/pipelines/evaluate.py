@@ -17,9 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,8 +34,16 @@ from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_f
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
 from custseq.io.engine import connect
 from custseq.io.prepared import PreparedWindows, WindowFolder
+from custseq.io.run_files import (
+    AucBootstrap,
+    Comparison,
+    EvaluationDetails,
+    EvaluationResult,
+    MeanStd,
+    RunFolder,
+)
 from custseq.io.tables import Tables
-from custseq.metrics import best_f1_threshold, churn_value_metrics, f1_at
+from custseq.metrics import METRICS, best_f1_threshold, churn_value_metrics, f1_at, mean_std_text
 from custseq.models.finetune import ChurnValueModel, WindowScores, finetune_prepared, score_window
 from custseq.models.pretrain import pretrain_prepared
 from custseq.pipelines.prepare import prepare
@@ -49,34 +55,6 @@ REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse"
             "seconds")  # fmt: skip
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
-
-
-@dataclass
-class Evaluation:
-    protocol: str
-    as_of: str  # the test window's as-of date
-    horizon_days: int
-    seeds: list[int]
-    per_seed: dict[str, list[dict[str, float]]]  # method -> one metrics dict per seed
-    comparisons: dict[str, dict[str, Any]]  # method -> paired tests against custseq (same label fraction)
-    skipped: dict[str, str]  # method -> why it could not run (e.g. BG/NBD did not converge)
-    details: dict[str, Any] = field(default_factory=dict)  # test rows, label fractions, transfer source…
-
-    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        """method -> metric -> (mean, std over seeds)."""
-        out = {}
-        for method, runs in self.per_seed.items():
-            out[method] = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
-                           for k in REPORTED if k in runs[0]}  # fmt: skip
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "protocol": self.protocol, "as_of": self.as_of, "horizon_days": self.horizon_days, "seeds": self.seeds,
-            "summary": {m: {k: {"mean": v[0], "std": v[1]} for k, v in s.items()} for m, s in self.summary().items()},
-            "per_seed": self.per_seed, "comparisons": self.comparisons, "skipped": self.skipped,
-            "details": self.details,
-        }  # fmt: skip
 
 
 def evaluate(
@@ -91,7 +69,7 @@ def evaluate(
     transfer_from: Tables | None = None,
     out: Path | str | None = None,
     on_stage: Say | None = None,
-) -> Evaluation:
+) -> EvaluationResult:
     """Compare custseq with the chosen baselines, ablations and studies on one dataset.
 
     Parameters
@@ -152,35 +130,49 @@ def evaluate(
                 if method.name in runner.skipped:
                     continue
                 say(f"  {method.name}")
-                result = runner.run(method, seed)
-                if result is not None:
-                    per_seed[method.name].append(result[0])
-                    first.setdefault(method.name, result[1])
+                outcome = runner.run(method, seed)
+                if outcome is not None:
+                    per_seed[method.name].append(outcome[0])
+                    first.setdefault(method.name, outcome[1])
     per_seed = {m: r for m, r in per_seed.items() if r and m not in runner.skipped}
     test = split.test
     churned, _ = test.label_arrays()
-    result = Evaluation(
+    result = EvaluationResult(
         protocol=protocol,
         as_of=split.test_folder.key,
         horizon_days=split.horizon_days,
-        seeds=list(seeds),
-        per_seed=per_seed,
+        seeds=tuple(seeds),
+        summary=_summary(per_seed),
+        per_seed={m: tuple(r) for m, r in per_seed.items()},
         comparisons=_compare(per_seed, churned, {m: p.churn_probability for m, p in first.items()}),
-        skipped=runner.skipped,
-        details={
-            "test_customers": len(churned),
-            "test_churn_rate": float(churned.mean()) if len(churned) else math.nan,
-            "training_windows": [w.features.num_rows for w in split.windows],
-            "label_fractions": sorted(set(label_fractions), reverse=True),
-            "deterministic": sorted({m.name for m in runs if m.deterministic}),
-            "config": config_to_dict(cfg.model),
-            "tables": prepared.summary["tables"],  # rows in, used and quarantined per table
-        },
+        skipped=dict(runner.skipped),
+        details=EvaluationDetails(
+            test_customers=len(churned),
+            test_churn_rate=float(churned.mean()) if len(churned) else math.nan,
+            training_windows=tuple(w.features.num_rows for w in split.windows),
+            label_fractions=tuple(sorted(set(label_fractions), reverse=True)),
+            deterministic=tuple(sorted({m.name for m in runs if m.deterministic})),
+            config=cfg.model,
+            tables=prepared.summary.tables,  # rows in, used and quarantined per table
+        ),
     )
     if out is not None:
-        write_evaluation(Path(out), result)
-        write_test_predictions(Path(out), test, {m: p for m, p in first.items() if m in per_seed})
+        folder = RunFolder(Path(out))
+        folder.write_evaluation(result, markdown=markdown(result))
+        folder.write_test_predictions(_test_predictions(test, {m: p for m, p in first.items() if m in per_seed}))
     return result
+
+
+def _summary(per_seed: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, MeanStd]]:
+    """method -> metric -> mean and standard deviation over seeds."""
+    return {
+        method: {
+            k: MeanStd(mean=float(np.mean([r[k] for r in runs])), std=float(np.std([r[k] for r in runs])))
+            for k in REPORTED
+            if k in runs[0]
+        }
+        for method, runs in per_seed.items()
+    }
 
 
 def _test_as_of(tables: Tables, cfg: RunConfig) -> dt.date:
@@ -213,7 +205,7 @@ class _Runner:
         self.skipped: dict[str, str] = {}
         self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
         self._models: dict[tuple[str, int], ChurnValueModel] = {}  # (method, seed) -> fitted network
-        self._deterministic: dict[str, tuple[dict[str, float], np.ndarray]] = {}
+        self._deterministic: dict[str, tuple[dict[str, float], BaselinePredictions]] = {}
         self.layout = PreparedWindows.read(work / "prepared")
         self._folders = self.layout.training
         self._test_cohorts = signup_cohorts(split.test.features, cfg.baselines.cohort_period)
@@ -239,6 +231,7 @@ class _Runner:
         if method.deterministic and method.name in self._deterministic:
             return self._deterministic[method.name]
         started = time.perf_counter()
+        predictions: tuple[np.ndarray | None, BaselinePredictions]
         try:
             if method.needs_labels and not self.split.windows:
                 raise TrainingError(
@@ -256,10 +249,11 @@ class _Runner:
             return None
         validation, test = predictions
         churned, value = self.split.test.label_arrays()
-        metrics = test_metrics(churned, test.churn_probability, value, test.value)
+        metrics = method_metrics(churned, test.churn_probability, value, test.value)
+        labelled = self.split.validation
         threshold = (
-            best_f1_threshold(self.split.validation.label_arrays()[0], validation)
-            if validation is not None
+            best_f1_threshold(labelled.label_arrays()[0], validation)
+            if validation is not None and labelled is not None
             else math.nan
         )
         metrics["churn_f1"] = f1_at(churned, test.churn_probability, threshold)
@@ -271,11 +265,15 @@ class _Runner:
 
     def _baseline(self, method: Method, seed: int) -> tuple[np.ndarray | None, BaselinePredictions]:
         s = self.split
+        if method.baseline is None:
+            raise TrainingError(f"{method.name} is not a baseline")
         model = method.baseline(seed, self.cfg.baselines).fit(s.train(method.label_fraction))
         validation = model.predict(s.validation).churn_probability if s.validation is not None else None
         return validation, _aligned(model.predict(s.test), s.test)
 
     def _network(self, method: Method, seed: int) -> tuple[tuple[np.ndarray, BaselinePredictions], float]:
+        if method.variant is None:
+            raise TrainingError(f"{method.name} is not a network")
         m = with_seed(dataclasses.replace(self.cfg, model=method.variant(self.cfg.model)), seed).model
         m = dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, label_fraction=method.label_fraction))
         encoder_dir, pretrain_seconds = self._encoder(m, transfer=method.transfer)
@@ -288,6 +286,8 @@ class _Runner:
         s = self.split
         validation = score_window(fit.model, self._folders[0], part="validation")
         test = score_window(fit.model, s.test_folder, part=s.test_part)
+        if s.validation is None:
+            raise TrainingError("no validation window: the network needs one to choose its F1 threshold")
         val_p = _by_ids(validation, s.validation.customer_ids)["churn_probability"]
         return (val_p, _aligned(_as_predictions(test), s.test)), pretrain_seconds
 
@@ -304,6 +304,8 @@ class _Runner:
         test_window = _with_embeddings(model, self.split.test_window, self.split.test_folder)
         augmented = dataclasses.replace(self.split, windows=tuple(windows), test_window=test_window)
         booster = LightGBM(seed=seed, config=self.cfg.baselines).fit(augmented.train(method.label_fraction))
+        if augmented.validation is None:
+            raise TrainingError(f"{EMBEDDINGS} needs a validation window")
         predictions = booster.predict(augmented.validation).churn_probability
         return predictions, _aligned(booster.predict(augmented.test), augmented.test)
 
@@ -364,7 +366,9 @@ def _with_embeddings(model: ChurnValueModel, window: WindowTables, folder: Windo
     return dataclasses.replace(window, features=features)
 
 
-def test_metrics(churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, value_p: np.ndarray) -> dict:
+def method_metrics(
+    churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, value_p: np.ndarray
+) -> dict[str, float]:
     """Every reported metric but F1 and seconds: churn, value, MAPE on positive values, Spearman."""
     m = churn_value_metrics(churned, churn_p, value, value_p)
     positive = value > 0
@@ -375,41 +379,32 @@ def test_metrics(churned: np.ndarray, churn_p: np.ndarray, value: np.ndarray, va
     return m
 
 
-test_metrics.__test__ = False  # not a pytest test
-
-
-def write_test_predictions(out: Path, test: WindowTables, first: dict[str, BaselinePredictions]) -> None:
+def _test_predictions(test: WindowTables, first: dict[str, BaselinePredictions]) -> pa.Table:
     """test_predictions.parquet: the test customers' labels and each method's first-seed predictions."""
     churned, value = test.label_arrays()
     columns = {"customer_id": test.customer_ids, "churned": churned.astype(bool), "value": value.astype(float)}
     for method, p in first.items():
         columns[f"{method}:churn_probability"] = np.asarray(p.churn_probability, dtype=float)
         columns[f"{method}:clv_expected"] = np.asarray(p.value, dtype=float)
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), out / "test_predictions.parquet")
+    return pa.table(columns)
 
 
-def write_evaluation(out: Path, result: Evaluation) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(result.to_json(), indent=1))
-    (out / "evaluation.md").write_text(markdown(result))
-
-
-def markdown(result: Evaluation) -> str:
+def markdown(result: EvaluationResult) -> str:
+    """evaluation.md: the summary table (labels and formats of :data:`custseq.metrics.METRICS`) and the tests."""
     columns = REPORTED
     d = result.details
     lines = [
         f"# custseq evaluate: {result.protocol} protocol, test as of {result.as_of}, horizon {result.horizon_days} "
-        f"days, seeds {result.seeds}",
+        f"days, seeds {list(result.seeds)}",
         "",
-        f"{d.get('test_customers', '?')} test customers (churn rate {d.get('test_churn_rate', math.nan):.3f}); "
+        f"{d.test_customers} test customers (churn rate {d.test_churn_rate:.3f}); "
         "mean ± std over seeds (methods that do not depend on the seed ran once).",
         "",
-        "| method | " + " | ".join(columns) + " |",
+        "| method | " + " | ".join(METRICS[c].label for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
-    for method, s in result.summary().items():
-        lines.append(f"| {method} | " + " | ".join(_cell(s, c) for c in columns) + " |")
+    for method, s in result.summary.items():
+        lines.append(f"| {method} | " + " | ".join(mean_std_text(c, s.get(c)) for c in columns) + " |")
     if result.comparisons:
         lines += [
             "",
@@ -417,27 +412,20 @@ def markdown(result: Evaluation) -> str:
             "|---|---|---|---|",
         ]
         for name, c in result.comparisons.items():
-            b = c["auc_bootstrap"]
+            b = c.auc_bootstrap
             lines.append(
-                f"| {name} vs {c['reference']} | {c['churn_auc_difference']:+.3f} ({c['churn_auc_p']:.3g}) | "
-                f"{c['value_gini_difference']:+.3f} ({c['value_gini_p']:.3g}) | "
-                f"{b['difference']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}] ({b['p_value']:.3g}) |"
+                f"| {name} vs {c.reference} | {c.churn_auc_difference:+.3f} ({c.churn_auc_p:.3g}) | "
+                f"{c.value_gini_difference:+.3f} ({c.value_gini_p:.3g}) | "
+                f"{b.difference:+.3f} [{b.low:+.3f}, {b.high:+.3f}] ({b.p_value:.3g}) |"
             )
         lines.append("\nDifferences are custseq minus the method: positive means custseq is ahead.")
     lines += [f"\n{name} was not run: {why}" for name, why in result.skipped.items()]
     return "\n".join(lines) + "\n"
 
 
-def _cell(summary: dict[str, tuple[float, float]], column: str) -> str:
-    if column not in summary or math.isnan(summary[column][0]):
-        return "–"
-    mean, std = summary[column]
-    return f"{mean:.3f} ± {std:.3f}"
-
-
 def _compare(
     per_seed: dict[str, list[dict[str, float]]], churned: np.ndarray, first: dict[str, np.ndarray]
-) -> dict[str, dict]:
+) -> dict[str, Comparison]:
     """Paired t-tests over seeds, and a paired bootstrap of the AUC on the first seed's test customers."""
     out = {}
     for name, runs in per_seed.items():
@@ -445,11 +433,11 @@ def _compare(
         if name == reference or reference not in per_seed or "churn_auc" not in runs[0]:
             continue
         ours = per_seed[reference]
-        pair: dict[str, Any] = {"reference": reference}
+        tests: dict[str, float] = {}
         for metric in ("churn_auc", "value_gini", "composite"):
             a, b = [r[metric] for r in ours], [r[metric] for r in runs]
-            pair[f"{metric}_difference"] = float(np.mean(a) - np.mean(b))
-            pair[f"{metric}_p"] = paired_t_test(a, b)
-        pair["auc_bootstrap"] = paired_bootstrap_auc(churned, first[reference], first[name], n_boot=500)
-        out[name] = pair
+            tests[f"{metric}_difference"] = float(np.mean(a) - np.mean(b))
+            tests[f"{metric}_p"] = paired_t_test(a, b)
+        bootstrap = AucBootstrap(**paired_bootstrap_auc(churned, first[reference], first[name], n_boot=500))
+        out[name] = Comparison(reference=reference, auc_bootstrap=bootstrap, **tests)
     return out

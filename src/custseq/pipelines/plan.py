@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from custseq.config import ActionConfig
 from custseq.errors import ConfigError
-from custseq.pipelines.diagnostics import write_json
-from custseq.pipelines.outputs import actions_metrics
+from custseq.io.run_files import METRICS_FILE, PREDICTIONS_CSV_FILE, PREDICTIONS_FILE, REPORT_FILE, RunFolder
+from custseq.pipelines.outputs import action_settings
 from custseq.scoring.actions import load_catalogue, plan_actions
 
-REPLANNED = ("predictions.parquet", "predictions.csv", "metrics.json", "report.html")  # what `replan` writes
+REPLANNED = (PREDICTIONS_FILE, PREDICTIONS_CSV_FILE, METRICS_FILE, REPORT_FILE)  # what `replan` writes
 
 
 def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = None) -> pd.DataFrame:
     """Re-plan saved predictions (``folder/predictions.parquet``) with other action settings or catalogue.
 
     The next-event proposals saved in ``next_items`` are reused, so no model is needed. Writes
-    predictions.parquet / .csv and the ``actions`` entry of metrics.json to ``out`` (default: ``folder``); a
-    new ``out`` also receives the run's other files (validation curves, audit…) so that its report is whole.
+    predictions.parquet / .csv and, when the folder has one, metrics.json's ``actions`` to ``out`` (default:
+    ``folder``); a new ``out`` also receives the run's other files (validation curves, audit…) so that its
+    report is whole.
 
     Raises
     ------
@@ -34,26 +32,23 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     SchemaError
         If the predictions lack a column the plans need.
     """
-    folder = Path(folder)
-    source = folder / "predictions.parquet"
-    if not source.is_file():
-        raise ConfigError(f"{source} not found; pass the --out folder of predict or score")
-    catalogue = load_catalogue(actions.catalogue)
-    planned = plan_actions(pq.read_table(source).to_pandas(), actions, catalogue)
-    target = Path(out) if out is not None else folder
-    target.mkdir(parents=True, exist_ok=True)
-    if target.resolve() != folder.resolve():
-        for other in folder.iterdir():
-            if other.is_file() and other.name not in REPLANNED and not (target / other.name).exists():
-                shutil.copy2(other, target / other.name)
-    table = pa.Table.from_pandas(planned, preserve_index=False)
-    pq.write_table(table, target / "predictions.parquet")
-    pacsv.write_csv(table, target / "predictions.csv")
-    metrics_file = folder / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    previous = metrics.get("actions", {})  # how the items were proposed stays as predict said
-    metrics["actions"] = actions_metrics(
-        actions, previous.get("item_field"), note=previous.get("note"), item_mixture=previous.get("item_mixture")
-    )
-    write_json(target / "metrics.json", metrics)
+    source, target = RunFolder(Path(folder)), RunFolder(Path(out) if out is not None else Path(folder))
+    if not source.has(PREDICTIONS_FILE):
+        raise ConfigError(f"{source.path / PREDICTIONS_FILE} not found; pass the --out folder of predict or score")
+    planned = plan_actions(source.read_predictions(), actions, load_catalogue(actions.catalogue))
+    if target.path.resolve() != source.path.resolve():
+        _copy_other_files(source.path, target.path)
+    target.write_predictions(planned)
+    if source.has(METRICS_FILE):  # how the items were proposed stays as predict said
+        metrics = source.read_metrics()
+        before = metrics.actions
+        settings = action_settings(actions, before.item_field, note=before.note, item_mixture=before.item_mixture)
+        target.write_metrics(dataclasses.replace(metrics, actions=settings))
     return planned
+
+
+def _copy_other_files(folder: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for other in folder.iterdir():
+        if other.is_file() and other.name not in REPLANNED and not (target / other.name).exists():
+            shutil.copy2(other, target / other.name)

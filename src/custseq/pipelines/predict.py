@@ -7,22 +7,37 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pandas as pd
 
 from custseq.config import RunConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError
+from custseq.evaluation.fairness import Audit
 from custseq.io.prepared import PreparedWindows
+from custseq.io.run_files import (
+    MODEL_DIR,
+    QUARANTINE_DIR,
+    AuditSummary,
+    BacktestMetrics,
+    ItemMixtureInfo,
+    Metrics,
+    PrepareSummary,
+    RunFolder,
+    TaskWeighting,
+    ValidationMetrics,
+)
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
 from custseq.models.finetune import (
+    ChurnValueModel,
     FitResult,
     WindowScores,
     finetune_prepared,
@@ -32,8 +47,15 @@ from custseq.models.finetune import (
 )
 from custseq.models.next_event import fit_item_mixture, item_field
 from custseq.models.pretrain import PretrainRun, load_pretrained, pretrain_prepared
-from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions, write_json
-from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_outputs
+from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions
+from custseq.pipelines.outputs import (
+    ItemProposer,
+    PredictRun,
+    ScoredCustomers,
+    copy_quarantine,
+    score_customers,
+    write_scored,
+)
 from custseq.pipelines.prepare import prepare
 from custseq.sequences.vocab import SequenceVocab
 
@@ -61,35 +83,45 @@ def predict(
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
-    cfg = config
     say = on_stage or (lambda _msg: None)
     started = time.perf_counter()
     with _work_folder(work_dir) as work:
-        prepared = prepare(tables, cfg, work / "prepared", progress=say)
-        layout = prepared.layout
-        fit, pretrained = _fit(layout, work, cfg, say, progress)
+        prepared = prepare(tables, config, work / "prepared", progress=say)
+        layout, summary = prepared.layout, prepared.summary
+        fit, pretrained = _fit(layout, work, config, say, progress)
         say("scoring every customer")
         scores = score_window(fit.model, layout.scoring)
-        data_cfg = saved_data_config(prepared.summary["config"])
-        metrics = _metrics(prepared.summary, fit, scores, time.perf_counter() - started)
-        proposer = _item_proposer(pretrained, fit.model.vocab, layout, data_cfg, say)
-        if out is not None:
-            say("scoring the validation customers and auditing the predictions across customer groups")
-            validation = validation_predictions(fit.model, layout.training[0], data_cfg)
-            audited = audit_validation(validation, layout.training[0], data_cfg.audit)
-            metrics["audit"] = {"labelled_customers": len(validation), "flagged_groups": audited.flagged_groups}
-        run = score_outputs(
-            scores, layout.scoring, metrics, fit.model, data_cfg, prepared.summary["as_of"], out, proposer
-        )
-        if out is not None:
-            out = Path(out)
-            _save_models(out / "model", fit, pretrained, proposer, cfg, data_cfg, fingerprint_of(layout))
-            copy_quarantine(layout.quarantine_dir, out / "quarantine")
-            pretrain_result = pretrained.result if pretrained is not None else None
-            write_json(out / "history.json", training_history(pretrain_result, fit.result))
-            pq.write_table(pa.Table.from_pandas(validation, preserve_index=False), out / "validation.parquet")
-            write_json(out / "audit.json", audited.to_json())
-    return run
+        seconds = time.perf_counter() - started
+        proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
+        checked = _check_on_validation(fit.model, layout, summary.config, say) if out is not None else None
+        scored = score_customers(scores, layout.scoring, fit.model, summary.config, proposer)
+        metrics = _metrics(summary, fit, scores, scored, seconds, checked)
+        if out is not None and checked is not None:
+            folder = RunFolder(Path(out))
+            write_scored(folder, scored, metrics, fit.model, layout.scoring, summary.config)
+            _save_models(folder.path / MODEL_DIR, fit, pretrained, proposer, config, summary.config, layout)
+            copy_quarantine(layout.quarantine_dir, folder.path / QUARANTINE_DIR)
+            folder.write_history(training_history(pretrained.result if pretrained else None, fit.result))
+            folder.write_validation(checked.predictions)
+            folder.write_audit(checked.audit.to_record())
+    return PredictRun(
+        scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
+        fit.model, summary.config, summary.as_of, proposer,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _ValidationCheck:
+    predictions: pd.DataFrame  # the validation customers, labelled (validation.parquet)
+    audit: Audit  # the bias audit of those predictions
+
+
+def _check_on_validation(
+    model: ChurnValueModel, layout: PreparedWindows, cfg: RunConfig, say: Stage
+) -> _ValidationCheck:
+    say("scoring the validation customers and auditing the predictions across customer groups")
+    predictions = validation_predictions(model, layout.validation, cfg)
+    return _ValidationCheck(predictions, audit_validation(predictions, layout.validation, cfg.audit))
 
 
 def _save_models(
@@ -99,14 +131,15 @@ def _save_models(
     proposer: ItemProposer | None,
     cfg: RunConfig,
     data_cfg: RunConfig,
-    fingerprint: str,
+    layout: PreparedWindows,
 ) -> None:
     """The churn-value model, and the pre-trained model whose next-event head proposes items for ``score``."""
-    save_churn_value(folder, fit, cfg.model, config_to_dict(data_cfg), fingerprint)
+    save_churn_value(folder, fit, cfg.model, config_to_dict(data_cfg), fingerprint_of(layout))
     if pretrained is not None:
         shutil.copytree(pretrained.model_dir, folder / NEXT_EVENT_DIR, dirs_exist_ok=True)
         if proposer is not None and proposer.mixture is not None:
-            write_json(folder / NEXT_EVENT_DIR / MIXTURE_FILE, dataclasses.asdict(proposer.mixture))
+            mixture = ItemMixtureInfo(**dataclasses.asdict(proposer.mixture)).to_json()
+            (folder / NEXT_EVENT_DIR / MIXTURE_FILE).write_text(json.dumps(mixture, indent=1, allow_nan=False))
 
 
 def _item_proposer(
@@ -123,15 +156,8 @@ def _item_proposer(
     if field is None or not layout.training:
         return ItemProposer(model)
     say("fitting the next-item mixture on the latest training window")
-    mixture = fit_item_mixture(
-        model,
-        vocab,
-        layout.training[0].folder,
-        layout.scoring.folder,
-        field,
-        horizon_days=layout.horizon_days,
-        k=cfg.actions.k,
-    )
+    horizon, k = layout.horizon_days, cfg.actions.k
+    mixture = fit_item_mixture(model, vocab, layout.validation, layout.scoring, field, horizon_days=horizon, k=k)
     return ItemProposer(model, mixture)
 
 
@@ -152,27 +178,42 @@ def _fit(
     return fit, pretrained
 
 
-def _metrics(summary: dict[str, Any], fit: FitResult, scores: WindowScores, seconds: float) -> dict[str, Any]:
-    metrics: dict[str, Any] = {
-        "as_of": summary["as_of"],
-        "horizon_days": summary["horizon_days"],
-        "customers_scored": len(scores.customer_ids),
-        "training_windows": fit.cutoffs,
-        "pretrained": fit.pretrained,
-        "validation": fit.metrics,
-        "task_weighting": {
-            "mode": fit.model.network.weighting.mode,
-            "weights": [float(w) for w in fit.model.network.weighting.weights()],
-        },
-        "calibration": fit.model.calibrator.method,
-        "tables": summary["tables"],
-        "seconds": round(seconds, 2),
-    }
+def _metrics(
+    summary: PrepareSummary,
+    fit: FitResult,
+    scores: WindowScores,
+    scored: ScoredCustomers,
+    seconds: float,
+    checked: _ValidationCheck | None,
+) -> Metrics:
+    backtest = None
     if scores.churned is not None and scores.value is not None:  # the scoring window is labelled: a back-test
-        metrics["backtest"] = churn_value_metrics(
-            scores.churned, scores.columns["churn_probability"], scores.value, scores.columns["clv_expected"]
+        p = scores.columns
+        backtest = BacktestMetrics(
+            **churn_value_metrics(scores.churned, p["churn_probability"], scores.value, p["clv_expected"])
         )
-    return metrics
+    weighting = fit.model.network.weighting
+    audit = None
+    if checked is not None:
+        audit = AuditSummary(labelled_customers=len(checked.predictions), flagged_groups=checked.audit.flagged_groups)
+    return Metrics(
+        as_of=summary.as_of,
+        horizon_days=summary.horizon_days,
+        customers_scored=len(scores.customer_ids),
+        training_windows=tuple(fit.cutoffs),
+        pretrained=fit.pretrained,
+        validation=ValidationMetrics.from_json(fit.metrics),  # best_epoch, a float there, is a whole number
+        task_weighting=TaskWeighting(mode=weighting.mode, weights=tuple(float(w) for w in weighting.weights())),
+        calibration=fit.model.calibrator.method,
+        tables=summary.tables,
+        seconds=round(seconds, 2),
+        backtest=backtest,
+        audit=audit,
+        p_alive=scored.p_alive,
+        value_score=scored.value_score,
+        actions=scored.actions,
+        review_customers=len(scored.review),
+    )
 
 
 def saved_data_config(saved: dict[str, Any]) -> RunConfig:

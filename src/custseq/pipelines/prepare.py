@@ -6,20 +6,18 @@ writes one unlabelled window of new data with a saved model's vocabulary (what `
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from custseq.config import RunConfig, config_to_dict
+from custseq.config import RunConfig
 from custseq.errors import SchemaError
 from custseq.features.btyd import add_btyd_features
 from custseq.features.rfm import DailyTables, build_daily, build_features
@@ -27,12 +25,12 @@ from custseq.io.engine import connect, drop_tables, fetch_scalar
 from custseq.io.prepared import (
     DAILY_SPEND_FILE,
     QUARANTINE_DIR,
-    SUMMARY_FILE,
     VOCAB_FILE,
     PreparedWindows,
     WindowFolder,
     window_folder,
 )
+from custseq.io.run_files import PreparedWindow, PrepareSummary, RunFolder, SequenceSummary
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
@@ -51,7 +49,7 @@ class PrepareResult:
     """Where ``prepare`` wrote its outputs, and its summary."""
 
     out_dir: Path
-    summary: dict[str, Any]
+    summary: PrepareSummary
     plan: WindowPlan
     vocab: SequenceVocab
 
@@ -60,8 +58,9 @@ class PrepareResult:
         """The written window folders, by role."""
         return PreparedWindows.read(self.out_dir)
 
-    def window_dir(self, window: Window) -> Path:
-        return window_folder(self.out_dir, window.key).folder
+    def window(self, window: Window) -> WindowFolder:
+        """Where one window of the plan was written."""
+        return window_folder(self.out_dir, window.key)
 
     def features(self, window: Window) -> pa.Table:
         return pq.read_table(window_folder(self.out_dir, window.key).features)
@@ -132,24 +131,24 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
             timings[f"window_{window.key}_s"] = time.perf_counter() - tick
     finally:
         con.close()
-    summary = {
-        "as_of": plan.scoring.as_of.isoformat(),
-        "horizon_days": cfg.window.horizon_days,
-        "data_start": plan.data_start.isoformat(),
-        "data_end": plan.data_end.isoformat(),
-        "tables": report.to_dict(),
-        "windows": windows,
-        "sequence": {
-            "token": layout.token,
-            "max_events": cfg.sequence.max_events,
-            "categorical_fields": {f.name: vocab.size(f.name) for f in layout.categorical()},
-            "numeric_fields": [f.name for f in layout.numeric()],
-            "vocab_fitted_before": vocab.fitted_before,
-        },
-        "config": config_to_dict(cfg),
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    summary = PrepareSummary(
+        as_of=plan.scoring.as_of.isoformat(),
+        horizon_days=cfg.window.horizon_days,
+        data_start=plan.data_start.isoformat(),
+        data_end=plan.data_end.isoformat(),
+        tables=report.accounts(),
+        windows=tuple(windows),
+        sequence=SequenceSummary(
+            token=layout.token,
+            max_events=cfg.sequence.max_events,
+            categorical_fields={f.name: vocab.size(f.name) for f in layout.categorical()},
+            numeric_fields=tuple(f.name for f in layout.numeric()),
+            vocab_fitted_before=vocab.fitted_before,
+        ),
+        config=cfg,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
+    RunFolder(out).write_prepare_summary(summary)
     return PrepareResult(out, summary, plan, vocab)
 
 
@@ -171,30 +170,28 @@ def _write_window(
     out: Path,
     lists: str,
     daily: DailyTables,
-) -> dict[str, Any]:
+) -> PreparedWindow:
     folder = window_folder(out, window.key)
     folder.folder.mkdir(parents=True, exist_ok=True)
     features = build_features(con, tx, window, cfg.features, customers=cust, events=ev, daily=daily)
-    entry: dict[str, Any] = {
-        "role": role,
-        "as_of": window.key,
-        "cutoff": window.cutoff.isoformat(),
-        "label_end": window.end.isoformat(),
-        "customers": features.num_rows,
-    }
+    customers = features.num_rows
+    btyd_fit = None
     if cfg.features.btyd:
-        features, entry["btyd_features"] = add_btyd_features(features, window.horizon_days)
+        features, btyd_fit = add_btyd_features(features, window.horizon_days)
     pq.write_table(features, folder.features)
     labelled = role != "score" or plan.scoring_labels_observed
+    churn_rate = total_value = None
     if labelled:
         labels = build_labels(con, tx, window)
         pq.write_table(labels, folder.labels)
         churned = pc.sum(labels.column("churned")).as_py() or 0
-        entry["churn_rate"] = round(churned / max(labels.num_rows, 1), 4)
-        entry["total_value"] = round(pc.sum(labels.column("value")).as_py() or 0.0, 2)
-    entry["labels"] = labelled
+        churn_rate = round(churned / max(labels.num_rows, 1), 4)
+        total_value = round(pc.sum(labels.column("value")).as_py() or 0.0, 2)
     write_sequences(con, vocab, window, cfg.sequence, folder.sequences, features.num_rows, lists=lists)
-    return entry
+    return PreparedWindow(
+        role=role, as_of=window.key, cutoff=window.cutoff.isoformat(), label_end=window.end.isoformat(),
+        customers=customers, btyd_features=btyd_fit, churn_rate=churn_rate, total_value=total_value, labels=labelled,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from pathlib import Path
 from custseq.config import RunConfig, parse_date
 from custseq.errors import ArtifactError
 from custseq.io.prepared import WindowFolder
+from custseq.io.run_files import QUARANTINE_DIR, Metrics, RunFolder
 from custseq.io.tables import Tables
 from custseq.models.finetune import ChurnValueModel, load_churn_value, score_window
 from custseq.models.next_event import ItemMixture
 from custseq.models.pretrain import load_pretrained
-from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_outputs
+from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_customers, write_scored
 from custseq.pipelines.predict import MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
 from custseq.pipelines.prepare import prepare_scoring_sequences
 
@@ -31,7 +32,7 @@ def score(
     """Score new data with a model saved by ``predict`` (``<out>/model``).
 
     The data are validated and mapped with the model's own data settings unless ``config`` is given; values
-    the model's vocabulary does not know map to the unknown id and are counted in ``metrics["unknown_values"]``.
+    the model's vocabulary does not know map to the unknown id and are counted in ``metrics.unknown_values``.
 
     Raises
     ------
@@ -64,22 +65,32 @@ def score_with_model(
     window = dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days, as_of=as_of_date)
     cfg = dataclasses.replace(data_cfg, window=window)
     with tempfile.TemporaryDirectory(prefix="custseq-score-") as tmp:
+        work = WindowFolder(Path(tmp))
         scoring = prepare_scoring_sequences(tables, cfg, tmp, vocab=model.vocab, with_features=True)
-        scores = score_window(model, WindowFolder(Path(tmp)))
-        metrics = {
-            "as_of": scoring.window.as_of.isoformat(),
-            "horizon_days": model.horizon_days,
-            "customers_scored": len(scores.customer_ids),
-            "unknown_values": dict(scoring.unknown_values),
-            "tables": scoring.report.to_dict(),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        run = score_outputs(
-            scores, WindowFolder(Path(tmp)), metrics, model, cfg, scoring.window.as_of.isoformat(), out, proposer
+        scores = score_window(model, work)
+        seconds = time.perf_counter() - started
+        scored = score_customers(scores, work, model, cfg, proposer)
+        as_of_text = scoring.window.as_of.isoformat()
+        metrics = Metrics(
+            as_of=as_of_text,
+            horizon_days=model.horizon_days,
+            customers_scored=len(scores.customer_ids),
+            unknown_values=dict(scoring.unknown_values),
+            tables=scoring.report.accounts(),
+            seconds=round(seconds, 2),
+            p_alive=scored.p_alive,
+            value_score=scored.value_score,
+            actions=scored.actions,
+            review_customers=len(scored.review),
         )
         if out is not None:
-            copy_quarantine(Path(tmp) / "quarantine", Path(out) / "quarantine")
-    return run
+            folder = RunFolder(Path(out))
+            write_scored(folder, scored, metrics, model, work, cfg)
+            copy_quarantine(Path(tmp) / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
+    out_dir = Path(out) if out is not None else None
+    return PredictRun(
+        scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, as_of_text, proposer
+    )
 
 
 def load_item_proposer(folder: Path) -> ItemProposer | None:

@@ -12,6 +12,7 @@ import duckdb
 from custseq.config import RunConfig
 from custseq.io.engine import drop_tables
 from custseq.io.mapping import ColumnMap, resolve
+from custseq.io.run_files import ColumnSource, RuleCount, TableAccount
 from custseq.io.sources import load_raw
 from custseq.io.tables import Tables
 from custseq.schema import TABLES
@@ -26,21 +27,22 @@ class ValidationReport:
     mappings: dict[str, ColumnMap]
     tables: dict[str, CleanTable]
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for name, t in self.tables.items():
-            m = self.mappings[name]
-            out[name] = {
-                "mapping": [{"column": c, "source": s, "how": h} for c, s, h in m.describe()],
-                "extras": {c: t.kinds[c].value for c in m.extras if c in t.kinds},
-                "rows_in": t.rows_in,
-                "rows_used": t.rows_used,
-                "rows_quarantined": t.rows_quarantined,
-                "quarantined_by_rule": {r: {"rows": n, "reason": t.reasons[r]} for r, n in t.rule_counts.items()},
-                "flagged_by_rule": {r: {"rows": n, "reason": t.reasons[r]} for r, n in t.flag_counts.items()},
-                "notes": list(t.notes),
-            }
-        return out
+    def accounts(self) -> dict[str, TableAccount]:
+        """Each table's mapping and row account, as run files record them."""
+        return {name: _account(self.mappings[name], t) for name, t in self.tables.items()}
+
+
+def _account(m: ColumnMap, t: CleanTable) -> TableAccount:
+    return TableAccount(
+        mapping=tuple(ColumnSource(column=c, source=s, how=h) for c, s, h in m.describe()),
+        extras={c: t.kinds[c].value for c in m.extras if c in t.kinds},
+        rows_in=t.rows_in,
+        rows_used=t.rows_used,
+        rows_quarantined=t.rows_quarantined,
+        quarantined_by_rule={r: RuleCount(rows=n, reason=t.reasons[r]) for r, n in t.rule_counts.items()},
+        flagged_by_rule={r: RuleCount(rows=n, reason=t.reasons[r]) for r, n in t.flag_counts.items()},
+        notes=tuple(t.notes),
+    )
 
 
 def validate_into(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from custseq.config import ReportConfig
 from custseq.io.run_files import AucBootstrap, Comparison, EvaluationResult, MeanStd
-from custseq.metrics import METRICS, metric_label
+from custseq.metrics import METRICS, mean_std_text, metric_label
 from custseq.report import analysis
 from custseq.report.data import EVALUATE, ReportData
 from custseq.report.html import bullets, heading, key_values, number, paragraph, table
@@ -88,7 +88,7 @@ def _evaluation(ev: EvaluationResult) -> str:
 def _summary_table(summary: dict[str, dict[str, MeanStd]]) -> str:
     """One row per method, "mean ± std" per metric, the best mean of each column in bold."""
     columns = [c for c in BACKTEST_COLUMNS if any(c in s for s in summary.values())]
-    rows = [{"method": method, **{c: _mean_std(c, s.get(c)) for c in columns}} for method, s in summary.items()]
+    rows = [{"method": method, **{c: mean_std_text(c, s.get(c)) for c in columns}} for method, s in summary.items()]
     bold = set()
     for c in columns:
         means = {i: s[c].mean for i, s in enumerate(summary.values()) if c in s and not _nan(s[c].mean)}
@@ -97,13 +97,6 @@ def _summary_table(summary: dict[str, dict[str, MeanStd]]) -> str:
             bold |= {(i, c) for i, v in means.items() if v == best}
     labels = {c: METRICS[c].label + (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in columns}
     return table(pd.DataFrame(rows, columns=["method", *columns]), labels=labels, bold=bold)
-
-
-def _mean_std(metric: str, cell: MeanStd | None) -> str:
-    if cell is None or _nan(cell.mean):
-        return "–"
-    show = METRICS[metric].show
-    return f"{show(cell.mean)} ± {show(cell.std if not _nan(cell.std) else 0)}"
 
 
 def _comparisons_table(comparisons: dict[str, Comparison]) -> str:
