@@ -21,7 +21,7 @@ from custseq.pipelines.predict import predict
 from custseq.pipelines.score import score_with_model
 
 
-class ChurnValueEstimator(BaseEstimator):
+class ChurnValueEstimator(BaseEstimator):  # type: ignore[misc]  # scikit-learn is untyped: BaseEstimator is Any
     """Churn probability and value over ``horizon`` for every customer, learned from event sequences.
 
     Parameters

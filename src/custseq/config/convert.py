@@ -41,12 +41,13 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in data.items():
-        if dataclasses.is_dataclass(hints[name]) and fields[name].default_factory is not dataclasses.MISSING:
+        factory = fields[name].default_factory
+        if dataclasses.is_dataclass(hints[name]) and factory is not dataclasses.MISSING:
             # A partial section changes only the settings it names, starting from this field's own default
             # (ModelConfig's training defaults differ from TrainConfig's).
             built = config_from_dict(hints[name], value, f"{where}.{name}")
             given = {key: getattr(built, key) for key in value}
-            kwargs[name] = dataclasses.replace(fields[name].default_factory(), **given)
+            kwargs[name] = dataclasses.replace(factory(), **given)
         else:
             kwargs[name] = _convert(hints[name], value, f"{where}.{name}")
     try:
@@ -56,7 +57,8 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> 
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    # A resolved type hint is never a dataclass instance, so narrowing to a class changes nothing.
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return config_from_dict(hint, value, where)
     if where.endswith(".horizon_days"):
         return parse_horizon(value)

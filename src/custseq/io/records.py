@@ -23,7 +23,7 @@ import functools
 import math
 import types
 import typing
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from custseq.config import config_from_dict, config_to_dict
 from custseq.errors import ArtifactError, ConfigError
@@ -64,23 +64,23 @@ class JsonRecord:
     @classmethod
     def decode(cls, data: Any, key: str) -> Self:
         """Read the record at ``key`` (a dotted path, for errors); raises :class:`InvalidRecord`."""
-        return decode_fields(cls, data, key)
+        return cast(Self, decode_fields(cls, data, key))
 
 
 # --- records ---------------------------------------------------------------------------------------------------
 
 
 @functools.cache
-def _fields(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
+def _fields(cls: type) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
     hints = typing.get_type_hints(cls)
     return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
 
 
-def _optional_key(f: dataclasses.Field) -> bool:
+def _optional_key(f: dataclasses.Field[Any]) -> bool:
     return f.default is None
 
 
-def _required(f: dataclasses.Field) -> bool:
+def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 

@@ -10,9 +10,10 @@ import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from custseq.config import TrainConfig, config_to_dict
@@ -155,7 +156,9 @@ def restore_checkpoint(
 
 def rng_state() -> dict[str, Any]:
     """The global RNG states (torch, CUDA, numpy, ``random``) as tensors and plain values (``weights_only``-safe)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    # The stubs' overload for the default call says dict; the global RandomState (MT19937) gives the legacy tuple.
+    legacy = cast(tuple[str, npt.NDArray[np.uint32], int, int, float], np.random.get_state())
+    _, keys, pos, has_gauss, cached = legacy
     version, py_state, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -111,18 +111,18 @@ def finetune_prepared(
     windows = list(prepared.training)
     validation, horizon = windows[0], prepared.horizon_days
     spec = fit_tabular([pq.read_table(w.features) for w in windows])
-    split = {"holdout_fraction": ft.validation_fraction, "test_fraction": ft.test_fraction}
     weights = fit_sample_weights([_training_labels(w, ft) for w in windows], ft)
     torch.manual_seed(training.seed)
     encoder = _encoder(encoder_dir, cfg.encoder, vocab, transfer)
     network = MultiTaskModel(encoder, spec.width, spec.category_sizes(), ft)
-    common = {"vocab": vocab, "tabular": spec, "max_events": encoder.cfg.max_events, "seed": training.seed}
     train_stream = SampleStream(
-        tuple(windows), batch_size=training.batch_size, holdout="train", label_fraction=ft.label_fraction,
-        weights=weights, **split, **common,
+        tuple(windows), vocab, spec, encoder.cfg.max_events, training.batch_size, seed=training.seed,
+        holdout="train", holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
+        label_fraction=ft.label_fraction, weights=weights,
     )  # fmt: skip
     val_stream = SampleStream(
-        (validation,), batch_size=1024, shuffle=False, holdout="validation", **split, **common
+        (validation,), vocab, spec, encoder.cfg.max_events, 1024, shuffle=False, seed=training.seed,
+        holdout="validation", holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
     )  # fmt: skip
     if train_stream.n_batches() == 0:
         raise TrainingError("no training customers left after the validation, test and label-fraction holdouts")
@@ -144,11 +144,12 @@ def finetune_prepared(
         lr_scales={"encoder.": ft.encoder_lr_scale} if ft.encoder_mode == "discriminative" else None,
     )
     raw = _predict_stream(network, val_stream, Calibrator("none"))
-    calibrator = fit_calibrator(raw.churned, raw.columns["churn_probability"], ft.calibration)
-    report = calibration_report(raw.churned, raw.columns["churn_probability"], ft.calibration, seed=training.seed)
+    churned, value = _labels(raw)
+    calibrator = fit_calibrator(churned, raw.columns["churn_probability"], ft.calibration)
+    report = calibration_report(churned, raw.columns["churn_probability"], ft.calibration, seed=training.seed)
     model = ChurnValueModel(network, vocab, spec, calibrator, horizon)
     calibrated = calibrator(raw.columns["churn_probability"])
-    metrics = churn_value_metrics(raw.churned, calibrated, raw.value, raw.columns["clv_expected"])
+    metrics = churn_value_metrics(churned, calibrated, value, raw.columns["clv_expected"])
     metrics |= {f"churn_{k}": v for k, v in report.items()}
     metrics |= {"best_epoch": float(result.best_epoch), "validation_customers": float(len(raw.customer_ids))}
     cutoffs = [w.key for w in windows]
@@ -198,7 +199,10 @@ def save_churn_value(
 
 def load_churn_value(path: Path | str) -> tuple[ChurnValueModel, dict[str, Any], Manifest]:
     """Load a model directory written by :func:`save_churn_value`; also returns its config.json dict."""
-    network, config, vocab, manifest = load_model(Path(path), _build, expected_type=MODEL_TYPE)
+    module, config, vocab, manifest = load_model(Path(path), _build, expected_type=MODEL_TYPE)
+    network = cast(MultiTaskModel, module)  # built by _build; load_model returns an nn.Module
+    if vocab is None:  # _build has already refused a model without one
+        raise ArtifactError(f"{path}: a churn-value model needs its vocab.json")
     try:
         spec = TabularSpec.from_json(config["tabular"])
         calibrator = Calibrator.from_json(config["calibration"])
@@ -272,9 +276,18 @@ def _training_labels(window: WindowFolder, ft: FinetuneConfig) -> pa.Table:
 
 
 def _validation_composite(network: torch.nn.Module, stream: SampleStream) -> float:
-    scores = _predict_stream(network, stream, Calibrator("none"))
-    return churn_value_metrics(scores.churned, scores.columns["churn_probability"], scores.value,
+    # train() calls score_fn with the model it was given: finetune_prepared's MultiTaskModel.
+    scores = _predict_stream(cast(MultiTaskModel, network), stream, Calibrator("none"))
+    churned, value = _labels(scores)
+    return churn_value_metrics(churned, scores.columns["churn_probability"], value,
                                scores.columns["clv_expected"])["composite"]  # fmt: skip
+
+
+def _labels(scores: WindowScores) -> tuple[np.ndarray, np.ndarray]:
+    """The labels (churned, value) of validation scores; the validation window is a labelled training window."""
+    if scores.churned is None or scores.value is None:
+        raise TrainingError("the validation customers have no labels; the latest training window lacks labels.parquet")
+    return scores.churned, scores.value
 
 
 @torch.no_grad()
@@ -292,7 +305,7 @@ def _predict_stream(network: MultiTaskModel, stream: SampleStream, calibrator: C
         ids.extend(batch.events.customer_ids)
         if batch.churned is not None:
             churned.append(batch.churned.numpy())
-            value.append(batch.value.numpy())
+            value.append(cast(torch.Tensor, batch.value).numpy())  # a labelled batch has both labels
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
     columns = {k: np.concatenate(v)[order] if v else np.zeros(0) for k, v in parts.items()}
     columns["churn_probability"] = calibrator(columns["churn_probability"])

@@ -23,6 +23,7 @@ from custseq.models.losses import (
     zero_inflated_lognormal_nll,
     zero_inflated_lognormal_quantile,
 )
+from custseq.models.lstm import LstmEncoder
 from custseq.sequences.batch import EventBatch
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -51,7 +52,8 @@ class CustomerBatch:
             return None if x is None else x.to(device, non_blocking=True)
 
         return CustomerBatch(
-            self.events.to(device), move(self.tabular), {k: v.to(device) for k, v in self.categories.items()},
+            self.events.to(device), self.tabular.to(device, non_blocking=True),
+            {k: v.to(device) for k, v in self.categories.items()},
             move(self.churned), move(self.value), move(self.weight),
         )  # fmt: skip
 
@@ -70,7 +72,7 @@ class MultiTaskModel(nn.Module):
 
     def __init__(
         self,
-        encoder: SequenceEncoder,
+        encoder: SequenceEncoder | LstmEncoder,
         tabular_width: int,
         category_sizes: dict[str, int],
         cfg: FinetuneConfig,
@@ -78,11 +80,10 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
-        self.categories = nn.ModuleDict(
-            {name: nn.Embedding(size, min(16, size)) for name, size in category_sizes.items()}
-        )
+        embeddings = {name: nn.Embedding(size, min(16, size)) for name, size in category_sizes.items()}
+        self.categories = nn.ModuleDict(embeddings)
         width = (encoder.dim if cfg.use_sequence else 0) + (tabular_width if cfg.use_tabular else 0)
-        width += sum(e.embedding_dim for e in self.categories.values()) if cfg.use_tabular else 0
+        width += sum(e.embedding_dim for e in embeddings.values()) if cfg.use_tabular else 0
         self.trunk = nn.Sequential(
             nn.LayerNorm(width), nn.Linear(width, cfg.trunk_dim), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.trunk_dim, cfg.trunk_dim), nn.GELU(),
@@ -104,17 +105,19 @@ class MultiTaskModel(nn.Module):
         h = self.trunk(torch.cat(parts, dim=-1))  # (B, trunk_dim)
         out = MultiTaskOutput(self.churn_head(h).squeeze(-1), self.value_head(h), embedding)
         if batch.churned is not None and batch.value is not None:
-            out.loss, out.metrics = self._loss(out, batch)
+            out.loss, out.metrics = self._loss(out, batch.churned, batch.value, batch.weight)
         return out
 
-    def _loss(self, out: MultiTaskOutput, batch: CustomerBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(
+        self, out: MultiTaskOutput, churned: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
-        churn = focal_loss(out.churn_logit, batch.churned, cfg.focal_gamma, cfg.focal_alpha, batch.weight)
+        churn = focal_loss(out.churn_logit, churned, cfg.focal_gamma, cfg.focal_alpha, weight)
         if cfg.value_loss == "ziln":
             p = out.value_params
-            value = zero_inflated_lognormal_nll(p[:, 0], p[:, 1], p[:, 2], batch.value, batch.weight)
+            value = zero_inflated_lognormal_nll(p[:, 0], p[:, 1], p[:, 2], target, weight)
         else:
-            value = smooth_l1_log1p(out.value_params[:, 0], batch.value, weight=batch.weight)
+            value = smooth_l1_log1p(out.value_params[:, 0], target, weight=weight)
         losses = torch.stack([churn, value])
         weights = self.weighting.weights()
         metrics = {"churn_loss": float(churn.detach()), "value_loss": float(value.detach()),

@@ -37,7 +37,7 @@ def optimizer_param_groups(
     name prefix (e.g. ``"encoder."``) to a multiplier of ``learning_rate`` (discriminative learning
     rates; the first matching prefix wins). Empty groups are dropped.
     """
-    no_decay = set()
+    no_decay: set[int] = set()  # ids of the parameters that get no weight decay
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding | torch.nn.EmbeddingBag):
             no_decay.update(id(p) for p in module.parameters(recurse=False))

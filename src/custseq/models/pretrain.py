@@ -13,7 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -73,12 +73,13 @@ class PretrainModel(nn.Module):
         out = self.encoder(inputs, masked, cfg.mask_style)  # hidden (B, T, D), embedding (B, D)
         losses: list[torch.Tensor] = []
         metrics: dict[str, float] = {}
-        if masked is not None:
+        # A mask is drawn only for a masked head, and next-event targets held out only for a next head.
+        if masked is not None and self.masked_head is not None:
             rows, cols = torch.nonzero(masked, as_tuple=True)
             loss, m = event_loss(self.masked_head(out.hidden[rows, cols]), targets_at(inputs, rows, cols))
             losses.append(loss)
             metrics.update({f"masked_{k}": v for k, v in m.items()} | {"masked_loss": float(loss.detach())})
-        if next_targets is not None and has_next.any():
+        if next_targets is not None and has_next is not None and self.next_head is not None and has_next.any():
             keep = has_next
             targets = type(next_targets)(
                 {k: v[keep] for k, v in next_targets.categorical.items()},
@@ -132,7 +133,7 @@ def build_pretrain_model(config: dict[str, Any], vocab: SequenceVocab | None) ->
 def load_pretrained(model_dir: Path | str) -> tuple[PretrainModel, Manifest]:
     """Load a model written by :func:`pretrain` (checked: format, hashes, strict weights)."""
     model, _, _, manifest = load_model(Path(model_dir), build_pretrain_model, expected_type=MODEL_TYPE)
-    return model, manifest
+    return cast(PretrainModel, model), manifest  # built by build_pretrain_model; load_model returns an nn.Module
 
 
 def training_streams(
@@ -145,14 +146,14 @@ def training_streams(
     """
     keys = [w.key for w in prepared.training]
     files = tuple(f for w in prepared.training for f in shard_files(w.sequences))
-    common = {
-        "vocab": vocab,
-        "max_events": encoder.max_events,
-        "batch_size": training.batch_size,
-        "seed": training.seed,
-    }
-    train = SequenceStream(files, holdout="train", **common)
-    validation = SequenceStream(files, holdout="validation", shuffle=False, **common)
+    train = SequenceStream(
+        files, vocab=vocab, max_events=encoder.max_events, batch_size=training.batch_size, seed=training.seed,
+        holdout="train",
+    )  # fmt: skip
+    validation = SequenceStream(
+        files, vocab=vocab, max_events=encoder.max_events, batch_size=training.batch_size, seed=training.seed,
+        holdout="validation", shuffle=False,
+    )  # fmt: skip
     return train, validation, keys
 
 

@@ -54,10 +54,11 @@ class EpochProgress:
         """Advance by one batch; after an optimizer step, also show the mean loss and items/s so far."""
         if self.bar.disable:
             return
-        fields = {}
         if stepped:  # .item() syncs the GPU: once per optimizer step, only while the bar shows
-            fields = {"loss": loss_sum.item() / max(items, 1), "speed": items / (time.perf_counter() - self.started)}
-        self.bar.update(self.task, advance=1, **fields)
+            loss = loss_sum.item() / max(items, 1)
+            self.bar.update(self.task, advance=1, loss=loss, speed=items / (time.perf_counter() - self.started))
+        else:
+            self.bar.update(self.task, advance=1)
 
     def finish(self) -> None:
         """Remove the epoch's task from the bar (the bar is transient: finished epochs go to the log)."""

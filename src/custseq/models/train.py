@@ -168,7 +168,8 @@ def train(
     device = resolve_device(cfg.device)
     rank, world_size = init_distributed(device)
     ckpt_path = Path(out_dir) / CHECKPOINT_FILE if out_dir is not None else None
-    state = _checkpoint_to_resume(ckpt_path, cfg, world_size, description) if resume else None
+    # _check_arguments has made sure that resume=True comes with an out_dir, hence a ckpt_path.
+    state = _checkpoint_to_resume(ckpt_path, cfg, world_size, description) if resume and ckpt_path is not None else None
     total_steps, per_epoch = _schedule_size(state, make_train_batches, steps_per_epoch, cfg, device, rank, world_size)
 
     _seed_everything(cfg.seed + rank)
@@ -181,7 +182,7 @@ def train(
         batches_per_epoch=per_epoch, stopping=EarlyStopping(cfg.patience, cfg.min_delta), history=[],
         out_dir=out_dir, description=description,
     )  # fmt: skip
-    if state is not None:
+    if state is not None and ckpt_path is not None:  # a state is only ever read from ckpt_path
         _resume(run, state, ckpt_path)
     if run.main and out_dir is not None:
         _start_log(Path(out_dir), run.history)

@@ -24,13 +24,12 @@ from custseq.features.rfm import DailyTables, build_daily, build_features
 from custseq.io.engine import connect, drop_tables, fetch_scalar
 from custseq.io.prepared import (
     DAILY_SPEND_FILE,
-    QUARANTINE_DIR,
     VOCAB_FILE,
     PreparedWindows,
     WindowFolder,
     window_folder,
 )
-from custseq.io.run_files import PreparedWindow, PrepareSummary, RunFolder, SequenceSummary
+from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary, RunFolder, SequenceSummary
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import matplotlib as mpl
 import numpy as np
@@ -20,7 +20,12 @@ from numpy.typing import ArrayLike
 
 from custseq.report.analysis import PRIMARY, RocPrCurves
 
-STYLE = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+    RcSettings: TypeAlias = dict[RcKeyType, str | float | bool | list[str]]  # rcParams, as mpl.rc_context takes them
+
+STYLE: RcSettings = {
     "font.family": "sans-serif",
     "font.sans-serif": ["Helvetica Neue", "Helvetica", "Arial", "Liberation Sans", "DejaVu Sans"],
     "font.size": 9,

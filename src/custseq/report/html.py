@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib as mpl
 import numpy as np
@@ -21,6 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from custseq.report.figures import STYLE
+
+if TYPE_CHECKING:
+    from custseq.report.figures import RcSettings
 
 PERCENT = ".1%"  # the format of shares in the report's tables
 
@@ -108,7 +111,7 @@ def svg(fig: Figure, dpi: int = 110) -> str:
         An ``<svg>`` element that scales to its container's width.
     """
     buffer = io.StringIO()
-    settings = {"svg.fonttype": "none", "svg.hashsalt": "custseq-report", "svg.image_inline": True}
+    settings: RcSettings = {"svg.fonttype": "none", "svg.hashsalt": "custseq-report", "svg.image_inline": True}
     settings["font.sans-serif"] = STYLE["font.sans-serif"]  # the font names the SVG asks the browser for
     with mpl.rc_context(settings):
         fig.savefig(buffer, format="svg", dpi=dpi, metadata={"Date": None, "Creator": None})
@@ -181,7 +184,8 @@ def number(x: Any, fmt: str | None = None) -> str:
     if isinstance(x, float | np.floating):
         if x == 0:
             return "0"  # also -0.0
-        return f"{x:,.0f}" if abs(x) >= 1e5 else f"{x:,.3f}" if abs(x) >= 1e-3 else f"{x:.2e}"
+        magnitude = cast("float | np.floating[Any]", abs(x))  # mypy joins abs() of float | np.floating to object
+        return f"{x:,.0f}" if magnitude >= 1e5 else f"{x:,.3f}" if magnitude >= 1e-3 else f"{x:.2e}"
     return str(x)
 
 
