@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from custseq.errors import ArtifactError
-from custseq.io.run_files import PREPARE_FILE, QUARANTINE_DIR, RunFolder
+from custseq.io.run_files import PREPARE_FILE, QUARANTINE_DIR, PrepareSummary, RunFolder
 
 VOCAB_FILE = "vocab.json"
 DAILY_SPEND_FILE = "daily_spend.parquet"
@@ -75,7 +75,11 @@ class PreparedWindows:
             If ``root`` holds no readable prepare.json of this custseq's format.
         """
         root = Path(root)
-        summary = RunFolder(root).read_prepare_summary()
+        return cls.of(root, RunFolder(root).read_prepare_summary())
+
+    @classmethod
+    def of(cls, root: Path, summary: PrepareSummary) -> PreparedWindows:
+        """The layout that ``summary`` (the prepare.json of ``root``) describes."""
         roles: dict[str, list[WindowFolder]] = {"score": [], "validation": [], "train": []}
         for w in summary.windows:  # written score, validation, then the older training windows
             roles[w.role].append(window_folder(root, w.as_of))

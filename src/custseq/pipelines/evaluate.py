@@ -113,9 +113,10 @@ def evaluate(
             cfg = dataclasses.replace(cfg, window=test_window)
         say(f"preparing the windows ({protocol} protocol)")
         prepared = prepare(tables, cfg, work / "prepared")
-        split = make_split(prepared.layout, protocol, cfg.model.finetune)
+        layout = prepared.layout
+        split = make_split(layout, protocol, cfg.model.finetune)
         source = _prepare_transfer_source(transfer_from, cfg, work, say) if transfer_from is not None else None
-        runner = _Runner(split, work, cfg, source)
+        runner = _Runner(split, layout, work, cfg, source)
         per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
         first: dict[str, BaselinePredictions] = {}  # method -> its first seed's test predictions
         if COHORT_SMOOTHING in methods:
@@ -200,13 +201,15 @@ def _prepare_transfer_source(source: Tables, cfg: RunConfig, work: Path, say: Sa
 class _Runner:
     """Runs each method on the split; caches pre-trained encoders and custseq models per seed."""
 
-    def __init__(self, split: Split, work: Path, cfg: RunConfig, transfer_source: PreparedWindows | None) -> None:
+    def __init__(
+        self, split: Split, layout: PreparedWindows, work: Path, cfg: RunConfig, transfer_source: PreparedWindows | None
+    ) -> None:
         self.split, self.work, self.cfg, self.transfer_source = split, work, cfg, transfer_source
         self.skipped: dict[str, str] = {}
         self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
         self._models: dict[tuple[str, int], ChurnValueModel] = {}  # (method, seed) -> fitted network
         self._deterministic: dict[str, tuple[dict[str, float], BaselinePredictions]] = {}
-        self.layout = PreparedWindows.read(work / "prepared")
+        self.layout = layout
         self._folders = self.layout.training
         self._test_cohorts = signup_cohorts(split.test.features, cfg.baselines.cohort_period)
 

@@ -55,20 +55,20 @@ class PrepareResult:
     @property
     def layout(self) -> PreparedWindows:
         """The written window folders, by role."""
-        return PreparedWindows.read(self.out_dir)
+        return PreparedWindows.of(self.out_dir, self.summary)
 
     def window(self, window: Window) -> WindowFolder:
         """Where one window of the plan was written."""
         return window_folder(self.out_dir, window.key)
 
     def features(self, window: Window) -> pa.Table:
-        return pq.read_table(window_folder(self.out_dir, window.key).features)
+        return pq.read_table(self.window(window).features)
 
     def labels(self, window: Window) -> pa.Table:
-        return pq.read_table(window_folder(self.out_dir, window.key).labels)
+        return pq.read_table(self.window(window).labels)
 
     def sequences(self, window: Window) -> pa.Table:
-        return read_sequences(window_folder(self.out_dir, window.key).sequences)
+        return read_sequences(self.window(window).sequences)
 
 
 def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Progress | None = None) -> PrepareResult:
