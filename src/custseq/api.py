@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from custseq.config import RunConfig, with_seed, with_window
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import PrepareResult, Progress
+from custseq.pipelines.prepare import prepare as prepare_windows
+from custseq.pipelines.validate import validate
 from custseq.validate.tables import ValidationReport
 
 if TYPE_CHECKING:  # the model pipelines import torch: loaded only by the functions that need them
@@ -38,8 +40,6 @@ def validate_tables(
 
     With ``as_of`` and ``config.validation.future_rows == "quarantine"``, rows after as-of are quarantined.
     """
-    from custseq.pipelines.validate import validate
-
     cfg = with_window(config or RunConfig(), as_of=as_of)
     return validate(_tables(transactions, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
 
@@ -77,10 +77,8 @@ def prepare(
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
-    from custseq.pipelines.prepare import prepare as run  # the name `prepare` is this function's
-
     cfg = with_window(config or RunConfig(), as_of=as_of, horizon=horizon)
-    return run(_tables(transactions, customers, events, cfg), cfg, out, progress=progress)
+    return prepare_windows(_tables(transactions, customers, events, cfg), cfg, out, progress=progress)
 
 
 def predict(

@@ -466,24 +466,24 @@ def pretrain_cmd(
     column: ColumnOpt = None,
     config: ConfigOpt = None,
     epochs: Annotated[
-        int | None, typer.Option(help="At most this many epochs (early stopping may end sooner) [default: 30].")
+        int | None, typer.Option(help="At most this many epochs (early stopping may end sooner; default 30).")
     ] = None,
     objectives: Annotated[
-        str | None, typer.Option(help="Comma-separated: masked, next, contrastive [default: masked,next].")
+        str | None, typer.Option(help="Comma-separated: masked, next, contrastive (default masked,next).")
     ] = None,
     mask_rate: Annotated[
-        float | None, typer.Option(help="Share of events masked (0.15 SeqPreMT, 0.3 CASPR) [default: 0.15].")
+        float | None, typer.Option(help="Share of events masked (0.15 SeqPreMT, 0.3 CASPR; default 0.15).")
     ] = None,
     mask_style: Annotated[
-        str | None, typer.Option(help="token ([MASK] vector) or zero (CASPR) [default: token].")
+        str | None, typer.Option(help="token ([MASK] vector) or zero (CASPR; default token).")
     ] = None,
-    d_model: Annotated[int | None, typer.Option(help="Width of the encoder [default: 64].")] = None,
-    layers: Annotated[int | None, typer.Option(help="Transformer layers [default: 2].")] = None,
+    d_model: Annotated[int | None, typer.Option(help="Width of the encoder (default 64).")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer layers (default 2).")] = None,
     max_events: Annotated[
-        int | None, typer.Option(help="Last L events the encoder reads per customer [default: 64].")
+        int | None, typer.Option(help="Last L events the encoder reads per customer (default 64).")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Customers per batch (per process) [default: 256].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random choice [default: 0].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Customers per batch, per process (default 256).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice (default 0).")] = None,
     nproc: Annotated[int, typer.Option(help="Processes for distributed data parallel training (torchrun).")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
 ) -> None:

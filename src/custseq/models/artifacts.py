@@ -270,8 +270,8 @@ def read_manifest(path: Path) -> Manifest:
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(
-            f"no model directory at {path}; pass the directory written by save_model "
-            "(e.g. by `custseq pretrain` or `custseq finetune`)"
+            f"no model directory at {path}; pass a model folder custseq wrote (`custseq predict` writes "
+            "<out>/model, `custseq pretrain` its --out folder)"
         )
     file = path / MANIFEST_FILE
     return Manifest.from_json(_read_json(file), where=str(file))

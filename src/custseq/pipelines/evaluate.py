@@ -100,44 +100,22 @@ def evaluate(
         raise ConfigError("evaluate needs at least one seed")
     runs = resolve(methods, ablations, label_fractions, transfer_from is not None)
     say = on_stage or (lambda _msg: None)
-    cfg = config
     cfg = dataclasses.replace(
-        cfg,
-        window=dataclasses.replace(cfg.window, require_training=False),  # label-free methods run regardless
-        model=dataclasses.replace(cfg.model, finetune=protocol_finetune(protocol, cfg.model.finetune)),
+        config,
+        window=dataclasses.replace(config.window, require_training=False),  # label-free methods run regardless
+        model=dataclasses.replace(config.model, finetune=protocol_finetune(protocol, config.model.finetune)),
     )
     with tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
         work = Path(tmp)
         if protocol == "temporal":
-            test_window = dataclasses.replace(cfg.window, as_of=_test_as_of(tables, cfg))
-            cfg = dataclasses.replace(cfg, window=test_window)
+            cfg = dataclasses.replace(cfg, window=dataclasses.replace(cfg.window, as_of=_test_as_of(tables, cfg)))
         say(f"preparing the windows ({protocol} protocol)")
         prepared = prepare(tables, cfg, work / "prepared")
-        layout = prepared.layout
-        split = make_split(layout, protocol, cfg.model.finetune)
+        split = make_split(prepared.layout, protocol, cfg.model.finetune)
         source = _prepare_transfer_source(transfer_from, cfg, work, say) if transfer_from is not None else None
-        runner = _Runner(split, layout, work, cfg, source)
-        per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
-        first: dict[str, BaselinePredictions] = {}  # method -> its first seed's test predictions
-        if COHORT_SMOOTHING in methods:
-            say("cohort exponential smoothing")
-            try:
-                per_seed[COHORT_SMOOTHING] = [runner.cohort_smoothing()] * len(seeds)
-            except TrainingError as e:
-                runner.skipped[COHORT_SMOOTHING] = str(e)
-        for seed in seeds:
-            say(f"seed {seed}: {len(runs)} method(s)")
-            for method in runs:
-                if method.name in runner.skipped:
-                    continue
-                say(f"  {method.name}")
-                outcome = runner.run(method, seed)
-                if outcome is not None:
-                    per_seed[method.name].append(outcome[0])
-                    first.setdefault(method.name, outcome[1])
-    per_seed = {m: r for m, r in per_seed.items() if r and m not in runner.skipped}
-    test = split.test
-    churned, _ = test.label_arrays()
+        runner = _Runner(split, prepared.layout, work, cfg, source)
+        per_seed, first = _run_methods(runner, runs, seeds, COHORT_SMOOTHING in methods, say)
+    churned, _ = split.test.label_arrays()
     result = EvaluationResult(
         protocol=protocol,
         as_of=split.test_folder.key,
@@ -160,8 +138,34 @@ def evaluate(
     if out is not None:
         folder = RunFolder(Path(out))
         folder.write_evaluation(result, markdown=markdown(result))
-        folder.write_test_predictions(_test_predictions(test, {m: p for m, p in first.items() if m in per_seed}))
+        folder.write_test_predictions(_test_predictions(split.test, {m: p for m, p in first.items() if m in per_seed}))
     return result
+
+
+def _run_methods(
+    runner: _Runner, runs: list[Method], seeds: list[int] | tuple[int, ...], cohorts: bool, say: Say
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, BaselinePredictions]]:
+    """Each method's test metrics per seed (methods that could not run left out), and its first seed's
+    test predictions."""
+    per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
+    first: dict[str, BaselinePredictions] = {}
+    if cohorts:
+        say("cohort exponential smoothing")
+        try:
+            per_seed[COHORT_SMOOTHING] = [runner.cohort_smoothing()] * len(seeds)
+        except TrainingError as e:
+            runner.skipped[COHORT_SMOOTHING] = str(e)
+    for seed in seeds:
+        say(f"seed {seed}: {len(runs)} method(s)")
+        for method in runs:
+            if method.name in runner.skipped:
+                continue
+            say(f"  {method.name}")
+            outcome = runner.run(method, seed)
+            if outcome is not None:
+                per_seed[method.name].append(outcome[0])
+                first.setdefault(method.name, outcome[1])
+    return {m: r for m, r in per_seed.items() if r and m not in runner.skipped}, first
 
 
 def _summary(per_seed: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, MeanStd]]:

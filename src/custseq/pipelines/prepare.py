@@ -6,9 +6,10 @@ writes one unlabelled window of new data with a saved model's vocabulary (what `
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary,
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
-from custseq.sequences.tokens import create_tokens, layout_for
+from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
 from custseq.validate.quarantine import CleanTable
 from custseq.validate.tables import ValidationReport, validate_into
@@ -90,65 +91,69 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
-    cfg = config
     say = progress or (lambda _msg: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    con = connect(cfg.engine)
+    con = connect(config.engine)
     try:
-        tick = time.perf_counter()
-        say("validating tables")
-        future = cutoff_of(cfg.window.as_of) if cfg.window.as_of else None
-        report = validate_into(con, tables, cfg, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
-        tx, cust, ev = report.tables["transactions"], report.tables.get("customers"), report.tables.get("events")
-        timings["validate_s"] = time.perf_counter() - tick
-
-        plan = plan_windows(*data_span(con, tx.sql_name), cfg.window)
-        tick = time.perf_counter()
-        say("fitting vocabularies on training rows")
+        with _stage(timings, "validate_s", say, "validating tables"):
+            future = cutoff_of(config.window.as_of) if config.window.as_of else None
+            report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
+            tx, cust, ev = report.tables["transactions"], report.tables.get("customers"), report.tables.get("events")
+        plan = plan_windows(*data_span(con, tx.sql_name), config.window)
         roles = _roles(plan)
-        layout = layout_for(tx, ev, cfg.sequence.token)
-        vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, cfg.sequence, cutoffs=[w.cutoff for _, w in roles])
-        vocab.save(out / VOCAB_FILE)
-        timings["vocab_s"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
-        say("ordering every customer's events once")
-        lists = build_token_lists(con, vocab, "tokens")
-        drop_tables(con, "tokens", "enc_transactions", "enc_events")
-        daily = build_daily(con, tx, plan.scoring.cutoff)
-        spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
-        pq.write_table(con.sql(spend).to_arrow_table(), out / DAILY_SPEND_FILE)
-        timings["base_s"] = time.perf_counter() - tick
-
+        with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
+            layout = layout_for(tx, ev, config.sequence.token)
+            cutoffs = [w.cutoff for _, w in roles]
+            vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, config.sequence, cutoffs=cutoffs)
+            vocab.save(out / VOCAB_FILE)
+        with _stage(timings, "base_s", say, "ordering every customer's events once"):
+            lists = build_token_lists(con, vocab, "tokens")
+            drop_tables(con, "tokens", "enc_transactions", "enc_events")
+            daily = build_daily(con, tx, plan.scoring.cutoff)
+            spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
+            pq.write_table(con.sql(spend).to_arrow_table(), out / DAILY_SPEND_FILE)
         windows = []
         for role, window in roles:
-            tick = time.perf_counter()
-            say(f"window {window.key} ({role}): features, labels, sequences")
-            windows.append(_write_window(con, cfg, plan, role, window, tx, cust, ev, vocab, out, lists, daily))
-            timings[f"window_{window.key}_s"] = time.perf_counter() - tick
+            with _stage(
+                timings, f"window_{window.key}_s", say, f"window {window.key} ({role}): features, labels, sequences"
+            ):
+                windows.append(_write_window(con, config, plan, role, window, tx, cust, ev, vocab, out, lists, daily))
     finally:
         con.close()
     summary = PrepareSummary(
         as_of=plan.scoring.as_of.isoformat(),
-        horizon_days=cfg.window.horizon_days,
+        horizon_days=config.window.horizon_days,
         data_start=plan.data_start.isoformat(),
         data_end=plan.data_end.isoformat(),
         tables=report.accounts(),
         windows=tuple(windows),
-        sequence=SequenceSummary(
-            token=layout.token,
-            max_events=cfg.sequence.max_events,
-            categorical_fields={f.name: vocab.size(f.name) for f in layout.categorical()},
-            numeric_fields=tuple(f.name for f in layout.numeric()),
-            vocab_fitted_before=vocab.fitted_before,
-        ),
-        config=cfg,
+        sequence=_sequence_summary(layout, vocab, config.sequence.max_events),
+        config=config,
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
     RunFolder(out).write_prepare_summary(summary)
     return PrepareResult(out, summary, plan, vocab)
+
+
+@contextlib.contextmanager
+def _stage(timings: dict[str, float], key: str, say: Progress, message: str) -> Iterator[None]:
+    """Say that a stage starts, and record its seconds under ``key``."""
+    say(message)
+    tick = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - tick
+
+
+def _sequence_summary(layout: TokenLayout, vocab: SequenceVocab, max_events: int) -> SequenceSummary:
+    return SequenceSummary(
+        token=layout.token,
+        max_events=max_events,
+        categorical_fields={f.name: vocab.size(f.name) for f in layout.categorical()},
+        numeric_fields=tuple(f.name for f in layout.numeric()),
+        vocab_fitted_before=vocab.fitted_before,
+    )
 
 
 def _roles(plan: WindowPlan) -> list[tuple[str, Window]]:
@@ -224,28 +229,27 @@ def prepare_scoring_sequences(
     CustseqError
         On any other input problem.
     """
-    cfg = config
     out = Path(out)
-    con = connect(cfg.engine)
+    con = connect(config.engine)
     try:
-        future = cutoff_of(cfg.window.as_of) if cfg.window.as_of else None
-        report = validate_into(con, tables, cfg, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
+        future = cutoff_of(config.window.as_of) if config.window.as_of else None
+        report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
         _check_fields(vocab, {"transactions": tx, "events": ev})
-        window = Window(future or day_after(data_span(con, tx.sql_name)[1]), cfg.window.horizon_days)
+        window = Window(future or day_after(data_span(con, tx.sql_name)[1]), config.window.horizon_days)
         if with_features:
             out.mkdir(parents=True, exist_ok=True)
             features = build_features(
-                con, tx, window, cfg.features, customers=report.tables.get("customers"), events=ev
+                con, tx, window, config.features, customers=report.tables.get("customers"), events=ev
             )
-            if cfg.features.btyd:  # a failed fit leaves the columns missing and is logged
+            if config.features.btyd:  # a failed fit leaves the columns missing and is logged
                 features, _ = add_btyd_features(features, window.horizon_days)
             pq.write_table(features, WindowFolder(out).features)
         unknown = encode_tables(con, vocab, tx, ev)
         tokens = create_tokens(con, vocab.layout, [window.cutoff])
         lists = build_token_lists(con, vocab, tokens)
         n = fetch_scalar(con, f"SELECT count(*) FROM {lists} WHERE first_transaction < $c", {"c": window.cutoff})
-        write_sequences(con, vocab, window, cfg.sequence, WindowFolder(out).sequences, n, lists=lists)
+        write_sequences(con, vocab, window, config.sequence, WindowFolder(out).sequences, n, lists=lists)
     finally:
         con.close()
     return ScoringSequences(WindowFolder(out), window, n, unknown, report)

@@ -29,18 +29,7 @@ def score(
     as_of: str | None = None,
     out: Path | str | None = None,
 ) -> PredictRun:
-    """Score new data with a model saved by ``predict`` (``<out>/model``).
-
-    The data are validated and mapped with the model's own data settings unless ``config`` is given; values
-    the model's vocabulary does not know map to the unknown id and are counted in ``metrics.unknown_values``.
-
-    Raises
-    ------
-    ArtifactError
-        If the model directory is missing, corrupted or not a churn-value model.
-    SchemaError
-        If the data lack a column or field the model was trained with.
-    """
+    """Score new data with a model saved by ``predict``; what :func:`custseq.api.score` documents."""
     model, saved, _ = load_churn_value(model_dir)
     data_cfg = config or saved_data_config(saved["data"])
     proposer = load_item_proposer(Path(model_dir) / NEXT_EVENT_DIR)
