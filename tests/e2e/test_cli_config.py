@@ -76,7 +76,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
         return record
 
-    import custseq.cli
+    import custseq.cli.data
     import custseq.pipelines.evaluate
     import custseq.pipelines.plan
     import custseq.pipelines.predict
@@ -85,7 +85,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     import custseq.pipelines.validate
 
     monkeypatch.setattr(custseq.pipelines.validate, "validate", recorder("validate", 1))
-    monkeypatch.setattr(custseq.cli, "prepare", recorder("prepare", 1))
+    monkeypatch.setattr(custseq.cli.data, "prepare", recorder("prepare", 1))
     monkeypatch.setattr(custseq.pipelines.predict, "predict", recorder("predict", 1))
     monkeypatch.setattr(custseq.pipelines.score, "score", recorder("score", 2))
     monkeypatch.setattr(custseq.pipelines.evaluate, "evaluate", recorder("evaluate", 1))

@@ -1,0 +1,5 @@
+"""``python -m custseq.cli``."""
+
+from custseq.cli import main
+
+main()

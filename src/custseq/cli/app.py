@@ -1,0 +1,151 @@
+"""The command line's app, its shared options, and the one way every command builds its config."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from custseq.config import (
+    ColumnsConfig,
+    ReportConfig,
+    RunConfig,
+    apply_settings,
+    load_config,
+    parse_date,
+    parse_horizon,
+)
+from custseq.errors import CustseqError
+from custseq.io.mapping import parse_mapping_items
+from custseq.io.tables import Tables
+from custseq.version import __version__
+
+app = typer.Typer(
+    name="custseq",
+    help="Churn and lifetime value, customer by customer, learned from raw event sequences.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Transactions: CSV (.csv, .csv.gz), Parquet, or a DuckDB table as FILE.duckdb:TABLE. "
+        "Several files of one format are concatenated.",
+        show_default=False,
+        metavar="DATA",
+    ),
+]
+CustomersOpt = Annotated[str | None, typer.Option("--customers", help="Customer profiles (customer_id, signup_ts, …).")]
+EventsOpt = Annotated[str | None, typer.Option("--events", help="Behaviour events (customer_id, ts, event, …).")]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        "-c",
+        help="Map a column: ROLE=COLUMN, e.g. customer_id=CustomerID, amount=Quantity*UnitPrice, events.ts=When. "
+        "Repeatable. Unmapped obvious names are detected.",
+    ),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or JSON config file; options override it.")]
+HorizonOpt = Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Inclusive scoring date YYYY-MM-DD (default: last day in the data).")
+]
+
+
+def fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
+    """Turn a CustseqError into one red line and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except CustseqError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def run_config(
+    file: Path | None,
+    columns: list[str] | None = None,
+    *,
+    base: RunConfig | None = None,
+    **sections: dict[str, Any],
+) -> RunConfig:
+    """The one way every command builds its config: ``base`` (default :class:`RunConfig`'s defaults), then the
+    config file, then ``--column`` mappings and the command's options, each section by name (``None`` = not
+    given): ``run_config(file, window={"horizon_days": 90}, model={"encoder": {"d_model": 32}})``."""
+    cfg = load_config(file, base=base) if file else (base or RunConfig())
+    if columns:
+        mapped = parse_mapping_items(columns)
+        tables = {t: {**getattr(cfg.columns, t), **mapped[t]} for t in ("transactions", "customers", "events")}
+        cfg = dataclasses.replace(cfg, columns=ColumnsConfig(**tables, detect=cfg.columns.detect))
+    return apply_settings(cfg, sections)
+
+
+def window_options(as_of: str | None = None, horizon: str | None = None) -> dict[str, Any]:
+    """The window section of the --as-of and --horizon options."""
+    return {
+        "as_of": parse_date(as_of, "--as-of") if as_of else None,
+        "horizon_days": parse_horizon(horizon) if horizon else None,
+    }
+
+
+def tables_of(data: list[str], customers: str | None, events: str | None, cfg: RunConfig) -> Tables:
+    return Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns)
+
+
+def data_of(items: list[str]) -> str | list[str]:
+    return items[0] if len(items) == 1 else items
+
+
+def items_of(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@contextlib.contextmanager
+def spinner(first: str) -> Iterator[Callable[[str], None]]:
+    """A transient spinner; the yielded function changes its text as each stage starts."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(first, total=None)
+        yield lambda msg: bar.update(task, description=msg)
+
+
+def write_report_if_enabled(folder: Path, cfg: ReportConfig) -> Path | None:
+    """report.html in ``folder`` unless the config turns the report off."""
+    if not cfg.enabled:
+        return None
+    from custseq.report import write_report
+
+    with spinner("writing the HTML report"):
+        return write_report(folder, None, cfg)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"custseq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Churn and lifetime value, customer by customer, learned from raw event sequences."""

@@ -1,0 +1,85 @@
+"""`custseq validate` and `custseq prepare`: the data, checked and turned into windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from custseq.cli.app import (
+    AsOfOpt,
+    ColumnOpt,
+    ConfigOpt,
+    CustomersOpt,
+    DataArg,
+    EventsOpt,
+    app,
+    console,
+    fails_cleanly,
+    run_config,
+    spinner,
+    tables_of,
+    window_options,
+)
+from custseq.cli.show import print_prepare, print_validation
+from custseq.pipelines.prepare import prepare
+
+
+@app.command("validate")
+@fails_cleanly
+def validate_cmd(
+    data: DataArg,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    as_of: AsOfOpt = None,
+    forbid_future: Annotated[
+        bool, typer.Option("--forbid-future", help="Quarantine rows after --as-of (they must not exist).")
+    ] = False,
+    max_abs_amount: Annotated[float | None, typer.Option(help="Quarantine |amount| above this.")] = None,
+    duplicates: Annotated[str | None, typer.Option(help="Exact duplicate rows: auto, quarantine or keep.")] = None,
+    quarantine_dir: Annotated[
+        Path, typer.Option("--quarantine-dir", help="Where rejected rows are written with their reasons.")
+    ] = Path("quarantine"),
+) -> None:
+    """Check tables against the data contract: columns, mapping, rule hits; write rejected rows."""
+    from custseq.pipelines.validate import validate
+
+    future_rows = "quarantine" if forbid_future else None
+    validation = {"max_abs_amount": max_abs_amount, "duplicates": duplicates, "future_rows": future_rows}
+    cfg = run_config(config, column, window=window_options(as_of), validation=validation)
+    report = validate(tables_of(data, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
+    print_validation(report.accounts())
+    console.print(f"Quarantined rows, with reasons: [bold]{quarantine_dir}/[/]")
+
+
+@app.command("prepare")
+@fails_cleanly
+def prepare_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    horizon: Annotated[
+        str | None, typer.Option(help="Prediction horizon: 90d, 13w, 6m, 1y or days (default 90d).")
+    ] = None,
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    stride: Annotated[int | None, typer.Option(help="Days between training cutoffs (default: horizon).")] = None,
+    windows: Annotated[int | None, typer.Option(help="At most this many training windows.")] = None,
+    max_events: Annotated[int | None, typer.Option(help="Last L events kept per customer.")] = None,
+    token: Annotated[str | None, typer.Option(help="Sequence token: auto, order or line.")] = None,
+) -> None:
+    """Build leakage-safe windows, labels, RFM features and event sequences on disk."""
+    cfg = run_config(
+        config,
+        column,
+        window={**window_options(as_of, horizon), "stride_days": stride, "max_train_windows": windows},
+        sequence={"max_events": max_events, "token": token},
+    )
+    with spinner("starting") as say:
+        result = prepare(tables_of(data, customers, events, cfg), cfg, out, progress=say)
+    print_prepare(result)

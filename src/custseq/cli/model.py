@@ -1,0 +1,202 @@
+"""`custseq predict`, `score`, `pretrain`, `embed` and `demo`: training and applying the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from custseq.cli.app import (
+    AsOfOpt,
+    ColumnOpt,
+    ConfigOpt,
+    CustomersOpt,
+    DataArg,
+    EventsOpt,
+    HorizonOpt,
+    app,
+    console,
+    data_of,
+    fails_cleanly,
+    run_config,
+    spinner,
+    tables_of,
+    window_options,
+    write_report_if_enabled,
+)
+from custseq.cli.show import print_outputs, print_pretrain, print_scores, print_training, print_validation
+from custseq.config import (
+    RunConfig,
+    with_seed,
+)
+from custseq.datasets import cdnow_path
+from custseq.io.tables import Tables
+from custseq.version import __version__
+
+if TYPE_CHECKING:
+    from custseq.pipelines.outputs import PredictRun
+
+
+@app.command("predict")
+@fails_cleanly
+def predict_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-output"),
+    horizon: HorizonOpt = None,
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice (default: the config's, 0).")] = None,
+    pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
+) -> None:
+    """Train on the past and score every customer: churn probability and value over the horizon."""
+    model = {"pretraining": False if not pretraining else None}
+    cfg = with_seed(run_config(config, column, window=window_options(as_of, horizon), model=model), seed)
+    predict_and_print(tables_of(data, customers, events, cfg), out, cfg)
+
+
+@app.command("score")
+@fails_cleanly
+def score_cmd(
+    data: DataArg,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory written by predict (<out>/model).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseq-scores"),
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score new data with a saved model (its columns, vocabularies and horizon)."""
+    from custseq.pipelines.score import score
+
+    cfg = run_config(config, column) if (config or column) else None  # None: the model's own data settings
+    tables = Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
+    with spinner("scoring"):
+        run = score(model, tables, cfg, as_of=as_of, out=out)
+    unknown = {k: v for k, v in (run.metrics.unknown_values or {}).items() if v}
+    if unknown:
+        console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
+    print_scores(run)
+    _report_and_outputs(run)
+
+
+@app.command("pretrain")
+@fails_cleanly
+def pretrain_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    as_of: AsOfOpt = None,
+    horizon: Annotated[str | None, typer.Option(help="Horizon of the training windows (default 90d).")] = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="At most this many epochs (early stopping may end sooner; default 30).")
+    ] = None,
+    objectives: Annotated[
+        str | None, typer.Option(help="Comma-separated: masked, next, contrastive (default masked,next).")
+    ] = None,
+    mask_rate: Annotated[
+        float | None, typer.Option(help="Share of events masked (0.15 SeqPreMT, 0.3 CASPR; default 0.15).")
+    ] = None,
+    mask_style: Annotated[
+        str | None, typer.Option(help="token ([MASK] vector) or zero (CASPR; default token).")
+    ] = None,
+    d_model: Annotated[int | None, typer.Option(help="Width of the encoder (default 64).")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer layers (default 2).")] = None,
+    max_events: Annotated[
+        int | None, typer.Option(help="Last L events the encoder reads per customer (default 64).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Customers per batch, per process (default 256).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice (default 0).")] = None,
+    nproc: Annotated[int, typer.Option(help="Processes for distributed data parallel training (torchrun).")] = 1,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
+) -> None:
+    """Pre-train the sequence encoder self-supervised (masked events + next event) and save it."""
+    from custseq.pipelines.pretrain import (  # torch is imported only by the commands that need it
+        PRETRAIN_DEFAULTS,
+        pretrain,
+    )
+
+    encoder = {
+        "d_model": d_model,
+        "d_ff": 2 * d_model if d_model else None,
+        "n_layers": layers,
+        "max_events": max_events,
+    }
+    names = tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives else None
+    model = {
+        "encoder": encoder,
+        "pretrain": {"objectives": names, "mask_rate": mask_rate, "mask_style": mask_style},
+        "pretrain_training": {"epochs": epochs, "batch_size": batch_size, "seed": seed},
+    }
+    cfg = run_config(config, column, base=PRETRAIN_DEFAULTS, window=window_options(as_of, horizon), model=model)
+    run = pretrain(
+        tables_of(data, customers, events, cfg), cfg, out, nproc=nproc, resume=resume, progress=True,
+        on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
+    )  # fmt: skip
+    if run.manifest is not None:  # None only on torchrun ranks other than 0
+        print_pretrain(run.manifest, out)
+
+
+@app.command("embed")
+@fails_cleanly
+def embed_cmd(
+    data: DataArg,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory written by `custseq pretrain`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file: customer_id, e0 … e{D-1}.")] = Path(
+        "embeddings.parquet"
+    ),
+    as_of: AsOfOpt = None,
+    customers: CustomersOpt = None,
+    events: EventsOpt = None,
+    column: ColumnOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Customer embeddings as of a date, from a pre-trained encoder."""
+    from custseq.pipelines.pretrain import embed_customers
+
+    cfg = run_config(config, column, window=window_options(as_of))
+    table, scoring = embed_customers(model, tables_of(data, customers, events, cfg), cfg, out)
+    unknown = {k: v for k, v in scoring.unknown_values.items() if v}
+    console.print(
+        f"{table.num_rows:,} customers embedded as of {scoring.window.as_of} "
+        f"({table.num_columns - 1} dimensions) -> [bold]{out}[/]"
+    )
+    if unknown:
+        console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
+
+
+@app.command("demo")
+@fails_cleanly
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+    horizon: Annotated[str, typer.Option(help="Prediction horizon.")] = "90d",
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
+    console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
+    cfg = with_seed(run_config(config, window=window_options(horizon=horizon)), seed)
+    predict_and_print(Tables.of(cdnow_path(), columns=cfg.columns), out, cfg)
+
+
+def predict_and_print(tables: Tables, out: Path, cfg: RunConfig) -> None:
+    from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
+
+    # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
+    run = predict(tables, cfg, out=out, progress=True, on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"))
+    print_validation(run.metrics.tables)
+    print_training(run.metrics, run.as_of)
+    print_scores(run)
+    _report_and_outputs(run)
+
+
+def _report_and_outputs(run: PredictRun) -> None:
+    if run.out_dir is not None:
+        print_outputs(run.out_dir, write_report_if_enabled(run.out_dir, run.data_config.report))

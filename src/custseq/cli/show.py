@@ -1,0 +1,145 @@
+"""What the commands print: the row accounting, the windows, the scores, the pre-training and the back-test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from custseq.cli.app import console
+from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
+from custseq.metrics import METRICS, mean_std_text
+from custseq.pipelines.prepare import PrepareResult
+
+if TYPE_CHECKING:
+    from custseq.models.artifacts import Manifest
+    from custseq.pipelines.outputs import PredictRun
+
+
+def print_validation(tables: dict[str, TableAccount]) -> None:
+    for name, t in tables.items():
+        mapping = Table(title=f"{name}: columns", title_justify="left")
+        for col in ("role", "source column", "how"):
+            mapping.add_column(col)
+        for m in t.mapping:
+            mapping.add_row(m.column, m.source, m.how)
+        for extra, kind in t.extras.items():
+            mapping.add_row(extra, "(extra)", kind)
+        console.print(mapping)
+        account = f"{t.rows_in:,} rows in = {t.rows_used:,} used + {t.rows_quarantined:,} quarantined"
+        rules = Table(title=f"{name}: {account}", title_justify="left")
+        for col in ("rule", "rows", "action", "reason"):
+            rules.add_column(col)
+        for rule, hit in t.quarantined_by_rule.items():
+            rules.add_row(rule, f"{hit.rows:,}", "quarantined", hit.reason)
+        for rule, hit in t.flagged_by_rule.items():
+            rules.add_row(rule, f"{hit.rows:,}", "kept, flagged", hit.reason)
+        if rules.row_count:
+            console.print(rules)
+        else:
+            console.print(f"[bold]{name}[/]: {t.rows_in:,} rows, all passed validation")
+        for note in t.notes:
+            console.print(f"  [dim]note:[/] {note}", highlight=False)
+
+
+def print_prepare(result: PrepareResult) -> None:
+    s = result.summary
+    print_validation(s.tables)
+    windows = Table(title=f"windows (horizon {s.horizon_days} days, as of {s.as_of})", title_justify="left")
+    for col in ("as of", "role", "customers", "churn rate", "value in horizon"):
+        windows.add_column(col, justify="right" if col != "role" else "left")
+    for w in s.windows:
+        churn = f"{w.churn_rate:.1%}" if w.churn_rate is not None else "—"
+        value = f"{w.total_value:,.0f}" if w.total_value is not None else "—"
+        windows.add_row(w.as_of, w.role, f"{w.customers:,}", churn, value)
+    console.print(windows)
+    seq = s.sequence
+    fields = ", ".join([*(f"{k} ({v} ids)" for k, v in seq.categorical_fields.items()), *seq.numeric_fields])
+    console.print(f"sequences: one token per {seq.token}, last {seq.max_events} events; fields: {fields}")
+    console.print(f"Outputs in [bold]{result.out_dir}/[/] (prepare.json, vocab.json, windows/, quarantine/)")
+
+
+def print_scores(run: PredictRun) -> None:
+    p = run.predictions
+    h = run.metrics.horizon_days
+    console.print(
+        f"[bold]{len(p):,}[/] customers scored as of {run.as_of} for the next {h} days: expected churn rate "
+        f"{p['churn_probability'].mean():.1%}, total expected value {p['clv_expected'].sum():,.0f}"
+    )
+    valuable = p[p["clv_expected"] >= p["clv_expected"].quantile(0.75)]
+    top = Table(title="highest churn risk among the top 25% by expected value", title_justify="left")
+    for col in ("customer", "churn probability", "expected value", "P10 – P90"):
+        top.add_column(col, justify="left" if col == "customer" else "right")
+    for r in valuable.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5).itertuples():
+        top.add_row(
+            str(r.customer_id), f"{r.churn_probability:.1%}", f"{r.clv_expected:,.2f}",
+            f"{r.clv_p10:,.2f} – {r.clv_p90:,.2f}",
+        )  # fmt: skip
+    console.print(top)
+    segments = ", ".join(f"{n:,} {str(name).replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
+    console.print(f"segments: {segments}")
+    console.print(
+        f"{int(p['retention_flag'].sum()):,} customers flagged for retention actions (churn above "
+        f"{run.data_config.actions.retention_threshold:g}); {int((p['contact_profit'] > 0).sum()):,} worth a "
+        f"retention contact under the \\[profit] assumptions; {run.metrics.review_customers:,} listed in "
+        "review.csv for a human look"
+    )
+
+
+def print_outputs(out_dir: Path, report: Path | None) -> None:
+    """Where a predict or score run wrote its files."""
+    files = "predictions.parquet/.csv, embeddings.parquet, metrics.json, review.csv, quarantine/"
+    files += ", model/" if (out_dir / "model").exists() else ""
+    files += f", {report.name}" if report else ""
+    console.print(f"Outputs in [bold]{out_dir}/[/] ({files})")
+
+
+def print_training(m: Metrics, as_of: str) -> None:
+    """How the model was trained and how it did on its validation customers (and the back-test, if any)."""
+    if m.validation is not None:
+        v = m.validation
+        console.print(
+            f"trained on windows {', '.join(m.training_windows or ())} "
+            f"({'pre-trained encoder' if m.pretrained else 'no pre-training'}); validation: "
+            f"churn AUC {v.churn_auc:.3f}, value nGini {v.value_gini:.3f}, Brier "
+            f"{v.churn_brier_before:.3f} -> {v.churn_brier_after:.3f} after {m.calibration} calibration"
+        )
+    if m.backtest is not None:
+        console.print(
+            f"back-test (the horizon after {as_of} is in the data): churn AUC {m.backtest.churn_auc:.3f}, "
+            f"value nGini {m.backtest.value_gini:.3f}"
+        )
+
+
+def print_pretrain(manifest: Manifest, out: Path) -> None:
+    metrics = manifest.metrics
+    console.print(
+        f"pre-trained on windows {', '.join(manifest.cutoffs)}; best validation loss "
+        f"{metrics['best_val_loss']:.4f} at epoch {int(metrics['best_epoch'])}"
+    )
+    console.print(f"Model in [bold]{out}/[/] (config.json, vocab.json, model.safetensors, manifest.json)")
+
+
+def print_evaluation(result: EvaluationResult) -> None:
+    """Every method's mean ± std over seeds, the paired tests against custseq, and what could not run."""
+    table = Table(
+        title=f"{result.protocol} back-test, test as of {result.as_of}, horizon {result.horizon_days} days, "
+        f"{len(result.seeds)} seed(s)"
+    )
+    columns = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_gini", "value_mae", "composite",
+               "seconds")  # fmt: skip
+    table.add_column("method")
+    for key in columns:
+        table.add_column(METRICS[key].label, justify="right")
+    for method, s in result.summary.items():
+        table.add_row(method, *(mean_std_text(k, s.get(k)) for k in columns))
+    console.print(table)
+    for name, c in result.comparisons.items():
+        console.print(
+            f"{c.reference} vs {name}: ΔAUC {c.churn_auc_difference:+.3f} (paired t p={c.churn_auc_p:.3g}, "
+            f"bootstrap p={c.auc_bootstrap.p_value:.3g}), ΔnGini {c.value_gini_difference:+.3f} "
+            f"(p={c.value_gini_p:.3g})"
+        )
+    for name, why in result.skipped.items():
+        console.print(f"  [dim]note:[/] {name} was not run: {why}")
