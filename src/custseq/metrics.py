@@ -64,6 +64,11 @@ class MeanAndStd(Protocol):
     def std(self) -> float: ...
 
 
+def mean_text(key: str, cell: MeanAndStd | None) -> str:
+    """The mean over seeds alone, in the metric's format; "–" when there is none."""
+    return "–" if cell is None or math.isnan(cell.mean) else METRICS[key].show(cell.mean)
+
+
 def mean_std_text(key: str, cell: MeanAndStd | None) -> str:
     """A mean ± standard deviation over seeds in the metric's format; "–" when there is no mean."""
     if cell is None or math.isnan(cell.mean):

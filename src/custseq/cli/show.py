@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.table import Table
 
 from custseq.cli.app import console
 from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
-from custseq.metrics import METRICS, mean_std_text
+from custseq.metrics import METRICS, mean_text
 from custseq.pipelines.prepare import PrepareResult
 
 if TYPE_CHECKING:
@@ -122,18 +123,28 @@ def print_pretrain(manifest: Manifest, out: Path) -> None:
 
 
 def print_evaluation(result: EvaluationResult) -> None:
-    """Every method's mean ± std over seeds, the paired tests against custseq, and what could not run."""
+    """Every method's mean over seeds, the paired tests against custseq, and what could not run.
+
+    Means only, so that the table reads at 80 columns; evaluation.md and the report add the standard deviations.
+    """
     table = Table(
         title=f"{result.protocol} back-test, test as of {result.as_of}, horizon {result.horizon_days} days, "
-        f"{len(result.seeds)} seed(s)"
+        f"{len(result.seeds)} seed(s)",
+        caption="means over seeds; ± std in evaluation.md and report.html",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
     columns = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_gini", "value_mae", "composite",
                "seconds")  # fmt: skip
-    table.add_column("method")
-    for key in columns:
-        table.add_column(METRICS[key].label, justify="right")
-    for method, s in result.summary.items():
-        table.add_row(method, *(mean_std_text(k, s.get(k)) for k in columns))
+    rows = {method: [mean_text(k, cells.get(k)) for k in columns] for method, cells in result.summary.items()}
+    table.add_column("method", no_wrap=True)
+    for j, key in enumerate(columns):
+        label = METRICS[key].label
+        widest = max([len(r[j]) for r in rows.values()] + [len(word) for word in label.split()])
+        table.add_column(label, justify="right", width=widest)
+    for method, cells in rows.items():
+        table.add_row(method, *cells)
     console.print(table)
     for name, c in result.comparisons.items():
         console.print(
