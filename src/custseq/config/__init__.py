@@ -40,6 +40,7 @@ from custseq.config.model import (
     EncoderConfig,
     FinetuneConfig,
     ModelConfig,
+    PredictorConfig,
     PretrainConfig,
     TrainConfig,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "FeatureConfig",
     "FinetuneConfig",
     "ModelConfig",
+    "PredictorConfig",
     "PretrainConfig",
     "ProfitConfig",
     "ReportConfig",

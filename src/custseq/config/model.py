@@ -141,6 +141,57 @@ class FinetuneConfig:
             raise ConfigError(f"fixed_weights takes two weights >= 0, got {self.fixed_weights}")
 
 
+CANDIDATES = ("network", "boosted", "boosted-features", "btyd")
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """How ``predict`` turns the fine-tuned network into its final predictions (issue 15).
+
+    Candidates, each scored on the validation customers of the latest training window (never a test window):
+    ``network`` (the multi-task network), ``boosted`` (LightGBM on the rich features, the BTYD quantities
+    and the network's customer embedding: CASPR's downstream design), ``boosted-features`` (the same without
+    the embedding) and ``btyd`` (BG/NBD + Gamma-Gamma, no labels). The best one per task, or its best blend
+    with one other candidate (``blend_step`` grid of weights), is used; churn is then calibrated on those
+    customers, value scaled so that its total matches theirs, and P10/P50/P90 set by conformal quantiles.
+    The boosted heads learn from the network's training customers, so the validation customers stay unseen.
+    """
+
+    candidates: tuple[str, ...] = CANDIDATES
+    blend_step: float = 0.1  # 0 = no blends
+    # LightGBM of the boosted candidates: rounds early-stopped on a held-out share of the training customers
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 20
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    max_rounds: int = 1000
+    early_stopping_rounds: int = 50
+    early_stopping_fraction: float = 0.2  # of the training customers (second id hash)
+    tweedie_variance_power: float = 1.5
+    n_jobs: int = -1
+    # True: the chosen boosted heads are fitted again on the validation customers too (more data, but the
+    # validation curves of the report would then be in-sample); off by default
+    refit_on_validation: bool = False
+    calibrate_total: bool = True  # value scaled so that predicted = actual total on the validation customers
+    interval_bins: int = 5  # conformal P10/P50/P90 per churn-probability bin (Mondrian)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.candidates) - set(CANDIDATES))
+        if unknown or not self.candidates:
+            raise ConfigError(f"predictor candidates must be among {list(CANDIDATES)}, got {list(self.candidates)}")
+        if not 0 <= self.blend_step <= 0.5:
+            raise ConfigError(f"blend_step must be in [0, 0.5], got {self.blend_step}")
+        if min(self.num_leaves, self.min_child_samples, self.max_rounds, self.early_stopping_rounds) < 1:
+            raise ConfigError("num_leaves, min_child_samples, max_rounds and early_stopping_rounds must be >= 1")
+        if not 0 < self.early_stopping_fraction < 1 or not 1 <= self.tweedie_variance_power < 2:
+            raise ConfigError("early_stopping_fraction must be in (0, 1) and tweedie_variance_power in [1, 2)")
+        if not (0 < self.learning_rate <= 1 and 0 < self.subsample <= 1 and 0 < self.colsample_bytree <= 1):
+            raise ConfigError("learning_rate, subsample and colsample_bytree must be in (0, 1]")
+        if self.interval_bins < 1:
+            raise ConfigError(f"interval_bins must be >= 1, got {self.interval_bins}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What `predict` trains: an optional self-supervised pre-training, then the multi-task fine-tuning.
@@ -157,6 +208,7 @@ class ModelConfig:
     pretrain_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, patience=2))
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     finetune_training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, patience=4))
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from typing import Any
 
 from custseq.baselines.base import Baseline
 from custseq.baselines.simple import Btyd, LastPeriod, ParetoNbd
-from custseq.baselines.tabular import LightGBM, LogisticRidge, RandomForest, XGBoost
+from custseq.baselines.tabular import LightGBM, LightGBMRich, LogisticRidge, RandomForest, XGBoost
 from custseq.config import BaselineConfig, ModelConfig
 from custseq.errors import ConfigError
 
 CUSTSEQ = "custseq"
+FEATURE_CANDIDATES = ("boosted-features", "btyd")  # the predictor candidates that need no network
 EMBEDDINGS = "emb+lightgbm"
 COHORT_SMOOTHING = "cohort-smoothing"  # an aggregate forecast per signup cohort, not a per-customer run
 
@@ -57,7 +58,13 @@ def _with_objective(name: str) -> ModelVariant:
     return lambda m: _pretrain(objectives=(*m.pretrain.objectives, name))(m)
 
 
-# Ablations of issue 7: each changes one thing of custseq's default model.
+def _no_sequence(m: ModelConfig) -> ModelConfig:
+    """custseq's predictor with no sequence at all: its boosted head on the rich features, and BTYD (no network)."""
+    kept = tuple(c for c in m.predictor.candidates if c in FEATURE_CANDIDATES) or FEATURE_CANDIDATES[:1]
+    return dataclasses.replace(m, pretraining=False, predictor=dataclasses.replace(m.predictor, candidates=kept))
+
+
+# Ablations of issue 7 (and no-sequence, issue 15): each changes one thing of custseq's default model.
 ABLATIONS: dict[str, ModelVariant] = {
     "no-pretraining": _no_pretraining,
     "fixed-weights": _finetune(weighting="fixed", fixed_weights=(1.0, 1.0)),
@@ -65,6 +72,7 @@ ABLATIONS: dict[str, ModelVariant] = {
     "mask-30": _pretrain(mask_rate=0.3),
     "no-next": lambda m: _pretrain(objectives=tuple(o for o in m.pretrain.objectives if o != "next"))(m),
     "contrastive": _with_objective("contrastive"),
+    "no-sequence": _no_sequence,
 }
 
 NETWORKS: dict[str, ModelVariant] = {
@@ -79,6 +87,7 @@ BASELINES: dict[str, Callable[[int, BaselineConfig], Baseline]] = {
     "pareto-nbd": lambda seed, cfg: ParetoNbd(),
     "logistic": lambda seed, cfg: LogisticRidge(seed=seed),
     "lightgbm": lambda seed, cfg: LightGBM(seed=seed, config=cfg),
+    "lightgbm-rich": lambda seed, cfg: LightGBMRich(seed=seed),
     "lightgbm-mae": lambda seed, cfg: LightGBM(value_objective="l1", seed=seed, config=cfg),
     "lightgbm-p50": lambda seed, cfg: LightGBM(value_objective="quantile", quantile_alpha=0.5, seed=seed, config=cfg),
     "lightgbm-p90": lambda seed, cfg: LightGBM(value_objective="quantile", quantile_alpha=0.9, seed=seed, config=cfg),
@@ -105,6 +114,11 @@ class Method:
     @property
     def is_network(self) -> bool:
         return self.variant is not None
+
+    @property
+    def final_predictor(self) -> bool:
+        """custseq and its variants end with the predictor ``predict`` uses; the network baselines do not."""
+        return self.is_network and self.name.split("@")[0].split("[")[0] == CUSTSEQ
 
     @property
     def needs_labels(self) -> bool:

@@ -217,6 +217,46 @@ class ValidationMetrics(BacktestMetrics):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CandidateValidation(JsonRecord):
+    """One predictor candidate on the validation customers, before calibration (None: undefined there)."""
+
+    churn_auc: float | None
+    churn_brier: float | None
+    value_gini: float | None
+    value_total_ratio: float | None  # predicted / actual total
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChosenBlend(JsonRecord):
+    """weight × first + (1 − weight) × second; second None: first alone."""
+
+    first: str
+    second: str | None
+    weight: float
+    description: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelChoice(JsonRecord):
+    """How the final predictions were made: every candidate's validation figures, the choice and the levels."""
+
+    validation_customers: int
+    candidates: dict[str, CandidateValidation]
+    skipped: dict[str, str]  # candidate -> why it did not run
+    churn: ChosenBlend
+    value: ChosenBlend
+    churn_auc: float  # of the final (calibrated) churn probability on the validation customers
+    value_gini: float
+    churn_calibration: str
+    value_scale: float  # actual / predicted total on the validation customers (1: not calibrated)
+    interval_below_p10: float  # validation share below P10 / above P90, cross-fitted halves
+    interval_above_p90: float
+    boosted_rounds: dict[str, tuple[int, ...]]  # candidate -> (churn, value) LightGBM rounds
+    trained_horizon_days: int | None = None  # set when the requested horizon had no training window
+    carried_by: str | None = None  # how the trained horizon's predictions were carried to the requested one
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskWeighting(JsonRecord):
     mode: str  # "uncertainty", "fixed", …
     weights: tuple[float, ...]  # churn, value
@@ -277,6 +317,7 @@ class Metrics(RunFile):
     validation: ValidationMetrics | None = None  # predict
     task_weighting: TaskWeighting | None = None  # predict
     calibration: str | None = None  # predict: the churn calibration method
+    model_choice: ModelChoice | None = None  # predict: the candidates and the final predictor
     tables: dict[str, TableAccount]
     seconds: float
     backtest: BacktestMetrics | None = None  # when the horizon after the as-of date is in the data

@@ -29,6 +29,7 @@ from custseq.models.calibration import Calibrator, calibration_report, fit_calib
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.multitask import QUANTILES, MultiTaskModel
+from custseq.models.predictor import NetworkOutputs, Predictor
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.samples import SampleStream, fit_sample_weights
 from custseq.models.train import TrainResult, train
@@ -46,17 +47,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ChurnValueModel:
-    """A fine-tuned model with everything needed to score: vocabulary, tabular spec and calibration."""
+    """A fine-tuned model with everything needed to score: vocabulary, tabular spec and calibration.
+
+    ``predictor`` (issue 15) turns the network's outputs and the window's features into the final predictions;
+    without one, the network's own (calibrated) outputs are the predictions.
+    """
 
     network: MultiTaskModel
     vocab: SequenceVocab
     tabular: TabularSpec
     calibrator: Calibrator
     horizon_days: int
+    predictor: Predictor | None = None
 
     @property
     def max_events(self) -> int:
         return self.network.encoder.cfg.max_events
+
+    @property
+    def output_horizon_days(self) -> int:
+        """The horizon of the predictions: the trained one, or the longer one the predictor carries them to."""
+        return self.predictor.output_horizon_days if self.predictor is not None else self.horizon_days
 
 
 @dataclass
@@ -79,6 +90,7 @@ class WindowScores:
     embeddings: np.ndarray  # (N, D)
     churned: np.ndarray | None = None  # the window's labels, when it has them
     value: np.ndarray | None = None
+    network: dict[str, np.ndarray] | None = None  # the network's own columns when a predictor made ``columns``
 
     def table(self) -> pa.Table:
         data = {"customer_id": pa.array(self.customer_ids, pa.string())}
@@ -168,7 +180,24 @@ def score_window(
         (window,), model.vocab, model.tabular, model.max_events, batch_size, shuffle=False, holdout=part,
         holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
     )  # fmt: skip
-    return _predict_stream(model.network, stream, model.calibrator)
+    scores = _predict_stream(model.network, stream, model.calibrator)
+    if model.predictor is None:
+        return scores
+    return apply_predictor(model.predictor, scores, pq.read_table(window.features))
+
+
+def apply_predictor(predictor: Predictor, scores: WindowScores, features: pa.Table) -> WindowScores:
+    """The predictor's columns for the scored customers (the network's own kept in ``scores.network``)."""
+    index = {c: i for i, c in enumerate(features.column("customer_id").to_pylist())}
+    try:
+        rows = np.array([index[c] for c in scores.customer_ids], dtype=np.int64)
+    except KeyError as e:
+        raise TrainingError(f"customer {e} has a sequence but no features; run prepare again") from None
+    network = NetworkOutputs(scores.columns["churn_probability"], scores.columns["clv_expected"], scores.embeddings)
+    columns = predictor.predict(features.take(pa.array(rows)), network)
+    return WindowScores(
+        scores.customer_ids, columns, scores.embeddings, scores.churned, scores.value, network=scores.columns
+    )
 
 
 def save_churn_value(
@@ -186,6 +215,8 @@ def save_churn_value(
         "horizon_days": model.horizon_days,
         "data": data_config,
     }
+    if model.predictor is not None:
+        config["predictor"] = model.predictor.to_json()
     extra = {
         "task_weighting": {"mode": weighting.mode, "weights": [float(w) for w in weighting.weights()]},
         "pretrained": fit.pretrained,
@@ -209,7 +240,8 @@ def load_churn_value(path: Path | str) -> tuple[ChurnValueModel, dict[str, Any],
         horizon = int(config["horizon_days"])
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{path}: config.json lacks the model's {e}; save the model again") from None
-    return ChurnValueModel(network, vocab, spec, calibrator, horizon), config, manifest
+    predictor = Predictor.from_json(config["predictor"]) if "predictor" in config else None
+    return ChurnValueModel(network, vocab, spec, calibrator, horizon, predictor), config, manifest
 
 
 def fingerprint_of(prepared: PreparedWindows) -> str:

@@ -32,6 +32,7 @@ from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.methods import COHORT_SMOOTHING, DEFAULT_METHODS, EMBEDDINGS, Method, reference_of, resolve
 from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_finetune
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
+from custseq.features.matrix import fit_tabular
 from custseq.io.engine import connect
 from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.run_files import (
@@ -44,12 +45,14 @@ from custseq.io.run_files import (
 )
 from custseq.io.tables import Tables
 from custseq.metrics import METRICS, best_f1_threshold, churn_value_metrics, f1_at, mean_std_text
+from custseq.models.combine import fit_final_predictor
 from custseq.models.finetune import ChurnValueModel, WindowScores, finetune_prepared, score_window
 from custseq.models.pretrain import pretrain_prepared
 from custseq.pipelines.prepare import prepare
 from custseq.validate.tables import validate_into
 from custseq.windows import data_span
 
+NETWORK_CANDIDATES = frozenset({"network", "boosted"})  # predictor candidates that need the fine-tuned network
 REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse", "value_mae", "value_mape",
             "value_gini", "value_spearman", "value_top_decile_share", "composite", "cohort_wape",
             "seconds")  # fmt: skip
@@ -283,11 +286,15 @@ class _Runner:
             raise TrainingError(f"{method.name} is not a network")
         m = with_seed(dataclasses.replace(self.cfg, model=method.variant(self.cfg.model)), seed).model
         m = dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, label_fraction=method.label_fraction))
+        if method.final_predictor and not set(m.predictor.candidates) & NETWORK_CANDIDATES:
+            return self._features_only(m), 0.0
         encoder_dir, pretrain_seconds = self._encoder(m, transfer=method.transfer)
         fit = finetune_prepared(
             self.layout, m, encoder_dir=encoder_dir, transfer=method.transfer,
             work_dir=self.work / "finetune", progress=False,
         )  # fmt: skip
+        if method.final_predictor:  # what predict delivers: the candidates, the choice on validation, the levels
+            fit.model.predictor, _ = fit_final_predictor(self.layout, fit.model, m)
         if method.name == reference_of(method.name):  # emb+lightgbm reads custseq's model of the same seed
             self._models[(method.name, seed)] = fit.model
         s = self.split
@@ -297,6 +304,17 @@ class _Runner:
             raise TrainingError("no validation window: the network needs one to choose its F1 threshold")
         val_p = _by_ids(validation, s.validation.customer_ids)["churn_probability"]
         return (val_p, _aligned(_as_predictions(test), s.test)), pretrain_seconds
+
+    def _features_only(self, m: ModelConfig) -> tuple[np.ndarray, BaselinePredictions]:
+        """custseq's predictor without a network (the no-sequence ablation): validation churn, test predictions."""
+        s = self.split
+        if s.validation is None:
+            raise TrainingError("no validation window: the predictor is chosen on one")
+        spec = fit_tabular([w.features for w in s.windows])
+        predictor, _ = fit_final_predictor(self.layout, None, m, spec=spec)
+        validation = predictor.predict(s.validation.features, None)["churn_probability"]
+        test = predictor.predict(s.test.features, None)
+        return validation, BaselinePredictions(s.test.customer_ids, test["churn_probability"], test["clv_expected"])
 
     def _embeddings(self, method: Method, seed: int) -> tuple[np.ndarray, BaselinePredictions]:
         """LightGBM on custseq's embeddings + the RFM features (custseq's model of the same seed).

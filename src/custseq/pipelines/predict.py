@@ -29,6 +29,7 @@ from custseq.io.run_files import (
     BacktestMetrics,
     ItemMixtureInfo,
     Metrics,
+    ModelChoice,
     PrepareSummary,
     RunFolder,
     TaskWeighting,
@@ -36,6 +37,7 @@ from custseq.io.run_files import (
 )
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
+from custseq.models.combine import fit_final_predictor
 from custseq.models.finetune import (
     ChurnValueModel,
     FitResult,
@@ -89,13 +91,15 @@ def predict(
         prepared = prepare(tables, config, work / "prepared", progress=say)
         layout, summary = prepared.layout, prepared.summary
         fit, pretrained = _fit(layout, work, config, say, progress)
+        say("fitting the boosted heads and choosing the predictor on the validation customers")
+        fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
         say("scoring every customer")
         scores = score_window(fit.model, layout.scoring)
         seconds = time.perf_counter() - started
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
         checked = _check_on_validation(fit.model, layout, summary.config, say) if out is not None else None
         scored = score_customers(scores, layout.scoring, fit.model, summary.config, proposer)
-        metrics = _metrics(summary, fit, scores, scored, seconds, checked)
+        metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         if out is not None and checked is not None:
             folder = RunFolder(Path(out))
             write_scored(folder, scored, metrics, fit.model, layout.scoring, summary.config)
@@ -185,6 +189,7 @@ def _metrics(
     scored: ScoredCustomers,
     seconds: float,
     checked: _ValidationCheck | None,
+    choice: ModelChoice,
 ) -> Metrics:
     backtest = None
     if scores.churned is not None and scores.value is not None:  # the scoring window is labelled: a back-test
@@ -205,6 +210,7 @@ def _metrics(
         validation=ValidationMetrics.from_json(fit.metrics),  # best_epoch, a float there, is a whole number
         task_weighting=TaskWeighting(mode=weighting.mode, weights=tuple(float(w) for w in weighting.weights())),
         calibration=fit.model.calibrator.method,
+        model_choice=choice,
         tables=summary.tables,
         seconds=round(seconds, 2),
         backtest=backtest,

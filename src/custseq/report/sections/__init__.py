@@ -18,6 +18,7 @@ from custseq.report.html import Section
 from custseq.report.html import unavailable as na
 from custseq.report.sections.audit import audit
 from custseq.report.sections.backtest import backtest
+from custseq.report.sections.choice import model_choice
 from custseq.report.sections.header import header
 from custseq.report.sections.labelled import calibration, gain_lift, roc_pr, value_deciles
 from custseq.report.sections.model import attention, embedding_map, loss_curves
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 TITLES = {
     "summary": "Data summary",
     "backtest": "Back-test",
+    "model-choice": "How this prediction was made",
     "roc-pr": "ROC and precision-recall",
     "calibration": "Calibration",
     "gain-lift": "Cumulative gain and lift",
@@ -47,6 +49,7 @@ TITLES = {
 BUILDERS: dict[str, Callable[[ReportData, ReportConfig], str]] = {
     "summary": summary,
     "backtest": backtest,
+    "model-choice": model_choice,
     "roc-pr": roc_pr,
     "calibration": calibration,
     "gain-lift": gain_lift,
