@@ -86,9 +86,9 @@ def score_customers(
 ) -> ScoredCustomers:
     """The scores with every derived column: P(alive), segment, value score, contact profit and plans."""
     feature_table = pq.read_table(window.features)
-    btyd, p_alive = _btyd(feature_table, model.horizon_days)
+    btyd, p_alive = _btyd(feature_table, model.output_horizon_days)
     frame = with_p_alive(scores.table(), btyd).to_pandas()
-    frame = with_segments_and_value_score(frame, feature_table.to_pandas(), cfg, model.horizon_days)
+    frame = with_segments_and_value_score(frame, feature_table.to_pandas(), cfg, model.output_horizon_days)
     simulation = simulate_retention(frame, cfg.profit)
     frame["contact_profit"] = simulation.contact_profit
     frame, actions = with_plans(frame, proposer, model.vocab, window, cfg)

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pandas as pd
 
 from custseq.config import RunConfig, config_from_dict, config_to_dict
-from custseq.errors import ConfigError
+from custseq.errors import ConfigError, WindowError
 from custseq.evaluation.fairness import Audit
 from custseq.io.prepared import PreparedWindows
 from custseq.io.run_files import (
@@ -38,6 +38,7 @@ from custseq.io.run_files import (
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
 from custseq.models.combine import fit_final_predictor
+from custseq.models.predictor import CARRIED_BY
 from custseq.models.finetune import (
     ChurnValueModel,
     FitResult,
@@ -58,8 +59,9 @@ from custseq.pipelines.outputs import (
     score_customers,
     write_scored,
 )
-from custseq.pipelines.prepare import prepare
+from custseq.pipelines.prepare import PrepareResult, prepare
 from custseq.sequences.vocab import SequenceVocab
+from custseq.windows import longest_trainable_horizon, plan_windows
 
 Stage = Callable[[str], None]
 NEXT_EVENT_DIR = "next-event"  # inside the model folder: the pre-trained model with its next-event head
@@ -88,16 +90,20 @@ def predict(
     say = on_stage or (lambda _msg: None)
     started = time.perf_counter()
     with _work_folder(work_dir) as work:
-        prepared = prepare(tables, config, work / "prepared", progress=say)
+        prepared = _prepare_trainable(tables, config, work, say)
         layout, summary = prepared.layout, prepared.summary
         fit, pretrained = _fit(layout, work, config, say, progress)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
+        # the validation customers' labels are of the trained horizon: checked before any carry
+        checked = _check_on_validation(fit.model, layout, summary.config, say) if out is not None else None
+        if summary.horizon_days != config.window.horizon_days:
+            fit.model.predictor.carry_to_days = config.window.horizon_days
+            choice = dataclasses.replace(choice, trained_horizon_days=summary.horizon_days, carried_by=CARRIED_BY)
         say("scoring every customer")
         scores = score_window(fit.model, layout.scoring)
         seconds = time.perf_counter() - started
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
-        checked = _check_on_validation(fit.model, layout, summary.config, say) if out is not None else None
         scored = score_customers(scores, layout.scoring, fit.model, summary.config, proposer)
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         if out is not None and checked is not None:
@@ -112,6 +118,29 @@ def predict(
         scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
         fit.model, summary.config, summary.as_of, proposer,
     )  # fmt: skip
+
+
+def _prepare_trainable(tables: Tables, config: RunConfig, work: Path, say: Stage) -> PrepareResult:
+    """The prepared windows; when no training window fits the horizon, those of the longest horizon that fits.
+
+    Raises
+    ------
+    WindowError
+        When not even a short horizon has a training window before the as-of date.
+    """
+    relaxed = dataclasses.replace(config, window=dataclasses.replace(config.window, require_training=False))
+    prepared = prepare(tables, relaxed, work / "prepared", progress=say)
+    if prepared.plan.training:
+        return prepared
+    plan = prepared.plan
+    shorter = longest_trainable_horizon(plan.data_start, plan.data_end, config.window)
+    if shorter is None:
+        plan_windows(plan.data_start, plan.data_end, config.window)  # raises the plan's own explanation
+        raise WindowError("no training window fits before the as-of date")  # plan_windows raised already
+    requested = config.window.horizon_days
+    say(f"no training window fits {requested} days: training on {shorter} days, carried to {requested} with BG/NBD")
+    window = dataclasses.replace(config.window, horizon_days=shorter)
+    return prepare(tables, dataclasses.replace(config, window=window), work / "prepared-short", progress=say)
 
 
 @dataclass(frozen=True)
@@ -192,7 +221,8 @@ def _metrics(
     choice: ModelChoice,
 ) -> Metrics:
     backtest = None
-    if scores.churned is not None and scores.value is not None:  # the scoring window is labelled: a back-test
+    carried = choice.trained_horizon_days is not None  # the scoring window's labels are of the trained horizon
+    if scores.churned is not None and scores.value is not None and not carried:  # labelled: a back-test
         p = scores.columns
         backtest = BacktestMetrics(
             **churn_value_metrics(scores.churned, p["churn_probability"], scores.value, p["clv_expected"])
@@ -203,7 +233,7 @@ def _metrics(
         audit = AuditSummary(labelled_customers=len(checked.predictions), flagged_groups=checked.audit.flagged_groups)
     return Metrics(
         as_of=summary.as_of,
-        horizon_days=summary.horizon_days,
+        horizon_days=fit.model.output_horizon_days,
         customers_scored=len(scores.customer_ids),
         training_windows=tuple(fit.cutoffs),
         pretrained=fit.pretrained,

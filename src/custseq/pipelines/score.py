@@ -62,7 +62,7 @@ def score_with_model(
         as_of_text = scoring.window.as_of.isoformat()
         metrics = Metrics(
             as_of=as_of_text,
-            horizon_days=model.horizon_days,
+            horizon_days=model.output_horizon_days,
             customers_scored=len(scores.customer_ids),
             unknown_values=dict(scoring.unknown_values),
             tables=scoring.report.accounts(),
