@@ -66,6 +66,18 @@ def test_prepare_writes_every_output_consistently(shop_csv, tmp_path):
     assert "windows" in result.output and str(out) in result.output.replace("\n", "")
 
 
+def test_prepare_takes_an_as_of_after_the_last_row_and_says_so(shop_csv, tmp_path):
+    out = tmp_path / "out"
+    args = ["prepare", str(shop_csv), "--as-of", "2024-01-15", "--horizon", "60d", "--out", str(out)]
+    result = runner.invoke(app, args)
+    _ok(result)
+    note = "  note: last row 2023-12-24, 22 days before as-of: training labels end there"
+    assert note in result.output.splitlines() and len(note) <= 80  # one line at 80 columns
+    summary = json.loads((out / "prepare.json").read_text())
+    assert summary["notes"] == [note.removeprefix("  note: ")]
+    assert [w["label_end"] for w in summary["windows"][:2]] == ["2024-03-16T00:00:00", "2023-12-25T00:00:00"]
+
+
 def test_validate_reports_and_writes_quarantine(shop_csv, tmp_path):
     q = tmp_path / "q"
     result = runner.invoke(app, ["validate", str(shop_csv), "--quarantine-dir", str(q)])
@@ -80,7 +92,7 @@ def test_validate_reports_and_writes_quarantine(shop_csv, tmp_path):
         (["prepare", "{missing}", "--out", "{out}"], "does not exist"),
         (["prepare", "{csv}", "--out", "{out}", "--horizon", "soon"], "horizon 'soon' is not understood"),
         (["prepare", "{csv}", "--out", "{out}", "--horizon", "5y"], "too long for the history"),
-        (["prepare", "{csv}", "--out", "{out}", "--as-of", "2030-01-01"], "would be censored"),
+        (["prepare", "{csv}", "--out", "{out}", "--as-of", "2034-01-01"], "more than 10 years after the last row"),
         (["prepare", "{csv}", "--out", "{out}", "--column", "customer_id=Nope"], "has no column 'Nope'"),
         (["prepare", "{csv}", "--out", "{out}", "--column", "colour=StockCode"], "no column role 'colour'"),
         (["validate", "{no_amount}"], "missing column(s) ['amount']"),

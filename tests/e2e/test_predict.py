@@ -239,6 +239,33 @@ def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path
     assert np.allclose(scored["value_score"], original["value_score"])
 
 
+def test_score_takes_an_as_of_after_the_last_row_but_not_before_the_first(predicted, shop, tmp_path):
+    rows = pd.read_csv(shop)
+    last_day = dt.date.fromisoformat(rows["ts"].max())
+    as_of = (last_day + dt.timedelta(days=40)).isoformat()  # the shop was quiet for 40 days
+    out = tmp_path / "late"
+    result, output = _invoke("score", str(shop), "--model", str(predicted / "model"), "--as-of", as_of, "--out",
+                             str(out))  # fmt: skip
+    assert result.exit_code == 0, output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["as_of"] == as_of and metrics["customers_scored"] == rows["customer_id"].nunique() == 200
+    early = ["score", str(shop), "--model", str(predicted / "model"), "--as-of", "2022-12-31", "--out", str(out)]
+    result, output = _invoke(*early)
+    assert result.exit_code == 2 and "as-of 2022-12-31 is before the first transaction (2023-01-01)" in output
+
+
+def test_predict_with_an_as_of_after_the_last_row_says_where_training_ends(shop, tiny, tmp_path):
+    last_day = dt.date.fromisoformat(pd.read_csv(shop)["ts"].max())
+    as_of = (last_day + dt.timedelta(days=10)).isoformat()
+    args = ["predict", str(shop), "--horizon", "60d", "--as-of", as_of, "--config", str(tiny), "--no-pretraining"]
+    result, output = _invoke(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, output
+    assert f"  note: last row {last_day}, 10 days before as-of: training labels end there" in output.splitlines()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    latest = dt.date.fromisoformat(metrics["training_windows"][0])  # as-of of the latest training window
+    assert metrics["as_of"] == as_of and latest + dt.timedelta(days=60) == last_day  # labels end with the last day
+
+
 def test_rows_after_as_of_change_nothing(shop, tiny, tmp_path):
     rows = pd.read_csv(shop)
     future = rows["ts"] > AS_OF

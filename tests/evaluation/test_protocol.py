@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
+import custseq
 from custseq.baselines.base import WindowTables
 from custseq.config import FinetuneConfig
-from custseq.errors import ConfigError
+from custseq.errors import ConfigError, WindowError
 from custseq.evaluation.methods import resolve
-from custseq.evaluation.protocol import Split, protocol_finetune
+from custseq.evaluation.protocol import Split, make_split, protocol_finetune
 from custseq.sequences.batch import split_mask
 
 IDS = [f"c{i}" for i in range(20_000)]
@@ -56,6 +58,17 @@ def test_customer_split_keeps_test_customers_out_of_training_and_validation(tmp_
     assert test and not test & seen
     assert len(test) == pytest.approx(0.15 * 5000, rel=0.15)
     assert split.train(0.4)[0].features.num_rows < split.train()[0].features.num_rows
+
+
+def test_a_temporal_test_window_without_labels_is_refused_with_the_fix(tmp_path):
+    # evaluate prepares as of one horizon before --as-of; with --as-of after the last row, that window's labels
+    # would run past the data (prepare accepts such an as-of for scoring, but a back-test needs the labels).
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b"], "amount": [10.0, 20.0, 5.0],
+                       "ts": pd.to_datetime(["2023-01-05", "2023-06-01", "2023-06-30"])})  # fmt: skip
+    prepared = custseq.prepare(tx, out=tmp_path, as_of="2023-07-10", horizon="30d")
+    fix = r"30-day labels would run past the data's last row; choose an --as-of no later than the last day"
+    with pytest.raises(WindowError, match=rf"tests as of 2023-07-10, .*{fix}"):
+        make_split(prepared.layout, "temporal", FinetuneConfig())
 
 
 def test_methods_resolve_ablations_fractions_and_transfer():

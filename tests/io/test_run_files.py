@@ -187,6 +187,7 @@ def prepare_summary() -> PrepareSummary:
     return PrepareSummary(
         as_of="2023-12-26", horizon_days=60, data_start="2023-01-01T00:00:00", data_end="2023-12-26T00:00:00",
         tables={"transactions": table_account()}, windows=windows,
+        notes=("any line of text: the round trip does not read it against the dates",),
         sequence=SequenceSummary(token="line", max_events=256, categorical_fields={"product": 9},
                                  numeric_fields=("amount",), vocab_fitted_before="2023-10-28T00:00:00"),
         config=RunConfig(), timings_s={"validate_s": 0.241, "window_2023-12-26_s": 0.021},
@@ -398,3 +399,11 @@ def test_real_files_hold_what_the_report_reads():
     assert math.isnan(label_free.summary["btyd"]["churn_f1"].mean) and "custseq" in label_free.skipped
     windows = RunFolder(SAMPLES / "shop-prepare").read_prepare_summary().windows
     assert isinstance(windows[0].btyd_features, BgNbdFit) and windows[0].churn_rate is None and windows[1].labels
+
+
+def test_a_prepare_summary_written_before_notes_reads_with_none():
+    raw = json.loads((SAMPLES / "shop-prepare" / "prepare.json").read_text())
+    del raw["notes"]  # prepare.json as custseq wrote it before the plan carried notes (same format version)
+    summary = PrepareSummary.from_json(raw)
+    assert summary.notes == () and summary.to_json()["notes"] == []
+    assert summary.windows[0].role == "score" and summary.as_of == raw["as_of"]

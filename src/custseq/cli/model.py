@@ -25,7 +25,14 @@ from custseq.cli.app import (
     window_options,
     write_report_if_enabled,
 )
-from custseq.cli.show import print_outputs, print_pretrain, print_scores, print_training, print_validation
+from custseq.cli.show import (
+    print_outputs,
+    print_pretrain,
+    print_scores,
+    print_stage,
+    print_training,
+    print_validation,
+)
 from custseq.config import (
     RunConfig,
     with_seed,
@@ -138,7 +145,7 @@ def pretrain_cmd(
     cfg = run_config(config, column, base=PRETRAIN_DEFAULTS, window=window_options(as_of, horizon), model=model)
     run = pretrain(
         tables_of(data, customers, events, cfg), cfg, out, nproc=nproc, resume=resume, progress=True,
-        on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"),
+        on_stage=print_stage,
     )  # fmt: skip
     if run.manifest is not None:  # None only on torchrun ranks other than 0
         print_pretrain(run.manifest, out)
@@ -190,7 +197,7 @@ def predict_and_print(tables: Tables, out: Path, cfg: RunConfig) -> None:
     from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
 
     # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
-    run = predict(tables, cfg, out=out, progress=True, on_stage=lambda msg: console.print(f"[dim]{msg}…[/]"))
+    run = predict(tables, cfg, out=out, progress=True, on_stage=print_stage)
     print_validation(run.metrics.tables)
     print_training(run.metrics, run.as_of)
     print_scores(run)

@@ -11,7 +11,7 @@ from rich.table import Table
 from custseq.cli.app import console
 from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
 from custseq.metrics import METRICS, mean_text
-from custseq.pipelines.prepare import PrepareResult
+from custseq.pipelines.prepare import Note, PrepareResult
 
 if TYPE_CHECKING:
     from custseq.models.artifacts import Manifest
@@ -44,6 +44,14 @@ def print_validation(tables: dict[str, TableAccount]) -> None:
             console.print(f"  [dim]note:[/] {note}", highlight=False)
 
 
+def print_stage(message: str) -> None:
+    """A pipeline stage as it starts, dim; a :class:`Note` stays on screen as a note."""
+    if isinstance(message, Note):
+        console.print(f"  [dim]note:[/] {message}", highlight=False)
+    else:
+        console.print(f"[dim]{message}…[/]")
+
+
 def print_prepare(result: PrepareResult) -> None:
     s = result.summary
     print_validation(s.tables)
@@ -55,6 +63,8 @@ def print_prepare(result: PrepareResult) -> None:
         value = f"{w.total_value:,.0f}" if w.total_value is not None else "—"
         windows.add_row(w.as_of, w.role, f"{w.customers:,}", churn, value)
     console.print(windows)
+    for note in s.notes:
+        console.print(f"  [dim]note:[/] {note}", highlight=False)
     seq = s.sequence
     fields = ", ".join([*(f"{k} ({v} ids)" for k, v in seq.categorical_fields.items()), *seq.numeric_fields])
     console.print(f"sequences: one token per {seq.token}, last {seq.max_events} events; fields: {fields}")

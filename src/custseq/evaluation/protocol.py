@@ -75,7 +75,14 @@ def make_split(layout: PreparedWindows, protocol: str, ft: FinetuneConfig) -> Sp
     h = layout.horizon_days
     windows = tuple(WindowTables.read(folder, h) for folder in layout.training)
     if protocol == "temporal":
-        return Split(protocol, windows, WindowTables.read(layout.scoring, h), layout.scoring, "all", ft)
+        test = WindowTables.read(layout.scoring, h)
+        if test.labels is None:  # an as-of after the last row: prepare accepts it, a back-test cannot use it
+            raise WindowError(
+                f"the temporal back-test tests as of {layout.scoring.key}, one horizon before --as-of, and its "
+                f"{h}-day labels would run past the data's last row; choose an --as-of no later than the last "
+                "day in the data"
+            )
+        return Split(protocol, windows, test, layout.scoring, "all", ft)
     if not windows:
         raise WindowError("the customer split needs a labelled training window; choose a shorter --horizon")
     return Split(protocol, windows, windows[0], layout.training[0], "test", ft)

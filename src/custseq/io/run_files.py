@@ -582,6 +582,7 @@ class PrepareSummary(RunFile):
     data_end: str
     tables: dict[str, TableAccount]
     windows: tuple[PreparedWindow, ...]  # score, validation, then older training windows
+    notes: tuple[str, ...] = ()  # one line each about the plan (absent in files of custseq before notes)
     sequence: SequenceSummary
     config: RunConfig
     timings_s: dict[str, float]

@@ -38,10 +38,16 @@ from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
 from custseq.validate.quarantine import CleanTable
 from custseq.validate.tables import ValidationReport, validate_into
-from custseq.windows import Window, WindowPlan, cutoff_of, data_span, day_after, plan_windows
+from custseq.windows import Window, WindowPlan, check_as_of, cutoff_of, data_span, day_after, plan_windows
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+
+
+class Note(str):
+    """A progress message that is a note to keep on screen (e.g. about the as-of date), not a stage starting."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
             report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
             tx, cust, ev = report.tables["transactions"], report.tables.get("customers"), report.tables.get("events")
         plan = plan_windows(*data_span(con, tx.sql_name), config.window)
+        for note in plan.notes:
+            say(Note(note))
         roles = _roles(plan)
         with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
             layout = layout_for(tx, ev, config.sequence.token)
@@ -129,6 +137,7 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         data_end=plan.data_end.isoformat(),
         tables=report.accounts(),
         windows=tuple(windows),
+        notes=plan.notes,
         sequence=_sequence_summary(layout, vocab, config.sequence.max_events),
         config=config,
         timings_s={k: round(v, 3) for k, v in timings.items()},
@@ -236,7 +245,10 @@ def prepare_scoring_sequences(
         report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
         _check_fields(vocab, {"transactions": tx, "events": ev})
-        window = Window(future or day_after(data_span(con, tx.sql_name)[1]), config.window.horizon_days)
+        data_start, data_end = data_span(con, tx.sql_name)
+        if config.window.as_of is not None:  # after the last row is accepted; before the first is not
+            check_as_of(config.window.as_of, data_start, data_end)
+        window = Window(future or day_after(data_end), config.window.horizon_days)
         if with_features:
             out.mkdir(parents=True, exist_ok=True)
             features = build_features(
