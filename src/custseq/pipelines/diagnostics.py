@@ -49,7 +49,9 @@ def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: Ru
     features = pq.read_table(window.features)
     with contextlib.suppress(TrainingError):  # BG/NBD could not be fitted here: the report shows custseq alone
         frame = frame.merge(btyd_frame(predict_btyd(features, model.output_horizon_days)), on="customer_id", how="left")
-    frame["segment"] = assign_segments(frame, features.to_pandas(), cfg.segments, horizon_days=model.output_horizon_days)
+    frame["segment"] = assign_segments(
+        frame, features.to_pandas(), cfg.segments, horizon_days=model.output_horizon_days
+    )
     return cast(pd.DataFrame, frame)
 
 

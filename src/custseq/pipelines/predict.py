@@ -38,7 +38,6 @@ from custseq.io.run_files import (
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
 from custseq.models.combine import fit_final_predictor
-from custseq.models.predictor import CARRIED_BY
 from custseq.models.finetune import (
     ChurnValueModel,
     FitResult,
@@ -49,6 +48,7 @@ from custseq.models.finetune import (
     score_window,
 )
 from custseq.models.next_event import fit_item_mixture, item_field
+from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import PretrainRun, load_pretrained, pretrain_prepared
 from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions
 from custseq.pipelines.outputs import (
