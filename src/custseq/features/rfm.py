@@ -8,7 +8,9 @@ Reference: Fader, Hardie & Lee (2005), "Counting your customers the easy way", M
 
 Rows are first summed per customer and day (:func:`build_daily`, once, up to the latest cutoff); each
 window then aggregates the days before its cutoff. A day's purchase index and the gap to the previous
-purchase day depend only on earlier days, so they are computed once too.
+purchase day depend only on earlier days, so they are computed once too, as are the line-level reductions
+(orders, products, categories, hours of the day). The core columns are always built; the feature groups of
+``FeatureConfig.groups`` add theirs (one function per group below, ``GROUP_SQL``).
 """
 
 from __future__ import annotations
