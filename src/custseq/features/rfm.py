@@ -47,7 +47,7 @@ class DailyTables:
     has_quantity: bool
     has_cost: bool
     value_columns: tuple[str, ...] = ()  # product and/or category: their *_lines, *_repeat_lines … are in daily
-    category_spend: str | None = None  # (customer_id, value, day, spend) of purchase lines with a category
+    category_spend: str | None = None  # (customer_id, value, day, n, spend) of purchase lines with a category
     hours: str | None = None  # (customer_id, day, hour, n) of purchase lines; None: no time of day before until
 
 
@@ -76,9 +76,11 @@ def build_daily(
         joined.append("CASE WHEN purchased THEN purchase_amount * purchase_amount END AS basket_amount_sq")
     value_columns = tuple(c for c in ("product", "category") if tx.has(c))
     for column in value_columns:
-        if column == "category":
-            con.execute(_value_lines_sql(tx, column, f"{prefix}_category_spend"), params)
-        con.execute(_value_days_sql(tx, column, f"{prefix}_{column}_days"), params)
+        lines = f"{prefix}_{column}_lines"
+        con.execute(_value_lines_sql(tx, column, lines), params)
+        con.execute(_value_days_sql(lines, f"{prefix}_{column}_days", column))
+        if column == "product":  # categories keep theirs: the favourite category is found per window
+            con.execute(f"DROP TABLE {lines}")
         joins.append(f"LEFT JOIN {prefix}_{column}_days USING (customer_id, day)")
         joined.append(f"{prefix}_{column}_days.* EXCLUDE (customer_id, day)")
     con.execute(
@@ -123,7 +125,7 @@ WINDOW w AS (PARTITION BY customer_id, purchased ORDER BY day)
         tx.has("quantity"),
         tx.has("cost"),
         value_columns,
-        f"{prefix}_category_spend" if "category" in value_columns else None,
+        f"{prefix}_category_lines" if "category" in value_columns else None,
         _build_hours(con, tx, until, f"{prefix}_hours"),
     )
 
@@ -143,15 +145,17 @@ GROUP BY customer_id, day
 
 
 def _value_lines_sql(tx: CleanTable, column: str, name: str) -> str:
+    """Purchase lines (n) and their spend per customer, value of ``column`` and day."""
     return f"""
 CREATE OR REPLACE TEMP TABLE {name} AS
-SELECT customer_id, {quote_ident(column)} AS value, CAST(ts AS DATE) AS day, {exact_sum_sql("amount")} AS spend
+SELECT customer_id, {quote_ident(column)} AS value, CAST(ts AS DATE) AS day, count(*) AS n,
+       {exact_sum_sql("amount")} AS spend
 FROM {tx.sql_name} WHERE ts < $until AND NOT is_refund AND {quote_ident(column)} IS NOT NULL
 GROUP BY ALL
 """
 
 
-def _value_days_sql(tx: CleanTable, column: str, name: str) -> str:
+def _value_days_sql(lines: str, name: str, column: str) -> str:
     """Per customer and day: purchase lines with a value, lines of values bought on an earlier day, values
     bought for the first time, and the day's increment of S = Σ_v c_v·ln c_v.
 
@@ -161,12 +165,8 @@ def _value_days_sql(tx: CleanTable, column: str, name: str) -> str:
     """
     return f"""
 CREATE OR REPLACE TEMP TABLE {name} AS
-WITH lines AS (
-    SELECT customer_id, {quote_ident(column)} AS value, CAST(ts AS DATE) AS day, count(*) AS n
-    FROM {tx.sql_name} WHERE ts < $until AND NOT is_refund AND {quote_ident(column)} IS NOT NULL
-    GROUP BY ALL
-), running AS (
-    SELECT customer_id, day, n, sum(n) OVER (PARTITION BY customer_id, value ORDER BY day) AS c FROM lines
+WITH running AS (
+    SELECT customer_id, day, n, sum(n) OVER (PARTITION BY customer_id, value ORDER BY day) AS c FROM {lines}
 )
 SELECT customer_id, day,
        sum(n) AS {column}_lines,
@@ -304,13 +304,15 @@ def _prev(d: int) -> str:
     return f"day <= $as_of_day - $w{d} AND day > $as_of_day - 2 * $w{d}"
 
 
-def _period_aggregates(suffix: str, where: str) -> dict[str, str]:
-    """Purchase days, net spend and rows of the days matching ``where``."""
-    return {
+def _period_aggregates(suffix: str, where: str, rows: bool = True) -> dict[str, str]:
+    """Purchase days, net spend and (``rows``) transactions of the days matching ``where``."""
+    aggregates = {
         f"purchase_days_{suffix}": f"count(*) FILTER (WHERE purchased AND {where})",
         f"spend_{suffix}": f"coalesce({exact_sum_sql('net', where)}, 0)",
-        f"transactions_{suffix}": f"CAST(coalesce(sum(n_rows) FILTER (WHERE {where}), 0) AS BIGINT)",
     }
+    if rows:
+        aggregates[f"transactions_{suffix}"] = f"CAST(coalesce(sum(n_rows) FILTER (WHERE {where}), 0) AS BIGINT)"
+    return aggregates
 
 
 def _core(daily: DailyTables) -> SqlParts:
@@ -327,8 +329,8 @@ def _core(daily: DailyTables) -> SqlParts:
         "last_purchase": "max(day) FILTER (WHERE purchased)",
         "monetary_value": f"coalesce({exact_sum_sql('net', 'purchased AND k > 1')}"
         " / nullif(count(*) FILTER (WHERE purchased AND k > 1), 0), 0)",
-        **_period_aggregates("last_h", LAST_H),
-        **_period_aggregates("prev_h", PREV_H),
+        **_period_aggregates("last_h", LAST_H, rows=False),
+        **_period_aggregates("prev_h", PREV_H, rows=False),
     }
     first_day = "coalesce(r.first_purchase, r.first_day)"
     selects = [
@@ -379,8 +381,8 @@ def _trends(daily: DailyTables, days: tuple[int, ...]) -> SqlParts:
     """Last N days against the N days before: purchase days difference and log-ratio of net spend."""
     part = SqlParts()
     for suffix, last, prev in (("h", LAST_H, PREV_H), *((f"{d}d", _last(d), _prev(d)) for d in days)):
-        part.aggregates.update(_period_aggregates(f"last_{suffix}", last))
-        part.aggregates.update(_period_aggregates(f"prev_{suffix}", prev))
+        part.aggregates.update(_period_aggregates(f"last_{suffix}", last, rows=False))
+        part.aggregates.update(_period_aggregates(f"prev_{suffix}", prev, rows=False))
         part.selects += [
             f"r.purchase_days_last_{suffix} - r.purchase_days_prev_{suffix} AS purchase_trend_{suffix}",
             f"ln(1 + greatest(r.spend_last_{suffix}, 0)) - ln(1 + greatest(r.spend_prev_{suffix}, 0))"
