@@ -119,7 +119,7 @@ def test_more_recent_buyers_look_more_alive(prepared):
 
 
 def test_switch_off_changes_nothing(prepared, transactions, tmp_path):
-    config = dataclasses.replace(CONFIG, features=FeatureConfig())
+    config = dataclasses.replace(CONFIG, features=FeatureConfig(btyd=False))
     off = custseq.prepare(transactions, out=tmp_path, as_of=AS_OF, horizon="90d", config=config)
     assert all(entry.btyd_features is None for entry in off.summary.windows)
     for window in _windows(prepared):

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import custseq
 from custseq.config import EngineConfig, FeatureConfig, RunConfig, SequenceConfig
-from custseq.features.rfm import build_features
+from custseq.features.rfm import build_daily, build_features
 from custseq.io.engine import connect
 from custseq.sequences.build import read_sequences, write_sequences
 from custseq.sequences.tokens import layout_for
@@ -37,7 +38,10 @@ VOCAB_CUTOFF = dt.datetime(2023, 7, 3)  # the latest training cutoff: t0 − 90 
 
 
 def make_data(seed: int = 0, n_customers: int = 300) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Transactions (orders of 1–3 lines), customer profiles and behaviour events over 2022–2023."""
+    """Transactions (orders of 1–3 lines), customer profiles and behaviour events over 2022–2023.
+
+    Orders, quantities, costs, products, categories, refunds and times of day: every feature group has data.
+    """
     rng = np.random.default_rng(seed)
     start, end = pd.Timestamp("2022-01-01"), pd.Timestamp("2023-12-31 23:00")
     products = [f"P{i:02d}" for i in range(40)]
@@ -211,6 +215,20 @@ def test_future_changes_do_not_move_the_past(data, base, tmp_path, at):
     assert all(not base.features(w).equals(after.features(w)) for w in later)
 
 
+def test_the_compared_features_hold_every_group(base):
+    # The comparisons above are of whole tables; this makes sure they hold values of every feature group.
+    features = base.features(base.plan.scoring)
+    columns = [
+        "transactions_last_365d", "spend_trend_7d", "overdue_ratio", "ipt_recent_mean", "weekday_entropy",
+        "hour_entropy", "spend_cv", "basket_std_amount", "basket_mean_quantity", "product_repeat_rate",
+        "product_entropy", "favourite_category_share", "category_entropy", "refund_rate", "profile_age",
+        "n_events", "btyd_p_alive",
+    ]  # fmt: skip
+    empty = [c for c in columns if c not in features.column_names or features.column(c).null_count == len(features)]
+    assert empty == []
+    assert pc.max(features.column("hour_entropy")).as_py() > 0  # timestamps with a time of day
+
+
 def test_vocab_is_fitted_before_the_latest_training_cutoff(base):
     assert base.vocab.fitted_before == VOCAB_CUTOFF.isoformat()
     assert base.summary.sequence.vocab_fitted_before == VOCAB_CUTOFF.isoformat()
@@ -257,9 +275,15 @@ def test_future_row_with_time_of_day_does_not_change_past_duplicates():
     tables = []
     for df in (past, pd.concat([past, future], ignore_index=True)):
         con = connect()
-        tables.append(build_features(con, validate_tables(con, df).tables["transactions"], window, FeatureConfig()))
+        tx = validate_tables(con, df).tables["transactions"]
+        tables.append(build_features(con, tx, window, FeatureConfig()))
+        # As prepare does: the daily tables built once up to a later cutoff, which sees the time of day.
+        daily = build_daily(con, tx, dt.datetime(2024, 4, 1))
+        tables.append(build_features(con, tx, window, FeatureConfig(), daily=daily))
     assert tables[0].column("total_spend").to_pylist() == [40.0, 5.0]
-    assert_same(tables[0], tables[1], "features")
+    assert tables[0].column("hour_entropy").null_count == 2  # dates only before the cutoff: no hour of day
+    for other in tables[1:]:
+        assert_same(tables[0], other, "features")
 
 
 def test_output_folders_hold_every_window(base):

@@ -19,6 +19,7 @@ dicts) and :mod:`~custseq.config.parsing` (horizons and dates written as text).
 
 from custseq.config.convert import config_from_dict, config_to_dict
 from custseq.config.data import (
+    FEATURE_GROUPS,
     ColumnsConfig,
     EngineConfig,
     FeatureConfig,
@@ -48,6 +49,7 @@ from custseq.config.parsing import HORIZON_UNITS_DAYS, parse_date, parse_horizon
 from custseq.config.run import RunConfig, apply_settings, load_config, with_seed, with_window
 
 __all__ = [
+    "FEATURE_GROUPS",
     "HORIZON_UNITS_DAYS",
     "PRETRAIN_OBJECTIVES",
     "ActionConfig",

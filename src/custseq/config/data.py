@@ -67,18 +67,39 @@ class WindowConfig:
             raise ConfigError(f"min_history_days must be >= 0, got {self.min_history_days}")
 
 
+# Feature families on top of the core columns (BTYD summary, tenure, totals, the horizon's last and previous
+# period, orders and channels), which are always present because other stages read them. The columns of
+# each group are listed in custseq.features.rfm.
+FEATURE_GROUPS = (
+    "recency",  # purchase days, spend and transactions in the last N days (recent_windows_days)
+    "trends",  # last N days against the N days before, for the horizon and every recent window
+    "timing",  # inter-purchase gaps: mean, std, median, max, last, recent mean, regularity, overdue ratio
+    "calendar",  # weekday and (when timestamps carry a time of day) hour-of-day concentration
+    "spend",  # spread of net spend over purchase days, recent mean, largest day
+    "basket",  # amount, lines and quantity per order (per purchase day without order_id)
+    "products",  # distinct products and categories, repeat rate, novelty, entropy, favourite category share
+    "refunds",  # refunded amount and share of refund rows
+    "profile",  # customer attributes (profile_*) and days since signup
+    "events",  # behaviour events: counts, distinct kinds, days since the last one
+)
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Tabular (RFM and behaviour) features."""
 
-    recent_windows_days: tuple[int, ...] = (30, 90, 180)  # counts and spend in the last N days
+    recent_windows_days: tuple[int, ...] = (7, 30, 90, 180, 365)  # counts and spend in the last N days
+    groups: tuple[str, ...] = FEATURE_GROUPS  # feature families computed; the core columns are always there
     # BG/NBD fitted on each window's own RFM summary adds btyd_p_alive and btyd_expected_purchases (per
-    # horizon) as features; off by default until it is measured to help
-    btyd: bool = False
+    # horizon) as features; a failed fit leaves both columns null (the schema never changes)
+    btyd: bool = True
 
     def __post_init__(self) -> None:
         if not self.recent_windows_days or min(self.recent_windows_days) < 1:
             raise ConfigError(f"recent_windows_days must be positive days, got {self.recent_windows_days}")
+        if unknown := sorted(set(self.groups) - set(FEATURE_GROUPS)):
+            hint = " (BTYD features are switched by features.btyd)" if "btyd" in unknown else ""
+            raise ConfigError(f"unknown feature group(s) {unknown}; known: {list(FEATURE_GROUPS)}{hint}")
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ def prepare_scoring_sequences(
             features = build_features(
                 con, tx, window, config.features, customers=report.tables.get("customers"), events=ev
             )
-            if config.features.btyd:  # a failed fit leaves the columns missing and is logged
+            if config.features.btyd:  # a failed fit leaves the columns null and is logged
                 features, _ = add_btyd_features(features, window.horizon_days)
             pq.write_table(features, WindowFolder(out).features)
         unknown = encode_tables(con, vocab, tx, ev)
