@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+
 from harness import machine_description, write_section  # benchmarks/
 
 ROOT = Path(__file__).resolve().parents[1]
