@@ -323,9 +323,25 @@ def test_bad_inputs_exit_2_with_a_clear_error(tmp_path, tiny, content, message):
     assert "error:" in output and message in output.lower() and "Traceback" not in output
 
 
-def test_horizon_longer_than_history_exits_2(shop, tiny, tmp_path):
-    result, output = _invoke("predict", str(shop), "--horizon", "1y", "--config", str(tiny), "--out", str(tmp_path))
-    assert result.exit_code == 2 and "horizon" in output and "shorter --horizon" in output
+def test_horizon_longer_than_history_is_carried_from_the_longest_that_fits(shop, tiny, tmp_path):
+    args = ["predict", str(shop), "--horizon", "1y", "--config", str(tiny), "--no-pretraining"]
+    result, output = _invoke(*args, "--out", str(tmp_path))
+    assert result.exit_code == 0, output
+    assert "no training window fits 365 days: training on" in output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    trained = metrics["model_choice"]["trained_horizon_days"]
+    assert metrics["horizon_days"] == 365 and 7 <= trained < 365 and "backtest" not in metrics
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert predictions["clv_expected"].ge(0).all() and predictions["churn_probability"].between(0, 1).all()
+
+
+def test_history_too_short_for_any_horizon_exits_2(tmp_path):
+    days = pd.date_range("2023-01-01", periods=20, freq="D")
+    rows = pd.DataFrame({"customer_id": [f"c{i % 5}" for i in range(20)], "ts": days.strftime("%Y-%m-%d"),
+                         "amount": 10.0})  # fmt: skip
+    rows.to_csv(tmp_path / "short.csv", index=False)
+    result, output = _invoke("predict", str(tmp_path / "short.csv"), "--horizon", "90d", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "shorter --horizon" in output
 
 
 def test_score_refuses_data_without_the_models_fields(predicted, tmp_path):

@@ -54,6 +54,7 @@ class BoostedInputs:
             raw = pc.cast(features.column(name), pa.string()).to_pylist()
             parts.append(np.array([MISSING_ID if v is None else lookup.get(v, UNKNOWN_ID) for v in raw], np.float64))
         x = np.column_stack(parts) if parts else np.zeros((n, 0))
+        x[np.isinf(x)] = np.nan  # an overflowing ratio or fit is unknown, not infinite
         if self.embedding_dim:
             if embeddings is None or embeddings.shape != (n, self.embedding_dim):
                 raise ArtifactError(f"the boosted head needs a ({n}, {self.embedding_dim}) embedding matrix")

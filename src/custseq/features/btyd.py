@@ -173,7 +173,12 @@ def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, 
     p_alive = bgnbd_p_alive(params, x, t_x, T)
     purchases = bgnbd_expected_purchases(params, x, t_x, T, horizon_days)
     fit = BgNbdFit(model="BG/NBD", penalizer=penalizer, **asdict(params))
-    return _append(features, pa.array(p_alive), pa.array(purchases)), fit
+    # a degenerate fit on a young window can overflow for some histories: unknown, not infinite
+    return _append(features, _finite_or_null(p_alive), _finite_or_null(purchases)), fit
+
+
+def _finite_or_null(x: np.ndarray) -> pa.Array:
+    return pa.array(x, mask=~np.isfinite(x))
 
 
 def _append(features: pa.Table, p_alive: pa.Array, purchases: pa.Array) -> pa.Table:

