@@ -23,8 +23,8 @@ from custseq.scoring.segments import SEGMENTS
 CHROMIUM = Path("/usr/bin/chromium")
 N_CUSTOMERS = 300
 EXPECTED_SECTIONS = (
-    "summary", "backtest", "roc-pr", "calibration", "gain-lift", "value-deciles", "loss-curves", "attention",
-    "embedding-map", "segments", "actions", "profit", "audit",
+    "summary", "backtest", "model-choice", "roc-pr", "calibration", "gain-lift", "value-deciles", "loss-curves",
+    "attention", "embedding-map", "segments", "actions", "profit", "audit",
 )  # fmt: skip
 SMALL = ReportConfig(map_customers=150, attention_customers=2, attention_events=12)
 
@@ -199,9 +199,34 @@ def write_run_folder(folder: Path, seed: int = 0, n: int = N_CUSTOMERS) -> Path:
         actions=rf.ActionSettings(item_field="StockCode", retention_threshold=0.6, mode="replace", k=3,
                                   catalogue="default", note="Actions follow the default catalogue."),
         review_customers=30,
+        model_choice=_model_choice(),
     )  # fmt: skip
     run.write_metrics(metrics)
     return folder
+
+
+def _model_choice() -> rf.ModelChoice:
+    def figures(auc: float, gini: float) -> rf.CandidateValidation:
+        return rf.CandidateValidation(churn_auc=auc, churn_brier=0.18, value_gini=gini, value_total_ratio=0.9)
+
+    return rf.ModelChoice(
+        validation_customers=200,
+        candidates={"network": figures(0.80, 0.61), "boosted": figures(0.79, 0.64),
+                    "boosted-features": figures(0.78, 0.63), "btyd": figures(0.74, 0.55)},
+        skipped={}, churn=rf.ChosenBlend(first="network", second=None, weight=1.0, description="network"),
+        value=rf.ChosenBlend(first="boosted", second="network", weight=0.7,
+                             description="0.7 × boosted + 0.3 × network"),
+        churn_auc=0.81, value_gini=0.65, churn_calibration="isotonic", value_scale=1.1, interval_below_p10=0.02,
+        interval_above_p90=0.09, boosted_rounds={"boosted": (120, 80), "boosted-features": (110, 90)},
+    )  # fmt: skip
+
+
+def test_model_choice_section_names_the_choice_and_what_the_sequence_adds(report_html: str):
+    section = _section(report_html, "model-choice")
+    assert "LightGBM on features + sequence embedding" in section and "200 validation customers" in section
+    assert "0.7 × LightGBM on features + sequence embedding + 0.3 × sequence network" in section
+    # best sequence candidate minus features-only: AUC 0.80 − 0.78, nGini 0.64 − 0.63
+    assert "churn AUC +0.020, value nGini +0.010" in section and "The sequence adds to the features" in section
 
 
 @pytest.fixture(scope="module")
