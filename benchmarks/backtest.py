@@ -149,7 +149,7 @@ def main() -> None:
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
         f"Machine: {machine_description(('torch', 'lightgbm', 'duckdb'))}",
         "",
-        (__doc__ or "").split("\n\n", 2)[2].strip(),
+        (__doc__ or "").split("\n\n", 3)[3].strip(),
     ]
     for name in args.only:
         for seed in args.seeds:
