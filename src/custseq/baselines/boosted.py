@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from custseq.config import PredictorConfig
 from custseq.errors import ArtifactError
-from custseq.features.matrix import FIRST_ID, MISSING_ID, UNKNOWN_ID, TabularSpec
+from custseq.features.matrix import TabularSpec, as_float, category_ids
 
 BOOSTED_FORMAT = 1
 
@@ -38,23 +37,12 @@ class BoostedInputs:
     def of(cls, spec: TabularSpec, embedding_dim: int) -> BoostedInputs:
         return cls(spec.numeric, dict(spec.categorical), embedding_dim)
 
-    @property
-    def names(self) -> list[str]:
-        return [*self.numeric, *self.categorical, *(f"emb_{j}" for j in range(self.embedding_dim))]
-
     def matrix(self, features: pa.Table, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """(N, width) float64: raw numeric values (NaN when missing), category ids, embedding."""
+        """(N, width) float64: raw numeric values (NaN when missing or not finite), category ids, embedding."""
         n = features.num_rows
-        parts = [
-            np.asarray(pc.cast(features.column(c), pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-            for c in self.numeric
-        ]
-        for name, known in self.categorical.items():
-            lookup = {v: FIRST_ID + i for i, v in enumerate(known)}
-            raw = pc.cast(features.column(name), pa.string()).to_pylist()
-            parts.append(np.array([MISSING_ID if v is None else lookup.get(v, UNKNOWN_ID) for v in raw], np.float64))
+        parts = [as_float(features.column(c)) for c in self.numeric]
+        parts += [category_ids(features.column(c), known).astype(np.float64) for c, known in self.categorical.items()]
         x = np.column_stack(parts) if parts else np.zeros((n, 0))
-        x[np.isinf(x)] = np.nan  # an overflowing ratio or fit is unknown, not infinite
         if self.embedding_dim:
             if embeddings is None or embeddings.shape != (n, self.embedding_dim):
                 raise ArtifactError(f"the boosted head needs a ({n}, {self.embedding_dim}) embedding matrix")
@@ -124,20 +112,25 @@ def fit_boosted(
     ``x`` comes from ``inputs.matrix``; ``value`` below 0 (refunds exceeding purchases) counts as 0.
     """
     value = np.clip(value, 0.0, None)
-    churn_rounds = _best_rounds(x, churned, early_stopping, _params(cfg, seed, "binary"), cfg)
-    value_params = _params(cfg, seed, "tweedie") | {"tweedie_variance_power": cfg.tweedie_variance_power}
-    value_rounds = _best_rounds(x, value, early_stopping, value_params, cfg)
-    churn = _train(x, churned, _params(cfg, seed, "binary"), churn_rounds)
-    return BoostedHead(inputs, churn, _train(x, value, value_params, value_rounds), (churn_rounds, value_rounds))
+    churn_rounds = _best_rounds(x, churned, early_stopping, _churn_params(cfg, seed), cfg)
+    value_rounds = _best_rounds(x, value, early_stopping, _value_params(cfg, seed), cfg)
+    return _fit_rounds(inputs, (churn_rounds, value_rounds), x, churned, value, cfg, seed)
 
 
-def refit_boosted(head: BoostedHead, x: np.ndarray, churned: np.ndarray, value: np.ndarray,
-                  cfg: PredictorConfig, seed: int) -> BoostedHead:  # fmt: skip
+def refit_boosted(
+    head: BoostedHead, x: np.ndarray, churned: np.ndarray, value: np.ndarray, cfg: PredictorConfig, seed: int
+) -> BoostedHead:
     """The same head fitted again on other rows with the rounds it already chose."""
-    value_params = _params(cfg, seed, "tweedie") | {"tweedie_variance_power": cfg.tweedie_variance_power}
-    churn = _train(x, churned, _params(cfg, seed, "binary"), head.rounds[0])
-    return BoostedHead(head.inputs, churn, _train(x, np.clip(value, 0, None), value_params, head.rounds[1]),
-                       head.rounds)  # fmt: skip
+    return _fit_rounds(head.inputs, head.rounds, x, churned, value, cfg, seed)
+
+
+def _fit_rounds(
+    inputs: BoostedInputs, rounds: tuple[int, int], x: np.ndarray, churned: np.ndarray, value: np.ndarray,
+    cfg: PredictorConfig, seed: int,
+) -> BoostedHead:  # fmt: skip
+    churn = _train(x, churned, _churn_params(cfg, seed), rounds[0])
+    value_model = _train(x, np.clip(value, 0.0, None), _value_params(cfg, seed), rounds[1])
+    return BoostedHead(inputs, churn, value_model, rounds)
 
 
 def early_stopping_mask(ids: list[str], fraction: float) -> np.ndarray:
@@ -146,12 +139,19 @@ def early_stopping_mask(ids: list[str], fraction: float) -> np.ndarray:
     return band < fraction
 
 
-def _params(cfg: PredictorConfig, seed: int, objective: str) -> dict[str, Any]:
+def _churn_params(cfg: PredictorConfig, seed: int) -> dict[str, Any]:
+    return _params(cfg, seed) | {"objective": "binary"}
+
+
+def _value_params(cfg: PredictorConfig, seed: int) -> dict[str, Any]:
+    return _params(cfg, seed) | {"objective": "tweedie", "tweedie_variance_power": cfg.tweedie_variance_power}
+
+
+def _params(cfg: PredictorConfig, seed: int) -> dict[str, Any]:
     return {
-        "objective": objective, "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
-        "min_child_samples": cfg.min_child_samples, "bagging_fraction": cfg.subsample, "bagging_freq": 1,
-        "feature_fraction": cfg.colsample_bytree, "num_threads": max(cfg.n_jobs, 0), "seed": seed,
-        "deterministic": True, "verbose": -1,
+        "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves, "min_child_samples": cfg.min_child_samples,
+        "bagging_fraction": cfg.subsample, "bagging_freq": 1, "feature_fraction": cfg.colsample_bytree,
+        "num_threads": max(cfg.n_jobs, 0), "seed": seed, "deterministic": True, "verbose": -1,
     }  # fmt: skip
 
 
@@ -160,7 +160,7 @@ def _best_rounds(x: np.ndarray, y: np.ndarray, held_out: np.ndarray, params: dic
     import lightgbm as lgb
 
     fit = ~held_out
-    one_class = params["objective"] == "binary" and len(np.unique(y[held_out])) < 2
+    one_class = params["objective"] == "binary" and len(np.unique(y[held_out])) < 2  # nothing to early-stop on
     if held_out.sum() < 10 or fit.sum() < 10 or one_class:
         return min(cfg.max_rounds, 200)
     train_set = lgb.Dataset(x[fit], y[fit], free_raw_data=True)

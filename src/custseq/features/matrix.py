@@ -99,7 +99,7 @@ def fit_tabular(tables: list[pa.Table], *, min_count: int = 5) -> TabularSpec:
             continue
         column = table.column(name)
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or pa.types.is_decimal(column.type):
-            x = _signed_log1p(_as_float(column))
+            x = _signed_log1p(as_float(column))
             seen = x[~np.isnan(x)]
             mean = float(seen.mean()) if len(seen) else 0.0
             std = float(seen.std()) if len(seen) else 0.0
@@ -130,22 +130,23 @@ def transform_tabular(spec: TabularSpec, table: pa.Table) -> TabularInputs:
     n = table.num_rows
     values = np.zeros((n, spec.width), dtype=np.float32)
     for j, (name, mean, std) in enumerate(zip(spec.numeric, spec.means, spec.stds, strict=True)):
-        x = (_signed_log1p(_as_float(table.column(name))) - mean) / std
+        x = (_signed_log1p(as_float(table.column(name))) - mean) / std
         values[:, j] = np.nan_to_num(x, nan=0.0)
     offset = len(spec.numeric)
     for k, name in enumerate(spec.missing_indicators):
-        values[:, offset + k] = np.isnan(_as_float(table.column(name)))
-    categories = {}
-    for name, known in spec.categorical.items():
-        lookup = {v: FIRST_ID + i for i, v in enumerate(known)}
-        raw = pc.cast(table.column(name), pa.string()).to_pylist()
-        categories[name] = np.array(
-            [MISSING_ID if v is None else lookup.get(v, UNKNOWN_ID) for v in raw], dtype=np.int64
-        )
+        values[:, offset + k] = np.isnan(as_float(table.column(name)))
+    categories = {name: category_ids(table.column(name), known) for name, known in spec.categorical.items()}
     return TabularInputs(table.column("customer_id").to_pylist(), values, categories)
 
 
-def _as_float(column: pa.ChunkedArray) -> np.ndarray:
+def category_ids(column: pa.ChunkedArray, known: tuple[str, ...]) -> np.ndarray:
+    """Vocabulary ids of a categorical column: MISSING_ID, UNKNOWN_ID, or FIRST_ID + the value's position."""
+    lookup = {v: FIRST_ID + i for i, v in enumerate(known)}
+    raw = pc.cast(column, pa.string()).to_pylist()
+    return np.array([MISSING_ID if v is None else lookup.get(v, UNKNOWN_ID) for v in raw], dtype=np.int64)
+
+
+def as_float(column: pa.ChunkedArray) -> np.ndarray:
     """The column as float64, non-finite values (an overflowing ratio or fit) as missing."""
     x = np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     x[np.isinf(x)] = np.nan

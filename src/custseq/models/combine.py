@@ -7,7 +7,7 @@ import numpy as np
 from custseq.baselines.base import WindowTables
 from custseq.config import ModelConfig
 from custseq.errors import TrainingError
-from custseq.features.matrix import TabularSpec
+from custseq.features.matrix import fit_tabular
 from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.run_files import ModelChoice
 from custseq.models.finetune import ChurnValueModel, score_window
@@ -15,11 +15,12 @@ from custseq.models.predictor import NetworkOutputs, Predictor, TrainingWindow, 
 
 
 def fit_final_predictor(
-    prepared: PreparedWindows, model: ChurnValueModel | None, cfg: ModelConfig, spec: TabularSpec | None = None
+    prepared: PreparedWindows, model: ChurnValueModel | None, cfg: ModelConfig
 ) -> tuple[Predictor, ModelChoice]:
     """Choose and fit the final predictor on the training windows; ``model`` None: without the network.
 
-    The network's outputs for the training windows come from ``model`` as fine-tuned (no predictor yet).
+    The network's outputs for the training windows come from ``model`` as fine-tuned (no predictor yet); the
+    feature columns are the network's (its tabular spec), or without one those of the training windows.
     """
     if model is not None and model.predictor is not None:
         raise TrainingError("the model already has a predictor")
@@ -27,11 +28,9 @@ def fit_final_predictor(
     folders = list(prepared.training)
     if not folders:
         raise TrainingError("the predictor needs at least one labelled training window")
-    windows = [TrainingWindow(tables := WindowTables.read(f, horizon), _network(model, f, tables)) for f in folders]
-    if spec is None:
-        if model is None:
-            raise TrainingError("without a network the predictor needs a tabular spec")
-        spec = model.tabular
+    tables = [WindowTables.read(f, horizon) for f in folders]
+    windows = [TrainingWindow(t, _network(model, f, t)) for f, t in zip(folders, tables, strict=True)]
+    spec = model.tabular if model is not None else fit_tabular([t.features for t in tables])
     return fit_predictor(
         windows, spec, cfg.predictor, cfg.finetune, seed=cfg.finetune_training.seed, horizon_days=horizon
     )

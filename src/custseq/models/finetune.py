@@ -90,7 +90,6 @@ class WindowScores:
     embeddings: np.ndarray  # (N, D)
     churned: np.ndarray | None = None  # the window's labels, when it has them
     value: np.ndarray | None = None
-    network: dict[str, np.ndarray] | None = None  # the network's own columns when a predictor made ``columns``
 
     def table(self) -> pa.Table:
         data = {"customer_id": pa.array(self.customer_ids, pa.string())}
@@ -187,7 +186,7 @@ def score_window(
 
 
 def apply_predictor(predictor: Predictor, scores: WindowScores, features: pa.Table) -> WindowScores:
-    """The predictor's columns for the scored customers (the network's own kept in ``scores.network``)."""
+    """The predictor's columns for the scored customers (embeddings and labels kept)."""
     index = {c: i for i, c in enumerate(features.column("customer_id").to_pylist())}
     try:
         rows = np.array([index[c] for c in scores.customer_ids], dtype=np.int64)
@@ -195,9 +194,7 @@ def apply_predictor(predictor: Predictor, scores: WindowScores, features: pa.Tab
         raise TrainingError(f"customer {e} has a sequence but no features; run prepare again") from None
     network = NetworkOutputs(scores.columns["churn_probability"], scores.columns["clv_expected"], scores.embeddings)
     columns = predictor.predict(features.take(pa.array(rows)), network)
-    return WindowScores(
-        scores.customer_ids, columns, scores.embeddings, scores.churned, scores.value, network=scores.columns
-    )
+    return WindowScores(scores.customer_ids, columns, scores.embeddings, scores.churned, scores.value)
 
 
 def save_churn_value(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,12 +35,13 @@ from custseq.config import FinetuneConfig, PredictorConfig
 from custseq.errors import ArtifactError, TrainingError
 from custseq.features.btyd import (
     DEFAULT_PENALIZER,
+    BgNbdParams,
     bgnbd_expected_purchases,
     bgnbd_no_purchase_probability,
     fit_bgnbd,
     with_penalizer_fallback,
 )
-from custseq.features.matrix import TabularSpec
+from custseq.features.matrix import TabularSpec, as_float
 from custseq.io.run_files import CandidateValidation, ChosenBlend, ModelChoice
 from custseq.metrics import brier, normalized_gini, roc_auc
 from custseq.models.calibration import Calibrator, fit_calibrator
@@ -48,7 +49,6 @@ from custseq.sequences.batch import split_mask
 
 PREDICTOR_FORMAT = 1
 BOOSTED = ("boosted", "boosted-features")
-QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 MIN_PER_BIN = 50  # conformal bins with fewer validation customers are merged into their neighbour
 BLEND_MARGIN = 5e-4  # a blend replaces the best single candidate only if it beats it by more than this
 
@@ -101,10 +101,11 @@ class Predictor:
     intervals: Intervals
     horizon_days: int
     carry_to_days: int | None = None  # a longer horizon the predictions are carried to (see carry_to_horizon)
-    members: tuple[str, ...] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.members = tuple(dict.fromkeys((*self.churn.members, *self.value.members)))
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The candidates the predictions need, each once."""
+        return tuple(dict.fromkeys((*self.churn.members, *self.value.members)))
 
     @property
     def needs_network(self) -> bool:
@@ -118,24 +119,29 @@ class Predictor:
         columns = {"churn_probability": churn, "clv_expected": value}
         columns |= self.intervals.apply(churn, value)
         if self.carry_to_days is not None and self.carry_to_days != self.horizon_days:
-            columns = carry_to_horizon(columns, features, self.horizon_days, self.carry_to_days)
-            columns = self._btyd_value(columns, features, self.carry_to_days)
+            columns = self._carried(columns, features, self.carry_to_days)
         columns["clv_if_active"] = columns["clv_expected"] / np.clip(1.0 - columns["churn_probability"], 0.05, None)
         return columns
 
-    def _btyd_value(self, columns: dict[str, np.ndarray], features: pa.Table, days: int) -> dict[str, np.ndarray]:
-        """Value over a carried horizon from BG/NBD + Gamma-Gamma fitted on the window itself, when it fits.
+    def _carried(self, columns: dict[str, np.ndarray], features: pa.Table, days: int) -> dict[str, np.ndarray]:
+        """Churn carried to ``days`` (:func:`carry_to_horizon`); value over ``days`` from BG/NBD + Gamma-Gamma.
 
         A carried horizon means the only labelled windows lie far before the scoring date, on younger
         customers: carried value measured 0.18 of the actual total and nGini 0.54 on CDNOW 273 d, where the
-        label-free BTYD model, made for this question, gave 0.86 and 0.68. Churn stays the carried one.
+        label-free BTYD model, made for this question, gave 0.86 and 0.68. Both use one BG/NBD fit on the
+        window's own history.
+
+        Raises
+        ------
+        TrainingError
+            If BG/NBD cannot be fitted on these customers.
         """
-        try:
-            btyd = predict_btyd(features, days)
-        except TrainingError:
-            return columns
+        btyd = predict_btyd(features, days)
+        if not isinstance(btyd.params, BgNbdParams):  # predict_btyd fits BG/NBD; guards the type
+            raise TrainingError(f"carrying a horizon needs BG/NBD, got {type(btyd.params).__name__}")
+        churn = carry_to_horizon(columns, features, self.horizon_days, days, btyd.params)["churn_probability"]
         value = np.clip(btyd.value, 0, None)
-        return columns | {"clv_expected": value} | self.intervals.apply(columns["churn_probability"], value)
+        return {"churn_probability": churn, "clv_expected": value} | self.intervals.apply(churn, value)
 
     @property
     def output_horizon_days(self) -> int:
@@ -307,34 +313,31 @@ CARRIED_BY = (
 
 
 def carry_to_horizon(
-    columns: dict[str, np.ndarray], features: pa.Table, trained: int, target: int
+    columns: dict[str, np.ndarray], features: pa.Table, trained: int, target: int, params: BgNbdParams | None = None
 ) -> dict[str, np.ndarray]:
     """Predictions over ``trained`` days carried to ``target`` days with each customer's BG/NBD time profile.
 
     Value and its quantiles are multiplied by E[purchases in target] / E[purchases in trained]; churn by
     P(no purchase in target) / P(no purchase in trained) — the chance that a customer quiet for the trained
-    horizon stays quiet for the rest. BG/NBD is fitted on the window's own pre-cutoff RFM summary.
+    horizon stays quiet for the rest. BG/NBD is fitted on the window's own pre-cutoff RFM summary, unless its
+    ``params`` are given.
 
     Raises
     ------
     TrainingError
         If BG/NBD cannot be fitted on these customers.
     """
-    x, t_x, big_t = (np.asarray(_float_column(features, c)) for c in ("frequency", "recency", "T"))
-    params, _ = with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, big_t, p), DEFAULT_PENALIZER)
-    short = bgnbd_expected_purchases(params, x, t_x, big_t, trained)
-    long = bgnbd_expected_purchases(params, x, t_x, big_t, target)
+    x, t_x, big_t = (as_float(features.column(c)) for c in ("frequency", "recency", "T"))
+    fit = params or with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, big_t, p), DEFAULT_PENALIZER)[0]
+    short = bgnbd_expected_purchases(fit, x, t_x, big_t, trained)
+    long = bgnbd_expected_purchases(fit, x, t_x, big_t, target)
     growth = np.where(short > 1e-9, long / np.where(short > 1e-9, short, 1.0), target / trained)
-    quiet_short = bgnbd_no_purchase_probability(params, x, t_x, big_t, trained)
-    quiet_long = bgnbd_no_purchase_probability(params, x, t_x, big_t, target)
+    quiet_short = bgnbd_no_purchase_probability(fit, x, t_x, big_t, trained)
+    quiet_long = bgnbd_no_purchase_probability(fit, x, t_x, big_t, target)
     stays_quiet = np.clip(quiet_long / np.clip(quiet_short, 1e-12, None), 0.0, 1.0)
     out = {k: v * growth for k, v in columns.items() if k.startswith("clv_")}
     out["churn_probability"] = np.clip(columns["churn_probability"] * stays_quiet, 1e-6, 1 - 1e-6)
     return out
-
-
-def _float_column(table: pa.Table, column: str) -> np.ndarray:
-    return np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def fit_intervals(churn: np.ndarray, predicted: np.ndarray, actual: np.ndarray, bins: int) -> Intervals:
@@ -354,8 +357,9 @@ def fit_intervals(churn: np.ndarray, predicted: np.ndarray, actual: np.ndarray, 
         if n == 0:
             multipliers.append((0.0, 1.0, 1.0))
             continue
-        low = r[max(math.floor((n + 1) * 0.1) - 1, 0)] if math.floor((n + 1) * 0.1) >= 1 else 0.0
-        high = r[min(math.ceil((n + 1) * 0.9) - 1, n - 1)]
+        k_low, k_high = math.floor((n + 1) * 0.1), math.ceil((n + 1) * 0.9)  # 1-based order statistics
+        low = r[k_low - 1] if k_low >= 1 else 0.0
+        high = r[min(k_high, n) - 1]
         multipliers.append((float(low), float(np.median(r)), float(high)))
     return Intervals(tuple(float(e) for e in edges), tuple(multipliers))
 
@@ -365,8 +369,7 @@ def _bin_edges(churn: np.ndarray, bins: int) -> np.ndarray:
     bins = max(1, min(bins, len(churn) // MIN_PER_BIN))
     if bins == 1:
         return np.zeros(0)
-    edges = np.unique(np.quantile(churn, np.linspace(0, 1, bins + 1)[1:-1]))
-    return edges
+    return np.unique(np.quantile(churn, np.linspace(0, 1, bins + 1)[1:-1]))
 
 
 def _cross_fitted_coverage(churn: np.ndarray, predicted: np.ndarray, actual: np.ndarray, bins: int,

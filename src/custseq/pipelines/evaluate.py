@@ -32,7 +32,6 @@ from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.methods import COHORT_SMOOTHING, DEFAULT_METHODS, EMBEDDINGS, Method, reference_of, resolve
 from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_finetune
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
-from custseq.features.matrix import fit_tabular
 from custseq.io.engine import connect
 from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.run_files import (
@@ -310,8 +309,7 @@ class _Runner:
         s = self.split
         if s.validation is None:
             raise TrainingError("no validation window: the predictor is chosen on one")
-        spec = fit_tabular([w.features for w in s.windows])
-        predictor, _ = fit_final_predictor(self.layout, None, m, spec=spec)
+        predictor, _ = fit_final_predictor(self.layout, None, m)
         validation = predictor.predict(s.validation.features, None)["churn_probability"]
         test = predictor.predict(s.test.features, None)
         return validation, BaselinePredictions(s.test.customer_ids, test["churn_probability"], test["clv_expected"])

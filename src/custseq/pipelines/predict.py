@@ -135,10 +135,10 @@ def _prepare_trainable(tables: Tables, config: RunConfig, work: Path, say: Stage
     plan = prepared.plan
     shorter = longest_trainable_horizon(plan.data_start, plan.data_end, config.window)
     if shorter is None:
-        plan_windows(plan.data_start, plan.data_end, config.window)  # raises the plan's own explanation
-        raise WindowError("no training window fits before the as-of date")  # plan_windows raised already
+        plan_windows(plan.data_start, plan.data_end, config.window)  # raises, with the plan's own explanation
+        raise WindowError("no training window fits before the as-of date")  # not reached
     requested = config.window.horizon_days
-    say(f"no training window fits {requested} days: training on {shorter} days, carried to {requested} with BG/NBD")
+    say(f"no training window fits {requested} days: training on {shorter} days, carried to {requested} by BG/NBD")
     window = dataclasses.replace(config.window, horizon_days=shorter)
     return prepare(tables, dataclasses.replace(config, window=window), work / "prepared-short", progress=say)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from custseq.config import ReportConfig
-from custseq.io.run_files import CandidateValidation
+from custseq.io.run_files import CandidateValidation, ChosenBlend
 from custseq.report.data import ReportData
 from custseq.report.html import bullets, paragraph, table
 from custseq.report.html import unavailable as na
@@ -39,9 +39,9 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     formats = {"churn_auc": ".3f", "churn_brier": ".3f", "value_gini": ".3f", "value_total_ratio": ".2f"}
     sequence_adds = _sequence_contribution(choice.candidates)
     facts = [
-        f"Churn: {_named(choice.churn.description)} (validation AUC {choice.churn_auc:.3f} after "
+        f"Churn: {_named(choice.churn)} (validation AUC {choice.churn_auc:.3f} after "
         f"{choice.churn_calibration} calibration).",
-        f"Value: {_named(choice.value.description)} (validation nGini {choice.value_gini:.3f}); totals scaled by "
+        f"Value: {_named(choice.value)} (validation nGini {choice.value_gini:.3f}); totals scaled by "
         f"{choice.value_scale:.2f} so that predicted = actual on these customers.",
         f"P10–P90 interval: {choice.interval_below_p10:.0%} of validation customers fell below P10 and "
         f"{choice.interval_above_p90:.0%} above P90 (each half judged by intervals fitted on the other; 10% is the "
@@ -72,10 +72,12 @@ def _best_row(column: pd.Series) -> int:
     return int(column.to_numpy(dtype=float, na_value=float("-inf")).argmax())
 
 
-def _named(description: str) -> str:
-    for key in sorted(CANDIDATE_NAMES, key=len, reverse=True):
-        description = description.replace(key, CANDIDATE_NAMES[key]) if key in description else description
-    return description
+def _named(blend: ChosenBlend) -> str:
+    first = CANDIDATE_NAMES.get(blend.first, blend.first)
+    if blend.second is None:
+        return first
+    second = CANDIDATE_NAMES.get(blend.second, blend.second)
+    return f"{blend.weight:.1f} × {first} + {1 - blend.weight:.1f} × {second}"
 
 
 def _sequence_contribution(candidates: dict[str, CandidateValidation]) -> str:
