@@ -280,3 +280,12 @@ def test_configs_are_frozen():
         cfg.window = WindowConfig(horizon_days=30)
     changed = dataclasses.replace(cfg, window=WindowConfig(horizon_days=30))
     assert (cfg.window.horizon_days, changed.window.horizon_days) == (90, 30)
+
+
+def test_predictor_candidates_are_checked():
+    from custseq.config import PredictorConfig
+
+    with pytest.raises(ConfigError, match=r"unknown or none \['xgb'\]; choose from network, boosted"):
+        PredictorConfig(candidates=("network", "xgb"))
+    with pytest.raises(ConfigError, match="blend_step"):
+        PredictorConfig(blend_step=0.7)

@@ -151,3 +151,20 @@ def test_lightgbm_rich_learns_the_planted_signal():
     p = model.predict(test)
     churned, value = test.label_arrays()
     assert roc_auc(churned, p.churn_probability) > 0.7 and normalized_gini(value, p.value) > 0.3
+
+
+def test_a_degenerate_btyd_fit_is_skipped_not_chosen(monkeypatch):
+    import custseq.models.predictor as predictor_module
+    from custseq.baselines.btyd import predict_btyd
+
+    def overflowing(features, horizon_days):
+        fitted = predict_btyd(features, horizon_days)
+        fitted.value[:3] = np.inf  # what BG/NBD's expected purchases do on some young windows
+        return fitted
+
+    monkeypatch.setattr(predictor_module, "predict_btyd", overflowing)
+    windows = [TrainingWindow(_window(0), None)]
+    _, choice = fit_predictor(windows, fit_tabular([windows[0].tables.features]), FAST, FinetuneConfig(),
+                              seed=0, horizon_days=90)  # fmt: skip
+    assert "btyd" not in choice.candidates and "non-finite" in choice.skipped["btyd"]
+    assert choice.value.first == "boosted-features"

@@ -112,9 +112,16 @@ def print_training(m: Metrics, as_of: str) -> None:
         v = m.validation
         console.print(
             f"trained on windows {', '.join(m.training_windows or ())} "
-            f"({'pre-trained encoder' if m.pretrained else 'no pre-training'}); validation: "
+            f"({'pre-trained encoder' if m.pretrained else 'no pre-training'}); network's validation: "
             f"churn AUC {v.churn_auc:.3f}, value nGini {v.value_gini:.3f}, Brier "
             f"{v.churn_brier_before:.3f} -> {v.churn_brier_after:.3f} after {m.calibration} calibration"
+        )
+    if (c := m.model_choice) is not None:
+        carried = f"; trained on {c.trained_horizon_days} days and carried" if c.trained_horizon_days else ""
+        console.print(
+            f"predictions: churn from {c.churn.description} (validation AUC {c.churn_auc:.3f}), value from "
+            f"{c.value.description} (validation nGini {c.value_gini:.3f}){carried}; see the report's "
+            "'How this prediction was made'"
         )
     if m.backtest is not None:
         console.print(

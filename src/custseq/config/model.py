@@ -179,7 +179,9 @@ class PredictorConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.candidates) - set(CANDIDATES))
         if unknown or not self.candidates:
-            raise ConfigError(f"predictor candidates must be among {list(CANDIDATES)}, got {list(self.candidates)}")
+            raise ConfigError(
+                f"model.predictor.candidates: unknown or none {unknown}; choose from {', '.join(CANDIDATES)}"
+            )
         if not 0 <= self.blend_step <= 0.5:
             raise ConfigError(f"blend_step must be in [0, 0.5], got {self.blend_step}")
         if min(self.num_leaves, self.min_child_samples, self.max_rounds, self.early_stopping_rounds) < 1:

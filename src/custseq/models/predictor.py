@@ -298,6 +298,8 @@ def candidate_predictions(
             out[name] = (network.churn_probability, network.clv_expected)
         elif name == "btyd":
             btyd = predict_btyd(features, horizon_days)
+            if not (np.isfinite(btyd.value).all() and np.isfinite(btyd.churn_probability).all()):
+                raise TrainingError("BG/NBD + Gamma-Gamma gives non-finite predictions here (a degenerate fit)")
             out[name] = (np.clip(btyd.churn_probability, 1e-6, 1 - 1e-6), np.clip(btyd.value, 0, None))
         else:
             head = boosted[name]

@@ -48,10 +48,8 @@ def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: Ru
     frame.insert(2, "value", scores.value.astype(float))
     features = pq.read_table(window.features)
     with contextlib.suppress(TrainingError):  # BG/NBD could not be fitted here: the report shows custseq alone
-        frame = frame.merge(btyd_frame(predict_btyd(features, model.output_horizon_days)), on="customer_id", how="left")
-    frame["segment"] = assign_segments(
-        frame, features.to_pandas(), cfg.segments, horizon_days=model.output_horizon_days
-    )
+        frame = frame.merge(btyd_frame(predict_btyd(features, model.horizon_days)), on="customer_id", how="left")
+    frame["segment"] = assign_segments(frame, features.to_pandas(), cfg.segments, horizon_days=model.horizon_days)
     return cast(pd.DataFrame, frame)
 
 

@@ -88,7 +88,9 @@ def score_customers(
     feature_table = pq.read_table(window.features)
     btyd, p_alive = _btyd(feature_table, model.output_horizon_days)
     frame = with_p_alive(scores.table(), btyd).to_pandas()
-    frame = with_segments_and_value_score(frame, feature_table.to_pandas(), cfg, model.output_horizon_days)
+    # segments read the horizon as a span of history ("new" = first purchase within it): the trained one, which
+    # fits inside the history, also when the predictions are carried to a longer one
+    frame = with_segments_and_value_score(frame, feature_table.to_pandas(), cfg, model.horizon_days)
     simulation = simulate_retention(frame, cfg.profit)
     frame["contact_profit"] = simulation.contact_profit
     frame, actions = with_plans(frame, proposer, model.vocab, window, cfg)

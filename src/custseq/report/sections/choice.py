@@ -41,8 +41,8 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     facts = [
         f"Churn: {_named(choice.churn)} (validation AUC {choice.churn_auc:.3f} after "
         f"{choice.churn_calibration} calibration).",
-        f"Value: {_named(choice.value)} (validation nGini {choice.value_gini:.3f}); totals scaled by "
-        f"{choice.value_scale:.2f} so that predicted = actual on these customers.",
+        f"Value: {_named(choice.value)} (validation nGini {choice.value_gini:.3f}); each candidate's total, then "
+        f"the blend's (×{choice.value_scale:.2f}), matched to what these customers spent.",
         f"P10–P90 interval: {choice.interval_below_p10:.0%} of validation customers fell below P10 and "
         f"{choice.interval_above_p90:.0%} above P90 (each half judged by intervals fitted on the other; 10% is the "
         "aim).",
