@@ -41,8 +41,8 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     facts = [
         f"Churn: {_named(choice.churn)} (validation AUC {choice.churn_auc:.3f} after "
         f"{choice.churn_calibration} calibration).",
-        f"Value: {_named(choice.value)} (validation nGini {choice.value_gini:.3f}); each candidate's total, then "
-        f"the blend's (×{choice.value_scale:.2f}), matched to what these customers spent.",
+        f"Value: {_named(choice.value)} (validation nGini {choice.value_gini:.3f}); its total matched to what "
+        "these customers spent.",
         f"P10–P90 interval: {choice.interval_below_p10:.0%} of validation customers fell below P10 and "
         f"{choice.interval_above_p90:.0%} above P90 (each half judged by intervals fitted on the other; 10% is the "
         "aim).",
@@ -50,14 +50,14 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     if choice.trained_horizon_days is not None:
         facts.append(
             f"No training window fits the requested horizon: the model learnt a {choice.trained_horizon_days}-day "
-            f"horizon and its predictions were carried to the requested one by {choice.carried_by}."
+            f"horizon and its predictions were carried to the requested one ({choice.carried_by})."
         )
     if sequence_adds:
         facts.append(sequence_adds)
     skipped = [f"{CANDIDATE_NAMES.get(k, k)}: {why}" for k, why in choice.skipped.items()]
     return (
         paragraph(
-            f"custseq fitted {len(choice.candidates)} candidate predictors and scored each on "
+            f"custseq fitted {len(choice.candidates)} candidate predictor(s) and scored each on "
             f"{choice.validation_customers:,} validation customers of the latest training window (customers no "
             "candidate was trained on; the test of `custseq evaluate` is later still). It keeps the best per task, "
             "or a blend of two when that is better, then calibrates the levels on the same customers."
