@@ -433,14 +433,29 @@ def test_evaluate_refuses_an_unknown_protocol_or_ablation(shop, tmp_path):
     assert result.exit_code == 2 and "label-fractions" in output
 
 
-def test_evaluate_without_any_training_window_runs_the_label_free_methods(shop, tiny, tmp_path):
-    out = tmp_path / "eval"  # 240 days before the as-of date leaves no room for a labelled training window
+def test_evaluate_carries_custseq_when_no_training_window_fits_the_horizon(shop, tiny, tmp_path):
+    out = tmp_path / "eval"  # 240 days before the as-of date leave a 17-day training window, no 240-day one
     args = ["evaluate", str(shop), "--horizon", "240d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "1",
             "--methods", "custseq,logistic,btyd,pareto-nbd,last-period", "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "custseq trained on 17 days and carried" in " ".join(result.output.split())
     report = json.loads((out / "evaluation.json").read_text())
-    assert set(report["summary"]) == {"btyd", "pareto-nbd", "last-period"}
-    assert set(report["skipped"]) == {"custseq", "logistic"} and "label-free" in report["skipped"]["custseq"]
-    # no validation rows to pick a threshold: F1 is NaN, which strict JSON writes as null
+    assert set(report["summary"]) == {"custseq", "btyd", "pareto-nbd", "last-period"}
+    assert set(report["skipped"]) == {"logistic"} and "custseq (carried" in report["skipped"]["logistic"]
+    assert report["details"]["trained_horizon_days"] == 17 and "BG/NBD" in report["details"]["carried_by"]
+    assert report["horizon_days"] == 240 and 0.5 < report["summary"]["custseq"]["churn_auc"]["mean"] <= 1
+    # no validation rows of the test horizon to pick a threshold: F1 is NaN, which strict JSON writes as null
     assert report["summary"]["btyd"]["churn_f1"]["mean"] is None
+    assert "custseq trained on 17 days" in (out / "evaluation.md").read_text()
+
+
+def test_evaluate_without_any_training_window_runs_the_label_free_methods(shop, tiny, tmp_path):
+    out = tmp_path / "eval"  # 270 days before the as-of date leave 17 days of history: no training window at all
+    args = ["evaluate", str(shop), "--horizon", "270d", "--as-of", AS_OF, "--config", str(tiny), "--seeds", "1",
+            "--methods", "custseq,logistic,btyd,last-period", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "evaluation.json").read_text())
+    assert set(report["summary"]) == {"btyd", "last-period"} and "trained_horizon_days" not in report["details"]
+    assert set(report["skipped"]) == {"custseq", "logistic"} and "label-free" in report["skipped"]["custseq"]

@@ -121,3 +121,16 @@ def test_weighted_streams_balance_the_classes(prepared, imbalance):
     balanced = weighted_churn / weight_sum
     assert abs(balanced - 0.5) < abs(raw_rate - 0.5)  # closer to balanced than the raw labels
     assert total == sum(t.num_rows for t in labels)  # resampling keeps each batch's size
+
+
+def test_a_sample_budget_caps_each_epoch_shares_it_among_windows_and_rotates_customers(prepared):
+    full = _stream(prepared, shuffle=True, seed=3)
+    budget = len(full.windows) + 2
+    assert len(full.windows) > 1 and full.n_batches() > budget
+    capped = _stream(prepared, shuffle=True, seed=3, max_batches=budget)
+    epochs = [list(capped.batches(epoch=e)) for e in range(3)]
+    assert capped.n_batches() <= budget and all(len(batches) == capped.n_batches() for batches in epochs)
+    seen = [{c for b in batches for c in b.events.customer_ids} for batches in epochs]
+    assert seen[0] != seen[1] and len(seen[0] | seen[1] | seen[2]) > len(seen[0])  # another share each epoch
+    assert all(s.n_batches() >= 1 for s in capped._streams)  # every window keeps a share
+    assert _stream(prepared, max_batches=10_000).n_batches() == full.n_batches()  # a budget above the data: all

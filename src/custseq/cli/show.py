@@ -163,6 +163,11 @@ def print_evaluation(result: EvaluationResult) -> None:
     for method, cells in rows.items():
         table.add_row(method, *cells)
     console.print(table)
+    if (trained := result.details.trained_horizon_days) is not None:
+        console.print(
+            f"  [dim]note:[/] no training window fits {result.horizon_days} days before the test window: custseq "
+            f"trained on {trained} days and carried its predictions by BG/NBD, as predict does"
+        )
     for name, c in result.comparisons.items():
         console.print(
             f"{c.reference} vs {name}: ΔAUC {c.churn_auc_difference:+.3f} (paired t p={c.churn_auc_p:.3g}, "

@@ -524,6 +524,8 @@ class EvaluationDetails(JsonRecord):
     deterministic: tuple[str, ...]  # methods that ran once
     config: ModelConfig
     tables: dict[str, TableAccount]
+    trained_horizon_days: int | None = None  # custseq's training horizon when none fitted the test horizon
+    carried_by: str | None = None  # how custseq's predictions were carried to the test horizon
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -129,7 +129,7 @@ def finetune_prepared(
     train_stream = SampleStream(
         tuple(windows), vocab, spec, encoder.cfg.max_events, training.batch_size, seed=training.seed,
         holdout="train", holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
-        label_fraction=ft.label_fraction, weights=weights,
+        label_fraction=ft.label_fraction, weights=weights, max_batches=training.max_batches_per_epoch,
     )  # fmt: skip
     val_stream = SampleStream(
         (validation,), vocab, spec, encoder.cfg.max_events, 1024, shuffle=False, seed=training.seed,

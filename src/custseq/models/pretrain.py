@@ -148,11 +148,11 @@ def training_streams(
     files = tuple(f for w in prepared.training for f in shard_files(w.sequences))
     train = SequenceStream(
         files, vocab=vocab, max_events=encoder.max_events, batch_size=training.batch_size, seed=training.seed,
-        holdout="train",
+        holdout="train", max_batches=training.max_batches_per_epoch,
     )  # fmt: skip
     validation = SequenceStream(
         files, vocab=vocab, max_events=encoder.max_events, batch_size=training.batch_size, seed=training.seed,
-        holdout="validation", shuffle=False,
+        holdout="validation", shuffle=False, max_batches=training.max_batches_per_epoch,
     )  # fmt: skip
     return train, validation, keys
 

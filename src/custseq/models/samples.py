@@ -86,6 +86,8 @@ class SampleStream:
     test_fraction: float = 0.0
     label_fraction: float = 1.0
     weights: SampleWeights | None = None  # training only; needs labelled windows
+    # per epoch, shared among the windows by their sizes, at least one batch each (see SequenceStream)
+    max_batches: int | None = None
 
     def n_batches(self, world_size: int = 1) -> int:
         return sum(stream.n_batches(world_size) for stream in self._streams)
@@ -115,6 +117,16 @@ class SampleStream:
 
     @functools.cached_property
     def _streams(self) -> tuple[SequenceStream, ...]:
+        streams = self._all_streams()
+        if self.max_batches is None:
+            return streams
+        sizes = np.array([s.n_batches() for s in streams], dtype=float)
+        if sizes.sum() <= self.max_batches:
+            return streams
+        shares = np.maximum(1, np.floor(self.max_batches * sizes / sizes.sum())).astype(int)
+        return tuple(dataclasses.replace(s, max_batches=int(k)) for s, k in zip(streams, shares, strict=True))
+
+    def _all_streams(self) -> tuple[SequenceStream, ...]:
         return tuple(
             SequenceStream(
                 tuple(shard_files(w.sequences)),

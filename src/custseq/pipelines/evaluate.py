@@ -17,6 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,11 @@ from custseq.io.tables import Tables
 from custseq.metrics import METRICS, best_f1_threshold, churn_value_metrics, f1_at, mean_std_text
 from custseq.models.combine import fit_final_predictor
 from custseq.models.finetune import ChurnValueModel, WindowScores, finetune_prepared, score_window
+from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import pretrain_prepared
-from custseq.pipelines.prepare import prepare
+from custseq.pipelines.prepare import PrepareResult, prepare
 from custseq.validate.tables import validate_into
-from custseq.windows import data_span
+from custseq.windows import data_span, longest_trainable_horizon
 
 NETWORK_CANDIDATES = frozenset({"network", "boosted"})  # predictor candidates that need the fine-tuned network
 REPORTED = ("churn_auc", "churn_pr_auc", "churn_f1", "churn_brier", "value_rmse", "value_mae", "value_mape",
@@ -114,8 +116,9 @@ def evaluate(
         say(f"preparing the windows ({protocol} protocol)")
         prepared = prepare(tables, cfg, work / "prepared")
         split = make_split(prepared.layout, protocol, cfg.model.finetune)
+        carry = _carried(tables, cfg, prepared, work, say) if protocol == "temporal" and not split.windows else None
         source = _prepare_transfer_source(transfer_from, cfg, work, say) if transfer_from is not None else None
-        runner = _Runner(split, prepared.layout, work, cfg, source)
+        runner = _Runner(split, prepared.layout, work, cfg, source, carry)
         per_seed, first = _run_methods(runner, runs, seeds, COHORT_SMOOTHING in methods, say)
     churned, _ = split.test.label_arrays()
     result = EvaluationResult(
@@ -135,6 +138,8 @@ def evaluate(
             deterministic=tuple(sorted({m.name for m in runs if m.deterministic})),
             config=cfg.model,
             tables=prepared.summary.tables,  # rows in, used and quarantined per table
+            trained_horizon_days=carry.split.horizon_days if carry is not None else None,
+            carried_by=CARRIED_BY if carry is not None else None,
         ),
     )
     if out is not None:
@@ -197,6 +202,30 @@ def _test_as_of(tables: Tables, cfg: RunConfig) -> dt.date:
     return end - dt.timedelta(days=days)
 
 
+@dataclass(frozen=True)
+class _Carry:
+    """custseq's training rows when no training window fits the test horizon: the longest horizon that fits,
+    prepared as of the same test date; its predictions are carried to the test horizon as ``predict`` does."""
+
+    layout: PreparedWindows
+    split: Split  # its test window holds the same customers, labelled over the shorter horizon (unused)
+
+
+def _carried(tables: Tables, cfg: RunConfig, prepared: PrepareResult, work: Path, say: Say) -> _Carry | None:
+    """The shorter-horizon training rows custseq carries from, or None when not even a short horizon fits."""
+    plan = prepared.plan
+    shorter = longest_trainable_horizon(plan.data_start, plan.data_end, cfg.window)
+    if shorter is None or shorter == cfg.window.horizon_days:
+        return None
+    say(
+        f"no training window fits {cfg.window.horizon_days} days before the test window: custseq trains on "
+        f"{shorter} days and carries its predictions by BG/NBD, as predict does"
+    )
+    window = dataclasses.replace(cfg.window, horizon_days=shorter)
+    short = prepare(tables, dataclasses.replace(cfg, window=window), work / "prepared-short")
+    return _Carry(short.layout, make_split(short.layout, "temporal", cfg.model.finetune))
+
+
 def _prepare_transfer_source(source: Tables, cfg: RunConfig, work: Path, say: Say) -> PreparedWindows:
     say("preparing the transfer source's windows")
     no_columns = dataclasses.replace(cfg, columns=dataclasses.replace(cfg.columns, transactions={}))
@@ -208,9 +237,16 @@ class _Runner:
     """Runs each method on the split; caches pre-trained encoders and custseq models per seed."""
 
     def __init__(
-        self, split: Split, layout: PreparedWindows, work: Path, cfg: RunConfig, transfer_source: PreparedWindows | None
+        self,
+        split: Split,
+        layout: PreparedWindows,
+        work: Path,
+        cfg: RunConfig,
+        transfer_source: PreparedWindows | None,
+        carry: _Carry | None = None,
     ) -> None:
         self.split, self.work, self.cfg, self.transfer_source = split, work, cfg, transfer_source
+        self.carry = carry
         self.skipped: dict[str, str] = {}
         self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
         self._models: dict[tuple[str, int], ChurnValueModel] = {}  # (method, seed) -> fitted network
@@ -242,10 +278,11 @@ class _Runner:
         started = time.perf_counter()
         predictions: tuple[np.ndarray | None, BaselinePredictions]
         try:
-            if method.needs_labels and not self.split.windows:
+            if method.needs_labels and not self.split.windows and not (self.carry and method.final_predictor):
+                carried = ", custseq (carried from a shorter horizon)" if self.carry else ""
                 raise TrainingError(
                     "no training window fits before the test window (the horizon is too long for the history); "
-                    "only label-free methods (last period, BTYD) can run"
+                    f"only label-free methods (last period, BTYD){carried} can run"
                 )
             if method.is_network:
                 predictions, extra_seconds = self._network(method, seed)
@@ -287,32 +324,41 @@ class _Runner:
         m = dataclasses.replace(m, finetune=dataclasses.replace(m.finetune, label_fraction=method.label_fraction))
         if method.final_predictor and not set(m.predictor.candidates) & NETWORK_CANDIDATES:
             return self._features_only(m), 0.0
+        layout, split = self._training_rows()
         encoder_dir, pretrain_seconds = self._encoder(m, transfer=method.transfer)
         fit = finetune_prepared(
-            self.layout, m, encoder_dir=encoder_dir, transfer=method.transfer,
+            layout, m, encoder_dir=encoder_dir, transfer=method.transfer,
             work_dir=self.work / "finetune", progress=False,
         )  # fmt: skip
         if method.final_predictor:  # what predict delivers: the candidates, the choice on validation, the levels
-            fit.model.predictor, _ = fit_final_predictor(self.layout, fit.model, m)
+            fit.model.predictor, _ = fit_final_predictor(layout, fit.model, m)
         if method.name == reference_of(method.name):  # emb+lightgbm reads custseq's model of the same seed
             self._models[(method.name, seed)] = fit.model
-        s = self.split
-        validation = score_window(fit.model, self._folders[0], part="validation")
-        test = score_window(fit.model, s.test_folder, part=s.test_part)
-        if s.validation is None:
+        validation = score_window(fit.model, layout.training[0], part="validation")
+        if self.carry is not None and fit.model.predictor is not None:
+            fit.model.predictor.carry_to_days = self.split.horizon_days
+        test = score_window(fit.model, split.test_folder, part=split.test_part)
+        if split.validation is None:
             raise TrainingError("no validation window: the network needs one to choose its F1 threshold")
-        val_p = _by_ids(validation, s.validation.customer_ids)["churn_probability"]
-        return (val_p, _aligned(_as_predictions(test), s.test)), pretrain_seconds
+        val_p = _by_ids(validation, split.validation.customer_ids)["churn_probability"]
+        return (val_p, _aligned(_as_predictions(test), self.split.test)), pretrain_seconds
 
     def _features_only(self, m: ModelConfig) -> tuple[np.ndarray, BaselinePredictions]:
         """custseq's predictor without a network (the no-sequence ablation): validation churn, test predictions."""
-        s = self.split
-        if s.validation is None:
+        layout, split = self._training_rows()
+        if split.validation is None:
             raise TrainingError("no validation window: the predictor is chosen on one")
-        predictor, _ = fit_final_predictor(self.layout, None, m)
-        validation = predictor.predict(s.validation.features, None)["churn_probability"]
-        test = predictor.predict(s.test.features, None)
-        return validation, BaselinePredictions(s.test.customer_ids, test["churn_probability"], test["clv_expected"])
+        predictor, _ = fit_final_predictor(layout, None, m)
+        validation = predictor.predict(split.validation.features, None)["churn_probability"]
+        if self.carry is not None:
+            predictor.carry_to_days = self.split.horizon_days
+        test = predictor.predict(split.test.features, None)
+        predictions = BaselinePredictions(split.test.customer_ids, test["churn_probability"], test["clv_expected"])
+        return validation, _aligned(predictions, self.split.test)
+
+    def _training_rows(self) -> tuple[PreparedWindows, Split]:
+        """What custseq trains on: this split's windows, or the shorter horizon's it carries from."""
+        return (self.carry.layout, self.carry.split) if self.carry is not None else (self.layout, self.split)
 
     def _embeddings(self, method: Method, seed: int) -> tuple[np.ndarray, BaselinePredictions]:
         """LightGBM on custseq's embeddings + the RFM features (custseq's model of the same seed).
@@ -336,7 +382,7 @@ class _Runner:
         """A pre-trained encoder for these settings, seed included (trained once), or None without pre-training."""
         if not m.pretraining:
             return None, 0.0
-        prepared = self.transfer_source if transfer else self.layout
+        prepared = self.transfer_source if transfer else self._training_rows()[0]
         if prepared is None:
             raise TrainingError("transfer needs a source dataset")
         settings = [str(prepared.root), *(config_to_dict(c) for c in (m.encoder, m.pretrain, m.pretrain_training))]
@@ -374,7 +420,10 @@ def _aligned(p: BaselinePredictions, window: WindowTables) -> BaselinePrediction
     if p.customer_ids == ids:
         return p
     index = {c: i for i, c in enumerate(p.customer_ids)}
-    rows = np.array([index[c] for c in ids], dtype=np.int64)
+    try:
+        rows = np.array([index[c] for c in ids], dtype=np.int64)
+    except KeyError as e:
+        raise TrainingError(f"test customer {e} was not scored") from None
     return BaselinePredictions(ids, p.churn_probability[rows], p.value[rows])
 
 
@@ -423,6 +472,7 @@ def markdown(result: EvaluationResult) -> str:
         f"{d.test_customers} test customers (churn rate {d.test_churn_rate:.3f}); "
         "mean ± std over seeds (methods that do not depend on the seed ran once).",
         "",
+        *_carried_lines(result),
         "| method | " + " | ".join(METRICS[c].label for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
@@ -444,6 +494,17 @@ def markdown(result: EvaluationResult) -> str:
         lines.append("\nDifferences are custseq minus the method: positive means custseq is ahead.")
     lines += [f"\n{name} was not run: {why}" for name, why in result.skipped.items()]
     return "\n".join(lines) + "\n"
+
+
+def _carried_lines(result: EvaluationResult) -> list[str]:
+    d = result.details
+    if d.trained_horizon_days is None:
+        return []
+    return [
+        f"No training window fits {result.horizon_days} days before the test window: custseq trained on "
+        f"{d.trained_horizon_days} days and carried its predictions ({d.carried_by}).",
+        "",
+    ]
 
 
 def _compare(

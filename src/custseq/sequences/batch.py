@@ -140,6 +140,9 @@ class SequenceStream:
         Shuffle files, customers within a buffer, and batch order, from ``seed`` and the epoch.
     bucket_batches
         Batches per length-bucketing buffer.
+    max_batches
+        At most this many batches per epoch (over all ranks): the first ones of the epoch's shuffled order, so
+        each epoch sees another share of the customers. None: every customer, every epoch.
     """
 
     files: tuple[Path, ...]
@@ -153,6 +156,7 @@ class SequenceStream:
     holdout_fraction: float = 0.1
     test_fraction: float = 0.0
     label_fraction: float = 1.0
+    max_batches: int | None = None
 
     @functools.cached_property
     def customers_per_file(self) -> tuple[int, ...]:
@@ -166,6 +170,8 @@ class SequenceStream:
         size = self.batch_size * self.bucket_batches
         total = sum((n // size) * self.bucket_batches + math.ceil((n % size) / self.batch_size)
                     for n in self.customers_per_file)  # fmt: skip
+        if self.max_batches is not None:
+            total = min(total, self.max_batches)
         return total // world_size
 
     def batches(self, epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[EventBatch]:
@@ -178,7 +184,9 @@ class SequenceStream:
         for i in order:
             for table in self._buffers(self.files[i], rng):
                 for batch_rows in self._bucketed(table, rng):
-                    if index % world_size == rank and produced < limit:
+                    if produced >= limit:
+                        return
+                    if index % world_size == rank:
                         yield collate(table.take(batch_rows), self.vocab, self.max_events)
                         produced += 1
                     index += 1

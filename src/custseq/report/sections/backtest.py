@@ -71,6 +71,8 @@ def _evaluation(ev: EvaluationResult) -> str:
         f"{number(ev.details.test_churn_rate)})"
     )
     parts = [paragraph(lead + ". Mean ± standard deviation over seeds; the best of each column in bold.", lead=True)]
+    if ev.details.trained_horizon_days is not None:
+        parts.append(paragraph(_carried_sentence(ev)))
     if ev.summary:
         parts += [_summary_table(ev.summary), paragraph("↑ higher is better, ↓ lower is better.")]
     else:
@@ -83,6 +85,14 @@ def _evaluation(ev: EvaluationResult) -> str:
     if ev.skipped:
         parts += [heading("Methods not run"), bullets(f"{m}: {why}" for m, why in ev.skipped.items())]
     return "".join(parts)
+
+
+def _carried_sentence(ev: EvaluationResult) -> str:
+    return (
+        f"No training window fits {ev.horizon_days} days before the test window: custseq trained on "
+        f"{ev.details.trained_horizon_days} days and carried its predictions to {ev.horizon_days} days, as "
+        f"predict does ({ev.details.carried_by})."
+    )
 
 
 def _summary_table(summary: dict[str, dict[str, MeanStd]]) -> str:
