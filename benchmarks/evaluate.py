@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for a quiet machine")
     parser.add_argument("--config", type=Path, help="a custseq TOML config, e.g. benchmarks/configs/btyd_features.toml")
     parser.add_argument("--methods", help="comma-separated methods instead of the study's")
+    parser.add_argument("--ablations", help="comma-separated ablations instead of the study's")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from custseq.api import evaluate
@@ -90,6 +91,8 @@ def main() -> None:
     study = study_arguments(args.study, args.dataset)
     if args.methods:
         study["methods"] = [m.strip() for m in args.methods.split(",")]
+    if args.ablations:
+        study["ablations"] = [a.strip() for a in args.ablations.split(",")]
     busy_before = wait_for_quiet(0.3, args.max_wait)
     cpu_before, started = busy_cpu_seconds(), time.perf_counter()
     result = evaluate(
@@ -100,6 +103,8 @@ def main() -> None:
     seconds = time.perf_counter() - started
     busy = busy_cpu_seconds() - cpu_before
     heading = f"## evaluate (issue 7): {args.study}, {args.dataset}" + (f", {args.config.name}" if args.config else "")
+    if args.methods or args.ablations:  # a chosen subset: its own section, the full study's is kept
+        heading += f", methods {','.join(study['methods'] + study.get('ablations', []))}"
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/evaluate.py", *sys.argv[1:]])
     body = markdown(result).split("\n", 1)[1]  # without its own title
     section = (

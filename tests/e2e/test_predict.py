@@ -23,8 +23,8 @@ from custseq.scoring.segments import SEGMENTS
 runner = CliRunner()
 AS_OF = "2023-10-15"
 PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90",
-                      "clv_if_active", "p_alive", "segment", "value_score", "contact_profit", "next_items",
-                      "retention_flag", "next_actions"]  # fmt: skip
+                      "clv_if_active", "p_alive", "lapsed_regular", "segment", "value_score", "contact_profit",
+                      "next_items", "retention_flag", "next_actions"]  # fmt: skip
 TINY_TOML = """
 [model.encoder]
 d_model = 16
@@ -58,11 +58,23 @@ def _shop_rows(seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LAPSED = [f"r{c}" for c in range(6)]
+
+
+def _lapsed_regulars() -> pd.DataFrame:
+    """Regulars who bought every 4 days until 2023-07-16, then went silent: over 90 days, 22 of their gaps."""
+    days = range(0, 200, 4)
+    return pd.DataFrame(
+        [{"customer_id": c, "ts": dt.date(2023, 1, 1) + dt.timedelta(days=d), "amount": 25.0, "product": "p1"}
+         for c in LAPSED for d in days]
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("shop") / "shop.csv"
     guest = pd.DataFrame({"customer_id": [None], "ts": [dt.date(2023, 5, 1)], "amount": [9.5], "product": ["p1"]})
-    pd.concat([_shop_rows(), guest]).to_csv(path, index=False)  # a guest row: quarantined, reported
+    pd.concat([_shop_rows(), _lapsed_regulars(), guest]).to_csv(path, index=False)  # the guest: quarantined
     return path
 
 
@@ -80,7 +92,8 @@ def predicted(shop, tiny, tmp_path_factory) -> Path:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "customers scored" in result.output and "highest churn risk" in result.output.replace("\n", " ")
-    assert "under the [profit] assumptions" in result.output.replace("\n", " ")  # not eaten as markup
+    said = " ".join(result.output.split())
+    assert "worth a retention contact (contacts.csv)" in said and "first 10 to contact" in said
     return out
 
 
@@ -101,7 +114,18 @@ def test_predict_writes_the_output_contract(predicted, shop):
     assert set(p["segment"]) <= set(SEGMENTS) and p["value_score"].between(100, 100 * (1 + 1 / 9) + 1e-9).all()
     attriers = p[p["segment"] == "high_value_potential_attrier"]
     assert (attriers["churn_probability"] > 0.65).all()
-    assert (p["retention_flag"] == (p["churn_probability"] > 0.5)).all()  # the default threshold
+    lapsed = p["customer_id"].isin(LAPSED)
+    assert p.loc[lapsed, "lapsed_regular"].all()  # the planted regulars, silent for over 20 of their usual gaps
+    flagged = (p["churn_probability"] > 0.5) | p["lapsed_regular"]  # the default threshold, or lapsed
+    assert (p["retention_flag"] == flagged).all()
+    assert set(p.loc[lapsed, "segment"]) <= {"high_value_potential_attrier", "hibernating", "at_risk"}
+    contacts = pd.read_csv(predicted / "contacts.csv", dtype={"customer_id": str})
+    worth = p[p["retention_flag"] & (p["contact_profit"] > 0)]
+    worth = worth.sort_values("contact_profit", ascending=False, kind="stable")
+    assert contacts["customer_id"].tolist() == worth["customer_id"].tolist()  # one list, best expected gain first
+    planted = contacts[contacts["customer_id"].isin(LAPSED)]
+    assert len(planted) == len(LAPSED)  # 50 purchase days of 25: worth more than the contact
+    assert planted["reason"].str.match(r"usually buys every 4 days; silent for 9\d days \(2\d of their").all()
     plans = p["next_actions"].map(json.loads)
     assert (plans.map(len) == 3).all()
     flagged = plans[p["retention_flag"]]
@@ -248,7 +272,7 @@ def test_score_takes_an_as_of_after_the_last_row_but_not_before_the_first(predic
                              str(out))  # fmt: skip
     assert result.exit_code == 0, output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["as_of"] == as_of and metrics["customers_scored"] == rows["customer_id"].nunique() == 200
+    assert metrics["as_of"] == as_of and metrics["customers_scored"] == rows["customer_id"].nunique() == 206
     early = ["score", str(shop), "--model", str(predicted / "model"), "--as-of", "2022-12-31", "--out", str(out)]
     result, output = _invoke(*early)
     assert result.exit_code == 2 and "as-of 2022-12-31 is before the first transaction (2023-01-01)" in output

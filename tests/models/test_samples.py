@@ -13,6 +13,7 @@ import torch
 import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
 from custseq.features.matrix import fit_tabular, transform_tabular
+from custseq.models.combine import latest_windows
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.multitask import MultiTaskModel
 from custseq.models.samples import SampleStream
@@ -134,3 +135,12 @@ def test_a_sample_budget_caps_each_epoch_shares_it_among_windows_and_rotates_cus
     assert seen[0] != seen[1] and len(seen[0] | seen[1] | seen[2]) > len(seen[0])  # another share each epoch
     assert all(s.n_batches() >= 1 for s in capped._streams)  # every window keeps a share
     assert _stream(prepared, max_batches=10_000).n_batches() == full.n_batches()  # a budget above the data: all
+
+
+def test_the_predictor_keeps_the_latest_windows_within_its_customer_budget(prepared):
+    folders = [prepared.window(w) for w in prepared.plan.training]  # latest first
+    sizes = [pq.ParquetFile(f.features).metadata.num_rows for f in folders]
+    assert len(folders) > 2 and latest_windows(folders, None) == folders
+    assert latest_windows(folders, 1) == folders[:1]  # always the latest window
+    assert latest_windows(folders, sizes[0] + sizes[1]) == folders[:2]
+    assert latest_windows(folders, sizes[0] + sizes[1] - 1) == folders[:1]

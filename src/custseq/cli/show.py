@@ -16,6 +16,7 @@ from custseq.pipelines.prepare import Note, PrepareResult
 if TYPE_CHECKING:
     from custseq.models.artifacts import Manifest
     from custseq.pipelines.outputs import PredictRun
+    from custseq.scoring.contacts import ContactList
 
 
 def print_validation(tables: dict[str, TableAccount]) -> None:
@@ -90,12 +91,32 @@ def print_scores(run: PredictRun) -> None:
     console.print(top)
     segments = ", ".join(f"{n:,} {str(name).replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
     console.print(f"segments: {segments}")
+    if run.contacts is not None:
+        print_contacts(run.contacts, run.data_config.actions.retention_threshold)
+    console.print(f"{run.metrics.review_customers:,} customers listed in review.csv for a human look")
+
+
+def print_contacts(contacts: ContactList, threshold: float, top: int = 10) -> None:
+    """Whom to contact: how many, what is at stake, the first ``top`` with their reasons (contacts.csv)."""
+    c = contacts.contacts
     console.print(
-        f"{int(p['retention_flag'].sum()):,} customers flagged for retention actions (churn above "
-        f"{run.data_config.actions.retention_threshold:g}); {int((p['contact_profit'] > 0).sum()):,} worth a "
-        f"retention contact under the \\[profit] assumptions; {run.metrics.review_customers:,} listed in "
-        "review.csv for a human look"
+        f"[bold]{len(c):,}[/] customers worth a retention contact (contacts.csv): at risk (churn above "
+        f"{threshold:g}, or a regular silent for several of their usual gaps) and expected to save more than the "
+        f"contact and offer cost; {contacts.total_at_stake:,.0f} at stake, expected gain "
+        f"{contacts.total_gain:,.0f} after costs. {contacts.not_worth:,} more "
+        f"{'is' if contacts.not_worth == 1 else 'are'} at risk but not worth the costs.",
+        highlight=False,
     )
+    if c.empty:
+        return
+    title = f"first {min(top, len(c))} to contact (reasons and actions in contacts.csv)"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("customer", no_wrap=True)
+    table.add_column("at stake", justify="right", no_wrap=True)
+    table.add_column("why", ratio=1)
+    for r in c.head(top).itertuples():
+        table.add_row(str(r.customer_id), f"{r.value_at_stake:,.0f}", "; ".join(str(r.reason).split("; ")[:2]))
+    console.print(table)
 
 
 def print_outputs(out_dir: Path, report: Path | None) -> None:

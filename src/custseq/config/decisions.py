@@ -20,6 +20,11 @@ class SegmentConfig:
     loyal_min_frequency: int = 2  # loyal: at least this many repeat purchase days and churn at most at_risk_churn
     new_customer_days: int | None = None  # new: first purchase fewer than this many days ago; None = the horizon
     hibernating_days: int | None = None  # hibernating: at risk and no purchase in this many days; None = the horizon
+    # A lapsed regular (custseq.scoring.lapse) is at risk whatever the predicted churn: at least this many
+    # purchase days, silent for at least lapsed_silent_gaps of their usual gaps and lapsed_min_silent_days.
+    lapsed_min_purchase_days: int = 5
+    lapsed_silent_gaps: float = 3.0
+    lapsed_min_silent_days: int = 28
 
     def __post_init__(self) -> None:
         if not 0 < self.top_value_share <= 1:
@@ -34,6 +39,11 @@ class SegmentConfig:
             )
         if self.loyal_min_frequency < 1:
             raise ConfigError(f"loyal_min_frequency must be at least 1, got {self.loyal_min_frequency}")
+        if self.lapsed_min_purchase_days < 2 or not self.lapsed_silent_gaps > 0 or self.lapsed_min_silent_days < 1:
+            raise ConfigError(
+                "lapsed_min_purchase_days must be at least 2 (a gap needs two purchases), lapsed_silent_gaps "
+                "above 0 and lapsed_min_silent_days at least 1"
+            )
         for name in ("new_customer_days", "hibernating_days"):
             days = getattr(self, name)
             if days is not None and days < 1:

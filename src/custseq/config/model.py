@@ -81,8 +81,8 @@ class TrainConfig:
     mixed_precision: bool = True  # on CUDA only
     # An epoch sees at most this many sequences, another share of them each epoch (None: all of them). Bounds
     # the network's cost on large data (1M rows: ~0.8M training sequences, 90 s per pre-training epoch on
-    # 2 cores); the boosted head still learns from every row. Above CDNOW's and Online Retail's sizes.
-    max_samples_per_epoch: int | None = 32_768
+    # 2 cores); the boosted head still learns from every row. Above CDNOW's (21k) and Online Retail's sizes.
+    max_samples_per_epoch: int | None = 24_576
 
     def __post_init__(self) -> None:
         if min(self.epochs, self.batch_size, self.grad_accumulation, self.patience) < 1:
@@ -183,6 +183,9 @@ class PredictorConfig:
     early_stopping_fraction: float = 0.2  # of the training customers (second id hash)
     tweedie_variance_power: float = 1.5
     n_jobs: int = -1
+    # The latest training windows up to this many customers in all (at least one window): older windows add
+    # little and cost network scoring and LightGBM time (7 windows of 1M rows: about 2 minutes). None: all.
+    max_training_customers: int | None = 400_000
     # True: the chosen boosted heads are fitted again on the validation customers too (more data, but the
     # validation curves of the report would then be in-sample); off by default
     refit_on_validation: bool = False
@@ -195,6 +198,8 @@ class PredictorConfig:
             raise ConfigError(
                 f"model.predictor.candidates: unknown or none {unknown}; choose from {', '.join(CANDIDATES)}"
             )
+        if self.max_training_customers is not None and self.max_training_customers < 1:
+            raise ConfigError(f"max_training_customers must be >= 1 (or unset), got {self.max_training_customers}")
         if not 0 <= self.blend_step <= 0.5:
             raise ConfigError(f"blend_step must be in [0, 0.5], got {self.blend_step}")
         if min(self.num_leaves, self.min_child_samples, self.max_rounds, self.early_stopping_rounds) < 1:

@@ -56,6 +56,7 @@ EMBEDDINGS_FILE = "embeddings.parquet"
 VALIDATION_FILE = "validation.parquet"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 REVIEW_FILE = "review.csv"
+CONTACTS_FILE = "contacts.csv"
 REPORT_FILE = "report.html"
 MODEL_DIR = "model"
 QUARANTINE_DIR = "quarantine"
@@ -693,6 +694,13 @@ class RunFolder:
 
     def read_review(self) -> pd.DataFrame:
         return self._read_table(REVIEW_FILE)
+
+    def write_contacts(self, contacts: pd.DataFrame) -> Path:
+        contacts.to_csv(self._target(CONTACTS_FILE), index=False)
+        return self.path / CONTACTS_FILE
+
+    def read_contacts(self) -> pd.DataFrame:
+        return self._read_table(CONTACTS_FILE)
 
     # the work
     def _target(self, file: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from custseq.baselines.base import WindowTables
 from custseq.config import ModelConfig
@@ -25,7 +26,7 @@ def fit_final_predictor(
     if model is not None and model.predictor is not None:
         raise TrainingError("the model already has a predictor")
     horizon = prepared.horizon_days
-    folders = list(prepared.training)
+    folders = latest_windows(list(prepared.training), cfg.predictor.max_training_customers)
     if not folders:
         raise TrainingError("the predictor needs at least one labelled training window")
     tables = [WindowTables.read(f, horizon) for f in folders]
@@ -34,6 +35,22 @@ def fit_final_predictor(
     return fit_predictor(
         windows, spec, cfg.predictor, cfg.finetune, seed=cfg.finetune_training.seed, horizon_days=horizon
     )
+
+
+def latest_windows(folders: list[WindowFolder], max_customers: int | None) -> list[WindowFolder]:
+    """The latest windows (``folders`` is latest first) while their customers stay within ``max_customers``;
+    always the latest one."""
+    if max_customers is None:
+        return folders
+    kept: list[WindowFolder] = []
+    customers = 0
+    for folder in folders:
+        n = pq.ParquetFile(folder.features).metadata.num_rows
+        if kept and customers + n > max_customers:
+            break
+        kept.append(folder)
+        customers += n
+    return kept
 
 
 def _network(model: ChurnValueModel | None, folder: WindowFolder, tables: WindowTables) -> NetworkOutputs | None:

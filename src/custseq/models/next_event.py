@@ -44,6 +44,7 @@ ITEM_FIELDS = ("product", "category", "event", "channel")  # what "auto" picks, 
 MIXTURE_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid fit_item_mixture searches: 0, 0.1, …, 1
 HALF_LIVES = (1.0, 3.0, 10.0, 1e9)  # events; 1e9 = no decay (plain frequency)
 MIN_FIT_CUSTOMERS = 20  # fewer customers with a next item than this: no mixture is fitted (weight 0)
+MAX_FIT_CUSTOMERS = 20_000  # the mixture has two parameters: more customers cost time (2 min at 1M rows), not fit
 CUTOFF_MARGIN_DAYS = 1 / 1440  # one minute: log_t_to_cutoff is float32, about a second off after 90 days
 
 
@@ -365,7 +366,8 @@ def fit_item_mixture(
 ) -> ItemMixture:
     """Fit the weight and half-life of the item mixture to the customers' actual next items.
 
-    The head and each customer's history are read as of ``window``'s cutoff; the actual next item is the
+    The head and each customer's history are read as of ``window``'s cutoff (the first
+    :data:`MAX_FIT_CUSTOMERS` customers with a next item, in shard order); the actual next item is the
     customer's first real value of ``field`` after that cutoff (within ``horizon_days``), read from
     ``later_window``'s sequences (:func:`next_item_targets`). The weight (0, 0.1, …, 1) and half-life
     (:data:`HALF_LIVES` events) maximising hit@k are chosen; ties go to the higher mean probability of the
@@ -425,6 +427,8 @@ def fit_item_mixture(
     stream = SequenceStream(files, vocab, model.encoder.cfg.max_events, batch_size, shuffle=False)
     model.eval().to(device)
     for batch in stream.batches():
+        if n >= MAX_FIT_CUSTOMERS:
+            break
         rows = [i for i, c in enumerate(batch.customer_ids) if c in target_of]
         if not rows:
             continue

@@ -101,6 +101,7 @@ class Predictor:
     intervals: Intervals
     horizon_days: int
     carry_to_days: int | None = None  # a longer horizon the predictions are carried to (see carry_to_horizon)
+    lapsed_churn_rate: float | None = None  # churn of the training windows' lapsed regulars (scoring.lapse)
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -163,6 +164,7 @@ class Predictor:
             },
             "horizon_days": self.horizon_days,
             "carry_to_days": self.carry_to_days,
+            "lapsed_churn_rate": self.lapsed_churn_rate,
         }
 
     @classmethod
@@ -180,6 +182,7 @@ class Predictor:
                 {k: float(v) for k, v in d["value_scales"].items()}, Calibrator.from_json(d["churn_calibrator"]),
                 float(d["value_scale"]), intervals, int(d["horizon_days"]),
                 None if d.get("carry_to_days") is None else int(d["carry_to_days"]),
+                None if d.get("lapsed_churn_rate") is None else float(d["lapsed_churn_rate"]),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"predictor.json is incomplete or corrupted: {e!r}") from None

@@ -35,7 +35,9 @@ from custseq.models.next_event import ItemMixture, item_field, propose_next
 from custseq.models.pretrain import PretrainModel
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
 from custseq.scoring.actions import load_catalogue, next_items_column, plan_actions
-from custseq.scoring.profit import ProfitSimulation, simulate_retention
+from custseq.scoring.contacts import ContactList, contact_list
+from custseq.scoring.lapse import cadence, decision_churn
+from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
 from custseq.scoring.scores import value_score_formula, value_scores
 from custseq.scoring.segments import assign_segments
 from custseq.sequences.vocab import SequenceVocab
@@ -62,6 +64,7 @@ class PredictRun:
     data_config: RunConfig
     as_of: str
     proposer: ItemProposer | None = None  # what proposes the plans' next items (None: catalogue actions only)
+    contacts: ContactList | None = None  # whom to contact first, and why (contacts.csv)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class ScoredCustomers:
     p_alive: BgNbdFit | PAliveUnavailable
     value_score: ValueScore
     actions: ActionSettings
+    contacts: ContactList  # contacts.csv: whom to contact first, and why
 
 
 def score_customers(
@@ -86,17 +90,24 @@ def score_customers(
 ) -> ScoredCustomers:
     """The scores with every derived column: P(alive), segment, value score, contact profit and plans."""
     feature_table = pq.read_table(window.features)
+    features = feature_table.to_pandas()
     btyd, p_alive = _btyd(feature_table, model.output_horizon_days)
     frame = with_p_alive(scores.table(), btyd).to_pandas()
+    rhythm = customer_cadence(frame, features, cfg)
+    frame["lapsed_regular"] = rhythm["lapsed_regular"].to_numpy()
     # segments read the horizon as a span of history ("new" = first purchase within it): the trained one, which
     # fits inside the history, also when the predictions are carried to a longer one
-    frame = with_segments_and_value_score(frame, feature_table.to_pandas(), cfg, model.horizon_days)
-    simulation = simulate_retention(frame, cfg.profit)
+    frame = with_segments_and_value_score(frame, features, cfg, model.horizon_days)
+    rate = model.predictor.lapsed_churn_rate if model.predictor is not None else None
+    decision = decision_churn(frame["churn_probability"].to_numpy(float), frame["lapsed_regular"].to_numpy(bool), rate)
+    simulation = simulate_retention(frame.assign(churn_probability=decision), cfg.profit)
     frame["contact_profit"] = simulation.contact_profit
     frame, actions = with_plans(frame, proposer, model.vocab, window, cfg)
     value_score = ValueScore(formula=value_score_formula(cfg.value_score), parameters=cfg.value_score)
     review = review_table(frame, btyd, cfg.audit)
-    return ScoredCustomers(frame, scores.embedding_table(), review, simulation, p_alive, value_score, actions)
+    kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"))
+    contacts = contact_list(frame, rhythm, decision, kept, rate)
+    return ScoredCustomers(frame, scores.embedding_table(), review, simulation, p_alive, value_score, actions, contacts)
 
 
 def write_scored(
@@ -112,6 +123,7 @@ def write_scored(
     folder.write_embeddings(scored.embeddings)
     folder.write_metrics(metrics)
     folder.write_review(scored.review)
+    folder.write_contacts(scored.contacts.contacts)
     folder.write_profit(profit_of(scored.profit, cfg.profit))
     folder.write_attention(attention_of(model, window, scored.predictions, cfg.report))
 
@@ -182,6 +194,17 @@ def action_settings(
         item_field=item_field, retention_threshold=a.retention_threshold, mode=a.mode, k=a.k, catalogue=catalogue,
         note=note or None, item_mixture=item_mixture,
     )  # fmt: skip
+
+
+def customer_cadence(predictions: pd.DataFrame, features: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+    """Per row of ``predictions``: purchase days, usual gap, silence, lapsed regular (:mod:`custseq.scoring.lapse`)
+    and the spend of the last 365 days (NaN without the recent-window features)."""
+    by_id = features.set_index("customer_id")
+    rhythm = cadence(by_id, cfg.segments)
+    rhythm["spend_last_year"] = by_id.get("spend_last_365d", np.nan)
+    rhythm = rhythm.reindex(predictions["customer_id"].astype(str))
+    rhythm["lapsed_regular"] = rhythm["lapsed_regular"].fillna(False).astype(bool)
+    return rhythm.reset_index(drop=True)
 
 
 def with_segments_and_value_score(

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from custseq.baselines.base import WindowTables
 from custseq.config import RunConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError, WindowError
 from custseq.evaluation.fairness import Audit
@@ -37,7 +38,7 @@ from custseq.io.run_files import (
 )
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
-from custseq.models.combine import fit_final_predictor
+from custseq.models.combine import fit_final_predictor, latest_windows
 from custseq.models.finetune import (
     ChurnValueModel,
     FitResult,
@@ -60,6 +61,7 @@ from custseq.pipelines.outputs import (
     write_scored,
 )
 from custseq.pipelines.prepare import PrepareResult, prepare
+from custseq.scoring.lapse import lapsed_churn_rate
 from custseq.sequences.vocab import SequenceVocab
 from custseq.windows import longest_trainable_horizon, plan_windows
 
@@ -95,6 +97,7 @@ def predict(
         fit, pretrained = _fit(layout, work, config, say, progress)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
+        fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)
         # the validation customers' labels are of the trained horizon: checked before any carry
         checked = _check_on_validation(fit.model, layout, summary.config, say) if out is not None else None
         if summary.horizon_days != config.window.horizon_days:
@@ -116,7 +119,7 @@ def predict(
             folder.write_audit(checked.audit.to_record())
     return PredictRun(
         scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
-        fit.model, summary.config, summary.as_of, proposer,
+        fit.model, summary.config, summary.as_of, proposer, scored.contacts,
     )  # fmt: skip
 
 
@@ -141,6 +144,15 @@ def _prepare_trainable(tables: Tables, config: RunConfig, work: Path, say: Stage
     say(f"no training window fits {requested} days: training on {shorter} days, carried to {requested} by BG/NBD")
     window = dataclasses.replace(config.window, horizon_days=shorter)
     return prepare(tables, dataclasses.replace(config, window=window), work / "prepared-short", progress=say)
+
+
+def _lapsed_churn_rate(layout: PreparedWindows, cfg: RunConfig) -> float | None:
+    """How often the training windows' lapsed regulars churned (None: too few of them to tell)."""
+    windows = []
+    for folder in latest_windows(list(layout.training), cfg.model.predictor.max_training_customers):
+        tables = WindowTables.read(folder, layout.horizon_days)
+        windows.append((tables.features.to_pandas(), tables.label_arrays()[0]))
+    return lapsed_churn_rate(windows, cfg.segments)
 
 
 @dataclass(frozen=True)

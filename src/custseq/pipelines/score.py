@@ -78,8 +78,9 @@ def score_with_model(
             copy_quarantine(Path(tmp) / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
     out_dir = Path(out) if out is not None else None
     return PredictRun(
-        scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, as_of_text, proposer
-    )
+        scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, as_of_text, proposer,
+        scored.contacts,
+    )  # fmt: skip
 
 
 def load_item_proposer(folder: Path) -> ItemProposer | None:

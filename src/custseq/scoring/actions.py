@@ -1,11 +1,11 @@
 """Next-best-action plans: retention actions for likely churners, likely next items and growth actions otherwise.
 
-A customer whose churn probability is strictly above ``ActionConfig.retention_threshold`` is flagged for
-retention and gets the actions of the first matching rule of the catalogue's ``retention`` list (``replace``
-mode), or its first retention action followed by the next-event model's items, then its other retention
-actions (``augment`` mode: one retention touch, and the products still on offer). Everyone else gets the model's
-likeliest next items as item actions, topped up to ``k`` with the actions of the first matching ``growth``
-rule. Plans never repeat an action or an item.
+A customer whose churn probability is strictly above ``ActionConfig.retention_threshold``, or who is a lapsed
+regular (:mod:`custseq.scoring.lapse`), is flagged for retention and gets the actions of the first matching
+rule of the catalogue's ``retention`` list (``replace`` mode), or its first retention action followed by the
+next-event model's items, then its other retention actions (``augment`` mode: one retention touch, and the
+products still on offer). Everyone else gets the model's likeliest next items as item actions, topped up to
+``k`` with the actions of the first matching ``growth`` rule. Plans never repeat an action or an item.
 
 An action catalogue (JSON or YAML) looks like::
 
@@ -254,7 +254,8 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
     Returns
     -------
     pandas.DataFrame
-        A copy of ``predictions`` with ``retention_flag`` (churn probability strictly above the threshold)
+        A copy of ``predictions`` with ``retention_flag`` (churn probability strictly above the threshold, or
+        ``lapsed_regular`` true)
         and ``next_actions``: a JSON list of up to ``k`` objects ``{"action", "kind", "item", "probability"}``
         (``kind`` one of :data:`KINDS`; ``item`` and ``probability`` are null except for item actions).
         Flagged customers get the first matching retention rule's actions (``replace``), or in ``augment``
@@ -281,6 +282,8 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
             f"(e.g. {churn[outside][0]})"
         )
     flagged = churn > cfg.retention_threshold
+    if "lapsed_regular" in predictions:  # overdue by their own rhythm: at risk whatever the churn model says
+        flagged |= predictions["lapsed_regular"].fillna(False).to_numpy(dtype=bool)
     retention = first_matching_rule(catalogue.retention, predictions)
     growth = first_matching_rule(catalogue.growth, predictions)
     raw_items = predictions["next_items"].tolist() if "next_items" in predictions else [None] * len(predictions)

@@ -5,13 +5,16 @@ exactly one. ``p`` is ``churn_probability``; the thresholds are :class:`~custseq
 settings (defaults in brackets); ``frequency``, ``recency`` and ``T`` are the BTYD columns of the
 features table (:mod:`custseq.features.rfm`), so ``T − recency`` is the days since the last purchase.
 
-1. ``high_value_potential_attrier``: top value tier and ``p > attrier_churn`` (0.65).
-2. ``new``: ``T < new_customer_days`` (the horizon): the first purchase lies within the last horizon.
-3. ``champion``: top value tier and ``p ≤ champion_max_churn`` (0.35).
-4. ``loyal``: ``frequency ≥ loyal_min_frequency`` (2 repeat purchase days) and ``p ≤ at_risk_churn`` (0.5).
-5. ``hibernating``: ``p > at_risk_churn`` and ``T − recency ≥ hibernating_days`` (the horizon): no purchase
-   within the last horizon.
-6. ``at_risk``: ``p > at_risk_churn``: bought recently, but predicted to stop.
+1. ``high_value_potential_attrier``: top value tier and ``p > attrier_churn`` (0.65) or a lapsed regular.
+2. ``new``: ``T < new_customer_days`` (the horizon): the first purchase lies within the last horizon (and not
+   a lapsed regular).
+3. ``champion``: top value tier and ``p ≤ champion_max_churn`` (0.35), not a lapsed regular.
+4. ``loyal``: ``frequency ≥ loyal_min_frequency`` (2 repeat purchase days), ``p ≤ at_risk_churn`` (0.5) and
+   not a lapsed regular.
+5. ``hibernating``: at risk (``p > at_risk_churn`` or a lapsed regular) and ``T − recency ≥ hibernating_days``
+   (the horizon): no purchase within the last horizon.
+6. ``at_risk``: ``p > at_risk_churn`` or a lapsed regular: bought recently, but predicted to stop or
+   overdue by their own rhythm.
 7. ``potential_loyalist``: everyone else: ``p ≤ at_risk_churn``, fewer repeat purchases than loyal, and not
    a top-tier champion.
 
@@ -20,6 +23,10 @@ whatever else is true of the customer. New customers come next because with less
 history their frequency and recency say little. Champions are the top tier of the loyal, and hibernating
 (long silent) is told apart from at risk (recently active) before the rest of the high-churn customers fall
 into at risk.
+
+A *lapsed regular* (the optional ``lapsed_regular`` column of the predictions, from
+:mod:`custseq.scoring.lapse`) has bought regularly and been silent for several of their usual gaps: at risk
+whatever the predicted churn.
 
 The top value tier is the empirical upper quantile of ``clv_expected``: a customer is in it when at most
 ``top_value_share`` (20%) of all customers have an expected value at least as high. Customers tied at the
@@ -90,13 +97,18 @@ def assign_segments(
     rfm = features_by_customer(predictions, features, FEATURE_COLUMNS)
     frequency, recency, days_since_first_purchase = rfm.to_numpy().T  # T: days since the first purchase
     churn = predictions["churn_probability"].to_numpy(dtype=float)
+    lapsed = (
+        predictions["lapsed_regular"].fillna(False).to_numpy(dtype=bool)
+        if "lapsed_regular" in predictions
+        else np.zeros(len(predictions), dtype=bool)
+    )
     top_tier = top_value_tier(predictions["clv_expected"], cfg.top_value_share)
-    at_risk = churn > cfg.at_risk_churn
+    at_risk = (churn > cfg.at_risk_churn) | lapsed
     days_since_last_purchase = days_since_first_purchase - recency
     rules = {
-        "high_value_potential_attrier": top_tier & (churn > cfg.attrier_churn),
-        "new": days_since_first_purchase < _days_or_horizon(cfg.new_customer_days, horizon_days),
-        "champion": top_tier & (churn <= cfg.champion_max_churn),
+        "high_value_potential_attrier": top_tier & ((churn > cfg.attrier_churn) | lapsed),
+        "new": (days_since_first_purchase < _days_or_horizon(cfg.new_customer_days, horizon_days)) & ~lapsed,
+        "champion": top_tier & (churn <= cfg.champion_max_churn) & ~lapsed,
         "loyal": (frequency >= cfg.loyal_min_frequency) & ~at_risk,
         "hibernating": at_risk & (days_since_last_purchase >= _days_or_horizon(cfg.hibernating_days, horizon_days)),
         "at_risk": at_risk,
