@@ -23,8 +23,8 @@ from custseq.scoring.segments import SEGMENTS
 CHROMIUM = Path("/usr/bin/chromium")
 N_CUSTOMERS = 300
 EXPECTED_SECTIONS = (
-    "summary", "backtest", "model-choice", "roc-pr", "calibration", "gain-lift", "value-deciles", "loss-curves",
-    "attention", "embedding-map", "segments", "actions", "profit", "audit",
+    "verdict", "summary", "backtest", "model-choice", "roc-pr", "calibration", "gain-lift", "value-deciles",
+    "loss-curves", "attention", "embedding-map", "segments", "actions", "profit", "audit",
 )  # fmt: skip
 SMALL = ReportConfig(map_customers=150, attention_customers=2, attention_events=12)
 
@@ -151,6 +151,13 @@ def write_run_folder(folder: Path, seed: int = 0, n: int = N_CUSTOMERS) -> Path:
     review = review[["customer_id", "reason", "churn_probability", "btyd_churn_probability", "clv_expected",
                      "btyd_clv_expected", "segment"]]  # fmt: skip
     review.to_csv(folder / "review.csv", index=False)
+    contacts = pd.DataFrame({
+        "rank": [1, 2], "customer_id": ids[:2], "segment": ["at_risk", "hibernating"],
+        "churn_probability": [0.8, 0.7], "value_at_stake": [120.0, 80.0], "expected_gain": [20.0, 9.5],
+        "action": ["Call them", "Win-back email"],
+        "reason": ["usually buys every 9 days; silent for 80 days (9 of their usual gaps)", "churn risk 70%"],
+    })  # fmt: skip
+    contacts.to_csv(folder / "contacts.csv", index=False)
 
     table_info = rf.TableAccount(
         rows_in=5000, rows_used=4990, rows_quarantined=10,
@@ -271,6 +278,21 @@ def test_every_section_is_on_the_page_in_order(report: Path, report_html: str, r
         assert f'href="#{s}"' in report_html  # the table of contents links to it
     assert 'class="na"' not in report_html, "a full run folder leaves no section unavailable"
     assert "could not be drawn" not in report_html
+
+
+def test_the_first_screen_answers_who_leaves_what_is_at_stake_whom_to_contact_and_how_much_to_trust_it(
+    report_html: str,
+):
+    verdict = _section(report_html, "verdict")
+    assert "are more likely than not to leave in the next 90 days" in verdict
+    assert "2 customers are worth a retention contact" in verdict and "200 is at stake" in verdict
+    assert "expected to gain 30 after costs" in verdict and "usually buys every 9 days" in verdict
+    # the back-test's verdict: custseq against the best simple baseline, per metric, with the bootstrap p
+    assert "In the back-test (test window as of 2011-09-01, 90 days, 3 seeds)" in verdict
+    assert "for lightgbm, the best simple baseline" in verdict
+    assert "a customer churns when they make no purchase in the 90 days after 2011-12-01" in verdict
+    assert "to contact <b>2 (expected gain 30)</b>" in report_html  # the header counts the same list
+    assert "validation churn AUC <b>0.810</b>" in report_html  # the final predictions', not the network's
 
 
 def test_full_report_shows_the_numbers(report_html: str):
@@ -578,6 +600,20 @@ def test_report_renders_in_chromium(browser, report: Path, tmp_path: Path):
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in requests), requests
     _not_blank(tmp_path / "first_screen.png")
     _not_blank(tmp_path / "full.png")
+
+
+def test_report_fits_a_phone_without_horizontal_scrolling(browser, report: Path, tmp_path: Path):
+    context = browser.new_context(viewport={"width": 390, "height": 800})
+    errors, requests = [], []
+    page = _open(context, report, errors, requests)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # wide tables scroll inside themselves
+    assert page.locator("section#verdict").is_visible()
+    top = page.evaluate("document.querySelector('section#verdict').getBoundingClientRect().top")
+    assert top < 800, "the verdict starts on the first phone screen"
+    page.screenshot(path=tmp_path / "phone.png")
+    context.close()
+    assert errors == []
+    _not_blank(tmp_path / "phone.png")
 
 
 def test_report_reads_without_javascript(browser, report: Path, tmp_path: Path):

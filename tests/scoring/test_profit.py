@@ -158,3 +158,13 @@ def test_the_value_heads_own_conditional_mean_is_the_value_if_retained():
                           "clv_if_active": own})  # fmt: skip
     # π_a = 0.96 · 0.3 · 50 − 1 − 10 · (0.96 · 0.3 + 0.04 · 1) = 14.4 − 1 − 3.28 = 10.12
     assert simulate_retention(frame, cfg).contact_profit[0] == pytest.approx(10.12)
+
+
+def test_the_value_if_retained_is_capped_by_the_customers_own_past_rate():
+    cfg = ProfitConfig()
+    churn, expected = np.array([0.97, 0.5, 0.5]), np.array([26.0, 40.0, 40.0])
+    if_active = expected / np.maximum(1 - churn, 0.05)  # 520 for the near-certain leaver
+    past = np.array([6.4, 300.0, np.nan])  # 39 a year over a 60-day horizon; a big spender; unknown
+    value = retained_value(churn, expected, cfg, if_active, past)
+    assert value.tolist() == pytest.approx([26.0, 80.0, 80.0])  # max(past, expected) caps only the first
+    assert retained_value(churn, expected, cfg, if_active).tolist() == pytest.approx(if_active.tolist())

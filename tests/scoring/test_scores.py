@@ -15,6 +15,7 @@ from custseq.scoring.scores import (
     hyperscore,
     rank_normalise,
     raw_value_score,
+    score_spread,
     value_score_formula,
     value_score_range,
     value_scores,
@@ -55,10 +56,10 @@ def test_weights_count_only_relative_to_each_other(predictions, features):
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        (1.0, 100 * (1 + 1 / 9)),  # σ(−ln 2) = 1/3
-        (0.5, 100 * (1 + 1 / 65**2)),  # σ = 0.5^5 / (0.5^5 + 2) = 1/65
-        (2 ** (-1 / 5), 104.0),  # V^5 = 1/2: σ = 0.5 / 2.5 = 0.2, 0.2^2 = 0.04
-        (0.8, 100 * (1 + (0.32768 / 2.32768) ** 2)),
+        (1.0, 150.0),  # σ(0) = 1/2
+        (0.5, 120.0),  # σ(2 · ln 0.5) = 0.25 / 1.25 = 0.2
+        (0.25, 100 * (1 + 0.0625 / 1.0625)),
+        (0.8, 100 * (1 + 0.64 / 1.64)),
     ],
 )
 def test_hyperscore_matches_the_hand_computation(raw, expected):
@@ -72,6 +73,22 @@ def test_hyperscore_with_other_parameters():
     assert value_score_range(cfg) == pytest.approx((100.0, 150.0))
 
 
+def test_the_default_score_spreads_customers_where_the_old_one_piled_them_at_100():
+    """A grocery-like log: most customers rarely buy (engagement 0), values heavy-tailed, churn spread."""
+    rng = np.random.default_rng(4)
+    n = 5000
+    predictions = pd.DataFrame({"customer_id": np.arange(n), "churn_probability": rng.beta(2, 5, n),
+                                "clv_expected": rng.lognormal(3, 1.5, n) * (rng.uniform(size=n) > 0.3)})  # fmt: skip
+    engagement = np.where(rng.uniform(size=n) < 0.6, 0, rng.poisson(4, n))
+    features = pd.DataFrame({"customer_id": np.arange(n), "purchase_days_last_h": engagement})
+    shown = value_scores(predictions, features).round(2)  # as predictions.csv and the report show them
+    assert shown.value_counts(normalize=True).iloc[0] <= 0.01
+    spread = score_spread(value_scores(predictions, features), predictions["clv_expected"])
+    assert spread.modal_share <= 0.01 and spread.rank_correlation_with_value > 0.7
+    old = ValueScoreConfig(beta=5.0, gamma=-math.log(2), kappa=2.0)
+    assert value_scores(predictions, features, old).round(2).value_counts(normalize=True).iloc[0] > 0.1
+
+
 def test_hyperscore_rises_strictly_with_the_raw_score():
     grid = np.linspace(0.1, 1.0, 91)
     assert (np.diff(hyperscore(grid)) > 0).all()
@@ -79,7 +96,7 @@ def test_hyperscore_rises_strictly_with_the_raw_score():
 
 def test_scores_stay_within_the_bounds_and_the_top_customer_reaches_the_maximum():
     low, high = value_score_range()
-    assert (low, high) == (100.0, pytest.approx(1000 / 9))
+    assert (low, high) == (100.0, pytest.approx(150.0))
     rng = np.random.default_rng(0)
     n = 200
     predictions = pd.DataFrame(
@@ -112,7 +129,7 @@ def test_a_missing_engagement_column_is_named(predictions, features):
 
 def test_the_formula_shows_the_parameters():
     assert value_score_formula() == (
-        "value_score = 100 · [1 + σ(5 · ln V − 0.693147)^2], σ(x) = 1 / (1 + e^(−x)); "
+        "value_score = 100 · [1 + σ(2 · ln V + 0)^1], σ(x) = 1 / (1 + e^(−x)); "
         "V = 0.5 · r(clv_expected) + 0.3 · r(1 − churn_probability) + 0.2 · r(purchase_days_last_h), "
         "r = average rank / number of customers"
     )
@@ -124,7 +141,7 @@ def test_the_formula_shows_the_parameters():
 def test_value_score_config_defaults():
     cfg = ValueScoreConfig()
     assert (cfg.value_weight, cfg.retention_weight, cfg.engagement_weight) == (0.5, 0.3, 0.2)
-    assert (cfg.beta, cfg.gamma, cfg.kappa) == (5.0, -math.log(2), 2.0)
+    assert (cfg.beta, cfg.gamma, cfg.kappa) == (2.0, 0.0, 1.0)
     assert RunConfig().value_score == cfg
 
 
@@ -133,8 +150,8 @@ def test_value_score_config_defaults():
     [
         ({"value_weight": -0.1}, "value score weights must be >= 0 with a positive sum"),
         ({"value_weight": 0, "retention_weight": 0, "engagement_weight": 0}, "with a positive sum"),
-        ({"beta": 0.0}, "beta and kappa must be > 0 for the score to rise with V, got beta=0.0, kappa=2.0"),
-        ({"kappa": -1.0}, "got beta=5.0, kappa=-1.0"),
+        ({"beta": 0.0}, "beta and kappa must be > 0 for the score to rise with V, got beta=0.0, kappa=1.0"),
+        ({"kappa": -1.0}, "got beta=2.0, kappa=-1.0"),
         ({"gamma": float("inf")}, "gamma must be a finite number, got inf"),
     ],
 )
@@ -147,7 +164,7 @@ def test_a_toml_value_score_section_changes_only_what_it_names(tmp_path):
     path = tmp_path / "custseq.toml"
     path.write_text("[value_score]\nbeta = 3\nengagement_weight = 0.0\n")
     cfg = load_config(path).value_score
-    assert (cfg.beta, cfg.engagement_weight, cfg.value_weight, cfg.kappa) == (3, 0.0, 0.5, 2.0)
+    assert (cfg.beta, cfg.engagement_weight, cfg.value_weight, cfg.kappa) == (3, 0.0, 0.5, 1.0)
 
 
 def test_a_bad_toml_value_score_value_is_a_config_error(tmp_path):

@@ -55,15 +55,18 @@ class ValueScoreConfig:
     """The composite value score (:mod:`custseq.scoring.scores`): V's weights and the HyperScore boost.
 
     value_score = 100 · [1 + σ(beta · ln V + gamma)^kappa], V = the weighted mean of the rank-normalised
-    expected value, retention (1 − churn) and engagement (purchase days in the last horizon).
+    expected value, retention (1 − churn) and engagement (purchase days in the last horizon). The defaults
+    (beta 2, gamma 0, kappa 1: 100 · (1 + V² / (V² + 1)), from 100 to 150) spread every customer: the earlier
+    beta 5, gamma −ln 2, kappa 2 lifted only the top (boost ~V^10 / 4), so that a quarter of a grocery's
+    households scored exactly 100.00 and the median 100.02.
     """
 
     value_weight: float = 0.5  # the value a customer brings is what the score ranks first
     retention_weight: float = 0.3
     engagement_weight: float = 0.2
-    beta: float = 5.0  # sensitivity: how sharply the boost rises towards V = 1
-    gamma: float = -math.log(2)  # the bias: σ(gamma) = 1/3 at V = 1
-    kappa: float = 2.0  # the power of the boost
+    beta: float = 2.0  # sensitivity: how sharply the boost rises towards V = 1
+    gamma: float = 0.0  # the bias: σ(gamma) = 1/2 at V = 1
+    kappa: float = 1.0  # the power of the boost
 
     def __post_init__(self) -> None:
         weights = {name: getattr(self, name) for name in ("value_weight", "retention_weight", "engagement_weight")}

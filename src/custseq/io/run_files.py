@@ -267,6 +267,8 @@ class TaskWeighting(JsonRecord):
 class ValueScore(JsonRecord):
     formula: str  # in words, parameters filled in
     parameters: ValueScoreConfig
+    modal_share: float | None = None  # share of customers holding the commonest score (2 decimals)
+    rank_correlation_with_value: float | None = None  # Spearman, score vs clv_expected
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,7 @@ from custseq.scoring.actions import load_catalogue, next_items_column, plan_acti
 from custseq.scoring.contacts import ContactList, contact_list
 from custseq.scoring.lapse import cadence, decision_churn
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
-from custseq.scoring.scores import value_score_formula, value_scores
+from custseq.scoring.scores import score_spread, value_score_formula, value_scores
 from custseq.scoring.segments import assign_segments
 from custseq.sequences.vocab import SequenceVocab
 
@@ -100,12 +100,17 @@ def score_customers(
     frame = with_segments_and_value_score(frame, features, cfg, model.horizon_days)
     rate = model.predictor.lapsed_churn_rate if model.predictor is not None else None
     decision = decision_churn(frame["churn_probability"].to_numpy(float), frame["lapsed_regular"].to_numpy(bool), rate)
-    simulation = simulate_retention(frame.assign(churn_probability=decision), cfg.profit)
+    past = past_rate_value(rhythm, model.output_horizon_days)
+    simulation = simulate_retention(frame.assign(churn_probability=decision), cfg.profit, past)
     frame["contact_profit"] = simulation.contact_profit
     frame, actions = with_plans(frame, proposer, model.vocab, window, cfg)
-    value_score = ValueScore(formula=value_score_formula(cfg.value_score), parameters=cfg.value_score)
+    spread = score_spread(frame["value_score"], frame["clv_expected"])
+    value_score = ValueScore(
+        formula=value_score_formula(cfg.value_score), parameters=cfg.value_score, modal_share=spread.modal_share,
+        rank_correlation_with_value=_finite_or_none(spread.rank_correlation_with_value),
+    )  # fmt: skip
     review = review_table(frame, btyd, cfg.audit)
-    kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"))
+    kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
     contacts = contact_list(frame, rhythm, decision, kept, rate)
     return ScoredCustomers(frame, scores.embedding_table(), review, simulation, p_alive, value_score, actions, contacts)
 
@@ -215,6 +220,18 @@ def with_segments_and_value_score(
     predictions["segment"] = assign_segments(predictions, features, cfg.segments, horizon_days=horizon_days)
     predictions["value_score"] = value_scores(predictions, features, cfg.value_score).to_numpy(dtype=np.float64)
     return predictions
+
+
+def past_rate_value(rhythm: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """Each customer's spend per horizon over the last year (over their history when shorter, but at least one
+    horizon); NaN without the recent-window spend features."""
+    observed = np.clip(np.minimum(rhythm["history_days"].to_numpy(float), 365.0), horizon_days, None)
+    spend = rhythm["spend_last_year"].to_numpy(float)
+    return np.asarray(spend / observed * horizon_days, dtype=float)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if np.isfinite(x) else None
 
 
 def copy_quarantine(src: Path, dst: Path) -> None:

@@ -35,6 +35,7 @@ RUN_FILES = {
     rf.PROFIT_FILE: PREDICT,
     rf.AUDIT_FILE: PREDICT,
     rf.REVIEW_FILE: PREDICT,
+    rf.CONTACTS_FILE: PREDICT,
     rf.TEST_PREDICTIONS_FILE: EVALUATE,
     rf.EVALUATION_FILE: EVALUATE,
 }  # file -> the command that writes it
@@ -56,6 +57,7 @@ class ReportData:
     profit: Profit | None = None  # profit.json
     audit: Audit | None = None  # audit.json
     review: pd.DataFrame | None = None  # review.csv: customers flagged for a human look
+    contacts: pd.DataFrame | None = None  # contacts.csv: whom to contact first, and why
     problems: dict[str, str] = field(default_factory=dict)  # file -> why it could not be read
 
     def missing(self, file: str) -> str:
@@ -77,6 +79,7 @@ _READERS: dict[str, tuple[str, Callable[[RunFolder], Any]]] = {
     rf.PROFIT_FILE: ("profit", RunFolder.read_profit),
     rf.AUDIT_FILE: ("audit", RunFolder.read_audit),
     rf.REVIEW_FILE: ("review", RunFolder.read_review),
+    rf.CONTACTS_FILE: ("contacts", RunFolder.read_contacts),
 }  # file -> (ReportData field, how to read it)
 
 

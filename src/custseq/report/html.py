@@ -92,6 +92,18 @@ figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
 small.muted { color: var(--muted); }
 .flags { display: inline-block; min-width: 14em; }
 footer { color: var(--muted); font-size: 12.5px; text-align: center; padding: 0 0 30px; }
+@media (max-width: 640px) {
+  .wrap { padding: 0 12px; }
+  header.top { padding: 16px 0 12px; }
+  header.top h1 { font-size: 20px; }
+  header.top .meta li { font-size: 13px; padding: 2px 8px; }
+  nav.toc { position: static; }  /* a sticky table of contents would cover half of a phone's screen */
+  nav.toc ol { flex-wrap: nowrap; overflow-x: auto; }
+  nav.toc a { white-space: nowrap; }
+  section.card { padding: 12px 12px 14px; }
+  table { display: block; max-width: 100%; overflow-x: auto; }  /* wide tables scroll inside, not the page */
+  .grid { grid-template-columns: 1fr; }
+}
 """
 
 

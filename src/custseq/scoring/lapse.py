@@ -42,7 +42,7 @@ def cadence(features: pd.DataFrame, cfg: SegmentConfig) -> pd.DataFrame:
     -------
     pandas.DataFrame
         With the index of ``features``: ``purchase_days``, ``usual_gap_days`` (NaN with one purchase day),
-        ``silent_days`` and ``lapsed_regular`` (bool).
+        ``silent_days``, ``lapsed_regular`` (bool) and ``history_days`` (since the first purchase).
     """
     frequency = features["frequency"].to_numpy(dtype=float)
     recency = features["recency"].to_numpy(dtype=float)
@@ -58,10 +58,14 @@ def cadence(features: pd.DataFrame, cfg: SegmentConfig) -> pd.DataFrame:
             & (silent >= cfg.lapsed_min_silent_days)
             & (silent >= cfg.lapsed_silent_gaps * usual)
         )
-    return pd.DataFrame(
-        {"purchase_days": purchase_days, "usual_gap_days": usual, "silent_days": silent, "lapsed_regular": lapsed},
-        index=features.index,
-    )
+    columns = {
+        "purchase_days": purchase_days,
+        "usual_gap_days": usual,
+        "silent_days": silent,
+        "lapsed_regular": lapsed,
+        "history_days": features["T"].to_numpy(dtype=float),
+    }
+    return pd.DataFrame(columns, index=features.index)
 
 
 def lapsed_churn_rate(windows: Sequence[tuple[pd.DataFrame, np.ndarray]], cfg: SegmentConfig) -> float | None:

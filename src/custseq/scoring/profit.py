@@ -66,7 +66,9 @@ class ProfitSimulation:
     contact_profit: np.ndarray  # π_i, one per row of the predictions
 
 
-def simulate_retention(predictions: pd.DataFrame, cfg: ProfitConfig | None = None) -> ProfitSimulation:
+def simulate_retention(
+    predictions: pd.DataFrame, cfg: ProfitConfig | None = None, past_rate_value: ArrayLike | None = None
+) -> ProfitSimulation:
     """The profit curve of a retention campaign under each ordering of :data:`ORDERINGS`.
 
     Parameters
@@ -75,6 +77,8 @@ def simulate_retention(predictions: pd.DataFrame, cfg: ProfitConfig | None = Non
         One row per customer with ``customer_id``, ``churn_probability`` and ``clv_expected``.
     cfg : ProfitConfig, optional
         Costs, save rate and take rate; defaults to ``ProfitConfig()``.
+    past_rate_value : array-like of float, optional
+        Per row, the customer's own spend per horizon over the last year (see :func:`retained_value`).
 
     Returns
     -------
@@ -90,7 +94,8 @@ def simulate_retention(predictions: pd.DataFrame, cfg: ProfitConfig | None = Non
     check_predictions(predictions)
     churn = predictions["churn_probability"].to_numpy(dtype=float)
     if_active = predictions.get("clv_if_active")
-    profit = contact_profit(churn, retained_value(churn, predictions["clv_expected"], cfg, if_active), cfg)
+    value = retained_value(churn, predictions["clv_expected"], cfg, if_active, past_rate_value)
+    profit = contact_profit(churn, value, cfg)
     k = np.arange(len(profit) + 1)
     curves = {
         "saved_value": _cumulative(profit[np.argsort(-profit, kind="stable")]),
@@ -105,9 +110,20 @@ def simulate_retention(predictions: pd.DataFrame, cfg: ProfitConfig | None = Non
 
 
 def retained_value(
-    churn_probability: ArrayLike, clv_expected: ArrayLike, cfg: ProfitConfig, clv_if_active: ArrayLike | None = None
+    churn_probability: ArrayLike,
+    clv_expected: ArrayLike,
+    cfg: ProfitConfig,
+    clv_if_active: ArrayLike | None = None,
+    past_rate_value: ArrayLike | None = None,
 ) -> np.ndarray:
     """The expected value over the horizon if the customer is retained (buys).
+
+    ``clv_if_active`` is ``clv_expected / (1 − p)`` at heart, so for a near-certain leaver it multiplies a small
+    expected value up to ``max_value_multiplier`` times: a customer with 4 purchases and 39 spent last year was
+    credited with 514 at stake and ranked first to contact. Where ``past_rate_value`` (what the customer spent
+    per horizon in the last year) is given and finite, the value if retained is therefore at most the larger of
+    that and ``clv_expected``: keeping a customer brings back their own past rate, not twenty times their
+    expected value.
 
     Parameters
     ----------
@@ -117,18 +133,25 @@ def retained_value(
         ``max_value_multiplier`` caps ``1 / (1 − p)`` in the fallback.
     clv_if_active : array-like of float, optional
         The value model's expected value given a purchase; used wherever it is finite.
+    past_rate_value : array-like of float, optional
+        The customer's own spend per horizon over the last year (NaN where unknown): the cap above.
 
     Returns
     -------
     numpy.ndarray of float
-        ``clv_if_active`` where finite, else ``clv_expected · min(1 / (1 − p), max_value_multiplier)``.
+        ``clv_if_active`` where finite, else ``clv_expected · min(1 / (1 − p), max_value_multiplier)``; at most
+        ``max(past_rate_value, clv_expected)`` where that is finite.
     """
     churn = np.asarray(churn_probability, dtype=float)
-    fallback = np.asarray(clv_expected, dtype=float) / np.maximum(1 - churn, 1 / cfg.max_value_multiplier)
-    if clv_if_active is None:
-        return fallback
-    own = np.asarray(clv_if_active, dtype=float)
-    return np.where(np.isfinite(own), own, fallback)
+    expected = np.asarray(clv_expected, dtype=float)
+    value = expected / np.maximum(1 - churn, 1 / cfg.max_value_multiplier)
+    if clv_if_active is not None:
+        own = np.asarray(clv_if_active, dtype=float)
+        value = np.where(np.isfinite(own), own, value)
+    if past_rate_value is not None:
+        past = np.asarray(past_rate_value, dtype=float)
+        value = np.where(np.isfinite(past), np.minimum(value, np.maximum(past, expected)), value)
+    return value
 
 
 def contact_profit(churn_probability: ArrayLike, value_if_retained: ArrayLike, cfg: ProfitConfig) -> np.ndarray:

@@ -12,21 +12,23 @@ scored with it. The boost is::
     value_score = 100 · [1 + σ(β · ln V + γ)^κ],    σ(x) = 1 / (1 + e^(−x))
 
 Since σ(β · ln V + γ) = V^β / (V^β + e^(−γ)), the score rises strictly with V for β, κ > 0, from 100 as
-V → 0 to 100 · (1 + σ(γ)^κ) at V = 1. With the defaults β = 5, γ = −ln 2, κ = 2 it is
-100 · [1 + (V^β / (V^β + 2))^2]: V = 0.5 gives 100.02, V = 2^(−1/5) ≈ 0.871 gives 104 and V = 1 gives 111.1.
-Near V = 0 the boost grows as the power law (e^γ · V^β)^κ = V^10 / 4, so ordinary customers stay close to 100
-and only the top is lifted. (The variant 100 · (1 + σ)^κ is monotone too, but near V = 0 its boost grows only
-as κ · σ ≈ V^5 and it tops out at 177.8; the form above is the usual HyperScore.)
+V → 0 to 100 · (1 + σ(γ)^κ) at V = 1. With the defaults β = 2, γ = 0, κ = 1 it is 100 · (1 + V² / (V² + 1)):
+V = 0.25 gives 105.9, V = 0.5 gives 120 and V = 1 gives 150, so customers spread over the whole range. (With
+β = 5, γ = −ln 2, κ = 2, the boost near V = 0 grows as V^10 / 4: ordinary customers all sat at 100.00 and the
+score ranked no one but the top.)
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.special import expit
+from scipy.stats import spearmanr
 
 from custseq.config import ValueScoreConfig
 from custseq.scoring.segments import check_predictions, features_by_customer
@@ -153,6 +155,27 @@ def value_score_formula(cfg: ValueScoreConfig | None = None) -> str:
         f"σ(x) = 1 / (1 + e^(−x)); V = {w_value:.3g} · r(clv_expected) + {w_retention:.3g} · r(1 − churn_probability)"
         f" + {w_engagement:.3g} · r({ENGAGEMENT_COLUMN}), r = average rank / number of customers"
     )
+
+
+@dataclass(frozen=True)
+class ScoreSpread:
+    """Whether the scores rank anyone: the share holding the commonest score (to 2 decimals, as shown), and
+    the Spearman rank correlation of the score with expected value."""
+
+    modal_share: float
+    rank_correlation_with_value: float
+
+
+def score_spread(scores: ArrayLike, clv_expected: ArrayLike) -> ScoreSpread:
+    """How spread the value scores are (see :class:`ScoreSpread`); NaN correlation with fewer than 2 customers."""
+    shown = pd.Series(np.round(np.asarray(scores, dtype=float), 2))
+    if shown.empty:
+        return ScoreSpread(math.nan, math.nan)
+    modal = float(shown.value_counts(normalize=True).iloc[0])
+    value = np.asarray(clv_expected, dtype=float)
+    if len(shown) < 2 or np.ptp(value) == 0 or shown.nunique() < 2:
+        return ScoreSpread(modal, math.nan)
+    return ScoreSpread(modal, float(spearmanr(shown, value).statistic))
 
 
 def _normalised_weights(cfg: ValueScoreConfig) -> tuple[float, float, float]:

@@ -3,7 +3,8 @@
 A section always appears. When the files it needs are missing it says so and names the command that writes
 them, so a reader of a partial run folder knows what to run, not just that something is absent. The sections
 live in one module per group: :mod:`.summary`, :mod:`.backtest`, :mod:`.labelled` (ROC/PR, calibration, gain,
-deciles), :mod:`.model` (loss curves, attention, embedding map), :mod:`.plans` (segments, actions, profit) and
+deciles), :mod:`.verdict` (the first screen: who leaves, what is at stake, whom to contact, how much to
+trust it), :mod:`.model` (loss curves, attention, embedding map), :mod:`.plans` (segments, actions, profit) and
 :mod:`.audit`; :mod:`.header` draws the page header.
 """
 
@@ -24,12 +25,14 @@ from custseq.report.sections.labelled import calibration, gain_lift, roc_pr, val
 from custseq.report.sections.model import attention, embedding_map, loss_curves
 from custseq.report.sections.plans import actions, profit, segments
 from custseq.report.sections.summary import summary
+from custseq.report.sections.verdict import verdict
 
 __all__ = ["BUILDERS", "TITLES", "build_sections", "header"]
 
 log = logging.getLogger(__name__)
 
 TITLES = {
+    "verdict": "In short",
     "summary": "Data summary",
     "backtest": "Back-test",
     "model-choice": "How this prediction was made",
@@ -47,6 +50,7 @@ TITLES = {
 }
 
 BUILDERS: dict[str, Callable[[ReportData, ReportConfig], str]] = {
+    "verdict": verdict,
     "summary": summary,
     "backtest": backtest,
     "model-choice": model_choice,

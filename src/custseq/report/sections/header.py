@@ -31,23 +31,35 @@ def header(data: ReportData) -> str:
 
 
 def _headline(data: ReportData) -> dict[str, str]:
-    """What a reader wants first: expected churn and value, who needs retention, how good the model was."""
+    """What a reader wants first: expected churn and value, whom to contact, how good the predictions were."""
     out: dict[str, str] = {}
     p = data.predictions
     if p is not None and len(p):
         out["expected churn rate"] = f"{p['churn_probability'].mean():.1%}"
         out["total expected value"] = f"{p['clv_expected'].sum():,.0f}"
-        if "retention_flag" in p:
-            out["flagged for retention"] = f"{int(p['retention_flag'].sum()):,}"
-    v = data.metrics.validation if data.metrics is not None else None
-    if v is not None and not math.isnan(v.churn_auc):
-        out["validation churn AUC"] = f"{v.churn_auc:.3f}"
-    if v is not None and not math.isnan(v.value_gini):
-        out["value nGini"] = f"{v.value_gini:.3f}"
-    best = data.profit.best.get("saved_value") if data.profit is not None else None
-    if best is not None:
-        out["best campaign"] = f"{best.k:,} contacts, profit {best.profit:,.0f}"
+    c = data.contacts
+    if c is not None:
+        out["to contact"] = f"{len(c):,} (expected gain {c['expected_gain'].sum():,.0f})"
+    elif p is not None and "retention_flag" in p:
+        out["flagged for retention"] = f"{int(p['retention_flag'].sum()):,}"
+    auc, gini = _validation_figures(data)
+    if not math.isnan(auc):
+        out["validation churn AUC"] = f"{auc:.3f}"
+    if not math.isnan(gini):
+        out["value nGini"] = f"{gini:.3f}"
     return out
+
+
+def _validation_figures(data: ReportData) -> tuple[float, float]:
+    """Churn AUC and value nGini on the validation customers: of the final predictions, else of the network."""
+    m = data.metrics
+    if m is None:
+        return math.nan, math.nan
+    if m.model_choice is not None:
+        return m.model_choice.churn_auc, m.model_choice.value_gini
+    if m.validation is not None:
+        return m.validation.churn_auc, m.validation.value_gini
+    return math.nan, math.nan
 
 
 def _facts(facts: dict[str, Any]) -> str:

@@ -50,7 +50,14 @@ def _value_score(recorded: ValueScore | None) -> str:
             "With the default parameters: metrics.json does not record the run's own."
         )
     formula = f'<p class="formula">{escaped(recorded.formula)}</p>'
-    return formula + key_values(config_to_dict(recorded.parameters), caption="Parameters")
+    spread = ""
+    if recorded.modal_share is not None and recorded.rank_correlation_with_value is not None:
+        spread = paragraph(
+            f"The score ranks customers: the commonest score (to 2 decimals) is shared by "
+            f"{recorded.modal_share:.1%} of them, and its rank correlation with expected value is "
+            f"{recorded.rank_correlation_with_value:.2f} (Spearman)."
+        )
+    return formula + spread + key_values(config_to_dict(recorded.parameters), caption="Parameters")
 
 
 def _mixture_text(m: ItemMixtureInfo) -> str:
