@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseq.config import ActionConfig, SegmentConfig
+from custseq.config import ActionConfig, ProfitConfig, SegmentConfig
 from custseq.errors import ConfigError
 from custseq.scoring.actions import load_catalogue, plan_actions
-from custseq.scoring.contacts import CONTACT_COLUMNS, contact_list
+from custseq.scoring.contacts import CONTACT_COLUMNS, contact_list, save_rate_sensitivity
 from custseq.scoring.lapse import MIN_MEASURED, cadence, decision_churn, lapsed_churn_rate
 from custseq.scoring.segments import assign_segments
 
@@ -102,6 +102,17 @@ def test_the_contact_list_ranks_the_flagged_worth_contacting_with_reasons_in_the
         "spent 1,240 in the last year; regulars this silent churned 41% in the past"
     )
     assert c["reason"].iloc[2] == "churn risk 70% (at risk); last purchase 300 days ago; 1 purchase day"
+
+
+def test_the_save_rate_band_recounts_whom_to_contact_at_half_and_twice_the_assumed_rate():
+    flagged = np.array([True, True, True, False])
+    churn, kept = np.array([0.9, 0.5, 0.2, 0.9]), np.array([200.0, 100.0, 100.0, 1000.0])
+    band = save_rate_sensitivity(flagged, churn, kept, ProfitConfig(save_rate=0.3))
+    # π = p·s·v − 1 − 10·(p·s + (1 − p)·1): at s = 0.15 the first two pay (23.65 and 0.75), the third does
+    # not (−6.3); at s = 0.6 all three flagged do (100.6, 21, 1.8); the unflagged fourth never counts
+    assert band[0.15] == (2, pytest.approx(23.65 + 0.75))
+    assert band[0.6] == (3, pytest.approx(100.6 + 21 + 1.8)) and set(band) == {0.15, 0.6}
+    assert set(save_rate_sensitivity(flagged, churn, kept, ProfitConfig(save_rate=0.8))) == {0.4, 1.0}  # capped
 
 
 def test_lapse_settings_are_checked():

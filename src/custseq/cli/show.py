@@ -14,6 +14,7 @@ from custseq.metrics import METRICS, mean_text
 from custseq.pipelines.prepare import Note, PrepareResult
 
 if TYPE_CHECKING:
+    from custseq.config import ProfitConfig
     from custseq.models.artifacts import Manifest
     from custseq.pipelines.outputs import PredictRun
     from custseq.scoring.contacts import ContactList
@@ -92,11 +93,11 @@ def print_scores(run: PredictRun) -> None:
     segments = ", ".join(f"{n:,} {str(name).replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
     console.print(f"segments: {segments}")
     if run.contacts is not None:
-        print_contacts(run.contacts, run.data_config.actions.retention_threshold)
+        print_contacts(run.contacts, run.data_config.actions.retention_threshold, run.data_config.profit)
     console.print(f"{run.metrics.review_customers:,} customers listed in review.csv for a human look")
 
 
-def print_contacts(contacts: ContactList, threshold: float, top: int = 10) -> None:
+def print_contacts(contacts: ContactList, threshold: float, profit: ProfitConfig, top: int = 10) -> None:
     """Whom to contact: how many, what is at stake, the first ``top`` with their reasons (contacts.csv)."""
     c = contacts.contacts
     console.print(
@@ -104,7 +105,9 @@ def print_contacts(contacts: ContactList, threshold: float, top: int = 10) -> No
         f"{threshold:g}, or a regular silent for several of their usual gaps) and expected to save more than the "
         f"contact and offer cost; {contacts.total_at_stake:,.0f} at stake, expected gain "
         f"{contacts.total_gain:,.0f} after costs. {contacts.not_worth:,} more "
-        f"{'is' if contacts.not_worth == 1 else 'are'} at risk but not worth the costs.",
+        f"{'is' if contacts.not_worth == 1 else 'are'} at risk but not worth the costs. Assumed: contact cost "
+        f"{profit.contact_cost:g}, offer cost {profit.offer_cost:g}, {profit.save_rate:.0%} of contacted leavers "
+        "kept ([profit] in the config).",
         highlight=False,
     )
     if c.empty:

@@ -364,6 +364,7 @@ class Profit(RunFile):
     customers: int
     curve: ProfitCurve
     best: dict[str, ProfitBest]  # ordering ("saved_value", "churn_probability", "random") -> its best k
+    contacts_by_save_rate: dict[str, ProfitBest] | None = None  # another save rate -> contacts.csv's size, gain
 
 
 # --- audit.json ------------------------------------------------------------------------------------------------

@@ -100,8 +100,14 @@ def attention_of(
     return Attention(layers=encoder.cfg.n_layers, customers=customers)
 
 
-def profit_of(simulation: ProfitSimulation, cfg: ProfitConfig, points: int = PROFIT_POINTS) -> Profit:
-    """The profit curve (at most ``points`` values of k, always with each best k), its best k and parameters."""
+def profit_of(
+    simulation: ProfitSimulation,
+    cfg: ProfitConfig,
+    by_save_rate: dict[float, tuple[int, float]] | None = None,
+    points: int = PROFIT_POINTS,
+) -> Profit:
+    """The profit curve (at most ``points`` values of k, always with each best k), its best k and parameters, and
+    the contact list's size and gain at other save rates."""
     curve = simulation.curve
     keep = set(np.unique(np.linspace(0, len(curve) - 1, min(points, len(curve))).round().astype(int)).tolist())
     keep |= {b.k for b in simulation.best.values()}
@@ -111,4 +117,9 @@ def profit_of(simulation: ProfitSimulation, cfg: ProfitConfig, points: int = PRO
         customers=len(curve) - 1,
         curve=ProfitCurve(**{c: tuple(thin[c].tolist()) for c in thin.columns}),
         best={ordering: ProfitBest(k=b.k, profit=b.profit) for ordering, b in simulation.best.items()},
+        contacts_by_save_rate=(
+            {f"{rate:g}": ProfitBest(k=k, profit=gain) for rate, (k, gain) in by_save_rate.items()}
+            if by_save_rate
+            else None
+        ),
     )

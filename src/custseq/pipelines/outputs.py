@@ -35,7 +35,7 @@ from custseq.models.next_event import ItemMixture, item_field, propose_next
 from custseq.models.pretrain import PretrainModel
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
 from custseq.scoring.actions import load_catalogue, next_items_column, plan_actions
-from custseq.scoring.contacts import ContactList, contact_list
+from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensitivity
 from custseq.scoring.lapse import cadence, decision_churn
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
 from custseq.scoring.scores import score_spread, value_score_formula, value_scores
@@ -112,6 +112,8 @@ def score_customers(
     review = review_table(frame, btyd, cfg.audit)
     kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
     contacts = contact_list(frame, rhythm, decision, kept, rate)
+    flagged = frame["retention_flag"].to_numpy(bool)
+    contacts = dataclasses.replace(contacts, by_save_rate=save_rate_sensitivity(flagged, decision, kept, cfg.profit))
     return ScoredCustomers(frame, scores.embedding_table(), review, simulation, p_alive, value_score, actions, contacts)
 
 
@@ -129,7 +131,7 @@ def write_scored(
     folder.write_metrics(metrics)
     folder.write_review(scored.review)
     folder.write_contacts(scored.contacts.contacts)
-    folder.write_profit(profit_of(scored.profit, cfg.profit))
+    folder.write_profit(profit_of(scored.profit, cfg.profit, scored.contacts.by_save_rate))
     folder.write_attention(attention_of(model, window, scored.predictions, cfg.report))
 
 

@@ -13,6 +13,7 @@ past".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from custseq.config import ProfitConfig
+from custseq.scoring.profit import contact_profit
+
+SAVE_RATE_FACTORS = (0.5, 2.0)  # the sensitivity band: half and twice the assumed save rate
 CONTACT_COLUMNS = ("rank", "customer_id", "segment", "churn_probability", "value_at_stake", "expected_gain",
                    "action", "reason")  # fmt: skip
 
@@ -31,6 +36,7 @@ class ContactList:
     contacts: pd.DataFrame  # CONTACT_COLUMNS, best first
     flagged: int  # flagged for retention (listed or not)
     not_worth: int  # flagged, but the expected saved value does not cover the costs
+    by_save_rate: dict[float, tuple[int, float]] = dataclasses.field(default_factory=dict)  # see save_rate_sensitivity
 
     @property
     def total_at_stake(self) -> float:
@@ -87,6 +93,25 @@ def contact_list(
         columns=list(CONTACT_COLUMNS),
     )
     return ContactList(contacts, flagged=int(flagged.sum()), not_worth=int(flagged.sum()) - len(chosen))
+
+
+def save_rate_sensitivity(
+    flagged: np.ndarray, decision_churn: np.ndarray, retained_value: np.ndarray, cfg: ProfitConfig
+) -> dict[float, tuple[int, float]]:
+    """The contact list's size and expected gain if the offer kept half, or twice, the assumed share of leavers.
+
+    Returns
+    -------
+    dict
+        save rate (capped at 1) -> (customers worth a contact, their total expected gain).
+    """
+    out = {}
+    for factor in SAVE_RATE_FACTORS:
+        changed = dataclasses.replace(cfg, save_rate=min(1.0, cfg.save_rate * factor))
+        gain = contact_profit(decision_churn, retained_value, changed)
+        chosen = flagged & (gain > 0)
+        out[changed.save_rate] = (int(chosen.sum()), float(gain[chosen].sum()))
+    return out
 
 
 def reason(row: pd.Series, churn: float, segment: str, lapsed_churn_rate: float | None) -> str:

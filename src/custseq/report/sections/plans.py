@@ -161,6 +161,16 @@ def profit(data: ReportData, cfg: ReportConfig) -> str:
     ]
     if pr.best:
         parts.append(_best_table(pr.best, curve))
+    if pr.contacts_by_save_rate:
+        rows = [{"save rate": rate, "customers": b.k, "gain": b.profit} for rate, b in pr.contacts_by_save_rate.items()]
+        parts += [
+            heading("If the offer kept half or twice as many"),
+            paragraph(
+                f"The save rate is the least certain assumption ({pr.parameters.save_rate:g} assumed): the contact "
+                "list (contacts.csv: at risk, and worth more than the costs) at other save rates."
+            ),
+            table(pd.DataFrame(rows), labels={"gain": "expected gain", "customers": "customers to contact"}),
+        ]
     return "".join(parts)
 
 

@@ -74,6 +74,12 @@ def _at_stake(contacts: pd.DataFrame, profit: Profit | None) -> str:
             f" (assumptions: contact cost {p.contact_cost:g}, offer cost {p.offer_cost:g}, {p.save_rate:.0%} of "
             "contacted would-be leavers kept; set them in [profit])"
         )
+        if profit.contacts_by_save_rate:
+            band = "; ".join(
+                f"if {float(rate):.0%} were kept: {b.k:,} customers, gain {b.profit:,.0f}"
+                for rate, b in profit.contacts_by_save_rate.items()
+            )
+            text += f". The save rate is the least certain assumption — {band}"
     return text + "."
 
 
