@@ -69,11 +69,14 @@ def mean_text(key: str, cell: MeanAndStd | None) -> str:
     return "–" if cell is None or math.isnan(cell.mean) else METRICS[key].show(cell.mean)
 
 
-def mean_std_text(key: str, cell: MeanAndStd | None) -> str:
-    """A mean ± standard deviation over seeds in the metric's format; "–" when there is no mean."""
+def mean_std_text(key: str, cell: MeanAndStd | None, seeds: int = 2) -> str:
+    """A mean ± standard deviation over seeds in the metric's format; "–" when there is no mean; the mean alone
+    with one seed (a standard deviation of 0.000 would claim a spread that was never measured)."""
     if cell is None or math.isnan(cell.mean):
         return "–"
     show = METRICS[key].show
+    if seeds < 2:
+        return show(cell.mean)
     return f"{show(cell.mean)} ± {show(cell.std if not math.isnan(cell.std) else 0.0)}"
 
 

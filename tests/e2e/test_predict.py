@@ -471,7 +471,12 @@ def test_evaluate_carries_custseq_when_no_training_window_fits_the_horizon(shop,
     assert report["horizon_days"] == 240 and 0.5 < report["summary"]["custseq"]["churn_auc"]["mean"] <= 1
     # no validation rows of the test horizon to pick a threshold: F1 is NaN, which strict JSON writes as null
     assert report["summary"]["btyd"]["churn_f1"]["mean"] is None
-    assert "custseq trained on 17 days" in (out / "evaluation.md").read_text()
+    md = (out / "evaluation.md").read_text()
+    assert "custseq trained on 17 days" in md
+    # one seed: no spread and no t-test, said in words rather than "± 0.000" and "p=nan"
+    assert "1 seed: no spread" in md and "±" not in md and "(nan)" not in md and "(1 seed: no t-test)" in md
+    said = " ".join(result.output.split())
+    assert "1 seed: no spread and no paired t-test" in said and "p=nan" not in said
 
 
 def test_evaluate_without_any_training_window_runs_the_label_free_methods(shop, tiny, tmp_path):

@@ -192,11 +192,15 @@ def print_evaluation(result: EvaluationResult) -> None:
             f"  [dim]note:[/] no training window fits {result.horizon_days} days before the test window: custseq "
             f"trained on {trained} days and carried its predictions by BG/NBD, as predict does"
         )
+    one_seed = len(result.seeds) < 2
+    if one_seed and result.comparisons:
+        console.print("  [dim]note:[/] 1 seed: no spread and no paired t-test (give several --seeds for both)")
     for name, c in result.comparisons.items():
+        t_test = "" if one_seed else f"paired t p={c.churn_auc_p:.3g}, "
+        gini_p = "" if one_seed else f" (p={c.value_gini_p:.3g})"
         console.print(
-            f"{c.reference} vs {name}: ΔAUC {c.churn_auc_difference:+.3f} (paired t p={c.churn_auc_p:.3g}, "
-            f"bootstrap p={c.auc_bootstrap.p_value:.3g}), ΔnGini {c.value_gini_difference:+.3f} "
-            f"(p={c.value_gini_p:.3g})"
+            f"{c.reference} vs {name}: ΔAUC {c.churn_auc_difference:+.3f} ({t_test}"
+            f"bootstrap p={c.auc_bootstrap.p_value:.3g}), ΔnGini {c.value_gini_difference:+.3f}{gini_p}"
         )
     for name, why in result.skipped.items():
         console.print(f"  [dim]note:[/] {name} was not run: {why}")

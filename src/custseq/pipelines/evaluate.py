@@ -465,19 +465,24 @@ def markdown(result: EvaluationResult) -> str:
     """evaluation.md: the summary table (labels and formats of :data:`custseq.metrics.METRICS`) and the tests."""
     columns = REPORTED
     d = result.details
+    seeds = len(result.seeds)
+    spread = (
+        "mean ± std over seeds (methods that do not depend on the seed ran once)."
+        if seeds > 1
+        else "1 seed: no spread and no t-test (give several --seeds for both)."
+    )
     lines = [
         f"# custseq evaluate: {result.protocol} protocol, test as of {result.as_of}, horizon {result.horizon_days} "
         f"days, seeds {list(result.seeds)}",
         "",
-        f"{d.test_customers} test customers (churn rate {d.test_churn_rate:.3f}); "
-        "mean ± std over seeds (methods that do not depend on the seed ran once).",
+        f"{d.test_customers} test customers (churn rate {d.test_churn_rate:.3f}); {spread}",
         "",
         *_carried_lines(result),
         "| method | " + " | ".join(METRICS[c].label for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for method, s in result.summary.items():
-        lines.append(f"| {method} | " + " | ".join(mean_std_text(c, s.get(c)) for c in columns) + " |")
+        lines.append(f"| {method} | " + " | ".join(mean_std_text(c, s.get(c), seeds) for c in columns) + " |")
     if result.comparisons:
         lines += [
             "",
@@ -487,13 +492,17 @@ def markdown(result: EvaluationResult) -> str:
         for name, c in result.comparisons.items():
             b = c.auc_bootstrap
             lines.append(
-                f"| {name} vs {c.reference} | {c.churn_auc_difference:+.3f} ({c.churn_auc_p:.3g}) | "
-                f"{c.value_gini_difference:+.3f} ({c.value_gini_p:.3g}) | "
+                f"| {name} vs {c.reference} | {c.churn_auc_difference:+.3f} {_p_text(c.churn_auc_p)} | "
+                f"{c.value_gini_difference:+.3f} {_p_text(c.value_gini_p)} | "
                 f"{b.difference:+.3f} [{b.low:+.3f}, {b.high:+.3f}] ({b.p_value:.3g}) |"
             )
         lines.append("\nDifferences are custseq minus the method: positive means custseq is ahead.")
     lines += [f"\n{name} was not run: {why}" for name, why in result.skipped.items()]
     return "\n".join(lines) + "\n"
+
+
+def _p_text(p: float) -> str:
+    return f"({p:.3g})" if math.isfinite(p) else "(1 seed: no t-test)"
 
 
 def _carried_lines(result: EvaluationResult) -> list[str]:

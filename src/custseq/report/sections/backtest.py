@@ -70,11 +70,16 @@ def _evaluation(ev: EvaluationResult) -> str:
         f"seeds {list(ev.seeds)}; {number(ev.details.test_customers)} test customers (churn rate "
         f"{number(ev.details.test_churn_rate)})"
     )
-    parts = [paragraph(lead + ". Mean ± standard deviation over seeds; the best of each column in bold.", lead=True)]
+    spread = (
+        "Mean ± standard deviation over seeds"
+        if len(ev.seeds) > 1
+        else "One seed: no spread and no t-test (give several --seeds for both)"
+    )
+    parts = [paragraph(f"{lead}. {spread}; the best of each column in bold.", lead=True)]
     if ev.details.trained_horizon_days is not None:
         parts.append(paragraph(_carried_sentence(ev)))
     if ev.summary:
-        parts += [_summary_table(ev.summary), paragraph("↑ higher is better, ↓ lower is better.")]
+        parts += [_summary_table(ev.summary, len(ev.seeds)), paragraph("↑ higher is better, ↓ lower is better.")]
     else:
         parts.append(na("evaluation.json has no summary"))
     if ev.comparisons:
@@ -95,10 +100,13 @@ def _carried_sentence(ev: EvaluationResult) -> str:
     )
 
 
-def _summary_table(summary: dict[str, dict[str, MeanStd]]) -> str:
-    """One row per method, "mean ± std" per metric, the best mean of each column in bold."""
+def _summary_table(summary: dict[str, dict[str, MeanStd]], seeds: int) -> str:
+    """One row per method, "mean ± std" per metric (the mean alone with one seed), the best mean of each column in
+    bold."""
     columns = [c for c in BACKTEST_COLUMNS if any(c in s for s in summary.values())]
-    rows = [{"method": method, **{c: mean_std_text(c, s.get(c)) for c in columns}} for method, s in summary.items()]
+    rows = [
+        {"method": method, **{c: mean_std_text(c, s.get(c), seeds) for c in columns}} for method, s in summary.items()
+    ]
     bold = set()
     for c in columns:
         means = {i: s[c].mean for i, s in enumerate(summary.values()) if c in s and not _nan(s[c].mean)}
