@@ -137,7 +137,9 @@ def test_predict_writes_the_output_contract(predicted, shop):
                                                                              reverse=True)).all()  # fmt: skip
     csv = pd.read_csv(predicted / "predictions.csv", dtype={"customer_id": str})
     assert csv["customer_id"].tolist() == expected
-    assert np.allclose(csv["churn_probability"], p["churn_probability"])
+    assert np.allclose(csv["churn_probability"], p["churn_probability"], rtol=0, atol=5e-5)  # 4 decimals in CSV
+    assert np.allclose(csv["clv_expected"], p["clv_expected"], rtol=0, atol=0.005)  # money to the cent
+    assert (csv["clv_expected"].map(lambda x: len(repr(x).split(".")[-1])) <= 2).all()
     e = pq.read_table(predicted / "embeddings.parquet").to_pandas()
     assert e["customer_id"].tolist() == expected and e.shape[1] == 1 + 16
 

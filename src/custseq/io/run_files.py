@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Self, TypeAlias, TypeVar, cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -664,10 +665,10 @@ class RunFolder:
 
     # tables
     def write_predictions(self, predictions: Frame) -> Path:
-        """predictions.parquet and, with the same rows, predictions.csv."""
+        """predictions.parquet (full precision) and, with the same rows, predictions.csv (rounded for reading)."""
         table = _arrow(predictions)
         pq.write_table(table, self._target(PREDICTIONS_FILE))
-        pacsv.write_csv(table, self._target(PREDICTIONS_CSV_FILE))
+        pacsv.write_csv(_rounded(table), self._target(PREDICTIONS_CSV_FILE))
         return self.path / PREDICTIONS_FILE
 
     def read_predictions(self) -> pd.DataFrame:
@@ -741,6 +742,19 @@ class RunFolder:
         if not path.is_file():
             raise RunFileError(path, f"is not in the folder; `{writer}` writes it")
         return path
+
+
+PROBABILITY_COLUMNS = ("churn_probability", "p_alive")  # 4 decimals in CSV; other numbers 2 (money, scores)
+
+
+def _rounded(table: pa.Table) -> pa.Table:
+    """Floating-point columns rounded for a CSV reader: probabilities to 4 decimals, the rest to 2 (not
+    590.6019287109375)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_floating(f.type):
+            digits = 4 if f.name in PROBABILITY_COLUMNS else 2
+            table = table.set_column(i, f.name, pc.round(table.column(i), digits))
+    return table
 
 
 def _arrow(frame: Frame) -> pa.Table:
