@@ -213,6 +213,17 @@ def test_plan_refuses_a_bad_catalogue_or_folder(predicted, tmp_path):
     assert result.exit_code != 0 and "predictions.parquet" in output
 
 
+def test_plan_with_a_shipped_catalogue_by_name(predicted, tmp_path):
+    out = tmp_path / "grocery"
+    result, output = _invoke("plan", str(predicted), "--catalogue", "grocery", "--out", str(out))
+    assert result.exit_code == 0, output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["actions"]["catalogue"] == "grocery (shipped with custseq)"
+    p = pq.read_table(out / "predictions.parquet").to_pandas()
+    texts = {a["action"] for plan in p["next_actions"].map(json.loads) for a in plan}
+    assert not any("shipping" in t.lower() for t in texts) and any(t.startswith("Coupon on p") for t in texts)
+
+
 def test_predict_writes_a_report_with_every_section_drawn(predicted):
     from custseq.report import SECTIONS
 

@@ -13,7 +13,10 @@ from custseq.config import ActionConfig
 from custseq.errors import ConfigError, SchemaError
 from custseq.models.next_event import NextItems
 from custseq.scoring.actions import (
+    SHIPPED_CATALOGUES,
+    Condition,
     catalogue_from_dict,
+    catalogue_name,
     hit_rate_at_k,
     load_catalogue,
     next_items_column,
@@ -152,7 +155,31 @@ def test_next_items_column_round_trips_into_item_actions():
     ]
 
 
+def test_an_item_at_probability_zero_is_never_proposed():
+    items = NextItems("product", ["a"], [["X", "Y", "Z"]], np.array([[0.5, 0.0004, 0.0]]))
+    assert json.loads(next_items_column(items)[0]) == [{"item": "X", "probability": 0.5}]
+    saved = json.dumps([{"item": "X", "probability": 0.5}, {"item": "Y", "probability": 0.0}])  # an older file
+    plans = _plan([{"churn_probability": 0.0, "next_items": saved}], k=2)
+    assert plans[0][0] == ("item", "Recommend X") and ("item", "Recommend Y") not in plans[0]
+
+
 # --------------------------------------------------------------------------- catalogues
+
+
+@pytest.mark.parametrize("name", ["retail", "grocery", "subscription"])
+def test_the_shipped_catalogues_load_by_name_and_cover_every_segment(name):
+    catalogue = load_catalogue(name)
+    assert catalogue.source.endswith(SHIPPED_CATALOGUES[name])
+    assert catalogue.retention[-1].when == Condition() and catalogue.growth[-1].when == Condition()
+    texts = " ".join(a for rule in (*catalogue.retention, *catalogue.growth) for a in rule.actions).lower()
+    if name != "retail":
+        assert "shipping" not in texts  # a grocery or a subscription does not ship orders
+    assert catalogue_name(name) == f"{name} (shipped with custseq)" and catalogue_name(None).startswith("retail")
+
+
+def test_an_unknown_catalogue_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="retail, grocery, subscription"):
+        load_catalogue("groceries")
 
 
 def _with(**changes) -> dict:

@@ -58,6 +58,12 @@ ColumnOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or JSON config file; options override it.")]
+CatalogueOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Action catalogue: retail (default), grocery, subscription, or a JSON/YAML file of your own actions."
+    ),
+]
 HorizonOpt = Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")]
 AsOfOpt = Annotated[
     str | None, typer.Option("--as-of", help="Inclusive scoring date YYYY-MM-DD (default: last day in the data).")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from custseq.cli.app import (
+    CatalogueOpt,
     ConfigOpt,
     app,
     console,
@@ -22,9 +23,7 @@ from custseq.errors import ConfigError
 @fails_cleanly
 def plan_cmd(
     folder: Annotated[Path, typer.Argument(help="Output folder of predict or score (with predictions.parquet).")],
-    catalogue: Annotated[
-        Path | None, typer.Option(help="Action catalogue (JSON or YAML); default: the config's, else the shipped one.")
-    ] = None,
+    catalogue: CatalogueOpt = None,
     threshold: Annotated[
         float | None, typer.Option(help="Churn probability above which plans switch to retention actions.")
     ] = None,
@@ -36,7 +35,7 @@ def plan_cmd(
     """Re-plan saved predictions with another catalogue, threshold or mode (no model needed)."""
     from custseq.pipelines.plan import replan
 
-    changes = {"catalogue": str(catalogue) if catalogue else None, "retention_threshold": threshold, "mode": mode,
+    changes = {"catalogue": catalogue, "retention_threshold": threshold, "mode": mode,
                "k": k}  # fmt: skip
     cfg = run_config(config, actions=changes)
     actions = cfg.actions

@@ -9,6 +9,7 @@ import typer
 
 from custseq.cli.app import (
     AsOfOpt,
+    CatalogueOpt,
     ColumnOpt,
     ConfigOpt,
     CustomersOpt,
@@ -58,10 +59,12 @@ def predict_cmd(
     config: ConfigOpt = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice (default: the config's, 0).")] = None,
     pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
+    catalogue: CatalogueOpt = None,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
     model = {"pretraining": False if not pretraining else None}
-    cfg = with_seed(run_config(config, column, window=window_options(as_of, horizon), model=model), seed)
+    window, actions = window_options(as_of, horizon), {"catalogue": catalogue}
+    cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions), seed)
     predict_and_print(tables_of(data, customers, events, cfg), out, cfg)
 
 

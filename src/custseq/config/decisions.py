@@ -120,7 +120,8 @@ class ActionConfig:
     retention_threshold: float = 0.5  # churn probability above which the plan switches to retention actions
     mode: Literal["replace", "augment"] = "replace"  # augment: the top retention action, then the model's items
     item_field: str = "auto"  # the token field the next-event head proposes; auto = product, category, event, channel
-    catalogue: str | None = None  # path of a JSON or YAML action catalogue; None = the one shipped with custseq
+    # a shipped catalogue's name (retail, grocery, subscription) or the path of a JSON or YAML one; None = retail
+    catalogue: str | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:

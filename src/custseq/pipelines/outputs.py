@@ -34,7 +34,7 @@ from custseq.models.finetune import ChurnValueModel, WindowScores
 from custseq.models.next_event import ItemMixture, item_field, propose_next
 from custseq.models.pretrain import PretrainModel
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
-from custseq.scoring.actions import load_catalogue, next_items_column, plan_actions
+from custseq.scoring.actions import catalogue_name, load_catalogue, next_items_column, plan_actions
 from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensitivity
 from custseq.scoring.lapse import cadence, decision_churn
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
@@ -196,7 +196,7 @@ def action_settings(
     a: ActionConfig, item_field: str | None, *, note: str | None, item_mixture: ItemMixtureInfo | None
 ) -> ActionSettings:
     """metrics.json's ``actions``: the plan settings, the catalogue, and how the next items were proposed."""
-    catalogue = a.catalogue or "the default shipped with custseq (custseq/scoring/data/actions.json)"
+    catalogue = catalogue_name(a.catalogue)
     return ActionSettings(
         item_field=item_field, retention_threshold=a.retention_threshold, mode=a.mode, k=a.k, catalogue=catalogue,
         note=note or None, item_mixture=item_mixture,

@@ -19,7 +19,8 @@ An action catalogue (JSON or YAML) looks like::
 A rule's ``when`` holds every condition it names (bounds are inclusive): ``segment`` (a list of
 :data:`~custseq.scoring.segments.SEGMENTS`), ``min_``/``max_churn_probability``, ``min_``/``max_clv_expected``
 and ``min_``/``max_value_score``. The first rule that holds wins, and the last rule of each list must be a
-catch-all (``"when": {}``) so that every customer gets actions. The shipped default is ``data/actions.json``.
+catch-all (``"when": {}``) so that every customer gets actions. custseq ships three (:data:`SHIPPED_CATALOGUES`,
+chosen by name): ``retail`` (the default, ``data/actions.json``), ``grocery`` and ``subscription``.
 
 This module also measures proposals: :func:`hit_rate_at_k`, with two baselines for next-item proposals,
 :func:`popularity_proposals` and :func:`repeat_last_proposals`.
@@ -49,6 +50,7 @@ KINDS = ("retention", "item", "growth")
 CATALOGUE_KEYS = ("retention", "growth", "item_action")
 RULE_KEYS = ("when", "actions")
 DEFAULT_ITEM_ACTION = "Recommend {item}"
+MIN_ITEM_PROBABILITY = 0.001  # a likelier-than-1-in-1,000 next item, or none: never propose an item at p = 0.0
 HISTORY_COLUMNS = ("customer_id", "ts", "order_id", "item", "amount")  # what the proposal baselines read
 
 
@@ -102,9 +104,28 @@ class Catalogue:
     source: str = "catalogue"  # where it was read from, for messages
 
 
+SHIPPED_CATALOGUES = {
+    "retail": "actions.json",  # e-commerce and retail: discounts, shipping, account managers (the default)
+    "grocery": "grocery.json",  # frequent baskets: coupons on usual items, points, weekly specials; no shipping
+    "subscription": "subscription.json",  # plans: pause instead of cancel, renewal offers, onboarding
+}  # name -> file in custseq/scoring/data
+DEFAULT_CATALOGUE = "retail"
+
+
 def default_catalogue_path() -> Path:
     """Path of the catalogue shipped with custseq."""
-    return Path(str(resources.files("custseq.scoring") / "data" / "actions.json"))
+    return shipped_catalogue_path(DEFAULT_CATALOGUE)
+
+
+def shipped_catalogue_path(name: str) -> Path:
+    return Path(str(resources.files("custseq.scoring") / "data" / SHIPPED_CATALOGUES[name]))
+
+
+def catalogue_name(path: str | Path | None) -> str:
+    """How a catalogue setting reads in outputs: a shipped name, or the file."""
+    if path is None:
+        return f"{DEFAULT_CATALOGUE} (shipped with custseq, the default)"
+    return f"{path} (shipped with custseq)" if str(path) in SHIPPED_CATALOGUES else str(path)
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
@@ -113,7 +134,8 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     Parameters
     ----------
     path : str or Path, optional
-        The catalogue file; None reads the default shipped with custseq.
+        A catalogue file, or the name of one shipped with custseq (:data:`SHIPPED_CATALOGUES`: ``retail``,
+        ``grocery``, ``subscription``); None reads the default (``retail``).
 
     Returns
     -------
@@ -125,10 +147,15 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         If the file cannot be read or parsed, or breaks a rule of the format (this module's docstring); the
         message names the file and the offending entry.
     """
-    path = default_catalogue_path() if path is None else Path(path)
+    if path is None or str(path) in SHIPPED_CATALOGUES:
+        path = shipped_catalogue_path(DEFAULT_CATALOGUE if path is None else str(path))
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
-        raise ConfigError(f"action catalogue {path} must be a .json, .yaml or .yml file")
+        raise ConfigError(
+            f"action catalogue {path} must be a .json, .yaml or .yml file, or one of the shipped catalogues "
+            f"{', '.join(SHIPPED_CATALOGUES)}"
+        )
     try:
         text = path.read_text()
     except OSError as e:
@@ -292,6 +319,7 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
         items = [
             _action(catalogue.item_action.format(item=item), "item", item, probability)
             for item, probability in parse_next_items(raw, row)
+            if probability is None or probability >= MIN_ITEM_PROBABILITY
         ]
         if flag:
             plan = _actions(catalogue.retention[retention[row]], "retention")
@@ -372,7 +400,8 @@ def parse_next_items(raw: Any, row: int = 0) -> list[tuple[str, float | None]]:
 
 
 def next_items_column(items: NextItems) -> list[str]:
-    """The ``next_items`` JSON text of each customer of ``items``, in its (customer id) order.
+    """The ``next_items`` JSON text of each customer of ``items``, in its (customer id) order; items below
+    :data:`MIN_ITEM_PROBABILITY` are left out.
 
     Join it to predictions by customer id, e.g.
     ``predictions.merge(pd.DataFrame({"customer_id": items.customer_ids, "next_items": next_items_column(items)}),
@@ -380,7 +409,11 @@ def next_items_column(items: NextItems) -> list[str]:
     """
     return [
         json.dumps(
-            [{"item": item, "probability": round(float(p), 6)} for item, p in zip(row, probs, strict=True)],
+            [
+                {"item": item, "probability": round(float(p), 6)}
+                for item, p in zip(row, probs, strict=True)
+                if p >= MIN_ITEM_PROBABILITY
+            ],
             ensure_ascii=False,
         )
         for row, probs in zip(items.items, items.probabilities, strict=True)
