@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import custseq
 from custseq.cli import app
 from custseq.config import load_config
+from custseq.errors import CustseqError
 from custseq.models.artifacts import read_manifest
 from custseq.scoring.segments import SEGMENTS
 
@@ -336,6 +337,8 @@ def test_api_and_estimator(shop, tiny):
     e = est.transform(rows, as_of=AS_OF, customers=profiles)
     assert e["customer_id"].tolist() == p["customer_id"].tolist() and e.shape[1] == 17
     assert not hasattr(clone(est), "model_")
+    with pytest.raises(CustseqError, match=r"it needs customer profiles with region \(--customers"):
+        est.predict(rows, as_of=AS_OF)  # the profiles forgotten: the message names the input, not profile_region
 
 
 def _invoke(*args: str):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from custseq.errors import ArtifactError, SchemaError
-from custseq.features.matrix import TabularSpec, fit_tabular, transform_tabular
+from custseq.features.matrix import TabularSpec, fit_tabular, missing_inputs_message, transform_tabular
 
 
 def _table(spend, gap, plan, ids=None):
@@ -58,8 +58,17 @@ def test_transform_standardises_fills_missing_and_maps_unknown_categories():
 def test_constant_column_gets_unit_std_and_missing_column_is_an_error():
     spec = fit_tabular([_table([5.0, 5.0], [1.0, 1.0], ["a", "a"])])
     assert spec.stds == (1.0, 1.0)
-    with pytest.raises(SchemaError, match=r"lacks column\(s\) \['ipt_mean'\]"):
+    with pytest.raises(SchemaError, match=r"inputs the data lack: it needs the transaction columns behind the "
+                       r"features \['ipt_mean'\] \(map them with --column ROLE=COLUMN\)"):  # fmt: skip
         transform_tabular(spec, _table([1.0], [1.0], ["a"]).drop_columns(["ipt_mean"]))
+
+
+def test_a_missing_input_is_named_by_the_table_that_brings_it():
+    message = missing_inputs_message(["profile_age", "profile_region", "n_events", "days_since_last_event"])
+    assert message == (
+        "this model was trained with inputs the data lack: it needs customer profiles with age, region "
+        "(--customers FILE; customers= in Python); and behaviour events (--events FILE; events= in Python)"
+    )
 
 
 def test_json_round_trip_and_refusals(tmp_path):

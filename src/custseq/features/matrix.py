@@ -117,6 +117,21 @@ def fit_tabular(tables: list[pa.Table], *, min_count: int = 5) -> TabularSpec:
     return TabularSpec(tuple(numeric), tuple(means), tuple(stds), tuple(indicators), categorical)
 
 
+def missing_inputs_message(missing: list[str]) -> str:
+    """What the data lack that the model was trained with, named by the input that brings it."""
+    profile = sorted(c.removeprefix("profile_") for c in missing if c.startswith("profile_"))
+    events = [c for c in missing if "event" in c]
+    other = [c for c in missing if not c.startswith("profile_") and c not in events]
+    needs = []
+    if profile:
+        needs.append(f"customer profiles with {', '.join(profile)} (--customers FILE; customers= in Python)")
+    if events:
+        needs.append("behaviour events (--events FILE; events= in Python)")
+    if other:
+        needs.append(f"the transaction columns behind the features {other} (map them with --column ROLE=COLUMN)")
+    return "this model was trained with inputs the data lack: it needs " + "; and ".join(needs)
+
+
 def transform_tabular(spec: TabularSpec, table: pa.Table) -> TabularInputs:
     """Turn a feature table into arrays with a fitted spec.
 
@@ -126,7 +141,7 @@ def transform_tabular(spec: TabularSpec, table: pa.Table) -> TabularInputs:
         If the table lacks a column the spec was fitted with.
     """
     if missing := [c for c in (*spec.numeric, *spec.categorical) if c not in table.column_names]:
-        raise SchemaError(f"feature table lacks column(s) {missing} that the model was trained with")
+        raise SchemaError(missing_inputs_message(missing))
     n = table.num_rows
     values = np.zeros((n, spec.width), dtype=np.float32)
     for j, (name, mean, std) in enumerate(zip(spec.numeric, spec.means, spec.stds, strict=True)):
