@@ -214,6 +214,19 @@ def test_plan_refuses_a_bad_catalogue_or_folder(predicted, tmp_path):
     assert result.exit_code != 0 and "predictions.parquet" in output
 
 
+def test_plan_with_a_products_table_names_items_and_never_proposes_excluded_ones(predicted, tmp_path):
+    products = tmp_path / "products.csv"
+    pd.DataFrame({"product_id": [f"p{i}" for i in range(6)], "name": [f"Tea no. {i}" for i in range(6)],
+                  "exclude": ["yes", "", "", "", "", ""]}).to_csv(products, index=False)  # fmt: skip
+    out = tmp_path / "named"
+    result, output = _invoke("plan", str(predicted), "--products", str(products), "--out", str(out))
+    assert result.exit_code == 0, output
+    p = pq.read_table(out / "predictions.parquet").to_pandas()
+    actions = [a for plan in p["next_actions"].map(json.loads) for a in plan if a["kind"] == "item"]
+    assert actions and all(a["item"] != "p0" for a in actions)  # p0 excluded
+    assert all(a["action"] == f"Recommend Tea no. {a['item'][1]} ({a['item']})" for a in actions)
+
+
 def test_plan_with_a_shipped_catalogue_by_name(predicted, tmp_path):
     out = tmp_path / "grocery"
     result, output = _invoke("plan", str(predicted), "--catalogue", "grocery", "--out", str(out))

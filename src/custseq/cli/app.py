@@ -64,6 +64,13 @@ CatalogueOpt = Annotated[
         help="Action catalogue: retail (default), grocery, subscription, or a JSON/YAML file of your own actions."
     ),
 ]
+ProductsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Products table (CSV or Parquet: product_id, name, exclude) to name proposed items and never "
+        "propose excluded ones (fuel, bags, postage)."
+    ),
+]
 HorizonOpt = Annotated[str | None, typer.Option(help="Prediction horizon, e.g. 90d, 13w, 6m (default 90d).")]
 AsOfOpt = Annotated[
     str | None, typer.Option("--as-of", help="Inclusive scoring date YYYY-MM-DD (default: last day in the data).")

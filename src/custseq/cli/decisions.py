@@ -10,6 +10,7 @@ import typer
 from custseq.cli.app import (
     CatalogueOpt,
     ConfigOpt,
+    ProductsOpt,
     app,
     console,
     fails_cleanly,
@@ -24,6 +25,7 @@ from custseq.errors import ConfigError
 def plan_cmd(
     folder: Annotated[Path, typer.Argument(help="Output folder of predict or score (with predictions.parquet).")],
     catalogue: CatalogueOpt = None,
+    products: ProductsOpt = None,
     threshold: Annotated[
         float | None, typer.Option(help="Churn probability above which plans switch to retention actions.")
     ] = None,
@@ -35,7 +37,7 @@ def plan_cmd(
     """Re-plan saved predictions with another catalogue, threshold or mode (no model needed)."""
     from custseq.pipelines.plan import replan
 
-    changes = {"catalogue": catalogue, "retention_threshold": threshold, "mode": mode,
+    changes = {"catalogue": catalogue, "products": products, "retention_threshold": threshold, "mode": mode,
                "k": k}  # fmt: skip
     cfg = run_config(config, actions=changes)
     actions = cfg.actions

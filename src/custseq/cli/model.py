@@ -16,6 +16,7 @@ from custseq.cli.app import (
     DataArg,
     EventsOpt,
     HorizonOpt,
+    ProductsOpt,
     app,
     console,
     data_of,
@@ -60,10 +61,11 @@ def predict_cmd(
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice (default: the config's, 0).")] = None,
     pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
     catalogue: CatalogueOpt = None,
+    products: ProductsOpt = None,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
     model = {"pretraining": False if not pretraining else None}
-    window, actions = window_options(as_of, horizon), {"catalogue": catalogue}
+    window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
     cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions), seed)
     predict_and_print(tables_of(data, customers, events, cfg), out, cfg)
 

@@ -122,6 +122,8 @@ class ActionConfig:
     item_field: str = "auto"  # the token field the next-event head proposes; auto = product, category, event, channel
     # a shipped catalogue's name (retail, grocery, subscription) or the path of a JSON or YAML one; None = retail
     catalogue: str | None = None
+    # a products table (CSV or Parquet: product id, name, exclude) for item names and items never to propose
+    products: str | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:

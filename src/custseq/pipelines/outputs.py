@@ -37,10 +37,13 @@ from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
 from custseq.scoring.actions import catalogue_name, load_catalogue, next_items_column, plan_actions
 from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensitivity
 from custseq.scoring.lapse import cadence, decision_churn
+from custseq.scoring.products import load_products
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
 from custseq.scoring.scores import score_spread, value_score_formula, value_scores
 from custseq.scoring.segments import assign_segments
 from custseq.sequences.vocab import SequenceVocab
+
+MAX_SPARE_ITEMS = 20  # extra proposals drawn so that excluded products can be left out
 
 
 @dataclass
@@ -175,6 +178,7 @@ def with_plans(
     """
     a = cfg.actions
     field = item_field(vocab, a.item_field)
+    products = load_products(a.products) if a.products else None
     predictions = predictions.copy()
     predictions["next_items"] = "[]"
     note = None
@@ -183,13 +187,14 @@ def with_plans(
     elif proposer is None:
         note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     else:
-        items = propose_next(proposer.model, vocab, window, field, a.k, mixture=proposer.mixture)
-        by_id = dict(zip(items.customer_ids, next_items_column(items), strict=True))
+        spare = min(len(products.excluded), MAX_SPARE_ITEMS) if products is not None else 0  # room for exclusions
+        items = propose_next(proposer.model, vocab, window, field, a.k + spare, mixture=proposer.mixture)
+        by_id = dict(zip(items.customer_ids, next_items_column(items, products, a.k), strict=True))
         predictions["next_items"] = [by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)]
     mixture = proposer.mixture if field is not None and proposer is not None else None
     info = ItemMixtureInfo(**dataclasses.asdict(mixture)) if mixture is not None else None
     settings = action_settings(a, field, note=note, item_mixture=info)
-    return plan_actions(predictions, a, load_catalogue(a.catalogue)), settings
+    return plan_actions(predictions, a, load_catalogue(a.catalogue), products), settings
 
 
 def action_settings(

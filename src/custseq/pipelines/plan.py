@@ -13,6 +13,7 @@ from custseq.errors import ConfigError
 from custseq.io.run_files import METRICS_FILE, PREDICTIONS_CSV_FILE, PREDICTIONS_FILE, REPORT_FILE, RunFolder
 from custseq.pipelines.outputs import action_settings
 from custseq.scoring.actions import load_catalogue, plan_actions
+from custseq.scoring.products import load_products
 
 REPLANNED = (PREDICTIONS_FILE, PREDICTIONS_CSV_FILE, METRICS_FILE, REPORT_FILE)  # what `replan` writes
 
@@ -35,7 +36,8 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     source, target = RunFolder(Path(folder)), RunFolder(Path(out) if out is not None else Path(folder))
     if not source.has(PREDICTIONS_FILE):
         raise ConfigError(f"{source.path / PREDICTIONS_FILE} not found; pass the --out folder of predict or score")
-    planned = plan_actions(source.read_predictions(), actions, load_catalogue(actions.catalogue))
+    products = load_products(actions.products) if actions.products else None
+    planned = plan_actions(source.read_predictions(), actions, load_catalogue(actions.catalogue), products)
     if target.path.resolve() != source.path.resolve():
         _copy_other_files(source.path, target.path)
     target.write_predictions(planned)

@@ -44,6 +44,7 @@ import yaml
 from custseq.config import ActionConfig
 from custseq.errors import ConfigError, SchemaError
 from custseq.models.next_event import NextItems
+from custseq.scoring.products import Products
 from custseq.scoring.segments import SEGMENTS
 
 KINDS = ("retention", "item", "growth")
@@ -263,7 +264,9 @@ def _condition(data: Any, where: str) -> Condition:
     return Condition(**kwargs)
 
 
-def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalogue) -> pd.DataFrame:
+def plan_actions(
+    predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalogue, products: Products | None = None
+) -> pd.DataFrame:
     """Each customer's next best actions and retention flag.
 
     Parameters
@@ -277,6 +280,8 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
         ``k`` actions per customer, the retention threshold and the mode.
     catalogue : Catalogue
         The rules (:func:`load_catalogue`).
+    products : Products, optional
+        Names the items of item actions (:mod:`custseq.scoring.products`) and leaves excluded ones out.
 
     Returns
     -------
@@ -314,12 +319,14 @@ def plan_actions(predictions: pd.DataFrame, cfg: ActionConfig, catalogue: Catalo
     retention = first_matching_rule(catalogue.retention, predictions)
     growth = first_matching_rule(catalogue.growth, predictions)
     raw_items = predictions["next_items"].tolist() if "next_items" in predictions else [None] * len(predictions)
+    label = products.label if products is not None else str
+    excluded = products.excluded if products is not None else frozenset()
     plans = []
     for row, (flag, raw) in enumerate(zip(flagged, raw_items, strict=True)):
         items = [
-            _action(catalogue.item_action.format(item=item), "item", item, probability)
+            _action(catalogue.item_action.format(item=label(item)), "item", item, probability)
             for item, probability in parse_next_items(raw, row)
-            if probability is None or probability >= MIN_ITEM_PROBABILITY
+            if (probability is None or probability >= MIN_ITEM_PROBABILITY) and item not in excluded
         ]
         if flag:
             plan = _actions(catalogue.retention[retention[row]], "retention")
@@ -399,25 +406,26 @@ def parse_next_items(raw: Any, row: int = 0) -> list[tuple[str, float | None]]:
     return pairs
 
 
-def next_items_column(items: NextItems) -> list[str]:
+def next_items_column(items: NextItems, products: Products | None = None, k: int | None = None) -> list[str]:
     """The ``next_items`` JSON text of each customer of ``items``, in its (customer id) order; items below
-    :data:`MIN_ITEM_PROBABILITY` are left out.
+    :data:`MIN_ITEM_PROBABILITY` and products excluded by ``products`` are left out, at most ``k`` kept, and
+    each entry carries the product's ``name`` when ``products`` knows it.
 
     Join it to predictions by customer id, e.g.
     ``predictions.merge(pd.DataFrame({"customer_id": items.customer_ids, "next_items": next_items_column(items)}),
     how="left")``; customers without a sequence then have no items.
     """
-    return [
-        json.dumps(
-            [
-                {"item": item, "probability": round(float(p), 6)}
-                for item, p in zip(row, probs, strict=True)
-                if p >= MIN_ITEM_PROBABILITY
-            ],
-            ensure_ascii=False,
-        )
-        for row, probs in zip(items.items, items.probabilities, strict=True)
-    ]
+    excluded = products.excluded if products is not None else frozenset()
+    names = products.names if products is not None else {}
+    column = []
+    for row, probs in zip(items.items, items.probabilities, strict=True):
+        kept = [
+            {"item": item, "probability": round(float(p), 6)} | ({"name": names[item]} if item in names else {})
+            for item, p in zip(row, probs, strict=True)
+            if p >= MIN_ITEM_PROBABILITY and item not in excluded
+        ]
+        column.append(json.dumps(kept[:k] if k is not None else kept, ensure_ascii=False))
+    return column
 
 
 # --------------------------------------------------------------------------- measuring proposals
