@@ -12,6 +12,7 @@ from custseq.cli.app import console
 from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
 from custseq.metrics import METRICS, mean_text
 from custseq.pipelines.prepare import Note, PrepareResult
+from custseq.report.sections.verdict import back_test_verdict
 
 if TYPE_CHECKING:
     from custseq.config import ProfitConfig
@@ -171,7 +172,7 @@ def print_evaluation(result: EvaluationResult) -> None:
     table = Table(
         title=f"{result.protocol} back-test, test as of {result.as_of}, horizon {result.horizon_days} days, "
         f"{len(result.seeds)} seed(s)",
-        caption="means over seeds; ± std in evaluation.md and report.html",
+        caption=("means over seeds; ± std in evaluation.md and report.html" if len(result.seeds) > 1 else "one seed"),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -192,6 +193,7 @@ def print_evaluation(result: EvaluationResult) -> None:
             f"  [dim]note:[/] no training window fits {result.horizon_days} days before the test window: custseq "
             f"trained on {trained} days and carried its predictions by BG/NBD, as predict does"
         )
+    console.print(back_test_verdict(result), highlight=False)
     one_seed = len(result.seeds) < 2
     if one_seed and result.comparisons:
         console.print("  [dim]note:[/] 1 seed: no spread and no paired t-test (give several --seeds for both)")

@@ -19,7 +19,8 @@ from custseq.report.html import heading, paragraph, table
 from custseq.report.html import unavailable as na
 
 TOP_CONTACTS = 5
-SIMPLE = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "last-period")  # evaluate's baselines
+SIMPLE = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "last-period", "xgboost", "random-forest",
+          "lightgbm-mae", "lightgbm-p50", "lightgbm-p90")  # fmt: skip  # evaluate's per-customer baselines
 
 
 def verdict(data: ReportData, cfg: ReportConfig) -> str:
@@ -112,6 +113,11 @@ def _trust(choice: ModelChoice) -> str:
     return text
 
 
+def back_test_verdict(ev: EvaluationResult) -> str:
+    """The back-test's verdict in one plain sentence (the CLI prints it under the table)."""
+    return _evaluation_verdict(ev, plain=True)
+
+
 def _evaluation_verdict(ev: EvaluationResult, plain: bool = False) -> str:
     """Which method won each headline metric of the back-test, and by how much over the best simple baseline."""
     summary = ev.summary
@@ -129,13 +135,9 @@ def _evaluation_verdict(ev: EvaluationResult, plain: bool = False) -> str:
             continue
         best = (max if higher else min)(others, key=lambda m: others[m])
         ahead = ours > others[best] if higher else ours < others[best]
-        comparison = ev.comparisons.get(best)
-        p_value = ""
-        if comparison is not None and metric == "churn_auc":
-            p_value = f", paired bootstrap p = {comparison.auc_bootstrap.p_value:.2g}"
         sentences.append(
-            f"{label}: custseq {ours:.3f} against {others[best]:.3f} for {best}, the best simple baseline "
-            f"({'custseq ahead' if ahead else f'{best} ahead'}{p_value})"
+            f"{label}: custseq {ours:.3f} against {others[best]:.3f} for {best}, the best baseline "
+            f"({'custseq ahead' if ahead else f'{best} ahead'}{_p_value(ev, best, metric)})"
         )
     seeds = f"{len(ev.seeds)} seed{'s' if len(ev.seeds) != 1 else ''}"
     text = (
@@ -144,6 +146,18 @@ def _evaluation_verdict(ev: EvaluationResult, plain: bool = False) -> str:
         else "The back-test has no metric to compare."
     ) + "."
     return text if plain else paragraph(text, lead=True)
+
+
+def _p_value(ev: EvaluationResult, method: str, metric: str) -> str:
+    """The paired test of custseq against ``method`` on ``metric``: the t-test over seeds, or with one seed the
+    per-customer bootstrap (AUC only)."""
+    c = ev.comparisons.get(method)
+    if c is None:
+        return ""
+    if len(ev.seeds) > 1:
+        p = {"churn_auc": c.churn_auc_p, "value_gini": c.value_gini_p}.get(metric, math.nan)
+        return f", paired t-test over seeds p = {p:.2g}" if math.isfinite(p) else ""
+    return f", paired bootstrap p = {c.auc_bootstrap.p_value:.2g}" if metric == "churn_auc" else ""
 
 
 def _mean(cells: dict, metric: str) -> float:
