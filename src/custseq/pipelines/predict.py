@@ -107,9 +107,11 @@ def predict(
         scores = score_window(fit.model, layout.scoring)
         seconds = time.perf_counter() - started
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
+        say("segments, next items, plans and the contact list for every customer")
         scored = score_customers(scores, layout.scoring, fit.model, summary.config, proposer)
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         if out is not None and checked is not None:
+            say("writing the predictions, contacts and the model")
             folder = RunFolder(Path(out))
             write_scored(folder, scored, metrics, fit.model, layout.scoring, summary.config)
             _save_models(folder.path / MODEL_DIR, fit, pretrained, proposer, config, summary.config, layout)
