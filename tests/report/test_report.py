@@ -23,9 +23,9 @@ from custseq.scoring.segments import SEGMENTS
 CHROMIUM = Path("/usr/bin/chromium")
 N_CUSTOMERS = 300
 EXPECTED_SECTIONS = (
-    "verdict", "summary", "backtest", "model-choice", "roc-pr", "calibration", "gain-lift", "value-deciles",
-    "loss-curves", "attention", "embedding-map", "segments", "actions", "profit", "audit",
-)  # fmt: skip
+    "verdict", "segments", "actions", "profit", "backtest", "model-choice", "roc-pr", "calibration", "gain-lift",
+    "value-deciles", "audit", "summary", "loss-curves", "attention", "embedding-map",
+)  # fmt: skip  # decisions, then trust, then the internals in an appendix
 SMALL = ReportConfig(map_customers=150, attention_customers=2, attention_events=12)
 
 
@@ -334,6 +334,16 @@ def test_a_report_of_cdnow_size_stays_small(tmp_path: Path):
     size = write_report(folder, cfg=ReportConfig(map_customers=500)).stat().st_size
     assert size <= 15e6, size  # plotly.js (about 5 MB) is most of it; the figures scale with the caps, not n
     assert size >= 4e6  # ... and it really is inlined
+
+
+def test_an_evaluate_folder_shows_the_back_test_right_after_its_verdict(run_folder: Path, tmp_path: Path):
+    folder = tmp_path / "evaluate-only"
+    folder.mkdir()
+    shutil.copy(run_folder / "evaluation.json", folder / "evaluation.json")
+    html = render_report(read_run(folder), SMALL)
+    positions = [html.index(f'<section class="card" id="{s}">') for s in ("verdict", "backtest", "segments")]
+    assert positions == sorted(positions)
+    assert "In the back-test (test window as of 2011-09-01" in _section(html, "verdict")
 
 
 def test_the_report_is_reproducible(run_folder: Path, static_html: str):

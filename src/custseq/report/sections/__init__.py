@@ -33,45 +33,54 @@ log = logging.getLogger(__name__)
 
 TITLES = {
     "verdict": "In short",
-    "summary": "Data summary",
+    "segments": "Segments",
+    "actions": "Next actions",
+    "profit": "Retention campaign profit",
     "backtest": "Back-test",
     "model-choice": "How this prediction was made",
     "roc-pr": "ROC and precision-recall",
     "calibration": "Calibration",
     "gain-lift": "Cumulative gain and lift",
     "value-deciles": "Value by decile",
-    "loss-curves": "Loss curves",
-    "attention": "Attention",
-    "embedding-map": "Embedding map",
-    "segments": "Segments",
-    "actions": "Next actions",
-    "profit": "Retention campaign profit",
     "audit": "Fairness and error audit",
-}
+    "summary": "Appendix: data and run details",
+    "loss-curves": "Appendix: loss curves",
+    "attention": "Appendix: attention",
+    "embedding-map": "Appendix: embedding map",
+}  # page order: the decisions first, then how far to trust them, then the internals in an appendix
 
 BUILDERS: dict[str, Callable[[ReportData, ReportConfig], str]] = {
     "verdict": verdict,
-    "summary": summary,
+    "segments": segments,
+    "actions": actions,
+    "profit": profit,
     "backtest": backtest,
     "model-choice": model_choice,
     "roc-pr": roc_pr,
     "calibration": calibration,
     "gain-lift": gain_lift,
     "value-deciles": value_deciles,
+    "audit": audit,
+    "summary": summary,
     "loss-curves": loss_curves,
     "attention": attention,
     "embedding-map": embedding_map,
-    "segments": segments,
-    "actions": actions,
-    "profit": profit,
-    "audit": audit,
 }
 
 
 def build_sections(data: ReportData, cfg: ReportConfig) -> list[Section]:
-    """Every section, in page order; a section whose data is malformed says so instead of failing the report."""
+    """Every section, in page order; a section whose data is malformed says so instead of failing the report.
+
+    An evaluate folder (a back-test, no predictions) puts the back-test right after the verdict, ahead of the
+    decision sections it has no data for.
+    """
     sections = []
-    for section_id, build in BUILDERS.items():
+    order = list(BUILDERS)
+    if data.predictions is None and data.evaluation is not None:
+        order.remove("backtest")
+        order.insert(1, "backtest")
+    for section_id in order:
+        build = BUILDERS[section_id]
         try:
             body = build(data, cfg)
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
