@@ -308,7 +308,10 @@ def test_full_report_shows_the_numbers(report_html: str):
     backtest = _section(report_html, "backtest")
     assert "lightgbm" in backtest and "torch LSTM disabled" in backtest and backtest.count("<b>") >= 8
     assert "On the 200 test customers" in _section(report_html, "roc-pr")
-    assert _section(report_html, "attention").count("<svg") == SMALL.attention_customers
+    attention = _section(report_html, "attention")  # a table per customer: date, what, attention as a bar
+    assert attention.count('<table class="attention">') == SMALL.attention_customers and "<svg" not in attention
+    assert attention.count('class="bar"') == SMALL.attention_customers * SMALL.attention_events
+    assert "<td>2011-01-" in attention and "<td>spent " in attention  # in dates and words, not ticks
     assert "t-SNE" in _section(report_html, "embedding-map") and "of 300)" in _section(report_html, "embedding-map")
     assert "σ(5 · ln V" in _section(report_html, "segments")
     audit = _section(report_html, "audit")
@@ -487,18 +490,19 @@ def test_calibration_gain_and_decile_figures():
     assert len(deciles.axes) == 1 and len(deciles.axes[0].patches) == 20
 
 
+def test_event_labels_read_as_words():
+    from custseq.report.sections.model import _in_words
+
+    assert _in_words(["WHITE HEART", "12.50"]) == "bought WHITE HEART for 12.50"
+    assert _in_words(["1,204.00"]) == "spent 1,204.00" and _in_words(["·", "3.00"]) == "spent 3.00"
+    assert _in_words(["login"]) == "login" and _in_words([]) == "event"
+
+
 def test_loss_attention_map_segments_and_profit_figures():
     epochs = [{"epoch": 1, "train_loss": 1, "val_loss": 2}, {"epoch": 2, "train_loss": 0.5, "val_loss": None}]
     loss = figures.loss_curves_figure({"pretrain": [], "finetune": epochs})
     assert loss.axes[0].texts[0].get_text() == "no epochs recorded"
     assert [ln.get_label() for ln in loss.axes[1].get_lines()] == ["train", "validation"]
-
-    weights = np.array([[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
-    att = figures.attention_figure(["a", "b", "c"], weights, "customer x")
-    assert att.axes[0].images[0].get_array().shape == (2, 3)
-    assert [t.get_text() for t in att.axes[0].get_xticklabels()] == ["a", "b", "c"]
-    with pytest.raises(ValueError, match="3 columns for 2 events"):
-        figures.attention_figure(["a", "b"], weights)
 
     points = pd.DataFrame({"x": [0, 1, 2.0], "y": [1, 0, 2.0], "churn_probability": [0.1, 0.5, 0.9],
                            "clv_expected": [0.0, 10, 1000]})  # fmt: skip

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from numpy.typing import ArrayLike
 
 from custseq.report.analysis import PRIMARY, RocPrCurves
 
@@ -237,43 +236,6 @@ def _number(x: Any) -> float:
 
 
 @_styled
-def attention_figure(events: Sequence[str], weights: ArrayLike, title: str = "") -> Figure:
-    """Heat-map of the [CLS] token's attention on each event (columns), per layer (rows).
-
-    Parameters
-    ----------
-    events : sequence of str
-        The events' labels, oldest first.
-    weights : array-like of float, shape (layers, events)
-        Attention weights (mean over heads) of each layer on each shown event.
-    title : str
-        Shown above the map (e.g. the customer and their predictions).
-
-    Returns
-    -------
-    Figure
-        One axes with the heat-map (an image of shape (layers, events)) and a colour bar.
-
-    Raises
-    ------
-    ValueError
-        If ``weights`` does not have one column per event.
-    """
-    w = np.atleast_2d(np.asarray(weights, dtype=float))  # (L, E)
-    if w.shape[1] != len(events):
-        raise ValueError(f"attention weights have {w.shape[1]} columns for {len(events)} events")
-    fig = Figure(figsize=(10, 1.6 + 0.32 * w.shape[0] + 0.055 * max(len(e) for e in events or [""])), dpi=100)
-    fig.set_layout_engine("constrained")
-    ax = fig.subplots()
-    image = ax.imshow(w, aspect="auto", cmap="Blues", vmin=0, interpolation="nearest")
-    ax.set_yticks(range(w.shape[0]), [f"layer {i + 1}" for i in range(w.shape[0])])
-    ax.set_xticks(range(len(events)), list(events), rotation=90, fontsize=6.5)
-    ax.grid(False)
-    ax.set_title(title, loc="left", fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01, label="attention")
-    return fig
-
-
 @_styled
 def embedding_map_figure(points: pd.DataFrame) -> Figure:
     """The 2-D embedding map twice: coloured by churn probability, and by expected value on a log scale.

@@ -92,6 +92,10 @@ figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
 small.muted { color: var(--muted); }
 .flags { display: inline-block; min-width: 14em; }
 footer { color: var(--muted); font-size: 12.5px; text-align: center; padding: 0 0 30px; }
+table.attention .track { display: inline-block; width: 12em; max-width: 40vw; vertical-align: middle;
+                         margin-right: 6px; }
+table.attention .bar { display: block; height: 0.8em; background: var(--accent); border-radius: 2px; }
+table.attention .bar-value { color: var(--muted); font-size: 12px; }
 @media (max-width: 640px) {
   .wrap { padding: 0 12px; }
   header.top { padding: 16px 0 12px; }

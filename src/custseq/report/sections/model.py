@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from custseq.config import ReportConfig
 from custseq.io.run_files import EpochRecord
 from custseq.report import analysis, figures, interactive
 from custseq.report.data import ReportData
-from custseq.report.html import figure, number, paragraph, table
+from custseq.report.html import escaped, figure, heading, number, paragraph, table
 from custseq.report.html import unavailable as na
 
 STAGES = {"pretrain": "pre-training", "finetune": "fine-tuning"}
@@ -67,23 +68,46 @@ def attention(data: ReportData, cfg: ReportConfig) -> str:
         return na(why)
     parts = [
         paragraph(
-            f"What the encoder looks at: the [CLS] token's attention on each of a customer's latest "
-            f"{cfg.attention_events} events (oldest left), per layer, averaged over heads. Darker is more "
-            "attention; a layer's weights sum to 1 over all of the customer's events, shown or not."
+            f"What the sequence model looked at for a few customers: their latest {cfg.attention_events} purchases "
+            "in order (oldest first), each with its share of the model's attention as a bar (averaged over the "
+            "encoder's layers and heads; the longest bar is the purchase the model weighed most)."
         )
     ]
     for c in customers:
         events = list(c.events)[-cfg.attention_events :]
-        weights = np.atleast_2d(np.asarray(c.weights, dtype=float))[:, -len(events) :] if events else None
-        title = (
-            f"customer {c.customer_id} · churn probability {number(c.churn_probability)}"
-            f" · expected value {number(c.clv_expected)}"
+        title = f"Customer {c.customer_id}: churn probability {number(c.churn_probability)}, expected value " + number(
+            c.clv_expected
         )
-        if weights is None:
+        if not events:
             parts.append(paragraph(f"{title}: no events."))
             continue
-        parts.append(figure(figures.attention_figure(events, weights, title)))
+        weights = np.atleast_2d(np.asarray(c.weights, dtype=float))[:, -len(events) :].mean(axis=0)
+        parts += [heading(title), _attention_table(events, weights)]
     return "".join(parts)
+
+
+def _attention_table(events: list[str], weights: np.ndarray) -> str:
+    """One row per event: its date, what it was (item, amount) and its attention as a bar."""
+    top = float(weights.max()) if len(weights) and weights.max() > 0 else 1.0
+    rows = []
+    for label, w in zip(events, weights, strict=True):
+        date, *parts = label.split(" · ")
+        bar = (
+            f'<span class="track"><span class="bar" style="width:{100 * w / top:.0f}%"></span></span>'
+            f'<span class="bar-value">{w:.0%}</span>'
+        )
+        rows.append(f"<tr><td>{escaped(date)}</td><td>{escaped(_in_words(parts))}</td>"
+                    f'<td class="attn">{bar}</td></tr>')  # fmt: skip
+    head = "<thead><tr><th>date</th><th>what</th><th>attention</th></tr></thead>"
+    return f'<table class="attention">{head}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def _in_words(parts: list[str]) -> str:
+    """An event label's parts after the date (item, then the amount of a purchase) as words."""
+    if parts and re.fullmatch(r"-?[\d,]+(\.\d+)?", parts[-1]):
+        item = ", ".join(p for p in parts[:-1] if p != "·")
+        return f"bought {item} for {parts[-1]}" if item else f"spent {parts[-1]}"
+    return ", ".join(p for p in parts if p != "·") or "event"
 
 
 def embedding_map(data: ReportData, cfg: ReportConfig) -> str:
