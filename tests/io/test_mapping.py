@@ -159,6 +159,13 @@ def test_missing_required_events_column_is_named():
         resolve(EVENTS, ["user_id", "ts"], {})
 
 
+def test_a_missing_column_of_another_table_names_the_flag_and_the_python_setting_that_fix_it():
+    with pytest.raises(SchemaError) as e:
+        resolve(EVENTS, ["user_id", "ts"], {})
+    assert "Map them with --column events.event=<your column>" in str(e.value)
+    assert 'columns=ColumnsConfig(events={"event": "<your column>"}) in the RunConfig' in str(e.value)
+
+
 def test_detection_off_requires_every_column_to_be_mapped():
     with pytest.raises(SchemaError, match=re.escape("missing column(s) ['customer_id', 'ts', 'amount']")):
         resolve(TRANSACTIONS, ["customer_id", "ts", "amount"], {}, detect=False)

@@ -15,6 +15,7 @@ import typing
 from typing import Any
 
 from custseq.config.run import RunConfig
+from custseq.schema import CUSTOMERS, EVENTS, TRANSACTIONS
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:")
 HEADER = """# custseq settings
@@ -38,10 +39,37 @@ it current.
 
 
 def settings_markdown() -> str:
-    """docs/settings.md: one table per config section, every setting with its type, default and meaning."""
-    parts = [HEADER]
+    """docs/settings.md: the column roles of each input table, then one table per config section, every setting
+    with its type, default and meaning."""
+    parts = [HEADER, _column_roles()]
     for name, cls in _sections(RunConfig, ""):
         parts.append(_section(name, cls))
+    return "\n".join(parts)
+
+
+COLUMNS_HEADER = """## Column roles
+
+What custseq reads from each table. A column whose name (lower case, without spaces, dashes or underscores)
+is one of the "detected names" is mapped to its role by itself; map any other with `--column ROLE=COLUMN`
+(`--column customers.ROLE=COLUMN` and `events.ROLE=COLUMN` for the other tables) or, in Python,
+`RunConfig(columns=ColumnsConfig(transactions={"customer_id": "household_id"}, customers={...}))`. Columns
+without a role are kept as extra attributes when their type allows.
+"""
+
+
+def _column_roles() -> str:
+    parts = [COLUMNS_HEADER]
+    for spec in (TRANSACTIONS, CUSTOMERS, EVENTS):
+        rows = [
+            f"| `{c.name}` | {'yes' if c.required else 'no'} | {c.kind.value} | {', '.join(c.aliases)} |"
+            for c in spec.columns
+        ]
+        flag = "" if spec.name == "transactions" else f" (`--{spec.name} FILE`)"
+        parts.append(
+            f"### {spec.name}{flag}\n\n| role | required | kind | detected names |\n|---|---|---|---|\n"
+            + "\n".join(rows)
+            + "\n"
+        )
     return "\n".join(parts)
 
 

@@ -91,9 +91,11 @@ def resolve(spec: TableSpec, columns: list[str], user: dict[str, str], *, detect
     missing = [n for n in spec.required if n not in canonical and not (n == "amount" and amount_product)]
     if missing:
         hint = " (or amount=<quantity column>*<price column>)" if "amount" in missing else ""
+        role = missing[0] if spec.name == "transactions" else f"{spec.name}.{missing[0]}"
+        python = f'ColumnsConfig({spec.name}={{"{missing[0]}": "<your column>"}})'
         raise SchemaError(
             f"{spec.name} is missing column(s) {missing}; found {columns}. "
-            f"Map them with --column {missing[0]}=<your column>{hint}"
+            f"Map them with --column {role}=<your column>{hint} (in Python: columns={python} in the RunConfig)"
         )
     extras = _extras(spec, columns, used | set(canonical.values()) | set(amount_product or ()))
     text_hints = tuple(name for name, src in extras.items() if any(h in normalise_name(src) for h in TEXT_NAME_HINTS))
