@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,9 @@ batch_size = 64
 [model.finetune_training]
 epochs = 2
 batch_size = 64
+
+[profit]
+currency = "EUR"
 """
 
 
@@ -95,6 +99,7 @@ def predicted(shop, tiny, tmp_path_factory) -> Path:
     assert "customers scored" in result.output and "highest churn risk" in result.output.replace("\n", " ")
     said = " ".join(result.output.split())
     assert "worth a retention contact (contacts.csv)" in said and "first 10 to contact" in said
+    assert re.search(r"total expected value [\d,]+ EUR", said) and re.search(r"[\d,]+ EUR at stake", said)
     return out
 
 

@@ -296,6 +296,7 @@ def test_the_first_screen_answers_who_leaves_what_is_at_stake_whom_to_contact_an
     assert "In the back-test (test window as of 2011-09-01, 90 days, 3 seeds)" in verdict
     assert "for lightgbm, the best baseline" in verdict and "paired t-test over seeds p = " in verdict
     assert "a customer churns when they make no purchase in the 90 days after 2011-12-01" in verdict
+    assert "name them with [profit] currency" in verdict  # no currency set: said, not guessed
     assert "to contact <b>2 (expected gain 30)</b>" in report_html  # the header counts the same list
     assert "validation churn AUC <b>0.810</b>" in report_html  # the final predictions', not the network's
 

@@ -168,3 +168,11 @@ def test_the_value_if_retained_is_capped_by_the_customers_own_past_rate():
     value = retained_value(churn, expected, cfg, if_active, past)
     assert value.tolist() == pytest.approx([26.0, 80.0, 80.0])  # max(past, expected) caps only the first
     assert retained_value(churn, expected, cfg, if_active).tolist() == pytest.approx(if_active.tolist())
+
+
+def test_amounts_carry_the_currency_when_it_is_set():
+    from custseq.scoring.profit import money
+
+    assert money(185566.4, "EUR") == "185,566 EUR" and money(185566.4, None) == "185,566"
+    with pytest.raises(ConfigError, match="currency must be a short code"):
+        ProfitConfig(currency="   ")

@@ -13,6 +13,7 @@ from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
 from custseq.metrics import METRICS, mean_text
 from custseq.pipelines.prepare import Note, PrepareResult
 from custseq.report.sections.verdict import back_test_verdict
+from custseq.scoring.profit import money
 
 if TYPE_CHECKING:
     from custseq.config import ProfitConfig
@@ -79,7 +80,8 @@ def print_scores(run: PredictRun) -> None:
     h = run.metrics.horizon_days
     console.print(
         f"[bold]{len(p):,}[/] customers scored as of {run.as_of} for the next {h} days: expected churn rate "
-        f"{p['churn_probability'].mean():.1%}, total expected value {p['clv_expected'].sum():,.0f}"
+        f"{p['churn_probability'].mean():.1%}, total expected value "
+        f"{money(p['clv_expected'].sum(), run.data_config.profit.currency)}"
     )
     valuable = p[p["clv_expected"] >= p["clv_expected"].quantile(0.75)]
     top = Table(title="highest churn risk among the top 25% by expected value", title_justify="left")
@@ -104,8 +106,8 @@ def print_contacts(contacts: ContactList, threshold: float, profit: ProfitConfig
     console.print(
         f"[bold]{len(c):,}[/] customers worth a retention contact (contacts.csv): at risk (churn above "
         f"{threshold:g}, or a regular silent for several of their usual gaps) and expected to save more than the "
-        f"contact and offer cost; {contacts.total_at_stake:,.0f} at stake, expected gain "
-        f"{contacts.total_gain:,.0f} after costs. {contacts.not_worth:,} more "
+        f"contact and offer cost; {money(contacts.total_at_stake, profit.currency)} at stake, expected gain "
+        f"{money(contacts.total_gain, profit.currency)} after costs. {contacts.not_worth:,} more "
         f"{'is' if contacts.not_worth == 1 else 'are'} at risk but not worth the costs. Assumed: contact cost "
         f"{profit.contact_cost:g}, offer cost {profit.offer_cost:g}, {profit.save_rate:.0%} of contacted leavers "
         "kept ([profit] in the config).",

@@ -94,6 +94,7 @@ class ProfitConfig:
     save_rate: float = 0.3  # share of contacted would-be churners the offer keeps
     take_rate: float = 1.0  # share of contacted non-churners who redeem the offer anyway (wasted); 0 = none
     max_value_multiplier: float = 20.0  # without clv_if_active: value if retained = clv_expected / (1 − churn), capped
+    currency: str | None = None  # the data's currency (e.g. "EUR"), shown with every amount; None: not named
 
     def __post_init__(self) -> None:
         if min(self.contact_cost, self.offer_cost) < 0:
@@ -103,6 +104,8 @@ class ProfitConfig:
         for name in ("save_rate", "take_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
+        if self.currency is not None and not (0 < len(self.currency.strip()) <= 8):
+            raise ConfigError(f"currency must be a short code such as EUR or $, got {self.currency!r}")
         if not self.max_value_multiplier >= 1:
             raise ConfigError(f"max_value_multiplier must be at least 1, got {self.max_value_multiplier}")
 

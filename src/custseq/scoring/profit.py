@@ -177,6 +177,11 @@ def contact_profit(churn_probability: ArrayLike, value_if_retained: ArrayLike, c
     return kept * np.asarray(value_if_retained, dtype=float) - cfg.contact_cost - cfg.offer_cost * offers_redeemed
 
 
+def money(x: float, currency: str | None) -> str:
+    """An amount as the outputs show it: thousands separators, no decimals, the currency when known."""
+    return f"{x:,.0f} {currency}" if currency else f"{x:,.0f}"
+
+
 def _cumulative(profits: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(profits)])  # k = 0: contacting nobody earns nothing
 

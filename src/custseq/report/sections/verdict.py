@@ -17,6 +17,7 @@ from custseq.io.run_files import EvaluationResult, Metrics, ModelChoice, Profit
 from custseq.report.data import ReportData
 from custseq.report.html import heading, paragraph, table
 from custseq.report.html import unavailable as na
+from custseq.scoring.profit import money
 
 TOP_CONTACTS = 5
 SIMPLE = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "last-period", "xgboost", "random-forest",
@@ -29,9 +30,10 @@ def verdict(data: ReportData, cfg: ReportConfig) -> str:
     if data.predictions is None:
         return na(data.missing("predictions.parquet"))
     m = data.metrics
-    parts = [paragraph(_who_leaves(data.predictions, m), lead=True)]
+    currency = data.profit.parameters.currency if data.profit is not None else None
+    parts = [paragraph(_who_leaves(data.predictions, m, currency), lead=True)]
     if data.contacts is not None:
-        parts.append(paragraph(_at_stake(data.contacts, data.profit)))
+        parts.append(paragraph(_at_stake(data.contacts, data.profit, currency)))
         if len(data.contacts):
             parts += [heading("Contact first"), _first_contacts(data.contacts)]
     else:
@@ -42,32 +44,32 @@ def verdict(data: ReportData, cfg: ReportConfig) -> str:
     if trust:
         parts += [heading("How much to trust this"), paragraph(trust)]
     if m is not None:
-        parts.append(paragraph(_definitions(m), lead=False))
+        parts.append(paragraph(_definitions(m, currency), lead=False))
     return "".join(parts)
 
 
-def _who_leaves(p: pd.DataFrame, m: Metrics | None) -> str:
+def _who_leaves(p: pd.DataFrame, m: Metrics | None, currency: str | None) -> str:
     horizon = f"the next {m.horizon_days} days" if m is not None else "the horizon"
     churn = p["churn_probability"].astype(float)
     likely = int((churn > 0.5).sum())
     text = (
         f"Of {len(p):,} customers, {likely:,} ({likely / max(len(p), 1):.0%}) are more likely than not to leave "
         f"in {horizon}; the expected churn rate is {churn.mean():.1%}. Together they are expected to spend "
-        f"{p['clv_expected'].sum():,.0f}"
+        f"{money(p['clv_expected'].sum(), currency)}"
     )
     if "lapsed_regular" in p and (lapsed := int(p["lapsed_regular"].sum())):
         text += f"; {lapsed:,} regulars have gone silent for several of their usual gaps"
     return text + "."
 
 
-def _at_stake(contacts: pd.DataFrame, profit: Profit | None) -> str:
+def _at_stake(contacts: pd.DataFrame, profit: Profit | None, currency: str | None) -> str:
     if contacts.empty:
         return "No customer is worth a retention contact under the profit settings (see Retention campaign profit)."
     text = (
         f"{len(contacts):,} customers are worth a retention contact (contacts.csv): at risk, and worth more than "
-        f"the contact costs. {contacts['value_at_stake'].sum():,.0f} is at stake with them (what they would spend "
-        "if they stayed, times the chance they leave), and contacting them is expected to gain "
-        f"{contacts['expected_gain'].sum():,.0f} after costs"
+        f"the contact costs. {money(contacts['value_at_stake'].sum(), currency)} is at stake with them (what they "
+        "would spend if they stayed, times the chance they leave), and contacting them is expected to gain "
+        f"{money(contacts['expected_gain'].sum(), currency)} after costs"
     )
     if profit is not None:
         p = profit.parameters
@@ -165,9 +167,10 @@ def _mean(cells: dict, metric: str) -> float:
     return float(cell.mean) if cell is not None and cell.mean is not None else math.nan
 
 
-def _definitions(m: Metrics) -> str:
+def _definitions(m: Metrics, currency: str | None) -> str:
+    units = f"in {currency}" if currency else "in the data's own currency units (name them with [profit] currency)"
     return (
         f"Definitions: a customer churns when they make no purchase in the {m.horizon_days} days after "
-        f"{m.as_of}; value is what they spend in those days, in the data's own currency units. Expected value "
-        "counts the chance of churning (a likely leaver's expected value is small)."
+        f"{m.as_of}; value is what they spend in those days, {units}. Expected value counts the chance of "
+        "churning (a likely leaver's expected value is small)."
     )
