@@ -232,6 +232,27 @@ def test_plan_with_a_products_table_names_items_and_never_proposes_excluded_ones
     assert all(a["action"] == f"Recommend Tea no. {a['item'][1]} ({a['item']})" for a in actions)
 
 
+def test_plan_applies_the_reviewers_decisions_on_review_csv(predicted, tmp_path):
+    review = pd.read_csv(predicted / "review.csv", dtype={"customer_id": str, "decision": object})
+    assert {"decision", "override_churn_probability", "override_clv_expected"} <= set(review.columns)
+    assert len(review) >= 2, "the shop run lists customers for review"
+    review.loc[0, "decision"] = "btyd"
+    review.loc[1, ["decision", "override_churn_probability"]] = ["override", 0.99]
+    filled = tmp_path / "review.csv"
+    review.to_csv(filled, index=False)
+    out = tmp_path / "reviewed"
+    result, output = _invoke("plan", str(predicted), "--decisions", str(filled), "--out", str(out))
+    assert result.exit_code == 0, output
+    assert "reviewers' decisions applied: 0 custseq, 1 btyd, 1 override" in " ".join(output.split())
+    p = pq.read_table(out / "predictions.parquet").to_pandas().set_index("customer_id")
+    first, second = review["customer_id"].iloc[0], review["customer_id"].iloc[1]
+    assert p.loc[first, "churn_probability"] == pytest.approx(review["btyd_churn_probability"].iloc[0])
+    assert p.loc[second, "churn_probability"] == pytest.approx(0.99) and bool(p.loc[second, "retention_flag"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["review_decisions"] == {"custseq": 0, "btyd": 1, "override": 1, "unknown customers": 0}
+    assert len(pd.read_csv(out / "decisions.csv")) == 2  # kept for a later calibration
+
+
 def test_plan_with_a_shipped_catalogue_by_name(predicted, tmp_path):
     out = tmp_path / "grocery"
     result, output = _invoke("plan", str(predicted), "--catalogue", "grocery", "--out", str(out))

@@ -18,6 +18,7 @@ from custseq.cli.app import (
     write_report_if_enabled,
 )
 from custseq.errors import ConfigError
+from custseq.io.run_files import RunFolder
 
 
 @app.command("plan")
@@ -33,21 +34,28 @@ def plan_cmd(
     k: Annotated[int | None, typer.Option(help="Actions per customer.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: FOLDER).")] = None,
     config: ConfigOpt = None,
+    decisions: Annotated[
+        Path | None,
+        typer.Option(help="review.csv with its decision column filled in (custseq, btyd or override): applied first."),
+    ] = None,
 ) -> None:
-    """Re-plan saved predictions with another catalogue, threshold or mode (no model needed)."""
+    """Re-plan saved predictions with another catalogue, threshold or mode, or reviewers' decisions (no model)."""
     from custseq.pipelines.plan import replan
 
     changes = {"catalogue": catalogue, "products": products, "retention_threshold": threshold, "mode": mode,
                "k": k}  # fmt: skip
     cfg = run_config(config, actions=changes)
     actions = cfg.actions
-    planned = replan(folder, actions, out)
+    planned = replan(folder, actions, out, decisions)
     target = out or folder
     flagged = int(planned["retention_flag"].sum())
     console.print(
         f"[bold]{len(planned):,}[/] plans: {flagged:,} customers with churn above {actions.retention_threshold:g} "
         f"get retention actions ({actions.mode}), the rest the next-event model's items and growth actions"
     )
+    if decisions is not None:
+        decided = RunFolder(target).read_metrics().review_decisions or {}
+        console.print("reviewers' decisions applied: " + ", ".join(f"{n:,} {k}" for k, n in decided.items()))
     if (folder / "report.html").exists():
         write_report_if_enabled(target, cfg.report)
     console.print(f"Outputs in [bold]{target}/[/] (predictions.parquet/.csv, metrics.json)")

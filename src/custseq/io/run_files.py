@@ -58,6 +58,7 @@ VALIDATION_FILE = "validation.parquet"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 REVIEW_FILE = "review.csv"
 CONTACTS_FILE = "contacts.csv"
+DECISIONS_FILE = "decisions.csv"  # the reviewers' decisions applied by `custseq plan --decisions`
 REPORT_FILE = "report.html"
 MODEL_DIR = "model"
 QUARANTINE_DIR = "quarantine"
@@ -330,6 +331,7 @@ class Metrics(RunFile):
     value_score: ValueScore
     actions: ActionSettings
     review_customers: int
+    review_decisions: dict[str, int] | None = None  # reviewers' decisions applied by `custseq plan --decisions`
 
 
 # --- profit.json -----------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from custseq.models.pretrain import PretrainModel
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
 from custseq.scoring.actions import catalogue_name, load_catalogue, next_items_column, plan_actions
 from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensitivity
+from custseq.scoring.decisions import with_decision_columns
 from custseq.scoring.lapse import cadence, decision_churn
 from custseq.scoring.products import load_products
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
@@ -112,7 +113,7 @@ def score_customers(
         formula=value_score_formula(cfg.value_score), parameters=cfg.value_score, modal_share=spread.modal_share,
         rank_correlation_with_value=_finite_or_none(spread.rank_correlation_with_value),
     )  # fmt: skip
-    review = review_table(frame, btyd, cfg.audit)
+    review = with_decision_columns(review_table(frame, btyd, cfg.audit))
     kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
     contacts = contact_list(frame, rhythm, decision, kept, rate)
     flagged = frame["retention_flag"].to_numpy(bool)

@@ -10,21 +10,33 @@ import pandas as pd
 
 from custseq.config import ActionConfig
 from custseq.errors import ConfigError
-from custseq.io.run_files import METRICS_FILE, PREDICTIONS_CSV_FILE, PREDICTIONS_FILE, REPORT_FILE, RunFolder
+from custseq.io.run_files import (
+    DECISIONS_FILE,
+    METRICS_FILE,
+    PREDICTIONS_CSV_FILE,
+    PREDICTIONS_FILE,
+    REPORT_FILE,
+    RunFolder,
+)
 from custseq.pipelines.outputs import action_settings
 from custseq.scoring.actions import load_catalogue, plan_actions
+from custseq.scoring.decisions import AppliedDecisions, apply_decisions
 from custseq.scoring.products import load_products
 
-REPLANNED = (PREDICTIONS_FILE, PREDICTIONS_CSV_FILE, METRICS_FILE, REPORT_FILE)  # what `replan` writes
+REPLANNED = (PREDICTIONS_FILE, PREDICTIONS_CSV_FILE, METRICS_FILE, REPORT_FILE, DECISIONS_FILE)  # what replan writes
 
 
-def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = None) -> pd.DataFrame:
+def replan(
+    folder: Path | str, actions: ActionConfig, out: Path | str | None = None, decisions: Path | str | None = None
+) -> pd.DataFrame:
     """Re-plan saved predictions (``folder/predictions.parquet``) with other action settings or catalogue.
 
     The next-event proposals saved in ``next_items`` are reused, so no model is needed. Writes
     predictions.parquet / .csv and, when the folder has one, metrics.json's ``actions`` to ``out`` (default:
     ``folder``); a new ``out`` also receives the run's other files (validation curves, audit…) so that its
-    report is whole.
+    report is whole. ``decisions`` (a filled-in review.csv, :mod:`custseq.scoring.decisions`) changes churn and
+    value where reviewers decided before the plans are made; the counts go to metrics.json and the decided rows
+    to decisions.csv.
 
     Raises
     ------
@@ -37,7 +49,11 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
     if not source.has(PREDICTIONS_FILE):
         raise ConfigError(f"{source.path / PREDICTIONS_FILE} not found; pass the --out folder of predict or score")
     products = load_products(actions.products) if actions.products else None
-    planned = plan_actions(source.read_predictions(), actions, load_catalogue(actions.catalogue), products)
+    predictions = source.read_predictions()
+    applied = _decisions(predictions, decisions) if decisions is not None else None
+    if applied is not None:
+        predictions = applied.predictions
+    planned = plan_actions(predictions, actions, load_catalogue(actions.catalogue), products)
     if target.path.resolve() != source.path.resolve():
         _copy_other_files(source.path, target.path)
     target.write_predictions(planned)
@@ -45,8 +61,19 @@ def replan(folder: Path | str, actions: ActionConfig, out: Path | str | None = N
         metrics = source.read_metrics()
         before = metrics.actions
         settings = action_settings(actions, before.item_field, note=before.note, item_mixture=before.item_mixture)
-        target.write_metrics(dataclasses.replace(metrics, actions=settings))
+        counts = None if applied is None else {**applied.counts, "unknown customers": applied.unknown_customers}
+        target.write_metrics(dataclasses.replace(metrics, actions=settings, review_decisions=counts))
+    if applied is not None:
+        applied.decided.to_csv(target.path / DECISIONS_FILE, index=False)
     return planned
+
+
+def _decisions(predictions: pd.DataFrame, path: Path | str) -> AppliedDecisions:
+    try:
+        decided = pd.read_csv(path, dtype={"customer_id": str})
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the decisions file {path}: {e}") from None
+    return apply_decisions(predictions, decided, source=str(path))
 
 
 def _copy_other_files(folder: Path, target: Path) -> None:

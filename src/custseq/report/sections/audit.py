@@ -12,6 +12,7 @@ from custseq.metrics import metric_label
 from custseq.report.data import ReportData
 from custseq.report.html import PERCENT, Html, heading, key_values, paragraph, table
 from custseq.report.html import unavailable as na
+from custseq.scoring.decisions import DECISION_COLUMNS
 
 
 def audit(data: ReportData, cfg: ReportConfig) -> str:
@@ -36,8 +37,19 @@ def audit(data: ReportData, cfg: ReportConfig) -> str:
                 f"{len(r):,} customers are flagged for a human look" + ("; the first 20:" if len(r) > 20 else ":")
             ),
         ]
-        labels = {c: c.replace("_", " ") for c in r.columns}
-        parts.append(table(r.head(20).reset_index(drop=True), labels=labels))
+        shown = r.drop(columns=[c for c in DECISION_COLUMNS if c in r and r[c].isna().all()])
+        labels = {c: c.replace("_", " ") for c in shown.columns}
+        parts.append(table(shown.head(20).reset_index(drop=True), labels=labels))
+        decided = data.metrics.review_decisions if data.metrics is not None else None
+        parts.append(
+            paragraph(
+                "Reviewers' decisions applied: " + ", ".join(f"{n:,} {k}" for k, n in decided.items()) + "."
+                if decided
+                else "To act on this list, fill in its decision column (custseq, btyd or override with "
+                "override_churn_probability / override_clv_expected) and run `custseq plan FOLDER --decisions "
+                "review.csv`."
+            )
+        )
     else:
         parts.append(na(data.missing("review.csv")))
     return "".join(parts)
