@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from custseq.config import RunConfig, with_seed, with_window
+from custseq.errors import TrainingError
 from custseq.io.tables import Tables
 from custseq.pipelines.outputs import PredictRun
 from custseq.pipelines.predict import predict
@@ -66,6 +67,11 @@ class ChurnValueEstimator(BaseEstimator):  # type: ignore[misc]  # scikit-learn 
         """Train on the windows before ``as_of``; ``y`` is ignored (labels come from the transactions)."""
         cfg = with_window(self._config(), as_of=self.as_of, horizon=self.horizon)
         run = predict(Tables.of(X, customers=customers, events=events, columns=cfg.columns), cfg)
+        if run.model is None:
+            raise TrainingError(
+                "no labelled window fits before the as-of date, so there is no model to fit: the history is too "
+                "short. custseq.predict still answers with BG/NBD + Gamma-Gamma alone; or give more history."
+            )
         self.model_ = run.model
         self.proposer_ = run.proposer
         self.data_config_ = run.data_config

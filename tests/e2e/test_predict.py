@@ -414,13 +414,25 @@ def test_horizon_longer_than_history_is_carried_from_the_longest_that_fits(shop,
     assert predictions["clv_expected"].ge(0).all() and predictions["churn_probability"].between(0, 1).all()
 
 
-def test_history_too_short_for_any_horizon_exits_2(tmp_path):
-    days = pd.date_range("2023-01-01", periods=20, freq="D")
-    rows = pd.DataFrame({"customer_id": [f"c{i % 5}" for i in range(20)], "ts": days.strftime("%Y-%m-%d"),
-                         "amount": 10.0})  # fmt: skip
-    rows.to_csv(tmp_path / "short.csv", index=False)
-    result, output = _invoke("predict", str(tmp_path / "short.csv"), "--horizon", "90d", "--out", str(tmp_path / "o"))
-    assert result.exit_code == 2 and "shorter --horizon" in output
+def test_history_too_short_for_any_training_window_answers_with_btyd_alone(shop, tmp_path):
+    out = tmp_path / "o"  # 35 days of history before the as-of date: no labelled window of even 7 days fits
+    result, output = _invoke("predict", str(shop), "--horizon", "60d", "--as-of", "2023-02-05", "--out", str(out))
+    assert result.exit_code == 0, output
+    said = " ".join(output.split())
+    assert "BG/NBD + Gamma-Gamma alone" in said and "no model to save" in said
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "no labelled window fits" in metrics["btyd_alone"] and metrics["training_windows"] == []
+    assert not (out / "model").exists() and "model_choice" not in metrics
+    p = pq.read_table(out / "predictions.parquet").to_pandas()
+    rows = pd.read_csv(shop)
+    assert len(p) == rows.loc[rows["ts"] <= "2023-02-05", "customer_id"].nunique()
+    assert p["churn_probability"].between(0, 1).all() and (p["clv_expected"] >= 0).all()
+    # no labels to calibrate an interval: P10 is 0 exactly where BG/NBD gives no purchase a 10% chance or more
+    assert ((p["clv_p10"] == 0) == (p["churn_probability"] >= 0.1)).all() and p.loc[
+        p["clv_p10"] != 0, "clv_p10"
+    ].isna().all()
+    html = (out / "report.html").read_text()
+    assert "could not be drawn" not in html and "These are not custseq&#x27;s learned predictions" in html
 
 
 def test_score_refuses_data_without_the_models_fields(predicted, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,7 +91,7 @@ def print_scores(run: PredictRun) -> None:
     for r in valuable.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5).itertuples():
         top.add_row(
             str(r.customer_id), f"{r.churn_probability:.1%}", f"{r.clv_expected:,.2f}",
-            f"{r.clv_p10:,.2f} – {r.clv_p90:,.2f}",
+            f"{_amount(r.clv_p10)} – {_amount(r.clv_p90)}",
         )  # fmt: skip
     console.print(top)
     segments = ", ".join(f"{n:,} {str(name).replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
@@ -98,6 +99,11 @@ def print_scores(run: PredictRun) -> None:
     if run.contacts is not None:
         print_contacts(run.contacts, run.data_config.actions.retention_threshold, run.data_config.profit)
     console.print(f"{run.metrics.review_customers:,} customers listed in review.csv for a human look")
+
+
+def _amount(x: object) -> str:
+    value = float(str(x))
+    return "?" if math.isnan(value) else f"{value:,.2f}"  # NaN: not known (BG/NBD alone: no interval above zero)
 
 
 def print_contacts(contacts: ContactList, threshold: float, profit: ProfitConfig, top: int = 10) -> None:
@@ -110,7 +116,7 @@ def print_contacts(contacts: ContactList, threshold: float, profit: ProfitConfig
         f"{money(contacts.total_gain, profit.currency)} after costs. {contacts.not_worth:,} more "
         f"{'is' if contacts.not_worth == 1 else 'are'} at risk but not worth the costs. Assumed: contact cost "
         f"{profit.contact_cost:g}, offer cost {profit.offer_cost:g}, {profit.save_rate:.0%} of contacted leavers "
-        "kept ([profit] in the config).",
+        "kept (\\[profit] in the config).",
         highlight=False,
     )
     if c.empty:
@@ -150,6 +156,8 @@ def print_training(m: Metrics, as_of: str) -> None:
             f"{c.value.description} (validation nGini {c.value_gini:.3f}){carried}; see the report's "
             "'How this prediction was made'"
         )
+    if m.btyd_alone is not None:
+        console.print(f"  [dim]note:[/] {m.btyd_alone}", highlight=False)
     if m.backtest is not None:
         console.print(
             f"back-test (the horizon after {as_of} is in the data): churn AUC {m.backtest.churn_auc:.3f}, "

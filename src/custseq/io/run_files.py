@@ -332,6 +332,7 @@ class Metrics(RunFile):
     actions: ActionSettings
     review_customers: int
     review_decisions: dict[str, int] | None = None  # reviewers' decisions applied by `custseq plan --decisions`
+    btyd_alone: str | None = None  # predict: why the predictions are BG/NBD + Gamma-Gamma's alone (no labels fit)
 
 
 # --- profit.json -----------------------------------------------------------------------------------------------

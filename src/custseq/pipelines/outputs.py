@@ -11,6 +11,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from custseq.errors import TrainingError
 from custseq.io.prepared import WindowFolder
 from custseq.io.run_files import (
     ActionSettings,
+    Attention,
     BgNbdFit,
     ItemMixtureInfo,
     Metrics,
@@ -32,6 +34,7 @@ from custseq.io.run_files import (
 )
 from custseq.models.finetune import ChurnValueModel, WindowScores
 from custseq.models.next_event import ItemMixture, item_field, propose_next
+from custseq.models.predictor import Predictor
 from custseq.models.pretrain import PretrainModel
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
 from custseq.scoring.actions import catalogue_name, load_catalogue, next_items_column, plan_actions
@@ -45,6 +48,44 @@ from custseq.scoring.segments import assign_segments
 from custseq.sequences.vocab import SequenceVocab
 
 MAX_SPARE_ITEMS = 20  # extra proposals drawn so that excluded products can be left out
+
+
+class Scorer(Protocol):
+    """What the derived columns need of whatever made the scores: a fitted model, or BG/NBD alone."""
+
+    horizon_days: int  # the trained horizon (segments read it as a span of history)
+    vocab: SequenceVocab
+    predictor: Predictor | None
+
+    @property
+    def output_horizon_days(self) -> int: ...
+
+
+@dataclass
+class BtydOnly:
+    """BG/NBD + Gamma-Gamma alone, when no labelled window fits before the as-of date (no model to save)."""
+
+    horizon_days: int
+    vocab: SequenceVocab
+    predictor: Predictor | None = None
+
+    @property
+    def output_horizon_days(self) -> int:
+        return self.horizon_days
+
+
+def btyd_scores(btyd: BtydPredictions) -> WindowScores:
+    """BG/NBD + Gamma-Gamma as the score columns, sorted by customer id. Without labels there is no interval to
+    calibrate: P10/P50/P90 are 0 where BG/NBD puts at least that chance on no purchase, and unknown (NaN) above."""
+    order = np.argsort(np.asarray(btyd.customer_ids, dtype=object), kind="stable")
+    churn = np.clip(btyd.churn_probability[order], 1e-6, 1 - 1e-6)
+    value = np.clip(btyd.value[order], 0, None)
+    columns = {"churn_probability": churn, "clv_expected": value}
+    for q in (10, 50, 90):
+        columns[f"clv_p{q}"] = np.where(churn >= q / 100, 0.0, np.nan)
+    columns["clv_if_active"] = value / np.clip(1 - churn, 0.05, None)
+    ids = [btyd.customer_ids[i] for i in order]
+    return WindowScores(ids, columns, np.zeros((len(ids), 0), dtype=np.float32))
 
 
 @dataclass
@@ -64,7 +105,7 @@ class PredictRun:
     embeddings: pd.DataFrame
     metrics: Metrics  # metrics.json
     out_dir: Path | None
-    model: ChurnValueModel
+    model: ChurnValueModel | None  # None: BG/NBD + Gamma-Gamma alone (no labelled window fitted)
     data_config: RunConfig
     as_of: str
     proposer: ItemProposer | None = None  # what proposes the plans' next items (None: catalogue actions only)
@@ -88,7 +129,7 @@ class ScoredCustomers:
 def score_customers(
     scores: WindowScores,
     window: WindowFolder,
-    model: ChurnValueModel,
+    model: Scorer,
     cfg: RunConfig,
     proposer: ItemProposer | None,
 ) -> ScoredCustomers:
@@ -125,7 +166,7 @@ def write_scored(
     folder: RunFolder,
     scored: ScoredCustomers,
     metrics: Metrics,
-    model: ChurnValueModel,
+    model: Scorer,
     window: WindowFolder,
     cfg: RunConfig,
 ) -> None:
@@ -136,7 +177,10 @@ def write_scored(
     folder.write_review(scored.review)
     folder.write_contacts(scored.contacts.contacts)
     folder.write_profit(profit_of(scored.profit, cfg.profit, scored.contacts.by_save_rate))
-    folder.write_attention(attention_of(model, window, scored.predictions, cfg.report))
+    if isinstance(model, ChurnValueModel):
+        folder.write_attention(attention_of(model, window, scored.predictions, cfg.report))
+    else:
+        folder.write_attention(Attention(note="BG/NBD + Gamma-Gamma alone: no sequence model to show", customers=()))
 
 
 def _btyd(features: pa.Table, horizon_days: int) -> tuple[BtydPredictions | None, BgNbdFit | PAliveUnavailable]:

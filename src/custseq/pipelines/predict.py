@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from custseq.baselines.base import WindowTables
+from custseq.baselines.btyd import predict_btyd
 from custseq.config import RunConfig, config_from_dict, config_to_dict
-from custseq.errors import ConfigError, WindowError
+from custseq.errors import ConfigError
 from custseq.evaluation.fairness import Audit
 from custseq.io.prepared import PreparedWindows
 from custseq.io.run_files import (
@@ -53,9 +55,11 @@ from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import PretrainRun, load_pretrained, pretrain_prepared
 from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions
 from custseq.pipelines.outputs import (
+    BtydOnly,
     ItemProposer,
     PredictRun,
     ScoredCustomers,
+    btyd_scores,
     copy_quarantine,
     score_customers,
     write_scored,
@@ -63,7 +67,7 @@ from custseq.pipelines.outputs import (
 from custseq.pipelines.prepare import PrepareResult, prepare
 from custseq.scoring.lapse import lapsed_churn_rate
 from custseq.sequences.vocab import SequenceVocab
-from custseq.windows import longest_trainable_horizon, plan_windows
+from custseq.windows import longest_trainable_horizon
 
 Stage = Callable[[str], None]
 NEXT_EVENT_DIR = "next-event"  # inside the model folder: the pre-trained model with its next-event head
@@ -93,6 +97,8 @@ def predict(
     started = time.perf_counter()
     with _work_folder(work_dir) as work:
         prepared = _prepare_trainable(tables, config, work, say)
+        if not prepared.plan.training:
+            return _btyd_alone(prepared, config, out, say, started)
         layout, summary = prepared.layout, prepared.summary
         fit, pretrained = _fit(layout, work, config, say, progress)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
@@ -126,22 +132,16 @@ def predict(
 
 
 def _prepare_trainable(tables: Tables, config: RunConfig, work: Path, say: Stage) -> PrepareResult:
-    """The prepared windows; when no training window fits the horizon, those of the longest horizon that fits.
-
-    Raises
-    ------
-    WindowError
-        When not even a short horizon has a training window before the as-of date.
-    """
+    """The prepared windows; when no training window fits the horizon, those of the longest horizon that fits;
+    when not even a short one fits, the windows as prepared (no training window)."""
     relaxed = dataclasses.replace(config, window=dataclasses.replace(config.window, require_training=False))
     prepared = prepare(tables, relaxed, work / "prepared", progress=say)
     if prepared.plan.training:
         return prepared
     plan = prepared.plan
     shorter = longest_trainable_horizon(plan.data_start, plan.data_end, config.window)
-    if shorter is None:
-        plan_windows(plan.data_start, plan.data_end, config.window)  # raises, with the plan's own explanation
-        raise WindowError("no training window fits before the as-of date")  # not reached
+    if shorter is None:  # not even a short horizon: BG/NBD + Gamma-Gamma alone (see _btyd_alone)
+        return prepared
     requested = config.window.horizon_days
     say(f"no training window fits {requested} days: training on {shorter} days, carried to {requested} by BG/NBD")
     window = dataclasses.replace(config.window, horizon_days=shorter)
@@ -155,6 +155,46 @@ def _lapsed_churn_rate(layout: PreparedWindows, cfg: RunConfig) -> float | None:
         tables = WindowTables.read(folder, layout.horizon_days)
         windows.append((tables.features.to_pandas(), tables.label_arrays()[0]))
     return lapsed_churn_rate(windows, cfg.segments)
+
+
+BTYD_ALONE = (
+    "no labelled window fits before the as-of date (the history is shorter than min_history_days plus a "
+    "7-day horizon): the predictions are BG/NBD + Gamma-Gamma's, fitted on each customer's own history, with no "
+    "labels to calibrate or check them, no interval beyond the chance of no purchase, and no model to save"
+)
+
+
+def _btyd_alone(
+    prepared: PrepareResult, cfg: RunConfig, out: Path | str | None, say: Stage, started: float
+) -> PredictRun:
+    """Predictions from BG/NBD + Gamma-Gamma alone, the classic answer when no supervised model can be trained.
+
+    Raises
+    ------
+    TrainingError
+        If BG/NBD cannot be fitted on these customers (too few, or no repeat purchases).
+    """
+    layout, summary = prepared.layout, prepared.summary
+    say("no labelled window fits before the as-of date: BG/NBD + Gamma-Gamma alone, on each customer's own history")
+    horizon = cfg.window.horizon_days
+    btyd = predict_btyd(pq.read_table(layout.scoring.features), horizon)
+    scorer = BtydOnly(horizon, SequenceVocab.load(layout.vocab_file))
+    scores = btyd_scores(btyd)
+    scored = score_customers(scores, layout.scoring, scorer, summary.config, None)
+    metrics = Metrics(
+        as_of=summary.as_of, horizon_days=horizon, customers_scored=len(scores.customer_ids), training_windows=(),
+        pretrained=False, tables=summary.tables, seconds=round(time.perf_counter() - started, 2),
+        p_alive=scored.p_alive, value_score=scored.value_score, actions=scored.actions,
+        review_customers=len(scored.review), btyd_alone=BTYD_ALONE,
+    )  # fmt: skip
+    if out is not None:
+        folder = RunFolder(Path(out))
+        write_scored(folder, scored, metrics, scorer, layout.scoring, summary.config)
+        copy_quarantine(layout.quarantine_dir, folder.path / QUARANTINE_DIR)
+    return PredictRun(
+        scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None, None,
+        summary.config, summary.as_of, None, scored.contacts,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ def embedding_map(data: ReportData, cfg: ReportConfig) -> str:
         return na(data.missing("embeddings.parquet"))
     if data.predictions is None:
         return na(f"{data.missing('predictions.parquet')}; the map is coloured by the predictions")
+    if data.embeddings.shape[1] < 2:
+        return na("the predictions come from BG/NBD + Gamma-Gamma alone: there are no customer embeddings to map")
     points = analysis.embedding_map(data.embeddings, cfg.map_customers)
     columns = [c for c in ("customer_id", "churn_probability", "clv_expected", "segment") if c in data.predictions]
     predictions = data.predictions[columns].assign(customer_id=data.predictions["customer_id"].astype(str))

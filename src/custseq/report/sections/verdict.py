@@ -39,6 +39,8 @@ def verdict(data: ReportData, cfg: ReportConfig) -> str:
     else:
         parts.append(na(data.missing("contacts.csv")))
     trust = _trust(m.model_choice) if m is not None and m.model_choice is not None else None
+    if m is not None and m.btyd_alone is not None:
+        trust = f"These are not custseq's learned predictions: {m.btyd_alone}."
     if data.evaluation is not None:
         trust = _evaluation_verdict(data.evaluation, plain=True)
     if trust:
