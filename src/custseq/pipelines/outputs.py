@@ -149,17 +149,36 @@ def score_customers(
     simulation = simulate_retention(frame.assign(churn_probability=decision), cfg.profit, past)
     frame["contact_profit"] = simulation.contact_profit
     frame, actions = with_plans(frame, proposer, model.vocab, window, cfg)
+    review = with_decision_columns(review_table(frame, btyd, cfg.audit))
+    kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
+    contacts = _contacts(frame, rhythm, decision, kept, rate, cfg)
+    return ScoredCustomers(
+        frame, scores.embedding_table(), review, simulation, p_alive, _value_score_record(frame, cfg), actions,
+        contacts,
+    )  # fmt: skip
+
+
+def _contacts(
+    frame: pd.DataFrame,
+    rhythm: pd.DataFrame,
+    decision: np.ndarray,
+    kept: np.ndarray,
+    rate: float | None,
+    cfg: RunConfig,
+) -> ContactList:
+    """contacts.csv (flagged and worth a contact, with reasons) and its save-rate band."""
+    contacts = contact_list(frame, rhythm, decision, kept, rate)
+    flagged = frame["retention_flag"].to_numpy(bool)
+    return dataclasses.replace(contacts, by_save_rate=save_rate_sensitivity(flagged, decision, kept, cfg.profit))
+
+
+def _value_score_record(frame: pd.DataFrame, cfg: RunConfig) -> ValueScore:
+    """metrics.json's value score: the formula, its parameters and how well the scores spread customers."""
     spread = score_spread(frame["value_score"], frame["clv_expected"])
-    value_score = ValueScore(
+    return ValueScore(
         formula=value_score_formula(cfg.value_score), parameters=cfg.value_score, modal_share=spread.modal_share,
         rank_correlation_with_value=_finite_or_none(spread.rank_correlation_with_value),
     )  # fmt: skip
-    review = with_decision_columns(review_table(frame, btyd, cfg.audit))
-    kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
-    contacts = contact_list(frame, rhythm, decision, kept, rate)
-    flagged = frame["retention_flag"].to_numpy(bool)
-    contacts = dataclasses.replace(contacts, by_save_rate=save_rate_sensitivity(flagged, decision, kept, cfg.profit))
-    return ScoredCustomers(frame, scores.embedding_table(), review, simulation, p_alive, value_score, actions, contacts)
 
 
 def write_scored(
