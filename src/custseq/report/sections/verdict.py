@@ -20,7 +20,7 @@ from custseq.report.html import unavailable as na
 from custseq.scoring.profit import money
 
 TOP_CONTACTS = 5
-SIMPLE = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "last-period", "xgboost", "random-forest",
+BASELINES = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "last-period", "xgboost", "random-forest",
           "lightgbm-mae", "lightgbm-p50", "lightgbm-p90")  # fmt: skip  # evaluate's per-customer baselines
 
 
@@ -133,7 +133,7 @@ def _evaluation_verdict(ev: EvaluationResult, plain: bool = False) -> str:
     for metric, label, higher in (("churn_auc", "churn AUC", True), ("value_gini", "value nGini", True),
                                   ("churn_brier", "Brier score", False)):  # fmt: skip
         ours = _mean(summary["custseq"], metric)
-        others = {m: _mean(s, metric) for m, s in summary.items() if m in SIMPLE}
+        others = {m: _mean(s, metric) for m, s in summary.items() if m in BASELINES}
         others = {m: v for m, v in others.items() if not math.isnan(v)}
         if math.isnan(ours) or not others:
             continue
