@@ -48,15 +48,15 @@ def evaluate_cmd(
         str,
         typer.Option(
             help="Comma-separated, or 'all': custseq, hard-sharing, lstm, last-period, btyd, pareto-nbd, logistic, "
-            "lightgbm, lightgbm-mae, lightgbm-p50, lightgbm-p90, xgboost, random-forest, emb+lightgbm, "
-            "cohort-smoothing."
+            "lightgbm, lightgbm-rich, lightgbm-mae, lightgbm-p50, lightgbm-p90, xgboost, random-forest, "
+            "emb+lightgbm, cohort-smoothing."
         ),
     ] = "all",
     ablations: Annotated[
         str,
         typer.Option(
             help="Comma-separated custseq ablations: no-pretraining, fixed-weights, no-tabular, mask-30, "
-            "no-next, contrastive; or 'all'."
+            "no-next, contrastive, no-sequence; or 'all'."
         ),
     ] = "",
     label_fractions: Annotated[

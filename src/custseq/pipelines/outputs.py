@@ -11,7 +11,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -124,6 +124,11 @@ class ScoredCustomers:
     value_score: ValueScore
     actions: ActionSettings
     contacts: ContactList  # contacts.csv: whom to contact first, and why
+
+    def metrics_fields(self) -> dict[str, Any]:
+        """The parts of metrics.json these columns were made with (predict, score and BTYD alone alike)."""
+        return {"p_alive": self.p_alive, "value_score": self.value_score, "actions": self.actions,
+                "review_customers": len(self.review)}  # fmt: skip
 
 
 def score_customers(

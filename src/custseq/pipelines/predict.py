@@ -184,8 +184,7 @@ def _btyd_alone(
     metrics = Metrics(
         as_of=summary.as_of, horizon_days=horizon, customers_scored=len(scores.customer_ids), training_windows=(),
         pretrained=False, tables=summary.tables, seconds=round(time.perf_counter() - started, 2),
-        p_alive=scored.p_alive, value_score=scored.value_score, actions=scored.actions,
-        review_customers=len(scored.review), btyd_alone=BTYD_ALONE,
+        btyd_alone=BTYD_ALONE, **scored.metrics_fields(),
     )  # fmt: skip
     if out is not None:
         folder = RunFolder(Path(out))
@@ -299,10 +298,7 @@ def _metrics(
         seconds=round(seconds, 2),
         backtest=backtest,
         audit=audit,
-        p_alive=scored.p_alive,
-        value_score=scored.value_score,
-        actions=scored.actions,
-        review_customers=len(scored.review),
+        **scored.metrics_fields(),
     )
 
 

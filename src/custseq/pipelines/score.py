@@ -67,10 +67,7 @@ def score_with_model(
             unknown_values=dict(scoring.unknown_values),
             tables=scoring.report.accounts(),
             seconds=round(seconds, 2),
-            p_alive=scored.p_alive,
-            value_score=scored.value_score,
-            actions=scored.actions,
-            review_customers=len(scored.review),
+            **scored.metrics_fields(),
         )
         if out is not None:
             folder = RunFolder(Path(out))

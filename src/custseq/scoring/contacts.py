@@ -35,8 +35,12 @@ class ContactList:
 
     contacts: pd.DataFrame  # CONTACT_COLUMNS, best first
     flagged: int  # flagged for retention (listed or not)
-    not_worth: int  # flagged, but the expected saved value does not cover the costs
     by_save_rate: dict[float, tuple[int, float]] = dataclasses.field(default_factory=dict)  # see save_rate_sensitivity
+
+    @property
+    def not_worth(self) -> int:
+        """Flagged, but the expected saved value does not cover the costs."""
+        return self.flagged - len(self.contacts)
 
     @property
     def total_at_stake(self) -> float:
@@ -92,7 +96,7 @@ def contact_list(
         },
         columns=list(CONTACT_COLUMNS),
     )
-    return ContactList(contacts, flagged=int(flagged.sum()), not_worth=int(flagged.sum()) - len(chosen))
+    return ContactList(contacts, flagged=int(flagged.sum()))
 
 
 def save_rate_sensitivity(

@@ -24,7 +24,7 @@ import pandas as pd
 
 from custseq.config import SegmentConfig
 
-MIN_MEASURED = 30  # lapsed regulars a training window must hold for their churn rate to be used
+MIN_MEASURED = 30  # lapsed regulars the training windows must hold, pooled, for their churn rate to be used
 
 
 def cadence(features: pd.DataFrame, cfg: SegmentConfig) -> pd.DataFrame:

@@ -34,7 +34,6 @@ class Products:
 
     names: dict[str, str] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
-    source: str = ""
 
     def label(self, item: str) -> str:
         """How an item reads in a plan: its name and id, or the id alone."""
@@ -77,4 +76,4 @@ def products_from_frame(frame: pd.DataFrame, source: str = "products") -> Produc
     if EXCLUDE_COLUMN in by_name:
         flags = frame[by_name[EXCLUDE_COLUMN]].fillna("").astype(str).str.strip().str.lower().isin(TRUE_WORDS)
         excluded = frozenset(ids[flags.to_numpy()])
-    return Products(names, excluded, source)
+    return Products(names, excluded)

@@ -26,7 +26,7 @@ BASELINES = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "las
 
 def verdict(data: ReportData, cfg: ReportConfig) -> str:
     if data.evaluation is not None and data.predictions is None:
-        return _evaluation_verdict(data.evaluation)
+        return paragraph(back_test_verdict(data.evaluation), lead=True)
     if data.predictions is None:
         return na(data.missing("predictions.parquet"))
     m = data.metrics
@@ -42,7 +42,7 @@ def verdict(data: ReportData, cfg: ReportConfig) -> str:
     if m is not None and m.btyd_alone is not None:
         trust = f"These are not custseq's learned predictions: {m.btyd_alone}."
     if data.evaluation is not None:
-        trust = _evaluation_verdict(data.evaluation, plain=True)
+        trust = back_test_verdict(data.evaluation)
     if trust:
         parts += [heading("How much to trust this"), paragraph(trust)]
     if m is not None:
@@ -118,17 +118,12 @@ def _trust(choice: ModelChoice) -> str:
 
 
 def back_test_verdict(ev: EvaluationResult) -> str:
-    """The back-test's verdict in one plain sentence (the CLI prints it under the table)."""
-    return _evaluation_verdict(ev, plain=True)
-
-
-def _evaluation_verdict(ev: EvaluationResult, plain: bool = False) -> str:
-    """Which method won each headline metric of the back-test, and by how much over the best simple baseline."""
+    """The back-test's verdict as plain text: custseq against the best baseline on each headline metric, with the
+    paired test (the report's first screen, and the CLI under evaluate's table)."""
     summary = ev.summary
     if "custseq" not in summary:
         why = f": {ev.skipped['custseq']}" if "custseq" in ev.skipped else ""
-        text = "custseq did not run in this back-test" + why
-        return text + "." if plain else paragraph(text + ".", lead=True)
+        return f"custseq did not run in this back-test{why}."
     sentences = []
     for metric, label, higher in (("churn_auc", "churn AUC", True), ("value_gini", "value nGini", True),
                                   ("churn_brier", "Brier score", False)):  # fmt: skip
@@ -143,13 +138,10 @@ def _evaluation_verdict(ev: EvaluationResult, plain: bool = False) -> str:
             f"{label}: custseq {ours:.3f} against {others[best]:.3f} for {best}, the best baseline "
             f"({'custseq ahead' if ahead else f'{best} ahead'}{_p_value(ev, best, metric)})"
         )
+    if not sentences:
+        return "The back-test has no metric to compare custseq on."
     seeds = f"{len(ev.seeds)} seed{'s' if len(ev.seeds) != 1 else ''}"
-    text = (
-        f"In the back-test (test window as of {ev.as_of}, {ev.horizon_days} days, {seeds}): " + "; ".join(sentences)
-        if sentences
-        else "The back-test has no metric to compare."
-    ) + "."
-    return text if plain else paragraph(text, lead=True)
+    return f"In the back-test (test window as of {ev.as_of}, {ev.horizon_days} days, {seeds}): {'; '.join(sentences)}."
 
 
 def _p_value(ev: EvaluationResult, method: str, metric: str) -> str:
