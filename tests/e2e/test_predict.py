@@ -253,6 +253,12 @@ def test_plan_applies_the_reviewers_decisions_on_review_csv(predicted, tmp_path)
     assert len(pd.read_csv(out / "decisions.csv")) == 2  # kept for a later calibration
 
 
+def test_predict_refuses_a_missing_products_table_before_training(shop, tmp_path):
+    result, output = _invoke("predict", str(shop), "--products", str(tmp_path / "nope.csv"), "--out", str(tmp_path))
+    assert result.exit_code == 2 and "cannot read the products table" in output
+    assert "pre-training" not in output and "fine-tuning" not in output  # refused before any training
+
+
 def test_plan_with_a_shipped_catalogue_by_name(predicted, tmp_path):
     out = tmp_path / "grocery"
     result, output = _invoke("plan", str(predicted), "--catalogue", "grocery", "--out", str(out))

@@ -65,7 +65,9 @@ from custseq.pipelines.outputs import (
     write_scored,
 )
 from custseq.pipelines.prepare import PrepareResult, prepare
+from custseq.scoring.actions import load_catalogue
 from custseq.scoring.lapse import lapsed_churn_rate
+from custseq.scoring.products import load_products
 from custseq.sequences.vocab import SequenceVocab
 from custseq.windows import longest_trainable_horizon
 
@@ -95,6 +97,7 @@ def predict(
     """
     say = on_stage or (lambda _msg: None)
     started = time.perf_counter()
+    _check_action_inputs(config)  # a bad catalogue or products file fails now, not after training
     with _work_folder(work_dir) as work:
         prepared = _prepare_trainable(tables, config, work, say)
         if not prepared.plan.training:
@@ -129,6 +132,19 @@ def predict(
         scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
         fit.model, summary.config, summary.as_of, proposer, scored.contacts,
     )  # fmt: skip
+
+
+def _check_action_inputs(cfg: RunConfig) -> None:
+    """Read the action catalogue and the products table once up front.
+
+    Raises
+    ------
+    ConfigError
+        If either cannot be read or breaks its format.
+    """
+    load_catalogue(cfg.actions.catalogue)
+    if cfg.actions.products:
+        load_products(cfg.actions.products)
 
 
 def _prepare_trainable(tables: Tables, config: RunConfig, work: Path, say: Stage) -> PrepareResult:
