@@ -132,18 +132,20 @@ def test_predict_writes_the_output_contract(predicted, shop):
     planted = contacts[contacts["customer_id"].isin(LAPSED)]
     assert len(planted) == len(LAPSED)  # 50 purchase days of 25: worth more than the contact
     assert planted["reason"].str.match(r"usually buys every 4 days; silent for 9\d days \(2\d of their").all()
-    plans = p["next_actions"].map(json.loads)
+    plans = p["next_actions"].map(list)
     assert (plans.map(len) == 3).all()
     flagged = plans[p["retention_flag"]]
     assert flagged.map(lambda plan: all(a["kind"] == "retention" for a in plan)).all()  # replaced, by default
     items = plans[~p["retention_flag"]].map(lambda plan: [a["item"] for a in plan if a["kind"] == "item"])
     assert items.map(len).sum() > 0 and set(items.sum()) <= {f"p{i}" for i in range(6)}  # the shop's products
-    proposed = p["next_items"].map(json.loads)
+    proposed = p["next_items"].map(list)  # lists of records in Parquet, the same as JSON text in CSV
     assert proposed.map(lambda xs: [x["probability"] for x in xs] == sorted((x["probability"] for x in xs),
                                                                              reverse=True)).all()  # fmt: skip
     csv = pd.read_csv(predicted / "predictions.csv", dtype={"customer_id": str})
     assert csv["customer_id"].tolist() == expected
     assert np.allclose(csv["churn_probability"], p["churn_probability"], rtol=0, atol=5e-5)  # 4 decimals in CSV
+    assert csv["next_actions"].map(json.loads).tolist() == plans.tolist()
+    assert csv["next_items"].map(json.loads).tolist() == [[dict(x) for x in xs] for xs in proposed]
     assert np.allclose(csv["clv_expected"], p["clv_expected"], rtol=0, atol=0.005)  # money to the cent
     assert (csv["clv_expected"].map(lambda x: len(repr(x).split(".")[-1])) <= 2).all()
     e = pq.read_table(predicted / "embeddings.parquet").to_pandas()
@@ -197,7 +199,7 @@ def test_plan_replans_saved_predictions_with_another_threshold_and_catalogue(pre
     assert after["customer_id"].tolist() == before["customer_id"].tolist()
     assert (after["retention_flag"] == (after["churn_probability"] > 0.3)).all()
     assert after["retention_flag"].sum() > before["retention_flag"].sum()
-    for flag, plan in zip(after["retention_flag"], after["next_actions"].map(json.loads), strict=True):
+    for flag, plan in zip(after["retention_flag"], after["next_actions"].map(list), strict=True):
         texts = [a["action"] for a in plan]
         if flag:  # augment: the catalogue's first retention action, then the model's items
             assert texts[0] == "call them" and [a["kind"] for a in plan] == ["retention", "item", "item"]
@@ -227,7 +229,7 @@ def test_plan_with_a_products_table_names_items_and_never_proposes_excluded_ones
     result, output = _invoke("plan", str(predicted), "--products", str(products), "--out", str(out))
     assert result.exit_code == 0, output
     p = pq.read_table(out / "predictions.parquet").to_pandas()
-    actions = [a for plan in p["next_actions"].map(json.loads) for a in plan if a["kind"] == "item"]
+    actions = [a for plan in p["next_actions"].map(list) for a in plan if a["kind"] == "item"]
     assert actions and all(a["item"] != "p0" for a in actions)  # p0 excluded
     assert all(a["action"] == f"Recommend Tea no. {a['item'][1]} ({a['item']})" for a in actions)
 
@@ -266,7 +268,7 @@ def test_plan_with_a_shipped_catalogue_by_name(predicted, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["actions"]["catalogue"] == "grocery (shipped with custseq)"
     p = pq.read_table(out / "predictions.parquet").to_pandas()
-    texts = {a["action"] for plan in p["next_actions"].map(json.loads) for a in plan}
+    texts = {a["action"] for plan in p["next_actions"].map(list) for a in plan}
     assert not any("shipping" in t.lower() for t in texts) and any(t.startswith("Coupon on p") for t in texts)
 
 
@@ -318,7 +320,8 @@ def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path
     for column in numeric:
         assert np.allclose(scored[column], original[column], rtol=1e-5, atol=1e-6), column
     for column in ("segment", "next_items", "next_actions", "retention_flag"):  # the saved next-event head too
-        assert scored[column].tolist() == original[column].tolist(), column
+        files = [pq.read_table(folder / "predictions.parquet", columns=[column]) for folder in (out, predicted)]
+        assert files[0].column(0).to_pylist() == files[1].column(0).to_pylist(), column
     assert np.allclose(scored["value_score"], original["value_score"])
 
 

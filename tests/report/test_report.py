@@ -540,7 +540,8 @@ def test_interactive_figures():
     assert "customer %{customdata[0]}" in emb.data[0].hovertemplate and "segment" in emb.data[1].hovertemplate
     curve = pd.DataFrame({"k": [0, 1, 2], "share_contacted": [0, 0.5, 1.0], "profit_saved_value": [0, 5, 3.0]})
     prof = interactive.profit_plotly(curve, {"saved_value": {"k": 1, "profit": 5.0}})
-    assert len(prof.data) == 2 and prof.data[1].x == (0.5,) and prof.data[1].text == ("best k = 1",)
+    assert len(prof.data) == 2 and prof.data[1].x == (0.5,)
+    assert [(a.x, a.text) for a in prof.layout.annotations] == [(0.5, "best k = 1")]
 
 
 def test_svg_is_inline_markup_and_tables_escape():
@@ -650,3 +651,57 @@ def test_report_reads_without_javascript(browser, report: Path, tmp_path: Path):
     assert errors == []
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in requests), requests
     _not_blank(tmp_path / "profit.png")
+
+
+# Pairs of non-empty <text> boxes inside one visible <svg> (a chart) that overlap by more than a pixel each way.
+OVERLAPPING_LABELS_JS = """
+() => {
+  const found = [];
+  for (const svg of document.querySelectorAll('svg')) {
+    const frame = svg.getBoundingClientRect();
+    if (frame.width === 0 || frame.height === 0) continue;
+    const boxes = Array.from(svg.querySelectorAll('text'))
+      .filter(t => t.textContent.trim() !== '')
+      .map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect()}))
+      .filter(b => b.r.width > 0 && b.r.height > 0);
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i].r, b = boxes[j].r;
+        const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+        const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        if (w > 1 && h > 1) {
+          const section = svg.closest('section');
+          found.push(`${section ? section.id : '?'}: "${boxes[i].text}" over "${boxes[j].text}"`);
+        }
+      }
+    }
+  }
+  return found;
+}
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("javascript", [True, False], ids=["plotly", "static"])
+def test_no_chart_label_overlaps_another(browser, report: Path, width: int, javascript: bool):
+    context = browser.new_context(viewport={"width": width, "height": 800}, java_script_enabled=javascript)
+    errors, requests = [], []
+    page = _open(context, report, errors, requests)
+    if javascript:
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15_000)
+    charts = page.evaluate("document.querySelectorAll('svg text').length")
+    overlapping = page.evaluate(OVERLAPPING_LABELS_JS)
+    context.close()
+    assert charts > 50  # the charts' labels are there to be checked
+    assert overlapping == []
+
+
+def test_orderings_with_the_same_best_k_share_one_label():
+    from custseq.report.figures import best_k_labels
+
+    curve = pd.DataFrame({"k": [0, 5, 10], "share_contacted": [0.0, 0.5, 1.0]})
+    best = {"saved_value": {"k": 0, "profit": 0.0}, "churn_probability": {"k": 0, "profit": 0.0},
+            "random": {"k": 5, "profit": -3.0}}  # fmt: skip
+    labels = best_k_labels(curve, best, ["saved_value", "churn_probability", "random"])
+    assert [label.text for label in labels] == ["best k = 0 (expected saved value, churn probability)", "best k = 5"]
+    assert [label.share for label in labels] == [0.0, 0.5]

@@ -152,6 +152,7 @@ class TableAccount(JsonRecord):
     quarantined_by_rule: dict[str, RuleCount]
     flagged_by_rule: dict[str, RuleCount]  # kept, but flagged
     notes: tuple[str, ...]
+    customer_id_type: str = "text"  # "integer": the user's ids are integers, and the outputs give them back so
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -668,9 +669,10 @@ class RunFolder:
 
     # tables
     def write_predictions(self, predictions: Frame) -> Path:
-        """predictions.parquet (full precision) and, with the same rows, predictions.csv (rounded for reading)."""
+        """predictions.parquet (full precision; :data:`LIST_COLUMNS` as lists of records) and, with the same rows,
+        predictions.csv (rounded for reading; the list columns as JSON text)."""
         table = _arrow(predictions)
-        pq.write_table(table, self._target(PREDICTIONS_FILE))
+        pq.write_table(_with_lists(table), self._target(PREDICTIONS_FILE))
         pacsv.write_csv(_rounded(table), self._target(PREDICTIONS_CSV_FILE))
         return self.path / PREDICTIONS_FILE
 
@@ -736,7 +738,8 @@ class RunFolder:
         try:
             if path.suffix == ".csv":
                 return pd.read_csv(path, dtype={"customer_id": str})
-            return pd.read_parquet(path)
+            frame: pd.DataFrame = _with_json(pq.read_table(path)).to_pandas()
+            return frame
         except (OSError, ValueError, TypeError, pa.ArrowException) as error:
             raise RunFileError(path, f"{type(error).__name__}: {error}") from None
 
@@ -748,6 +751,51 @@ class RunFolder:
 
 
 PROBABILITY_COLUMNS = ("churn_probability", "p_alive")  # 4 decimals in CSV; other numbers 2 (money, scores)
+
+# Columns holding a list of records per customer: JSON text in memory and in CSV, real lists in Parquet. The
+# records' fields are whatever the writer put in them; these are the types when no row has one (all empty).
+_ITEM = pa.struct([("item", pa.string()), ("probability", pa.float64())])
+_ACTION = pa.struct(
+    [("action", pa.string()), ("kind", pa.string()), ("item", pa.string()), ("probability", pa.float64())]
+)
+LIST_COLUMNS = {"next_items": pa.list_(_ITEM), "next_actions": pa.list_(_ACTION)}
+
+
+def _with_lists(table: pa.Table) -> pa.Table:
+    """:data:`LIST_COLUMNS` parsed from JSON text into Arrow lists of structs."""
+    for name, empty_type in LIST_COLUMNS.items():
+        i = table.schema.get_field_index(name)
+        if i < 0 or not (pa.types.is_string(t := table.schema.field(i).type) or pa.types.is_large_string(t)):
+            continue
+        values = [None if text is None else json.loads(text) for text in table.column(i).to_pylist()]
+        column = pa.array(values)
+        if pa.types.is_null(column.type) or pa.types.is_null(column.type.value_type):
+            column = pa.array(values, empty_type)
+        else:
+            column = column.cast(_typed_nulls(column.type))
+        table = table.set_column(i, name, column)
+    return table.replace_schema_metadata(None)  # pandas' metadata would still call them text
+
+
+def _typed_nulls(list_type: pa.DataType) -> pa.DataType:
+    """The list-of-struct type with each all-null field typed (a probability is a number, the rest text)."""
+    struct = list_type.value_type
+    typed = [
+        f.with_type(pa.float64() if f.name == "probability" else pa.string()) if pa.types.is_null(f.type) else f
+        for f in struct
+    ]
+    return pa.list_(pa.struct(typed))
+
+
+def _with_json(table: pa.Table) -> pa.Table:
+    """:data:`LIST_COLUMNS` stored as lists, turned back into the JSON text the rest of custseq reads."""
+    for name in LIST_COLUMNS:
+        i = table.schema.get_field_index(name)
+        if i < 0 or not pa.types.is_list(table.schema.field(i).type):
+            continue
+        texts = [None if v is None else json.dumps(v, ensure_ascii=False) for v in table.column(i).to_pylist()]
+        table = table.set_column(i, name, pa.array(texts, pa.string()))
+    return table
 
 
 def _rounded(table: pa.Table) -> pa.Table:

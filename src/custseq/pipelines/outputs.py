@@ -137,8 +137,13 @@ def score_customers(
     model: Scorer,
     cfg: RunConfig,
     proposer: ItemProposer | None,
+    *,
+    integer_ids: bool = False,
 ) -> ScoredCustomers:
-    """The scores with every derived column: P(alive), segment, value score, contact profit and plans."""
+    """The scores with every derived column: P(alive), segment, value score, contact profit and plans.
+
+    custseq works with customer ids as text; with ``integer_ids`` (the user's ids are integers) every output
+    gives them back as integers, in numeric order (1, 2, 10 rather than "1", "10", "2")."""
     feature_table = pq.read_table(window.features)
     features = feature_table.to_pandas()
     btyd, p_alive = _btyd(feature_table, model.output_horizon_days)
@@ -157,10 +162,27 @@ def score_customers(
     review = with_decision_columns(review_table(frame, btyd, cfg.audit))
     kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
     contacts = _contacts(frame, rhythm, decision, kept, rate, cfg)
-    return ScoredCustomers(
+    scored = ScoredCustomers(
         frame, scores.embedding_table(), review, simulation, p_alive, _value_score_record(frame, cfg), actions,
         contacts,
     )  # fmt: skip
+    return with_integer_ids(scored) if integer_ids else scored
+
+
+def with_integer_ids(scored: ScoredCustomers) -> ScoredCustomers:
+    """Every output's ``customer_id`` as int64; predictions and embeddings sorted by it (the contact and review
+    lists keep their own order, best first)."""
+    predictions = _integer_ids(scored.predictions).sort_values("customer_id", kind="stable", ignore_index=True)
+    embeddings = pa.Table.from_pandas(_integer_ids(scored.embeddings.to_pandas()), preserve_index=False)
+    embeddings = embeddings.sort_by("customer_id")
+    contacts = dataclasses.replace(scored.contacts, contacts=_integer_ids(scored.contacts.contacts))
+    return dataclasses.replace(
+        scored, predictions=predictions, embeddings=embeddings, review=_integer_ids(scored.review), contacts=contacts
+    )
+
+
+def _integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(customer_id=frame["customer_id"].astype("int64"))
 
 
 def _contacts(

@@ -117,7 +117,9 @@ def predict(
         seconds = time.perf_counter() - started
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
         say("segments, next items, plans and the contact list for every customer")
-        scored = score_customers(scores, layout.scoring, fit.model, summary.config, proposer)
+        scored = score_customers(
+            scores, layout.scoring, fit.model, summary.config, proposer, integer_ids=_integer_ids(summary)
+        )
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         if out is not None and checked is not None:
             say("writing the predictions, contacts and the model")
@@ -132,6 +134,11 @@ def predict(
         scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
         fit.model, summary.config, summary.as_of, proposer, scored.contacts,
     )  # fmt: skip
+
+
+def _integer_ids(summary: PrepareSummary) -> bool:
+    """Whether the user's customer ids are integers (the outputs then give them back as such)."""
+    return summary.tables["transactions"].customer_id_type == "integer"
 
 
 def _check_action_inputs(cfg: RunConfig) -> None:
@@ -196,7 +203,7 @@ def _btyd_alone(
     btyd = predict_btyd(pq.read_table(layout.scoring.features), horizon)
     scorer = BtydOnly(horizon, SequenceVocab.load(layout.vocab_file))
     scores = btyd_scores(btyd)
-    scored = score_customers(scores, layout.scoring, scorer, summary.config, None)
+    scored = score_customers(scores, layout.scoring, scorer, summary.config, None, integer_ids=_integer_ids(summary))
     metrics = Metrics(
         as_of=summary.as_of, horizon_days=horizon, customers_scored=len(scores.customer_ids), training_windows=(),
         pretrained=False, tables=summary.tables, seconds=round(time.perf_counter() - started, 2),

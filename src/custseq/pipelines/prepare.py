@@ -7,6 +7,8 @@ writes one unlabelled window of new data with a saved model's vocabulary (what `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +38,7 @@ from custseq.labels import build_labels
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
 from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
+from custseq.validate.currencies import currency_of_data
 from custseq.validate.quarantine import CleanTable
 from custseq.validate.tables import ValidationReport, validate_into
 from custseq.windows import Window, WindowPlan, check_as_of, cutoff_of, data_span, day_after, plan_windows
@@ -108,7 +111,9 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
             report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
             tx, cust, ev = report.tables["transactions"], report.tables.get("customers"), report.tables.get("events")
         plan = plan_windows(*data_span(con, tx.sql_name), config.window)
-        for note in plan.notes:
+        config, currency_note = _with_data_currency(con, config, report, plan.scoring.cutoff)
+        notes = plan.notes + ((currency_note,) if currency_note else ())
+        for note in notes:
             say(Note(note))
         roles = _roles(plan)
         with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
@@ -137,13 +142,28 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         data_end=plan.data_end.isoformat(),
         tables=report.accounts(),
         windows=tuple(windows),
-        notes=plan.notes,
+        notes=notes,
         sequence=_sequence_summary(layout, vocab, config.sequence.max_events),
         config=config,
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
     RunFolder(out).write_prepare_summary(summary)
     return PrepareResult(out, summary, plan, vocab)
+
+
+def _with_data_currency(
+    con: duckdb.DuckDBPyConnection, config: RunConfig, report: ValidationReport, cutoff: dt.datetime
+) -> tuple[RunConfig, str | None]:
+    """The config with ``[profit] currency`` set to the data's own, when the user named none and the data say it
+    (:func:`custseq.validate.currencies.currency_of_data`); and a note on how it was found, or why not."""
+    if config.profit.currency is not None:
+        return config, None
+    tx, mapping = report.tables["transactions"], report.mappings["transactions"]
+    sources = mapping.amount_product or tuple(s for c, s in mapping.canonical.items() if c == "amount")
+    found = currency_of_data(con, tx.sql_name, tx.has("currency"), tuple(sources), cutoff)
+    if found.code is None:
+        return config, found.note
+    return dataclasses.replace(config, profit=dataclasses.replace(config.profit, currency=found.code)), found.note
 
 
 @contextlib.contextmanager

@@ -58,7 +58,8 @@ def score_with_model(
         scoring = prepare_scoring_sequences(tables, cfg, tmp, vocab=model.vocab, with_features=True)
         scores = score_window(model, work)
         seconds = time.perf_counter() - started
-        scored = score_customers(scores, work, model, cfg, proposer)
+        integer_ids = scoring.report.accounts()["transactions"].customer_id_type == "integer"
+        scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids)
         as_of_text = scoring.window.as_of.isoformat()
         metrics = Metrics(
             as_of=as_of_text,

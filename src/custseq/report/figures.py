@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import matplotlib as mpl
@@ -342,14 +343,42 @@ def profit_figure(curve: pd.DataFrame, best: Mapping[str, Mapping[str, float]]) 
         label = ORDERING_LABELS.get(ordering, ordering)
         ax.plot(keep["share_contacted"], keep[f"profit_{ordering}"], color=colour, lw=1.6, label=label)
         if ordering in best:
-            k, profit = int(best[ordering]["k"]), float(best[ordering]["profit"])
-            share = share_at(curve, k)
-            ax.plot([share], [profit], marker="o", ms=6, color=colour, mec="white", mew=1, label="_")
-            ax.annotate(f"best k = {k:,}", (share, profit), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            share = share_at(curve, int(best[ordering]["k"]))
+            ax.plot([share], [best[ordering]["profit"]], marker="o", ms=6, color=colour, mec="white", mew=1, label="_")
+    for i, mark in enumerate(best_k_labels(curve, best, orderings)):
+        ax.annotate(mark.text, (mark.share, mark.profit), textcoords="offset points", xytext=(6, 6 + 12 * i),
+                    fontsize=8)  # fmt: skip
     ax.axhline(0, color="#999999", lw=1)
     ax.set(xlabel="share of customers contacted (the top k of each ordering)", ylabel="expected profit", xlim=(0, 1))
     ax.legend(loc="lower left")
     return fig
+
+
+@dataclass(frozen=True)
+class BestKLabel:
+    """One label of the profit chart's best-k markers (orderings with the same best k share one)."""
+
+    share: float
+    profit: float
+    text: str
+
+
+def best_k_labels(
+    curve: pd.DataFrame, best: Mapping[str, Mapping[str, float]], orderings: Sequence[str]
+) -> list[BestKLabel]:
+    """The best-k labels, one per distinct k, left to right; the charts stack them (one line up each) so that
+    close ones do not overlap."""
+    by_k: dict[int, list[str]] = {}
+    for ordering in orderings:
+        if ordering in best:
+            by_k.setdefault(int(best[ordering]["k"]), []).append(ordering)
+    labels = []
+    for k, sharing in sorted(by_k.items()):
+        text = f"best k = {k:,}"
+        if len(sharing) > 1:
+            text += " (" + ", ".join(ORDERING_LABELS.get(o, o).removeprefix("by ") for o in sharing) + ")"
+        labels.append(BestKLabel(share_at(curve, k), float(best[sharing[0]]["profit"]), text))
+    return labels
 
 
 def share_at(curve: pd.DataFrame, k: int) -> float:

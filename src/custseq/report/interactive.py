@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseq.report.analysis import RocPrCurves
-from custseq.report.figures import ORDERING_LABELS, PALETTE, log_floor, method_colours, share_at
+from custseq.report.figures import ORDERING_LABELS, PALETTE, best_k_labels, log_floor, method_colours, share_at
 
 LAYOUT = {
     "template": "plotly_white",
@@ -86,10 +86,11 @@ def roc_pr_plotly(curves: RocPrCurves) -> go.Figure:
         row=1,
         col=2,
     )
-    fig.update_xaxes(title_text="false positive rate", range=[0, 1], row=1, col=1)
-    fig.update_yaxes(title_text="true positive rate", range=[0, 1.01], row=1, col=1)
-    fig.update_xaxes(title_text="recall", range=[0, 1], row=1, col=2)
-    fig.update_yaxes(title_text="precision", range=[0, 1.01], row=1, col=2)
+    # a little room below 0 keeps the two axes' "0" labels apart in the corner
+    fig.update_xaxes(title_text="false positive rate", range=[-0.03, 1.01], row=1, col=1)
+    fig.update_yaxes(title_text="true positive rate", range=[-0.03, 1.02], row=1, col=1)
+    fig.update_xaxes(title_text="recall", range=[-0.03, 1.01], row=1, col=2)
+    fig.update_yaxes(title_text="precision", range=[-0.03, 1.02], row=1, col=2)
     fig.update_layout(
         **LAYOUT,
         height=430,
@@ -114,8 +115,7 @@ def embedding_map_plotly(points: pd.DataFrame) -> go.Figure:
     fig = make_subplots(
         rows=1,
         cols=2,
-        horizontal_spacing=0.14,
-        subplot_titles=("Coloured by churn probability", "Coloured by expected value (log scale)"),
+        horizontal_spacing=0.14,  # no subplot titles: side by side they collide on a phone; the colour bars say it
     )
     segment = points["segment"] if "segment" in points.columns else pd.Series("", index=points.index)
     customdata = np.column_stack(
@@ -131,11 +131,20 @@ def embedding_map_plotly(points: pd.DataFrame) -> go.Figure:
     size = float(np.clip(2500 / max(len(points), 1), 3, 9))
     for col, (colour, scale, bar) in enumerate(
         (
-            (points["churn_probability"], "RdYlBu_r", {"title": {"text": "churn"}, "x": 0.43}),
+            (
+                points["churn_probability"],
+                "RdYlBu_r",
+                {"title": {"text": "churn probability", "side": "right"}, "x": 0.43},
+            ),
             (
                 log_value,
                 "Viridis",
-                {"title": {"text": "value"}, "x": 1.0, "tickvals": ticks, "ticktext": [f"{10**t:,.4g}" for t in ticks]},
+                {
+                    "title": {"text": "expected value (log scale)", "side": "right"},
+                    "x": 1.0,
+                    "tickvals": ticks,
+                    "ticktext": [f"{10**t:,.4g}" for t in ticks],
+                },
             ),
         ),
         start=1,
@@ -203,14 +212,15 @@ def profit_plotly(curve: pd.DataFrame, best: Mapping[str, Mapping[str, float]]) 
                 go.Scatter(
                     x=[share_at(curve, int(b["k"]))],
                     y=[b["profit"]],
-                    mode="markers+text",
-                    text=[f"best k = {int(b['k']):,}"],
-                    textposition="top right",
+                    mode="markers",
                     showlegend=False,
                     marker={"color": colour, "size": 10, "line": {"color": "white", "width": 1}},
                     hovertemplate=f"best k = {int(b['k']):,}<br>profit %{{y:,.2f}}<extra></extra>",
                 ),
             )
+    for i, mark in enumerate(best_k_labels(curve, best, orderings)):
+        fig.add_annotation(x=mark.share, y=mark.profit, text=mark.text, showarrow=False, xanchor="left",
+                           yanchor="bottom", xshift=6, yshift=6 + 16 * i, font={"size": 11})  # fmt: skip
     fig.update_xaxes(title_text="share of customers contacted (the top k of each ordering)", tickformat=".0%")
     fig.update_yaxes(title_text="expected profit", zeroline=True, zerolinecolor="#999999")
     fig.update_layout(

@@ -1,6 +1,13 @@
-"""Active ISO 4217 currency codes (the default for the unknown-currency rule)."""
+"""Currencies: the active ISO 4217 codes (the default for the unknown-currency rule), and the currency the data's
+amounts are in, where the data say it."""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
 
 ISO_4217 = frozenset(
     [
@@ -162,3 +169,69 @@ ISO_4217 = frozenset(
         "ZWG",
     ]
 )
+
+
+# Codes common enough to be read from a column's name ("amount_eur", "Revenue (GBP)"); rarer ISO codes are
+# ordinary words too often (ALL, CUP, TOP, TRY, MAD) to be read from names.
+NAMED_CODES = frozenset(
+    [
+        "EUR",
+        "USD",
+        "GBP",
+        "JPY",
+        "CHF",
+        "CAD",
+        "AUD",
+        "NZD",
+        "CNY",
+        "HKD",
+        "SGD",
+        "INR",
+        "KRW",
+        "SEK",
+        "NOK",
+        "DKK",
+        "PLN",
+        "CZK",
+        "HUF",
+        "BRL",
+        "MXN",
+        "ZAR",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class DataCurrency:
+    """The currency the amounts are in, as far as the data say (``code`` None: they do not say, or disagree)."""
+
+    code: str | None
+    note: str | None  # how it was found, or why none could be named
+
+
+def currency_of_data(
+    con: duckdb.DuckDBPyConnection, clean: str, has_currency: bool, amount_sources: tuple[str, ...], before: Any
+) -> DataCurrency:
+    """The data's currency: the one code of the ``currency`` column on rows before ``before`` (the latest
+    cutoff), else a common ISO code in the amount column's name; several codes give a note and no currency."""
+    if has_currency:
+        shares = con.execute(
+            f"SELECT upper(currency) AS code, count(*) / sum(count(*)) OVER () AS share FROM {clean} "
+            "WHERE ts < ? AND currency IS NOT NULL GROUP BY 1 ORDER BY share DESC, code",
+            [before],
+        ).fetchall()
+        if len(shares) == 1:
+            return DataCurrency(shares[0][0], f"amounts are in {shares[0][0]} (the currency column)")
+        if len(shares) > 1:
+            listed = ", ".join(f"{code} {share:.0%}" for code, share in shares[:4])
+            return DataCurrency(
+                None,
+                f"amounts in several currencies ({listed}) are summed as they are: convert them to one currency "
+                "first, and name it with [profit] currency",
+            )
+    for source in amount_sources:
+        codes = {w.upper() for w in re.findall(r"[A-Za-z]+", source)} & NAMED_CODES
+        if len(codes) == 1:
+            code = codes.pop()
+            return DataCurrency(code, f"amounts are in {code} (from the column name {source!r})")
+    return DataCurrency(None, None)

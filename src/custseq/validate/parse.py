@@ -41,6 +41,8 @@ FALSE_WORDS = ("false", "f", "no", "n", "0")
 SAMPLE_ROWS = 20_000
 TEXT_TYPES = ("VARCHAR",)
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,24 @@ def _present(src: str, dtype: str) -> str:
     if dtype in FLOAT_TYPES:
         return f"{col} IS NOT NULL AND NOT isnan({col})"
     return f"{col} IS NOT NULL"
+
+
+def integer_ids(con: duckdb.DuckDBPyConnection, raw: str, src: str) -> bool:
+    """Whether the user's id column ``src`` holds integers (an integer type, or floats that are all whole, as
+    pandas makes of an integer column with gaps) that fit 64 bits: the outputs then give ids back as integers,
+    in numeric order, rather than as the text custseq works with."""
+    dtype = fetch_scalar(con, f"SELECT column_type FROM (DESCRIBE {quote_ident(raw)}) WHERE column_name = ?", [src])
+    if dtype not in INTEGER_TYPES and dtype not in FLOAT_TYPES:
+        return False
+    col = quote_ident(src)
+    whole = f"{col} = trunc({col})" if dtype in FLOAT_TYPES else "true"
+    finite = f"isfinite({col})" if dtype in FLOAT_TYPES else "true"
+    fits = fetch_scalar(
+        con,
+        f"SELECT coalesce(bool_and({whole} AND abs({col}) <= {INT64_MAX}), true) FROM {quote_ident(raw)} "
+        f"WHERE {col} IS NOT NULL AND {finite}",
+    )
+    return bool(fits)
 
 
 def _parse_expr(
@@ -230,15 +250,7 @@ def _infer_extra_kind(
     con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, text_hint: bool, max_share: float
 ) -> Kind:
     col = quote_ident(src)
-    if dtype in (
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "FLOAT",
-        "DOUBLE",
-    ) or dtype.startswith(("DECIMAL", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")):
+    if dtype in INTEGER_TYPES or dtype in FLOAT_TYPES or dtype.startswith("DECIMAL"):
         return Kind.NUMBER
     if dtype == "BOOLEAN":
         return Kind.CATEGORY

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from custseq.io.run_files import ColumnSource, RuleCount, TableAccount
 from custseq.io.sources import load_raw
 from custseq.io.tables import Tables
 from custseq.schema import TABLES
-from custseq.validate.parse import stage
+from custseq.validate.parse import integer_ids, stage
 from custseq.validate.quarantine import CleanTable, apply
 
 
@@ -26,14 +26,18 @@ class ValidationReport:
 
     mappings: dict[str, ColumnMap]
     tables: dict[str, CleanTable]
+    integer_ids: dict[str, bool] = field(default_factory=dict)  # table -> its customer ids are integers
 
     def accounts(self) -> dict[str, TableAccount]:
         """Each table's mapping and row account, as run files record them."""
-        return {name: _account(self.mappings[name], t) for name, t in self.tables.items()}
+        return {
+            name: _account(self.mappings[name], t, self.integer_ids.get(name, False)) for name, t in self.tables.items()
+        }
 
 
-def _account(m: ColumnMap, t: CleanTable) -> TableAccount:
+def _account(m: ColumnMap, t: CleanTable, integer_ids: bool) -> TableAccount:
     return TableAccount(
+        customer_id_type="integer" if integer_ids else "text",
         mapping=tuple(ColumnSource(column=c, source=s, how=h) for c, s, h in m.describe()),
         extras={c: t.kinds[c].value for c in m.extras if c in t.kinds},
         rows_in=t.rows_in,
@@ -65,7 +69,7 @@ def validate_into(
     """
     cfg = config or RunConfig()
     columns = tables.columns or cfg.columns
-    mappings, clean = {}, {}
+    mappings, clean, integer = {}, {}, {}
     for name, source in tables.present():
         raw = f"raw_{name}"
         raw_columns = load_raw(con, source, raw)
@@ -74,9 +78,10 @@ def validate_into(
         cutoff = future_cutoff if name != "customers" else None
         clean[name] = apply(con, staged, cfg.validation, future_cutoff=cutoff, quarantine_dir=quarantine_dir)
         mappings[name] = cmap
+        integer[name] = "customer_id" in cmap.canonical and integer_ids(con, raw, cmap.canonical["customer_id"])
         con.execute(f"DROP VIEW IF EXISTS {staged.sql_name}")
         drop_tables(con, raw)
-    return ValidationReport(mappings, clean)
+    return ValidationReport(mappings, clean, integer)
 
 
 def validate_tables(
