@@ -8,13 +8,14 @@ from typing import Any
 from custseq.version import __version__
 
 __all__ = [
-    "ChurnValueEstimator", "__version__", "embed", "evaluate", "predict", "prepare", "pretrain", "score",
+    "ChurnValueEstimator", "__version__", "columns", "embed", "evaluate", "predict", "prepare", "pretrain", "score",
     "validate_tables",
 ]  # fmt: skip
 
 # The API is imported on first use, so that `import custseq` is fast and the data tools need no torch.
 _LAZY = {
     "validate_tables": ("custseq.api", "validate_tables"),
+    "columns": ("custseq.api", "columns"),
     "prepare": ("custseq.api", "prepare"),
     "pretrain": ("custseq.api", "pretrain"),
     "embed": ("custseq.api", "embed"),

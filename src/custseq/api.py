@@ -44,6 +44,28 @@ def validate_tables(
     return validate(_tables(transactions, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
 
 
+def columns(
+    transactions: Any = None, *, customers: Any = None, events: Any = None, config: RunConfig | None = None
+) -> pd.DataFrame:
+    """How the tables' columns fill the roles of the data contract, read from their first rows.
+
+    One row per role and per column without a role: ``table``, ``role`` (None for an extra column),
+    ``required``, ``meaning``, ``source``, ``how`` (mapped, detected, computed, missing or extra), ``kind``
+    and ``note``. A missing required role's note is the ``--column`` option that maps it; in Python, map it
+    in ``config.columns``. Without tables, the roles of every table as the contract defines them.
+    """
+    from custseq.errors import ConfigError
+    from custseq.pipelines.columns import explain_columns
+    from custseq.validate.roles import contract_roles, frame_of
+
+    if transactions is None:
+        if customers is not None or events is not None:
+            raise ConfigError("columns: pass the transactions with the customers or events table")
+        return frame_of(contract_roles())
+    cfg = config or RunConfig()
+    return explain_columns(_tables(transactions, customers, events, cfg), cfg).frame()
+
+
 def prepare(
     transactions: Any,
     *,

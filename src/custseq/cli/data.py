@@ -22,6 +22,7 @@ from custseq.cli.app import (
     tables_of,
     window_options,
 )
+from custseq.cli.columns import explain, print_columns
 from custseq.cli.show import print_prepare, print_validation
 from custseq.pipelines.prepare import prepare
 
@@ -43,6 +44,9 @@ def validate_cmd(
     quarantine_dir: Annotated[
         Path, typer.Option("--quarantine-dir", help="Where rejected rows are written with their reasons.")
     ] = Path("quarantine"),
+    explain_columns: Annotated[
+        bool, typer.Option("--explain", help="First print every column role and how it is filled (custseq columns).")
+    ] = False,
 ) -> None:
     """Check tables against the data contract: columns, mapping, rule hits; write rejected rows."""
     from custseq.pipelines.validate import validate
@@ -50,6 +54,8 @@ def validate_cmd(
     future_rows = "quarantine" if forbid_future else None
     validation = {"max_abs_amount": max_abs_amount, "duplicates": duplicates, "future_rows": future_rows}
     cfg = run_config(config, column, window=window_options(as_of), validation=validation)
+    if explain_columns:
+        print_columns(explain(data, customers, events, cfg))
     report = validate(tables_of(data, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
     print_validation(report.accounts())
     console.print(f"Quarantined rows, with reasons: [bold]{quarantine_dir}/[/]")

@@ -72,6 +72,24 @@ def resolve(spec: TableSpec, columns: list[str], user: dict[str, str], *, detect
     SchemaError
         If a required column is neither mapped nor detected.
     """
+    cmap = match(spec, columns, user, detect=detect)
+    if missing := missing_roles(spec, cmap):
+        python = f'ColumnsConfig({spec.name}={{"{missing[0]}": "<your column>"}})'
+        raise SchemaError(
+            f"{spec.name} is missing column(s) {missing}; found {columns}. "
+            f"Map them with {fix_flag(spec.name, missing[0])} (in Python: columns={python} in the RunConfig)"
+        )
+    return cmap
+
+
+def match(spec: TableSpec, columns: list[str], user: dict[str, str], *, detect: bool = True) -> ColumnMap:
+    """:func:`resolve` without its check of the required columns: what the columns fill, required or not.
+
+    Raises
+    ------
+    MappingError
+        If a mapping names an unknown canonical column or a column the table does not have.
+    """
     canonical, amount_product = _explicit(spec, columns, user)
     used = set(canonical.values())  # the factors of an amount product may still be detected (e.g. quantity)
     detected: list[str] = []
@@ -88,18 +106,20 @@ def resolve(spec: TableSpec, columns: list[str], user: dict[str, str], *, detect
             if price and "quantity" in canonical:
                 amount_product = (canonical["quantity"], price)
                 detected.append("amount")
-    missing = [n for n in spec.required if n not in canonical and not (n == "amount" and amount_product)]
-    if missing:
-        hint = " (or amount=<quantity column>*<price column>)" if "amount" in missing else ""
-        role = missing[0] if spec.name == "transactions" else f"{spec.name}.{missing[0]}"
-        python = f'ColumnsConfig({spec.name}={{"{missing[0]}": "<your column>"}})'
-        raise SchemaError(
-            f"{spec.name} is missing column(s) {missing}; found {columns}. "
-            f"Map them with --column {role}=<your column>{hint} (in Python: columns={python} in the RunConfig)"
-        )
     extras = _extras(spec, columns, used | set(canonical.values()) | set(amount_product or ()))
     text_hints = tuple(name for name, src in extras.items() if any(h in normalise_name(src) for h in TEXT_NAME_HINTS))
     return ColumnMap(spec.name, canonical, extras, amount_product, tuple(detected), text_hints)
+
+
+def missing_roles(spec: TableSpec, cmap: ColumnMap) -> list[str]:
+    """The required roles of ``spec`` that ``cmap`` leaves empty."""
+    return [n for n in spec.required if n not in cmap.canonical and not (n == "amount" and cmap.amount_product)]
+
+
+def fix_flag(table: str, role: str) -> str:
+    """The ``--column`` option that maps ``role`` of ``table`` (``--column customers.customer_id=<your column>``)."""
+    flag = f"--column {role if table == 'transactions' else f'{table}.{role}'}=<your column>"
+    return flag + (" (or amount=<quantity column>*<price column>)" if role == "amount" else "")
 
 
 def _explicit(spec: TableSpec, columns: list[str], user: dict[str, str]) -> tuple[dict[str, str], tuple | None]:

@@ -97,8 +97,10 @@ def _file_source(item: Any, table: str) -> Source:
     )
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str) -> list[str]:
+def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows: int | None = None) -> list[str]:
     """Materialise a source as table ``name`` with a 1-based ``__row`` column; return its user columns.
+
+    ``rows`` reads only the first rows (a sample, for a look at the columns); None reads them all.
 
     Raises
     ------
@@ -110,13 +112,14 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str) -> list[
         If a user column is named like custseq's internal row column.
     """
     select = _select_source(con, source)
+    limit = f" LIMIT {int(rows)}" if rows else ""
     try:
         source_columns = [r[0] for r in con.execute(f"DESCRIBE {select.sql}", select.params).fetchall()]
         if RAW_ROW in source_columns or len(source_columns) != len(set(source_columns)):
             raise SchemaError(f"{source.label} has duplicated column names or a column named {RAW_ROW}; rename them")
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
-            f"SELECT row_number() OVER () AS {RAW_ROW}, * FROM ({select.sql})",
+            f"SELECT row_number() OVER () AS {RAW_ROW}, * FROM ({select.sql}{limit})",
             select.params,
         )
     except duckdb.Error as e:
