@@ -393,6 +393,8 @@ def test_real_files_hold_what_the_report_reads():
     shop = RunFolder(SAMPLES / "shop-predict")
     mixture = shop.read_metrics().actions.item_mixture
     assert mixture is not None and mixture.fitted_on == shop.read_metrics().training_windows[0]
+    level = shop.read_metrics().actions.item_level  # the shop has products but no categories
+    assert level is not None and level.level == "item" and level.category_source is None and not level.hit_rate_at_k
     assert shop.read_profit().curve.to_frame().columns.tolist()[:2] == ["k", "share_contacted"]
     assert RunFolder(SAMPLES / "shop-score").read_metrics().unknown_values == {"product": 0}
     label_free = RunFolder(SAMPLES / "shop-evaluate-label-free").read_evaluation()

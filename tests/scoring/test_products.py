@@ -27,6 +27,12 @@ def test_ids_names_and_exclusions_are_read_from_the_usual_column_names(tmp_path)
     assert products.label("85123A") == "HEART T-LIGHT HOLDER (85123A)" and products.label("22423") == "22423"
 
 
+def test_categories_are_read_from_the_usual_column_names_and_empty_ones_left_out():
+    products = products_from_frame(pd.DataFrame({"SKU": ["a", "b", "c"], "Department": ["Bakery", " ", "Dairy "]}))
+    assert products.categories == {"a": "Bakery", "c": "Dairy"} and products.names == {}
+    assert products_from_frame(pd.DataFrame({"sku": ["a"]})).categories == {}  # no category column: none
+
+
 def test_a_table_without_an_id_column_says_which_names_are_accepted():
     with pytest.raises(ConfigError, match="no product id column: name it one of product_id, product, item"):
         products_from_frame(pd.DataFrame({"code": ["a"]}), "p.csv")

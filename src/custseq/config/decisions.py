@@ -117,6 +117,11 @@ class ActionConfig:
     A customer whose churn probability is strictly above ``retention_threshold`` gets retention actions from
     the catalogue (``retention_flag`` true); everyone else gets the next-event model's ``k`` likeliest items,
     topped up with the catalogue's growth actions when the model proposes fewer.
+
+    Items are products, or their categories when products are too sparse to propose one by one
+    (:mod:`custseq.scoring.item_level`): ``item_level = "auto"`` holds out each validation customer's next
+    purchase and proposes categories when the products' hit@k is below ``min_item_hit_rate`` and the
+    categories' is higher.
     """
 
     k: int = 3  # actions per customer
@@ -125,8 +130,12 @@ class ActionConfig:
     item_field: str = "auto"  # the token field the next-event head proposes; auto = product, category, event, channel
     # a shipped catalogue's name (retail, grocery, subscription) or the path of a JSON or YAML one; None = retail
     catalogue: str | None = None
-    # a products table (CSV or Parquet: product id, name, exclude) for item names and items never to propose
+    # a products table (CSV or Parquet: product id, name, category, exclude): names, categories, items never to propose
     products: str | None = None
+    # propose products (item), their categories (category), or categories when products are too sparse (auto)
+    item_level: Literal["auto", "item", "category"] = "auto"
+    # auto: categories when a smaller share of held-out next purchases than this is among the k products proposed
+    min_item_hit_rate: float = 0.1
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -135,6 +144,10 @@ class ActionConfig:
             raise ConfigError(f"retention_threshold must be a probability in [0, 1], got {self.retention_threshold}")
         if self.mode not in ("replace", "augment"):
             raise ConfigError(f"mode must be replace or augment, got {self.mode!r}")
+        if self.item_level not in ("auto", "item", "category"):
+            raise ConfigError(f"item_level must be auto, item or category, got {self.item_level!r}")
+        if not 0 <= self.min_item_hit_rate <= 1:
+            raise ConfigError(f"min_item_hit_rate must be a share in [0, 1], got {self.min_item_hit_rate}")
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,21 @@ class ItemMixtureInfo(JsonRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ItemLevelInfo(JsonRecord):
+    """Whether next items were proposed as products or as their categories, and why (``ItemLevel``)."""
+
+    level: str  # "item" or "category"
+    reason: str  # one sentence, shown in the report
+    requested: str  # the item_level setting: "auto", "item" or "category"
+    category_source: str | None  # where the categories came from; None: there are none
+    categories: int | None  # categories that can be proposed
+    customers: int  # held-out next purchases the hit rates were measured on (0: not measured)
+    hit_rate_at_k: dict[str, float]  # "item", "category"; empty when not measured
+    k: int
+    min_item_hit_rate: float | None  # the threshold of item_level = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActionSettings(JsonRecord):
     """The plans' settings, the catalogue and how the next items were proposed."""
 
@@ -305,6 +320,7 @@ class ActionSettings(JsonRecord):
     catalogue: str
     note: str | None = None
     item_mixture: ItemMixtureInfo | None = None
+    item_level: ItemLevelInfo | None = None  # products or their categories (None: no items proposed)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,6 +62,31 @@ class NextItems:
 
 
 @dataclass(frozen=True)
+class ValueGroups:
+    """A coarser level to propose at: the group of each real value of a field, e.g. each product's category.
+
+    :func:`propose_next` sums the values' probabilities per group and proposes groups; a value in no group
+    (position -1, e.g. an excluded product) adds to none, so a group sums only the values it keeps.
+    """
+
+    names: tuple[str, ...]  # the groups, proposed instead of the values
+    of_value: np.ndarray  # (V',) int64: the position in names of each real value (vocabulary id - 3), or -1
+
+
+def group_sums(probs: torch.Tensor, groups: ValueGroups) -> torch.Tensor:
+    """(B, G) the probabilities of ``probs`` (B, V', over the real values) summed per group."""
+    if len(groups.of_value) != probs.shape[1]:
+        raise ConfigError(
+            f"the value groups cover {len(groups.of_value)} values but the field has {probs.shape[1]}; build them "
+            "from the model's vocabulary"
+        )
+    ungrouped = len(groups.names)  # a last column collects the values of no group, then is dropped
+    index = torch.as_tensor(np.where(groups.of_value < 0, ungrouped, groups.of_value), device=probs.device)
+    sums = torch.zeros(probs.shape[0], ungrouped + 1, dtype=probs.dtype, device=probs.device)
+    return sums.index_add_(1, index, probs)[:, :ungrouped]
+
+
+@dataclass(frozen=True)
 class ItemMixture:
     """How much of each customer's own history to mix into the next-event head's proposals.
 
@@ -130,6 +155,7 @@ def propose_next(
     anchor: Literal["last_event", "cutoff"] = "last_event",
     device: str | torch.device = "cpu",
     mixture: ItemMixture | None = None,
+    groups: ValueGroups | None = None,
 ) -> NextItems:
     """The ``k`` likeliest next values of ``field`` for every customer of a window folder.
 
@@ -159,12 +185,16 @@ def propose_next(
         recency-weighted item distribution over the events in their sequence (the last ``max_events`` the
         encoder reads); customers without a known item get the head alone. Items of equal mixed probability
         (e.g. the ones a customer never bought, at weight 1) are ranked by the head.
+    groups : ValueGroups or None
+        None (default): the values are proposed. Otherwise the groups: each group's probability is the sum of
+        its values' (after the mixture), equal sums in the order of ``groups.names``.
 
     Returns
     -------
     NextItems
         Sorted by customer id; probabilities are over the field's real values (reserved ids excluded,
-        renormalised), so each row is descending, in [0, 1] and sums to at most 1.
+        renormalised), so each row is descending, in [0, 1] and sums to at most 1. With ``groups``, ``items``
+        holds group names.
 
     Raises
     ------
@@ -180,7 +210,7 @@ def propose_next(
     if mixture is not None and mixture.field and mixture.field != field:
         raise ConfigError(f"the item mixture was fitted for field {mixture.field!r}, not {field!r}; refit it")
     files = _sequence_files(folder)
-    values = np.asarray(vocab.values[field], dtype=object)
+    values = np.asarray(vocab.values[field] if groups is None else groups.names, dtype=object)
     top_k = min(k, len(values))
     stream = SequenceStream(files, vocab, model.encoder.cfg.max_events, batch_size, shuffle=False)
     model.eval().to(device)
@@ -190,7 +220,11 @@ def propose_next(
     for batch in stream.batches():
         batch = batch.to(device)
         probs = _head_probabilities(model, batch, field, anchor)  # (B, V - 3) real values only
-        if mixture is None:
+        if groups is not None:
+            p = _renormalised(probs) if mixture is None else _mixed(batch, field, _renormalised(probs), mixture)
+            ranked = torch.sort(group_sums(p, groups), dim=1, descending=True, stable=True)  # (B, G)
+            top_p, top_i = ranked.values[:, :top_k], ranked.indices[:, :top_k]
+        elif mixture is None:
             top_p, top_i = torch.topk(probs, top_k, dim=-1)  # sorted, largest first
         else:
             p_head = _renormalised(probs)
@@ -209,6 +243,12 @@ def propose_next(
         items=[values[row].tolist() for row in positions],
         probabilities=probabilities,
     )
+
+
+def _mixed(batch: EventBatch, field: str, p_head: torch.Tensor, mixture: ItemMixture) -> torch.Tensor:
+    """(B, V') the head's probabilities mixed with each customer's own items (:func:`mix`)."""
+    q, known = customer_item_distribution(batch.categorical[field], batch.lengths, mixture.half_life)
+    return mix(p_head, q, known, mixture.weight)
 
 
 def customer_item_distribution(

@@ -26,6 +26,7 @@ from custseq.io.run_files import (
     ActionSettings,
     Attention,
     BgNbdFit,
+    ItemLevelInfo,
     ItemMixtureInfo,
     Metrics,
     PAliveUnavailable,
@@ -33,21 +34,20 @@ from custseq.io.run_files import (
     ValueScore,
 )
 from custseq.models.finetune import ChurnValueModel, WindowScores
-from custseq.models.next_event import ItemMixture, item_field, propose_next
+from custseq.models.next_event import ItemMixture, item_field
 from custseq.models.predictor import Predictor
 from custseq.models.pretrain import PretrainModel
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
-from custseq.scoring.actions import catalogue_name, load_catalogue, next_items_column, plan_actions
+from custseq.scoring.actions import catalogue_name, load_catalogue, plan_actions
 from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensitivity
 from custseq.scoring.decisions import with_decision_columns
+from custseq.scoring.item_level import ItemLevel, next_items_for_plans
 from custseq.scoring.lapse import cadence, decision_churn
 from custseq.scoring.products import load_products
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
 from custseq.scoring.scores import score_spread, value_score_formula, value_scores
 from custseq.scoring.segments import assign_segments
 from custseq.sequences.vocab import SequenceVocab
-
-MAX_SPARE_ITEMS = 20  # extra proposals drawn so that excluded products can be left out
 
 
 class Scorer(Protocol):
@@ -91,10 +91,12 @@ def btyd_scores(btyd: BtydPredictions) -> WindowScores:
 @dataclass
 class ItemProposer:
     """What proposes the plans' next items: the pre-trained next-event head, mixed with each customer's own
-    recent items as fitted on the latest training window (:func:`custseq.models.next_event.fit_item_mixture`)."""
+    recent items as fitted on the latest training window (:func:`custseq.models.next_event.fit_item_mixture`),
+    at the level (products or their categories) decided there (:mod:`custseq.scoring.item_level`)."""
 
     model: PretrainModel
     mixture: ItemMixture | None = None
+    level: ItemLevel | None = None
 
 
 @dataclass
@@ -272,30 +274,36 @@ def with_plans(
     products = load_products(a.products) if a.products else None
     predictions = predictions.copy()
     predictions["next_items"] = "[]"
-    note = None
+    note, level = None, None
     if field is None:
         note = "no product, category, event or channel field: plans hold catalogue actions only"
     elif proposer is None:
         note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     else:
-        spare = min(len(products.excluded), MAX_SPARE_ITEMS) if products is not None else 0  # room for exclusions
-        items = propose_next(proposer.model, vocab, window, field, a.k + spare, mixture=proposer.mixture)
-        by_id = dict(zip(items.customer_ids, next_items_column(items, products, a.k), strict=True))
+        by_id, level = next_items_for_plans(
+            proposer.model, vocab, window, field, a, products, mixture=proposer.mixture, decided=proposer.level
+        )
         predictions["next_items"] = [by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)]
     mixture = proposer.mixture if field is not None and proposer is not None else None
     info = ItemMixtureInfo(**dataclasses.asdict(mixture)) if mixture is not None else None
-    settings = action_settings(a, field, note=note, item_mixture=info)
+    level_info = ItemLevelInfo(**dataclasses.asdict(level)) if level is not None else None
+    settings = action_settings(a, field, note=note, item_mixture=info, item_level=level_info)
     return plan_actions(predictions, a, load_catalogue(a.catalogue), products), settings
 
 
 def action_settings(
-    a: ActionConfig, item_field: str | None, *, note: str | None, item_mixture: ItemMixtureInfo | None
+    a: ActionConfig,
+    item_field: str | None,
+    *,
+    note: str | None,
+    item_mixture: ItemMixtureInfo | None,
+    item_level: ItemLevelInfo | None = None,
 ) -> ActionSettings:
     """metrics.json's ``actions``: the plan settings, the catalogue, and how the next items were proposed."""
     catalogue = catalogue_name(a.catalogue)
     return ActionSettings(
         item_field=item_field, retention_threshold=a.retention_threshold, mode=a.mode, k=a.k, catalogue=catalogue,
-        note=note or None, item_mixture=item_mixture,
+        note=note or None, item_mixture=item_mixture, item_level=item_level,
     )  # fmt: skip
 
 

@@ -60,7 +60,10 @@ def replan(
     if source.has(METRICS_FILE):  # how the items were proposed stays as predict said
         metrics = source.read_metrics()
         before = metrics.actions
-        settings = action_settings(actions, before.item_field, note=before.note, item_mixture=before.item_mixture)
+        settings = action_settings(
+            actions, before.item_field, note=before.note, item_mixture=before.item_mixture,
+            item_level=before.item_level,
+        )  # fmt: skip
         counts = None if applied is None else {**applied.counts, "unknown customers": applied.unknown_customers}
         target.write_metrics(dataclasses.replace(metrics, actions=settings, review_decisions=counts))
     if applied is not None:

@@ -66,6 +66,7 @@ from custseq.pipelines.outputs import (
 )
 from custseq.pipelines.prepare import PrepareResult, prepare
 from custseq.scoring.actions import load_catalogue
+from custseq.scoring.item_level import decide_item_level
 from custseq.scoring.lapse import lapsed_churn_rate
 from custseq.scoring.products import load_products
 from custseq.sequences.vocab import SequenceVocab
@@ -74,6 +75,7 @@ from custseq.windows import longest_trainable_horizon
 Stage = Callable[[str], None]
 NEXT_EVENT_DIR = "next-event"  # inside the model folder: the pre-trained model with its next-event head
 MIXTURE_FILE = "item-mixture.json"  # in NEXT_EVENT_DIR: how much of each customer's own history to mix in
+LEVEL_FILE = "item-level.json"  # in NEXT_EVENT_DIR: products or their categories, as decided on validation
 
 
 def predict(
@@ -249,13 +251,17 @@ def _save_models(
         if proposer is not None and proposer.mixture is not None:
             mixture = ItemMixtureInfo(**dataclasses.asdict(proposer.mixture)).to_json()
             (folder / NEXT_EVENT_DIR / MIXTURE_FILE).write_text(json.dumps(mixture, indent=1, allow_nan=False))
+        if proposer is not None and proposer.level is not None:
+            level = json.dumps(dataclasses.asdict(proposer.level), indent=1, allow_nan=False)
+            (folder / NEXT_EVENT_DIR / LEVEL_FILE).write_text(level)
 
 
 def _item_proposer(
     pretrained: PretrainRun | None, vocab: SequenceVocab, layout: PreparedWindows, cfg: RunConfig, say: Stage
 ) -> ItemProposer | None:
     """The pre-trained model with its copy mixture fitted on the latest training window (whose next events lie
-    before the scoring cutoff: no leakage); None without a next-event head."""
+    before the scoring cutoff: no leakage), and the level (products or categories) measured there; None without
+    a next-event head."""
     if pretrained is None:
         return None
     model = load_pretrained(pretrained.model_dir)[0]
@@ -267,7 +273,11 @@ def _item_proposer(
     say("fitting the next-item mixture on the latest training window")
     horizon, k = layout.horizon_days, cfg.actions.k
     mixture = fit_item_mixture(model, vocab, layout.validation, layout.scoring, field, horizon_days=horizon, k=k)
-    return ItemProposer(model, mixture)
+    say("choosing between products and their categories on the latest training window")
+    level = decide_item_level(
+        model, vocab, layout.validation, layout.scoring, field, cfg.actions, horizon_days=horizon, mixture=mixture
+    )
+    return ItemProposer(model, mixture, level)
 
 
 def _fit(

@@ -6,7 +6,9 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from custseq.config import RunConfig, parse_date
 from custseq.errors import ArtifactError
@@ -17,8 +19,11 @@ from custseq.models.finetune import ChurnValueModel, load_churn_value, score_win
 from custseq.models.next_event import ItemMixture
 from custseq.models.pretrain import load_pretrained
 from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_customers, write_scored
-from custseq.pipelines.predict import MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
+from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
 from custseq.pipelines.prepare import prepare_scoring_sequences
+from custseq.scoring.item_level import ItemLevel
+
+T = TypeVar("T")
 
 
 def score(
@@ -88,11 +93,16 @@ def load_item_proposer(folder: Path) -> ItemProposer | None:
     model = load_pretrained(folder)[0]
     if model.next_head is None:
         return None
-    mixture_file = folder / MIXTURE_FILE
-    if not mixture_file.is_file():
-        return ItemProposer(model)
+    mixture = _saved(folder / MIXTURE_FILE, ItemMixture, "item mixture")
+    level = _saved(folder / LEVEL_FILE, ItemLevel, "item level")  # None: saved before levels were measured
+    return ItemProposer(model, mixture, level)
+
+
+def _saved(path: Path, record: Callable[..., T], what: str) -> T | None:
+    """The record saved as JSON in ``path``, or None without the file."""
+    if not path.is_file():
+        return None
     try:
-        mixture = ItemMixture(**json.loads(mixture_file.read_text()))
+        return record(**json.loads(path.read_text()))
     except (ValueError, TypeError) as e:
-        raise ArtifactError(f"{mixture_file} is not a valid item mixture ({e}); run predict again") from None
-    return ItemProposer(model, mixture)
+        raise ArtifactError(f"{path} is not a valid {what} ({e}); run predict again") from None

@@ -5,7 +5,9 @@ regular (:mod:`custseq.scoring.lapse`), is flagged for retention and gets the ac
 rule of the catalogue's ``retention`` list (``replace`` mode), or its first retention action followed by the
 next-event model's items, then its other retention actions (``augment`` mode: one retention touch, and the
 products still on offer). Everyone else gets the model's likeliest next items as item actions, topped up to
-``k`` with the actions of the first matching ``growth`` rule. Plans never repeat an action or an item.
+``k`` with the actions of the first matching ``growth`` rule. Plans never repeat an action or an item. Where
+products are too sparse to propose one by one, the items are their categories (:mod:`custseq.scoring.item_level`)
+and the item action reads "Recommend an item from the category X".
 
 An action catalogue (JSON or YAML) looks like::
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -48,9 +50,11 @@ from custseq.scoring.products import Products
 from custseq.scoring.segments import SEGMENTS
 
 KINDS = ("retention", "item", "growth")
+ITEM_LEVELS = ("item", "category")  # what a next_items entry is: a product (or other item), or a category
 CATALOGUE_KEYS = ("retention", "growth", "item_action")
 RULE_KEYS = ("when", "actions")
 DEFAULT_ITEM_ACTION = "Recommend {item}"
+CATEGORY_ITEM = "an item from the category {category}"  # how a proposed category reads as the {item} of an action
 MIN_ITEM_PROBABILITY = 0.001  # a likelier-than-1-in-1,000 next item, or none: never propose an item at p = 0.0
 HISTORY_COLUMNS = ("customer_id", "ts", "order_id", "item", "amount")  # what the proposal baselines read
 
@@ -274,7 +278,8 @@ def plan_actions(
     predictions : pandas.DataFrame
         One row per customer with ``churn_probability`` and the columns the catalogue's conditions read
         (``segment``, ``clv_expected``, ``value_score``); optionally ``next_items``, a JSON list of
-        ``{"item": str, "probability": float}`` per row, likeliest first (:func:`next_items_column`);
+        ``{"item": str, "probability": float}`` per row, likeliest first (:func:`next_items_column`), where
+        an entry with ``"level": "category"`` is a category ("Recommend an item from the category X");
         missing, null or empty means no items.
     cfg : ActionConfig
         ``k`` actions per customer, the retention threshold and the mode.
@@ -324,9 +329,10 @@ def plan_actions(
     plans = []
     for row, (flag, raw) in enumerate(zip(flagged, raw_items, strict=True)):
         items = [
-            _action(catalogue.item_action.format(item=label(item)), "item", item, probability)
-            for item, probability in parse_next_items(raw, row)
-            if (probability is None or probability >= MIN_ITEM_PROBABILITY) and item not in excluded
+            _action(catalogue.item_action.format(item=_item_label(item, level, label)), "item", item, probability)
+            for item, probability, level in next_item_entries(raw, row)
+            if (probability is None or probability >= MIN_ITEM_PROBABILITY)
+            and (level == "category" or item not in excluded)  # a category's sum left its excluded products out
         ]
         if flag:
             plan = _actions(catalogue.retention[retention[row]], "retention")
@@ -370,6 +376,10 @@ def _first_distinct(plan: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     return kept
 
 
+def _item_label(item: str, level: str, label: Callable[[str], str]) -> str:
+    return CATEGORY_ITEM.format(category=item) if level == "category" else label(item)
+
+
 def parse_next_items(raw: Any, row: int = 0) -> list[tuple[str, float | None]]:
     """The (item, probability) pairs of one ``next_items`` value (JSON text or a list); None, NaN, NA or "" gives none.
 
@@ -377,6 +387,18 @@ def parse_next_items(raw: Any, row: int = 0) -> list[tuple[str, float | None]]:
     ------
     SchemaError
         If the value is not a JSON list of objects with a text ``item`` and a numeric or null ``probability``.
+    """
+    return [(item, probability) for item, probability, _ in next_item_entries(raw, row)]
+
+
+def next_item_entries(raw: Any, row: int = 0) -> list[tuple[str, float | None, str]]:
+    """The (item, probability, level) of each entry of one ``next_items`` value, as :func:`parse_next_items`;
+    the level is ``"item"`` or ``"category"`` (``"item"`` when the entry does not say).
+
+    Raises
+    ------
+    SchemaError
+        As :func:`parse_next_items`, and if an entry's ``level`` is neither ``"item"`` nor ``"category"``.
     """
     if isinstance(raw, str):
         if not raw:
@@ -398,29 +420,43 @@ def parse_next_items(raw: Any, row: int = 0) -> list[tuple[str, float | None]]:
         item = entry.get("item") if isinstance(entry, dict) else None
         probability = entry.get("probability") if isinstance(entry, dict) else None
         valid_p = probability is None or (isinstance(probability, int | float) and not isinstance(probability, bool))
+        level = entry.get("level", "item") if isinstance(entry, dict) else None
         if not isinstance(item, str) or not item or not valid_p:
             raise SchemaError(
                 f'next_items of row {row} must hold objects {{"item": text, "probability": number}}, got {entry!r}'
             )
-        pairs.append((item, None if probability is None else float(probability)))
+        if level not in ITEM_LEVELS:
+            raise SchemaError(f"next_items of row {row}: level must be one of {list(ITEM_LEVELS)}, got {entry!r}")
+        pairs.append((item, None if probability is None else float(probability), level))
     return pairs
 
 
-def next_items_column(items: NextItems, products: Products | None = None, k: int | None = None) -> list[str]:
+def next_items_column(
+    items: NextItems, products: Products | None = None, k: int | None = None, level: str = "item"
+) -> list[str]:
     """The ``next_items`` JSON text of each customer of ``items``, in its (customer id) order; items below
     :data:`MIN_ITEM_PROBABILITY` and products excluded by ``products`` are left out, at most ``k`` kept, and
     each entry carries the product's ``name`` when ``products`` knows it.
+
+    With ``level="category"``, ``items`` holds categories (:mod:`custseq.scoring.item_level`, whose sums
+    already left the excluded products out): each entry is ``{"item": category, "probability": p, "level":
+    "category"}``.
 
     Join it to predictions by customer id, e.g.
     ``predictions.merge(pd.DataFrame({"customer_id": items.customer_ids, "next_items": next_items_column(items)}),
     how="left")``; customers without a sequence then have no items.
     """
-    excluded = products.excluded if products is not None else frozenset()
-    names = products.names if products is not None else {}
+    if level not in ITEM_LEVELS:
+        raise ConfigError(f"level must be one of {list(ITEM_LEVELS)}, got {level!r}")
+    categories = level == "category"
+    excluded = products.excluded if products is not None and not categories else frozenset()
+    names = products.names if products is not None and not categories else {}
     column = []
     for row, probs in zip(items.items, items.probabilities, strict=True):
         kept = [
-            {"item": item, "probability": round(float(p), 6)} | ({"name": names[item]} if item in names else {})
+            {"item": item, "probability": round(float(p), 6)}
+            | ({"name": names[item]} if item in names else {})
+            | ({"level": "category"} if categories else {})
             for item, p in zip(row, probs, strict=True)
             if p >= MIN_ITEM_PROBABILITY and item not in excluded
         ]

@@ -7,6 +7,8 @@ config) gives a row per product:
 * the product id — a column named ``product_id``, ``product``, ``item``, ``sku`` or ``stockcode`` (any case),
   matching the values of the transactions' item field (product, or category when that is what is proposed);
 * a name — ``name``, ``product_name``, ``description`` or ``title`` (optional);
+* a category — ``category``, ``product_category``, ``department`` or ``category_id`` (optional): what is
+  proposed when products are too sparse to propose one by one (:mod:`custseq.scoring.item_level`);
 * ``exclude`` — true/1/yes for a product never to propose (optional).
 
 Plans, contacts and the report then show "Recommend WHITE HANGING HEART T-LIGHT HOLDER (85123A)" rather than
@@ -24,16 +26,18 @@ from custseq.errors import ConfigError
 
 ID_COLUMNS = ("product_id", "product", "item", "sku", "stockcode", "stock_code")
 NAME_COLUMNS = ("name", "product_name", "description", "title")
+CATEGORY_COLUMNS = ("category", "product_category", "productcategory", "department", "category_id", "categoryid")
 EXCLUDE_COLUMN = "exclude"
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "x"})
 
 
 @dataclass(frozen=True)
 class Products:
-    """Names of products by id, and the ids never to propose."""
+    """Names and categories of products by id, and the ids never to propose."""
 
     names: dict[str, str] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
+    categories: dict[str, str] = field(default_factory=dict)  # product id -> category, where the table gives one
 
     def label(self, item: str) -> str:
         """How an item reads in a plan: its name and id, or the id alone."""
@@ -67,13 +71,18 @@ def products_from_frame(frame: pd.DataFrame, source: str = "products") -> Produc
             f"(found {', '.join(map(str, frame.columns))})"
         )
     ids = frame[id_column].fillna("").astype(str).str.strip()
-    name_column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
-    names = {}
-    if name_column is not None:
-        text = frame[name_column].fillna("").astype(str).str.strip()
-        names = {i: n for i, n in zip(ids, text, strict=True) if i and n}
     excluded: frozenset[str] = frozenset()
     if EXCLUDE_COLUMN in by_name:
         flags = frame[by_name[EXCLUDE_COLUMN]].fillna("").astype(str).str.strip().str.lower().isin(TRUE_WORDS)
         excluded = frozenset(ids[flags.to_numpy()])
-    return Products(names, excluded)
+    names = _text_by_id(frame, ids, next((by_name[c] for c in NAME_COLUMNS if c in by_name), None))
+    categories = _text_by_id(frame, ids, next((by_name[c] for c in CATEGORY_COLUMNS if c in by_name), None))
+    return Products(names, excluded, categories)
+
+
+def _text_by_id(frame: pd.DataFrame, ids: pd.Series, column: object | None) -> dict[str, str]:
+    """The non-empty texts of ``column`` by product id (none without the column)."""
+    if column is None:
+        return {}
+    text = frame[column].fillna("").astype(str).str.strip()
+    return {i: t for i, t in zip(ids, text, strict=True) if i and t}

@@ -108,7 +108,9 @@ def actions(data: ReportData, cfg: ReportConfig) -> str:
     if "next_items" in p:
         items = analysis.item_counts(p)
         if len(items):
-            parts += [heading("Most common next items"), table(items, formats={"share": PERCENT})]
+            level = settings.item_level if settings is not None else None
+            title = "Most common next categories" if level and level.level == "category" else "Most common next items"
+            parts += [heading(title), table(items, formats={"share": PERCENT})]
         else:
             parts.append(paragraph("No item recommendations: the data has no item field, or none was predicted."))
     return "".join(parts)
@@ -116,12 +118,15 @@ def actions(data: ReportData, cfg: ReportConfig) -> str:
 
 def _plan_settings(settings: ActionSettings) -> str:
     """The plans' settings, then how the next items were proposed."""
-    shown = {k.replace("_", " "): v for k, v in vars(settings).items() if k not in ("note", "item_mixture")}
+    told = ("note", "item_mixture", "item_level")  # in sentences below
+    shown = {k.replace("_", " "): v for k, v in vars(settings).items() if k not in told}
     parts = [key_values({k: v for k, v in shown.items() if v is not None})]
     if settings.note:
         parts.append(paragraph(settings.note))
     if settings.item_mixture is not None:
         parts.append(paragraph(_mixture_text(settings.item_mixture)))
+    if settings.item_level is not None:
+        parts.append(paragraph(settings.item_level.reason))
     return "".join(parts)
 
 
