@@ -50,6 +50,9 @@ retention_threshold = 0.7
 
 [report]
 interactive = false
+
+[audit]
+recalibrate_groups = true
 """
 
 
@@ -115,7 +118,7 @@ def test_without_a_file_the_defaults_hold(command, data, recorded, tmp_path):
     cfg = _run([command, data, *out, *extra], recorded, command)
     default = RunConfig()
     assert cfg.window == default.window and cfg.sequence == default.sequence
-    assert cfg.model.encoder == default.model.encoder
+    assert cfg.model.encoder == default.model.encoder and cfg.audit.recalibrate_groups is False
 
 
 @pytest.mark.parametrize("command", ["validate", "prepare", "predict", "evaluate", "pretrain", "embed"])
@@ -127,7 +130,7 @@ def test_the_file_overrides_the_defaults(command, data, config_file, recorded, t
     assert cfg.sequence.max_events == 12 and cfg.validation.max_abs_amount == 500.0
     assert cfg.model.encoder.d_model == 16 and cfg.model.encoder.n_layers == 1
     assert cfg.model.pretrain.mask_rate == 0.3 and cfg.model.pretraining is False
-    assert cfg.actions.k == 2 and cfg.report.interactive is False
+    assert cfg.actions.k == 2 and cfg.report.interactive is False and cfg.audit.recalibrate_groups is True
 
 
 def test_pretrain_honours_the_files_model_section(data, config_file, recorded, tmp_path):

@@ -444,6 +444,45 @@ def test_history_too_short_for_any_training_window_answers_with_btyd_alone(shop,
     assert "could not be drawn" not in html and "These are not custseq&#x27;s learned predictions" in html
 
 
+RECALIBRATE_TOML = """
+[model]
+pretraining = false
+
+[audit]
+recalibrate_groups = true
+min_group_size = 5
+calibration_tolerance = 0.02
+value_tolerance = 0.05
+
+[report]
+enabled = false
+"""
+
+
+@pytest.mark.slow  # a predict and a score of their own (the report's table is tested in tests/report)
+def test_group_recalibration_is_saved_with_the_model_and_applied_by_score(shop, tiny, tmp_path):
+    """Tolerances tight enough for the small shop's validation customers to have flagged groups."""
+    config = tmp_path / "recalibrate.toml"
+    config.write_text(tiny.read_text() + RECALIBRATE_TOML)
+    out, scored = tmp_path / "out", tmp_path / "scored"
+    common = ["--as-of", AS_OF, "--out"]
+    result, output = _invoke("predict", str(shop), "--horizon", "60d", "--config", str(config), *common, str(out))
+    assert result.exit_code == 0, output
+    audit = json.loads((out / "audit.json").read_text())
+    groups = audit["recalibration"]["groups"]
+    assert groups and json.loads((out / "metrics.json").read_text())["audit"]["corrected_groups"] == len(groups)
+    predictor = json.loads((out / "model" / "config.json").read_text())["predictor"]
+    assert [(c["attribute"], c["group"]) for c in predictor["group_corrections"]] == [
+        (g["attribute"], g["group"]) for g in groups
+    ]
+    result, output = _invoke("score", str(shop), "--model", str(out / "model"), *common, str(scored))
+    assert result.exit_code == 0, output
+    mine = pq.read_table(out / "predictions.parquet").to_pandas()
+    again = pq.read_table(scored / "predictions.parquet").to_pandas()
+    for column in ("churn_probability", "clv_expected", "clv_p90"):
+        assert np.array_equal(again[column], mine[column]), column  # the same corrections, to the bit
+
+
 def test_score_refuses_data_without_the_models_fields(predicted, tmp_path):
     data = tmp_path / "no_product.csv"
     pd.DataFrame({"customer_id": ["a", "b"], "ts": ["2023-01-01", "2023-02-01"], "amount": [1.0, 2.0]}).to_csv(

@@ -22,10 +22,13 @@ from custseq.io.run_files import (
     AucBootstrap,
     Audit,
     AuditAttribute,
+    AuditCorrection,
     AuditGroup,
     AuditGroupMetrics,
+    AuditRecalibration,
     AuditSummary,
     BacktestMetrics,
+    BeforeAfter,
     BgNbdFit,
     BtydFailed,
     ColumnSource,
@@ -139,6 +142,23 @@ def audit() -> Audit:
     )  # fmt: skip
 
 
+def recalibrated_audit() -> Audit:
+    """audit.json with [audit] recalibrate_groups: one group's churn corrected, its value not."""
+    corrected = AuditCorrection(
+        attribute="tenure", group="393–500", n=60, churn_shift=-0.71, value_factor=None,
+        calibration_gap=BeforeAfter(before=0.18, after=0.04), value_ratio_error=BeforeAfter(before=None, after=None),
+    )  # fmt: skip
+    recalibration = AuditRecalibration(
+        measured="cross-fitted", groups=(corrected,), overall_calibration_gap=BeforeAfter(before=0.02, after=0.01),
+        overall_value_ratio_error=BeforeAfter(before=0.48, after=0.48),
+        overall_churn_auc=BeforeAfter(before=0.85, after=0.851),
+    )  # fmt: skip
+    plain = audit()
+    settings = AuditConfig(columns=("country",), min_group_size=20, recalibrate_groups=True)
+    return Audit(settings=settings, labelled_customers=plain.labelled_customers, overall=plain.overall,
+                 attributes=plain.attributes, flagged_groups=1, recalibration=recalibration)  # fmt: skip
+
+
 def epoch(i: int, with_validation: bool = True) -> EpochRecord:
     return EpochRecord(epoch=i, train_loss=1.0 / (i + 1), val_loss=0.8 / (i + 1) if with_validation else None,
                        lr=1e-3, grad_norm=1.9, seconds=14.9, items_per_s=7285.6,
@@ -198,6 +218,7 @@ def prepare_summary() -> PrepareSummary:
 METHODS = {Metrics: "metrics", Profit: "profit", Audit: "audit", History: "history", Attention: "attention",
            EvaluationResult: "evaluation", PrepareSummary: "prepare_summary"}  # fmt: skip
 EXAMPLES = {"predict metrics": predict_metrics, "score metrics": score_metrics, "profit": profit, "audit": audit,
+            "recalibrated audit": recalibrated_audit,
             "history": history, "attention": attention, "evaluation": evaluation,
             "prepare summary": prepare_summary}  # fmt: skip
 
@@ -234,6 +255,10 @@ def test_the_json_keeps_the_shape_the_writers_produce_today():
     assert "item_mixture" not in score["actions"] and score["unknown_values"] == {"product": 3}
     group = audit().to_json()["attributes"][0]["groups"][1]
     assert list(group)[:3] == ["group", "n", "churn_auc"] and group["churn_auc"] is None and group["flags"]
+    assert "recalibration" not in audit().to_json() and metrics["audit"] == {"labelled_customers": 4707,
+                                                                               "flagged_groups": 1}  # fmt: skip
+    corrected = recalibrated_audit().to_json()["recalibration"]["groups"][0]
+    assert corrected["value_factor"] is None and corrected["calibration_gap"] == {"before": 0.18, "after": 0.04}
     first = history().to_json()["finetune"][0]
     assert first["val_loss"] is None and first["train_churn_loss"] == 0.05 and "metrics" not in first
     assert list(attention().to_json()) == ["format_version", "layers", "customers"]

@@ -11,9 +11,11 @@ import pytest
 from custseq.baselines.base import WindowTables
 from custseq.baselines.tabular import LightGBMRich
 from custseq.config import FinetuneConfig, PredictorConfig
-from custseq.errors import ArtifactError
+from custseq.errors import ArtifactError, SchemaError
 from custseq.features.matrix import fit_tabular
 from custseq.metrics import normalized_gini, roc_auc
+from custseq.models.finetune import WindowScores, apply_predictor
+from custseq.models.group_calibration import GroupCorrection, GroupRule
 from custseq.models.predictor import (
     Blend,
     NetworkOutputs,
@@ -168,3 +170,89 @@ def test_a_degenerate_btyd_fit_is_skipped_not_chosen(monkeypatch):
                               seed=0, horizon_days=90)  # fmt: skip
     assert "btyd" not in choice.candidates and "non-finite" in choice.skipped["btyd"]
     assert choice.value.first == "boosted-features"
+
+
+# --- group corrections ([audit] recalibrate_groups) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Predictor:
+    windows = [TrainingWindow(_window(0), None)]
+    predictor, _ = fit_predictor(windows, fit_tabular([windows[0].tables.features]), FAST, FinetuneConfig(),
+                                 seed=0, horizon_days=90)  # fmt: skip
+    return predictor
+
+
+def _with_corrections(predictor: Predictor, *corrections: GroupCorrection) -> Predictor:
+    return Predictor.from_json({**predictor.to_json(), "group_corrections": [c.to_json() for c in corrections]})
+
+
+OLD = GroupCorrection("tenure", "300–400", GroupRule("T", "range", low=300.0), churn_shift=1.0, value_factor=1.5)
+
+
+def test_without_corrections_the_predictions_are_what_they_were(fitted):
+    saved = fitted.to_json()
+    assert saved["group_corrections"] == []
+    del saved["group_corrections"]  # a predictor.json written before group corrections existed
+    legacy = Predictor.from_json(saved)
+    assert legacy.group_corrections == ()
+    test = _window(7).features
+    for k, v in legacy.predict(test, None).items():
+        assert np.array_equal(v, fitted.predict(test, None)[k]), k  # to the bit
+
+
+def test_a_group_correction_moves_its_customers_only_and_round_trips(fitted):
+    corrected = _with_corrections(fitted, OLD)
+    assert corrected.group_corrections == (OLD,)
+    test = _window(7).features
+    before, after = fitted.predict(test, None), corrected.predict(test, None)
+    inside = test.column("T").to_numpy() > 300
+    assert 0 < inside.sum() < len(inside)
+    for k in before:
+        assert np.array_equal(after[k][~inside], before[k][~inside]), k  # everyone else: to the bit
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    np.testing.assert_allclose(logit(after["churn_probability"][inside]),
+                               logit(before["churn_probability"][inside]) + 1.0, rtol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(after["clv_expected"][inside], before["clv_expected"][inside] * 1.5, rtol=1e-12)
+    again = Predictor.from_json(json.loads(json.dumps(corrected.to_json()))).predict(test, None)
+    for k, v in after.items():
+        assert np.array_equal(again[k], v), k
+
+
+def test_a_customer_in_two_corrected_groups_gets_both(fitted):
+    flag = GroupCorrection("vip", "1", GroupRule("profile_vip", "value", ("1",)), churn_shift=-0.5, value_factor=2.0)
+    test = _window(7).features
+    vip = (np.arange(test.num_rows) % 3 == 0).astype(int)
+    test = test.append_column("profile_vip", pa.array(vip))
+    before = fitted.predict(test, None)
+    after = _with_corrections(fitted, OLD, flag).predict(test, None)
+    both = (test.column("T").to_numpy() > 300) & (vip == 1)
+    assert both.any()
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    np.testing.assert_allclose(logit(after["churn_probability"][both]),
+                               logit(before["churn_probability"][both]) + 0.5, rtol=1e-9)  # shifts add  # fmt: skip
+    np.testing.assert_allclose(after["clv_expected"][both], before["clv_expected"][both] * 3.0, rtol=1e-12)
+
+
+def test_score_applies_the_saved_corrections(fitted):
+    """``score`` goes through apply_predictor (the saved model's predictor on a window's scores)."""
+    corrected = Predictor.from_json(json.loads(json.dumps(_with_corrections(fitted, OLD).to_json())))
+    test = _window(7)
+    ids = test.customer_ids
+    n = len(ids)
+    scores = WindowScores(ids, {"churn_probability": np.full(n, 0.5), "clv_expected": np.ones(n)}, np.zeros((n, 2)))
+    scored = apply_predictor(corrected, scores, test.features)
+    direct = corrected.predict(test.features, None)
+    for k, v in direct.items():
+        assert np.array_equal(scored.columns[k], v), k
+    uncorrected = fitted.predict(test.features, None)["churn_probability"]
+    assert not np.array_equal(scored.columns["churn_probability"], uncorrected)
+
+
+def test_a_correction_whose_column_is_missing_or_corrupted_is_refused(fitted):
+    region = GroupCorrection("region", "north", GroupRule("profile_region", "value", ("north",)), 0.3, 1.0)
+    with pytest.raises(SchemaError, match=r"features lack that column; score with the customers table"):
+        _with_corrections(fitted, region).predict(_window(7).features, None)
+    broken = {**fitted.to_json(), "group_corrections": [{"attribute": "region"}]}
+    with pytest.raises(ArtifactError, match=r"group correction is incomplete"):
+        Predictor.from_json(broken)

@@ -16,7 +16,9 @@ from custseq.config import AuditConfig, ModelConfig, ProfitConfig, ReportConfig,
 from custseq.errors import DataReadError
 from custseq.io import run_files as rf
 from custseq.report import SECTIONS, analysis, figures, interactive, read_run, render_report, write_report
+from custseq.report.data import ReportData
 from custseq.report.html import svg, table
+from custseq.report.sections.audit import audit as audit_section
 from custseq.scoring.profit import simulate_retention
 from custseq.scoring.segments import SEGMENTS
 
@@ -318,6 +320,40 @@ def test_full_report_shows_the_numbers(report_html: str):
     audit = _section(report_html, "audit")
     assert audit.count('class="flagged"') == 1 and "calibration gap 0.18" in audit and "30 customers" in audit
     assert "best k" in _section(report_html, "profit")
+
+
+def test_the_audit_says_flagged_groups_are_not_corrected_unless_asked(report_html: str):
+    audit = _section(report_html, "audit")
+    assert "Group corrections" in audit and "off by default" in audit
+    assert "<code>[audit] recalibrate_groups = true</code>" in audit and "churn logit shift" not in audit
+
+
+def test_the_audit_shows_the_group_corrections_before_and_after(run_folder: Path):
+    plain = rf.RunFolder(run_folder).read_audit()
+    corrected = rf.AuditCorrection(
+        attribute="country", group="FR", n=41, churn_shift=0.62, value_factor=None,
+        calibration_gap=rf.BeforeAfter(before=0.181, after=0.043),
+        value_ratio_error=rf.BeforeAfter(before=0.07, after=0.07),
+    )  # fmt: skip
+    recalibration = rf.AuditRecalibration(
+        measured="cross-fitted (two halves)", groups=(corrected,),
+        overall_calibration_gap=rf.BeforeAfter(before=0.02, after=0.011),
+        overall_value_ratio_error=rf.BeforeAfter(before=0.07, after=0.07),
+        overall_churn_auc=rf.BeforeAfter(before=0.8, after=0.805),
+    )  # fmt: skip
+    settings = AuditConfig(min_group_size=20, calibration_tolerance=0.1, recalibrate_groups=True)
+
+    def section(recalibration: rf.AuditRecalibration) -> str:
+        contents = rf.Audit(settings=settings, labelled_customers=plain.labelled_customers, overall=plain.overall,
+                            attributes=plain.attributes, flagged_groups=1, recalibration=recalibration)  # fmt: skip
+        return audit_section(ReportData(run_dir=run_folder, audit=contents), SMALL)
+
+    audit = section(recalibration)
+    assert "off by default" not in audit and "churn logit shift" in audit and "|cal. gap| after" in audit
+    assert "<td>country: FR</td>" in audit and ">+0.620<" in audit and ">0.181<" in audit and ">0.043<" in audit
+    assert "<td>all validation customers</td>" in audit and "cross-fitted (two halves)" in audit
+    assert "0.800 before, 0.805 after" in audit
+    assert "nothing was corrected" in section(rf.AuditRecalibration(**{**vars(recalibration), "groups": ()}))
 
 
 def test_plotly_is_inlined_once_with_static_fallbacks(report_html: str):

@@ -155,13 +155,15 @@ class AuditConfig:
     """The bias audit (:mod:`custseq.evaluation.fairness`) and the human-review list.
 
     A group is flagged when one of its metrics differs from the whole population's by more than the tolerance;
-    groups smaller than ``min_group_size`` are reported but never flagged (their metrics are noise).
+    groups smaller than ``min_group_size`` are reported but never flagged (their metrics are noise). With
+    ``recalibrate_groups``, ``predict`` corrects the churn and value of every group flagged for its calibration
+    gap or value ratio (:mod:`custseq.models.group_calibration`), and ``score`` applies the same corrections.
     """
 
     columns: tuple[str, ...] | None = None  # profile columns to audit; None = every profile column, and tenure
     bins: int = 4  # numeric columns are cut into this many quantile bins
     max_groups: int = 12  # categorical columns keep their most frequent values; the rest become "other"
-    min_group_size: int = 50
+    min_group_size: int = 50  # smaller groups are reported, never flagged nor corrected (their metrics are noise)
     auc_tolerance: float = 0.05  # |group churn AUC − overall|
     calibration_tolerance: float = 0.05  # |(mean predicted − observed churn) in the group − the same overall|
     value_tolerance: float = 0.25  # |group mean predicted / actual value − the same overall ratio|
@@ -169,6 +171,9 @@ class AuditConfig:
     review_churn_gap: float = 0.5  # review.csv: |custseq churn − BG/NBD churn| at least this
     review_value_ratio: float = 5.0  # review.csv: custseq and BG/NBD values differ by at least this factor
     review_min_value: float = 1.0  # … where the larger of the two values is at least this (currency units)
+    recalibrate_groups: bool = False  # correct flagged groups' churn (logit shift) and value (factor) on validation
+    recalibration_shrinkage: float = 20.0  # a correction is shrunk by n / (n + this), n its group's customers
+    max_value_factor: float = 2.0  # a group's value correction stays within [1 / this, this]
 
     def __post_init__(self) -> None:
         if self.bins < 2 or self.max_groups < 2 or self.min_group_size < 1:
@@ -178,6 +183,11 @@ class AuditConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.review_churn_gap <= 1 or not self.review_value_ratio > 1:
             raise ConfigError("review_churn_gap must be in (0, 1] and review_value_ratio above 1")
+        if not self.recalibration_shrinkage >= 0 or not self.max_value_factor >= 1:
+            raise ConfigError(
+                f"recalibration_shrinkage must be at least 0 (got {self.recalibration_shrinkage}) and "
+                f"max_value_factor at least 1 (got {self.max_value_factor})"
+            )
 
 
 @dataclass(frozen=True)

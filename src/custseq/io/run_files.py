@@ -278,6 +278,7 @@ class ValueScore(JsonRecord):
 class AuditSummary(JsonRecord):
     labelled_customers: int
     flagged_groups: int
+    corrected_groups: int | None = None  # with [audit] recalibrate_groups: groups whose predictions are corrected
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -433,6 +434,40 @@ class AuditAttribute(JsonRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BeforeAfter(JsonRecord):
+    """A figure of the validation customers before and after the group corrections, cross-fitted (the mean of
+    its value on two random halves, each corrected by what the other half fitted)."""
+
+    before: float | None  # None where it is not defined (a value ratio without actual value, a one-class AUC)
+    after: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditCorrection(JsonRecord):
+    """One corrected group (``GroupCorrection``): what was fitted on all its validation customers, and how its
+    calibration moved when each half was corrected by what the other half fitted."""
+
+    attribute: str
+    group: str
+    n: int  # its validation customers
+    churn_shift: float | None  # added to the churn logit; None: churn not corrected (its gap was not flagged)
+    value_factor: float | None  # multiplies the expected value; None: value not corrected
+    calibration_gap: BeforeAfter  # |mean predicted − observed churn|
+    value_ratio_error: BeforeAfter  # |mean predicted / actual value − 1|
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecalibration(JsonRecord):
+    """The group corrections of ``[audit] recalibrate_groups`` and their cross-fitted effect."""
+
+    measured: str  # how the after figures were measured, in words
+    groups: tuple[AuditCorrection, ...]
+    overall_calibration_gap: BeforeAfter  # every validation customer
+    overall_value_ratio_error: BeforeAfter
+    overall_churn_auc: BeforeAfter
+
+
+@dataclass(frozen=True, kw_only=True)
 class Audit(RunFile):
     """audit.json: the bias audit of the validation customers (``Audit.to_json`` of the fairness module)."""
 
@@ -444,6 +479,7 @@ class Audit(RunFile):
     overall: AuditGroupMetrics
     attributes: tuple[AuditAttribute, ...]
     flagged_groups: int
+    recalibration: AuditRecalibration | None = None  # with [audit] recalibrate_groups only
 
 
 # --- history.json ----------------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ predict delivers):
    likely churner's P10 may legitimately be 0).
 4. **Refit** (optional, ``refit_on_validation``): the chosen boosted heads fitted again on every non-test
    customer, validation ones included, with the rounds they chose.
+5. **Group corrections** (optional, ``[audit] recalibrate_groups``; fitted by ``predict``'s bias audit after
+   the choice): a churn logit shift and a value factor per flagged customer group
+   (:mod:`custseq.models.group_calibration`), applied after the levels and before the intervals. A carried
+   horizon keeps the churn correction (it is carried with the rest) but takes its value from BG/NBD.
 
 A :class:`Predictor` is plain JSON (LightGBM's text format inside): nothing is unpickled when it is loaded.
 """
@@ -45,6 +49,7 @@ from custseq.features.matrix import TabularSpec, as_float
 from custseq.io.run_files import CandidateValidation, ChosenBlend, ModelChoice
 from custseq.metrics import brier, normalized_gini, roc_auc
 from custseq.models.calibration import Calibrator, fit_calibrator
+from custseq.models.group_calibration import GroupCorrection, apply_corrections, corrections_from_json
 from custseq.sequences.batch import split_mask
 
 PREDICTOR_FORMAT = 1
@@ -102,6 +107,7 @@ class Predictor:
     horizon_days: int
     carry_to_days: int | None = None  # a longer horizon the predictions are carried to (see carry_to_horizon)
     lapsed_churn_rate: float | None = None  # churn of the training windows' lapsed regulars (scoring.lapse)
+    group_corrections: tuple[GroupCorrection, ...] = ()  # per flagged audit group ([audit] recalibrate_groups)
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -117,6 +123,7 @@ class Predictor:
         candidates = candidate_predictions(features, network, self.boosted, self.members, self.horizon_days)
         churn = self.churn_calibrator(_combine_churn(candidates, self.churn))
         value = self.value_scale * _combine_value(candidates, self.value, self.value_scales)
+        churn, value = apply_corrections(self.group_corrections, features, churn, value)  # before the intervals
         columns = {"churn_probability": churn, "clv_expected": value}
         columns |= self.intervals.apply(churn, value)
         if self.carry_to_days is not None and self.carry_to_days != self.horizon_days:
@@ -165,6 +172,7 @@ class Predictor:
             "horizon_days": self.horizon_days,
             "carry_to_days": self.carry_to_days,
             "lapsed_churn_rate": self.lapsed_churn_rate,
+            "group_corrections": [c.to_json() for c in self.group_corrections],
         }
 
     @classmethod
@@ -183,6 +191,7 @@ class Predictor:
                 float(d["value_scale"]), intervals, int(d["horizon_days"]),
                 None if d.get("carry_to_days") is None else int(d["carry_to_days"]),
                 None if d.get("lapsed_churn_rate") is None else float(d["lapsed_churn_rate"]),
+                corrections_from_json(d.get("group_corrections")),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"predictor.json is incomplete or corrupted: {e!r}") from None

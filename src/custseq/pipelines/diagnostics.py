@@ -5,12 +5,14 @@
 - ``history.json``: the pre-training and fine-tuning loss curves;
 - ``attention.json``: the [CLS] attention of sample customers (:mod:`custseq.models.attention`);
 - ``profit.json``: the retention profit curve (:mod:`custseq.scoring.profit`), thinned for plotting;
-- ``audit.json`` and ``review.csv``: the bias audit and the human-review list (:mod:`custseq.evaluation.fairness`).
+- ``audit.json`` and ``review.csv``: the bias audit (with the group corrections, when asked for) and the
+  human-review list (:mod:`custseq.evaluation.fairness`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import cast
 
 import numpy as np
@@ -20,7 +22,16 @@ import pyarrow.parquet as pq
 from custseq.baselines.btyd import BtydPredictions, predict_btyd
 from custseq.config import AuditConfig, ProfitConfig, ReportConfig, RunConfig
 from custseq.errors import TrainingError
-from custseq.evaluation.fairness import BTYD_COLUMNS, Audit, audit, audit_groups, btyd_frame, review_list
+from custseq.evaluation.fairness import (
+    BTYD_COLUMNS,
+    Audit,
+    audit,
+    btyd_frame,
+    group_definitions,
+    group_labels,
+    recalibrate,
+    review_list,
+)
 from custseq.io.prepared import WindowFolder
 from custseq.io.run_files import Attention, AttentionSample, EpochRecord, History, Profit, ProfitBest, ProfitCurve
 from custseq.models.attention import attention_samples
@@ -54,9 +65,16 @@ def validation_predictions(model: ChurnValueModel, window: WindowFolder, cfg: Ru
 
 
 def audit_validation(validation: pd.DataFrame, window: WindowFolder, cfg: AuditConfig) -> Audit:
-    """The bias audit of :mod:`custseq.evaluation.fairness` on the validation customers of ``window``."""
+    """The bias audit of :mod:`custseq.evaluation.fairness` on the validation customers of ``window``; with
+    ``cfg.recalibrate_groups``, the corrections of its flagged groups too (the groups' rules come from every
+    customer of the window, as the audit's groups do)."""
     features = pq.read_table(window.features).to_pandas()
-    return audit(validation, audit_groups(features, cfg), cfg)
+    definitions = group_definitions(features, cfg)
+    groups = group_labels(features, definitions)
+    result = audit(validation, groups, cfg)
+    if not cfg.recalibrate_groups:
+        return result
+    return dataclasses.replace(result, recalibration=recalibrate(result, validation, groups, definitions, cfg))
 
 
 def review_table(predictions: pd.DataFrame, btyd: BtydPredictions | None, cfg: AuditConfig) -> pd.DataFrame:

@@ -28,7 +28,6 @@ from custseq.io.prepared import PreparedWindows
 from custseq.io.run_files import (
     MODEL_DIR,
     QUARANTINE_DIR,
-    AuditSummary,
     BacktestMetrics,
     ItemMixtureInfo,
     Metrics,
@@ -110,7 +109,10 @@ def predict(
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
         fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)
         # the validation customers' labels are of the trained horizon: checked before any carry
-        checked = _check_on_validation(fit.model, layout, summary.config, say) if out is not None else None
+        audited = out is not None or summary.config.audit.recalibrate_groups  # the corrections come from the audit
+        checked = _check_on_validation(fit.model, layout, summary.config, say) if audited else None
+        if checked is not None:  # none unless [audit] recalibrate_groups
+            fit.model.predictor.group_corrections = checked.audit.corrections
         if summary.horizon_days != config.window.horizon_days:
             fit.model.predictor.carry_to_days = config.window.horizon_days
             choice = dataclasses.replace(choice, trained_horizon_days=summary.horizon_days, carried_by=CARRIED_BY)
@@ -314,9 +316,7 @@ def _metrics(
             **churn_value_metrics(scores.churned, p["churn_probability"], scores.value, p["clv_expected"])
         )
     weighting = fit.model.network.weighting
-    audit = None
-    if checked is not None:
-        audit = AuditSummary(labelled_customers=len(checked.predictions), flagged_groups=checked.audit.flagged_groups)
+    audit = checked.audit.summary() if checked is not None else None
     return Metrics(
         as_of=summary.as_of,
         horizon_days=fit.model.output_horizon_days,

@@ -7,7 +7,7 @@ from html import escape
 import pandas as pd
 
 from custseq.config import ReportConfig, config_to_dict
-from custseq.io.run_files import AuditGroup
+from custseq.io.run_files import Audit, AuditGroup, BeforeAfter
 from custseq.metrics import metric_label
 from custseq.report.data import ReportData
 from custseq.report.html import PERCENT, Html, heading, key_values, paragraph, table
@@ -29,6 +29,7 @@ def audit(data: ReportData, cfg: ReportConfig) -> str:
         parts.append(key_values({k.replace("_", " "): v for k, v in settings.items()}, caption="Settings"))
         for attribute in a.attributes:
             parts += [heading(f"By {attribute.attribute}"), _audit_table(attribute.groups)]
+        parts.append(_corrections(a))
     if data.review is not None:
         r = data.review
         parts += [
@@ -85,3 +86,54 @@ def _audit_table(groups: tuple[AuditGroup, ...]) -> str:
     formats = {"mean_predicted_churn": PERCENT, "observed_churn": PERCENT, "calibration_gap": "+.3f", "n": ",.0f"}
     caption = "Mean predicted (pred.) and observed (obs.) churn and value per group; flagged groups highlighted."
     return table(frame, labels=columns, formats=formats, row_classes=classes, caption=caption)
+
+
+RECALIBRATION_OFF = (
+    "Flagged groups are not corrected: group recalibration is off by default; `[audit] recalibrate_groups = true` "
+    "corrects the churn and value of groups flagged for their calibration gap or value ratio on these customers."
+)
+
+
+def _corrections(a: Audit) -> str:
+    """The group corrections' before/after table, or a sentence saying why there are none."""
+    r = a.recalibration
+    if not a.settings.recalibrate_groups:
+        return heading("Group corrections") + paragraph(RECALIBRATION_OFF)
+    if r is None:
+        return heading("Group corrections") + na("audit.json records no group corrections")
+    if not r.groups:
+        return heading("Group corrections") + paragraph(
+            "No group is flagged for its calibration gap or value ratio: nothing was corrected."
+        )
+    rows = [
+        {"group": f"{g.attribute}: {g.group}", "n": g.n, "churn_shift": g.churn_shift,
+         **_pair("gap", g.calibration_gap), "value_factor": g.value_factor, **_pair("ratio", g.value_ratio_error)}
+        for g in r.groups
+    ]  # fmt: skip
+    rows.append({"group": "all validation customers", "n": a.labelled_customers, "churn_shift": None,
+                 **_pair("gap", r.overall_calibration_gap), "value_factor": None,
+                 **_pair("ratio", r.overall_value_ratio_error)})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    numeric = [c for c in frame.columns if c != "group"]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    labels = {"n": "customers", "churn_shift": "churn logit shift", "gap_before": "|cal. gap| before",
+              "gap_after": "|cal. gap| after", "value_factor": "value factor",
+              "ratio_before": "|value ratio − 1| before", "ratio_after": "|value ratio − 1| after"}  # fmt: skip
+    formats = {"n": ",.0f", "churn_shift": "+.3f", "gap_before": ".3f", "gap_after": ".3f", "value_factor": ".3f",
+               "ratio_before": ".3f", "ratio_after": ".3f"}  # fmt: skip
+    auc = r.overall_churn_auc
+    caption = (
+        f"Churn and value corrections of the flagged groups, applied to every customer of the group by predict "
+        f"and score (– = not corrected). Before and after are {r.measured}. Overall churn AUC "
+        f"{_number(auc.before)} before, {_number(auc.after)} after. The tables above and the validation curves "
+        "show the predictions before correction."
+    )
+    return heading("Group corrections") + table(frame, labels=labels, formats=formats, caption=caption)
+
+
+def _pair(name: str, values: BeforeAfter) -> dict[str, float | None]:
+    return {f"{name}_before": values.before, f"{name}_after": values.after}
+
+
+def _number(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
