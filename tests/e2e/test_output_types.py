@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +17,7 @@ from tests.e2e.test_predict import AS_OF, TINY_TOML, _shop_rows
 
 import custseq
 from custseq.config import load_config
+from custseq.validate.tables import validate_tables
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +61,22 @@ def test_score_gives_integer_ids_back_too(predicted, integer_shop, tmp_path):
     assert scored["customer_id"].dtype == np.int64 and scored["customer_id"].is_monotonic_increasing
 
 
-def test_text_ids_stay_text_even_when_they_look_like_numbers(tmp_path):
-    import duckdb
-
-    from custseq.validate.tables import validate_tables
-
-    frame = pd.DataFrame({"customer_id": ["00017", "00002"], "ts": ["2023-01-01", "2023-01-02"], "amount": [1.0, 2.0]})
+@pytest.mark.parametrize(
+    ("ids", "kind"),
+    [
+        (["00017", "00002"], "text"),  # leading zeros: an id, not a number
+        (["17", "2"], "integer"),  # a CSV's whole numbers
+        (["17.0", "2.0"], "integer"),  # written as floats: read as 17 and 2
+        (["17", "2.0"], "text"),  # mixed: custseq keeps "2.0" as it is
+        (["17", "A2"], "text"),
+        ([17.5, 2.0], "text"),  # not whole
+        ([17.0, 2.0], "integer"),
+    ],
+)
+def test_which_ids_count_as_integers(ids, kind):
+    frame = pd.DataFrame({"customer_id": ids, "ts": ["2023-01-01", "2023-01-02"], "amount": [1.0, 2.0]})
     with duckdb.connect() as con:
-        report = validate_tables(con, frame)
-    assert report.accounts()["transactions"].customer_id_type == "text"  # leading zeros: an id, not a number
-    frame["customer_id"] = [17.5, 2.0]  # not whole: not an integer id
-    with duckdb.connect() as con:
-        assert validate_tables(con, frame).accounts()["transactions"].customer_id_type == "text"
+        assert validate_tables(con, frame).accounts()["transactions"].customer_id_type == kind
 
 
 def test_list_columns_are_lists_in_parquet_and_json_in_csv(predicted):

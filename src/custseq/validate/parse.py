@@ -118,21 +118,25 @@ def _present(src: str, dtype: str) -> str:
 
 
 def integer_ids(con: duckdb.DuckDBPyConnection, raw: str, src: str) -> bool:
-    """Whether the user's id column ``src`` holds integers (an integer type, or floats that are all whole, as
-    pandas makes of an integer column with gaps) that fit 64 bits: the outputs then give ids back as integers,
-    in numeric order, rather than as the text custseq works with."""
+    """Whether the user's id column ``src`` holds integers that fit 64 bits: an integer type, floats that are all
+    whole (as pandas makes of an integer column with gaps), or text that is all whole numbers without leading
+    zeros (a CSV's ``17850``, ``17850.0``; not ``00017``). The outputs then give ids back as integers, in numeric
+    order, rather than as the text custseq works with."""
     dtype = fetch_scalar(con, f"SELECT column_type FROM (DESCRIBE {quote_ident(raw)}) WHERE column_name = ?", [src])
-    if dtype not in INTEGER_TYPES and dtype not in FLOAT_TYPES:
+    col, table = quote_ident(src), quote_ident(raw)
+    if dtype in INTEGER_TYPES:
+        checks, present = [f"abs({col}) <= {INT64_MAX}"], f"{col} IS NOT NULL"
+    elif dtype in FLOAT_TYPES:
+        checks, present = [f"{col} = trunc({col}) AND abs({col}) <= {INT64_MAX}"], f"isfinite({col})"
+    elif dtype in TEXT_TYPES:  # all plain integers, or all written as floats (_id_expr drops the ".0" then)
+        number = "-?(0|[1-9][0-9]{0,17})"
+        checks = [f"regexp_full_match(trim({col}), '{number}')", f"regexp_full_match(trim({col}), '{number}\\.0+')"]
+        present = f"trim({col}) <> ''"
+    else:
         return False
-    col = quote_ident(src)
-    whole = f"{col} = trunc({col})" if dtype in FLOAT_TYPES else "true"
-    finite = f"isfinite({col})" if dtype in FLOAT_TYPES else "true"
-    fits = fetch_scalar(
-        con,
-        f"SELECT coalesce(bool_and({whole} AND abs({col}) <= {INT64_MAX}), true) FROM {quote_ident(raw)} "
-        f"WHERE {col} IS NOT NULL AND {finite}",
-    )
-    return bool(fits)
+    found = fetch_row(con, f"SELECT {', '.join(f'coalesce(bool_and({c}), false)' for c in checks)} FROM {table} "
+                           f"WHERE {present}")  # fmt: skip
+    return any(found)
 
 
 def _parse_expr(
