@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "custseq"
 
 # Layer of each unit; a module may import only from its own layer or earlier.
 LAYERS = {
-    "errors": 0, "version": 0, "config": 0, "schema": 0, "metrics": 0,
+    "errors": 0, "version": 0, "config": 0, "schema": 0, "metrics": 0, "progress": 0,
     "io": 1, "datasets": 1,
     "validate": 2,
     "windows": 3, "labels": 3,

@@ -1,7 +1,10 @@
 """The Python API: tables as a user passes them (paths, ``db.duckdb:table``, frames) in, one pipeline called.
 
 Each function builds the run's :class:`~custseq.io.tables.Tables` and :class:`~custseq.config.RunConfig` from its
-arguments and calls one function of :mod:`custseq.pipelines`; ``custseq.<name>`` re-exports them.
+arguments and calls one function of :mod:`custseq.pipelines`; ``custseq.<name>`` re-exports them. With
+``progress=True`` each shows its stages with their durations, and its bars with their time left, on stderr, in a
+script as in a notebook (:class:`~custseq.progress.RunProgress`); ``on_stage``, where there is one, hears each
+stage start, shown or not.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custseq.config import RunConfig, with_seed, with_window
+from custseq.errors import ConfigError
 from custseq.io.tables import Tables
-from custseq.pipelines.prepare import PrepareResult, Progress
+from custseq.pipelines.prepare import PrepareResult
 from custseq.pipelines.prepare import prepare as prepare_windows
 from custseq.pipelines.validate import validate
+from custseq.progress import RunProgress, Stage
 from custseq.validate.tables import ValidationReport
 
 if TYPE_CHECKING:  # the model pipelines import torch: loaded only by the functions that need them
@@ -35,13 +40,16 @@ def validate_tables(
     as_of: str | dt.date | None = None,
     config: RunConfig | None = None,
     quarantine_dir: Path | str | None = None,
+    progress: bool = False,
 ) -> ValidationReport:
     """Validate tables and optionally write the quarantine files.
 
     With ``as_of`` and ``config.validation.future_rows == "quarantine"``, rows after as-of are quarantined.
     """
     cfg = with_window(config or RunConfig(), as_of=as_of)
-    return validate(_tables(transactions, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
+    with RunProgress(progress) as shown:
+        shown.stage("validating tables")
+        return validate(_tables(transactions, customers, events, cfg), cfg, quarantine_dir=quarantine_dir)
 
 
 def columns(
@@ -75,7 +83,8 @@ def prepare(
     as_of: str | dt.date | None = None,
     horizon: str | int | None = None,
     config: RunConfig | None = None,
-    progress: Progress | None = None,
+    progress: bool = False,
+    on_stage: Stage | None = None,
 ) -> PrepareResult:
     """Validate the tables and write windows, labels, features and sequences under ``out``.
 
@@ -92,15 +101,22 @@ def prepare(
     config
         All other settings.
     progress
+        Show each stage with its duration on stderr.
+    on_stage
         Called with a short description as each stage starts.
 
     Raises
     ------
+    ConfigError
+        If ``progress`` is a function (``on_stage`` takes one).
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
+    if callable(progress):  # it took the stage callback until on_stage did
+        raise ConfigError("prepare's progress takes True or False; pass a function of each stage as on_stage")
     cfg = with_window(config or RunConfig(), as_of=as_of, horizon=horizon)
-    return prepare_windows(_tables(transactions, customers, events, cfg), cfg, out, progress=progress)
+    with RunProgress(progress, on_stage=on_stage) as shown:
+        return prepare_windows(_tables(transactions, customers, events, cfg), cfg, out, progress=shown.stage)
 
 
 def predict(
@@ -115,12 +131,14 @@ def predict(
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
     progress: bool = False,
+    on_stage: Stage | None = None,
 ) -> pd.DataFrame:
     """Churn probability and expected value over the horizon, with P10/P50/P90, for every customer.
 
     Trains on windows before ``as_of`` (default the last day in the data) and scores every customer with
-    history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. See :func:`predict_run` for the
-    metrics and the model.
+    history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. ``progress`` shows each stage with
+    its duration and the training bars with their time left on stderr. See :func:`predict_run` for the metrics
+    and the model.
 
     Raises
     ------
@@ -129,7 +147,7 @@ def predict(
     """
     return predict_run(
         transactions, horizon=horizon, as_of=as_of, customers=customers, events=events, config=config, seed=seed,
-        out=out, work_dir=work_dir, progress=progress,
+        out=out, work_dir=work_dir, progress=progress, on_stage=on_stage,
     ).predictions  # fmt: skip
 
 
@@ -145,12 +163,14 @@ def predict_run(
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
     progress: bool = False,
+    on_stage: Stage | None = None,
 ) -> PredictRun:
     """:func:`predict`, returning the predictions with the embeddings, metrics and the fitted model."""
     from custseq.pipelines.predict import predict as run
 
     cfg = with_seed(with_window(config or RunConfig(), as_of=as_of, horizon=horizon), seed)
-    return run(_tables(transactions, customers, events, cfg), cfg, out=out, work_dir=work_dir, progress=progress)
+    tables = _tables(transactions, customers, events, cfg)
+    return run(tables, cfg, out=out, work_dir=work_dir, progress=progress, on_stage=on_stage)
 
 
 def score(
@@ -162,6 +182,7 @@ def score(
     events: Any = None,
     config: RunConfig | None = None,
     out: Path | str | None = None,
+    progress: bool = False,
 ) -> PredictRun:
     """Score new data with a model saved by ``predict`` (``<out>/model``).
 
@@ -178,7 +199,9 @@ def score(
     from custseq.pipelines.score import score as run
 
     tables = Tables.of(transactions, customers=customers, events=events, columns=config.columns if config else None)
-    return run(model_dir, tables, config, as_of=as_of, out=out)
+    with RunProgress(progress) as shown:
+        shown.stage("scoring")
+        return run(model_dir, tables, config, as_of=as_of, out=out)
 
 
 def pretrain(
@@ -193,11 +216,12 @@ def pretrain(
     nproc: int = 1,
     resume: bool = False,
     progress: bool = False,
-    on_stage: Progress | None = None,
+    on_stage: Stage | None = None,
 ) -> PretrainRun:
     """Prepare the data and pre-train an encoder on its training windows (``config.model``'s encoder,
     objectives and ``pretrain_training``; default :data:`~custseq.pipelines.pretrain.PRETRAIN_DEFAULTS`); save
-    the model to ``out``. See :func:`custseq.pipelines.pretrain.pretrain`.
+    the model to ``out``. ``progress`` shows each stage with its duration and the training bars with their time
+    left on stderr. See :func:`custseq.pipelines.pretrain.pretrain`.
     """
     from custseq.pipelines.pretrain import PRETRAIN_DEFAULTS
     from custseq.pipelines.pretrain import pretrain as run
@@ -216,12 +240,15 @@ def embed(
     events: Any = None,
     as_of: str | None = None,
     config: RunConfig | None = None,
+    progress: bool = False,
 ) -> tuple[pa.Table, ScoringSequences]:
     """Embed every customer of new data as of ``as_of`` with a pre-trained model; write ``out`` (Parquet)."""
     from custseq.pipelines.pretrain import embed_customers
 
     cfg = with_window(config or RunConfig(), as_of=as_of)
-    return embed_customers(model_dir, _tables(transactions, customers, events, cfg), cfg, out)
+    with RunProgress(progress) as shown:
+        shown.stage("embedding every customer")
+        return embed_customers(model_dir, _tables(transactions, customers, events, cfg), cfg, out)
 
 
 def evaluate(
@@ -236,7 +263,8 @@ def evaluate(
     **options: Any,
 ) -> EvaluationResult:
     """Compare custseq with its baselines on one dataset; ``options`` are those of
-    :func:`custseq.pipelines.evaluate.evaluate` (protocol, seeds, methods, ablations, label_fractions, out…)."""
+    :func:`custseq.pipelines.evaluate.evaluate` (protocol, seeds, methods, ablations, label_fractions, out,
+    progress, on_stage…); ``progress=True`` shows a bar over the seeds and methods with its time left."""
     from custseq.pipelines.evaluate import evaluate as run
 
     cfg = with_window(config or RunConfig(), as_of=as_of, horizon=horizon)

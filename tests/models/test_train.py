@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -279,6 +280,36 @@ def test_progress_bar_and_log_lines(caplog):
         result = train(Regression(), batches(x, y, 8, 0), whole(x, y), cfg(epochs=2), description="toy")
     assert result.epochs_run == 2
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["toy 1/2", "toy 2/2"]
+
+
+@pytest.fixture
+def not_a_terminal(monkeypatch):
+    """stderr as pytest captures it, whatever the environment forces (FORCE_COLOR in some CI)."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_progress_off_a_terminal_is_a_line_per_epoch_with_the_time_left(capsys, not_a_terminal):
+    x, y = make_data(32)
+    train(Regression(), batches(x, y, 8, 0), whole(x, y), cfg(epochs=3), description="toy")
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split(" in ")[0] for line in said] == ["toy: epoch 1/3", "toy: epoch 2/3", "toy: epoch 3/3"]
+    assert re.fullmatch(
+        r"toy: epoch 1/3 in [\d.]+ s, loss [\d.]+, validation loss [\d.]+; up to [\d.]+ s left", said[0]
+    )
+    assert "left" not in said[2]  # nothing left after the last epoch
+
+    train(Regression(), batches(x, y, 8, 0), whole(x, y), cfg(epochs=3), description="toy", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_says_when_training_stops_early(capsys, not_a_terminal):
+    x, y = make_data(32)
+    script = iter([1.0, 1.0, 1.0])
+    train(Regression(), batches(x, y, 8, None), lambda r, w: [Batch(x, y, next(script))], cfg(epochs=5, patience=2),
+          description="toy")  # fmt: skip
+    said = capsys.readouterr().err.splitlines()
+    assert said[-1] == "toy: no improvement for 2 epochs, stopped early" and len(said) == 4
 
 
 # --- DDP --------------------------------------------------------------------------------------------------

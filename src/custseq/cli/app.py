@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from custseq.config import (
     ColumnsConfig,
@@ -25,6 +24,7 @@ from custseq.config import (
 from custseq.errors import CustseqError
 from custseq.io.mapping import parse_mapping_items
 from custseq.io.tables import Tables
+from custseq.progress import RunProgress
 from custseq.version import __version__
 
 app = typer.Typer(
@@ -130,13 +130,12 @@ def items_of(text: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def spinner(first: str) -> Iterator[Callable[[str], None]]:
-    """A transient spinner; the yielded function changes its text as each stage starts."""
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task(first, total=None)
-        yield lambda msg: bar.update(task, description=msg)
+def stage(message: str) -> Iterator[None]:
+    """A command's one long step on stderr: a spinner while it runs, then ``✓ message`` and its duration (plain
+    lines off a terminal); the pipelines show their own stages the same way (:class:`RunProgress`)."""
+    with RunProgress(console=err_console) as shown:
+        shown.stage(message)
+        yield
 
 
 def write_report_if_enabled(folder: Path, cfg: ReportConfig) -> Path | None:
@@ -145,7 +144,7 @@ def write_report_if_enabled(folder: Path, cfg: ReportConfig) -> Path | None:
         return None
     from custseq.report import write_report
 
-    with spinner("writing the HTML report"):
+    with stage("writing the HTML report"):
         return write_report(folder, None, cfg)
 
 

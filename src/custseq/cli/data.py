@@ -16,15 +16,16 @@ from custseq.cli.app import (
     EventsOpt,
     app,
     console,
+    err_console,
     fails_cleanly,
     run_config,
-    spinner,
     tables_of,
     window_options,
 )
 from custseq.cli.columns import explain, print_columns
 from custseq.cli.show import print_prepare, print_validation
 from custseq.pipelines.prepare import prepare
+from custseq.progress import RunProgress
 
 
 @app.command("validate")
@@ -86,6 +87,6 @@ def prepare_cmd(
         window={**window_options(as_of, horizon), "stride_days": stride, "max_train_windows": windows},
         sequence={"max_events": max_events, "token": token},
     )
-    with spinner("starting") as say:
-        result = prepare(tables_of(data, customers, events, cfg), cfg, out, progress=say)
+    with RunProgress(console=err_console, notes=False) as shown:  # print_prepare prints the notes
+        result = prepare(tables_of(data, customers, events, cfg), cfg, out, progress=shown.stage)
     print_prepare(result)

@@ -24,7 +24,7 @@ from custseq.cli.app import (
     window_options,
     write_report_if_enabled,
 )
-from custseq.cli.show import print_evaluation, print_stage
+from custseq.cli.show import print_evaluation
 from custseq.errors import ConfigError
 from custseq.io.tables import Tables
 
@@ -80,8 +80,7 @@ def evaluate_cmd(
     result = evaluate(
         tables_of(data, customers, events, cfg), cfg, protocol=protocol, seeds=list(range(seeds)), methods=chosen,
         ablations=chosen_ablations, label_fractions=fractions,
-        transfer_from=Tables.of(str(transfer_from)) if transfer_from else None, out=out,
-        on_stage=print_stage,
+        transfer_from=Tables.of(str(transfer_from)) if transfer_from else None, out=out, progress=True,
     )  # fmt: skip
     print_evaluation(result)
     files = "evaluation.json, evaluation.md, test_predictions.parquet"

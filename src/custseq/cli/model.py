@@ -22,7 +22,7 @@ from custseq.cli.app import (
     data_of,
     fails_cleanly,
     run_config,
-    spinner,
+    stage,
     tables_of,
     window_options,
     write_report_if_enabled,
@@ -31,7 +31,6 @@ from custseq.cli.show import (
     print_outputs,
     print_pretrain,
     print_scores,
-    print_stage,
     print_training,
     print_validation,
 )
@@ -87,7 +86,7 @@ def score_cmd(
 
     cfg = run_config(config, column) if (config or column) else None  # None: the model's own data settings
     tables = Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
-    with spinner("scoring"):
+    with stage("scoring"):
         run = score(model, tables, cfg, as_of=as_of, out=out)
     unknown = {k: v for k, v in (run.metrics.unknown_values or {}).items() if v}
     if unknown:
@@ -148,10 +147,7 @@ def pretrain_cmd(
         "pretrain_training": {"epochs": epochs, "batch_size": batch_size, "seed": seed},
     }
     cfg = run_config(config, column, base=PRETRAIN_DEFAULTS, window=window_options(as_of, horizon), model=model)
-    run = pretrain(
-        tables_of(data, customers, events, cfg), cfg, out, nproc=nproc, resume=resume, progress=True,
-        on_stage=print_stage,
-    )  # fmt: skip
+    run = pretrain(tables_of(data, customers, events, cfg), cfg, out, nproc=nproc, resume=resume, progress=True)
     if run.manifest is not None:  # None only on torchrun ranks other than 0
         print_pretrain(run.manifest, out)
 
@@ -201,8 +197,7 @@ def demo_cmd(
 def predict_and_print(tables: Tables, out: Path, cfg: RunConfig) -> None:
     from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
 
-    # Stages as lines, so the training loop can show its own progress bars (epoch, loss, customers/s).
-    run = predict(tables, cfg, out=out, progress=True, on_stage=print_stage)
+    run = predict(tables, cfg, out=out, progress=True)  # stages and training bars on stderr
     print_validation(run.metrics.tables)
     print_training(run.metrics, run.as_of)
     print_scores(run)

@@ -12,7 +12,7 @@ from rich.table import Table
 from custseq.cli.app import console
 from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
 from custseq.metrics import METRICS, mean_text
-from custseq.pipelines.prepare import Note, PrepareResult
+from custseq.pipelines.prepare import PrepareResult
 from custseq.report.sections.verdict import back_test_verdict
 from custseq.scoring.profit import money
 
@@ -47,14 +47,6 @@ def print_validation(tables: dict[str, TableAccount]) -> None:
             console.print(f"[bold]{name}[/]: {t.rows_in:,} rows, all passed validation")
         for note in t.notes:
             console.print(f"  [dim]note:[/] {note}", highlight=False)
-
-
-def print_stage(message: str) -> None:
-    """A pipeline stage as it starts, dim; a :class:`Note` stays on screen as a note."""
-    if isinstance(message, Note):
-        console.print(f"  [dim]note:[/] {message}", highlight=False)
-    else:
-        console.print(f"[dim]{message}…[/]")
 
 
 def print_prepare(result: PrepareResult) -> None:

@@ -33,6 +33,7 @@ from custseq.models.predictor import NetworkOutputs, Predictor
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.samples import SampleStream, fit_sample_weights
 from custseq.models.train import TrainResult, train
+from custseq.progress import RunProgress
 from custseq.sequences.batch import split_mask
 from custseq.sequences.vocab import SequenceVocab
 
@@ -109,7 +110,7 @@ def finetune_prepared(
     encoder_dir: Path | None = None,
     transfer: bool = False,
     work_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool | RunProgress = True,
 ) -> FitResult:
     """Fine-tune the multi-task model on the training windows of ``prepared``.
 

@@ -37,6 +37,7 @@ from custseq.models.heads import EventHead, ProjectionHead
 from custseq.models.losses import event_loss, info_nce
 from custseq.models.lstm import build_encoder
 from custseq.models.train import TrainResult, train
+from custseq.progress import RunProgress
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.masking import random_slices, sample_mask, split_last, targets_at
 from custseq.sequences.vocab import SequenceVocab
@@ -166,7 +167,7 @@ def pretrain_prepared(
     training: TrainConfig | None = None,
     work_dir: Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | RunProgress = True,
 ) -> PretrainRun:
     """Pre-train an encoder on the training windows of a ``prepare`` output and save it to ``model_dir``.
 

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch.nn.parallel import DistributedDataParallel
 
 from custseq.config import TrainConfig
@@ -59,7 +58,8 @@ from custseq.models.early_stopping import EarlyStopping
 from custseq.models.epoch import count_batches, evaluate, mixed_precision, train_epoch
 from custseq.models.history import LOG_FILE, append_log, history_entry, write_log
 from custseq.models.optimization import build_optimizer
-from custseq.models.progress import EpochProgress, progress_bar
+from custseq.models.progress import TrainingProgress, training_display
+from custseq.progress import RunProgress
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def train(
     out_dir: Path | None = None,
     steps_per_epoch: int | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | RunProgress = True,
     description: str = "training",
     score_fn: Callable[[torch.nn.Module], float] | None = None,
     lr_scales: Mapping[str, float] | None = None,
@@ -140,8 +140,9 @@ def train(
     resume : bool
         Continue from ``out_dir/checkpoint.pt`` exactly where it stopped (a fresh start, with a warning,
         when there is none). The config must match the checkpoint's, except device and mixed_precision.
-    progress : bool
-        Show a transient Rich progress bar (epoch, loss, items/s) on rank 0.
+    progress : bool or RunProgress
+        Show, on rank 0, a bar over the run and one over the current epoch (loss, items/s), each with its time
+        left (off a terminal, a line per epoch); on the given display, or on one of its own on stderr when True.
     description : str
         Label for the progress bar and the log lines.
     score_fn : callable, optional
@@ -188,11 +189,13 @@ def train(
         _start_log(Path(out_dir), run.history)
     run.net = _data_parallel(model, device, world_size)
 
-    with progress_bar(progress and run.main) as bar:
+    with training_display(progress, run.main) as shown:
+        bars = TrainingProgress(shown, description, cfg.epochs, len(run.history), per_epoch)
         for epoch in range(len(run.history), cfg.epochs):
             if run.stopping.stopped:
                 break
-            _run_epoch(run, epoch, bar, make_train_batches, make_val_batches, score_fn)
+            _run_epoch(run, epoch, bars, make_train_batches, make_val_batches, score_fn)
+        bars.close(run.stopping.stopped, cfg.patience)
     return _finish(run)
 
 
@@ -301,14 +304,14 @@ def _data_parallel(model: torch.nn.Module, device: torch.device, world_size: int
 def _run_epoch(
     run: _Run,
     epoch: int,
-    bar: Progress,
+    bars: TrainingProgress,
     make_train_batches: Callable[[int, int, int], Iterable[Any]],
     make_val_batches: Callable[[int, int], Iterable[Any]] | None,
     score_fn: Callable[[torch.nn.Module], float] | None,
 ) -> None:
     """Train and validate one epoch, then record it: history, early stopping, checkpoint, log."""
     label = f"{run.description} {epoch + 1}/{run.cfg.epochs}"
-    entry = _fit_epoch(run, epoch, label, bar, make_train_batches, make_val_batches)
+    entry = _fit_epoch(run, epoch, bars, make_train_batches, make_val_batches)
     monitored = _score_epoch(entry, run.model, score_fn)
     run.history.append(entry)
     run.stopping.update(epoch, monitored, run.model)
@@ -320,13 +323,12 @@ def _run_epoch(
 def _fit_epoch(
     run: _Run,
     epoch: int,
-    label: str,
-    bar: Progress,
+    bars: TrainingProgress,
     make_train_batches: Callable[[int, int, int], Iterable[Any]],
     make_val_batches: Callable[[int, int], Iterable[Any]] | None,
 ) -> dict[str, Any]:
     """One epoch of training then validation; its history entry, with sums over all ranks."""
-    shown = EpochProgress.start(bar, label, run.batches_per_epoch)
+    shown = bars.start_epoch(epoch)
     train_sums, lr = train_epoch(
         run.net, run.model, make_train_batches(epoch, run.rank, run.world_size), run.optimizer, run.scheduler,
         run.scaler, run.amp_dtype, run.device, run.cfg, shown.show,
@@ -337,10 +339,11 @@ def _fit_epoch(
         if make_val_batches
         else {}
     )
-    shown.finish()
     t = all_reduce_sums(train_sums, run.device, run.world_size)
     v = all_reduce_sums(val_sums, run.device, run.world_size) if val_sums else None
-    return history_entry(epoch, t, v, lr, time.perf_counter() - shown.started, train_seconds)
+    entry = history_entry(epoch, t, v, lr, time.perf_counter() - shown.started, train_seconds)
+    shown.finish(entry)
+    return entry
 
 
 def _score_epoch(

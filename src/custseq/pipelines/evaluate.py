@@ -50,6 +50,7 @@ from custseq.models.finetune import ChurnValueModel, WindowScores, finetune_prep
 from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import pretrain_prepared
 from custseq.pipelines.prepare import PrepareResult, prepare
+from custseq.progress import RunProgress
 from custseq.validate.tables import validate_into
 from custseq.windows import data_span, longest_trainable_horizon
 
@@ -72,6 +73,7 @@ def evaluate(
     label_fractions: list[float] | tuple[float, ...] = (1.0,),
     transfer_from: Tables | None = None,
     out: Path | str | None = None,
+    progress: bool = False,
     on_stage: Say | None = None,
 ) -> EvaluationResult:
     """Compare custseq with the chosen baselines, ablations and studies on one dataset.
@@ -90,6 +92,11 @@ def evaluate(
         (pre-training still sees all of them).
     transfer_from
         Another dataset's tables: adds ``custseq[transfer]``, pre-trained there and fine-tuned here.
+    progress
+        Show each stage with its duration, a bar over the seeds and methods and the training bars, with their
+        time left, on stderr (:class:`~custseq.progress.RunProgress`).
+    on_stage
+        Hears each stage start, shown or not.
 
     Raises
     ------
@@ -103,23 +110,23 @@ def evaluate(
     if not seeds:
         raise ConfigError("evaluate needs at least one seed")
     runs = resolve(methods, ablations, label_fractions, transfer_from is not None)
-    say = on_stage or (lambda _msg: None)
     cfg = dataclasses.replace(
         config,
         window=dataclasses.replace(config.window, require_training=False),  # label-free methods run regardless
         model=dataclasses.replace(config.model, finetune=protocol_finetune(protocol, config.model.finetune)),
     )
-    with tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
-        work = Path(tmp)
+    shown = RunProgress(progress, on_stage=on_stage)
+    with shown, tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
+        say, work = shown.stage, Path(tmp)
+        say(f"preparing the windows ({protocol} protocol)")
         if protocol == "temporal":
             cfg = dataclasses.replace(cfg, window=dataclasses.replace(cfg.window, as_of=_test_as_of(tables, cfg)))
-        say(f"preparing the windows ({protocol} protocol)")
         prepared = prepare(tables, cfg, work / "prepared")
         split = make_split(prepared.layout, protocol, cfg.model.finetune)
         carry = _carried(tables, cfg, prepared, work, say) if protocol == "temporal" and not split.windows else None
         source = _prepare_transfer_source(transfer_from, cfg, work, say) if transfer_from is not None else None
-        runner = _Runner(split, prepared.layout, work, cfg, source, carry)
-        per_seed, first = _run_methods(runner, runs, seeds, COHORT_SMOOTHING in methods, say)
+        runner = _Runner(split, prepared.layout, work, cfg, source, carry, shown)
+        per_seed, first = _run_methods(runner, runs, seeds, COHORT_SMOOTHING in methods, shown)
     churned, _ = split.test.label_arrays()
     result = EvaluationResult(
         protocol=protocol,
@@ -150,28 +157,31 @@ def evaluate(
 
 
 def _run_methods(
-    runner: _Runner, runs: list[Method], seeds: list[int] | tuple[int, ...], cohorts: bool, say: Say
+    runner: _Runner, runs: list[Method], seeds: list[int] | tuple[int, ...], cohorts: bool, shown: RunProgress
 ) -> tuple[dict[str, list[dict[str, float]]], dict[str, BaselinePredictions]]:
     """Each method's test metrics per seed (methods that could not run left out), and its first seed's
     test predictions."""
     per_seed: dict[str, list[dict[str, float]]] = {m.name: [] for m in runs}
     first: dict[str, BaselinePredictions] = {}
     if cohorts:
-        say("cohort exponential smoothing")
+        shown.stage("cohort exponential smoothing")
         try:
             per_seed[COHORT_SMOOTHING] = [runner.cohort_smoothing()] * len(seeds)
         except TrainingError as e:
             runner.skipped[COHORT_SMOOTHING] = str(e)
+    bar = shown.bar("evaluate", len(seeds) * len(runs), unit="runs (seeds × methods)")
     for seed in seeds:
-        say(f"seed {seed}: {len(runs)} method(s)")
         for method in runs:
-            if method.name in runner.skipped:
-                continue
-            say(f"  {method.name}")
-            outcome = runner.run(method, seed)
-            if outcome is not None:
-                per_seed[method.name].append(outcome[0])
-                first.setdefault(method.name, outcome[1])
+            bar.advance(0, info=f"seed {seed}: {method.name}")
+            if method.name not in runner.skipped:
+                if not (method.deterministic and seed != seeds[0]):  # those ran once, on the first seed
+                    shown.stage(f"seed {seed}: {method.name}")
+                outcome = runner.run(method, seed)
+                if outcome is not None:
+                    per_seed[method.name].append(outcome[0])
+                    first.setdefault(method.name, outcome[1])
+            bar.advance()
+    bar.close()
     return {m: r for m, r in per_seed.items() if r and m not in runner.skipped}, first
 
 
@@ -244,9 +254,11 @@ class _Runner:
         cfg: RunConfig,
         transfer_source: PreparedWindows | None,
         carry: _Carry | None = None,
+        progress: RunProgress | None = None,
     ) -> None:
         self.split, self.work, self.cfg, self.transfer_source = split, work, cfg, transfer_source
         self.carry = carry
+        self.progress: bool | RunProgress = progress or False  # the training bars of the networks
         self.skipped: dict[str, str] = {}
         self._encoders: dict[str, tuple[Path, float]] = {}  # pre-training settings -> (model dir, seconds)
         self._models: dict[tuple[str, int], ChurnValueModel] = {}  # (method, seed) -> fitted network
@@ -328,7 +340,7 @@ class _Runner:
         encoder_dir, pretrain_seconds = self._encoder(m, transfer=method.transfer)
         fit = finetune_prepared(
             layout, m, encoder_dir=encoder_dir, transfer=method.transfer,
-            work_dir=self.work / "finetune", progress=False,
+            work_dir=self.work / "finetune", progress=self.progress,
         )  # fmt: skip
         if method.final_predictor:  # what predict delivers: the candidates, the choice on validation, the levels
             fit.model.predictor, _ = fit_final_predictor(layout, fit.model, m)
@@ -393,7 +405,7 @@ class _Runner:
         folder = self.work / f"pretrained-{len(self._encoders)}"
         pretrain_prepared(
             prepared, folder, encoder=m.encoder, pretrain=m.pretrain, training=m.pretrain_training,
-            work_dir=self.work / "pretrain", progress=False,
+            work_dir=self.work / "pretrain", progress=self.progress,
         )  # fmt: skip
         self._encoders[key] = (folder, time.perf_counter() - started)
         return folder, 0.0  # already inside this method's wall time

@@ -64,6 +64,7 @@ from custseq.pipelines.outputs import (
     write_scored,
 )
 from custseq.pipelines.prepare import PrepareResult, prepare
+from custseq.progress import RunProgress
 from custseq.scoring.actions import load_catalogue
 from custseq.scoring.item_level import decide_item_level
 from custseq.scoring.lapse import lapsed_churn_rate
@@ -89,22 +90,24 @@ def predict(
     """Train on the windows before ``config.window.as_of`` and score every customer with history at it.
 
     Returns the predictions with the embeddings, metrics and the fitted model; ``out`` (optional) receives
-    the DESIGN §4 outputs and ``model/``.
+    the DESIGN §4 outputs and ``model/``. ``progress`` shows each stage with its duration and the training
+    bars with their time left on stderr (:class:`~custseq.progress.RunProgress`); ``on_stage`` hears each stage
+    start, shown or not.
 
     Raises
     ------
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
-    say = on_stage or (lambda _msg: None)
     started = time.perf_counter()
     _check_action_inputs(config)  # a bad catalogue or products file fails now, not after training
-    with _work_folder(work_dir) as work:
+    with RunProgress(progress, on_stage=on_stage) as shown, _work_folder(work_dir) as work:
+        say = shown.stage
         prepared = _prepare_trainable(tables, config, work, say)
         if not prepared.plan.training:
             return _btyd_alone(prepared, config, out, say, started)
         layout, summary = prepared.layout, prepared.summary
-        fit, pretrained = _fit(layout, work, config, say, progress)
+        fit, pretrained = _fit(layout, work, config, shown)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
         fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)
@@ -283,17 +286,17 @@ def _item_proposer(
 
 
 def _fit(
-    layout: PreparedWindows, work: Path, cfg: RunConfig, say: Stage, progress: bool
+    layout: PreparedWindows, work: Path, cfg: RunConfig, progress: RunProgress
 ) -> tuple[FitResult, PretrainRun | None]:
     m = cfg.model
     pretrained = None
     if m.pretraining:
-        say("pre-training the sequence encoder (masked + next event)")
+        progress.stage("pre-training the sequence encoder (masked + next event)")
         pretrained = pretrain_prepared(
             layout, work / "pretrained", encoder=m.encoder, pretrain=m.pretrain,
             training=m.pretrain_training, work_dir=work / "pretrain", progress=progress,
         )  # fmt: skip
-    say("fine-tuning the churn + value model")
+    progress.stage("fine-tuning the churn + value model")
     encoder_dir = pretrained.model_dir if pretrained is not None else None
     fit = finetune_prepared(layout, m, encoder_dir=encoder_dir, work_dir=work / "finetune", progress=progress)
     return fit, pretrained

@@ -35,6 +35,7 @@ from custseq.io.prepared import (
 from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary, RunFolder, SequenceSummary
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
+from custseq.progress import Note
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
 from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
@@ -45,12 +46,6 @@ from custseq.windows import Window, WindowPlan, check_as_of, cutoff_of, data_spa
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
-class Note(str):
-    """A progress message that is a note to keep on screen (e.g. about the as-of date), not a stage starting."""
-
-    __slots__ = ()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from custseq.models.pretrain import (
     embed,
     pretrain_prepared,
 )
-from custseq.pipelines.prepare import Progress, ScoringSequences, prepare, prepare_scoring_sequences
+from custseq.pipelines.prepare import ScoringSequences, prepare, prepare_scoring_sequences
+from custseq.progress import RunProgress, Stage
 from custseq.sequences.batch import SequenceStream, shard_files
 
 # Pre-training for its own sake (`custseq pretrain`) runs longer than predict's laptop-sized pre-training step.
@@ -51,26 +52,30 @@ def pretrain(
     nproc: int = 1,
     resume: bool = False,
     progress: bool = False,
-    on_stage: Progress | None = None,
+    on_stage: Stage | None = None,
 ) -> PretrainRun:
     """Prepare the data and pre-train an encoder on its training windows; save the model to ``out``.
 
     The encoder, objectives and training loop are ``config.model.encoder``, ``.pretrain`` and
     ``.pretrain_training``. Work files go to ``<out>.work`` (:func:`work_dir_of`); ``resume`` continues from
     its last checkpoint. With ``nproc`` > 1 the training runs on that many processes under ``torchrun``
-    (distributed data parallel; gloo on CPU, NCCL on GPU), and only rank 0 writes. ``on_stage`` hears each
-    data stage start.
+    (distributed data parallel; gloo on CPU, NCCL on GPU), and only rank 0 writes. ``progress`` shows each
+    stage with its duration and the training bars with their time left on stderr
+    (:class:`~custseq.progress.RunProgress`); ``on_stage`` hears each stage start, shown or not.
     """
     work = work_dir_of(out)
-    prepare(tables, config, work / "prepared", progress=on_stage)
-    m = config.model
-    configs = {"encoder": m.encoder, "pretrain": m.pretrain, "train": m.pretrain_training}
-    if nproc > 1:
-        return _pretrain_distributed(work, Path(out), configs, nproc, resume)
-    return pretrain_prepared(
-        PreparedWindows.read(work / "prepared"), Path(out), encoder=m.encoder, pretrain=m.pretrain,
-        training=m.pretrain_training, work_dir=work / "train", resume=resume, progress=progress,
-    )  # fmt: skip
+    with RunProgress(progress, on_stage=on_stage) as shown:
+        prepare(tables, config, work / "prepared", progress=shown.stage)
+        m = config.model
+        configs = {"encoder": m.encoder, "pretrain": m.pretrain, "train": m.pretrain_training}
+        if nproc > 1:
+            shown.stage(f"pre-training the sequence encoder on {nproc} processes (torchrun)")
+            return _pretrain_distributed(work, Path(out), configs, nproc, resume)
+        shown.stage("pre-training the sequence encoder")
+        return pretrain_prepared(
+            PreparedWindows.read(work / "prepared"), Path(out), encoder=m.encoder, pretrain=m.pretrain,
+            training=m.pretrain_training, work_dir=work / "train", resume=resume, progress=shown,
+        )  # fmt: skip
 
 
 def _pretrain_distributed(work: Path, out: Path, configs: dict[str, object], nproc: int, resume: bool) -> PretrainRun:
