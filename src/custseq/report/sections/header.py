@@ -7,6 +7,7 @@ from typing import Any
 
 from custseq.report.data import ReportData
 from custseq.report.html import escaped, number
+from custseq.scoring.profit import money
 
 
 def header(data: ReportData) -> str:
@@ -34,12 +35,13 @@ def _headline(data: ReportData) -> dict[str, str]:
     """What a reader wants first: expected churn and value, whom to contact, how good the predictions were."""
     out: dict[str, str] = {}
     p = data.predictions
+    currency = data.profit.parameters.currency if data.profit is not None else None
     if p is not None and len(p):
         out["expected churn rate"] = f"{p['churn_probability'].mean():.1%}"
-        out["total expected value"] = f"{p['clv_expected'].sum():,.0f}"
+        out["total expected value"] = money(p["clv_expected"].sum(), currency)
     c = data.contacts
     if c is not None:
-        out["to contact"] = f"{len(c):,} (expected gain {c['expected_gain'].sum():,.0f})"
+        out["to contact"] = f"{len(c):,} (expected gain {money(c['expected_gain'].sum(), currency)})"
     elif p is not None and "retention_flag" in p:
         out["flagged for retention"] = f"{int(p['retention_flag'].sum()):,}"
     auc, gini = _validation_figures(data)
