@@ -109,10 +109,12 @@ def realised_outcomes(history: pd.DataFrame, spend: pd.DataFrame, as_of: dt.date
     windows = out.loc[out["status"] == MEASURED, ["customer_id"]].assign(start=start, end=end, row=lambda f: f.index)
     inside = windows.merge(days[["customer_id", "day", "amount"]], on="customer_id", how="inner")
     inside = inside[(inside["day"] >= inside["start"]) & (inside["day"] <= inside["end"])]
-    per_row = inside.groupby("row").agg(spent=("amount", "sum"), bought=("amount", lambda a: bool((a > 0).any())))
+    per_row = inside.assign(bought=inside["amount"] > 0).groupby("row").agg(spent=("amount", "sum"),
+                                                                             bought=("bought", "any"))  # fmt: skip
+    bought, spent = np.zeros(len(out), dtype=bool), np.zeros(len(out))
+    bought[per_row.index.to_numpy(int)] = per_row["bought"].to_numpy(bool)
+    spent[per_row.index.to_numpy(int)] = per_row["spent"].to_numpy(float)
     measured = out["status"] == MEASURED
-    bought = per_row["bought"].reindex(out.index, fill_value=False).astype(bool)
-    spent = per_row["spent"].reindex(out.index, fill_value=0.0).astype(float)
     out["churned"] = np.where(measured, (~bought).astype(float), np.nan)
     out["value"] = np.where(measured, np.where(bought, spent, 0.0), np.nan)
     return out
