@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from custseq.errors import ConfigError
-from custseq.scoring.decisions import DECISION_COLUMNS, apply_decisions, with_decision_columns
+from custseq.scoring.decisions import (
+    DECISION_COLUMNS,
+    LABEL_COLUMNS,
+    apply_decisions,
+    decision_labels,
+    with_decision_columns,
+)
 
 PREDICTIONS = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "churn_probability": [0.1, 0.2, 0.3, 0.4],
                             "clv_expected": [10.0, 20.0, 30.0, 40.0]})  # fmt: skip
@@ -66,3 +72,24 @@ def test_malformed_decisions_are_refused_with_the_row(columns, message):
 def test_a_file_without_a_decision_column_says_what_to_fill():
     with pytest.raises(ConfigError, match="lacks column\\(s\\) \\['decision'\\]"):
         apply_decisions(PREDICTIONS, pd.DataFrame({"customer_id": ["a"]}))
+
+
+def test_decisions_csv_carries_the_run_and_the_competing_numbers():
+    review = _review(decision=["custseq", "btyd", "override", "btyd"],
+                     override_churn_probability=[None, None, 0.95, None],
+                     override_clv_expected=[None, None, "", None]).assign(
+        churn_probability=[0.15, 0.25, 0.35, 0.45], clv_expected=[11.0, 21.0, None, 41.0])  # fmt: skip
+    applied = apply_decisions(PREDICTIONS, review)
+    written = decision_labels(applied, PREDICTIONS, "2023-10-15", 60)
+    assert list(written.columns) == list(LABEL_COLUMNS)
+    labels = written.set_index("customer_id")
+    assert labels.index.tolist() == ["a", "b", "c"]  # x is not in the predictions: nothing was applied to it
+    assert (labels["as_of"] == "2023-10-15").all() and (labels["horizon_days"] == 60).all()
+    # custseq's numbers are review.csv's (as predict wrote them), the predictions' where the row has none (c)
+    assert labels["custseq_churn_probability"].tolist() == [0.15, 0.25, 0.35]
+    assert labels["custseq_clv_expected"].tolist() == [11.0, 21.0, 30.0]
+    assert labels["btyd_churn_probability"].tolist() == [0.9, 0.8, 0.7]
+    assert labels.loc["c", "override_churn_probability"] == 0.95 and labels["override_clv_expected"].isna().all()
+    assert labels.loc[["a", "b"], "override_churn_probability"].isna().all()
+    assert labels["reviewed_churn_probability"].tolist() == [0.15, 0.8, 0.95]  # kept, BG/NBD's, overridden
+    assert labels["reviewed_clv_expected"].tolist() == [11.0, 2.0, 30.0]  # c's empty override keeps custseq's

@@ -61,11 +61,16 @@ def predict_cmd(
     pretraining: Annotated[bool, typer.Option(help="Pre-train the encoder self-supervised first.")] = True,
     catalogue: CatalogueOpt = None,
     products: ProductsOpt = None,
+    decisions_history: Annotated[
+        list[Path] | None,
+        typer.Option(help="decisions.csv of an earlier `plan --decisions` (repeatable): measured against outcomes."),
+    ] = None,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
     model = {"pretraining": False if not pretraining else None}
     window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
-    cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions), seed)
+    audit = {"decisions_history": tuple(map(str, decisions_history)) if decisions_history else None}
+    cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions, audit=audit), seed)
     predict_and_print(tables_of(data, customers, events, cfg), out, cfg)
 
 

@@ -158,6 +158,9 @@ class AuditConfig:
     groups smaller than ``min_group_size`` are reported but never flagged (their metrics are noise). With
     ``recalibrate_groups``, ``predict`` corrects the churn and value of every group flagged for its calibration
     gap or value ratio (:mod:`custseq.models.group_calibration`), and ``score`` applies the same corrections.
+    ``decisions_history`` lists decisions.csv files of earlier ``custseq plan --decisions`` runs: ``predict``
+    measures their custseq, BG/NBD and reviewers' numbers against what happened since
+    (:mod:`custseq.scoring.review_outcomes`).
     """
 
     columns: tuple[str, ...] | None = None  # profile columns to audit; None = every profile column, and tenure
@@ -174,6 +177,7 @@ class AuditConfig:
     recalibrate_groups: bool = False  # correct flagged groups' churn (logit shift) and value (factor) on validation
     recalibration_shrinkage: float = 20.0  # a correction is shrunk by n / (n + this), n its group's customers
     max_value_factor: float = 2.0  # a group's value correction stays within [1 / this, this]
+    decisions_history: tuple[str, ...] = ()  # earlier decisions.csv files: predict measures them against outcomes
 
     def __post_init__(self) -> None:
         if self.bins < 2 or self.max_groups < 2 or self.min_group_size < 1:

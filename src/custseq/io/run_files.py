@@ -325,6 +325,37 @@ class ActionSettings(JsonRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceErrors(JsonRecord):
+    """How far one source's numbers were from what happened, on the reviewed customers with outcomes."""
+
+    churn_brier: float | None  # None: no customer measured
+    value_mae: float | None  # None: no customer measured, or the outcomes' value is not the predicted kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewOutcomes(JsonRecord):
+    """Earlier reviewers' decisions (decisions.csv of ``custseq plan --decisions``) against what happened after.
+
+    A decision is measured once its label window [as-of + 1 day, as-of + horizon] has ended by this run's as-of
+    date; ``errors`` compares custseq's, BG/NBD's and the reviewers' numbers (their override, or the source they
+    chose) on the measured customers.
+    """
+
+    files: tuple[str, ...]
+    decisions: int  # decided customers read
+    measured: int  # whose label window has ended by this run's as-of date
+    pending: int  # whose window has not ended yet
+    before_data: int  # whose window starts before this run's data (no outcome)
+    by_decision: dict[str, int]  # measured customers per decision (custseq, btyd, override)
+    errors: dict[str, SourceErrors]  # "custseq", "btyd", "reviewers"
+    overruled: int  # measured customers whose churn the reviewers changed (btyd or override)
+    reviewers_closer: int  # of those, the reviewers' churn was closer to the outcome than custseq's
+    custseq_closer: int  # … custseq's was closer (the rest: as close)
+    recommendation: str  # one sentence, shown in the report
+    calibration: str  # what of this went into the new predictor's calibration, and why
+
+
+@dataclass(frozen=True, kw_only=True)
 class Metrics(RunFile):
     """metrics.json of ``predict`` (every field) or ``score`` (no training fields; ``unknown_values``)."""
 
@@ -350,6 +381,7 @@ class Metrics(RunFile):
     actions: ActionSettings
     review_customers: int
     review_decisions: dict[str, int] | None = None  # reviewers' decisions applied by `custseq plan --decisions`
+    review_outcomes: ReviewOutcomes | None = None  # predict with [audit] decisions_history: past decisions measured
     btyd_alone: str | None = None  # predict: why the predictions are BG/NBD + Gamma-Gamma's alone (no labels fit)
 
 

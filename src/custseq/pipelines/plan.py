@@ -20,7 +20,7 @@ from custseq.io.run_files import (
 )
 from custseq.pipelines.outputs import action_settings
 from custseq.scoring.actions import load_catalogue, plan_actions
-from custseq.scoring.decisions import AppliedDecisions, apply_decisions
+from custseq.scoring.decisions import AppliedDecisions, apply_decisions, decision_labels
 from custseq.scoring.products import load_products
 
 REPLANNED = (PREDICTIONS_FILE, PREDICTIONS_CSV_FILE, METRICS_FILE, REPORT_FILE, DECISIONS_FILE)  # what replan writes
@@ -35,8 +35,8 @@ def replan(
     predictions.parquet / .csv and, when the folder has one, metrics.json's ``actions`` to ``out`` (default:
     ``folder``); a new ``out`` also receives the run's other files (validation curves, audit…) so that its
     report is whole. ``decisions`` (a filled-in review.csv, :mod:`custseq.scoring.decisions`) changes churn and
-    value where reviewers decided before the plans are made; the counts go to metrics.json and the decided rows
-    to decisions.csv.
+    value where reviewers decided before the plans are made; the counts go to metrics.json and the decisions,
+    with the run's as-of date, horizon and the competing numbers, to decisions.csv (labels for a later run).
 
     Raises
     ------
@@ -49,7 +49,7 @@ def replan(
     if not source.has(PREDICTIONS_FILE):
         raise ConfigError(f"{source.path / PREDICTIONS_FILE} not found; pass the --out folder of predict or score")
     products = load_products(actions.products) if actions.products else None
-    predictions = source.read_predictions()
+    predictions = saved = source.read_predictions()
     applied = _decisions(predictions, decisions) if decisions is not None else None
     if applied is not None:
         predictions = applied.predictions
@@ -57,8 +57,8 @@ def replan(
     if target.path.resolve() != source.path.resolve():
         _copy_other_files(source.path, target.path)
     target.write_predictions(planned)
-    if source.has(METRICS_FILE):  # how the items were proposed stays as predict said
-        metrics = source.read_metrics()
+    metrics = source.read_metrics() if source.has(METRICS_FILE) else None
+    if metrics is not None:  # how the items were proposed stays as predict said
         before = metrics.actions
         settings = action_settings(
             actions, before.item_field, note=before.note, item_mixture=before.item_mixture,
@@ -66,8 +66,10 @@ def replan(
         )  # fmt: skip
         counts = None if applied is None else {**applied.counts, "unknown customers": applied.unknown_customers}
         target.write_metrics(dataclasses.replace(metrics, actions=settings, review_decisions=counts))
-    if applied is not None:
-        applied.decided.to_csv(target.path / DECISIONS_FILE, index=False)
+    if applied is not None:  # kept as labels: a later predict measures them (custseq.scoring.review_outcomes)
+        as_of, horizon = (metrics.as_of, metrics.horizon_days) if metrics is not None else (None, None)
+        labels = decision_labels(applied, saved, as_of, horizon)
+        labels.to_csv(target.path / DECISIONS_FILE, index=False)
     return planned
 
 

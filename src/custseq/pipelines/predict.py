@@ -69,6 +69,7 @@ from custseq.scoring.actions import load_catalogue
 from custseq.scoring.item_level import decide_item_level
 from custseq.scoring.lapse import lapsed_churn_rate
 from custseq.scoring.products import load_products
+from custseq.scoring.review_outcomes import read_decision_history, review_outcomes_of_prepared
 from custseq.sequences.vocab import SequenceVocab
 from custseq.windows import longest_trainable_horizon
 
@@ -101,6 +102,7 @@ def predict(
     """
     started = time.perf_counter()
     _check_action_inputs(config)  # a bad catalogue or products file fails now, not after training
+    history = read_decision_history(config.audit.decisions_history)  # a bad decisions file fails now too
     with RunProgress(progress, on_stage=on_stage) as shown, _work_folder(work_dir) as work:
         say = shown.stage
         prepared = _prepare_trainable(tables, config, work, say)
@@ -128,6 +130,8 @@ def predict(
             scores, layout.scoring, fit.model, summary.config, proposer, integer_ids=_integer_ids(summary)
         )
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
+        outcomes = review_outcomes_of_prepared(history, layout.daily_spend_file, summary)
+        metrics = dataclasses.replace(metrics, review_outcomes=outcomes)
         if out is not None and checked is not None:
             say("writing the predictions, contacts and the model")
             folder = RunFolder(Path(out))

@@ -10,14 +10,20 @@ columns for a reviewer to fill, one row at a time:
 
 ``custseq plan FOLDER --decisions review.csv`` applies them: churn and value change where decided, the plans
 and retention flags are made again from the new numbers, and the counts go to metrics.json and the report.
-The decided rows are also saved as ``decisions.csv`` in the output folder, so that they can serve as labels
-for a later calibration (not done yet).
+
+The applied decisions are also saved as ``decisions.csv`` (:func:`decision_labels`, columns
+:data:`LABEL_COLUMNS`): the run's as-of date and horizon, the customer, the decision, and the numbers that
+competed at decision time — custseq's, BG/NBD's, the reviewer's override and what the decision made of them.
+Once the horizon has passed, a later ``custseq predict`` with ``[audit] decisions_history`` (or
+``--decisions-history``) measures them against what happened (:mod:`custseq.scoring.review_outcomes`): who was
+right, shown as a per-source record in metrics.json and the report. They are not fed into the new predictor's
+churn calibration; that module says why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +32,10 @@ from custseq.errors import ConfigError
 
 DECISIONS = ("custseq", "btyd", "override")
 DECISION_COLUMNS = ("decision", "override_churn_probability", "override_clv_expected")  # added to review.csv
+CHURN_VALUE = ("churn_probability", "clv_expected")
+SOURCES = ("custseq", "btyd", "override", "reviewed")  # the competing numbers in decisions.csv
+LABEL_COLUMNS = ("as_of", "horizon_days", "customer_id", "decision",
+                 *(f"{s}_{n}" for s in SOURCES for n in CHURN_VALUE))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,43 @@ def apply_decisions(predictions: pd.DataFrame, decisions: pd.DataFrame, source: 
         counts[str(row.decision)] += 1
     out["churn_probability"], out["clv_expected"] = churn, value
     return AppliedDecisions(out, counts, unknown, decided)
+
+
+def decision_labels(
+    applied: AppliedDecisions, predictions: pd.DataFrame, as_of: str | None, horizon_days: int | None
+) -> pd.DataFrame:
+    """decisions.csv: one row per applied decision, with what a later run needs to use it as a label.
+
+    ``predictions`` are those the decisions were applied to. custseq's numbers are the review row's (review.csv
+    holds custseq's numbers as predict wrote them), else the predictions'; ``reviewed_*`` are the numbers the
+    decision put in the predictions. ``as_of`` and ``horizon_days`` come from the run's metrics.json (empty
+    without one). Decided customers missing from the predictions are left out: nothing was applied to them.
+    """
+    by_id = predictions.set_index(predictions["customer_id"].astype(str))
+    rows = []
+    for row in applied.decided.itertuples(index=False):
+        customer = str(row.customer_id)
+        if customer not in by_id.index:
+            continue
+        custseq = tuple(_first_number(getattr(row, n, None), by_id.at[customer, n]) for n in CHURN_VALUE)
+        btyd = tuple(_number(getattr(row, f"btyd_{n}", None), f"btyd_{n}", "decisions", row) for n in CHURN_VALUE)
+        decided = _decided_numbers(row, "decisions")  # checked by apply_decisions: cannot raise here
+        override = decided if row.decision == "override" else (None, None)
+        reviewed = tuple(c if d is None else d for c, d in zip(custseq, decided, strict=True))
+        numbers = (*custseq, *btyd, *override, *reviewed)
+        rows.append((as_of, horizon_days, customer, row.decision, *numbers))
+    frame = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+    numeric = list(LABEL_COLUMNS[4:])
+    frame[numeric] = frame[numeric].astype(float)
+    return frame
+
+
+def _first_number(raw: object, fallback: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = float("nan")
+    return value if np.isfinite(value) else float(cast(float, fallback))
 
 
 def _decided_numbers(row: Any, source: str) -> tuple[float | None, float | None]:

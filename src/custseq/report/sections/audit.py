@@ -7,7 +7,7 @@ from html import escape
 import pandas as pd
 
 from custseq.config import ReportConfig, config_to_dict
-from custseq.io.run_files import Audit, AuditGroup, BeforeAfter
+from custseq.io.run_files import Audit, AuditGroup, BeforeAfter, ReviewOutcomes
 from custseq.metrics import metric_label
 from custseq.report.data import ReportData
 from custseq.report.html import PERCENT, Html, heading, key_values, paragraph, table
@@ -53,7 +53,32 @@ def audit(data: ReportData, cfg: ReportConfig) -> str:
         )
     else:
         parts.append(na(data.missing("review.csv")))
+    if data.metrics is not None and data.metrics.review_outcomes is not None:
+        parts.append(_review_outcomes(data.metrics.review_outcomes))
     return "".join(parts)
+
+
+def _review_outcomes(r: ReviewOutcomes) -> str:
+    """Earlier reviewers' decisions against what happened: each source's errors, and whom to trust."""
+    names = {"custseq": "custseq", "btyd": "BG/NBD + Gamma-Gamma", "reviewers": "reviewers' decisions"}
+    frame = pd.DataFrame(
+        [{"source": names.get(k, k), "churn_brier": e.churn_brier, "value_mae": e.value_mae}
+         for k, e in r.errors.items()]
+    )  # fmt: skip
+    frame[["churn_brier", "value_mae"]] = frame[["churn_brier", "value_mae"]].apply(pd.to_numeric, errors="coerce")
+    kinds = ", ".join(f"{n:,} {k}" for k, n in r.by_decision.items())
+    caption = (
+        f"{r.decisions:,} past decisions: {r.measured:,} with outcomes ({kinds}), {r.pending:,} pending (horizon "
+        f"not over), {r.before_data:,} before the data. Closer churn where the reviewers changed custseq's: "
+        f"reviewers {r.reviewers_closer:,}, custseq {r.custseq_closer:,} of {r.overruled:,}. "
+        f"Outcomes are {r.calibration}."
+    )
+    labels = {"churn_brier": "churn Brier", "value_mae": "value MAE"}
+    return (
+        heading("Past decisions against outcomes")
+        + table(frame, labels=labels, formats={"churn_brier": ".3f", "value_mae": ",.2f"}, caption=caption)
+        + paragraph(r.recommendation)
+    )
 
 
 def _audit_table(groups: tuple[AuditGroup, ...]) -> str:
