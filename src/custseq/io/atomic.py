@@ -177,6 +177,9 @@ def _check_replaceable(out: Path) -> None:
     """Refuse to replace a file, or a folder holding files custseq does not write (someone's own files)."""
     if out.exists() and not out.is_dir():
         raise OutputFolderError(f"--out {out} is a file; pass a folder")
+    existing = next(p for p in out.parents if p.exists())
+    if not existing.is_dir():
+        raise OutputFolderError(f"cannot write --out {out}: {existing} is a file, not a folder")
     if not out.is_dir() or (out / RUN_FILE).is_file():
         return
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)

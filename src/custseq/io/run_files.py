@@ -956,8 +956,9 @@ def _neutralised_table(table: pa.Table) -> pa.Table:
     """:func:`neutralised` on every text column of an Arrow table (nulls stay null)."""
     starts = "^[" + re.escape("".join(FORMULA_STARTS) + QUOTE) + "]"
     for i, f in enumerate(table.schema):
-        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
-            column = table.column(i)
-            quoted = pc.binary_join_element_wise(pa.scalar(QUOTE, f.type), column, pa.scalar("", f.type))
+        kind = f.type.value_type if pa.types.is_dictionary(f.type) else f.type  # categories: their text
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            column = table.column(i).cast(kind)
+            quoted = pc.binary_join_element_wise(pa.scalar(QUOTE, kind), column, pa.scalar("", kind))
             table = table.set_column(i, f.name, pc.if_else(pc.match_substring_regex(column, starts), quoted, column))
     return table
