@@ -161,6 +161,19 @@ def test_a_folder_of_someone_elses_files_is_never_replaced(tmp_path):
     assert (out / "thesis.docx").exists() and _siblings(out) == []
 
 
+def test_a_file_of_ones_own_in_a_finished_run_is_never_removed_and_a_run_that_adds_to_the_folder_keeps_it(tmp_path):
+    out = tmp_path / "run"
+    with staged_output(out, command="predict", inputs="x") as staging:
+        _write(staging, "x")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match=r"notes\.txt"):
+        _start_into(out)
+    with staged_output(out, command="evaluate", inputs="e", keep=True) as staging:
+        assert staging is not None
+        (staging / "evaluation.json").write_text("{}")
+    assert (out / "notes.txt").read_text() == "mine" and (out / "evaluation.json").exists()
+
+
 def test_an_empty_folder_or_one_an_older_custseq_wrote_is_replaced_but_a_file_is_refused(tmp_path):
     empty, older, file = tmp_path / "empty", tmp_path / "older", tmp_path / "file"
     empty.mkdir()

@@ -156,7 +156,7 @@ def staged_output(out: Path | str | None, *, command: str, inputs: str, keep: bo
         yield None
         return
     out = Path(out).absolute()
-    _check_replaceable(out)
+    _check_replaceable(out, keep)
     with _locked(out):
         _recover(out)
         staging = out.with_name(f"{out.name}.tmp-{os.getpid()}")
@@ -173,14 +173,15 @@ def staged_output(out: Path | str | None, *, command: str, inputs: str, keep: bo
             shutil.rmtree(staging, ignore_errors=True)  # gone already after a swap
 
 
-def _check_replaceable(out: Path) -> None:
-    """Refuse to replace a file, or a folder holding files custseq does not write (someone's own files)."""
+def _check_replaceable(out: Path, keep: bool) -> None:
+    """Refuse to replace a file, or a folder holding files custseq does not write (someone's own files, which a
+    run that ``keep`` s the folder carries over)."""
     if out.exists() and not out.is_dir():
         raise OutputFolderError(f"--out {out} is a file; pass a folder")
     existing = next(p for p in out.parents if p.exists())
     if not existing.is_dir():
         raise OutputFolderError(f"cannot write --out {out}: {existing} is a file, not a folder")
-    if not out.is_dir() or (out / RUN_FILE).is_file():
+    if keep or not out.is_dir():
         return
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
     if foreign:
@@ -201,7 +202,6 @@ def _start(staging: Path, out: Path, keep: bool) -> None:
             staging.mkdir()
     except OSError as e:
         raise OutputFolderError(f"cannot write beside --out {out}: {e.strerror or e}") from None
-    staging.chmod(0o755)
 
 
 def _swap(staging: Path, out: Path) -> None:
