@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -212,13 +213,23 @@ def test_plan_replans_saved_predictions_with_another_threshold_and_catalogue(pre
     assert "could not be drawn" not in html and "call them" in html
 
 
-def test_plan_refuses_a_bad_catalogue_or_folder(predicted, tmp_path):
+def test_plan_refuses_a_bad_catalogue_or_folder(predicted, shop, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"retention": [], "growth": []}')
     result, output = _invoke("plan", str(predicted), "--catalogue", str(bad), "--out", str(tmp_path / "x"))
     assert result.exit_code != 0 and "bad.json" in output and "Traceback" not in output
     result, output = _invoke("plan", str(tmp_path / "nowhere"))
-    assert result.exit_code != 0 and "predictions.parquet" in output
+    assert result.exit_code == 2 and "nowhere is not a folder" in output
+    partial = tmp_path / "partial"  # a predict stopped before its end, or an older custseq's folder
+    partial.mkdir()
+    shutil.copy(predicted / "predictions.parquet", partial)
+    for command in ("plan", "report"):
+        result, output = _invoke(command, str(partial))
+        assert result.exit_code == 2 and "has no run.json" in output and "Traceback" not in output
+    shutil.copytree(predicted / "model", partial / "model")
+    shutil.copy(predicted / "metrics.json", partial)
+    result, output = _invoke("score", str(shop), "--model", str(partial / "model"), "--out", str(tmp_path / "s"))
+    assert result.exit_code == 2 and "has no run.json" in output and not (tmp_path / "s").exists()
 
 
 def test_plan_with_a_products_table_names_items_and_never_proposes_excluded_ones(predicted, tmp_path):

@@ -49,6 +49,7 @@ from custseq.io.run_files import (
     RuleCount,
     RunFileError,
     RunFolder,
+    RunRecord,
     SequenceSummary,
     TableAccount,
     TaskWeighting,
@@ -59,7 +60,7 @@ from custseq.io.run_files import (
 SAMPLES = Path(__file__).parent / "run_files"  # real files of each command (+ format_version), see test below
 CONTRACTS = {"metrics.json": Metrics, "profit.json": Profit, "audit.json": Audit, "history.json": History,
              "attention.json": Attention, "evaluation.json": EvaluationResult,
-             "prepare.json": PrepareSummary}  # fmt: skip
+             "prepare.json": PrepareSummary, "run.json": RunRecord}  # fmt: skip
 
 
 # --- realistic values of every contract --------------------------------------------------------------------------
@@ -214,13 +215,18 @@ def prepare_summary() -> PrepareSummary:
     )  # fmt: skip
 
 
+def run_record() -> RunRecord:
+    return RunRecord(custseq_version="0.1.0", command="predict", inputs="sha256:" + "0" * 64, status="complete",
+                     started="2026-05-09T07:35:25+00:00", finished="2026-05-09T07:36:02+00:00")  # fmt: skip
+
+
 # RunFolder.write_<method> / read_<method> of each contract
 METHODS = {Metrics: "metrics", Profit: "profit", Audit: "audit", History: "history", Attention: "attention",
-           EvaluationResult: "evaluation", PrepareSummary: "prepare_summary"}  # fmt: skip
+           EvaluationResult: "evaluation", PrepareSummary: "prepare_summary", RunRecord: "run"}  # fmt: skip
 EXAMPLES = {"predict metrics": predict_metrics, "score metrics": score_metrics, "profit": profit, "audit": audit,
             "recalibrated audit": recalibrated_audit,
             "history": history, "attention": attention, "evaluation": evaluation,
-            "prepare summary": prepare_summary}  # fmt: skip
+            "prepare summary": prepare_summary, "run record": run_record}  # fmt: skip
 
 
 # --- round trips ------------------------------------------------------------------------------------------------

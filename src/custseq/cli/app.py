@@ -22,6 +22,7 @@ from custseq.config import (
     parse_horizon,
 )
 from custseq.errors import CustseqError
+from custseq.io.atomic import Terminated, terminate_as_exception
 from custseq.io.mapping import parse_mapping_items
 from custseq.io.tables import Tables
 from custseq.progress import RunProgress
@@ -78,15 +79,21 @@ AsOfOpt = Annotated[
 
 
 def fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
-    """Turn a CustseqError into one red line and exit code 2, never a traceback."""
+    """Turn a CustseqError into one red line and exit code 2, never a traceback; Ctrl-C and SIGTERM stop the
+    command with one line too, after its staging and work folders are removed (exit 130 and 143)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            fn(*args, **kwargs)
+            with terminate_as_exception():
+                fn(*args, **kwargs)
         except CustseqError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except (KeyboardInterrupt, Terminated) as e:
+            how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
+            err_console.print(f"[bold red]stopped:[/] {how}; no output folder was changed", highlight=False)
+            raise typer.Exit(code=130 if isinstance(e, KeyboardInterrupt) else 143) from None
 
     return wrapper
 

@@ -17,7 +17,7 @@ from custseq.cli.app import (
     run_config,
     write_report_if_enabled,
 )
-from custseq.errors import ConfigError
+from custseq.io.atomic import require_complete
 from custseq.io.run_files import RunFolder
 
 
@@ -74,8 +74,7 @@ def report_cmd(
     """Write the self-contained HTML report of an output folder (opens without a network)."""
     from custseq.report import write_report
 
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder; pass the --out folder of predict, score or evaluate")
+    require_complete(folder, "custseq report")
     cfg = run_config(config, report={"interactive": interactive}).report
     path = write_report(folder, out, cfg)
     console.print(f"Report in [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB)")

@@ -21,15 +21,24 @@ embeddings.parquet         ``write_embeddings``           predict, score
 validation.parquet         ``write_validation``           predict
 test_predictions.parquet   ``write_test_predictions``     evaluate
 review.csv                 ``write_review``               predict, score
+run.json                   :class:`RunRecord`             every command above, last (:mod:`custseq.io.atomic`)
 =========================  =============================  ==========================================
+
+Every CSV cell of text that a spreadsheet would take for a formula (starting with ``=``, ``+``, ``-``, ``@``, a
+tab or a carriage return; OWASP's "CSV injection") is written with a leading ``'`` (:func:`neutralised`), and so
+is a text cell that already starts with ``'``, so that the readers here give back the value exactly
+(:func:`restored`). Parquet files keep the raw values.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeAlias, TypeVar, cast
+from typing import Any, ClassVar, Literal, Self, TypeAlias, TypeVar, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -60,6 +69,7 @@ REVIEW_FILE = "review.csv"
 CONTACTS_FILE = "contacts.csv"
 DECISIONS_FILE = "decisions.csv"  # the reviewers' decisions applied by `custseq plan --decisions`
 REPORT_FILE = "report.html"
+RUN_FILE = "run.json"  # the completeness marker, written last (custseq.io.atomic)
 MODEL_DIR = "model"
 QUARANTINE_DIR = "quarantine"
 NOT_AVAILABLE = "not available: "  # how metrics.json says why P(alive) is missing
@@ -683,6 +693,33 @@ class PrepareSummary(RunFile):
     timings_s: dict[str, float]
 
 
+# --- run.json --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord(RunFile):
+    """run.json: the completeness marker of an output folder, written last, just before the folder is renamed
+    into place (:func:`custseq.io.atomic.staged_output`)."""
+
+    file: ClassVar[str] = RUN_FILE
+    writer: ClassVar[str] = "custseq predict"
+
+    custseq_version: str
+    command: str  # "predict", "score", "evaluate" or "plan": the last command that wrote the folder
+    inputs: str  # "sha256:…" of what it read: files' paths, sizes and times, frames' schema and rows, settings
+    status: str  # "complete"
+    started: str  # ISO 8601, UTC
+    finished: str
+
+
+# Every name custseq writes in an output folder: a folder holding only these may be replaced by a new run
+RUN_FILES = frozenset({
+    METRICS_FILE, PROFIT_FILE, AUDIT_FILE, HISTORY_FILE, ATTENTION_FILE, EVALUATION_FILE, EVALUATION_MARKDOWN_FILE,
+    PREPARE_FILE, PREDICTIONS_FILE, PREDICTIONS_CSV_FILE, EMBEDDINGS_FILE, VALIDATION_FILE, TEST_PREDICTIONS_FILE,
+    REVIEW_FILE, CONTACTS_FILE, DECISIONS_FILE, REPORT_FILE, RUN_FILE, MODEL_DIR, QUARANTINE_DIR,
+})  # fmt: skip
+
+
 # --- the folder ------------------------------------------------------------------------------------------------
 
 Frame: TypeAlias = pd.DataFrame | pa.Table
@@ -751,13 +788,19 @@ class RunFolder:
     def read_prepare_summary(self) -> PrepareSummary:
         return self._read_json(PrepareSummary)
 
+    def write_run(self, record: RunRecord) -> Path:
+        return self._write_json(record)
+
+    def read_run(self) -> RunRecord:
+        return self._read_json(RunRecord)
+
     # tables
     def write_predictions(self, predictions: Frame) -> Path:
         """predictions.parquet (full precision; :data:`LIST_COLUMNS` as lists of records) and, with the same rows,
         predictions.csv (rounded for reading; the list columns as JSON text)."""
         table = _arrow(predictions)
         pq.write_table(_with_lists(table), self._target(PREDICTIONS_FILE))
-        pacsv.write_csv(_rounded(table), self._target(PREDICTIONS_CSV_FILE))
+        pacsv.write_csv(_neutralised_table(_rounded(table)), self._target(PREDICTIONS_CSV_FILE))
         return self.path / PREDICTIONS_FILE
 
     def read_predictions(self) -> pd.DataFrame:
@@ -782,14 +825,14 @@ class RunFolder:
         return self._read_table(TEST_PREDICTIONS_FILE)
 
     def write_review(self, review: pd.DataFrame) -> Path:
-        review.to_csv(self._target(REVIEW_FILE), index=False)
+        write_csv(review, self._target(REVIEW_FILE))
         return self.path / REVIEW_FILE
 
     def read_review(self) -> pd.DataFrame:
         return self._read_table(REVIEW_FILE)
 
     def write_contacts(self, contacts: pd.DataFrame) -> Path:
-        contacts.to_csv(self._target(CONTACTS_FILE), index=False)
+        write_csv(contacts, self._target(CONTACTS_FILE))
         return self.path / CONTACTS_FILE
 
     def read_contacts(self) -> pd.DataFrame:
@@ -821,7 +864,7 @@ class RunFolder:
         path = self._existing(file, "custseq evaluate" if file == TEST_PREDICTIONS_FILE else "custseq predict")
         try:
             if path.suffix == ".csv":
-                return pd.read_csv(path, dtype={"customer_id": str})
+                return read_csv(path)
             frame: pd.DataFrame = _with_json(pq.read_table(path)).to_pandas()
             return frame
         except (OSError, ValueError, TypeError, pa.ArrowException) as error:
@@ -894,3 +937,60 @@ def _rounded(table: pa.Table) -> pa.Table:
 
 def _arrow(frame: Frame) -> pa.Table:
     return frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+
+
+# --- CSV cells a spreadsheet would run -------------------------------------------------------------------------
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP: a spreadsheet may read such a cell as a formula
+QUOTE = "'"
+
+
+def neutralised(text: str) -> str:
+    """``text`` with a leading ``'`` if it starts like a formula (or with a ``'``, so that :func:`restored` can
+    tell); other text unchanged."""
+    return QUOTE + text if text.startswith((*FORMULA_STARTS, QUOTE)) else text
+
+
+def restored(text: str) -> str:
+    """The text :func:`neutralised` was given (a cell a spreadsheet saved without the quote is unchanged)."""
+    return text[1:] if text.startswith(QUOTE) and text[1:].startswith((*FORMULA_STARTS, QUOTE)) else text
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """A frame as CSV, its text cells :func:`neutralised` (numbers, negative ones too, unchanged)."""
+    text = {c: _map_text(frame[c], neutralised) for c in _text_columns(frame)}
+    # Python's csv module quotes a cell holding a carriage return only when it ends lines with one: quote text
+    carriage_return = any(isinstance(cell, str) and "\r" in cell for column in text.values() for cell in column)
+    quoting: Literal[0, 2] = csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL
+    frame.assign(**text).to_csv(path, index=False, quoting=quoting)
+
+
+def read_csv(path: Path | str) -> pd.DataFrame:
+    """A CSV custseq wrote, its text cells :func:`restored` (``customer_id`` always text)."""
+    frame = pd.read_csv(path, dtype={"customer_id": str})
+    return frame.assign(**{c: _map_text(frame[c], restored) for c in _text_columns(frame)})
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that may hold text: object, string and categorical ones (numbers are never changed)."""
+    return [
+        str(c) for c in frame.columns
+        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
+        or isinstance(frame[c].dtype, pd.CategoricalDtype)
+    ]  # fmt: skip
+
+
+def _map_text(column: pd.Series, change: Callable[[str], str]) -> pd.Series:
+    return column.astype(object).map(lambda v: change(v) if isinstance(v, str) else v)
+
+
+def _neutralised_table(table: pa.Table) -> pa.Table:
+    """:func:`neutralised` on every text column of an Arrow table (nulls stay null)."""
+    starts = "^[" + re.escape("".join(FORMULA_STARTS) + QUOTE) + "]"
+    for i, f in enumerate(table.schema):
+        kind = f.type.value_type if pa.types.is_dictionary(f.type) else f.type  # categories: their text
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            column = table.column(i).cast(kind)
+            quoted = pc.binary_join_element_wise(pa.scalar(QUOTE, kind), column, pa.scalar("", kind))
+            table = table.set_column(i, f.name, pc.if_else(pc.match_substring_regex(column, starts), quoted, column))
+    return table

@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.methods import COHORT_SMOOTHING, DEFAULT_METHODS, EMBEDDINGS, Method, reference_of, resolve
 from custseq.evaluation.protocol import PROTOCOLS, Split, make_split, protocol_finetune
 from custseq.evaluation.stats import paired_bootstrap_auc, paired_t_test
+from custseq.io.atomic import describe_tables, fingerprint, staged_output, work_folder
 from custseq.io.engine import connect
 from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.run_files import (
@@ -115,9 +115,14 @@ def evaluate(
         window=dataclasses.replace(config.window, require_training=False),  # label-free methods run regardless
         model=dataclasses.replace(config.model, finetune=protocol_finetune(protocol, config.model.finetune)),
     )
+    transfer = describe_tables(transfer_from) if transfer_from else None
+    inputs = fingerprint(describe_tables(tables), config_to_dict(cfg), protocol, seeds, methods, ablations,
+                         label_fractions, transfer)  # fmt: skip
+    # a staging copy of `out` (evaluate may add to a predict folder): it becomes `out` at the end, run.json last
+    staged = staged_output(out, command="evaluate", inputs=inputs, keep=True)
     shown = RunProgress(progress, on_stage=on_stage)
-    with shown, tempfile.TemporaryDirectory(prefix="custseq-evaluate-") as tmp:
-        say, work = shown.stage, Path(tmp)
+    with shown, work_folder("evaluate") as work, staged as staging:
+        say = shown.stage
         say(f"preparing the windows ({protocol} protocol)")
         if protocol == "temporal":
             cfg = dataclasses.replace(cfg, window=dataclasses.replace(cfg.window, as_of=_test_as_of(tables, cfg)))
@@ -127,8 +132,30 @@ def evaluate(
         source = _prepare_transfer_source(transfer_from, cfg, work, say) if transfer_from is not None else None
         runner = _Runner(split, prepared.layout, work, cfg, source, carry, shown)
         per_seed, first = _run_methods(runner, runs, seeds, COHORT_SMOOTHING in methods, shown)
+        result = _result(protocol, seeds, label_fractions, runs, cfg, split, prepared, runner, carry, per_seed, first)
+        if staging is not None:
+            folder = RunFolder(staging)
+            folder.write_evaluation(result, markdown=markdown(result))
+            tests = _test_predictions(split.test, {m: p for m, p in first.items() if m in per_seed})
+            folder.write_test_predictions(tests)
+    return result
+
+
+def _result(
+    protocol: str,
+    seeds: list[int] | tuple[int, ...],
+    label_fractions: list[float] | tuple[float, ...],
+    runs: list[Method],
+    cfg: RunConfig,
+    split: Split,
+    prepared: PrepareResult,
+    runner: _Runner,
+    carry: _Carry | None,
+    per_seed: dict[str, list[dict[str, float]]],
+    first: dict[str, BaselinePredictions],
+) -> EvaluationResult:
     churned, _ = split.test.label_arrays()
-    result = EvaluationResult(
+    return EvaluationResult(
         protocol=protocol,
         as_of=split.test_folder.key,
         horizon_days=split.horizon_days,
@@ -149,11 +176,6 @@ def evaluate(
             carried_by=CARRIED_BY if carry is not None else None,
         ),
     )
-    if out is not None:
-        folder = RunFolder(Path(out))
-        folder.write_evaluation(result, markdown=markdown(result))
-        folder.write_test_predictions(_test_predictions(split.test, {m: p for m, p in first.items() if m in per_seed}))
-    return result
 
 
 def _run_methods(

@@ -10,6 +10,7 @@ import pandas as pd
 
 from custseq.config import ActionConfig
 from custseq.errors import ConfigError
+from custseq.io.atomic import fingerprint, require_complete, staged_output
 from custseq.io.run_files import (
     DECISIONS_FILE,
     METRICS_FILE,
@@ -17,6 +18,8 @@ from custseq.io.run_files import (
     PREDICTIONS_FILE,
     REPORT_FILE,
     RunFolder,
+    read_csv,
+    write_csv,
 )
 from custseq.pipelines.outputs import action_settings
 from custseq.scoring.actions import load_catalogue, plan_actions
@@ -45,7 +48,8 @@ def replan(
     SchemaError
         If the predictions lack a column the plans need.
     """
-    source, target = RunFolder(Path(folder)), RunFolder(Path(out) if out is not None else Path(folder))
+    source, destination = RunFolder(Path(folder)), Path(out) if out is not None else Path(folder)
+    record = require_complete(source.path, "custseq plan")
     if not source.has(PREDICTIONS_FILE):
         raise ConfigError(f"{source.path / PREDICTIONS_FILE} not found; pass the --out folder of predict or score")
     products = load_products(actions.products) if actions.products else None
@@ -54,8 +58,24 @@ def replan(
     if applied is not None:
         predictions = applied.predictions
     planned = plan_actions(predictions, actions, load_catalogue(actions.catalogue), products)
-    if target.path.resolve() != source.path.resolve():
-        _copy_other_files(source.path, target.path)
+    inputs = fingerprint(record.inputs, dataclasses.asdict(actions), str(decisions) if decisions else None)
+    # a staging copy of the destination, swapped in whole at the end (re-planning in place included)
+    with staged_output(destination, command="plan", inputs=inputs, keep=True) as staging:
+        assert staging is not None  # a destination is always given
+        _write_plans(source, RunFolder(staging), planned, actions, applied, saved)
+    return planned
+
+
+def _write_plans(
+    source: RunFolder,
+    target: RunFolder,
+    planned: pd.DataFrame,
+    actions: ActionConfig,
+    applied: AppliedDecisions | None,
+    saved: pd.DataFrame,
+) -> None:
+    """The new plans, metrics.json's ``actions`` and the decided rows; from a new folder, the run's other files."""
+    _copy_other_files(source.path, target.path)
     target.write_predictions(planned)
     metrics = source.read_metrics() if source.has(METRICS_FILE) else None
     if metrics is not None:  # how the items were proposed stays as predict said
@@ -68,14 +88,12 @@ def replan(
         target.write_metrics(dataclasses.replace(metrics, actions=settings, review_decisions=counts))
     if applied is not None:  # kept as labels: a later predict measures them (custseq.scoring.review_outcomes)
         as_of, horizon = (metrics.as_of, metrics.horizon_days) if metrics is not None else (None, None)
-        labels = decision_labels(applied, saved, as_of, horizon)
-        labels.to_csv(target.path / DECISIONS_FILE, index=False)
-    return planned
+        write_csv(decision_labels(applied, saved, as_of, horizon), target.path / DECISIONS_FILE)
 
 
 def _decisions(predictions: pd.DataFrame, path: Path | str) -> AppliedDecisions:
     try:
-        decided = pd.read_csv(path, dtype={"customer_id": str})
+        decided = read_csv(path)  # ids like '=1+1 as custseq wrote them in review.csv
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the decisions file {path}: {e}") from None
     return apply_decisions(predictions, decided, source=str(path))

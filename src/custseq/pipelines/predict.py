@@ -5,13 +5,11 @@ Work files (prepared windows, checkpoints) live in a temporary folder unless a `
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +22,7 @@ from custseq.baselines.btyd import predict_btyd
 from custseq.config import RunConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError
 from custseq.evaluation.fairness import Audit
+from custseq.io.atomic import describe_tables, fingerprint, staged_output, work_folder
 from custseq.io.prepared import PreparedWindows
 from custseq.io.run_files import (
     MODEL_DIR,
@@ -103,11 +102,19 @@ def predict(
     started = time.perf_counter()
     _check_action_inputs(config)  # a bad catalogue or products file fails now, not after training
     history = read_decision_history(config.audit.decisions_history)  # a bad decisions file fails now too
-    with RunProgress(progress, on_stage=on_stage) as shown, _work_folder(work_dir) as work:
+    inputs = fingerprint(describe_tables(tables), config_to_dict(config))
+    # everything goes to a staging folder beside `out`, which becomes `out` (with run.json) only at the end
+    shown = RunProgress(progress, on_stage=on_stage)
+    with (
+        shown,
+        work_folder("predict", work_dir) as work,
+        staged_output(out, command="predict", inputs=inputs) as staging,
+    ):
         say = shown.stage
         prepared = _prepare_trainable(tables, config, work, say)
         if not prepared.plan.training:
-            return _btyd_alone(prepared, config, out, say, started)
+            run = _btyd_alone(prepared, config, staging, say, started)
+            return dataclasses.replace(run, out_dir=Path(out) if out is not None else None)
         layout, summary = prepared.layout, prepared.summary
         fit, pretrained = _fit(layout, work, config, shown)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
@@ -132,9 +139,9 @@ def predict(
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         outcomes = review_outcomes_of_prepared(history, layout.daily_spend_file, summary)
         metrics = dataclasses.replace(metrics, review_outcomes=outcomes)
-        if out is not None and checked is not None:
+        if staging is not None and checked is not None:
             say("writing the predictions, contacts and the model")
-            folder = RunFolder(Path(out))
+            folder = RunFolder(staging)
             write_scored(folder, scored, metrics, fit.model, layout.scoring, summary.config)
             _save_models(folder.path / MODEL_DIR, fit, pretrained, proposer, config, summary.config, layout)
             copy_quarantine(layout.quarantine_dir, folder.path / QUARANTINE_DIR)
@@ -348,14 +355,3 @@ def saved_data_config(saved: dict[str, Any]) -> RunConfig:
         return cast(RunConfig, config_from_dict(RunConfig, saved, where="the model's data settings"))
     except ConfigError as e:
         raise ConfigError(f"{e}; the model was saved by another custseq version, pass --config") from None
-
-
-@contextlib.contextmanager
-def _work_folder(path: Path | str | None) -> Iterator[Path]:
-    """The given work folder (kept), or a temporary one (removed afterwards)."""
-    if path is not None:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        yield Path(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="custseq-predict-") as tmp:
-        yield Path(tmp)

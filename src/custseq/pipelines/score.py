@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from custseq.config import RunConfig, parse_date
+from custseq.config import RunConfig, config_to_dict, parse_date
 from custseq.errors import ArtifactError
+from custseq.io.atomic import (
+    OutputFolderError,
+    describe_tables,
+    fingerprint,
+    require_complete,
+    staged_output,
+    work_folder,
+)
 from custseq.io.prepared import WindowFolder
-from custseq.io.run_files import QUARANTINE_DIR, Metrics, RunFolder
+from custseq.io.run_files import METRICS_FILE, QUARANTINE_DIR, Metrics, RunFolder
 from custseq.io.tables import Tables
 from custseq.models.finetune import ChurnValueModel, load_churn_value, score_window
 from custseq.models.next_event import ItemMixture
@@ -35,6 +42,8 @@ def score(
     out: Path | str | None = None,
 ) -> PredictRun:
     """Score new data with a model saved by ``predict``; what :func:`custseq.api.score` documents."""
+    refuse_partial_run(Path(model_dir))
+    _refuse_out_holding(Path(model_dir), out)
     model, saved, _ = load_churn_value(model_dir)
     data_cfg = config or saved_data_config(saved["data"])
     proposer = load_item_proposer(Path(model_dir) / NEXT_EVENT_DIR)
@@ -58,8 +67,9 @@ def score_with_model(
     as_of_date = parse_date(as_of, "as-of") if as_of else None  # never the training as-of saved in data_cfg
     window = dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days, as_of=as_of_date)
     cfg = dataclasses.replace(data_cfg, window=window)
-    with tempfile.TemporaryDirectory(prefix="custseq-score-") as tmp:
-        work = WindowFolder(Path(tmp))
+    inputs = fingerprint(describe_tables(tables), config_to_dict(cfg), model.horizon_days)
+    with work_folder("score") as tmp, staged_output(out, command="score", inputs=inputs) as staging:
+        work = WindowFolder(tmp)
         scoring = prepare_scoring_sequences(tables, cfg, tmp, vocab=model.vocab, with_features=True)
         scores = score_window(model, work)
         seconds = time.perf_counter() - started
@@ -75,10 +85,10 @@ def score_with_model(
             seconds=round(seconds, 2),
             **scored.metrics_fields(),
         )
-        if out is not None:
-            folder = RunFolder(Path(out))
+        if staging is not None:
+            folder = RunFolder(staging)
             write_scored(folder, scored, metrics, model, work, cfg)
-            copy_quarantine(Path(tmp) / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
+            copy_quarantine(tmp / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
     out_dir = Path(out) if out is not None else None
     return PredictRun(
         scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, as_of_text, proposer,
@@ -106,3 +116,23 @@ def _saved(path: Path, record: Callable[..., T], what: str) -> T | None:
         return record(**json.loads(path.read_text()))
     except (ValueError, TypeError) as e:
         raise ArtifactError(f"{path} is not a valid {what} ({e}); run predict again") from None
+
+
+def refuse_partial_run(model_dir: Path) -> None:
+    """A model inside a predict output folder is used only when that folder is whole (has its run.json); a model
+    folder on its own is checked by its manifest when it is loaded.
+
+    Raises
+    ------
+    ArtifactError
+        If the model's run folder has no run.json (a predict that was stopped before its end).
+    """
+    run_folder = model_dir.absolute().parent
+    if (run_folder / METRICS_FILE).is_file():
+        require_complete(run_folder, "custseq score")
+
+
+def _refuse_out_holding(model_dir: Path, out: Path | str | None) -> None:
+    """score replaces its whole output folder: never the one its model is in."""
+    if out is not None and Path(model_dir).absolute().is_relative_to(Path(out).absolute()):
+        raise OutputFolderError(f"--out {out} holds the model {model_dir}; pass another folder for the scores")

@@ -11,6 +11,7 @@ on the page, with a "not available" note naming the command to run when its file
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from custseq.config import ReportConfig
@@ -78,6 +79,12 @@ def write_report(run_dir: Path | str, out: Path | str | None = None, cfg: Report
     data = read_run(run_dir)
     out = Path(out) if out is not None else data.run_dir / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(data, cfg), encoding="utf-8")
+    html = render_report(data, cfg)
+    partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # whole or absent: a kill never leaves half a page
+    try:
+        partial.write_text(html, encoding="utf-8")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     log.info("report: wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
