@@ -195,7 +195,7 @@ def test_unknown_nested_key_names_the_section_and_the_allowed_keys(tmp_path):
         ConfigError,
         match=re.escape(
             f"unknown setting(s) ['max_amount'] in {path}.validation; allowed: ['currencies', 'duplicates', "
-            "'future_rows', 'max_abs_amount', 'ts_format']"
+            "'future_rows', 'max_abs_amount', 'mixed_currencies', 'ts_format']"
         ),
     ):
         load_config(path)

@@ -18,10 +18,11 @@ from custseq.validate.tables import validate_tables
 UCI_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 UCI_CSV = (
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    # one day over 12 settles the month-first order (an order the data cannot tell is an error)
     "536365,85123A,WHITE HANGING HEART,6,12/01/2010 08:26,2.55,17850.0,United Kingdom\n"
     "536365,71053,WHITE METAL LANTERN,6,12/01/2010 08:26,3.39,17850.0,United Kingdom\n"
     "536366,22633,HAND WARMER UNION JACK,-2,12/01/2010 08:28,1.85,17850.0,United Kingdom\n"
-    "536367,84879,ASSORTED COLOUR BIRD,32,12/01/2010 08:34,1.69,13047.0,France\n"
+    "536367,84879,ASSORTED COLOUR BIRD,32,12/13/2010 08:34,1.69,13047.0,France\n"
 )
 
 

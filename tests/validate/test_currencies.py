@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import custseq
-from custseq.config import ColumnsConfig, ProfitConfig, RunConfig
+from custseq.config import ColumnsConfig, ProfitConfig, RunConfig, ValidationConfig
+from custseq.errors import SchemaError
 
 
 def _rows(currencies: list[str] | None, amount_column: str = "amount") -> pd.DataFrame:
@@ -37,11 +38,30 @@ def test_one_code_in_the_currency_column_names_the_currency(tmp_path):
     assert "amounts are in EUR (the currency column)" in summary.notes
 
 
-def test_several_codes_name_none_and_say_so(tmp_path):
-    summary = _prepared(_rows(["EUR", "EUR", "USD"]), tmp_path)
+def test_several_codes_are_an_error_naming_them_and_the_ways_out(tmp_path):
+    with pytest.raises(SchemaError) as e:
+        _prepared(_rows(["EUR", "EUR", "usd"]), tmp_path)
+    message = str(e.value)
+    assert "transactions hold amounts in 2 currencies (EUR 67%, USD 33%)" in message
+    assert "convert the amounts to one currency first" in message
+    assert '[validation] mixed_currencies = "allow"' in message
+
+
+def test_several_codes_allowed_name_none_and_say_so(tmp_path):
+    config = RunConfig(validation=ValidationConfig(mixed_currencies="allow"))
+    summary = _prepared(_rows(["EUR", "EUR", "USD"]), tmp_path, config)
     assert summary.config.profit.currency is None
     [note] = [n for n in summary.notes if "several currencies" in n]
     assert "EUR 67%, USD 33%" in note and "convert them to one currency" in note
+
+
+def test_only_rows_up_to_the_as_of_date_count(tmp_path):
+    frame = _rows(["EUR"])
+    later = frame.head(30).assign(ts=dt.date(2024, 1, 1), currency="USD")
+    summary = custseq.prepare(
+        pd.concat([frame, later]), out=tmp_path / "prepared", horizon="30d", as_of="2023-10-27"
+    ).summary
+    assert summary.config.profit.currency == "EUR"
 
 
 def test_a_common_code_in_the_amount_column_name(tmp_path):

@@ -64,13 +64,19 @@ def test_text_timestamp_formats_are_detected(tmp_path, values, expected, note):
     assert any(n.startswith(f"transactions.ts (ts): {note}") for n in report.tables["transactions"].notes)
 
 
-def test_ambiguous_day_month_order_is_noted(tmp_path):
-    report, rows = validated(tx_csv(tmp_path, ["01/02/2011", "03/04/2011"]))
-    assert [r["ts"] for r in rows] == [dt.datetime(2011, 1, 2), dt.datetime(2011, 3, 4)]  # month first wins the tie
-    assert (
-        "transactions.ts (ts): format %m/%d/%Y detected (ambiguous with %d/%m/%Y: set validation.ts_format "
-        "if days come first)"
-    ) in report.tables["transactions"].notes
+def test_ambiguous_day_month_order_is_an_error_naming_the_setting(tmp_path):
+    with pytest.raises(SchemaError) as e:
+        validated(tx_csv(tmp_path, ["01/02/2011", "03/04/2011", "05/06/2011", "07/08/2011"]))
+    message = str(e.value)
+    assert "transactions column 'ts' (used as ts): the day/month order of its dates cannot be told" in message
+    assert "['01/02/2011', '03/04/2011', '05/06/2011']" in message
+    assert '[validation] ts_format = "%d/%m/%Y" if days come first, or "%m/%d/%Y" if months do' in message
+
+
+def test_one_day_over_twelve_settles_the_order(tmp_path):
+    report, rows = validated(tx_csv(tmp_path, ["01/02/2011", "03/04/2011", "25/12/2011"]))
+    assert [r["ts"] for r in rows] == [dt.datetime(2011, 2, 1), dt.datetime(2011, 4, 3), dt.datetime(2011, 12, 25)]
+    assert "transactions.ts (ts): format %d/%m/%Y detected" in report.tables["transactions"].notes
 
 
 def test_configured_format_overrides_detection_and_quarantines_other_formats(tmp_path):
@@ -180,7 +186,7 @@ def test_entirely_unparsable_timestamp_column_is_a_schema_error_with_examples(tm
         SchemaError,
         match=re.escape(
             "transactions column 'ts' (used as ts) could not be parsed in any row, e.g. ['hello']; "
-            "set validation.ts_format (e.g. %d/%m/%Y) or map another column"
+            'set [validation] ts_format (e.g. "%d/%m/%Y") or map another column'
         ),
     ):
         validated(tx_csv(tmp_path, ["hello", "hello", "hello"]))

@@ -39,8 +39,10 @@ DIRTY_RULES = {
     20: "duplicate_row",
     21: "duplicate_row",
     23: "missing_customer_id",  # a duplicate of row 3, counted under the rule row 3 broke
+    24: "placeholder_customer_id",  # NULL
+    25: "unparsable_amount",  # 1_000: numbers are read strictly
 }
-DIRTY_ROWS_IN = 23
+DIRTY_ROWS_IN = 25
 
 
 def staged(table: str = "transactions", *, kinds: dict[str, Kind], checked=()) -> Staged:
@@ -57,6 +59,7 @@ def test_rules_for_minimal_transactions_in_priority_order():
     rules = rules_for(staged(kinds=BASIC_TX, checked=("ts", "amount")), ValidationConfig())
     assert [r.name for r in rules] == [
         "missing_customer_id",
+        "placeholder_customer_id",
         "missing_ts",
         "unparsable_ts",
         "missing_amount",
@@ -69,7 +72,12 @@ def test_rules_for_minimal_transactions_in_priority_order():
 
 def test_typed_columns_that_cannot_fail_get_only_a_missing_rule():
     rules = rules_for(staged(kinds=BASIC_TX, checked=()), ValidationConfig())
-    assert [r.name for r in rules][:3] == ["missing_customer_id", "missing_ts", "missing_amount"]
+    assert [r.name for r in rules][:4] == [
+        "missing_customer_id",
+        "placeholder_customer_id",
+        "missing_ts",
+        "missing_amount",
+    ]
     assert next(r for r in rules if r.name == "missing_ts").predicate == "ts IS NULL"
 
 
@@ -102,11 +110,12 @@ def test_rule_parameters_carry_the_configured_values():
 
 def test_customers_and_events_have_their_own_rules():
     cust = rules_for(staged("customers", kinds={"customer_id": Kind.ID}), ValidationConfig())
-    assert [r.name for r in cust] == ["missing_customer_id", "duplicate_customer_id"]
+    assert [r.name for r in cust] == ["missing_customer_id", "placeholder_customer_id", "duplicate_customer_id"]
     ev_kinds = {"customer_id": Kind.ID, "ts": Kind.TIMESTAMP, "event": Kind.CATEGORY}
     ev = rules_for(staged("events", kinds=ev_kinds, checked=("ts",)), ValidationConfig())
     assert [(r.name, r.action) for r in ev] == [
         ("missing_customer_id", "quarantine"),
+        ("placeholder_customer_id", "quarantine"),
         ("missing_ts", "quarantine"),
         ("unparsable_ts", "quarantine"),
         ("missing_event", "quarantine"),
@@ -146,7 +155,7 @@ def test_dirty_file_breaks_every_transactions_rule_with_exact_counts():
     assert table.rule_counts == expected
     # every rule that applied to this table was broken at least once
     assert set(table.rule_counts) == set(table.reasons)
-    assert (table.rows_in, table.rows_used, table.rows_quarantined) == (DIRTY_ROWS_IN, 4, 19)
+    assert (table.rows_in, table.rows_used, table.rows_quarantined) == (DIRTY_ROWS_IN, 4, 21)
     assert table.rows_in == table.rows_used + table.rows_quarantined
 
 
@@ -169,7 +178,7 @@ def test_dirty_file_clean_rows_are_exactly_the_unbroken_ones():
 def test_report_dict_lists_rows_and_reasons_per_rule():
     report = custseq.validate_tables(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
     summary = report.accounts()["transactions"].to_json()
-    assert (summary["rows_in"], summary["rows_used"], summary["rows_quarantined"]) == (23, 4, 19)
+    assert (summary["rows_in"], summary["rows_used"], summary["rows_quarantined"]) == (25, 4, 21)
     assert summary["quarantined_by_rule"]["absurd_amount"] == {
         "rows": 2,
         "reason": "|amount| exceeds 1e+06 (validation.max_abs_amount)",

@@ -33,7 +33,12 @@ class ValidationConfig:
     duplicates: Literal["auto", "quarantine", "keep"] = "auto"
     future_rows: Literal["keep", "quarantine"] = "keep"  # "quarantine": rows after as_of must not exist
     currencies: tuple[str, ...] | None = None  # accepted currency codes; None = ISO 4217
-    ts_format: str | None = None  # strptime format of text timestamps; None = detect
+    # strptime format of text timestamps (e.g. "%d/%m/%Y"), or epoch_s / epoch_ms / epoch_us / epoch_ns for Unix
+    # times; None = detect from the rows up to the as-of date (an ambiguous format is an error, never a guess)
+    ts_format: str | None = None
+    # "error": amounts in several currencies (the currency column, rows up to the as-of date) are refused, since
+    # custseq converts nothing; "allow": they are summed as they are
+    mixed_currencies: Literal["error", "allow"] = "error"
 
     def __post_init__(self) -> None:
         if not self.max_abs_amount > 0:
@@ -42,6 +47,8 @@ class ValidationConfig:
             raise ConfigError(f"duplicates must be auto, quarantine or keep, got {self.duplicates!r}")
         if self.future_rows not in ("keep", "quarantine"):
             raise ConfigError(f"future_rows must be keep or quarantine, got {self.future_rows!r}")
+        if self.mixed_currencies not in ("error", "allow"):
+            raise ConfigError(f"mixed_currencies must be error or allow, got {self.mixed_currencies!r}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ parsing happens row by row in :mod:`custseq.validate`, where a bad value sends i
 
 from __future__ import annotations
 
+import csv
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,7 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
     SchemaError
         If a user column is named like custseq's internal row column.
     """
+    refuse_repeated_header_names(con, source)
     select = _select_source(con, source)
     limit = f" LIMIT {int(rows)}" if rows else ""
     try:
@@ -139,6 +142,40 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
             "semicolon- or pipe-delimited files with a header line — convert whitespace-aligned files first"
         )
     return columns
+
+
+def refuse_repeated_header_names(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Refuse a CSV file whose header names a column twice (case aside, as DuckDB compares names).
+
+    DuckDB's reader renames the second ``amount`` to ``amount_1``, which would then become a column of its own, so
+    the header line is read here as written.
+
+    Raises
+    ------
+    SchemaError
+        Naming the file and the repeated names.
+    """
+    if source.fmt != "csv":
+        return
+    for path in source.paths:
+        names = [n.strip().casefold() for n in _header_names(con, path)]
+        repeated = sorted({n for n in names if n and names.count(n) > 1})
+        if repeated:
+            raise SchemaError(
+                f"{path} names the column(s) {repeated} more than once in its header; rename them so that every "
+                "column has its own name"
+            )
+
+
+def _header_names(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    try:
+        delimiter, quote = con.execute("SELECT Delimiter, Quote FROM sniff_csv(?)", [str(path)]).fetchone() or ("", "")
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter or ",", quotechar=quote if len(quote) == 1 else '"')
+            return next(reader, [])
+    except (duckdb.Error, OSError, csv.Error, EOFError):
+        return []  # the reader itself reports what is wrong with the file
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Currencies: the active ISO 4217 codes (the default for the unknown-currency rule), and the currency the data's
-amounts are in, where the data say it."""
+"""Currencies: the active ISO 4217 codes (the default for the unknown-currency rule), the currency the data's
+amounts are in, where the data say it, and the refusal to sum amounts of several currencies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+
+from custseq.errors import SchemaError
 
 ISO_4217 = frozenset(
     [
@@ -235,3 +237,33 @@ def currency_of_data(
             code = codes.pop()
             return DataCurrency(code, f"amounts are in {code} (from the column name {source!r})")
     return DataCurrency(None, None)
+
+
+def refuse_mixed_currencies(
+    con: duckdb.DuckDBPyConnection, clean: str, before: Any, mode: str, *, shown: int = 4
+) -> None:
+    """Refuse a clean transactions table whose amounts (on rows before ``before``, all rows when None) are in
+    several currencies, unless ``mode`` is ``"allow"``: custseq sums amounts as they are and converts nothing.
+
+    Raises
+    ------
+    SchemaError
+        Naming the currencies with their shares of the rows, and the two ways out.
+    """
+    if mode == "allow":
+        return
+    where = "currency IS NOT NULL" + (" AND ts < $before" if before is not None else "")
+    shares = con.execute(
+        f"SELECT upper(currency) AS code, count(*) / sum(count(*)) OVER () AS share FROM {clean} WHERE {where} "
+        "GROUP BY 1 ORDER BY share DESC, code",
+        {"before": before} if before is not None else {},
+    ).fetchall()
+    if len(shares) < 2:
+        return
+    listed = ", ".join(f"{code} {share:.0%}" for code, share in shares[:shown])
+    more = f" and {len(shares) - shown} more" if len(shares) > shown else ""
+    raise SchemaError(
+        f"transactions hold amounts in {len(shares)} currencies ({listed}{more}), which custseq would sum as they "
+        "are; convert the amounts to one currency first (and name it with [profit] currency), or set "
+        '[validation] mixed_currencies = "allow" to sum them anyway'
+    )

@@ -2,11 +2,28 @@
 
 A value that cannot be parsed becomes NULL next to a ``<column>__present`` flag, so that the rules in
 :mod:`custseq.validate.rules` can tell an empty value from an unparsable one.
+
+The past decides the schema
+---------------------------
+Every decision that shapes the parsed values is taken from the rows dated before the as-of cutoff
+(``before``) when one is known, so that no change to later rows (added, deleted, rewritten with new types,
+formats or values) can change how an earlier row is read:
+
+* the timestamp format: see :mod:`custseq.validate.timestamps` (a value votes only when every reading it has is
+  before the cutoff; an ambiguous day/month order, two-digit years and epoch numbers are refused, never guessed);
+* the kind of an extra column (number, category or free text, with ``max_category_share``), read from the rows
+  whose timestamp is before the cutoff;
+* whether text ids like ``17850.0`` lose their ``.0``, and whether the ids are integers (the outputs' id type).
+
+Without a cutoff (no as-of date: it is the last day in the data) there are no later rows, and every row counts;
+tables without a timestamp (customers) are not dated, and every row counts too.
+
+Values are read strictly: a number is ``[+-]digits[.digits][e±digits]`` (or inf/nan), never ``1_000``.
 """
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 from dataclasses import dataclass, field
 
 import duckdb
@@ -17,28 +34,14 @@ from custseq.io.engine import fetch_row, fetch_scalar
 from custseq.io.mapping import ColumnMap
 from custseq.io.sources import RAW_ROW
 from custseq.schema import ROW_ID, TABLES, Kind, quote_ident
+from custseq.validate import timestamps
 
-# Text timestamp formats tried when none is given, in order of preference on ties.
-TS_FORMATS = (
-    "%Y%m%d",
-    "%m/%d/%Y %H:%M",
-    "%m/%d/%Y %H:%M:%S",
-    "%m/%d/%Y",
-    "%d/%m/%Y %H:%M",
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y",
-    "%d.%m.%Y %H:%M",
-    "%d.%m.%Y",
-    "%d-%m-%Y",
-    "%Y/%m/%d %H:%M:%S",
-    "%Y/%m/%d",
-    "%Y%m%d%H%M%S",
-)
-ISO = "ISO 8601"
-TZ_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
-SAMPLE_ROWS = 20_000
+# Customer ids that stand for "no id": quarantined with their own reason, never a customer.
+PLACEHOLDER_IDS = ("null", "none", "nan", "n/a", "na", "#n/a", "nil", "undefined")
+# A number as text: no digit separators (1_000, 1,000), no hex; inf and nan are read (and judged by the rules).
+NUMBER_PATTERN = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(?i:inf|infinity|nan)"
 TEXT_TYPES = ("VARCHAR",)
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
@@ -55,6 +58,7 @@ class Staged:
     kinds: dict[str, Kind]  # canonical and extra columns present, with their kind
     checked: tuple[str, ...]  # columns with a __present flag (their parse can fail)
     notes: tuple[str, ...] = field(default=())
+    integer_ids: bool = False  # the user's customer ids are integers (the outputs give them back as integers)
 
     def has(self, column: str) -> bool:
         return column in self.kinds
@@ -66,23 +70,40 @@ def stage(
     cmap: ColumnMap,
     cfg: ValidationConfig,
     max_category_share: float,
+    *,
+    before: dt.datetime | None = None,
 ) -> Staged:
     """Create view ``stg_<table>`` over raw table ``raw`` with every mapped column parsed to its kind.
+
+    Every decision (timestamp format, id form, extra kinds) is read from the rows whose timestamp is before
+    ``before`` (all rows when None, or when the table has no timestamp).
 
     Raises
     ------
     SchemaError
-        If a mapped column cannot be parsed in any row (wrong column, or a format custseq cannot read).
+        If a mapped column cannot be parsed in any row (wrong column, or a format custseq cannot read), or its
+        timestamps are ambiguous (day/month order, two-digit years, epoch numbers).
+    ConfigError
+        If ``cfg.ts_format`` is not a format custseq can read.
     """
     spec = TABLES[cmap.table]
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {quote_ident(raw)})").fetchall())
+    parsed: dict[str, tuple[str, bool, str | None]] = {}
+    past = "true"
+    if "ts" in cmap.canonical:  # first: it says which rows are past, and only those decide the rest
+        src = cmap.canonical["ts"]
+        parsed["ts"] = _timestamp_expr(con, raw, src, types[src], cfg.ts_format, _label(cmap, "ts"), before)
+        if before is not None:
+            past = f"({parsed['ts'][0]}) < TIMESTAMP '{before.isoformat(sep=' ')}'"
     selects = [f"{RAW_ROW} AS {ROW_ID}"]
     kinds: dict[str, Kind] = {}
     checked: list[str] = []
     notes: list[str] = []
     for name, src in cmap.canonical.items():
         kind = spec.column(name).kind
-        expr, can_fail, note = _parse_expr(con, raw, src, types[src], kind, cfg)
+        if name not in parsed:
+            parsed[name] = _parse_expr(con, raw, src, types[src], kind, cfg, _label(cmap, name), past)
+        expr, can_fail, note = parsed[name]
         selects.append(f"{expr} AS {quote_ident(name)}")
         kinds[name] = kind
         if note:
@@ -98,14 +119,20 @@ def stage(
         checked.append("amount")
         notes.append(f"{cmap.table}.amount = {q} × {p}")
     for name, src in cmap.extras.items():
-        kind = _infer_extra_kind(con, raw, src, types[src], name in cmap.text_hints, max_category_share)
+        kind = _infer_extra_kind(con, raw, src, types[src], name in cmap.text_hints, max_category_share, past)
         selects.append(f"{_extra_expr(src, types[src], kind)} AS {quote_ident(name)}")
         kinds[name] = kind
     sql_name = f"stg_{cmap.table}"
     # A view: parsing runs once, when the rules materialise the judged table.
     con.execute(f"CREATE OR REPLACE TEMP VIEW {sql_name} AS SELECT {', '.join(selects)} FROM {quote_ident(raw)}")
     _refuse_unparsable_columns(con, sql_name, raw, cmap, checked)
-    return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), tuple(notes))
+    integer = "customer_id" in cmap.canonical and integer_ids(con, raw, cmap.canonical["customer_id"], past)
+    return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), tuple(notes), integer)
+
+
+def _label(cmap: ColumnMap, name: str) -> str:
+    src = cmap.canonical.get(name) or " × ".join(cmap.amount_product or ())
+    return f"{cmap.table} column {src!r} (used as {name})"
 
 
 def _present(src: str, dtype: str) -> str:
@@ -117,11 +144,11 @@ def _present(src: str, dtype: str) -> str:
     return f"{col} IS NOT NULL"
 
 
-def integer_ids(con: duckdb.DuckDBPyConnection, raw: str, src: str) -> bool:
+def integer_ids(con: duckdb.DuckDBPyConnection, raw: str, src: str, past: str = "true") -> bool:
     """Whether the user's id column ``src`` holds integers that fit 64 bits: an integer type, floats that are all
     whole (as pandas makes of an integer column with gaps), or text that is all whole numbers without leading
     zeros (a CSV's ``17850``, ``17850.0``; not ``00017``). The outputs then give ids back as integers, in numeric
-    order, rather than as the text custseq works with."""
+    order, rather than as the text custseq works with. Only rows where SQL ``past`` holds decide."""
     dtype = fetch_scalar(con, f"SELECT column_type FROM (DESCRIBE {quote_ident(raw)}) WHERE column_name = ?", [src])
     col, table = quote_ident(src), quote_ident(raw)
     if dtype in INTEGER_TYPES:
@@ -135,19 +162,26 @@ def integer_ids(con: duckdb.DuckDBPyConnection, raw: str, src: str) -> bool:
     else:
         return False
     found = fetch_row(con, f"SELECT {', '.join(f'coalesce(bool_and({c}), false)' for c in checks)} FROM {table} "
-                           f"WHERE {present}")  # fmt: skip
+                           f"WHERE {present} AND ({past})")  # fmt: skip
     return any(found)
 
 
 def _parse_expr(
-    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, kind: Kind, cfg: ValidationConfig
+    con: duckdb.DuckDBPyConnection,
+    raw: str,
+    src: str,
+    dtype: str,
+    kind: Kind,
+    cfg: ValidationConfig,
+    label: str,
+    past: str,
 ) -> tuple[str, bool, str | None]:
     """SQL that parses ``src`` to ``kind``, whether it can fail on a present value, and a note."""
     col = quote_ident(src)
     if kind is Kind.ID:
-        return _id_expr(con, raw, src, dtype), False, None
-    if kind is Kind.TIMESTAMP:
-        return _timestamp_expr(con, raw, src, dtype, cfg.ts_format)
+        return _id_expr(con, raw, src, dtype, past), False, None
+    if kind is Kind.TIMESTAMP:  # not the table's own ts (signup_ts): undated, every row decides
+        return _timestamp_expr(con, raw, src, dtype, cfg.ts_format, label, None)
     if kind is Kind.NUMBER:
         return _number(src, dtype), dtype in TEXT_TYPES or dtype in FLOAT_TYPES, None
     if kind is Kind.BOOLEAN:
@@ -164,13 +198,19 @@ def _parse_expr(
 def _number(src: str, dtype: str) -> str:
     col = quote_ident(src)
     if dtype in TEXT_TYPES:
-        return f"TRY_CAST(trim({col}) AS DOUBLE)"
+        return f"CASE WHEN regexp_full_match(trim({col}), '{NUMBER_PATTERN}') THEN TRY_CAST(trim({col}) AS DOUBLE) END"
     if dtype in FLOAT_TYPES:
         return f"CASE WHEN isnan({col}) THEN NULL ELSE CAST({col} AS DOUBLE) END"
     return f"TRY_CAST({col} AS DOUBLE)"
 
 
-def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str) -> str:
+def placeholder_sql(expr: str) -> str:
+    """SQL: the id text ``expr`` is a placeholder for no id (NULL, None, NaN, N/A…)."""
+    words = ", ".join(f"'{w}'" for w in PLACEHOLDER_IDS)
+    return f"lower({expr}) IN ({words})"
+
+
+def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, past: str) -> str:
     col = quote_ident(src)
     if dtype in FLOAT_TYPES:  # integer ids that became floats (NaN in a pandas column): 17850, not 17850.0
         as_int = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
@@ -183,7 +223,7 @@ def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str) -> 
         all_float_ints = fetch_scalar(
             con,
             f"SELECT coalesce(bool_and(regexp_matches({text}, '^-?[0-9]+\\.0+$')), false) "
-            f"FROM {quote_ident(raw)} WHERE {text} IS NOT NULL",
+            f"FROM {quote_ident(raw)} WHERE {text} IS NOT NULL AND NOT {placeholder_sql(text)} AND ({past})",
         )
         if all_float_ints:
             return f"regexp_replace({text}, '\\.0+$', '')"
@@ -191,7 +231,13 @@ def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str) -> 
 
 
 def _timestamp_expr(
-    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, ts_format: str | None
+    con: duckdb.DuckDBPyConnection,
+    raw: str,
+    src: str,
+    dtype: str,
+    ts_format: str | None,
+    label: str,
+    before: dt.datetime | None,
 ) -> tuple[str, bool, str | None]:
     col = quote_ident(src)
     if dtype == "TIMESTAMP WITH TIME ZONE":
@@ -200,58 +246,14 @@ def _timestamp_expr(
         return f"CAST({col} AS TIMESTAMP)", False, None
     text = f"trim(CAST({col} AS VARCHAR))"
     if ts_format:
-        return f"try_strptime({text}, '{_safe_format(ts_format)}')", True, f"format {ts_format} (configured)"
-    sample = [
-        r[0]
-        for r in con.execute(
-            f"SELECT {text} FROM {quote_ident(raw)} WHERE {col} IS NOT NULL AND {text} <> '' LIMIT {SAMPLE_ROWS}"
-        ).fetchall()
-    ]
-    fmt, note = _detect_format(con, sample)
-    if fmt == ISO:
-        has_tz = any(_has_tz_suffix(s) for s in sample)
-        if has_tz:
-            expr = (
-                f"CASE WHEN regexp_matches({text}, '{TZ_SUFFIX}') "
-                f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) ELSE TRY_CAST({text} AS TIMESTAMP) END"
-            )
-            return expr, True, f"{ISO} with time-zone offsets, converted to UTC"
-        return f"TRY_CAST({text} AS TIMESTAMP)", True, note
-    return f"try_strptime({text}, '{fmt}')", True, note
-
-
-def _has_tz_suffix(value: str) -> bool:
-    return bool(re.search(TZ_SUFFIX, value)) and ("T" in value or ":" in value)
-
-
-def _detect_format(con: duckdb.DuckDBPyConnection, sample: list[str]) -> tuple[str, str | None]:
-    if not sample:
-        return ISO, None
-    con.execute("CREATE OR REPLACE TEMP TABLE __ts_sample AS SELECT unnest(?::VARCHAR[]) AS s", [sample])
-    iso_expr = (
-        f"CASE WHEN regexp_matches(s, '{TZ_SUFFIX}') THEN TRY_CAST(s AS TIMESTAMPTZ) IS NOT NULL "
-        "ELSE TRY_CAST(s AS TIMESTAMP) IS NOT NULL END"
-    )
-    counts = [f"count_if({iso_expr})"] + [f"count_if(try_strptime(s, '{f}') IS NOT NULL)" for f in TS_FORMATS]
-    hits = fetch_row(con, f"SELECT {', '.join(counts)} FROM __ts_sample")
-    con.execute("DROP TABLE __ts_sample")
-    names = [ISO, *TS_FORMATS]
-    best = max(range(len(names)), key=lambda i: (hits[i], -i))
-    note = f"format {names[best]} detected"
-    ties = [names[i] for i in range(len(names)) if hits[i] == hits[best] and i != best]
-    if hits[best] and any(("%d/%m" in t) != ("%d/%m" in names[best]) for t in ties if "/" in t):
-        note += f" (ambiguous with {ties[0]}: set validation.ts_format if days come first)"
-    return names[best], note
-
-
-def _safe_format(fmt: str) -> str:
-    if "'" in fmt:
-        raise SchemaError(f"timestamp format {fmt!r} may not contain a quote")
-    return fmt
+        chosen = timestamps.configured(text, ts_format, con)
+    else:
+        chosen = timestamps.detect(con, quote_ident(raw), text, label, before)
+    return chosen.expr, True, chosen.note
 
 
 def _infer_extra_kind(
-    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, text_hint: bool, max_share: float
+    con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, text_hint: bool, max_share: float, past: str
 ) -> Kind:
     col = quote_ident(src)
     if dtype in INTEGER_TYPES or dtype in FLOAT_TYPES or dtype.startswith("DECIMAL"):
@@ -262,8 +264,8 @@ def _infer_extra_kind(
         return Kind.TEXT  # dates, lists, structs: kept in the table, not used as features
     n, n_num, n_distinct = fetch_row(
         con,
-        f"SELECT count({col}), count(TRY_CAST(trim({col}) AS DOUBLE)), approx_count_distinct({col}) "
-        f"FROM {quote_ident(raw)} WHERE trim({col}) <> ''",
+        f"SELECT count({col}), count_if(regexp_full_match(trim({col}), '{NUMBER_PATTERN}')), "
+        f"count(DISTINCT {col}) FROM {quote_ident(raw)} WHERE trim({col}) <> '' AND ({past})",
     )
     if n and n_num == n:
         return Kind.NUMBER
@@ -288,7 +290,7 @@ def _refuse_unparsable_columns(
             src = cmap.canonical.get(name) or " × ".join(cmap.amount_product or ())
             examples = _examples(con, raw, src)
             hint = (
-                "set validation.ts_format (e.g. %d/%m/%Y) or map another column"
+                'set [validation] ts_format (e.g. "%d/%m/%Y") or map another column'
                 if name in ("ts", "signup_ts")
                 else f"map another column with --column {name}=<column>"
             )

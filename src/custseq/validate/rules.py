@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from custseq.config import ValidationConfig
 from custseq.validate.currencies import ISO_4217
-from custseq.validate.parse import Staged
+from custseq.validate.parse import PLACEHOLDER_IDS, Staged
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,15 @@ def rules_for(
     dup_table
         A table of ``row_id`` values that repeat an earlier row exactly.
     """
-    rules = [Rule("missing_customer_id", "customer_id IS NULL", "customer id is empty")]
+    rules = [
+        Rule("missing_customer_id", "customer_id IS NULL", "customer id is empty"),
+        Rule(
+            "placeholder_customer_id",
+            "list_contains($placeholder_ids, lower(customer_id))",
+            "customer id is a placeholder (NULL, None, NaN, N/A…), not a customer",
+            params={"placeholder_ids": list(PLACEHOLDER_IDS)},
+        ),
+    ]
     for name in ("ts", "amount", "event"):
         if not staged.has(name):
             continue

@@ -16,7 +16,8 @@ from custseq.io.run_files import ColumnSource, RuleCount, TableAccount
 from custseq.io.sources import load_raw
 from custseq.io.tables import Tables
 from custseq.schema import TABLES
-from custseq.validate.parse import integer_ids, stage
+from custseq.validate.currencies import refuse_mixed_currencies
+from custseq.validate.parse import stage
 from custseq.validate.quarantine import CleanTable, apply
 
 
@@ -60,12 +61,14 @@ def validate_into(
     """Read, map, parse and validate the tables into ``clean_<table>`` on ``con``.
 
     Rows at or after ``future_cutoff`` are handled as ``config.validation.future_rows`` says (customers are
-    not dated); rejected rows go to ``quarantine_dir`` with their reasons.
+    not dated), and have no say in how the columns are read (:mod:`custseq.validate.parse`); rejected rows go
+    to ``quarantine_dir`` with their reasons.
 
     Raises
     ------
     CustseqError
-        Any structural problem: unreadable source, missing or unknown column, empty table.
+        Any structural problem: unreadable source, missing or unknown column, empty table, ambiguous
+        timestamps, amounts in several currencies (unless ``config.validation.mixed_currencies`` allows them).
     """
     cfg = config or RunConfig()
     columns = tables.columns or cfg.columns
@@ -74,11 +77,13 @@ def validate_into(
         raw = f"raw_{name}"
         raw_columns = load_raw(con, source, raw)
         cmap = resolve(TABLES[name], raw_columns, getattr(columns, name), detect=columns.detect)
-        staged = stage(con, raw, cmap, cfg.validation, cfg.sequence.max_category_share)
         cutoff = future_cutoff if name != "customers" else None
+        staged = stage(con, raw, cmap, cfg.validation, cfg.sequence.max_category_share, before=cutoff)
         clean[name] = apply(con, staged, cfg.validation, future_cutoff=cutoff, quarantine_dir=quarantine_dir)
         mappings[name] = cmap
-        integer[name] = "customer_id" in cmap.canonical and integer_ids(con, raw, cmap.canonical["customer_id"])
+        integer[name] = staged.integer_ids
+        if name == "transactions" and staged.has("currency"):
+            refuse_mixed_currencies(con, clean[name].sql_name, cutoff, cfg.validation.mixed_currencies)
         con.execute(f"DROP VIEW IF EXISTS {staged.sql_name}")
         drop_tables(con, raw)
     return ValidationReport(mappings, clean, integer)
