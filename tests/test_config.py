@@ -195,7 +195,8 @@ def test_unknown_nested_key_names_the_section_and_the_allowed_keys(tmp_path):
         ConfigError,
         match=re.escape(
             f"unknown setting(s) ['max_amount'] in {path}.validation; allowed: ['currencies', 'duplicates', "
-            "'future_rows', 'max_abs_amount', 'mixed_currencies', 'ts_format']"
+            "'far_past_years', 'future_rows', 'max_abs_amount', 'max_date', 'max_days_after_as_of', 'min_date', "
+            "'mixed_currencies', 'ts_format']"
         ),
     ):
         load_config(path)
@@ -251,10 +252,12 @@ def test_unparsable_config_file_names_its_format(tmp_path, name, kind):
         (ValidationConfig, {"max_abs_amount": float("nan")}, "max_abs_amount must be positive, got nan"),
         (ValidationConfig, {"duplicates": "drop"}, "duplicates must be auto, quarantine or keep, got 'drop'"),
         (ValidationConfig, {"future_rows": "drop"}, "future_rows must be keep or quarantine, got 'drop'"),
-        (WindowConfig, {"horizon_days": 0}, "horizon_days must be at least 1, got 0"),
-        (WindowConfig, {"stride_days": 0}, "stride_days must be at least 1, got 0"),
+        (WindowConfig, {"horizon_days": 0}, "horizon_days must be 1 to 36525 (100 years), got 0"),
+        (WindowConfig, {"horizon_days": 36_500_000}, "horizon_days must be 1 to 36525 (100 years), got 36500000"),
+        (WindowConfig, {"stride_days": 0}, "stride_days must be 1 to 36525 (100 years), got 0"),
+        (WindowConfig, {"as_of": dt.date(9999, 12, 31)}, "as_of 9999-12-31 is not a plausible date"),
         (WindowConfig, {"max_train_windows": 0}, "max_train_windows must be at least 1, got 0"),
-        (WindowConfig, {"min_history_days": -1}, "min_history_days must be >= 0, got -1"),
+        (WindowConfig, {"min_history_days": -1}, "min_history_days must be 0 to 36525 (100 years), got -1"),
         (FeatureConfig, {"recent_windows_days": ()}, "recent_windows_days must be positive days, got ()"),
         (FeatureConfig, {"recent_windows_days": (0, 30)}, "recent_windows_days must be positive days, got (0, 30)"),
         (SequenceConfig, {"max_events": 0}, "max_events must be at least 1, got 0"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import re
 
 import pandas as pd
 import pytest
@@ -106,7 +107,10 @@ def test_as_of_after_the_data_is_accepted_and_training_ends_by_the_last_row():
     ]
     assert plan.training[0].end == day_after(END) == dt.datetime(2024, 1, 1)  # observed to the last day, not past
     assert not plan.scoring_labels_observed
-    assert plan.notes == ("last row 2023-12-31, 22 days before as-of: training labels end there",)
+    assert plan.notes == (
+        "last row 2023-12-31, 22 days before as-of: training labels end there",
+        "history allows more than 3 training windows; the latest 3 are used (window.max_train_windows)",
+    )
     assert plan.vocab_cutoff == dt.datetime(2023, 12, 2)
 
 
@@ -288,3 +292,41 @@ def test_longest_trainable_horizon_agrees_with_plan_windows(span, as_of_offset, 
         assert 7 <= h <= horizon or h == horizon
         assert n_training(h) >= 1
         assert h == horizon or n_training(h + 1) == 0
+
+
+# --- bounds: one typo cannot make a thousand windows, nor overflow a date -------------------------------------------
+
+
+def test_training_windows_are_capped_by_default_with_a_note():
+    # A 1900 typo that got past validation (min_date lowered): 124 years of 30-day windows, cut at the default cap.
+    cfg = WindowConfig(horizon_days=30)
+    plan = plan_windows(dt.datetime(1900, 1, 1), END, cfg)
+    assert len(plan.training) == cfg.max_train_windows == 100
+    assert plan.training[0].cutoff == dt.datetime(2023, 12, 2)  # the latest ones are kept
+    assert plan.notes == (
+        "history allows more than 100 training windows; the latest 100 are used (window.max_train_windows)",
+    )
+    # No note when the cap does not bind; None lifts it.
+    assert plan_windows(START, END, cfg).notes == ()
+    uncapped = dataclasses.replace(cfg, max_train_windows=None)
+    assert len(plan_windows(dt.datetime(1990, 1, 1), END, uncapped).training) > 400
+
+
+@pytest.mark.parametrize(
+    "as_of, horizon, message",
+    [
+        ("9999-12-31", None, "as_of 9999-12-31 is not a plausible date; it must be on or before 2999-12-31"),
+        (None, "100000y", "horizon_days must be 1 to 36525 (100 years), got 36500000"),
+        (None, 10**9, "horizon_days must be 1 to 36525"),
+    ],
+)
+def test_an_implausible_as_of_or_horizon_is_a_config_error_not_an_overflow(as_of, horizon, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        custseq.config.with_window(custseq.config.RunConfig(), as_of=as_of, horizon=horizon)
+
+
+@pytest.mark.parametrize("field", ["stride_days", "min_history_days"])
+def test_a_span_of_more_than_a_century_is_refused(field):
+    with pytest.raises(ConfigError, match=f"{field} must be"):
+        WindowConfig(**{field: 36_526})
+    WindowConfig(**{field: 36_525})  # a century is allowed

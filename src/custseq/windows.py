@@ -145,6 +145,11 @@ def plan_windows(data_start: dt.datetime, data_end: dt.datetime, cfg: WindowConf
     while cutoff > earliest and (cfg.max_train_windows is None or len(training) < cfg.max_train_windows):
         training.append(Window(cutoff, horizon))
         cutoff -= stride * DAY
+    if training and cutoff > earliest:
+        notes += (
+            f"history allows more than {len(training)} training windows; the latest {len(training)} are used "
+            "(window.max_train_windows)",
+        )
     if not training and cfg.require_training:
         longest = longest_trainable_horizon(data_start, data_end, cfg)
         fits = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import re
@@ -276,3 +277,78 @@ def test_user_column_named_like_the_internal_row_column_is_refused():
     df = frame().assign(__row=[7, 7, 7])
     with pytest.raises(SchemaError, match="__row"):
         clean_rows(df)
+
+
+# --- every line counted -------------------------------------------------------------------------------------------
+
+
+def records_after_header(path: Path) -> int:
+    """The test's own count of a CSV file's records (blank lines included), apart from custseq's reader."""
+    with open(path, newline="") as fh:
+        return sum(1 for _ in csv.reader(fh)) - 1
+
+
+def quarantined_rules(tmp_path: Path, data, **kwargs) -> tuple[custseq.validate.tables.CleanTable, dict[int, str]]:
+    folder = tmp_path / "q"
+    table = validate_tables(connect(), data, quarantine_dir=folder, **kwargs).tables["transactions"]
+    rows = pq.read_table(folder / "transactions.parquet").to_pylist() if table.rows_quarantined else []
+    return table, {r["row_number"]: r["rule"] for r in rows}
+
+
+def test_a_comment_like_trailer_drops_no_row_whose_id_starts_with_hash(tmp_path):
+    # An ERP export: ids like '#17' and a trailer line once made the sniffer take '#' for a comment marker.
+    lines = ["customer_id,ts,amount"]
+    lines += [f"{'#' if i % 5 == 0 else ''}{i % 40},2020-01-{i % 28 + 1:02d},{i}" for i in range(300)]
+    path = tmp_path / "erp.csv"
+    path.write_text("\n".join([*lines, "# exported by ERP"]) + "\n")
+    table, rules = quarantined_rules(tmp_path, path)
+    assert table.rows_in == records_after_header(path) == 301
+    assert (table.rows_used, table.rows_quarantined) == (300, 1)
+    assert rules == {301: "wrong_field_count"}
+    assert table.reasons["wrong_field_count"] == "the line has more or fewer fields than the header line"
+
+
+def test_blank_and_ragged_lines_are_quarantined_at_their_place(tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text(
+        "customer_id,ts,amount\n"
+        "a,2020-01-01,1\n"  # 1
+        "\n"  # 2: blank
+        '"b\nb",2020-01-02,2\n'  # 3: a quoted field over two lines is one record
+        "c,2020-01-03,3,extra\n"  # 4: too many fields
+        "d,2020-01-04\n"  # 5: too few
+        "e,2020-01-05,5\n"  # 6
+    )
+    con = connect()
+    table = validate_tables(con, path).tables["transactions"]
+    assert table.rows_in == records_after_header(path) == 6
+    assert table.rule_counts == {"blank_line": 1, "wrong_field_count": 2}
+    kept = con.sql("SELECT row_id, customer_id FROM clean_transactions ORDER BY row_id").fetchall()
+    assert kept == [(1, "a"), (3, "b\nb"), (6, "e")]  # row ids stay the file's record numbers
+
+
+def test_several_files_are_accounted_line_by_line_in_order(tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("customer_id,ts,amount\na,2020-01-01,1\n\nb,2020-01-02,2\n")
+    second.write_text("amount,customer_id,ts\n3,c,2020-01-03\n4,d\n")
+    table, rules = quarantined_rules(tmp_path, [first, second])
+    assert table.rows_in == records_after_header(first) + records_after_header(second) == 5
+    assert rules == {2: "blank_line", 5: "wrong_field_count"}
+    assert table.rows_used == 3
+
+
+def test_a_file_that_is_not_utf8_is_an_encoding_error_naming_the_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("customer_id,ts,amount\nA,2020-01-01,1\nRen\u00e9,2020-01-02,2\n".encode("latin-1"))
+    with pytest.raises(DataReadError, match=r"latin1\.csv line 3 is not UTF-8 text \(an encoding problem\)"):
+        validate_tables(connect(), path)
+
+
+def test_a_sample_read_never_leaves_a_bad_lines_table(tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text("customer_id,ts,amount\na,2020-01-01,1\n\nb,2020-01-02\n")
+    con = connect()
+    load_raw(con, Source.of(path), "raw_tx")
+    assert con.sql("SELECT count(*) FROM raw_tx__bad_lines").fetchall() == [(2,)]
+    load_raw(con, Source.of(path), "raw_tx", rows=10)
+    assert not con.sql("SELECT * FROM duckdb_tables() WHERE table_name = 'raw_tx__bad_lines'").fetchall()

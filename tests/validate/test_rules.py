@@ -41,8 +41,11 @@ DIRTY_RULES = {
     23: "missing_customer_id",  # a duplicate of row 3, counted under the rule row 3 broke
     24: "placeholder_customer_id",  # NULL
     25: "unparsable_amount",  # 1_000: numbers are read strictly
+    26: "ts_out_of_range",  # 1900, before validation.min_date
+    27: "ts_out_of_range",  # 2099, after today: before future_ts, which it breaks too
+    28: "ts_far_before_data",  # 1990, two decades before the rest
 }
-DIRTY_ROWS_IN = 25
+DIRTY_ROWS_IN = 28
 
 
 def staged(table: str = "transactions", *, kinds: dict[str, Kind], checked=()) -> Staged:
@@ -64,6 +67,8 @@ def test_rules_for_minimal_transactions_in_priority_order():
         "unparsable_ts",
         "missing_amount",
         "unparsable_amount",
+        "ts_out_of_range",
+        "ts_far_before_data",
         "non_finite_amount",
         "absurd_amount",
     ]
@@ -119,6 +124,8 @@ def test_customers_and_events_have_their_own_rules():
         ("missing_ts", "quarantine"),
         ("unparsable_ts", "quarantine"),
         ("missing_event", "quarantine"),
+        ("ts_out_of_range", "quarantine"),
+        ("ts_far_before_data", "quarantine"),
         ("event_without_transactions", "flag"),
     ]
 
@@ -155,7 +162,7 @@ def test_dirty_file_breaks_every_transactions_rule_with_exact_counts():
     assert table.rule_counts == expected
     # every rule that applied to this table was broken at least once
     assert set(table.rule_counts) == set(table.reasons)
-    assert (table.rows_in, table.rows_used, table.rows_quarantined) == (DIRTY_ROWS_IN, 4, 21)
+    assert (table.rows_in, table.rows_used, table.rows_quarantined) == (DIRTY_ROWS_IN, 4, 24)
     assert table.rows_in == table.rows_used + table.rows_quarantined
 
 
@@ -178,7 +185,7 @@ def test_dirty_file_clean_rows_are_exactly_the_unbroken_ones():
 def test_report_dict_lists_rows_and_reasons_per_rule():
     report = custseq.validate_tables(DIRTY, as_of=DIRTY_AS_OF, config=DIRTY_CONFIG)
     summary = report.accounts()["transactions"].to_json()
-    assert (summary["rows_in"], summary["rows_used"], summary["rows_quarantined"]) == (25, 4, 21)
+    assert (summary["rows_in"], summary["rows_used"], summary["rows_quarantined"]) == (28, 4, 24)
     assert summary["quarantined_by_rule"]["absurd_amount"] == {
         "rows": 2,
         "reason": "|amount| exceeds 1e+06 (validation.max_abs_amount)",

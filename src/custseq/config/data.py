@@ -23,6 +23,10 @@ class ColumnsConfig:
     detect: bool = True  # detect obvious names (CustomerID, InvoiceDate, ...) for unmapped columns
 
 
+MAX_SPAN_DAYS = 36_525  # 100 years: the longest horizon, stride or history a window setting may ask for
+MAX_AS_OF = dt.date(2999, 12, 31)  # a later as-of is a typo, and dates near 9999 overflow
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
     """Row-level rules: what sends a row to quarantine."""
@@ -39,8 +43,22 @@ class ValidationConfig:
     # "error": amounts in several currencies (the currency column, rows up to the as-of date) are refused, since
     # custseq converts nothing; "allow": they are summed as they are
     mixed_currencies: Literal["error", "allow"] = "error"
+    # A plausible date range: a row outside it is a typo, quarantined (rule ts_out_of_range) so that it cannot
+    # stretch the history over decades of empty windows.
+    min_date: dt.date = dt.date(1970, 1, 1)  # rows before this day are quarantined
+    max_date: dt.date | None = None  # rows after this day are; None = the later of today and as-of + tolerance
+    max_days_after_as_of: int = 2  # the tolerance (time zones, late exports) when max_date is None
+    # A row more than this many years before the data's 1st percentile date is quarantined (rule
+    # ts_far_before_data); None = off
+    far_past_years: float | None = 5.0
 
     def __post_init__(self) -> None:
+        if self.max_date is not None and not self.min_date <= self.max_date <= MAX_AS_OF:
+            raise ConfigError(f"max_date ({self.max_date}) must be from min_date ({self.min_date}) to {MAX_AS_OF}")
+        if not 0 <= self.max_days_after_as_of <= MAX_SPAN_DAYS:
+            raise ConfigError(f"max_days_after_as_of must be 0 to {MAX_SPAN_DAYS}, got {self.max_days_after_as_of}")
+        if self.far_past_years is not None and not 0 < self.far_past_years <= 100:
+            raise ConfigError(f"far_past_years must be above 0 and at most 100 (or unset), got {self.far_past_years}")
         if not self.max_abs_amount > 0:
             raise ConfigError(f"max_abs_amount must be positive, got {self.max_abs_amount}")
         if self.duplicates not in ("auto", "quarantine", "keep"):
@@ -58,20 +76,24 @@ class WindowConfig:
     as_of: dt.date | None = None  # inclusive; None = the last day in the data
     horizon_days: int = 90
     stride_days: int | None = None  # between training cutoffs; None = horizon
-    max_train_windows: int | None = None  # None = as many as history allows
+    # The latest this many; None = as many as history allows. A cap, so that a long history (or a date typo that
+    # passed validation) cannot make thousands of windows.
+    max_train_windows: int | None = 100
     min_history_days: int = 30  # a training cutoff needs this much history before it
     # False: a plan without any training window is allowed (evaluate's label-free methods, e.g. BTYD, still run)
     require_training: bool = True
 
     def __post_init__(self) -> None:
-        if self.horizon_days < 1:
-            raise ConfigError(f"horizon_days must be at least 1, got {self.horizon_days}")
-        if self.stride_days is not None and self.stride_days < 1:
-            raise ConfigError(f"stride_days must be at least 1, got {self.stride_days}")
+        if self.as_of is not None and self.as_of > MAX_AS_OF:
+            raise ConfigError(f"as_of {self.as_of} is not a plausible date; it must be on or before {MAX_AS_OF}")
+        if not 1 <= self.horizon_days <= MAX_SPAN_DAYS:
+            raise ConfigError(f"horizon_days must be 1 to {MAX_SPAN_DAYS} (100 years), got {self.horizon_days}")
+        if self.stride_days is not None and not 1 <= self.stride_days <= MAX_SPAN_DAYS:
+            raise ConfigError(f"stride_days must be 1 to {MAX_SPAN_DAYS} (100 years), got {self.stride_days}")
         if self.max_train_windows is not None and self.max_train_windows < 1:
             raise ConfigError(f"max_train_windows must be at least 1, got {self.max_train_windows}")
-        if self.min_history_days < 0:
-            raise ConfigError(f"min_history_days must be >= 0, got {self.min_history_days}")
+        if not 0 <= self.min_history_days <= MAX_SPAN_DAYS:
+            raise ConfigError(f"min_history_days must be 0 to {MAX_SPAN_DAYS} (100 years), got {self.min_history_days}")
 
 
 # Feature families on top of the core columns (BTYD summary, tenure, totals, the horizon's last and previous

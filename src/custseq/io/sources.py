@@ -16,7 +16,16 @@ import duckdb
 import pyarrow as pa
 
 from custseq.errors import DataReadError, EmptyTableError, SchemaError
-from custseq.io.engine import fetch_scalar
+from custseq.io.csv_records import (
+    BLANK_LINE,
+    ENCODING_ERROR,
+    FIELD_COUNT_ERRORS,
+    UNREADABLE_LINE,
+    WRONG_FIELD_COUNT,
+    CsvDialect,
+    count_records,
+)
+from custseq.io.engine import drop_tables, fetch_row, fetch_scalar
 from custseq.schema import quote_ident
 
 RAW_ROW = "__row"  # 1-based input position added to every raw table
@@ -25,6 +34,12 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
 DUCKDB_ALIAS = "__custseq_src"
+# Every choice that can drop a line is made here, not sniffed: a trailing "# exported by ERP" line once made the
+# sniffer take '#' for a comment marker and drop every row whose id starts with '#'. Lines DuckDB cannot read
+# are skipped and recorded (ignore_errors), then accounted for row by row (see _load_csv_file).
+CSV_OPTIONS = "all_varchar = true, header = true, comment = '', skip = 0, ignore_errors = true"
+CSV_REJECTS = "__custseq_csv_rejects"
+CSV_REJECT_SCANS = "__custseq_csv_reject_scans"
 
 
 @dataclass(frozen=True)
@@ -104,10 +119,14 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
 
     ``rows`` reads only the first rows (a sample, for a look at the columns); None reads them all.
 
+    A CSV file read whole is accounted for line by line against an independent count: a blank or unreadable
+    line becomes an empty row at its place, listed in table :func:`bad_lines_table` with its rule, so that
+    validation quarantines it and rows in is the file's record count.
+
     Raises
     ------
     DataReadError
-        If the source cannot be read.
+        If the source cannot be read, is not UTF-8 text, or its lines cannot all be accounted for.
     EmptyTableError
         If it has no rows.
     SchemaError
@@ -120,11 +139,15 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
         source_columns = [r[0] for r in con.execute(f"DESCRIBE {select.sql}", select.params).fetchall()]
         if RAW_ROW in source_columns or len(source_columns) != len(set(source_columns)):
             raise SchemaError(f"{source.label} has duplicated column names or a column named {RAW_ROW}; rename them")
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
-            f"SELECT row_number() OVER () AS {RAW_ROW}, * FROM ({select.sql}{limit})",
-            select.params,
-        )
+        drop_tables(con, quote_ident(bad_lines_table(name)))
+        if source.fmt == "csv" and not rows:
+            _load_csv(con, source.paths, name)
+        else:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
+                f"SELECT row_number() OVER () AS {RAW_ROW}, * FROM ({select.sql}{limit})",
+                select.params,
+            )
     except duckdb.Error as e:
         raise DataReadError(f"cannot read {source.label}: {_first_line(e)}") from None
     finally:
@@ -193,10 +216,130 @@ def _select_source(con: duckdb.DuckDBPyConnection, source: Source) -> _Select:
         return _Select(f"SELECT * FROM {view}", [], view)
     files = [str(p) for p in source.paths]
     if source.fmt == "csv":
-        return _Select("SELECT * FROM read_csv(?, all_varchar = true, header = true, union_by_name = true)", [files])
+        return _Select(f"SELECT * FROM read_csv(?, {CSV_OPTIONS}, union_by_name = true)", [files])
     if source.fmt == "parquet":
         return _Select("SELECT * FROM read_parquet(?, union_by_name = true)", [files])
     return _Select(_duckdb_table_sql(con, source), [], attached=DUCKDB_ALIAS)
+
+
+def bad_lines_table(raw: str) -> str:
+    """The table listing raw table ``raw``'s lines that could not be read: ``__row``, ``rule``, ``detail``.
+
+    It exists only while there are such lines.
+    """
+    return f"{raw}__bad_lines"
+
+
+def _load_csv(con: duckdb.DuckDBPyConnection, paths: tuple[Path, ...], name: str) -> None:
+    """Read CSV files, in order, into table ``name``; a line that is not a row is an empty row at its place."""
+    parts: list[str] = []
+    bad: list[tuple[int, str, str]] = []
+    offset = 0
+    try:
+        for i, path in enumerate(paths):
+            parts.append(f"{name}__part{i}")
+            records, lines = _load_csv_file(con, path, parts[-1], offset)
+            bad += lines
+            offset += records
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {quote_ident(p)}" for p in parts)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS {union} ORDER BY {RAW_ROW}")
+    finally:
+        drop_tables(con, *(quote_ident(p) for p in parts), CSV_REJECTS, CSV_REJECT_SCANS)
+    if bad:
+        table = quote_ident(bad_lines_table(name))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({RAW_ROW} BIGINT, rule VARCHAR, detail VARCHAR)")
+        con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)", bad)
+
+
+def _load_csv_file(
+    con: duckdb.DuckDBPyConnection, path: Path, part: str, offset: int
+) -> tuple[int, list[tuple[int, str, str]]]:
+    """Read one CSV file into ``part`` with ``__row`` = ``offset`` + its record number (after the header line).
+
+    Returns the file's record count and its bad lines as (``__row``, rule, detail).
+    """
+    read = quote_ident(f"{part}__read")
+    drop_tables(con, CSV_REJECTS, CSV_REJECT_SCANS)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {read} AS SELECT row_number() OVER () AS __custseq_k, * FROM read_csv(?, "
+        f"{CSV_OPTIONS}, store_rejects = true, rejects_table = '{CSV_REJECTS}', rejects_scan = '{CSV_REJECT_SCANS}')",
+        [str(path)],
+    )
+    try:
+        bad = _rejected_lines(con, path)
+        dialect = _dialect(con, path)
+        try:
+            records = count_records(path, dialect)
+        except (csv.Error, OSError, EOFError) as e:
+            raise DataReadError(f"cannot count the lines of {path}: {_first_line(e)}") from None
+        single_column = len(con.table(read).columns) == 2  # there, a blank line is a row with an empty value
+        for row in () if single_column else records.blank:
+            bad.setdefault(row, (BLANK_LINE, "blank line"))
+        n_read = fetch_scalar(con, f"SELECT count(*) FROM {read}")
+        if n_read + len(bad) != records.count or not all(1 <= r <= records.count for r in bad):
+            raise DataReadError(
+                f"cannot account for every line of {path}: it holds {records.count:,} records after the header "
+                f"line, of which {n_read:,} were read and {len(bad):,} could not be; a quote may be left open — "
+                "check the file, or export it again"
+            )
+        _number_rows(con, read, quote_ident(part), offset, records.count, sorted(bad))
+    finally:
+        drop_tables(con, read)
+    return records.count, [(offset + row, rule, detail) for row, (rule, detail) in sorted(bad.items())]
+
+
+def _dialect(con: duckdb.DuckDBPyConnection, path: Path) -> CsvDialect:
+    """The delimiter and quotes DuckDB reads ``path`` with (the defaults for a file it cannot sniff, e.g. empty)."""
+    try:
+        row = fetch_row(con, f"SELECT Delimiter, Quote, Escape FROM sniff_csv(?, {CSV_OPTIONS})", [str(path)])
+    except duckdb.Error:
+        return CsvDialect()
+    return CsvDialect.of_scan(*row)
+
+
+def _rejected_lines(con: duckdb.DuckDBPyConnection, path: Path) -> dict[int, tuple[str, str]]:
+    """The record numbers of the lines DuckDB could not read, with a rule and DuckDB's own words.
+
+    Raises
+    ------
+    DataReadError
+        If a line is not UTF-8 text: an encoding problem is the file's, not one line's.
+    """
+    rejected = con.execute(
+        f"SELECT line, arg_min(error_type::VARCHAR, column_idx), arg_min(error_message, column_idx) "
+        f"FROM {CSV_REJECTS} GROUP BY line ORDER BY line"
+    ).fetchall()
+    bad = {}
+    for line, error, message in rejected:
+        if error == ENCODING_ERROR:
+            raise DataReadError(
+                f"{path} line {line} is not UTF-8 text (an encoding problem); save the file as UTF-8 and run again"
+            )
+        rule = WRONG_FIELD_COUNT if error in FIELD_COUNT_ERRORS else UNREADABLE_LINE
+        bad[int(line) - 1] = (rule, str(message).strip().splitlines()[0])  # line 1 is the header
+    return bad
+
+
+def _number_rows(
+    con: duckdb.DuckDBPyConnection, read: str, part: str, offset: int, records: int, bad: list[int]
+) -> None:
+    """Give the rows read their record numbers, skipping the bad lines, and add an empty row for each of those."""
+    if not bad:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {part} AS "
+            f"SELECT __custseq_k + $offset AS {RAW_ROW}, * EXCLUDE (__custseq_k) FROM {read}",
+            {"offset": offset},
+        )
+        return
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {part} AS WITH good AS ("
+        f"SELECT i, row_number() OVER (ORDER BY i) AS __custseq_k FROM range(1, $records + 1) t(i) "
+        f"WHERE NOT list_contains($bad, i)) "
+        f"SELECT good.i + $offset AS {RAW_ROW}, r.* EXCLUDE (__custseq_k) FROM {read} r "
+        f"JOIN good USING (__custseq_k)",
+        {"offset": offset, "records": records, "bad": bad},
+    )
+    con.execute(f"INSERT INTO {part} ({RAW_ROW}) SELECT unnest($rows)", {"rows": [offset + r for r in bad]})
 
 
 def _duckdb_table_sql(con: duckdb.DuckDBPyConnection, source: Source) -> str:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from custseq.config import ValidationConfig
 from custseq.errors import EmptyTableError, QuarantineError
 from custseq.io.engine import drop_tables, fetch_arrow, fetch_scalar
-from custseq.io.sources import RAW_ROW
+from custseq.io.sources import RAW_ROW, bad_lines_table
 from custseq.schema import ROW_ID, Kind, quote_ident
 from custseq.validate.parse import Staged
 from custseq.validate.rules import Rule, rules_for
@@ -71,10 +71,11 @@ def apply(
         If row accounting fails.
     """
     dup_table = _duplicate_rows(con, staged) if cfg.duplicates != "keep" else None
-    rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table)
+    bad_lines = _bad_lines(con, staged.raw_name)
+    rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table, bad_lines=bad_lines)
     judged = f"judged_{staged.table}"
-    params = _params(rules)
     first_pass = [r for r in rules if r.action == "quarantine" and not r.among_valid]
+    params = _params(first_pass + [r for r in rules if r.action == "flag"])
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {judged} AS SELECT *, "
         f"{_first_rule_case(first_pass)} AS __rule, "
@@ -123,7 +124,7 @@ def apply(
             f"{staged.table}: {kept:,} exact duplicate rows kept (dates without a time and no order id: identical "
             "rows can be separate purchases on one day); set validation.duplicates = 'quarantine' to remove them"
         )
-    drop_tables(con, judged, *([dup_table] if dup_table else []))
+    drop_tables(con, judged, *([dup_table] if dup_table else []), *([quote_ident(bad_lines)] if bad_lines else []))
     return CleanTable(
         staged.table,
         sql_name,
@@ -136,6 +137,13 @@ def apply(
         reasons,
         tuple(notes),
     )
+
+
+def _bad_lines(con: duckdb.DuckDBPyConnection, raw: str) -> str | None:
+    """The table of the raw file's unreadable lines, when it has any."""
+    name = bad_lines_table(raw)
+    found = fetch_scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])
+    return name if found else None
 
 
 def _duplicate_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from custseq.config import ValidationConfig
+from custseq.io.csv_records import BLANK_LINE, UNREADABLE_LINE, WRONG_FIELD_COUNT
+from custseq.io.sources import RAW_ROW
 from custseq.validate.currencies import ISO_4217
 from custseq.validate.parse import PLACEHOLDER_IDS, Staged
 
@@ -49,6 +51,8 @@ def rules_for(
     *,
     future_cutoff: dt.datetime | None = None,
     dup_table: str | None = None,
+    bad_lines: str | None = None,
+    today: dt.date | None = None,
 ) -> list[Rule]:
     """The rules that apply to a staged table, in priority order.
 
@@ -62,16 +66,21 @@ def rules_for(
         When given (and ``cfg.future_rows == "quarantine"``), rows at or after it are quarantined.
     dup_table
         A table of ``row_id`` values that repeat an earlier row exactly.
+    bad_lines
+        A table of the file's lines that could not be read (:func:`custseq.io.sources.bad_lines_table`).
+    today
+        The day the plausible date range ends by default (with the as-of date); None = the clock's.
     """
-    rules = [
-        Rule("missing_customer_id", "customer_id IS NULL", "customer id is empty"),
+    rules = _bad_line_rules(bad_lines) if bad_lines else []
+    rules.append(Rule("missing_customer_id", "customer_id IS NULL", "customer id is empty"))
+    rules.append(
         Rule(
             "placeholder_customer_id",
             "list_contains($placeholder_ids, lower(customer_id))",
             "customer id is a placeholder (NULL, None, NaN, N/A…), not a customer",
             params={"placeholder_ids": list(PLACEHOLDER_IDS)},
-        ),
-    ]
+        )
+    )
     for name in ("ts", "amount", "event"):
         if not staged.has(name):
             continue
@@ -95,6 +104,8 @@ def rules_for(
                     f"{_label(name)} could not be parsed",
                 )
             )
+    if staged.has("ts"):
+        rules += date_range_rules(cfg, future_cutoff, today or dt.date.today())
     if staged.has("amount"):
         rules.append(Rule("non_finite_amount", "NOT isfinite(amount)", "amount is infinite or not a number"))
         rules.append(
@@ -146,6 +157,68 @@ def rules_for(
             )
         )
     return rules
+
+
+def _bad_line_rules(table: str) -> list[Rule]:
+    reasons = {
+        BLANK_LINE: "the line is blank",
+        WRONG_FIELD_COUNT: "the line has more or fewer fields than the header line",
+        UNREADABLE_LINE: "the line could not be read as CSV (e.g. a stray or unclosed quote, or a line over 2 MB)",
+    }
+    return [
+        Rule(rule, f"row_id IN (SELECT {RAW_ROW} FROM {table} WHERE rule = '{rule}')", reason)
+        for rule, reason in reasons.items()
+    ]
+
+
+def date_range_rules(cfg: ValidationConfig, future_cutoff: dt.datetime | None, today: dt.date) -> list[Rule]:
+    """The plausible date range of ``ts``, and the far-past rule; see :class:`ValidationConfig`.
+
+    Without ``max_date`` the range ends ``max_days_after_as_of`` days after the later of today and the as-of date
+    (the day before ``future_cutoff``): no row can be dated after the day it was exported, while a back-test
+    (an as-of in the past) keeps its later rows. The far-past rule compares a row with the 1st percentile of
+    the valid rows' dates up to the as-of date, so that rows after it cannot change which earlier rows pass.
+    """
+    if cfg.max_date is not None:
+        last_day, setting = cfg.max_date, "validation.max_date"
+    else:
+        as_of = (future_cutoff - dt.timedelta(days=1)).date() if future_cutoff else today
+        last_day = max(today, as_of) + dt.timedelta(days=cfg.max_days_after_as_of)
+        setting = "validation.max_days_after_as_of after the later of today and the as-of date"
+    start = dt.datetime.combine(cfg.min_date, dt.time())
+    end = dt.datetime.combine(last_day, dt.time()) + dt.timedelta(days=1)
+    rules = [
+        Rule(
+            "ts_out_of_range",
+            "ts < $range_start OR ts >= $range_end",
+            f"timestamp is outside the plausible range {cfg.min_date} … {last_day} (validation.min_date; {setting})",
+            params={"range_start": start, "range_end": end},
+        )
+    ]
+    if cfg.far_past_years is not None:
+        past = "" if future_cutoff is None else " AND ts < $range_past_cutoff"
+        days = round(cfg.far_past_years * 365.25)
+        rules.append(
+            Rule(
+                "ts_far_before_data",
+                f"ts < ({_early_ts_sql(past)}) - to_days($far_days)",
+                f"timestamp is more than {cfg.far_past_years:g} years before the 1st percentile of the data's dates "
+                "(validation.far_past_years)",
+                params={"far_days": days} | ({"range_past_cutoff": future_cutoff} if future_cutoff else {}),
+                among_valid=True,
+            )
+        )
+    return rules
+
+
+def _early_ts_sql(where: str) -> str:
+    """The 1st percentile of the valid rows' timestamps, but never the earliest one: in a table of fewer than 200
+    rows that would be the suspect row itself."""
+    ranked = (
+        "SELECT ts, row_number() OVER (ORDER BY ts) AS k, count(*) OVER () AS n "
+        f"FROM {{valid}} WHERE ts IS NOT NULL{where}"
+    )
+    return f"SELECT ts FROM ({ranked}) WHERE k = greatest(2, ceil(0.01 * n))"
 
 
 def _label(name: str) -> str:
