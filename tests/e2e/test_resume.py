@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import custseq
 from custseq.cli import app
 from custseq.config import RunConfig, load_config
-from custseq.errors import ConfigError
+from custseq.errors import ConfigError, EmptyTableError
 from custseq.io.atomic import RESUME_FILE, OutputFolderError, Terminated, require_complete, work_folder_beside
 from custseq.models import train as training
 from custseq.pipelines import predict as predict_pipeline
@@ -190,6 +190,17 @@ def test_a_run_without_resume_starts_from_an_empty_work_folder(shop, tmp_path, m
     with pytest.raises(Terminated):
         _predict(shop, out, heard)
     assert not left.exists() and _finished(out) == [] and not any(m.startswith("resumed") for m in heard)
+
+
+def test_an_error_the_user_fixes_leaves_no_work_folder(shop, tmp_path, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise EmptyTableError("no row passed validation")
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(predict_pipeline, "prepare", refuse)
+    with pytest.raises(EmptyTableError):
+        _predict(shop, out)
+    assert list(tmp_path.iterdir()) == []  # the fix changes the data, which --resume refuses: nothing to keep
 
 
 def test_resume_needs_an_output_folder(shop):

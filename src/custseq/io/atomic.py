@@ -21,7 +21,7 @@ Work folders (prepared windows, checkpoints) come from :func:`work_folder`: ``cu
 temporary folder, removed at the end, and removed by the next run when their process is gone (SIGKILL).
 
 A run that can resume (``predict``) uses :func:`staged_run` instead: its work folder is ``<out>.work``, under the
-same lock as ``out``, removed once ``out`` is in place and kept after a failure, a stop or a kill, with
+same lock as ``out``, removed once ``out`` is in place and kept after a stop, a kill or an unexpected error, with
 ``resume.json`` (the inputs' fingerprint and the stages finished, :class:`ResumableWork`) so that the next run with
 ``resume`` continues from there; the next run without it starts from an empty one.
 """
@@ -46,7 +46,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from custseq.errors import ArtifactError, ConfigError
+from custseq.errors import ArtifactError, ConfigError, CustseqError
 from custseq.io.run_files import RUN_FILE, RUN_FILES, RunFileError, RunFolder, RunRecord
 from custseq.io.tables import Tables
 from custseq.version import __version__
@@ -365,7 +365,9 @@ def staged_run(
     The work folder is ``work_dir`` when given (kept, as in :func:`work_folder`), else ``<out>.work``
     (:func:`work_folder_beside`), which is created, resumed and removed under the lock of ``out`` — removed
     only once ``out`` is in place, so that a kill at any moment leaves either the whole output or the work to
-    resume. Without ``out`` nor ``work_dir`` it is a temporary folder and nothing can be resumed.
+    resume; kept after a stop (SIGTERM, Ctrl-C) or an unexpected error, removed after a
+    :class:`~custseq.errors.CustseqError` (the user changes the data or settings, which a resumed run would
+    refuse). Without ``out`` nor ``work_dir`` it is a temporary folder and nothing can be resumed.
 
     Raises
     ------
@@ -390,8 +392,13 @@ def staged_run(
         beside = work_dir is None
         folder = work_folder_beside(out) if beside else Path(work_dir or ".")
         work = open_resumable(folder, inputs, resume=resume, clean=beside)
-        with _staging(out, command, inputs, keep=False) as staging:
-            yield staging, work
+        try:
+            with _staging(out, command, inputs, keep=False) as staging:
+                yield staging, work
+        except CustseqError:  # fixed by changing the data or settings, which a resumed run refuses: nothing to keep
+            if beside:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         if beside:
             shutil.rmtree(folder, ignore_errors=True)
 
