@@ -130,15 +130,17 @@ def predict(
     seed: int | None = None,
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
+    resume: bool = False,
     progress: bool = False,
     on_stage: Stage | None = None,
 ) -> pd.DataFrame:
     """Churn probability and expected value over the horizon, with P10/P50/P90, for every customer.
 
     Trains on windows before ``as_of`` (default the last day in the data) and scores every customer with
-    history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. ``progress`` shows each stage with
-    its duration and the training bars with their time left on stderr. See :func:`predict_run` for the metrics
-    and the model.
+    history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. ``resume`` continues a run into
+    ``out`` that stopped before its end (killed, interrupted, failed) from its last finished stage, with the
+    same result as a run never stopped. ``progress`` shows each stage with its duration and the training bars
+    with their time left on stderr. See :func:`predict_run` for the metrics and the model.
 
     Raises
     ------
@@ -147,7 +149,7 @@ def predict(
     """
     return predict_run(
         transactions, horizon=horizon, as_of=as_of, customers=customers, events=events, config=config, seed=seed,
-        out=out, work_dir=work_dir, progress=progress, on_stage=on_stage,
+        out=out, work_dir=work_dir, resume=resume, progress=progress, on_stage=on_stage,
     ).predictions  # fmt: skip
 
 
@@ -162,6 +164,7 @@ def predict_run(
     seed: int | None = None,
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
+    resume: bool = False,
     progress: bool = False,
     on_stage: Stage | None = None,
 ) -> PredictRun:
@@ -170,7 +173,7 @@ def predict_run(
 
     cfg = with_seed(with_window(config or RunConfig(), as_of=as_of, horizon=horizon), seed)
     tables = _tables(transactions, customers, events, cfg)
-    return run(tables, cfg, out=out, work_dir=work_dir, progress=progress, on_stage=on_stage)
+    return run(tables, cfg, out=out, work_dir=work_dir, resume=resume, progress=progress, on_stage=on_stage)
 
 
 def score(

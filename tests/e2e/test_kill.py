@@ -1,4 +1,5 @@
-"""A `custseq predict` stopped in the middle leaves its output folder absent or whole, and no work folder behind."""
+"""A `custseq predict` stopped in the middle leaves its output folder absent or whole, and nothing in the temporary
+folder: its work is in ``<out>.work``, kept for ``--resume`` (tests/e2e/test_resume.py) and removed by the next run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.test_predict import AS_OF, TINY_TOML, _shop_rows
 
-from custseq.io.atomic import remove_stale_work_folders, require_complete, staged_output
+from custseq.io.atomic import require_complete, staged_output, work_folder_beside
 from custseq.io.run_files import RUN_FILE
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -41,7 +42,7 @@ def _when_working(run: subprocess.Popen[str], out: Path, tmp: Path, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         staging = out.with_name(f"{out.name}.tmp-{run.pid}")
-        if staging.is_dir() and any(tmp.glob(f"custseq-predict-{run.pid}-*")):
+        if staging.is_dir() and work_folder_beside(out).is_dir():
             return
         if run.poll() is not None:
             pytest.fail(f"predict ended before it could be stopped: {run.stdout.read() if run.stdout else ''}")
@@ -61,7 +62,7 @@ def _left_beside(out: Path) -> list[str]:
 
 
 @pytest.mark.slow  # a predict process of its own (importing torch), stopped a few seconds in
-def test_sigterm_in_the_middle_leaves_the_previous_run_whole_and_no_work_folder(shop, tmp_path):
+def test_sigterm_in_the_middle_leaves_the_previous_run_whole_and_only_the_work_to_resume(shop, tmp_path):
     out, tmp = tmp_path / "out" / "run", tmp_path / "tmp"
     tmp.mkdir()
     _previous_run(out)
@@ -74,7 +75,7 @@ def test_sigterm_in_the_middle_leaves_the_previous_run_whole_and_no_work_folder(
     assert "terminated (SIGTERM)" in output and "Traceback" not in output
     assert require_complete(out, "test").inputs == "the previous run"
     assert (out / "metrics.json").read_text() == "previous"
-    assert _left_beside(out) == [] and list(tmp.iterdir()) == []
+    assert _left_beside(out) == ["run.work"] and list(tmp.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -86,9 +87,9 @@ def test_after_sigkill_the_next_run_cleans_what_was_left_and_the_folder_is_absen
     run.kill()
     run.communicate(timeout=60)
     assert not out.exists()  # absent, not partial
-    assert f"run.tmp-{run.pid}" in _left_beside(out) and any(tmp.iterdir())  # what SIGKILL cannot clean
-    assert [p.name for p in remove_stale_work_folders(tmp)] and list(tmp.iterdir()) == []
+    assert f"run.tmp-{run.pid}" in _left_beside(out) and list(tmp.iterdir()) == []  # what SIGKILL cannot clean
     with staged_output(out, command="predict", inputs="next") as staging:  # the next run into the same folder
         assert staging is not None
-        assert _left_beside(out) == ["run.lock", staging.name]  # the killed run's lock taken over, its staging gone
-    assert (out / RUN_FILE).is_file() and _left_beside(out) == []
+        # the killed run's lock taken over, its staging gone, its work left for predict (--resume or not)
+        assert _left_beside(out) == ["run.lock", staging.name, "run.work"]
+    assert (out / RUN_FILE).is_file() and _left_beside(out) == ["run.work"]

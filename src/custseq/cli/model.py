@@ -65,13 +65,20 @@ def predict_cmd(
         list[Path] | None,
         typer.Option(help="decisions.csv of an earlier `plan --decisions` (repeatable): measured against outcomes."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue a run into --out that stopped before its end (killed, interrupted, failed) from its last "
+            "finished stage, kept in <out>.work; refused if the data or settings changed since."
+        ),
+    ] = False,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
     model = {"pretraining": False if not pretraining else None}
     window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
     audit = {"decisions_history": tuple(map(str, decisions_history)) if decisions_history else None}
     cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions, audit=audit), seed)
-    predict_and_print(tables_of(data, customers, events, cfg), out, cfg)
+    predict_and_print(tables_of(data, customers, events, cfg), out, cfg, resume=resume)
 
 
 @app.command("score")
@@ -199,10 +206,10 @@ def demo_cmd(
     predict_and_print(Tables.of(cdnow_path(), columns=cfg.columns), out, cfg)
 
 
-def predict_and_print(tables: Tables, out: Path, cfg: RunConfig) -> None:
+def predict_and_print(tables: Tables, out: Path, cfg: RunConfig, *, resume: bool = False) -> None:
     from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
 
-    run = predict(tables, cfg, out=out, progress=True)  # stages and training bars on stderr
+    run = predict(tables, cfg, out=out, resume=resume, progress=True)  # stages and training bars on stderr
     print_validation(run.metrics.tables)
     print_training(run.metrics, run.as_of)
     print_scores(run)

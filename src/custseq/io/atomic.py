@@ -19,6 +19,11 @@ the next run into ``out`` puts ``<out>.old-<pid>`` back before anything else.
 
 Work folders (prepared windows, checkpoints) come from :func:`work_folder`: ``custseq-<kind>-<pid>-…`` in the
 temporary folder, removed at the end, and removed by the next run when their process is gone (SIGKILL).
+
+A run that can resume (``predict``) uses :func:`staged_run` instead: its work folder is ``<out>.work``, under the
+same lock as ``out``, removed once ``out`` is in place and kept after a stop, a kill or an unexpected error, with
+``resume.json`` (the inputs' fingerprint and the stages finished, :class:`ResumableWork`) so that the next run with
+``resume`` continues from there; the next run without it starts from an empty one.
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from custseq.errors import ArtifactError, ConfigError
+from custseq.errors import ArtifactError, ConfigError, CustseqError
 from custseq.io.run_files import RUN_FILE, RUN_FILES, RunFileError, RunFolder, RunRecord
 from custseq.io.tables import Tables
 from custseq.version import __version__
@@ -51,6 +57,8 @@ except ImportError:  # Windows: a lock file created exclusively, holding its pid
     fcntl = None  # type: ignore[assignment]
 
 COMPLETE = "complete"
+RESUME_FILE = "resume.json"  # in a resumable work folder: the inputs' fingerprint and the stages finished
+WORK_SUFFIX = ".work"  # <out>.work: the work folder of a run that can resume
 _STALE = re.compile(r"\.(?:tmp|old)-\d+")  # what a run leaves beside its output folder
 _WORK = re.compile(r"^custseq-[a-z]+-(\d+)-")  # a work folder in the temporary folder
 
@@ -159,18 +167,25 @@ def staged_output(out: Path | str | None, *, command: str, inputs: str, keep: bo
     _check_replaceable(out, keep)
     with _locked(out):
         _recover(out)
-        staging = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-        started = _now()
-        try:
-            _start(staging, out, keep)
+        with _staging(out, command, inputs, keep) as staging:
             yield staging
-            RunFolder(staging).write_run(
-                RunRecord(custseq_version=__version__, command=command, inputs=inputs, status=COMPLETE,
-                          started=started, finished=_now())
-            )  # fmt: skip
-            _swap(staging, out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # gone already after a swap
+
+
+@contextlib.contextmanager
+def _staging(out: Path, command: str, inputs: str, keep: bool) -> Iterator[Path]:
+    """The staging folder of :func:`staged_output`, under the lock of ``out``."""
+    staging = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    started = _now()
+    try:
+        _start(staging, out, keep)
+        yield staging
+        RunFolder(staging).write_run(
+            RunRecord(custseq_version=__version__, command=command, inputs=inputs, status=COMPLETE,
+                      started=started, finished=_now())
+        )  # fmt: skip
+        _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already after a swap
 
 
 def _check_replaceable(out: Path, keep: bool) -> None:
@@ -253,6 +268,139 @@ def _recover(out: Path) -> None:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# --- runs that can resume: a work folder beside the output, with the stages it finished ---------------------------
+
+
+@dataclass
+class ResumableWork:
+    """A work folder that a stopped run leaves for the next one, and what it holds (``resume.json``).
+
+    ``resumed`` says whether this run continues an earlier one: its stages in ``finished`` are done (their outputs
+    in ``folder`` are whole) and its training checkpoints may be continued; ``note`` says why a run asked to resume
+    starts from the beginning instead.
+    """
+
+    folder: Path
+    inputs: str
+    finished: list[str] = field(default_factory=list)
+    resumed: bool = False
+    note: str | None = None
+
+    def is_finished(self, stage: str) -> bool:
+        """Whether ``stage`` finished in the run this one continues."""
+        return self.resumed and stage in self.finished
+
+    def finish(self, stage: str) -> None:
+        """Record that ``stage`` has finished: its outputs in the folder are whole (written atomically)."""
+        if stage not in self.finished:
+            self.finished.append(stage)
+        self._write()
+
+    def _write(self) -> None:
+        record = {"custseq_version": __version__, "inputs": self.inputs, "finished": self.finished}
+        path = self.folder / RESUME_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, path)
+
+
+def work_folder_beside(out: Path | str) -> Path:
+    """``<out>.work``: where a run into ``out`` that can resume keeps its work files."""
+    out = Path(out).absolute()
+    return out.with_name(out.name + WORK_SUFFIX)
+
+
+def open_resumable(folder: Path, inputs: str, *, resume: bool, clean: bool = True) -> ResumableWork:
+    """The work folder ``folder`` for a run with these ``inputs`` (a :func:`fingerprint`).
+
+    Without ``resume`` the folder starts empty (``clean``; else its files stay but no stage counts as
+    finished). With it, the stages that the stopped run recorded in ``resume.json`` count as finished; with no
+    ``resume.json`` (nothing ran, or the run ended well) the run starts from the beginning, with a note.
+
+    Raises
+    ------
+    ConfigError
+        If the stopped run read other inputs or settings (another fingerprint) or was another custseq version.
+    """
+    record = _read_resume(folder) if resume else None
+    if record is not None and (record.get("inputs") != inputs or record.get("custseq_version") != __version__):
+        raise ConfigError(
+            f"cannot resume from {folder}: the data or settings changed since the stopped run (or custseq did, "
+            f"{record.get('custseq_version')} then, {__version__} now); run without --resume to start over"
+        )
+    if record is None:
+        if clean:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        note = f"nothing to resume in {folder} (no stopped run left its work there): starting from the beginning"
+        work = ResumableWork(folder, inputs, note=note if resume else None)
+        work._write()
+        return work
+    finished = [str(stage) for stage in record.get("finished", [])]
+    return ResumableWork(folder, inputs, finished, resumed=True)
+
+
+def _read_resume(folder: Path) -> dict[str, Any] | None:
+    """The ``resume.json`` of ``folder``; None when there is none or it cannot be read (then nothing is resumed)."""
+    try:
+        record = json.loads((folder / RESUME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("finished"), list) else None
+
+
+@contextlib.contextmanager
+def staged_run(
+    out: Path | str | None,
+    *,
+    command: str,
+    inputs: str,
+    work_dir: Path | str | None = None,
+    resume: bool = False,
+) -> Iterator[tuple[Path | None, ResumableWork]]:
+    """:func:`staged_output` with a work folder that a stopped run leaves for ``resume``.
+
+    The work folder is ``work_dir`` when given (kept, as in :func:`work_folder`), else ``<out>.work``
+    (:func:`work_folder_beside`), which is created, resumed and removed under the lock of ``out`` — removed
+    only once ``out`` is in place, so that a kill at any moment leaves either the whole output or the work to
+    resume; kept after a stop (SIGTERM, Ctrl-C) or an unexpected error, removed after a
+    :class:`~custseq.errors.CustseqError` (the user changes the data or settings, which a resumed run would
+    refuse). Without ``out`` nor ``work_dir`` it is a temporary folder and nothing can be resumed.
+
+    Raises
+    ------
+    ConfigError
+        With ``resume`` but neither ``out`` nor ``work_dir``, or when the stopped run read other inputs.
+    OutputFolderError
+        As :func:`staged_output` (another run holds ``out``, which covers its work folder too).
+    """
+    if out is None and work_dir is None:
+        if resume:
+            raise ConfigError("resume needs an output folder (--out): the work of a stopped run is kept beside it")
+        with work_folder(command) as tmp:
+            yield None, open_resumable(tmp, inputs, resume=False)
+        return
+    if out is None:
+        yield None, open_resumable(Path(work_dir or "."), inputs, resume=resume, clean=False)
+        return
+    out = Path(out).absolute()
+    _check_replaceable(out, False)
+    with _locked(out):
+        _recover(out)
+        beside = work_dir is None
+        folder = work_folder_beside(out) if beside else Path(work_dir or ".")
+        work = open_resumable(folder, inputs, resume=resume, clean=beside)
+        try:
+            with _staging(out, command, inputs, keep=False) as staging:
+                yield staging, work
+        except CustseqError:  # fixed by changing the data or settings, which a resumed run refuses: nothing to keep
+            if beside:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if beside:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- the lock ----------------------------------------------------------------------------------------------------

@@ -110,13 +110,15 @@ def finetune_prepared(
     encoder_dir: Path | None = None,
     transfer: bool = False,
     work_dir: Path | None = None,
+    resume: bool = False,
     progress: bool | RunProgress = True,
 ) -> FitResult:
     """Fine-tune the multi-task model on the training windows of ``prepared``.
 
     ``encoder_dir`` is a pre-trained encoder (:func:`custseq.models.pretrain.pretrain_prepared`); without it
     the encoder starts from random weights. With ``transfer`` it may come from other data (another
-    vocabulary): see :func:`transfer_encoder`. The model is returned calibrated, with its validation metrics.
+    vocabulary): see :func:`transfer_encoder`. ``resume`` continues from the checkpoint in ``work_dir``
+    (:func:`custseq.models.train.train`). The model is returned calibrated, with its validation metrics.
     """
     ft, training = cfg.finetune, cfg.finetune_training
     vocab = SequenceVocab.load(prepared.vocab_file)
@@ -150,6 +152,7 @@ def finetune_prepared(
         training,
         out_dir=work_dir,
         steps_per_epoch=train_stream.n_batches(),
+        resume=resume,
         progress=progress,
         description="fine-tuning",
         score_fn=lambda m: _validation_composite(m, val_stream),

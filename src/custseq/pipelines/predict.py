@@ -1,11 +1,15 @@
 """Predict: prepare → pre-train → fine-tune → score every customer, and the outputs of DESIGN §4.
 
-Work files (prepared windows, checkpoints) live in a temporary folder unless a ``work_dir`` is given.
+Work files (prepared windows, checkpoints) live in ``<out>.work`` with ``out``, a ``work_dir`` when given, else
+in a temporary folder. ``<out>.work`` is removed once ``out`` is in place and kept when a run stops before: with
+``resume`` the next run skips the stages it finished (the prepared windows) and continues its training from the
+last checkpoints (:func:`custseq.io.atomic.staged_run`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import time
@@ -22,7 +26,7 @@ from custseq.baselines.btyd import predict_btyd
 from custseq.config import RunConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError
 from custseq.evaluation.fairness import Audit
-from custseq.io.atomic import describe_tables, fingerprint, staged_output, work_folder
+from custseq.io.atomic import ResumableWork, describe_tables, fingerprint, staged_run
 from custseq.io.prepared import PreparedWindows
 from custseq.io.run_files import (
     MODEL_DIR,
@@ -38,6 +42,7 @@ from custseq.io.run_files import (
 )
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
+from custseq.models.checkpoints import CHECKPOINT_FILE, load_checkpoint
 from custseq.models.combine import fit_final_predictor, latest_windows
 from custseq.models.finetune import (
     ChurnValueModel,
@@ -62,8 +67,8 @@ from custseq.pipelines.outputs import (
     score_customers,
     write_scored,
 )
-from custseq.pipelines.prepare import PrepareResult, prepare
-from custseq.progress import RunProgress
+from custseq.pipelines.prepare import prepare
+from custseq.progress import Note, RunProgress
 from custseq.scoring.actions import load_catalogue
 from custseq.scoring.item_level import decide_item_level
 from custseq.scoring.lapse import lapsed_churn_rate
@@ -84,6 +89,7 @@ def predict(
     *,
     out: Path | str | None = None,
     work_dir: Path | str | None = None,
+    resume: bool = False,
     progress: bool = False,
     on_stage: Stage | None = None,
 ) -> PredictRun:
@@ -94,8 +100,15 @@ def predict(
     bars with their time left on stderr (:class:`~custseq.progress.RunProgress`); ``on_stage`` hears each stage
     start, shown or not.
 
+    Work files go to ``<out>.work`` (or ``work_dir``), which a run that stops before its end leaves behind;
+    ``resume`` continues such a run: the windows it prepared are used as they are, its pre-training and
+    fine-tuning continue from their last checkpoints (each says so in a "resumed: …" note), and the result is
+    that of a run never stopped. With nothing to resume, the run starts from the beginning, with a note.
+
     Raises
     ------
+    ConfigError
+        With ``resume``, if the data or settings changed since the stopped run, or there is no ``out``.
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
@@ -105,14 +118,13 @@ def predict(
     inputs = fingerprint(describe_tables(tables), config_to_dict(config))
     # everything goes to a staging folder beside `out`, which becomes `out` (with run.json) only at the end
     shown = RunProgress(progress, on_stage=on_stage)
-    with (
-        shown,
-        work_folder("predict", work_dir) as work,
-        staged_output(out, command="predict", inputs=inputs) as staging,
-    ):
+    staged = staged_run(out, command="predict", inputs=inputs, work_dir=work_dir, resume=resume)
+    with shown, staged as (staging, work):  # the lock of `out` covers its work folder, <out>.work
         say = shown.stage
+        if work.note is not None:
+            say(Note(work.note))
         prepared = _prepare_trainable(tables, config, work, say)
-        if not prepared.plan.training:
+        if not prepared.layout.training:
             run = _btyd_alone(prepared, config, staging, say, started)
             return dataclasses.replace(run, out_dir=Path(out) if out is not None else None)
         layout, summary = prepared.layout, prepared.summary
@@ -172,21 +184,45 @@ def _check_action_inputs(cfg: RunConfig) -> None:
         load_products(cfg.actions.products)
 
 
-def _prepare_trainable(tables: Tables, config: RunConfig, work: Path, say: Stage) -> PrepareResult:
+@dataclass(frozen=True)
+class _Prepared:
+    """The windows of a ``prepare`` output, written by this run or by the stopped run it resumes."""
+
+    layout: PreparedWindows
+    summary: PrepareSummary
+
+
+def _prepare_trainable(tables: Tables, config: RunConfig, work: ResumableWork, say: Stage) -> _Prepared:
     """The prepared windows; when no training window fits the horizon, those of the longest horizon that fits;
     when not even a short one fits, the windows as prepared (no training window)."""
     relaxed = dataclasses.replace(config, window=dataclasses.replace(config.window, require_training=False))
-    prepared = prepare(tables, relaxed, work / "prepared", progress=say)
-    if prepared.plan.training:
+    prepared = _prepare_once(tables, relaxed, work, "prepared", say)
+    if prepared.layout.training:
         return prepared
-    plan = prepared.plan
-    shorter = longest_trainable_horizon(plan.data_start, plan.data_end, config.window)
+    start, end = (dt.datetime.fromisoformat(d) for d in (prepared.summary.data_start, prepared.summary.data_end))
+    shorter = longest_trainable_horizon(start, end, config.window)
     if shorter is None:  # not even a short horizon: BG/NBD + Gamma-Gamma alone (see _btyd_alone)
         return prepared
     requested = config.window.horizon_days
     say(f"no training window fits {requested} days: training on {shorter} days, carried to {requested} by BG/NBD")
     window = dataclasses.replace(config.window, horizon_days=shorter)
-    return prepare(tables, dataclasses.replace(config, window=window), work / "prepared-short", progress=say)
+    return _prepare_once(tables, dataclasses.replace(config, window=window), work, "prepared-short", say)
+
+
+def _prepare_once(tables: Tables, config: RunConfig, work: ResumableWork, name: str, say: Stage) -> _Prepared:
+    """``prepare`` into ``work.folder / name``; or, resuming, the windows the stopped run finished preparing there
+    (only when it recorded them as finished: a folder it was still writing is prepared again)."""
+    folder = work.folder / name
+    if work.is_finished(name):
+        summary = RunFolder(folder).read_prepare_summary()
+        say(Note(f"resumed: the windows prepared by the stopped run are used as they are ({folder})"))
+        for note in summary.notes:
+            say(Note(note))
+        return _Prepared(PreparedWindows.of(folder, summary), summary)
+    shutil.rmtree(folder, ignore_errors=True)  # what a stopped run may have half-written
+    prepared = prepare(tables, config, folder, progress=say)
+    work.finish(name)
+    return _Prepared(prepared.layout, prepared.summary)
 
 
 def _lapsed_churn_rate(layout: PreparedWindows, cfg: RunConfig) -> float | None:
@@ -205,9 +241,7 @@ BTYD_ALONE = (
 )
 
 
-def _btyd_alone(
-    prepared: PrepareResult, cfg: RunConfig, out: Path | str | None, say: Stage, started: float
-) -> PredictRun:
+def _btyd_alone(prepared: _Prepared, cfg: RunConfig, out: Path | str | None, say: Stage, started: float) -> PredictRun:
     """Predictions from BG/NBD + Gamma-Gamma alone, the classic answer when no supervised model can be trained.
 
     Raises
@@ -297,20 +331,45 @@ def _item_proposer(
 
 
 def _fit(
-    layout: PreparedWindows, work: Path, cfg: RunConfig, progress: RunProgress
+    layout: PreparedWindows, work: ResumableWork, cfg: RunConfig, progress: RunProgress
 ) -> tuple[FitResult, PretrainRun | None]:
     m = cfg.model
     pretrained = None
     if m.pretraining:
         progress.stage("pre-training the sequence encoder (masked + next event)")
+        resume = _resumes_training(work, "pre-training", "pretrain", m.pretrain_training.epochs, progress.stage)
         pretrained = pretrain_prepared(
-            layout, work / "pretrained", encoder=m.encoder, pretrain=m.pretrain,
-            training=m.pretrain_training, work_dir=work / "pretrain", progress=progress,
+            layout, work.folder / "pretrained", encoder=m.encoder, pretrain=m.pretrain,
+            training=m.pretrain_training, work_dir=work.folder / "pretrain", resume=resume, progress=progress,
         )  # fmt: skip
+        work.finish("pre-training")
     progress.stage("fine-tuning the churn + value model")
     encoder_dir = pretrained.model_dir if pretrained is not None else None
-    fit = finetune_prepared(layout, m, encoder_dir=encoder_dir, work_dir=work / "finetune", progress=progress)
+    resume = _resumes_training(work, "fine-tuning", "finetune", m.finetune_training.epochs, progress.stage)
+    fit = finetune_prepared(
+        layout, m, encoder_dir=encoder_dir, work_dir=work.folder / "finetune", resume=resume, progress=progress
+    )
+    work.finish("fine-tuning")
     return fit, pretrained
+
+
+def _resumes_training(work: ResumableWork, stage: str, name: str, epochs: int, say: Stage) -> bool:
+    """Whether ``stage`` continues from the checkpoint in ``work.folder / name`` that the stopped run left (it
+    then says where it continues from); False when this run resumes nothing or the stage had no checkpoint yet.
+
+    Its checkpoint is the training's state after its last finished epoch, random states included (see
+    :mod:`custseq.models.checkpoints`), so the training goes on as if it had never stopped; a finished stage's
+    is read back with no epoch to run.
+    """
+    path = work.folder / name / CHECKPOINT_FILE
+    if not work.resumed or not path.is_file():
+        return False
+    if work.is_finished(stage):
+        say(Note(f"resumed: {stage} had finished; its model is read back from its last checkpoint"))
+        return True
+    done = len(load_checkpoint(path)["history"])
+    say(Note(f"resumed: {stage} continues from its checkpoint after epoch {done} of at most {epochs}"))
+    return True
 
 
 def _metrics(
