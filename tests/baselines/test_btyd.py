@@ -4,6 +4,7 @@ and a simulation, churn-probability limits, and both baselines on CDNOW's holdou
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import astuple
 from pathlib import Path
 
@@ -284,3 +285,43 @@ def test_pareto_nbd_baseline_fits_and_predicts_a_tiny_window(cdnow_summary):
     repeat = s["frequency"].to_numpy() > 0
     assert np.all(p.value[~repeat] >= 0) and np.all(p.value[repeat] > 0)  # fewer than 20 repeaters: mean spend
     assert ParetoNbd.name == "Pareto/NBD + Gamma-Gamma"
+
+
+def _cdnow_features(summary: pd.DataFrame, n: int = 800) -> pa.Table:
+    s = summary.head(n)
+    rng = np.random.default_rng(0)
+    return pa.table({
+        "customer_id": [f"c{i}" for i in range(len(s))],
+        "frequency": s["frequency"].astype(float), "recency": s["recency"] * 7.0, "T": s["T"] * 7.0,
+        "monetary_value": np.where(s["frequency"] > 0, rng.gamma(2.0, 20.0, len(s)), 0.0),
+    })  # fmt: skip
+
+
+def test_a_saved_btyd_fit_reads_any_batch_as_the_population_it_was_fitted_on(cdnow_summary):
+    from custseq.baselines.btyd import BtydFit, fit_btyd
+
+    features = _cdnow_features(cdnow_summary)
+    fit = fit_btyd(features)
+    assert fit.spend.gamma_gamma is not None  # enough repeat buyers
+    restored = BtydFit.from_json(json.loads(json.dumps(fit.to_json())))
+    assert restored == fit
+    whole = predict_btyd(features, 91)
+    three = predict_btyd(features.slice(10, 3), 91, fit=restored)  # too few customers to fit on their own
+    for name in ("p_alive", "churn_probability", "expected_purchases", "value"):
+        assert np.allclose(getattr(three, name), getattr(whole, name)[10:13], rtol=1e-12), name
+
+
+def test_spend_matches_lifetimes_gamma_gamma(cdnow_summary):
+    from lifetimes import GammaGammaFitter
+
+    from custseq.baselines.btyd import fit_btyd
+
+    features = _cdnow_features(cdnow_summary)
+    df = features.to_pandas()
+    repeat = df[(df["frequency"] > 0) & (df["monetary_value"] > 0)]
+    gg = GammaGammaFitter(penalizer_coef=fit_btyd(features).penalizer).fit(
+        repeat["frequency"], repeat["monetary_value"]
+    )
+    theirs = gg.conditional_expected_average_profit(df["frequency"], df["monetary_value"])
+    ours = fit_btyd(features).spend.spend(df["frequency"].to_numpy(), df["monetary_value"].to_numpy())
+    assert np.allclose(ours, theirs, rtol=1e-9)

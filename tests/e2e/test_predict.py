@@ -614,3 +614,17 @@ def test_evaluate_without_any_training_window_runs_the_label_free_methods(shop, 
     report = json.loads((out / "evaluation.json").read_text())
     assert set(report["summary"]) == {"btyd", "last-period"} and "trained_horizon_days" not in report["details"]
     assert set(report["skipped"]) == {"custseq", "logistic"} and "label-free" in report["skipped"]["custseq"]
+
+
+def test_a_customer_scores_the_same_alone_as_in_the_whole_batch(predicted, shop):
+    """score reads a batch with the model's own BG/NBD + Gamma-Gamma fit (saved with the predictor): two customers
+    score, and get the numbers they get among everyone, rather than a refit on two customers (which fails)."""
+    rows = pd.read_csv(shop)
+    pair = ["k007", "r1"]  # a regular and a lapsed regular
+    alone = custseq.score(predicted / "model", rows[rows["customer_id"].isin(pair)], as_of=AS_OF).predictions
+    everyone = pq.read_table(predicted / "predictions.parquet").to_pandas().set_index("customer_id").loc[pair]
+    assert alone["customer_id"].tolist() == pair
+    for column in ("churn_probability", "clv_expected", "clv_p10", "clv_p90", "p_alive"):
+        assert np.allclose(alone[column], everyone[column], rtol=1e-6, atol=1e-9), column
+    predictor = json.loads((predicted / "model" / "config.json").read_text())["predictor"]
+    assert set(predictor["btyd_fit"]["bgnbd"]) == {"r", "alpha", "a", "b"}

@@ -159,8 +159,8 @@ def test_a_degenerate_btyd_fit_is_skipped_not_chosen(monkeypatch):
     import custseq.models.predictor as predictor_module
     from custseq.baselines.btyd import predict_btyd
 
-    def overflowing(features, horizon_days):
-        fitted = predict_btyd(features, horizon_days)
+    def overflowing(features, horizon_days, fit=None):
+        fitted = predict_btyd(features, horizon_days, fit=fit)
         fitted.value[:3] = np.inf  # what BG/NBD's expected purchases do on some young windows
         return fitted
 

@@ -21,7 +21,8 @@ x; it equals lifetimes' to 1e-10 where lifetimes is finite (tested).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from custseq.features.btyd import (
     fit_bgnbd,
     with_penalizer_fallback,
 )
+from custseq.io.run_files import BgNbdFit
 
 __all__ = [
     "BgNbdParams",
@@ -87,8 +89,64 @@ class BtydPredictions:
     penalizer: float  # the L2 penalty the fit needed (the optimiser diverges on some data without one)
 
 
-def predict_btyd(features: pa.Table, horizon_days: int, penalizer: float = DEFAULT_PENALIZER) -> BtydPredictions:
-    """Fit BG/NBD and Gamma-Gamma on one window's RFM summary and predict its horizon.
+@dataclass(frozen=True)
+class GammaGammaParams:
+    """Gamma-Gamma spend parameters (Fader, Hardie & Lee 2005, "RFM and CLV")."""
+
+    p: float
+    q: float
+    v: float
+
+
+@dataclass(frozen=True)
+class SpendModel:
+    """Expected spend per purchase: Gamma-Gamma, or the repeat buyers' mean spend where it could not be fitted."""
+
+    gamma_gamma: GammaGammaParams | None
+    mean_spend: float
+
+    def spend(self, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+        """Per customer: Gamma-Gamma's weighted mean of their own spend and the population's, or the mean."""
+        if self.gamma_gamma is None:
+            return np.full(len(frequency), self.mean_spend)
+        p, q, v = self.gamma_gamma.p, self.gamma_gamma.q, self.gamma_gamma.v
+        x, m = np.asarray(frequency, np.float64), np.clip(np.asarray(monetary_value, np.float64), 0, None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = p * x / (p * x + q - 1)
+            spend = (1 - weight) * (v * p / (q - 1)) + weight * m
+        return np.nan_to_num(spend, nan=self.mean_spend)
+
+
+@dataclass(frozen=True)
+class BtydFit:
+    """BG/NBD + Gamma-Gamma fitted once, on the population a model was trained for (the scoring window of
+    ``predict``), and saved with the model: ``score`` then reads any batch, even of one customer, with the same
+    parameters, so that a customer's numbers do not depend on who else is in the batch."""
+
+    bgnbd: BgNbdParams
+    penalizer: float
+    spend: SpendModel
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def record(self) -> BgNbdFit:
+        """The BG/NBD part as run files (and the BG/NBD features) record it."""
+        return BgNbdFit(model="BG/NBD", penalizer=self.penalizer, **asdict(self.bgnbd))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BtydFit:
+        spend = d["spend"]
+        gg = spend["gamma_gamma"]
+        return cls(
+            bgnbd=BgNbdParams(**d["bgnbd"]),
+            penalizer=float(d["penalizer"]),
+            spend=SpendModel(GammaGammaParams(**gg) if gg is not None else None, float(spend["mean_spend"])),
+        )
+
+
+def fit_btyd(features: pa.Table, penalizer: float = DEFAULT_PENALIZER) -> BtydFit:
+    """BG/NBD (with the penalty fallback) and Gamma-Gamma on one window's RFM summary.
 
     Raises
     ------
@@ -97,15 +155,31 @@ def predict_btyd(features: pa.Table, horizon_days: int, penalizer: float = DEFAU
     """
     df, x, t_x, T = _summary(features)
     params, penalizer = with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, T, p), penalizer)
+    return BtydFit(params, penalizer, _fit_spend(df, penalizer))
+
+
+def predict_btyd(
+    features: pa.Table, horizon_days: int, penalizer: float = DEFAULT_PENALIZER, fit: BtydFit | None = None
+) -> BtydPredictions:
+    """BG/NBD and Gamma-Gamma's predictions of one window's horizon: fitted on its RFM summary, or ``fit``.
+
+    Raises
+    ------
+    TrainingError
+        If BG/NBD does not fit even with a 100x stronger penalty.
+    """
+    fit = fit or fit_btyd(features, penalizer)
+    df, x, t_x, T = _summary(features)
+    params = fit.bgnbd
     purchases = bgnbd_expected_purchases(params, x, t_x, T, horizon_days)
     return BtydPredictions(
         customer_ids=df["customer_id"].astype(str).tolist(),
         p_alive=bgnbd_p_alive(params, x, t_x, T),
         expected_purchases=purchases,
         churn_probability=bgnbd_no_purchase_probability(params, x, t_x, T, horizon_days),
-        value=purchases * _gamma_gamma_spend(df, penalizer),
+        value=purchases * fit.spend.spend(df["frequency"].to_numpy(), df["monetary_value"].to_numpy()),
         params=params,
-        penalizer=penalizer,
+        penalizer=fit.penalizer,
     )
 
 
@@ -275,20 +349,25 @@ def _summary(features: pa.Table) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, 
     return df, x, t_x, T
 
 
-def _gamma_gamma_spend(df: pd.DataFrame, penalizer: float) -> np.ndarray:
-    """Expected spend per purchase: Gamma-Gamma on repeat buyers with positive spend, else their mean."""
+def _fit_spend(df: pd.DataFrame, penalizer: float) -> SpendModel:
+    """Gamma-Gamma on repeat buyers with positive spend; their mean spend where there are too few or it fails."""
     from lifetimes import GammaGammaFitter
 
     repeat = df[(df["frequency"] > 0) & (df["monetary_value"] > 0)]
     fallback = float(repeat["monetary_value"].mean()) if len(repeat) else 0.0
     if len(repeat) < 20:
-        return np.full(len(df), fallback)
+        return SpendModel(None, fallback)
     gg = GammaGammaFitter(penalizer_coef=penalizer)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             gg.fit(repeat["frequency"], repeat["monetary_value"])
     except Exception:  # a degenerate spend distribution: use the mean spend instead
-        return np.full(len(df), fallback)
-    spend = gg.conditional_expected_average_profit(df["frequency"], df["monetary_value"].clip(lower=0))
-    return np.nan_to_num(np.asarray(spend, dtype=np.float64), nan=fallback)
+        return SpendModel(None, fallback)
+    p = gg.params_
+    return SpendModel(GammaGammaParams(float(p["p"]), float(p["q"]), float(p["v"])), fallback)
+
+
+def _gamma_gamma_spend(df: pd.DataFrame, penalizer: float) -> np.ndarray:
+    """Expected spend per purchase of each customer of ``df``, Gamma-Gamma fitted on ``df`` (:func:`_fit_spend`)."""
+    return _fit_spend(df, penalizer).spend(df["frequency"].to_numpy(), df["monetary_value"].to_numpy())

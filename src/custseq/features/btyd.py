@@ -142,8 +142,11 @@ def bgnbd_no_purchase_probability(
     return 1.0 - alive + alive * quiet_if_alive
 
 
-def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, BgNbdFit | BtydFailed]:
-    """Append ``btyd_p_alive`` and ``btyd_expected_purchases`` from a BG/NBD fitted on this table.
+def add_btyd_features(
+    features: pa.Table, horizon_days: int, fitted: BgNbdFit | None = None
+) -> tuple[pa.Table, BgNbdFit | BtydFailed]:
+    """Append ``btyd_p_alive`` and ``btyd_expected_purchases`` from a BG/NBD fitted on this table, or ``fitted``
+    (a saved model's fit, so that a batch of a few customers is read like the population it was trained on).
 
     The fit reads only the table's ``frequency``, ``recency`` and ``T`` (days, rows before its cutoff),
     so the features of a window depend on nothing after its cutoff.
@@ -165,7 +168,11 @@ def add_btyd_features(features: pa.Table, horizon_days: int) -> tuple[pa.Table, 
         features.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("frequency", "recency", "T")
     )
     try:
-        params, penalizer = with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, T, p), DEFAULT_PENALIZER)
+        if fitted is not None:
+            params = BgNbdParams(fitted.r, fitted.alpha, fitted.a, fitted.b)
+            penalizer = fitted.penalizer
+        else:
+            params, penalizer = with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, T, p), DEFAULT_PENALIZER)
     except TrainingError as e:
         log.warning("btyd features are missing for this window: %s", e)
         missing = pa.nulls(features.num_rows, pa.float64())

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from custseq.baselines.base import WindowTables
 from custseq.baselines.boosted import BoostedHead, BoostedInputs, early_stopping_mask, fit_boosted, refit_boosted
-from custseq.baselines.btyd import predict_btyd
+from custseq.baselines.btyd import BtydFit, predict_btyd
 from custseq.config import FinetuneConfig, PredictorConfig
 from custseq.errors import ArtifactError, TrainingError
 from custseq.features.btyd import (
@@ -108,6 +108,8 @@ class Predictor:
     carry_to_days: int | None = None  # a longer horizon the predictions are carried to (see carry_to_horizon)
     lapsed_churn_rate: float | None = None  # churn of the training windows' lapsed regulars (scoring.lapse)
     group_corrections: tuple[GroupCorrection, ...] = ()  # per flagged audit group ([audit] recalibrate_groups)
+    # BG/NBD + Gamma-Gamma of the population predict scored; None: fitted on whatever table is predicted
+    btyd_fit: BtydFit | None = None
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -120,7 +122,9 @@ class Predictor:
 
     def predict(self, features: pa.Table, network: NetworkOutputs | None) -> dict[str, np.ndarray]:
         """The prediction columns for the customers of ``features`` (in its row order)."""
-        candidates = candidate_predictions(features, network, self.boosted, self.members, self.horizon_days)
+        candidates = candidate_predictions(
+            features, network, self.boosted, self.members, self.horizon_days, btyd_fit=self.btyd_fit
+        )
         churn = self.churn_calibrator(_combine_churn(candidates, self.churn))
         value = self.value_scale * _combine_value(candidates, self.value, self.value_scales)
         churn, value = apply_corrections(self.group_corrections, features, churn, value)  # before the intervals
@@ -144,7 +148,7 @@ class Predictor:
         TrainingError
             If BG/NBD cannot be fitted on these customers.
         """
-        btyd = predict_btyd(features, days)
+        btyd = predict_btyd(features, days, fit=self.btyd_fit)
         if not isinstance(btyd.params, BgNbdParams):  # predict_btyd fits BG/NBD; guards the type
             raise TrainingError(f"carrying a horizon needs BG/NBD, got {type(btyd.params).__name__}")
         churn = carry_to_horizon(columns, features, self.horizon_days, days, btyd.params)["churn_probability"]
@@ -173,6 +177,7 @@ class Predictor:
             "carry_to_days": self.carry_to_days,
             "lapsed_churn_rate": self.lapsed_churn_rate,
             "group_corrections": [c.to_json() for c in self.group_corrections],
+            "btyd_fit": self.btyd_fit.to_json() if self.btyd_fit is not None else None,
         }
 
     @classmethod
@@ -192,6 +197,7 @@ class Predictor:
                 None if d.get("carry_to_days") is None else int(d["carry_to_days"]),
                 None if d.get("lapsed_churn_rate") is None else float(d["lapsed_churn_rate"]),
                 corrections_from_json(d.get("group_corrections")),
+                None if d.get("btyd_fit") is None else BtydFit.from_json(d["btyd_fit"]),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"predictor.json is incomplete or corrupted: {e!r}") from None
@@ -294,8 +300,11 @@ def candidate_predictions(
     boosted: dict[str, BoostedHead],
     names: Sequence[str],
     horizon_days: int,
+    *,
+    btyd_fit: BtydFit | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(churn probability, value) per candidate for the customers of ``features``.
+    """(churn probability, value) per candidate for the customers of ``features`` (BG/NBD + Gamma-Gamma with
+    ``btyd_fit``, else fitted on ``features``).
 
     Raises
     ------
@@ -309,7 +318,7 @@ def candidate_predictions(
                 raise TrainingError("the predictor uses the network, but no network outputs were given")
             out[name] = (network.churn_probability, network.clv_expected)
         elif name == "btyd":
-            btyd = predict_btyd(features, horizon_days)
+            btyd = predict_btyd(features, horizon_days, fit=btyd_fit)
             if not (np.isfinite(btyd.value).all() and np.isfinite(btyd.churn_probability).all()):
                 raise TrainingError("BG/NBD + Gamma-Gamma gives non-finite predictions here (a degenerate fit)")
             out[name] = (np.clip(btyd.churn_probability, 1e-6, 1 - 1e-6), np.clip(btyd.value, 0, None))

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from custseq.baselines.btyd import BgNbdParams, BtydPredictions, predict_btyd
+from custseq.baselines.btyd import BgNbdParams, BtydFit, BtydPredictions, predict_btyd
 from custseq.config import ActionConfig, RunConfig
 from custseq.errors import TrainingError
 from custseq.io.prepared import WindowFolder
@@ -148,7 +148,8 @@ def score_customers(
     gives them back as integers, in numeric order (1, 2, 10 rather than "1", "10", "2")."""
     feature_table = pq.read_table(window.features)
     features = feature_table.to_pandas()
-    btyd, p_alive = _btyd(feature_table, model.output_horizon_days)
+    population = model.predictor.btyd_fit if model.predictor is not None else None
+    btyd, p_alive = _btyd(feature_table, model.output_horizon_days, population)
     frame = with_p_alive(scores.table(), btyd).to_pandas()
     rhythm = customer_cadence(frame, features, cfg)
     frame["lapsed_regular"] = rhythm["lapsed_regular"].to_numpy()
@@ -231,10 +232,13 @@ def write_scored(
         folder.write_attention(Attention(note="BG/NBD + Gamma-Gamma alone: no sequence model to show", customers=()))
 
 
-def _btyd(features: pa.Table, horizon_days: int) -> tuple[BtydPredictions | None, BgNbdFit | PAliveUnavailable]:
-    """BG/NBD + Gamma-Gamma on the window's RFM summary (rows before its cutoff), and the fit or why it failed."""
+def _btyd(
+    features: pa.Table, horizon_days: int, population: BtydFit | None = None
+) -> tuple[BtydPredictions | None, BgNbdFit | PAliveUnavailable]:
+    """BG/NBD + Gamma-Gamma on the window's RFM summary (rows before its cutoff), or the saved model's
+    ``population`` fit, and the fit or why it failed."""
     try:
-        btyd = predict_btyd(features, horizon_days)
+        btyd = predict_btyd(features, horizon_days, fit=population)
     except TrainingError as e:
         return None, PAliveUnavailable(reason=str(e))
     params = btyd.params

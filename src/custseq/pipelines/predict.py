@@ -22,9 +22,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from custseq.baselines.base import WindowTables
-from custseq.baselines.btyd import predict_btyd
+from custseq.baselines.btyd import BtydFit, fit_btyd, predict_btyd
 from custseq.config import RunConfig, config_from_dict, config_to_dict
-from custseq.errors import ConfigError
+from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.fairness import Audit
 from custseq.io.atomic import ResumableWork, describe_tables, fingerprint, staged_run
 from custseq.io.prepared import PreparedWindows
@@ -137,6 +137,7 @@ def predict(
         checked = _check_on_validation(fit.model, layout, summary.config, say) if audited else None
         if checked is not None:  # none unless [audit] recalibrate_groups
             fit.model.predictor.group_corrections = checked.audit.corrections
+        fit.model.predictor.btyd_fit = _population_btyd(layout)  # after the validation check, which refits its own
         if summary.horizon_days != config.window.horizon_days:
             fit.model.predictor.carry_to_days = config.window.horizon_days
             choice = dataclasses.replace(choice, trained_horizon_days=summary.horizon_days, carried_by=CARRIED_BY)
@@ -164,6 +165,15 @@ def predict(
         scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
         fit.model, summary.config, summary.as_of, proposer, scored.contacts,
     )  # fmt: skip
+
+
+def _population_btyd(layout: PreparedWindows) -> BtydFit | None:
+    """BG/NBD + Gamma-Gamma of the scoring window, saved with the model so that ``score`` reads any batch with
+    them (None where they cannot be fitted: each batch is then fitted on its own, as before)."""
+    try:
+        return fit_btyd(pq.read_table(layout.scoring.features))
+    except TrainingError:
+        return None
 
 
 def _integer_ids(summary: PrepareSummary) -> bool:

@@ -32,7 +32,14 @@ from custseq.io.prepared import (
     WindowFolder,
     window_folder,
 )
-from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary, RunFolder, SequenceSummary
+from custseq.io.run_files import (
+    QUARANTINE_DIR,
+    BgNbdFit,
+    PreparedWindow,
+    PrepareSummary,
+    RunFolder,
+    SequenceSummary,
+)
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
 from custseq.progress import Note
@@ -240,11 +247,13 @@ def prepare_scoring_sequences(
     *,
     vocab: SequenceVocab,
     with_features: bool = False,
+    btyd_fit: BgNbdFit | None = None,
 ) -> ScoringSequences:
     """Validate new data and write its sequences as of ``as_of`` with a saved model's vocabulary.
 
     ``out`` receives ``sequences/``, ``quarantine/`` and, ``with_features``, the window's
-    ``features.parquet`` (the layout of a ``prepare`` window folder, without labels).
+    ``features.parquet`` (the layout of a ``prepare`` window folder, without labels); its BG/NBD features
+    use ``btyd_fit`` (the saved model's), else a fit on these customers.
 
     Raises
     ------
@@ -270,7 +279,7 @@ def prepare_scoring_sequences(
                 con, tx, window, config.features, customers=report.tables.get("customers"), events=ev
             )
             if config.features.btyd:  # a failed fit leaves the columns null and is logged
-                features, _ = add_btyd_features(features, window.horizon_days)
+                features, _ = add_btyd_features(features, window.horizon_days, fitted=btyd_fit)
             pq.write_table(features, WindowFolder(out).features)
         unknown = encode_tables(con, vocab, tx, ev)
         tokens = create_tokens(con, vocab.layout, [window.cutoff])

@@ -70,7 +70,11 @@ def score_with_model(
     inputs = fingerprint(describe_tables(tables), config_to_dict(cfg), model.horizon_days)
     with work_folder("score") as tmp, staged_output(out, command="score", inputs=inputs) as staging:
         work = WindowFolder(tmp)
-        scoring = prepare_scoring_sequences(tables, cfg, tmp, vocab=model.vocab, with_features=True)
+        population = model.predictor.btyd_fit if model.predictor is not None else None
+        scoring = prepare_scoring_sequences(
+            tables, cfg, tmp, vocab=model.vocab, with_features=True,
+            btyd_fit=population.record() if population is not None else None,
+        )  # fmt: skip
         scores = score_window(model, work)
         seconds = time.perf_counter() - started
         integer_ids = scoring.report.accounts()["transactions"].customer_id_type == "integer"
