@@ -116,6 +116,16 @@ def rules_for(
                 params={"max_abs_amount": float(cfg.max_abs_amount)},
             )
         )
+    for name in ("quantity", "cost"):  # summed as exact decimals too: a value beyond their range is a data error
+        if staged.has(name):
+            rules.append(
+                Rule(
+                    f"absurd_{name}",
+                    f"NOT isfinite({name}) OR abs({name}) > $max_abs_amount",
+                    f"{name} is not a finite number of at most {cfg.max_abs_amount:g} (validation.max_abs_amount)",
+                    params={"max_abs_amount": float(cfg.max_abs_amount)},
+                )
+            )
     if staged.has("currency"):
         allowed = sorted(c.upper() for c in (cfg.currencies or ISO_4217))
         rules.append(
