@@ -229,9 +229,15 @@ def test_bad_values_in_a_file_are_config_errors(tmp_path, text, message):
     [
         ('[model.finetune_training]\nepochs = "3"\n', "[model.finetune_training] epochs must be an integer, got '3'"),
         ("[model.finetune_training]\nepochs = 2.5\n", "[model.finetune_training] epochs must be an integer, got 2.5"),
-        ("[model.finetune_training]\nepochs = true\n", "[model.finetune_training] epochs must be an integer, got True (true/false)"),
+        (
+            "[model.finetune_training]\nepochs = true\n",
+            "[model.finetune_training] epochs must be an integer, got True (true/false)",
+        ),
         ('[validation]\nmax_abs_amount = "big"\n', "[validation] max_abs_amount must be a number, got 'big'"),
-        ("[validation]\nmax_abs_amount = [1, 2]\n", "[validation] max_abs_amount must be a number, got [1, 2] (a list)"),
+        (
+            "[validation]\nmax_abs_amount = [1, 2]\n",
+            "[validation] max_abs_amount must be a number, got [1, 2] (a list)",
+        ),
         ('[window]\nhorizon_days = "ninety"\n', "[window] horizon_days: horizon 'ninety' is not understood"),
         ("[window]\nhorizon_days = [90]\n", "[window] horizon_days: horizon [90] is not understood"),
         ("[report]\nenabled = 1\n", "[report] enabled must be true or false, got 1 (an integer)"),

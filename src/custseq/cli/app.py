@@ -83,6 +83,7 @@ AsOfOpt = Annotated[
 
 
 DEBUG_ENV = "CUSTSEQ_DEBUG"
+_debug_option = {"given": False}  # set by the app's callback on every invocation
 BUG = "this is a bug in custseq; please report it with the command and its --debug output"
 
 
@@ -105,7 +106,7 @@ def fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
             how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
             err_console.print(f"[bold red]stopped:[/] {how}; no output folder was changed", highlight=False)
             raise typer.Exit(code=130 if isinstance(e, KeyboardInterrupt) else 143) from None
-        except Exception as e:  # noqa: BLE001  (the one place every unexpected exception ends)
+        except Exception as e:
             _fail(f"{type(e).__name__}: {one_line(str(e))} — {BUG}", 1)
 
     return wrapper
@@ -122,8 +123,7 @@ def debug_enabled() -> bool:
     """Whether ``--debug`` was given (or ``CUSTSEQ_DEBUG=1`` is set): tracebacks are printed."""
     if os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes"):
         return True
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+    return _debug_option["given"]
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -205,3 +205,4 @@ def _main(
     ] = False,
 ) -> None:
     """Churn and lifetime value, customer by customer, learned from raw event sequences."""
+    _debug_option["given"] = debug

@@ -125,7 +125,9 @@ def _convert(hint: Any, value: Any, key: _Key) -> Any:
     if hint is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _fail(key, value, hint)
     if hint is float:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _fail(key, value, hint)
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _fail(key, value, hint)
+        )
     if hint is str:
         return value if isinstance(value, str) else _fail(key, value, hint)
     return value
@@ -151,7 +153,9 @@ def _describe_type(hint: Any) -> str:
 
 
 def _plural(hint: Any) -> str:
-    return {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}.get(hint, _describe_type(hint))
+    return {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}.get(
+        hint, _describe_type(hint)
+    )
 
 
 def _wrong_type(key: _Key, value: Any, expected: str) -> ConfigError:

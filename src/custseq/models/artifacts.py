@@ -427,7 +427,9 @@ def _check_regular(file: Path, limit: int) -> int:
     info = file.stat()  # follows links; FileNotFoundError is the caller's "missing"
     if not stat.S_ISREG(info.st_mode):
         what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, pipe or socket)"
-        raise ArtifactError(f"{file} is {what}; a model directory holds regular files: restore it or save the model again")
+        raise ArtifactError(
+            f"{file} is {what}; a model directory holds regular files: restore it or save the model again"
+        )
     if info.st_size > limit:
         raise ArtifactError(
             f"{file} is {info.st_size:,} bytes, more than custseq reads ({limit:,}); it is not the file custseq "
