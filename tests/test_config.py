@@ -297,8 +297,12 @@ def test_unparsable_config_file_names_its_format(tmp_path, name, kind):
 @pytest.mark.parametrize(
     "cls, kwargs, message",
     [
-        (ValidationConfig, {"max_abs_amount": 0}, "max_abs_amount must be positive, got 0"),
-        (ValidationConfig, {"max_abs_amount": float("nan")}, "max_abs_amount must be positive, got nan"),
+        (ValidationConfig, {"max_abs_amount": 0}, "max_abs_amount must be above 0 and at most 1e+12, got 0"),
+        (
+            ValidationConfig,
+            {"max_abs_amount": float("nan")},
+            "max_abs_amount must be above 0 and at most 1e+12, got nan",
+        ),
         (ValidationConfig, {"duplicates": "drop"}, "duplicates must be auto, quarantine or keep, got 'drop'"),
         (ValidationConfig, {"future_rows": "drop"}, "future_rows must be keep or quarantine, got 'drop'"),
         (WindowConfig, {"horizon_days": 0}, "horizon_days must be 1 to 36525 (100 years), got 0"),
