@@ -206,9 +206,12 @@ def test_unknown_nested_key_names_the_section_and_the_allowed_keys(tmp_path):
     "text, message",
     [
         ("validation = 3\n", "{path}.validation must be a table/object, got int"),
-        ("[features]\nrecent_windows_days = 7\n", "{path}.features.recent_windows_days must be a list, got 7"),
-        ('[engine]\nthreads = "two"\n', "{path}.engine.threads must be a number, got 'two'"),
-        ('[window]\nhorizon_days = "soon"\n', "horizon 'soon' is not understood"),
+        (
+            "[features]\nrecent_windows_days = 7\n",
+            "{path}: [features] recent_windows_days must be a list of integers, got 7 (an integer)",
+        ),
+        ('[engine]\nthreads = "two"\n', "{path}: [engine] threads must be an integer, got 'two' (a string)"),
+        ('[window]\nhorizon_days = "soon"\n', "{path}: [window] horizon_days: horizon 'soon' is not understood"),
         ('[window]\nas_of = "09/12/2011"\n', "{path}.window.as_of '09/12/2011' is not a date"),
         ('[validation]\nduplicates = "sometimes"\n', "duplicates must be auto, quarantine or keep, got 'sometimes'"),
         ("[window]\nhorizon_days = 0\n", "horizon must be at least one day, got 0"),
@@ -221,10 +224,56 @@ def test_bad_values_in_a_file_are_config_errors(tmp_path, text, message):
         load_config(path)
 
 
-def test_wrong_type_that_breaks_a_check_is_a_config_error(tmp_path):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[model.finetune_training]\nepochs = "3"\n', "[model.finetune_training] epochs must be an integer, got '3'"),
+        ("[model.finetune_training]\nepochs = 2.5\n", "[model.finetune_training] epochs must be an integer, got 2.5"),
+        (
+            "[model.finetune_training]\nepochs = true\n",
+            "[model.finetune_training] epochs must be an integer, got True (true/false)",
+        ),
+        ('[validation]\nmax_abs_amount = "big"\n', "[validation] max_abs_amount must be a number, got 'big'"),
+        (
+            "[validation]\nmax_abs_amount = [1, 2]\n",
+            "[validation] max_abs_amount must be a number, got [1, 2] (a list)",
+        ),
+        ('[window]\nhorizon_days = "ninety"\n', "[window] horizon_days: horizon 'ninety' is not understood"),
+        ("[window]\nhorizon_days = [90]\n", "[window] horizon_days: horizon [90] is not understood"),
+        ("[report]\nenabled = 1\n", "[report] enabled must be true or false, got 1 (an integer)"),
+        ("[sequence]\ntoken = 3\n", "[sequence] token must be one of 'auto', 'order', 'line', got 3"),
+        ("[columns.transactions]\namount = 3\n", "[columns.transactions] amount must be a string, got 3"),
+        ('[features]\nrecent_windows_days = [7, "x"]\n', "[features] recent_windows_days[1] must be an integer"),
+        ("[profit]\ncurrency = {a = 1}\n", "[profit] currency must be a string, got {'a': 1} (a table)"),
+    ],
+)
+def test_a_wrong_type_names_the_key_and_the_type(tmp_path, text, message):
     path = tmp_path / "custseq.toml"
-    path.write_text('[validation]\nmax_abs_amount = "big"\n')
-    with pytest.raises(ConfigError, match=re.escape(f"{path}.validation: '>' not supported")):
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        load_config(path)
+
+
+def test_numbers_are_converted_to_the_fields_type(tmp_path):
+    path = tmp_path / "custseq.toml"
+    path.write_text("[validation]\nmax_abs_amount = 1000\n")
+    value = load_config(path).validation.max_abs_amount
+    assert value == 1000.0 and isinstance(value, float)
+
+
+@pytest.mark.parametrize("suffix, text", [(".toml", "a = {}\n"), (".json", '{{"a": {}}}')])
+def test_a_config_nested_too_deep_is_a_config_error(tmp_path, suffix, text):
+    n = 100_000
+    path = tmp_path / f"custseq{suffix}"
+    path.write_text(text.format("[" * n + "]" * n))
+    with pytest.raises(ConfigError, match="nested too deep"):
+        load_config(path)
+
+
+def test_a_config_that_is_not_utf8_says_encoding(tmp_path):
+    path = tmp_path / "custseq.toml"
+    path.write_bytes('[profit]\ncurrency = "€"\n'.encode("cp1252"))
+    with pytest.raises(ConfigError, match="not UTF-8 text \\(an encoding problem\\); save it as UTF-8"):
         load_config(path)
 
 
@@ -248,8 +297,12 @@ def test_unparsable_config_file_names_its_format(tmp_path, name, kind):
 @pytest.mark.parametrize(
     "cls, kwargs, message",
     [
-        (ValidationConfig, {"max_abs_amount": 0}, "max_abs_amount must be positive, got 0"),
-        (ValidationConfig, {"max_abs_amount": float("nan")}, "max_abs_amount must be positive, got nan"),
+        (ValidationConfig, {"max_abs_amount": 0}, "max_abs_amount must be above 0 and at most 1e+12, got 0"),
+        (
+            ValidationConfig,
+            {"max_abs_amount": float("nan")},
+            "max_abs_amount must be above 0 and at most 1e+12, got nan",
+        ),
         (ValidationConfig, {"duplicates": "drop"}, "duplicates must be auto, quarantine or keep, got 'drop'"),
         (ValidationConfig, {"future_rows": "drop"}, "future_rows must be keep or quarantine, got 'drop'"),
         (WindowConfig, {"horizon_days": 0}, "horizon_days must be 1 to 36525 (100 years), got 0"),

@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from custseq.config import (
     ColumnsConfig,
@@ -78,24 +82,54 @@ AsOfOpt = Annotated[
 ]
 
 
+DEBUG_ENV = "CUSTSEQ_DEBUG"
+_debug_option = {"given": False}  # set by the app's callback on every invocation
+BUG = "this is a bug in custseq; please report it with the command and its --debug output"
+
+
 def fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
-    """Turn a CustseqError into one red line and exit code 2, never a traceback; Ctrl-C and SIGTERM stop the
-    command with one line too, after its staging and work folders are removed (exit 130 and 143)."""
+    """End every failure in one red line, never a traceback: a :class:`CustseqError` (the user's input) exits 2,
+    any other exception (a bug) exits 1 and asks for a report; Ctrl-C and SIGTERM stop the command with one line
+    too, after its staging and work folders are removed (exit 130 and 143). With ``--debug`` (or
+    ``CUSTSEQ_DEBUG=1``) the traceback is printed first; the line and the exit code stay the same."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             with terminate_as_exception():
                 fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer's own exits and usage errors: click prints them, with its exit code
         except CustseqError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            _fail(str(e), 2)
         except (KeyboardInterrupt, Terminated) as e:
             how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
             err_console.print(f"[bold red]stopped:[/] {how}; no output folder was changed", highlight=False)
             raise typer.Exit(code=130 if isinstance(e, KeyboardInterrupt) else 143) from None
+        except Exception as e:
+            _fail(f"{type(e).__name__}: {one_line(str(e))} — {BUG}", 1)
 
     return wrapper
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    if debug_enabled():
+        traceback.print_exc()
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code) from None
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` was given (or ``CUSTSEQ_DEBUG=1`` is set): tracebacks are printed."""
+    if os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return True
+    return _debug_option["given"]
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first non-empty line of ``text``, cut to ``limit`` characters (DuckDB's messages run over many)."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def run_config(
@@ -166,5 +200,9 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Print the traceback of an error (also: {DEBUG_ENV}=1).")
+    ] = False,
 ) -> None:
     """Churn and lifetime value, customer by customer, learned from raw event sequences."""
+    _debug_option["given"] = debug

@@ -24,6 +24,7 @@ from custseq.cli.app import (
 )
 from custseq.cli.columns import explain, print_columns
 from custseq.cli.show import print_prepare, print_validation
+from custseq.io.atomic import check_writable
 from custseq.pipelines.prepare import prepare
 from custseq.progress import RunProgress
 
@@ -52,6 +53,7 @@ def validate_cmd(
     """Check tables against the data contract: columns, mapping, rule hits; write rejected rows."""
     from custseq.pipelines.validate import validate
 
+    check_writable(quarantine_dir, "--quarantine-dir")
     future_rows = "quarantine" if forbid_future else None
     validation = {"max_abs_amount": max_abs_amount, "duplicates": duplicates, "future_rows": future_rows}
     cfg = run_config(config, column, window=window_options(as_of), validation=validation)
@@ -81,6 +83,7 @@ def prepare_cmd(
     token: Annotated[str | None, typer.Option(help="Sequence token: auto, order or line.")] = None,
 ) -> None:
     """Build leakage-safe windows, labels, RFM features and event sequences on disk."""
+    check_writable(out)
     cfg = run_config(
         config,
         column,

@@ -17,7 +17,7 @@ from custseq.cli.app import (
     run_config,
     write_report_if_enabled,
 )
-from custseq.io.atomic import require_complete
+from custseq.io.atomic import check_writable, require_complete
 from custseq.io.run_files import RunFolder
 
 
@@ -42,6 +42,7 @@ def plan_cmd(
     """Re-plan saved predictions with another catalogue, threshold or mode, or reviewers' decisions (no model)."""
     from custseq.pipelines.plan import replan
 
+    check_writable(out or folder)
     changes = {"catalogue": catalogue, "products": products, "retention_threshold": threshold, "mode": mode,
                "k": k}  # fmt: skip
     cfg = run_config(config, actions=changes)
@@ -75,6 +76,7 @@ def report_cmd(
     from custseq.report import write_report
 
     require_complete(folder, "custseq report")
+    check_writable(out or folder / "report.html", file=True)
     cfg = run_config(config, report={"interactive": interactive}).report
     path = write_report(folder, out, cfg)
     console.print(f"Report in [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB)")

@@ -26,6 +26,7 @@ from custseq.cli.app import (
 )
 from custseq.cli.show import print_evaluation
 from custseq.errors import ConfigError
+from custseq.io.atomic import check_writable
 from custseq.io.tables import Tables
 
 
@@ -70,6 +71,7 @@ def evaluate_cmd(
     from custseq.evaluation.methods import ABLATIONS, DEFAULT_METHODS
     from custseq.pipelines.evaluate import evaluate
 
+    check_writable(out)
     chosen = list(DEFAULT_METHODS) if methods.strip() == "all" else items_of(methods)
     chosen_ablations = list(ABLATIONS) if ablations.strip() == "all" else items_of(ablations)
     try:

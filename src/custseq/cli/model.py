@@ -39,6 +39,7 @@ from custseq.config import (
     with_seed,
 )
 from custseq.datasets import cdnow_path
+from custseq.io.atomic import check_writable
 from custseq.io.tables import Tables
 from custseq.version import __version__
 
@@ -74,6 +75,7 @@ def predict_cmd(
     ] = False,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
+    check_writable(out, replaces=True)
     model = {"pretraining": False if not pretraining else None}
     window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
     audit = {"decisions_history": tuple(map(str, decisions_history)) if decisions_history else None}
@@ -96,6 +98,7 @@ def score_cmd(
     """Score new data with a saved model (its columns, vocabularies and horizon)."""
     from custseq.pipelines.score import score
 
+    check_writable(out, replaces=True)
     cfg = run_config(config, column) if (config or column) else None  # None: the model's own data settings
     tables = Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
     with stage("scoring"):
@@ -141,6 +144,7 @@ def pretrain_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in the work folder.")] = False,
 ) -> None:
     """Pre-train the sequence encoder self-supervised (masked events + next event) and save it."""
+    check_writable(out)
     from custseq.pipelines.pretrain import (  # torch is imported only by the commands that need it
         PRETRAIN_DEFAULTS,
         pretrain,
@@ -181,6 +185,7 @@ def embed_cmd(
     """Customer embeddings as of a date, from a pre-trained encoder."""
     from custseq.pipelines.pretrain import embed_customers
 
+    check_writable(out, file=True)
     cfg = run_config(config, column, window=window_options(as_of))
     table, scoring = embed_customers(model, tables_of(data, customers, events, cfg), cfg, out)
     unknown = {k: v for k, v in scoring.unknown_values.items() if v}
@@ -201,6 +206,7 @@ def demo_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Predict churn and value for the bundled CDNOW data (23,570 customers, 1997–1998)."""
+    check_writable(out, replaces=True)
     console.print(f"custseq {__version__} demo: CDNOW master data (Fader & Hardie), horizon {horizon}")
     cfg = with_seed(run_config(config, window=window_options(horizon=horizon)), seed)
     predict_and_print(Tables.of(cdnow_path(), columns=cfg.columns), out, cfg)

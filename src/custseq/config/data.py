@@ -23,6 +23,7 @@ class ColumnsConfig:
     detect: bool = True  # detect obvious names (CustomerID, InvoiceDate, ...) for unmapped columns
 
 
+MAX_ABS_AMOUNT = 1e12  # the largest max_abs_amount: amounts are summed (and squared) as DECIMAL(38, 12)
 MAX_SPAN_DAYS = 36_525  # 100 years: the longest horizon, stride or history a window setting may ask for
 MAX_AS_OF = dt.date(2999, 12, 31)  # a later as-of is a typo, and dates near 9999 overflow
 
@@ -59,8 +60,11 @@ class ValidationConfig:
             raise ConfigError(f"max_days_after_as_of must be 0 to {MAX_SPAN_DAYS}, got {self.max_days_after_as_of}")
         if self.far_past_years is not None and not 0 < self.far_past_years <= 100:
             raise ConfigError(f"far_past_years must be above 0 and at most 100 (or unset), got {self.far_past_years}")
-        if not self.max_abs_amount > 0:
-            raise ConfigError(f"max_abs_amount must be positive, got {self.max_abs_amount}")
+        if not 0 < self.max_abs_amount <= MAX_ABS_AMOUNT:  # sums are exact decimals of 26 integer digits
+            raise ConfigError(
+                f"max_abs_amount must be above 0 and at most {MAX_ABS_AMOUNT:g}, got {self.max_abs_amount}; "
+                "amounts beyond that are data errors or another unit (divide them, e.g. into thousands)"
+            )
         if self.duplicates not in ("auto", "quarantine", "keep"):
             raise ConfigError(f"duplicates must be auto, quarantine or keep, got {self.duplicates!r}")
         if self.future_rows not in ("keep", "quarantine"):

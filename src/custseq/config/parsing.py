@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 from custseq.errors import ConfigError
@@ -29,7 +30,10 @@ def parse_horizon(text: str | int) -> int:
                 f"horizon {text!r} is not understood; write a number of days or a number with a unit, "
                 "e.g. 90d, 13w, 6m or 1y"
             )
-        days = round(float(m.group(1)) * HORIZON_UNITS_DAYS[m.group(2) or "d"])
+        exact = float(m.group(1)) * HORIZON_UNITS_DAYS[m.group(2) or "d"]
+        if not math.isfinite(exact):  # hundreds of digits read as inf, which round() refuses
+            raise ConfigError(f"horizon {str(text)[:20]!r}… is too long; a horizon is at most 36525 days (100 years)")
+        days = round(exact)
     if days < 1:
         raise ConfigError(f"horizon must be at least one day, got {text!r}")
     return int(days)

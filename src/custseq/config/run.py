@@ -107,13 +107,22 @@ def load_config(path: Path, base: RunConfig | None = None) -> RunConfig:
         If the file cannot be read or parsed, or holds unknown settings.
     """
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (an encoding problem); save it as UTF-8 and run again"
+        ) from None
     try:
         data = json.loads(text) if Path(path).suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid {Path(path).suffix.lstrip('.') or 'TOML'}: {e}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} is nested too deep (lists or tables inside each other thousands of levels down); "
+            "a custseq config has at most three levels, e.g. [model.finetune_training]"
+        ) from None
     if base is None:
         return config_from_dict(RunConfig, data, where=str(path))
     return config_from_dict(RunConfig, _deep_merge(config_to_dict(base), data), where=str(path))

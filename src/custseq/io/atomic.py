@@ -135,6 +135,76 @@ def describe_tables(tables: Tables) -> dict[str, Any]:
     return described
 
 
+# --- before any work: can the outputs be written? ----------------------------------------------------------------
+
+
+def check_writable(path: Path | str, option: str = "--out", *, file: bool = False, replaces: bool = False) -> None:
+    """Refuse, before any data is read, an output path that cannot be written, so that a run does not fail at its
+    end (``predict`` after training).
+
+    Parameters
+    ----------
+    path : path
+        A folder (or, with ``file``, a file) the command writes; it need not exist yet.
+    option : str
+        The option that named it, for the message.
+    file : bool
+        ``path`` is a file (``embed --out``, ``report --out``), not a folder.
+    replaces : bool
+        The command replaces the whole folder (:func:`staged_output` without ``keep``): a folder holding files
+        custseq does not write is refused now rather than after the work.
+
+    Raises
+    ------
+    OutputFolderError
+        If the path is not a valid name, is a file where a folder goes (or the reverse), lies under a file, or
+        its folder (or the nearest one that exists) cannot be written.
+    """
+    try:
+        out = Path(path).absolute()
+        if file and out.is_dir():
+            raise OutputFolderError(f"{option} {out} is a folder; pass a file name")
+        if not file and out.exists() and not out.is_dir():
+            raise OutputFolderError(f"{option} {out} is a file; pass a folder")
+        _check_name_lengths(out, option)
+        above = next(p for p in out.parents if p.exists())
+        if not above.is_dir():
+            raise OutputFolderError(f"cannot write {option} {out}: {above} is a file, not a folder")
+        _probe_write(above)  # where the path is created, or where staging folder, lock and swap go beside it
+        if not file and out.is_dir():
+            _probe_write(out)
+        if replaces and not file:
+            _check_replaceable(out, keep=False)
+    except OutputFolderError:
+        raise
+    except OSError as e:
+        raise OutputFolderError(f"cannot write {option} {path}: {e.strerror or e}") from None
+    except ValueError as e:  # an embedded NUL byte
+        raise OutputFolderError(f"{option} {str(path)!r} is not a valid path: {e}") from None
+
+
+def _check_name_lengths(out: Path, option: str) -> None:
+    """Names (with the ``.tmp-<pid>`` suffix a staging folder adds) must fit the file system's limit."""
+    existing = next(p for p in out.parents if p.exists())
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    for part in (*out.relative_to(existing).parts[:-1], f"{out.name}.tmp-{os.getpid()}"):
+        if len(os.fsencode(part)) > limit:
+            raise OutputFolderError(
+                f"{option} {out}: the name {part[:40]!r}… is longer than this file system allows ({limit} bytes)"
+            )
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and remove a file in ``folder``: the one test of writability that holds for every user (root
+    included) and file system (read-only mounts)."""
+    fd, probe = tempfile.mkstemp(prefix=".custseq-write-check-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 # --- writers: stage, mark, swap ----------------------------------------------------------------------------------
 
 

@@ -149,6 +149,11 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
                 select.params,
             )
     except duckdb.Error as e:
+        if mixed := next((p for p in source.paths if source.fmt == "csv" and _mixed_line_endings(p)), None):
+            raise DataReadError(
+                f"cannot read {mixed}: its lines end in both LF and CRLF (mixed line endings), so its layout cannot "
+                "be told; save it again with one kind of line ending (e.g. dos2unix) and run again"
+            ) from None
         raise DataReadError(f"cannot read {source.label}: {_first_line(e)}") from None
     finally:
         if select.view:
@@ -220,6 +225,18 @@ def _select_source(con: duckdb.DuckDBPyConnection, source: Source) -> _Select:
     if source.fmt == "parquet":
         return _Select("SELECT * FROM read_parquet(?, union_by_name = true)", [files])
     return _Select(_duckdb_table_sql(con, source), [], attached=DUCKDB_ALIAS)
+
+
+def _mixed_line_endings(path: Path, sample: int = 1 << 20) -> bool:
+    """Whether the first MiB of a CSV file ends lines both with CRLF and with a bare LF."""
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as f:
+            head = f.read(sample)
+    except (OSError, EOFError):
+        return False
+    crlf = head.count(b"\r\n")
+    return 0 < crlf < head.count(b"\n")
 
 
 def bad_lines_table(raw: str) -> str:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +47,8 @@ VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 ARTIFACT_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, MANIFEST_FILE)
+MAX_JSON_BYTES = 1 << 30  # 1 GiB: a vocabulary of millions of values fits; a link to /dev/zero does not
+MAX_WEIGHTS_BYTES = 1 << 36  # 64 GiB, where the manifest does not record the size (older models)
 
 BuildFn = Callable[[dict[str, Any], SequenceVocab | None], torch.nn.Module]
 
@@ -65,6 +68,7 @@ class Manifest:
     weights_sha256: str  # of the bytes of model.safetensors: detects corruption and truncation
     vocab_hash: str | None = None  # config_hash() of vocab.json; None = saved without a vocabulary
     extra: dict[str, Any] = field(default_factory=dict)  # free JSON, e.g. the task weighting used
+    weights_bytes: int | None = None  # size of model.safetensors, checked before it is read; None = older model
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (cutoffs as a list)."""
@@ -241,6 +245,7 @@ def save_model(
         metrics=metrics_json,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         weights_sha256=hashlib.sha256(weights).hexdigest(),
+        weights_bytes=len(weights),
         vocab_hash=config_hash(vocab_json) if vocab_json is not None else None,
         extra=extra_json,
     )
@@ -333,7 +338,7 @@ def load_model(
             vocab = SequenceVocab.from_json(vocab_json)
         except ArtifactError as e:
             raise ArtifactError(f"{path / VOCAB_FILE}: {e}; save the model again") from None
-    tensors = _read_weights(path / WEIGHTS_FILE, manifest.weights_sha256)
+    tensors = _read_weights(path / WEIGHTS_FILE, manifest.weights_sha256, manifest.weights_bytes)
     try:
         model = build(config, vocab)
     except (CustseqError, KeyError, TypeError, ValueError) as e:
@@ -400,6 +405,7 @@ def _write(file: Path, data: bytes) -> None:
 
 def _read_json(file: Path) -> Any:
     try:
+        _check_regular(file, MAX_JSON_BYTES)
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ArtifactError(
@@ -415,6 +421,23 @@ def _read_json(file: Path) -> Any:
         ) from None
 
 
+def _check_regular(file: Path, limit: int) -> int:
+    """The size of ``file``, refused before reading when it is not a regular file (a folder, or a link to
+    ``/dev/zero`` or a pipe, which would never end) or is larger than any model file custseq writes."""
+    info = file.stat()  # follows links; FileNotFoundError is the caller's "missing"
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, pipe or socket)"
+        raise ArtifactError(
+            f"{file} is {what}; a model directory holds regular files: restore it or save the model again"
+        )
+    if info.st_size > limit:
+        raise ArtifactError(
+            f"{file} is {info.st_size:,} bytes, more than custseq reads ({limit:,}); it is not the file custseq "
+            "wrote: restore it or save the model again"
+        )
+    return info.st_size
+
+
 def _check_hash(file: Path, actual: str, recorded: str) -> None:
     if actual != recorded:
         raise ArtifactError(
@@ -423,8 +446,14 @@ def _check_hash(file: Path, actual: str, recorded: str) -> None:
         )
 
 
-def _read_weights(file: Path, recorded_sha256: str) -> dict[str, torch.Tensor]:
+def _read_weights(file: Path, recorded_sha256: str, recorded_bytes: int | None) -> dict[str, torch.Tensor]:
     try:
+        size = _check_regular(file, MAX_WEIGHTS_BYTES)
+        if recorded_bytes is not None and size > recorded_bytes:  # refused unread; a shorter one fails its hash
+            raise ArtifactError(
+                f"{file} is {size:,} bytes but the manifest records {recorded_bytes:,}: it was replaced or grew "
+                "after saving; restore the file or save the model again"
+            )
         data = file.read_bytes()
     except FileNotFoundError:
         raise ArtifactError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from custseq.errors import ConfigError
 from custseq.schema import TOKEN_TYPES, Kind, quote_ident
 from custseq.validate.quarantine import CleanTable
 
@@ -49,6 +50,11 @@ class TokenLayout:
 def layout_for(tx: CleanTable, events: CleanTable | None, token: str) -> TokenLayout:
     """Choose the token fields from the clean tables' columns (identifiers come from the tables' kinds)."""
     mode = ("order" if tx.has("order_id") else "line") if token == "auto" else token
+    if mode == "order" and not tx.has("order_id"):
+        raise ConfigError(
+            "token = order (--token order) needs an order_id column, and the transactions have none; map one with "
+            "--column order_id=YOUR_COLUMN, or use --token line (one token per row) or auto"
+        )
     fields: list[Field] = []
     tx_extras_cat = [c for c in tx.columns_of(Kind.CATEGORY) if c not in TX_CATEGORICAL]
     tx_extras_num = [c for c in tx.columns_of(Kind.NUMBER) if c not in TX_NUMERIC]

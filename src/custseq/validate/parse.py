@@ -215,7 +215,8 @@ def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, pas
     if dtype in FLOAT_TYPES:  # integer ids that became floats (NaN in a pandas column): 17850, not 17850.0
         as_int = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
         return (
-            f"CASE WHEN NOT isfinite({col}) THEN NULL WHEN {col} = trunc({col}) THEN {as_int} "
+            # abs < 1e38: HUGEINT's range (a float id of 1.7e38 or more is kept as its text, not cast)
+            f"CASE WHEN NOT isfinite({col}) THEN NULL WHEN {col} = trunc({col}) AND abs({col}) < 1e38 THEN {as_int} "
             f"ELSE CAST({col} AS VARCHAR) END"
         )
     text = f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"

@@ -96,7 +96,17 @@ def rules_for(
         else:
             rules.append(Rule(f"missing_{name}", f"{name} IS NULL", f"{_label(name)} is empty"))
     for name in staged.checked:
-        if name not in ("ts", "amount", "event"):
+        if name in ("quantity", "cost"):  # summed as exact decimals: a number beyond their range is a data error
+            rules.append(
+                Rule(
+                    f"unparsable_{name}",
+                    f"{name}__present AND ({name} IS NULL OR NOT isfinite({name}) OR abs({name}) > $max_abs_amount)",
+                    f"{_label(name)} could not be parsed, or is not a finite number of at most "
+                    f"{cfg.max_abs_amount:g} (validation.max_abs_amount)",
+                    params={"max_abs_amount": float(cfg.max_abs_amount)},
+                )
+            )
+        elif name not in ("ts", "amount", "event"):
             rules.append(
                 Rule(
                     f"unparsable_{name}",
