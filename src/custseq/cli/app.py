@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from custseq.config import (
     ColumnsConfig,
@@ -88,7 +89,8 @@ def fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
             with terminate_as_exception():
                 fn(*args, **kwargs)
         except CustseqError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets (custseq[mlflow], [a, b]) that rich would read as markup
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except (KeyboardInterrupt, Terminated) as e:
             how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
