@@ -6,7 +6,7 @@ Commands live in modules by theme (:mod:`~custseq.cli.columns`, :mod:`~custseq.c
 
 from __future__ import annotations
 
-from custseq.cli import columns, data, decisions, evaluation, model  # noqa: F401  (registers the commands)
+from custseq.cli import columns, data, decisions, evaluation, export, model  # noqa: F401  (registers the commands)
 from custseq.cli.app import app
 
 __all__ = ["app", "main"]
