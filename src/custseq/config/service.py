@@ -17,6 +17,7 @@ from custseq.errors import ConfigError
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 ENV_PREFIX = "CUSTSEQ_"
+MODEL_ENV = "CUSTSEQ_MODEL"  # the model folder `custseq serve` hands its workers
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from custseq.config.service import ServiceSettings
+from custseq.config.service import MODEL_ENV, ServiceSettings
 from custseq.errors import ConfigError, CustseqError
 from custseq.pipelines.outputs import PredictRun
 from custseq.service.frames import embedding_rows, not_scored, prediction_rows
@@ -35,7 +35,6 @@ from custseq.service.telemetry import Telemetry
 from custseq.version import __version__
 
 log = logging.getLogger(__name__)
-MODEL_ENV = "CUSTSEQ_MODEL"  # the model folder, for app_from_environment (set by `custseq serve`)
 
 
 def create_app(model_dir: Path | str, settings: ServiceSettings) -> FastAPI:

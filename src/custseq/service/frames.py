@@ -48,7 +48,7 @@ def prediction_rows(predictions: pd.DataFrame) -> list[dict[str, Any]]:
     """predictions.csv's rows as JSON-ready dicts: full precision, NaN as null, list columns as lists."""
     rows = []
     for record in predictions.to_dict(orient="records"):
-        row = {k: _plain(v) for k, v in record.items()}
+        row = {str(k): _plain(v) for k, v in record.items()}
         for name in LIST_FIELDS:
             if isinstance(row.get(name), str):
                 row[name] = json.loads(row[name])
@@ -60,7 +60,10 @@ def embedding_rows(embeddings: pd.DataFrame) -> list[dict[str, Any]]:
     """embeddings.parquet's rows as ``{"customer_id", "embedding": [e0, e1, …]}``."""
     dims = [c for c in embeddings.columns if c != "customer_id"]
     values = embeddings[dims].to_numpy(float)
-    return [{"customer_id": _plain(i), "embedding": v.tolist()} for i, v in zip(embeddings["customer_id"], values)]
+    return [
+        {"customer_id": _plain(i), "embedding": v.tolist()}
+        for i, v in zip(embeddings["customer_id"], values, strict=True)
+    ]
 
 
 def not_scored(request: ScoreRequest, scored_ids: pd.Series) -> list[str]:

@@ -8,6 +8,7 @@ timestamp is ISO 8601 text (never a number read as Unix seconds), and non-finite
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
@@ -110,12 +111,12 @@ class ScoreRequest(_Strict):
             raise ValueError(f"as_of {self.as_of} is before {EARLIEST.date()}")
         ids = [c.customer_id for c in self.customers]
         if len(set(ids)) < len(ids):
-            repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            repeated = sorted(i for i, n in Counter(ids).items() if n > 1)[:5]
             raise ValueError(f"customer_id must be unique in a request; repeated: {repeated}")
         end = dt.datetime.combine(self.as_of, dt.time()) + dt.timedelta(days=1)  # as_of is inclusive
         for i, c in enumerate(self.customers):
-            rows = [*c.transactions, *(c.events or [])]
-            if late := [r.ts for r in rows if r.ts >= end]:
+            times = [t.ts for t in c.transactions] + [e.ts for e in c.events or []]
+            if late := [ts for ts in times if ts >= end]:
                 raise ValueError(
                     f"customers[{i}] ({c.customer_id}) has {len(late)} transaction(s) or event(s) after as_of "
                     f"{self.as_of} (first {min(late).isoformat()}): send only what was known by the end of as_of"
