@@ -65,9 +65,8 @@ def start_server(model: Path, workers: int, port: int) -> subprocess.Popen[bytes
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if (
-                httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
-                and len(worker_pids(proc)) >= workers
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200 and (
+                workers == 1 or len(worker_pids(proc)) >= workers
             ):
                 return proc
         except httpx.HTTPError:
