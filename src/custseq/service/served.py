@@ -1,0 +1,61 @@
+"""The model a service holds: loaded once at start-up, then scored through the same pipeline as ``custseq score``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from custseq.config import RunConfig
+from custseq.models.artifacts import Manifest
+from custseq.models.finetune import ChurnValueModel, load_churn_value
+from custseq.pipelines.outputs import ItemProposer, PredictRun
+from custseq.pipelines.predict import NEXT_EVENT_DIR, saved_data_config
+from custseq.pipelines.score import load_item_proposer, refuse_partial_run, score_with_model
+from custseq.schema import CUSTOMERS, EVENTS, TRANSACTIONS
+from custseq.service.frames import request_tables
+from custseq.service.schemas import ModelInfo, ScoreRequest
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A saved model in memory with its data settings and next-item proposer (what ``custseq score`` loads)."""
+
+    path: Path
+    model: ChurnValueModel
+    data_config: RunConfig
+    proposer: ItemProposer | None
+    manifest: Manifest
+
+    @classmethod
+    def load(cls, model_dir: Path | str) -> ServedModel:
+        """Load ``model_dir`` as ``custseq score --model`` does.
+
+        Raises
+        ------
+        ArtifactError
+            If the folder is missing, incomplete or corrupted (checked against its manifest).
+        ConfigError
+            If its data settings were written by a custseq this version cannot read.
+        """
+        path = Path(model_dir)
+        refuse_partial_run(path)
+        model, saved, manifest = load_churn_value(path)
+        proposer = load_item_proposer(path / NEXT_EVENT_DIR)
+        return cls(path, model, saved_data_config(saved["data"]), proposer, manifest)
+
+    def score(self, request: ScoreRequest) -> PredictRun:
+        """The request's customers scored by :func:`custseq.pipelines.score.score_with_model`, nothing written."""
+        tables = request_tables(request)
+        return score_with_model(
+            self.model, self.data_config, tables, as_of=request.as_of.isoformat(), proposer=self.proposer
+        )
+
+    def info(self, prediction_fields: list[str]) -> ModelInfo:
+        m = self.manifest
+        return ModelInfo(
+            custseq_version=m.custseq_version, model_type=m.model_type, created_at=m.created_at,
+            data_fingerprint=m.data_fingerprint, cutoffs=list(m.cutoffs), horizon_days=self.model.output_horizon_days,
+            validation_metrics=dict(m.metrics), transaction_fields=list(TRANSACTIONS.names),
+            profile_fields=list(CUSTOMERS.names), event_fields=[n for n in EVENTS.names if n != "text"],
+            prediction_fields=prediction_fields,
+        )  # fmt: skip
