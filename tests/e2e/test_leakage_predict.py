@@ -43,7 +43,10 @@ def later_lines(seed: int, n: int = 300) -> list[str]:
     for _ in range(n):
         ts = dt.datetime(2023, 10, 17, 9) + dt.timedelta(days=rng.randrange(400), minutes=rng.randrange(900))
         epoch = str(int(ts.replace(tzinfo=dt.UTC).timestamp()))
-        written = rng.choice([f"{ts:%d/%m/%Y %H:%M}", f"{ts:%m/%d/%Y %H:%M}", ts.isoformat(), f"{ts:%m/%d/%y}", epoch,
+        # Month-first only where the day is over 12: "11/05/2023" (5 November) IS 11 May in this day-first file, a
+        # past row as far as any reader can tell; "11/25/2023" is no date here.
+        month_first = f"{ts:%m/%d/%Y %H:%M}" if ts.day > 12 else f"{ts:%d/%m/%Y %H:%M}"
+        written = rng.choice([f"{ts:%d/%m/%Y %H:%M}", month_first, ts.isoformat(), f"{ts:%m/%d/%y}", epoch,
                               f"{ts:%Y-%m-%d} Europe/Paris", "soon"])  # fmt: skip
         customer = rng.choice(["1003.0", "1017.0", "X1", "17.5", "NULL", "", "=1+1", f"new{rng.randrange(50)}"])
         amount = rng.choice(["12.5", "N/A", "1_000", "-3", "1e30", f"{rng.uniform(1, 300):.2f}"])

@@ -23,6 +23,7 @@ KNOWN: dict[str, str] = {
     "prepare_options-0.1": "NotADirectoryError: prepare --out below a file",
     "prepare_options-1.1": "BinderException: --token order without an order id",
     "prepare_options-2.1": "BinderException: --token order without an order id",
+    "predict_options-3.1": "ValueError from numpy after training started: predict --seed -1",
 }
 
 
