@@ -39,7 +39,7 @@ def fuzz(seeds: list[int], whole_runs: int) -> list:
     from tests.fuzz.corpus import MODEL_KINDS, VALIDATE_KINDS, WHOLE_RUN_KINDS, cases
 
     outcomes = []
-    corpus = [c for s in seeds for c in cases(VALIDATE_KINDS + MODEL_KINDS, s)]
+    corpus = [c for s in seeds for c in [*cases(VALIDATE_KINDS, s), *cases(MODEL_KINDS, s, per_kind=2)]]
     corpus += [c for s in range(whole_runs) for c in cases(WHOLE_RUN_KINDS, s)]
     for i, case in enumerate(corpus, 1):
         outcome = run_case(case)
@@ -130,13 +130,14 @@ def section(args: argparse.Namespace, fuzzed: list, prep: tuple, pred: tuple, ki
         f"Machine: {machine_description(('duckdb', 'pyarrow', 'torch', 'hypothesis'))}",
         "",
         "Inputs: the generated corpus of tests/fuzz/corpus.py (no blobs: files, configs and options built from a "
-        f"seed), {len({o.case.kind for o in fuzzed})} kinds × seeds {args.seeds[0]}–{args.seeds[-1]}, plus "
+        f"seed), {len({o.case.kind for o in fuzzed})} kinds × seeds {args.seeds[0]}–{args.seeds[-1]} "
+        "(two variants of the predict and prepare option kinds per seed), plus "
         f"{args.whole_runs} whole `predict` run(s) on a spoiled shop; each through the command line in-process "
         "(`custseq validate`, `prepare` or `predict`). What counts as a crash, a silent loss and an unclear error: "
         "see the docstring of benchmarks/reliability.py (tests/fuzz/check.py). Leakage: rows after the as-of date "
         "appended or put first with new types, formats, categories and ids; prepare's outputs compared byte for "
         "byte, predict's predictions to 1e-9 with seed 0. Kills: a tiny-shop `predict` stopped with SIGKILL or "
-        "SIGTERM at a seeded moment up to 30 s into its work; its `--out` must be absent or whole (run.json, every "
+        "SIGTERM at a seeded moment up to 10 s into its work; its `--out` must be absent or whole (run.json, every "
         "file readable, predictions.csv = .parquet = metrics), nothing left beside it or in the temporary folder "
         "once the next run starts.",
         "",
@@ -149,7 +150,8 @@ def section(args: argparse.Namespace, fuzzed: list, prep: tuple, pred: tuple, ki
         f"| unclear errors (exit 2) | {exits.get(2, 0)} | {len(unclear)} | 0 |",
         f"| leakage property cases: prepare (hypothesis examples) | {prep[0]} | {prep[1]} | 0 |",
         f"| leakage property cases: predict (fixed seed) | {pred[0]} | {pred[1]} | 0 |",
-        f"| kill cases (SIGKILL/SIGTERM; output absent or whole) | {len(seen)} | {len(kill_failures)} | 0 |",
+        f"| kill cases (SIGKILL/SIGTERM; output absent or whole; {sum(not s['finished'] for s in seen)} stopped "
+        f"mid-run) | {len(seen)} | {len(kill_failures)} | 0 |",
         "",
         "Kill moments: "
         + "; ".join(

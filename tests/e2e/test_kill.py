@@ -109,7 +109,8 @@ def test_after_sigkill_the_next_run_cleans_what_was_left_and_the_folder_is_absen
 
 KILLS = 6  # alternately SIGKILL and SIGTERM, in a seeded order, each at a seeded moment of the run
 KILL_SEED = 17
-LONGEST_DELAY = 30.0  # seconds after the run starts its work: validation, windows, training, scoring, the report
+REPORT_LINE_END = "report.html)"  # the end of predict's last line, "Outputs in … report.html)"
+LONGEST_DELAY = 10.0  # seconds after the run holds its folders: validation, windows, training, scoring, the report
 
 
 def kill_moments(seed: int = KILL_SEED, kills: int = KILLS) -> list[tuple[signal.Signals, float]]:
@@ -180,7 +181,9 @@ def stop_at(shop: tuple[Path, Path], out: Path, tmp: Path, how: signal.Signals, 
         run.send_signal(how)
     run.wait(timeout=120)
     output = lines.text()
-    finished = run.returncode == 0
+    # A signal after the run's last line (its folder already swapped in) may still meet the interpreter on its way
+    # out, with the default action: that run had finished.
+    finished = run.returncode == 0 or (run.returncode == -how and output.rstrip().endswith(REPORT_LINE_END))
     assert "Traceback" not in output, output
     if how == signal.SIGTERM and not finished:
         assert run.returncode == 143 and "terminated (SIGTERM)" in output, output
@@ -192,7 +195,7 @@ def stop_at(shop: tuple[Path, Path], out: Path, tmp: Path, how: signal.Signals, 
     return {"signal": how.name, "delay": delay, "stage": stage, "finished": finished, "out": out.exists()}
 
 
-@pytest.mark.slow  # six predict processes of their own, each stopped up to 30 s into its work
+@pytest.mark.slow  # six predict processes of their own, each stopped up to 10 s into its work
 def test_stops_at_random_moments_leave_the_output_absent_or_whole(shop, tmp_path):
     out, tmp = tmp_path / "out" / "run", tmp_path / "tmp"
     tmp.mkdir()

@@ -20,7 +20,6 @@ KNOWN: dict[str, str] = {
     "config_wrong_type-4.0": "config type error in Python's words: '>' not supported between 'str' and 'int'",
     "config_deep-1.0": "RecursionError on a JSON config nested 100,000 deep",
     "config_deep-2.0": "RecursionError on a JSON config nested 100,000 deep",
-    "prepare_options-0.1": "NotADirectoryError: prepare --out below a file",
     "prepare_options-1.1": "BinderException: --token order without an order id",
     "prepare_options-2.1": "BinderException: --token order without an order id",
     "predict_options-3.1": "ValueError from numpy after training started: predict --seed -1",
