@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ DUCKDB_ALIAS = "__custseq_src"
 # are skipped and recorded (ignore_errors), then accounted for row by row (see _load_csv_file).
 CSV_OPTIONS = "all_varchar = true, header = true, comment = '', skip = 0, ignore_errors = true"
 CSV_REJECTS = "__custseq_csv_rejects"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's begin with these too
 CSV_REJECT_SCANS = "__custseq_csv_reject_scans"
 
 
@@ -132,6 +134,7 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
     SchemaError
         If a user column is named like custseq's internal row column.
     """
+    refuse_other_encodings(source)
     refuse_repeated_header_names(con, source)
     select = _select_source(con, source)
     limit = f" LIMIT {int(rows)}" if rows else ""
@@ -154,7 +157,7 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
                 f"cannot read {mixed}: its lines end in both LF and CRLF (mixed line endings), so its layout cannot "
                 "be told; save it again with one kind of line ending (e.g. dos2unix) and run again"
             ) from None
-        raise DataReadError(f"cannot read {source.label}: {_first_line(e)}") from None
+        raise DataReadError(read_problem(source, e)) from None
     finally:
         if select.view:
             con.unregister(select.view)
@@ -170,6 +173,51 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Source, name: str, *, rows:
             "semicolon- or pipe-delimited files with a header line — convert whitespace-aligned files first"
         )
     return columns
+
+
+def refuse_other_encodings(source: Source) -> None:
+    """Refuse a CSV file written in UTF-16 or UTF-32 (a byte-order mark, or NUL bytes between the characters).
+
+    DuckDB would read it as UTF-8 with NUL characters in every name, and the error would be a missing column.
+
+    Raises
+    ------
+    DataReadError
+        Naming the file and the encoding problem.
+    """
+    if source.fmt != "csv":
+        return
+    for path in source.paths:
+        try:
+            with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+                start = f.read(4096)
+        except (OSError, EOFError):
+            continue  # the reader itself reports what is wrong with the file
+        wide = start.startswith(UTF16_BOMS) or start[:200].count(b"\x00") > len(start[:200]) // 4
+        if start and wide:
+            raise DataReadError(
+                f"{path} is UTF-16 or UTF-32 text, not UTF-8 (an encoding problem); save the file as UTF-8 "
+                "and run again"
+            )
+
+
+def read_problem(source: Source, e: duckdb.Error) -> str:
+    """What went wrong reading ``source``, in the user's words rather than DuckDB's."""
+    text = str(e)
+    if "Error when sniffing file" in text:
+        return (
+            f"cannot read {source.label} as CSV: no delimiter and columns could be found in it; it may be binary "
+            "data, a spreadsheet or compressed — save it as a UTF-8 CSV file with a header line"
+        )
+    size = re.search(r"Maximum line size of (\d+) bytes exceeded", text)
+    if size:
+        return (
+            f"cannot read {source.label}: a line is longer than {int(size.group(1)):,} bytes (a quote left open, "
+            "or a huge field); check the file, or export it again"
+        )
+    if source.fmt == "parquet" and ("magic bytes" in text or "too small to be a Parquet file" in text):
+        return f"{source.label} is not a Parquet file, or it is cut short; export it again"
+    return f"cannot read {source.label}: {_first_line(e).split(' Error: ', 1)[-1]}"
 
 
 def refuse_repeated_header_names(con: duckdb.DuckDBPyConnection, source: Source) -> None:

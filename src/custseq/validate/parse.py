@@ -44,6 +44,7 @@ PLACEHOLDER_IDS = ("null", "none", "nan", "n/a", "na", "#n/a", "nil", "undefined
 NUMBER_PATTERN = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(?i:inf|infinity|nan)"
 TEXT_TYPES = ("VARCHAR",)
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
+HUGEINT_LIMIT = "1e38"  # a whole float id beyond DuckDB's 128-bit integers stays written as a float
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 INT64_MAX = 2**63 - 1
 
@@ -215,8 +216,8 @@ def _id_expr(con: duckdb.DuckDBPyConnection, raw: str, src: str, dtype: str, pas
     if dtype in FLOAT_TYPES:  # integer ids that became floats (NaN in a pandas column): 17850, not 17850.0
         as_int = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
         return (
-            # abs < 1e38: HUGEINT's range (a float id of 1.7e38 or more is kept as its text, not cast)
-            f"CASE WHEN NOT isfinite({col}) THEN NULL WHEN {col} = trunc({col}) AND abs({col}) < 1e38 THEN {as_int} "
+            f"CASE WHEN NOT isfinite({col}) THEN NULL WHEN {col} = trunc({col}) AND abs({col}) < {HUGEINT_LIMIT} "
+            f"THEN {as_int} "
             f"ELSE CAST({col} AS VARCHAR) END"
         )
     text = f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"

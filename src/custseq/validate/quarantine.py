@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custseq.config import ValidationConfig
-from custseq.errors import EmptyTableError, QuarantineError
+from custseq.errors import ConfigError, EmptyTableError, QuarantineError
 from custseq.io.engine import drop_tables, fetch_arrow, fetch_scalar
 from custseq.io.sources import RAW_ROW, bad_lines_table
 from custseq.schema import ROW_ID, Kind, quote_ident
@@ -108,7 +108,13 @@ def apply(
     check_row_accounting(staged.table, rows_in, rows_used, rows_quarantined)
     reasons = {r.name: r.reason for r in rules}
     if quarantine_dir is not None:
-        _write_quarantine(con, staged, judged, reasons, quarantine_dir)
+        try:
+            _write_quarantine(con, staged, judged, reasons, quarantine_dir)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the quarantined rows into {quarantine_dir} ({e.strerror or e}); pass a folder you "
+                "can write with --quarantine-dir"
+            ) from None
     if rows_used == 0:
         top = max(rule_counts, key=rule_counts.__getitem__)
         raise EmptyTableError(

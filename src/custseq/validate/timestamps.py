@@ -150,8 +150,9 @@ def configured(text: str, fmt: str, con: duckdb.DuckDBPyConnection) -> Timestamp
     try:
         tz_aware = fetch_row(con, f"SELECT typeof(try_strptime('2000-01-01', '{fmt}'))")[0].endswith("TIME ZONE")
     except duckdb.Error as e:
+        why = str(e).splitlines()[0].split(" Error: ", 1)[-1]  # without DuckDB's "Invalid Input Error: "
         raise ConfigError(
-            f"validation.ts_format {fmt!r} is not a strptime format ({str(e).splitlines()[0]}); e.g. %d/%m/%Y, "
+            f"validation.ts_format {fmt!r} is not a strptime format ({why}); e.g. %d/%m/%Y, "
             f"or one of {', '.join(EPOCH_UNITS)} for Unix times"
         ) from None
     expr = f"try_strptime({text}, '{fmt}')"
