@@ -170,7 +170,7 @@ def test_a_toml_value_score_section_changes_only_what_it_names(tmp_path):
 def test_a_bad_toml_value_score_value_is_a_config_error(tmp_path):
     path = tmp_path / "custseq.toml"
     path.write_text('[value_score]\nkappa = "two"\n')
-    with pytest.raises(ConfigError, match=re.escape(f"{path}.value_score: ")):
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: [value_score] kappa must be a number, got 'two'")):
         load_config(path)
 
 
