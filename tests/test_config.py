@@ -22,6 +22,7 @@ from custseq.config import (
     load_config,
     parse_date,
     parse_horizon,
+    with_seed,
 )
 from custseq.errors import ConfigError
 
@@ -345,3 +346,9 @@ def test_predictor_candidates_are_checked():
         PredictorConfig(candidates=("network", "xgb"))
     with pytest.raises(ConfigError, match="blend_step"):
         PredictorConfig(blend_step=0.7)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpy_and_torch_cannot_take_is_a_config_error(seed):
+    with pytest.raises(ConfigError, match="seed must be a whole number from 0 to 4294967295"):
+        with_seed(RunConfig(), seed)

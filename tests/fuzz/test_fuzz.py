@@ -14,16 +14,7 @@ from tests.fuzz.corpus import MODEL_KINDS, VALIDATE_KINDS, WHOLE_RUN_KINDS, Case
 
 # Failures the suite found whose fix belongs to the command line's error handling (issue 17, point 5, in
 # progress elsewhere): strict, so that each one tells when it is fixed.
-KNOWN: dict[str, str] = {
-    "config_wrong_type-1.0": "config type error in Python's words: '>' not supported between 'str' and 'int'",
-    "config_wrong_type-2.0": "AttributeError for [columns] transactions = 5",
-    "config_wrong_type-4.0": "config type error in Python's words: '>' not supported between 'str' and 'int'",
-    "config_deep-1.0": "RecursionError on a JSON config nested 100,000 deep",
-    "config_deep-2.0": "RecursionError on a JSON config nested 100,000 deep",
-    "prepare_options-1.1": "BinderException: --token order without an order id",
-    "prepare_options-2.1": "BinderException: --token order without an order id",
-    "predict_options-3.1": "ValueError from numpy after training started: predict --seed -1",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _params(corpus: list[Case]) -> list:

@@ -96,6 +96,8 @@ class TrainConfig:
             raise ConfigError("learning_rate and clip_norm must be > 0; weight_decay and min_delta >= 0")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not 0 <= self.seed < 2**32:  # numpy's and torch's seeds
+            raise ConfigError(f"seed must be a whole number from 0 to 4294967295, got {self.seed}")
 
     @property
     def max_batches_per_epoch(self) -> int | None:
