@@ -66,10 +66,24 @@ def test_score_returns_the_predictions_fields(client, real_body, sample_ids):
         assert isinstance(p["next_actions"], list) and p["next_actions"] and "action" in p["next_actions"][0]
 
 
-def test_the_pipeline_refusing_a_batch_is_a_422_with_its_message(client):
-    # two customers with identical histories: the BG/NBD that `custseq score` fits on the batch cannot converge
+def test_two_customers_alone_score_like_any_others(client):
+    # the saved BG/NBD + Gamma-Gamma fit reads any batch: two identical histories, which a fit on the batch could
+    # not converge on, get identical scores
     r = client.post("/score", json=_body(_customer("a"), _customer("b")), headers=GOOD)
-    assert r.status_code == 422 and "BG/NBD did not fit these customers (2)" in r.json()["detail"]
+    assert r.status_code == 200, r.text
+    a, b = r.json()["predictions"]
+    assert {k: v for k, v in a.items() if k != "customer_id"} == {k: v for k, v in b.items() if k != "customer_id"}
+
+
+def test_the_pipeline_refusing_a_batch_is_a_422_with_its_message(client, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ConfigError("these customers cannot be scored: a reason the user can act on")
+
+    monkeypatch.setattr(served_module, "score_with_model", refuse)
+    r = client.post("/score", json=_body(_customer("a")), headers=GOOD)
+    assert (
+        r.status_code == 422 and r.json()["detail"] == "these customers cannot be scored: a reason the user can act on"
+    )
 
 
 def test_embed_returns_one_vector_per_customer(client, real_body, sample_ids):
