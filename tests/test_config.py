@@ -206,7 +206,7 @@ def test_unknown_nested_key_names_the_section_and_the_allowed_keys(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("validation = 3\n", "{path}.validation must be a table/object, got int"),
+        ("validation = 3\n", "{path}.validation must be a table of settings (key = value), got an integer"),
         (
             "[features]\nrecent_windows_days = 7\n",
             "{path}: [features] recent_windows_days must be a list of integers, got 7 (an integer)",

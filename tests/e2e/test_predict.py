@@ -268,7 +268,7 @@ def test_plan_applies_the_reviewers_decisions_on_review_csv(predicted, tmp_path)
 
 def test_predict_refuses_a_missing_products_table_before_training(shop, tmp_path):
     result, output = _invoke("predict", str(shop), "--products", str(tmp_path / "nope.csv"), "--out", str(tmp_path))
-    assert result.exit_code == 2 and "cannot read the products table" in output
+    assert result.exit_code == 2 and "the products table" in output and "does not exist (--products" in output
     assert "pre-training" not in output and "fine-tuning" not in output  # refused before any training
 
 

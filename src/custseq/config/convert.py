@@ -36,7 +36,8 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str = "config", *, 
         ``[model.finetune_training] epochs``, and the type it takes).
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{_dotted(where, _keys)} must be a table/object, got {type(data).__name__}")
+        got = "nothing (null)" if data is None else _value_kind(data)
+        raise ConfigError(f"{_dotted(where, _keys)} must be a table of settings (key = value), got {got}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(data) - known):

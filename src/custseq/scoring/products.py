@@ -54,10 +54,13 @@ def load_products(path: str | Path) -> Products:
         If the file cannot be read or has no product id column (the message lists the accepted names).
     """
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"the products table {path} does not exist (--products: a CSV or Parquet file with "
+                          "product_id, and optionally name, category and exclude)")  # fmt: skip
     try:
         frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the products table {path}: {e}") from None
+        raise ConfigError(f"cannot read the products table {path}: {type(e).__name__}: {e}") from None
     return products_from_frame(frame, str(path))
 
 
