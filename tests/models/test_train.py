@@ -251,6 +251,14 @@ def test_damaged_checkpoint_raises_artifact_error_naming_the_file(tmp_path, dama
         run_dropout(seed=0, out_dir=tmp_path, resume=True)
 
 
+def test_a_checkpoint_linked_to_a_device_is_refused_unread(tmp_path):
+    from custseq.models.checkpoints import load_checkpoint
+
+    (tmp_path / CHECKPOINT_FILE).symlink_to("/dev/zero")
+    with pytest.raises(ArtifactError, match="is not a regular file"):
+        load_checkpoint(tmp_path / CHECKPOINT_FILE)
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     run_dropout(seed=0, out_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"other training settings \(seed: 0 -> 1\)"):

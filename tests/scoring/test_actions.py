@@ -333,3 +333,10 @@ def test_rows_after_the_cutoff_do_not_move_the_baselines():
     ids = ["1", "2", "3"]
     assert repeat_last_proposals(changed, CUTOFF, ids) == repeat_last_proposals(HISTORY, CUTOFF, ids)
     assert popularity_proposals(changed, CUTOFF, ids) == popularity_proposals(HISTORY, CUTOFF, ids)
+
+
+def test_a_catalogue_nested_too_deep_is_a_config_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deep"):
+        load_catalogue(path)

@@ -87,6 +87,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         If the file is missing, truncated, not a checkpoint, or of another format version.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a link to /dev/zero or a pipe: never read
+        raise ArtifactError(f"checkpoint {path} is not a regular file; delete it to train from scratch")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

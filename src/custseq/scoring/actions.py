@@ -170,6 +170,9 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         kind = "JSON" if suffix == ".json" else "YAML"
         raise ConfigError(f"action catalogue {path} is not valid {kind}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"action catalogue {path} is nested too deep (lists inside lists thousands of levels "
+                          "down); a catalogue is a few tables of actions and rules") from None  # fmt: skip
     return catalogue_from_dict(data, source=str(path))
 
 
