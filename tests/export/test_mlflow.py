@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.e2e.test_predict import PREDICTION_COLUMNS
+from tests.e2e.test_predict import TINY_TOML as SHOP_TOML
 from typer.testing import CliRunner
 
 import custseq
@@ -26,28 +28,7 @@ mlflow = pytest.importorskip("mlflow", reason="the [mlflow] extra is not install
 runner = CliRunner()
 AS_OF = "2023-10-15"
 LATER = "2023-11-30"  # scoring after the training as-of: the MLflow model is used on new data
-PREDICTION_COLUMNS = ["customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p50", "clv_p90",
-                      "clv_if_active", "p_alive", "lapsed_regular", "segment", "value_score", "contact_profit",
-                      "next_items", "retention_flag", "next_actions"]  # fmt: skip
-TINY_TOML = """
-[model.encoder]
-d_model = 16
-n_heads = 2
-n_layers = 1
-d_ff = 32
-max_events = 8
-
-[model.pretrain_training]
-epochs = 1
-batch_size = 64
-
-[model.finetune_training]
-epochs = 2
-batch_size = 64
-
-[report]
-enabled = false
-"""
+TINY_TOML = SHOP_TOML + "\n[report]\nenabled = false\n"  # the shop of tests/e2e/test_predict.py, no report
 
 
 def _shop_rows(seed: int = 5) -> pd.DataFrame:
