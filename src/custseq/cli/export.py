@@ -29,7 +29,7 @@ def export_cmd(
         ),
     ] = None,
 ) -> None:
-    """Export a saved model: --format mlflow writes an MLflow pyfunc model (pip install 'custseq[mlflow]')."""
+    """Export a saved model: --format mlflow writes an MLflow pyfunc model (pip install 'custseq\\[mlflow]')."""
     from custseq.export.mlflow_export import export_mlflow
 
     with stage(f"exporting {model} as an MLflow model"):
