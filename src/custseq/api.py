@@ -133,6 +133,7 @@ def predict(
     resume: bool = False,
     progress: bool = False,
     on_stage: Stage | None = None,
+    nproc: int = 1,
 ) -> pd.DataFrame:
     """Churn probability and expected value over the horizon, with P10/P50/P90, for every customer.
 
@@ -140,7 +141,8 @@ def predict(
     history at ``as_of``. ``out`` (optional) receives the DESIGN §4 outputs. ``resume`` continues a run into
     ``out`` that stopped before its end (killed, interrupted, failed) from its last finished stage, with the
     same result as a run never stopped. ``progress`` shows each stage with its duration and the training bars
-    with their time left on stderr. See :func:`predict_run` for the metrics and the model.
+    with their time left on stderr. ``nproc`` > 1 runs the pre-training and fine-tuning on that many processes
+    under torchrun (distributed data parallel, one machine). See :func:`predict_run` for the metrics and the model.
 
     Raises
     ------
@@ -149,7 +151,7 @@ def predict(
     """
     return predict_run(
         transactions, horizon=horizon, as_of=as_of, customers=customers, events=events, config=config, seed=seed,
-        out=out, work_dir=work_dir, resume=resume, progress=progress, on_stage=on_stage,
+        out=out, work_dir=work_dir, resume=resume, progress=progress, on_stage=on_stage, nproc=nproc,
     ).predictions  # fmt: skip
 
 
@@ -167,13 +169,16 @@ def predict_run(
     resume: bool = False,
     progress: bool = False,
     on_stage: Stage | None = None,
+    nproc: int = 1,
 ) -> PredictRun:
     """:func:`predict`, returning the predictions with the embeddings, metrics and the fitted model."""
     from custseq.pipelines.predict import predict as run
 
     cfg = with_seed(with_window(config or RunConfig(), as_of=as_of, horizon=horizon), seed)
     tables = _tables(transactions, customers, events, cfg)
-    return run(tables, cfg, out=out, work_dir=work_dir, resume=resume, progress=progress, on_stage=on_stage)
+    return run(
+        tables, cfg, out=out, work_dir=work_dir, resume=resume, progress=progress, on_stage=on_stage, nproc=nproc
+    )
 
 
 def score(

@@ -73,6 +73,9 @@ def predict_cmd(
             "finished stage, kept in <out>.work; refused if the data or settings changed since."
         ),
     ] = False,
+    nproc: Annotated[
+        int, typer.Option(help="Processes for distributed data parallel pre-training and fine-tuning (torchrun).")
+    ] = 1,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
     check_writable(out, replaces=True)
@@ -80,7 +83,7 @@ def predict_cmd(
     window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
     audit = {"decisions_history": tuple(map(str, decisions_history)) if decisions_history else None}
     cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions, audit=audit), seed)
-    predict_and_print(tables_of(data, customers, events, cfg), out, cfg, resume=resume)
+    predict_and_print(tables_of(data, customers, events, cfg), out, cfg, resume=resume, nproc=nproc)
 
 
 @app.command("score")
@@ -212,10 +215,10 @@ def demo_cmd(
     predict_and_print(Tables.of(cdnow_path(), columns=cfg.columns), out, cfg)
 
 
-def predict_and_print(tables: Tables, out: Path, cfg: RunConfig, *, resume: bool = False) -> None:
+def predict_and_print(tables: Tables, out: Path, cfg: RunConfig, *, resume: bool = False, nproc: int = 1) -> None:
     from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
 
-    run = predict(tables, cfg, out=out, resume=resume, progress=True)  # stages and training bars on stderr
+    run = predict(tables, cfg, out=out, resume=resume, progress=True, nproc=nproc)  # stages and training bars on stderr
     print_validation(run.metrics.tables)
     print_training(run.metrics, run.as_of)
     print_scores(run)

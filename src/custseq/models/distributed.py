@@ -145,3 +145,8 @@ def shard_indices(n: int, epoch: int, seed: int, rank: int = 0, world_size: int 
     per_rank = -(-n // world_size)
     padded = np.resize(order, per_rank * world_size)  # repeats the first few to even out the shards
     return padded[rank::world_size].astype(np.int64)
+
+
+def world_size_from_env() -> int:
+    """The number of ``torchrun`` processes of this run (``WORLD_SIZE``); 1 outside torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -9,7 +9,9 @@ on the same validation customers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +28,7 @@ from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.metrics import churn_value_metrics
 from custseq.models.artifacts import Manifest, configs_from_json, data_fingerprint, load_model, save_model
 from custseq.models.calibration import Calibrator, calibration_report, fit_calibrator
+from custseq.models.distributed import is_main_process, world_size_from_env
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.multitask import QUANTILES, MultiTaskModel
@@ -112,6 +115,7 @@ def finetune_prepared(
     work_dir: Path | None = None,
     resume: bool = False,
     progress: bool | RunProgress = True,
+    trained: Path | None = None,
 ) -> FitResult:
     """Fine-tune the multi-task model on the training windows of ``prepared``.
 
@@ -119,11 +123,57 @@ def finetune_prepared(
     the encoder starts from random weights. With ``transfer`` it may come from other data (another
     vocabulary): see :func:`transfer_encoder`. ``resume`` continues from the checkpoint in ``work_dir``
     (:func:`custseq.models.train.train`). The model is returned calibrated, with its validation metrics.
+
+    ``trained`` is the file a distributed fine-tuning's rank 0 wrote (:func:`finetune_rank`): its weights and
+    training history are taken instead of training here, and the calibration and metrics follow as usual.
     """
+    setup = _setup(prepared, cfg, encoder_dir, transfer)
+    if trained is None:
+        result = _train(setup, cfg.finetune_training, work_dir, resume, progress)
+    else:
+        result = load_trained(setup.network, trained)
+    return _finish(setup, cfg, result, encoder_dir is not None)
+
+
+def finetune_rank(
+    prepared: PreparedWindows,
+    cfg: ModelConfig,
+    out: Path,
+    *,
+    encoder_dir: Path | None = None,
+    transfer: bool = False,
+    work_dir: Path | None = None,
+    resume: bool = False,
+) -> None:
+    """One ``torchrun`` process of a distributed fine-tuning: train on this rank's share, rank 0 writes ``out``.
+
+    ``out`` holds the best weights and the training history, which :func:`finetune_prepared` (``trained=out``)
+    turns into the calibrated model in the parent process.
+    """
+    setup = _setup(prepared, cfg, encoder_dir, transfer)
+    result = _train(setup, cfg.finetune_training, work_dir, resume, progress=False)
+    if is_main_process():
+        save_trained(setup.network, result, out)
+
+
+@dataclass
+class _Setup:
+    """Everything fine-tuning needs before its training loop: the data, the network and the sample streams."""
+
+    vocab: SequenceVocab
+    spec: TabularSpec
+    windows: list[WindowFolder]
+    horizon_days: int
+    network: MultiTaskModel
+    train_stream: SampleStream
+    val_stream: SampleStream
+
+
+def _setup(prepared: PreparedWindows, cfg: ModelConfig, encoder_dir: Path | None, transfer: bool) -> _Setup:
     ft, training = cfg.finetune, cfg.finetune_training
     vocab = SequenceVocab.load(prepared.vocab_file)
     windows = list(prepared.training)
-    validation, horizon = windows[0], prepared.horizon_days
+    validation = windows[0]
     spec = fit_tabular([pq.read_table(w.features) for w in windows])
     weights = fit_sample_weights([_training_labels(w, ft) for w in windows], ft)
     torch.manual_seed(training.seed)
@@ -145,30 +195,79 @@ def finetune_prepared(
             "no validation customers in the latest training window; the data have too few customers to "
             "fine-tune and validate a model (raise model.finetune.validation_fraction or add data)"
         )
-    result = train(
-        network,
+    return _Setup(vocab, spec, windows, prepared.horizon_days, network, train_stream, val_stream)
+
+
+def _train(
+    setup: _Setup, training: TrainConfig, work_dir: Path | None, resume: bool, progress: bool | RunProgress
+) -> TrainResult:
+    """The shared training loop (:func:`custseq.models.train.train`), on this rank's share under ``torchrun``."""
+    ft = setup.network.cfg
+    train_stream, val_stream = setup.train_stream, setup.val_stream
+    processes = world_size_from_env()
+    if train_stream.n_batches(processes) == 0:
+        raise TrainingError(
+            f"{train_stream.n_batches()} training batches cannot be shared by {processes} processes; lower "
+            "model.finetune_training.batch_size or the number of processes"
+        )
+    return train(
+        setup.network,
         lambda epoch, rank, world: train_stream.batches(epoch, rank, world),
-        lambda rank, world: val_stream.batches(0, rank, world),
+        # every rank evaluates all validation customers, as score_fn does: the means summed over ranks are theirs
+        lambda rank, world: val_stream.batches(),
         training,
         out_dir=work_dir,
-        steps_per_epoch=train_stream.n_batches(),
+        steps_per_epoch=train_stream.n_batches(processes),
         resume=resume,
         progress=progress,
         description="fine-tuning",
         score_fn=lambda m: _validation_composite(m, val_stream),
         lr_scales={"encoder.": ft.encoder_lr_scale} if ft.encoder_mode == "discriminative" else None,
     )
-    raw = _predict_stream(network, val_stream, Calibrator("none"))
+
+
+def _finish(setup: _Setup, cfg: ModelConfig, result: TrainResult, pretrained: bool) -> FitResult:
+    """Calibrate the trained network on the validation customers and measure it there."""
+    ft, training = cfg.finetune, cfg.finetune_training
+    network, vocab = setup.network, setup.vocab
+    raw = _predict_stream(network, setup.val_stream, Calibrator("none"))
     churned, value = _labels(raw)
     calibrator = fit_calibrator(churned, raw.columns["churn_probability"], ft.calibration)
     report = calibration_report(churned, raw.columns["churn_probability"], ft.calibration, seed=training.seed)
-    model = ChurnValueModel(network, vocab, spec, calibrator, horizon)
+    model = ChurnValueModel(network, vocab, setup.spec, calibrator, setup.horizon_days)
     calibrated = calibrator(raw.columns["churn_probability"])
     metrics = churn_value_metrics(churned, calibrated, value, raw.columns["clv_expected"])
     metrics |= {f"churn_{k}": v for k, v in report.items()}
     metrics |= {"best_epoch": float(result.best_epoch), "validation_customers": float(len(raw.customer_ids))}
-    cutoffs = [w.key for w in windows]
-    return FitResult(model, metrics, result, cutoffs, encoder_dir is not None)
+    cutoffs = [w.key for w in setup.windows]
+    return FitResult(model, metrics, result, cutoffs, pretrained)
+
+
+def save_trained(network: torch.nn.Module, result: TrainResult, path: Path) -> None:
+    """Write a trained network's weights and its :class:`TrainResult` to ``path`` (read by :func:`load_trained`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"state": state, "result": dataclasses.asdict(result)}, partial)
+    partial.replace(path)
+
+
+def load_trained(network: torch.nn.Module, path: Path) -> TrainResult:
+    """Load the weights :func:`save_trained` wrote into ``network`` (left in eval mode); their training result.
+
+    Raises
+    ------
+    ArtifactError
+        If ``path`` is missing, unreadable or does not fit the network.
+    """
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        network.load_state_dict(saved["state"])
+        result = TrainResult(**saved["result"])
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise ArtifactError(f"{path}: the distributed fine-tuning left no usable weights ({e})") from None
+    network.eval()
+    return result
 
 
 def score_window(

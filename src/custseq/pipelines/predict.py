@@ -57,6 +57,7 @@ from custseq.models.next_event import fit_item_mixture, item_field
 from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import PretrainRun, load_pretrained, pretrain_prepared
 from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions
+from custseq.pipelines.finetune_worker import finetune_distributed, pretrain_distributed
 from custseq.pipelines.outputs import (
     BtydOnly,
     ItemProposer,
@@ -92,6 +93,7 @@ def predict(
     resume: bool = False,
     progress: bool = False,
     on_stage: Stage | None = None,
+    nproc: int = 1,
 ) -> PredictRun:
     """Train on the windows before ``config.window.as_of`` and score every customer with history at it.
 
@@ -105,6 +107,10 @@ def predict(
     fine-tuning continue from their last checkpoints (each says so in a "resumed: …" note), and the result is
     that of a run never stopped. With nothing to resume, the run starts from the beginning, with a note.
 
+    With ``nproc`` > 1 the pre-training and fine-tuning run on that many processes of this machine under
+    ``torchrun`` (distributed data parallel: gloo on CPU, NCCL on GPU), each on its share of the training
+    batches (:mod:`custseq.pipelines.finetune_worker`); the rest of the run stays in this process.
+
     Raises
     ------
     ConfigError
@@ -113,6 +119,8 @@ def predict(
         On any problem the user can fix (bad input, impossible windows).
     """
     started = time.perf_counter()
+    if nproc < 1:
+        raise ConfigError(f"nproc must be at least 1 (processes for the training steps), got {nproc}")
     _check_action_inputs(config)  # a bad catalogue or products file fails now, not after training
     history = read_decision_history(config.audit.decisions_history)  # a bad decisions file fails now too
     inputs = fingerprint(describe_tables(tables), config_to_dict(config))
@@ -128,7 +136,7 @@ def predict(
             run = _btyd_alone(prepared, config, staging, say, started)
             return dataclasses.replace(run, out_dir=Path(out) if out is not None else None)
         layout, summary = prepared.layout, prepared.summary
-        fit, pretrained = _fit(layout, work, config, shown)
+        fit, pretrained = _fit(layout, work, config, shown, nproc)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
         fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)
@@ -341,24 +349,34 @@ def _item_proposer(
 
 
 def _fit(
-    layout: PreparedWindows, work: ResumableWork, cfg: RunConfig, progress: RunProgress
+    layout: PreparedWindows, work: ResumableWork, cfg: RunConfig, progress: RunProgress, nproc: int = 1
 ) -> tuple[FitResult, PretrainRun | None]:
+    """Pre-train (when on) then fine-tune, in this process or, with ``nproc`` > 1, on that many under torchrun."""
     m = cfg.model
+    on = f" on {nproc} processes (torchrun)" if nproc > 1 else ""
     pretrained = None
     if m.pretraining:
-        progress.stage("pre-training the sequence encoder (masked + next event)")
+        progress.stage(f"pre-training the sequence encoder (masked + next event){on}")
         resume = _resumes_training(work, "pre-training", "pretrain", m.pretrain_training.epochs, progress.stage)
-        pretrained = pretrain_prepared(
-            layout, work.folder / "pretrained", encoder=m.encoder, pretrain=m.pretrain,
-            training=m.pretrain_training, work_dir=work.folder / "pretrain", resume=resume, progress=progress,
-        )  # fmt: skip
+        out, checkpoints = work.folder / "pretrained", work.folder / "pretrain"
+        if nproc > 1:
+            pretrained = pretrain_distributed(layout, m, out, checkpoints, nproc=nproc, resume=resume)
+        else:
+            pretrained = pretrain_prepared(
+                layout, out, encoder=m.encoder, pretrain=m.pretrain, training=m.pretrain_training,
+                work_dir=checkpoints, resume=resume, progress=progress,
+            )  # fmt: skip
         work.finish("pre-training")
-    progress.stage("fine-tuning the churn + value model")
+    progress.stage(f"fine-tuning the churn + value model{on}")
     encoder_dir = pretrained.model_dir if pretrained is not None else None
     resume = _resumes_training(work, "fine-tuning", "finetune", m.finetune_training.epochs, progress.stage)
-    fit = finetune_prepared(
-        layout, m, encoder_dir=encoder_dir, work_dir=work.folder / "finetune", resume=resume, progress=progress
-    )
+    checkpoints = work.folder / "finetune"
+    if nproc > 1:
+        fit = finetune_distributed(layout, m, checkpoints, nproc=nproc, resume=resume, encoder_dir=encoder_dir)
+    else:
+        fit = finetune_prepared(
+            layout, m, encoder_dir=encoder_dir, work_dir=checkpoints, resume=resume, progress=progress
+        )
     work.finish("fine-tuning")
     return fit, pretrained
 
