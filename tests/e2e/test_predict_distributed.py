@@ -15,6 +15,7 @@ from custseq.cli import app
 from custseq.config import EncoderConfig, ModelConfig, RunConfig, TrainConfig
 from custseq.errors import ConfigError
 from custseq.models.finetune import load_churn_value
+from custseq.pipelines.finetune_worker import TRAINED_FILE
 
 # Batches of 16 give each window's training customers several batches, so that two ranks share them.
 MODEL = ModelConfig(
@@ -38,7 +39,7 @@ def test_two_process_fine_tuning_matches_one_process(tmp_path):
     two = predict_run(rows, horizon="60d", as_of=AS_OF, config=cfg, nproc=2, work_dir=tmp_path / "work")
     # rank 0 wrote the weights the parent read back, and the training log of the two ranks' epochs
     trained = tmp_path / "work" / "finetune"
-    assert (trained / "trained.pt").is_file()
+    assert (trained / TRAINED_FILE).is_file()
     log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [0, 1]
     a, b = one.predictions.set_index("customer_id"), two.predictions.set_index("customer_id")
@@ -71,3 +72,23 @@ def test_cli_predict_with_nproc_pretrains_and_fine_tunes_on_two_processes(tmp_pa
     assert len(manifest.extra["history"]) == 2
     assert (out / "predictions.parquet").is_file()
     assert all(np.isfinite(p.detach().numpy()).all() for p in model.network.parameters())
+
+
+def test_rank_zeros_weights_round_trip_and_a_damaged_file_is_refused(tmp_path):
+    import torch
+
+    from custseq.errors import ArtifactError
+    from custseq.models.finetune import load_trained, save_trained
+    from custseq.models.train import TrainResult
+
+    network = torch.nn.Linear(3, 2)
+    result = TrainResult(best_epoch=1, best_val_loss=0.5, epochs_run=2, stopped_early=False,
+                         history=[{"epoch": 0, "val_loss": None}, {"epoch": 1, "val_loss": 0.5}])  # fmt: skip
+    path = tmp_path / TRAINED_FILE
+    save_trained(network, result, path)
+    other = torch.nn.Linear(3, 2)
+    assert load_trained(other, path) == result
+    assert torch.equal(other.weight, network.weight) and torch.equal(other.bias, network.bias)
+    path.write_bytes(b"not weights")
+    with pytest.raises(ArtifactError, match="left no usable weights"):
+        load_trained(other, path)

@@ -10,8 +10,8 @@ on the same validation customers.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file as save_safetensors_file
 
 from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, TrainConfig
 from custseq.errors import ArtifactError, TrainingError
@@ -244,11 +246,13 @@ def _finish(setup: _Setup, cfg: ModelConfig, result: TrainResult, pretrained: bo
 
 
 def save_trained(network: torch.nn.Module, result: TrainResult, path: Path) -> None:
-    """Write a trained network's weights and its :class:`TrainResult` to ``path`` (read by :func:`load_trained`)."""
+    """Write a trained network's weights (safetensors) with its :class:`TrainResult` (JSON, in the file's
+    metadata) to ``path``, read by :func:`load_trained`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    # copies on the CPU: contiguous, and no two names share storage (safetensors refuses shared tensors)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in network.state_dict().items()}
     partial = path.with_name(path.name + ".partial")
-    torch.save({"state": state, "result": dataclasses.asdict(result)}, partial)
+    save_safetensors_file(state, str(partial), metadata={"result": json.dumps(dataclasses.asdict(result))})
     partial.replace(path)
 
 
@@ -261,10 +265,11 @@ def load_trained(network: torch.nn.Module, path: Path) -> TrainResult:
         If ``path`` is missing, unreadable or does not fit the network.
     """
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        network.load_state_dict(saved["state"])
-        result = TrainResult(**saved["result"])
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            result = TrainResult(**json.loads((f.metadata() or {})["result"]))
+        network.load_state_dict(state)
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, SafetensorError) as e:
         raise ArtifactError(f"{path}: the distributed fine-tuning left no usable weights ({e})") from None
     network.eval()
     return result

@@ -26,7 +26,7 @@ from custseq.models.distributed import shutdown_distributed
 from custseq.models.finetune import FitResult, finetune_prepared, finetune_rank
 from custseq.models.pretrain import PretrainRun, pretrain_prepared
 
-TRAINED_FILE = "trained.pt"  # in the fine-tuning's work folder: rank 0's best weights and training history
+TRAINED_FILE = "trained.safetensors"  # in the fine-tuning's work folder: rank 0's best weights and training history
 log = logging.getLogger(__name__)
 
 
