@@ -13,7 +13,7 @@ import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 # Lines that cannot become rows; each becomes an empty row quarantined under its rule (custseq.validate.rules).
 BLANK_LINE = "blank_line"
@@ -70,7 +70,7 @@ def count_records(path: Path, dialect: CsvDialect) -> FileRecords:
     """
     blank: list[int] = []
     n = 0
-    with _open_text(path) as fh, _field_size_limit(_FIELD_SIZE_LIMIT):
+    with open_text(path) as fh, _field_size_limit(_FIELD_SIZE_LIMIT):
         reader = csv.reader(fh, **dialect.reader_options())
         next(reader, None)  # the header line
         for n, record in enumerate(reader, start=1):
@@ -79,10 +79,30 @@ def count_records(path: Path, dialect: CsvDialect) -> FileRecords:
     return FileRecords(n, tuple(blank))
 
 
-def _open_text(path: Path) -> IO[str]:
+def read_header(path: Path, dialect: CsvDialect) -> list[str]:
+    """The names on a CSV file's header line, as written (DuckDB renames a repeated one).
+
+    Raises
+    ------
+    csv.Error, OSError, EOFError
+        If the file cannot be opened or split.
+    """
+    with open_text(path) as fh, _field_size_limit(_FIELD_SIZE_LIMIT):
+        return next(csv.reader(fh, **dialect.reader_options()), [])
+
+
+def open_text(path: Path) -> IO[str]:
+    """A CSV (or gzip-compressed CSV) file as text, a UTF-8 byte-order mark dropped, undecodable bytes replaced."""
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
     return open(path, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def open_bytes(path: Path) -> IO[bytes]:
+    """A CSV (or gzip-compressed CSV) file's bytes, decompressed."""
+    if path.name.lower().endswith(".gz"):
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return open(path, "rb")
 
 
 @contextlib.contextmanager

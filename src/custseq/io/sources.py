@@ -7,7 +7,6 @@ parsing happens row by row in :mod:`custseq.validate`, where a bad value sends i
 from __future__ import annotations
 
 import csv
-import gzip
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from custseq.io.csv_records import (
     WRONG_FIELD_COUNT,
     CsvDialect,
     count_records,
+    open_bytes,
+    read_header,
 )
 from custseq.io.engine import drop_tables, fetch_row, fetch_scalar
 from custseq.schema import quote_ident
@@ -189,7 +190,7 @@ def refuse_other_encodings(source: Source) -> None:
         return
     for path in source.paths:
         try:
-            with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            with open_bytes(path) as f:
                 start = f.read(4096)
         except (OSError, EOFError):
             continue  # the reader itself reports what is wrong with the file
@@ -245,12 +246,8 @@ def refuse_repeated_header_names(con: duckdb.DuckDBPyConnection, source: Source)
 
 def _header_names(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
-        delimiter, quote = con.execute("SELECT Delimiter, Quote FROM sniff_csv(?)", [str(path)]).fetchone() or ("", "")
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
-            reader = csv.reader(f, delimiter=delimiter or ",", quotechar=quote if len(quote) == 1 else '"')
-            return next(reader, [])
-    except (duckdb.Error, OSError, csv.Error, EOFError):
+        return read_header(path, _dialect(con, path))
+    except (OSError, csv.Error, EOFError):
         return []  # the reader itself reports what is wrong with the file
 
 
@@ -278,8 +275,7 @@ def _select_source(con: duckdb.DuckDBPyConnection, source: Source) -> _Select:
 def _mixed_line_endings(path: Path, sample: int = 1 << 20) -> bool:
     """Whether the first MiB of a CSV file ends lines both with CRLF and with a bare LF."""
     try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as f:
+        with open_bytes(path) as f:
             head = f.read(sample)
     except (OSError, EOFError):
         return False
