@@ -145,8 +145,9 @@ class BtydFit:
         )
 
 
-def fit_btyd(features: pa.Table, penalizer: float = DEFAULT_PENALIZER) -> BtydFit:
-    """BG/NBD (with the penalty fallback) and Gamma-Gamma on one window's RFM summary.
+def fit_btyd(features: pa.Table, penalizer: float = DEFAULT_PENALIZER, bgnbd: BgNbdFit | None = None) -> BtydFit:
+    """BG/NBD (with the penalty fallback) and Gamma-Gamma on one window's RFM summary; ``bgnbd`` is a BG/NBD
+    already fitted on it (the window's ``btyd_*`` features), so that only Gamma-Gamma is fitted here.
 
     Raises
     ------
@@ -154,7 +155,10 @@ def fit_btyd(features: pa.Table, penalizer: float = DEFAULT_PENALIZER) -> BtydFi
         If BG/NBD does not fit even with a 100x stronger penalty.
     """
     df, x, t_x, T = _summary(features)
-    params, penalizer = with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, T, p), penalizer)
+    if bgnbd is not None:
+        params, penalizer = BgNbdParams(bgnbd.r, bgnbd.alpha, bgnbd.a, bgnbd.b), bgnbd.penalizer
+    else:
+        params, penalizer = with_penalizer_fallback(lambda p: fit_bgnbd(x, t_x, T, p), penalizer)
     return BtydFit(params, penalizer, _fit_spend(df, penalizer))
 
 

@@ -32,6 +32,7 @@ from custseq.io.run_files import (
     MODEL_DIR,
     QUARANTINE_DIR,
     BacktestMetrics,
+    BgNbdFit,
     ItemMixtureInfo,
     Metrics,
     ModelChoice,
@@ -145,7 +146,8 @@ def predict(
         checked = _check_on_validation(fit.model, layout, summary.config, say) if audited else None
         if checked is not None:  # none unless [audit] recalibrate_groups
             fit.model.predictor.group_corrections = checked.audit.corrections
-        fit.model.predictor.btyd_fit = _population_btyd(layout)  # after the validation check, which refits its own
+        # after the validation check, which fits BG/NBD on its own window
+        fit.model.predictor.btyd_fit = _population_btyd(layout, summary)
         if summary.horizon_days != config.window.horizon_days:
             fit.model.predictor.carry_to_days = config.window.horizon_days
             choice = dataclasses.replace(choice, trained_horizon_days=summary.horizon_days, carried_by=CARRIED_BY)
@@ -175,11 +177,14 @@ def predict(
     )  # fmt: skip
 
 
-def _population_btyd(layout: PreparedWindows) -> BtydFit | None:
+def _population_btyd(layout: PreparedWindows, summary: PrepareSummary) -> BtydFit | None:
     """BG/NBD + Gamma-Gamma of the scoring window, saved with the model so that ``score`` reads any batch with
-    them (None where they cannot be fitted: each batch is then fitted on its own, as before)."""
+    them (None where they cannot be fitted: each batch is then fitted on its own, as before). The BG/NBD is the
+    one prepare fitted for the window's ``btyd_*`` features, when it did."""
+    scoring = next((w for w in summary.windows if w.role == "score"), None)
+    fitted = scoring.btyd_features if scoring is not None else None
     try:
-        return fit_btyd(pq.read_table(layout.scoring.features))
+        return fit_btyd(pq.read_table(layout.scoring.features), bgnbd=fitted if isinstance(fitted, BgNbdFit) else None)
     except TrainingError:
         return None
 
