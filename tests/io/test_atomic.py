@@ -297,6 +297,22 @@ def test_sigterm_becomes_an_exception_in_the_block_and_the_old_handler_comes_bac
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_sigterm_that_a_library_turns_into_its_own_error_is_still_a_stop():
+    def query() -> None:  # what DuckDB does when a signal handler raises during a query
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**6):
+                pass
+        except Terminated:
+            raise RuntimeError("Query interrupted") from None
+
+    with pytest.raises(Terminated) as stop, terminate_as_exception():
+        query()
+    assert stop.value.args == (signal.SIGTERM,) and isinstance(stop.value.__cause__, RuntimeError)
+    with pytest.raises(RuntimeError, match="not a stop"), terminate_as_exception():
+        raise RuntimeError("not a stop")  # without a signal, an error stays an error
+
+
 # --- CSV cells ---------------------------------------------------------------------------------------------------
 
 HOSTILE = ["=1+1", "+x", "-x", "@SUM(A1)", "\tx", "\rx", "'quoted", "plain", "a=b"]
