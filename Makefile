@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test lint typecheck bench clean
+.PHONY: install browser java demo test lint typecheck bench clean
 
 # torch first: the CPU build, from local disk. pyproject asks for torch>=2.4,<3, which it satisfies, so the
 # editable install keeps it (resolving torch itself would download a multi-GB CUDA build).
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,service,mlflow]"
+	$(BIN)/pip install --quiet -e ".[dev,service,mlflow,spark]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,7 +34,13 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: chromium not installed (needs root); the report's browser tests will be skipped"
 
-test: lint typecheck browser
+# Debian's Java runtime for PySpark (the Spark engine's tests); without root (and without it) those tests skip.
+java:
+	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; } || \
+		echo "note: java not installed (needs root); the Spark tests will be skipped"
+
+test: lint typecheck browser java
 	$(BIN)/pytest -q
 
 bench: install
