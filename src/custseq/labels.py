@@ -14,7 +14,7 @@ from custseq.windows import Window
 
 LABELS_SQL = """
 WITH history AS (
-    SELECT DISTINCT customer_id FROM {tx} WHERE ts < $cutoff
+    {population}
 ), future AS (
     SELECT customer_id,
            count(DISTINCT CASE WHEN NOT is_refund THEN CAST(ts AS DATE) END) AS purchase_days,
@@ -33,13 +33,17 @@ ORDER BY h.customer_id
 """
 
 
-def build_labels(con: duckdb.DuckDBPyConnection, tx: CleanTable, window: Window) -> pa.Table:
-    """Labels of every customer with a transaction before the window's cutoff.
+def build_labels(
+    con: duckdb.DuckDBPyConnection, tx: CleanTable, window: Window, *, population: str | None = None
+) -> pa.Table:
+    """Labels of every customer with a transaction before the window's cutoff (or of ``population``, a query of
+    ``customer_id`` that may read ``$cutoff``, e.g. the prospects of :mod:`custseq.features.prospects`).
 
     ``churned``: no purchase (non-refund transaction) in the horizon. ``purchases``: distinct purchase
     days in the horizon. ``value``: net amount in the horizon, refunds netted, minus cost when a cost
     column is mapped (margin); zero for churners.
     """
     value = exact_sum_sql("amount - coalesce(cost, 0)" if tx.has("cost") else "amount")
-    sql = LABELS_SQL.format(tx=tx.sql_name, value=value)
+    population = population or f"SELECT DISTINCT customer_id FROM {tx.sql_name} WHERE ts < $cutoff"
+    sql = LABELS_SQL.format(tx=tx.sql_name, value=value, population=population)
     return fetch_arrow(con, sql, {"cutoff": window.cutoff, "end": window.end})

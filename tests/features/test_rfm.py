@@ -13,7 +13,7 @@ import pytest
 from custseq.config import FeatureConfig
 from custseq.datasets import load_cdnow
 from custseq.errors import ConfigError
-from custseq.features.rfm import BTYD_COLUMNS, build_btyd_summary, build_features
+from custseq.features.rfm import BTYD_COLUMNS, build_btyd_summary, build_features, event_column_names
 from custseq.io.engine import connect
 from custseq.validate.tables import validate_tables
 from custseq.windows import Window, cutoff_of
@@ -266,6 +266,33 @@ def test_profile_and_events_join(tiny):
     assert a["days_since_last_event"] == 1.0  # from 03-30 to the as-of day 03-31, like days_since_last_purchase
     assert (b["n_events"], b["n_events_last_30d"], b["n_distinct_events"]) == (0, 0, 0)
     assert pd.isna(b["days_since_last_event"])
+
+
+def test_counts_per_event_type_and_browsing_since_the_last_purchase():
+    con = connect()
+    tx = pd.DataFrame(TX, columns=TX_COLUMNS).assign(ts=lambda d: pd.to_datetime(d["ts"]))
+    events = pd.DataFrame(EVENTS, columns=["customer_id", "ts", "event"]).assign(ts=lambda d: pd.to_datetime(d["ts"]))
+    tables = validate_tables(con, tx, events=events).tables
+    cfg = FeatureConfig(groups=("events",), max_event_types=2)
+    table = build_features(
+        con, tables["transactions"], WINDOW, cfg, events=tables["events"], event_types=("view", "support", "login")
+    )
+    f = table.to_pandas().set_index("customer_id")
+    a, b = f.loc["a"], f.loc["b"]
+    # two views before the cutoff, both within the horizon (30 days), one within 30 days of the as-of day
+    assert (a["event_view_n"], a["event_view_last_30d"], a["event_view_last_h"]) == (2, 2, 2)
+    assert a["days_since_last_event_view"] == 1.0
+    assert (a["event_support_n"], a["event_support_last_h"]) == (0, 0)  # only after the cutoff
+    assert pd.isna(a["days_since_last_event_support"])
+    assert "event_login_n" not in f.columns  # beyond max_event_types: only in the totals
+    assert a["events_since_last_purchase"] == 1  # the view of 03-30 came after the last purchase day 03-20
+    assert (b["event_view_n"], b["events_since_last_purchase"]) == (0, 0)
+
+
+def test_event_type_columns_are_unique_identifiers():
+    assert event_column_names(["Page View", "page-view", "x" * 80]) == [
+        "event_page_view", "event_page_view_2", "event_" + "x" * 34,
+    ]  # fmt: skip
 
 
 def test_recent_windows_equal_to_horizon_only():

@@ -15,6 +15,7 @@ from custseq.metrics import METRICS, mean_text
 from custseq.pipelines.prepare import PrepareResult
 from custseq.report.sections.verdict import back_test_verdict
 from custseq.scoring.profit import money
+from custseq.scoring.prospects import prospects_text
 
 if TYPE_CHECKING:
     from custseq.config import ProfitConfig
@@ -91,6 +92,8 @@ def print_scores(run: PredictRun) -> None:
     if run.contacts is not None:
         print_contacts(run.contacts, run.data_config.actions.retention_threshold, run.data_config.profit)
     console.print(f"{run.metrics.review_customers:,} customers listed in review.csv for a human look")
+    if run.metrics.prospects is not None:
+        console.print(prospects_text(run.metrics.prospects, run.data_config.profit.currency), highlight=False)
 
 
 def _amount(x: object) -> str:

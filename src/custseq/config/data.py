@@ -126,8 +126,13 @@ class FeatureConfig:
     # BG/NBD fitted on each window's own RFM summary adds btyd_p_alive and btyd_expected_purchases (per
     # horizon) as features; a failed fit leaves both columns null (the schema never changes)
     btyd: bool = True
+    # the events group counts each of the N most frequent event types of the training rows on its own
+    # (event_<type>_n, _last_30d, _last_h, days_since_last_event_<type>); rarer types only enter the totals
+    max_event_types: int = 8
 
     def __post_init__(self) -> None:
+        if self.max_event_types < 0:
+            raise ConfigError(f"max_event_types must be 0 or more, got {self.max_event_types}")
         if not self.recent_windows_days or min(self.recent_windows_days) < 1:
             raise ConfigError(f"recent_windows_days must be positive days, got {self.recent_windows_days}")
         if unknown := sorted(set(self.groups) - set(FEATURE_GROUPS)):
@@ -154,6 +159,30 @@ class SequenceConfig:
             raise ConfigError(f"token must be auto, order or line, got {self.token!r}")
         if self.min_count < 1 or self.max_vocab < 1 or self.shard_customers < 1:
             raise ConfigError("min_count, max_vocab and shard_customers must be at least 1")
+
+
+PROSPECT_MODES = ("score", "exclude")
+
+
+@dataclass(frozen=True)
+class ProspectConfig:
+    """People with behaviour events but no purchase before the cutoff (prospects).
+
+    ``score``: a model of their own learns, on the training windows' prospects, who makes a first purchase in
+    the horizon (their "churn" is not converting) and what they spend; they are scored into prospects.csv, not
+    predictions.csv. ``exclude``: only counted. Either way metrics.json and the report say how many there are.
+    """
+
+    mode: str = "score"
+    # fewer prospects (or first purchases) than these in the training windows: counted, not scored, and why
+    min_training_prospects: int = 200
+    min_first_purchases: int = 20
+
+    def __post_init__(self) -> None:
+        if self.mode not in PROSPECT_MODES:
+            raise ConfigError(f"prospects.mode must be one of {list(PROSPECT_MODES)}, got {self.mode!r}")
+        if self.min_training_prospects < 1 or self.min_first_purchases < 1:
+            raise ConfigError("prospects.min_training_prospects and min_first_purchases must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from custseq.config.data import (
     ColumnsConfig,
     EngineConfig,
     FeatureConfig,
+    ProspectConfig,
     SequenceConfig,
     ValidationConfig,
     WindowConfig,
@@ -41,6 +42,7 @@ class RunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    prospects: ProspectConfig = field(default_factory=ProspectConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)

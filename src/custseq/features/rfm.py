@@ -16,7 +16,7 @@ purchase day depend only on earlier days, so they are computed once too, as are 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from custseq.config import FeatureConfig
 from custseq.io.engine import exact_sum_sql, fetch_arrow, fetch_scalar
-from custseq.schema import Kind, quote_ident
+from custseq.schema import Kind, quote_ident, snake_case
 from custseq.validate.quarantine import CleanTable
 from custseq.windows import Window
 
@@ -232,6 +232,7 @@ def build_features(
     *,
     customers: CleanTable | None = None,
     events: CleanTable | None = None,
+    event_types: Sequence[str] = (),
     daily: DailyTables | None = None,
 ) -> pa.Table:
     """One row per customer with a transaction before the cutoff.
@@ -242,6 +243,7 @@ def build_features(
     table are joined by key as ``profile_<column>``; a signup after the cutoff is treated as unknown. A column
     that is undefined for a customer (the gaps of a one-purchase customer) is null; the set of columns
     depends only on the settings and on which columns the tables have, never on the window.
+    ``event_types`` (the most frequent first, e.g. the fitted vocabulary's) get counts of their own.
     """
     if daily is None or daily.until < window.cutoff:
         daily = build_daily(con, tx, window.cutoff, prefix="daily_single")
@@ -254,9 +256,10 @@ def build_features(
         if name in groups:
             parts.append(build(daily, days))
     if "profile" in groups:
-        parts.append(_profile(customers))
-    if "events" in groups:
-        parts.append(_events(events))
+        parts.append(profile_part(customers))
+    if "events" in groups and events is not None:
+        parts.append(events_part(events, daily, event_types[: cfg.max_event_types]))
+        params.update({f"event_type_{i}": e for i, e in enumerate(event_types[: cfg.max_event_types])})
     return fetch_arrow(con, _features_sql(daily, parts), params)
 
 
@@ -547,7 +550,8 @@ GROUP_SQL: dict[str, Callable[[DailyTables, tuple[int, ...]], SqlParts]] = {
 }
 
 
-def _profile(customers: CleanTable | None) -> SqlParts:
+def profile_part(customers: CleanTable | None) -> SqlParts:
+    """Profile attributes joined by key (``profile_<column>``) and the days since signup."""
     if customers is None:
         return SqlParts()
     cols = []
@@ -563,18 +567,54 @@ def _profile(customers: CleanTable | None) -> SqlParts:
     return SqlParts(selects=cols, joins=[f"LEFT JOIN {customers.sql_name} c USING (customer_id)"])
 
 
-def _events(events: CleanTable | None) -> SqlParts:
-    if events is None:
-        return SqlParts()
+def events_part(events: CleanTable, daily: DailyTables, event_types: Sequence[str]) -> SqlParts:
+    """Counts and recency of all events and of each of ``event_types`` (same columns in every window), and the
+    events since the last purchase day (browsing without buying)."""
+    per_type, cols = [], []
+    recent_h = "ts >= $cutoff - to_days(CAST($horizon AS INTEGER))"
+    after_last_purchase = "lp.last_day IS NULL OR CAST(ts AS DATE) > lp.last_day"  # no purchase: every event
+    for i, name in enumerate(event_column_names(event_types)):
+        is_type = f"event = $event_type_{i}"
+        per_type += [
+            f"count(*) FILTER (WHERE {is_type}) AS {name}_n",
+            f"count(*) FILTER (WHERE {is_type} AND ts >= $cutoff - INTERVAL 30 DAY) AS {name}_last_30d",
+            f"count(*) FILTER (WHERE {is_type} AND {recent_h}) AS {name}_last_h",
+            f"CAST($as_of_day - CAST(max(ts) FILTER (WHERE {is_type}) AS DATE) AS DOUBLE) AS days_since_last_{name}",
+        ]
+        cols += [f"coalesce(e.{name}_{w}, 0) AS {name}_{w}" for w in ("n", "last_30d", "last_h")]
+        cols.append(f"e.days_since_last_{name}")
+    extra = "".join(f",\n           {sql}" for sql in per_type)
     join = f"""LEFT JOIN (
-    SELECT customer_id, count(*) AS n_events,
+    SELECT ev.customer_id, count(*) AS n_events,
            count(*) FILTER (WHERE ts >= $cutoff - INTERVAL 30 DAY) AS n_events_last_30d,
+           count(*) FILTER (WHERE {recent_h}) AS n_events_last_h,
            count(DISTINCT event) AS n_distinct_events,
-           CAST($as_of_day - CAST(max(ts) AS DATE) AS DOUBLE) AS days_since_last_event
-    FROM {events.sql_name} WHERE ts < $cutoff GROUP BY customer_id
+           CAST($as_of_day - CAST(max(ts) AS DATE) AS DOUBLE) AS days_since_last_event,
+           count(*) FILTER (WHERE {after_last_purchase}) AS events_since_last_purchase{extra}
+    FROM {events.sql_name} ev
+    LEFT JOIN (
+        SELECT customer_id, max(day) AS last_day FROM {daily.daily} WHERE day < CAST($cutoff AS DATE)
+        GROUP BY customer_id
+    ) lp USING (customer_id)
+    WHERE ts < $cutoff GROUP BY ev.customer_id
 ) e USING (customer_id)"""
     cols = [
         "coalesce(e.n_events, 0) AS n_events, coalesce(e.n_events_last_30d, 0) AS n_events_last_30d",
+        "coalesce(e.n_events_last_h, 0) AS n_events_last_h",
         "coalesce(e.n_distinct_events, 0) AS n_distinct_events, e.days_since_last_event",
+        "coalesce(e.events_since_last_purchase, 0) AS events_since_last_purchase",
+        *cols,
     ]
     return SqlParts(selects=cols, joins=[join])
+
+
+def event_column_names(event_types: Sequence[str]) -> list[str]:
+    """Column prefixes ``event_<type>`` for event types, made unique (``Page View`` and ``page-view`` differ)."""
+    names: list[str] = []
+    for event in event_types:
+        base = f"event_{snake_case(event)}"[:40]
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names

@@ -25,6 +25,7 @@ DAILY_SPEND_FILE = "daily_spend.parquet"
 WINDOWS_DIR = "windows"
 FEATURES_FILE = "features.parquet"
 LABELS_FILE = "labels.parquet"
+PROSPECTS_FILE = "prospects.parquet"  # with events: prospects' features (and labels when the window has them)
 SEQUENCES_DIR = "sequences"
 
 
@@ -50,6 +51,10 @@ class WindowFolder:
     @property
     def sequences(self) -> Path:
         return self.folder / SEQUENCES_DIR
+
+    @property
+    def prospects(self) -> Path:
+        return self.folder / PROSPECTS_FILE
 
     @property
     def has_labels(self) -> bool:

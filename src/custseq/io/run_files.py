@@ -21,6 +21,7 @@ embeddings.parquet         ``write_embeddings``           predict, score
 validation.parquet         ``write_validation``           predict
 test_predictions.parquet   ``write_test_predictions``     evaluate
 review.csv                 ``write_review``               predict, score
+prospects.csv              :data:`PROSPECTS_CSV_FILE`     predict, score (with an events table)
 run.json                   :class:`RunRecord`             every command above, last (:mod:`custseq.io.atomic`)
 =========================  =============================  ==========================================
 
@@ -67,6 +68,7 @@ VALIDATION_FILE = "validation.parquet"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 REVIEW_FILE = "review.csv"
 CONTACTS_FILE = "contacts.csv"
+PROSPECTS_CSV_FILE = "prospects.csv"  # people with events and no purchase yet, scored by their own model
 DECISIONS_FILE = "decisions.csv"  # the reviewers' decisions applied by `custseq plan --decisions`
 REPORT_FILE = "report.html"
 RUN_FILE = "run.json"  # the completeness marker, written last (custseq.io.atomic)
@@ -228,6 +230,34 @@ class ValidationMetrics(BacktestMetrics):
     churn_brier_after: float  # after (cross-fitted)
     best_epoch: int
     validation_customers: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProspectValidation(JsonRecord):
+    """The prospects' model on the validation window's prospects (their churn: no first purchase)."""
+
+    prospects: int
+    first_purchase_rate: float
+    churn_auc: float | None  # None when all or none of them bought
+    recency_auc: float | None  # ranking by days since the last event alone: the baseline to beat
+    churn_brier: float
+    value_gini: float | None
+    predicted_value: float
+    actual_value: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProspectSummary(JsonRecord):
+    """People with events and no purchase before the scoring cutoff: how many, and whether they were scored."""
+
+    mode: str  # the [prospects] mode: "score" or "exclude"
+    prospects: int  # at the scoring cutoff
+    scored: int  # in prospects.csv
+    not_scored_because: str | None
+    training_prospects: int | None = None
+    validation: ProspectValidation | None = None
+    expected_first_purchases: float | None = None
+    expected_value: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -393,6 +423,7 @@ class Metrics(RunFile):
     review_decisions: dict[str, int] | None = None  # reviewers' decisions applied by `custseq plan --decisions`
     review_outcomes: ReviewOutcomes | None = None  # predict with [audit] decisions_history: past decisions measured
     btyd_alone: str | None = None  # predict: why the predictions are BG/NBD + Gamma-Gamma's alone (no labels fit)
+    prospects: ProspectSummary | None = None  # with an events table: people with events and no purchase yet
 
 
 # --- profit.json -----------------------------------------------------------------------------------------------

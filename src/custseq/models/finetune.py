@@ -36,6 +36,7 @@ from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.multitask import QUANTILES, MultiTaskModel
 from custseq.models.predictor import NetworkOutputs, Predictor
 from custseq.models.pretrain import load_pretrained, model_vocab
+from custseq.models.prospects import ProspectModel
 from custseq.models.samples import SampleStream, fit_sample_weights
 from custseq.models.train import TrainResult, train
 from custseq.progress import RunProgress
@@ -65,6 +66,7 @@ class ChurnValueModel:
     calibrator: Calibrator
     horizon_days: int
     predictor: Predictor | None = None
+    prospects: ProspectModel | None = None  # people with events and no purchase yet: their own model
 
     @property
     def max_events(self) -> int:
@@ -322,6 +324,8 @@ def save_churn_value(
     }
     if model.predictor is not None:
         config["predictor"] = model.predictor.to_json()
+    if model.prospects is not None:
+        config["prospects"] = model.prospects.to_json()
     extra = {
         "task_weighting": {"mode": weighting.mode, "weights": [float(w) for w in weighting.weights()]},
         "pretrained": fit.pretrained,
@@ -346,7 +350,8 @@ def load_churn_value(path: Path | str) -> tuple[ChurnValueModel, dict[str, Any],
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{path}: config.json lacks the model's {e}; save the model again") from None
     predictor = Predictor.from_json(config["predictor"]) if "predictor" in config else None
-    return ChurnValueModel(network, vocab, spec, calibrator, horizon, predictor), config, manifest
+    prospects = ProspectModel.from_json(config["prospects"]) if "prospects" in config else None
+    return ChurnValueModel(network, vocab, spec, calibrator, horizon, predictor, prospects), config, manifest
 
 
 def fingerprint_of(prepared: PreparedWindows) -> str:

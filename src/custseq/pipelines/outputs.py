@@ -112,6 +112,7 @@ class PredictRun:
     as_of: str
     proposer: ItemProposer | None = None  # what proposes the plans' next items (None: catalogue actions only)
     contacts: ContactList | None = None  # whom to contact first, and why (contacts.csv)
+    prospects: pd.DataFrame | None = None  # people with events and no purchase yet, scored (prospects.csv)
 
 
 @dataclass(frozen=True)

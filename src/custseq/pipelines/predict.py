@@ -57,6 +57,7 @@ from custseq.models.finetune import (
 from custseq.models.next_event import fit_item_mixture, item_field
 from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import PretrainRun, load_pretrained, pretrain_prepared
+from custseq.models.prospects import ProspectModel
 from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions
 from custseq.pipelines.finetune_worker import finetune_distributed, pretrain_distributed
 from custseq.pipelines.outputs import (
@@ -70,6 +71,7 @@ from custseq.pipelines.outputs import (
     write_scored,
 )
 from custseq.pipelines.prepare import prepare
+from custseq.pipelines.prospects import ScoredProspects, fit_prospects, score_prospects
 from custseq.progress import Note, RunProgress
 from custseq.scoring.actions import load_catalogue
 from custseq.scoring.item_level import decide_item_level
@@ -161,12 +163,17 @@ def predict(
         )
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         outcomes = review_outcomes_of_prepared(history, layout.daily_spend_file, summary)
-        metrics = dataclasses.replace(metrics, review_outcomes=outcomes)
+        fit.model.prospects, prospects = _prospects(layout, summary, config, say)
+        metrics = dataclasses.replace(
+            metrics, review_outcomes=outcomes, prospects=prospects.summary if prospects is not None else None
+        )
         if staging is not None and checked is not None:
             say("writing the predictions, contacts and the model")
             folder = RunFolder(staging)
             write_scored(folder, scored, metrics, fit.model, layout.scoring, summary.config)
             _save_models(folder.path / MODEL_DIR, fit, pretrained, proposer, config, summary.config, layout)
+            if prospects is not None:
+                prospects.write(folder.path)
             copy_quarantine(layout.quarantine_dir, folder.path / QUARANTINE_DIR)
             folder.write_history(training_history(pretrained.result if pretrained else None, fit.result))
             folder.write_validation(checked.predictions)
@@ -174,7 +181,21 @@ def predict(
     return PredictRun(
         scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
         fit.model, summary.config, summary.as_of, proposer, scored.contacts,
+        prospects.frame if prospects is not None else None,
     )  # fmt: skip
+
+
+def _prospects(
+    layout: PreparedWindows, summary: PrepareSummary, config: RunConfig, say: Stage
+) -> tuple[ProspectModel | None, ScoredProspects | None]:
+    """The prospects' model (when the data have events and enough prospects) and their scores."""
+    if not layout.scoring.prospects.is_file():
+        return None, None
+    if config.prospects.mode == "score":
+        say("learning who of the prospects (events, no purchase yet) buys for the first time")
+    fitted = fit_prospects(layout, summary.config, config.model.finetune_training.seed)
+    scored = score_prospects(fitted, layout.scoring, summary.config, integer_ids=_integer_ids(summary))
+    return fitted.model, scored
 
 
 def _population_btyd(layout: PreparedWindows, summary: PrepareSummary) -> BtydFit | None:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from custseq.config import RunConfig
 from custseq.errors import SchemaError
 from custseq.features.btyd import add_btyd_features
+from custseq.features.prospects import build_prospect_features, build_prospect_labels
 from custseq.features.rfm import DailyTables, build_daily, build_features
 from custseq.io.engine import connect, drop_tables, fetch_scalar
 from custseq.io.prepared import (
@@ -208,7 +209,9 @@ def _write_window(
 ) -> PreparedWindow:
     folder = window_folder(out, window.key)
     folder.folder.mkdir(parents=True, exist_ok=True)
-    features = build_features(con, tx, window, cfg.features, customers=cust, events=ev, daily=daily)
+    features = build_features(
+        con, tx, window, cfg.features, customers=cust, events=ev, event_types=event_types(vocab), daily=daily
+    )
     customers = features.num_rows
     btyd_fit = None
     if cfg.features.btyd:
@@ -223,6 +226,8 @@ def _write_window(
         churn_rate = round(churned / max(labels.num_rows, 1), 4)
         total_value = round(pc.sum(labels.column("value")).as_py() or 0.0, 2)
     write_sequences(con, vocab, window, cfg.sequence, folder.sequences, features.num_rows, lists=lists)
+    if ev is not None:
+        write_prospects(con, cfg, window, folder, tx, ev, cust, daily, event_types(vocab), labelled=labelled)
     return PreparedWindow(
         role=role, as_of=window.key, cutoff=window.cutoff.isoformat(), label_end=window.end.isoformat(),
         customers=customers, btyd_features=btyd_fit, churn_rate=churn_rate, total_value=total_value, labels=labelled,
@@ -276,11 +281,17 @@ def prepare_scoring_sequences(
         if with_features:
             out.mkdir(parents=True, exist_ok=True)
             features = build_features(
-                con, tx, window, config.features, customers=report.tables.get("customers"), events=ev
-            )
+                con, tx, window, config.features, customers=report.tables.get("customers"), events=ev,
+                event_types=event_types(vocab),
+            )  # fmt: skip
             if config.features.btyd:  # a failed fit leaves the columns null and is logged
                 features, _ = add_btyd_features(features, window.horizon_days, fitted=btyd_fit)
             pq.write_table(features, WindowFolder(out).features)
+            if ev is not None:
+                cust = report.tables.get("customers")
+                write_prospects(
+                    con, config, window, WindowFolder(out), tx, ev, cust, None, event_types(vocab), labelled=False
+                )
         unknown = encode_tables(con, vocab, tx, ev)
         tokens = create_tokens(con, vocab.layout, [window.cutoff])
         lists = build_token_lists(con, vocab, tokens)
@@ -289,6 +300,37 @@ def prepare_scoring_sequences(
     finally:
         con.close()
     return ScoringSequences(WindowFolder(out), window, n, unknown, report)
+
+
+def write_prospects(
+    con: duckdb.DuckDBPyConnection,
+    cfg: RunConfig,
+    window: Window,
+    folder: WindowFolder,
+    tx: CleanTable,
+    ev: CleanTable,
+    cust: CleanTable | None,
+    daily: DailyTables | None,
+    types: tuple[str, ...],
+    *,
+    labelled: bool,
+) -> None:
+    """The window's prospects (events, no purchase before the cutoff): features, and labels when ``labelled``."""
+    daily = (
+        daily
+        if daily is not None and daily.until >= window.cutoff
+        else build_daily(con, tx, window.cutoff, prefix="daily_prospects")
+    )
+    table = build_prospect_features(con, tx, ev, window, cfg.features, daily, customers=cust, event_types=types)
+    if labelled:
+        labels = build_prospect_labels(con, tx, ev, window).select(["customer_id", "churned", "purchases", "value"])
+        table = table.join(labels, "customer_id").sort_by("customer_id")
+    pq.write_table(table, folder.prospects)
+
+
+def event_types(vocab: SequenceVocab) -> tuple[str, ...]:
+    """The event types of the training rows, most frequent first (the vocabulary's): each gets feature columns."""
+    return vocab.values.get("event", ())
 
 
 def _check_fields(vocab: SequenceVocab, tables: dict[str, CleanTable | None]) -> None:

@@ -28,6 +28,7 @@ from custseq.models.pretrain import load_pretrained
 from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_customers, write_scored
 from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
 from custseq.pipelines.prepare import prepare_scoring_sequences
+from custseq.pipelines.prospects import NO_PROSPECT_MODEL, ProspectFit, score_prospects
 from custseq.scoring.item_level import ItemLevel
 
 T = TypeVar("T")
@@ -79,6 +80,7 @@ def score_with_model(
         seconds = time.perf_counter() - started
         integer_ids = scoring.report.accounts()["transactions"].customer_id_type == "integer"
         scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids)
+        prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)
         as_of_text = scoring.window.as_of.isoformat()
         metrics = Metrics(
             as_of=as_of_text,
@@ -87,16 +89,19 @@ def score_with_model(
             unknown_values=dict(scoring.unknown_values),
             tables=scoring.report.accounts(),
             seconds=round(seconds, 2),
+            prospects=prospects.summary if prospects is not None else None,
             **scored.metrics_fields(),
         )
         if staging is not None:
             folder = RunFolder(staging)
             write_scored(folder, scored, metrics, model, work, cfg)
             copy_quarantine(tmp / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
+            if prospects is not None:
+                prospects.write(folder.path)
     out_dir = Path(out) if out is not None else None
     return PredictRun(
         scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, as_of_text, proposer,
-        scored.contacts,
+        scored.contacts, prospects.frame if prospects is not None else None,
     )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from custseq.report.data import ReportData
 from custseq.report.html import heading, paragraph, table
 from custseq.report.html import unavailable as na
 from custseq.scoring.profit import money
+from custseq.scoring.prospects import prospects_text
 
 TOP_CONTACTS = 5
 BASELINES = ("btyd", "pareto-nbd", "logistic", "lightgbm", "lightgbm-rich", "last-period", "xgboost", "random-forest",
@@ -61,7 +62,10 @@ def _who_leaves(p: pd.DataFrame, m: Metrics | None, currency: str | None) -> str
     )
     if "lapsed_regular" in p and (lapsed := int(p["lapsed_regular"].sum())):
         text += f"; {lapsed:,} regulars have gone silent for several of their usual gaps"
-    return text + "."
+    text += "."
+    if m is not None and m.prospects is not None:
+        text += " " + prospects_text(m.prospects, currency)
+    return text
 
 
 def _at_stake(contacts: pd.DataFrame, profit: Profit | None, currency: str | None) -> str:
