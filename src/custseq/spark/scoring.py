@@ -180,6 +180,8 @@ def _customers_with_history(transactions: DataFrame, customer: str, ts: str, as_
     from pyspark.sql import functions as F
     from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
+    if ts not in transactions.columns:  # an alias custseq detects (InvoiceDate...): each batch finds it
+        return transactions
     if not isinstance(transactions.schema[ts].dataType, DateType | TimestampType | TimestampNTZType):
         return transactions
     cutoff = F.date_add(F.to_date(F.lit(as_of_day)), 1)
