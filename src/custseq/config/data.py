@@ -190,5 +190,7 @@ class EngineConfig:
     """The embedded DuckDB engine."""
 
     threads: int | None = None  # None = DuckDB's default (all cores)
-    memory_limit: str | None = None  # e.g. "4GB"; None = DuckDB's default
-    temp_directory: str | None = None  # where DuckDB spills when memory runs short
+    # e.g. "4GB"; None = half of this machine's memory (or of its container's limit), the rest left to Python
+    memory_limit: str | None = None
+    # where DuckDB spills when memory runs short; None = a new folder in the system temp dir (TMPDIR)
+    temp_directory: str | None = None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import psutil
 import pyarrow as pa
 
 from custseq.config import EngineConfig
@@ -15,18 +19,61 @@ def connect(cfg: EngineConfig | None = None) -> duckdb.DuckDBPyConnection:
     """Open an in-memory DuckDB connection with custseq's engine settings.
 
     Timestamps are normalised to naive UTC by the readers, so the session time zone is set to UTC
-    to keep any implicit conversion deterministic.
+    to keep any implicit conversion deterministic. DuckDB holds at most ``memory_limit`` (default
+    :func:`default_memory_limit`) and spills what does not fit to ``temp_directory`` (default
+    :func:`default_spill_directory`), so that a table larger than memory is prepared out of core.
     """
     cfg = cfg or EngineConfig()
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     if cfg.threads:
         con.execute(f"SET threads = {int(cfg.threads)}")
-    if cfg.memory_limit:
-        con.execute(f"SET memory_limit = '{_safe_setting(cfg.memory_limit)}'")
-    if cfg.temp_directory:
-        con.execute(f"SET temp_directory = '{_safe_setting(cfg.temp_directory)}'")
+    con.execute(f"SET memory_limit = '{_safe_setting(cfg.memory_limit or default_memory_limit())}'")
+    spill = cfg.temp_directory or str(default_spill_directory())
+    con.execute(f"SET temp_directory = '{_safe_setting(spill)}'")
     return con
+
+
+DUCKDB_MEMORY_SHARE = 0.5  # of the machine's memory; the rest is for the Arrow tables, pandas and torch of custseq
+
+
+def default_memory_limit() -> str:
+    """DuckDB's memory limit when the config sets none: half of :func:`machine_memory_bytes`, in MiB.
+
+    DuckDB's own default (80%) counts only its buffer pool, while custseq's process also holds the Arrow and
+    pandas tables it fetches and, in ``predict``, the model; half leaves them room.
+    """
+    return f"{int(machine_memory_bytes() * DUCKDB_MEMORY_SHARE) // 2**20}MiB"
+
+
+def machine_memory_bytes() -> int:
+    """The memory this process may use: the machine's (psutil), or its container's cgroup limit when lower."""
+    total = int(psutil.virtual_memory().total)
+    limit = _cgroup_memory_limit()
+    return min(total, limit) if limit else total
+
+
+_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def _cgroup_memory_limit() -> int | None:
+    # cgroup v2, then v1; "max" (v2) or a huge number (v1) means no limit, which min() above ignores
+    for path in _CGROUP_LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        return int(text) if text.isdigit() else None
+    return None
+
+
+def default_spill_directory() -> Path:
+    """A folder of its own for one connection's spill files, in the system temp dir (``TMPDIR``).
+
+    DuckDB creates it only when it spills and removes it when the connection closes; a folder per connection
+    keeps that removal from touching another run's files (DuckDB's default is ``.tmp`` in the working folder).
+    """
+    return Path(tempfile.gettempdir()) / f"custseq-spill-{uuid.uuid4().hex[:12]}"
 
 
 def _safe_setting(value: str) -> str:

@@ -14,6 +14,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -28,6 +29,9 @@ from custseq.models.pretrain import PretrainRun, pretrain_prepared
 
 TRAINED_FILE = "trained.safetensors"  # in the fine-tuning's work folder: rank 0's best weights and training history
 log = logging.getLogger(__name__)
+# Runs `main([JOB.json])` on N processes and returns when all have ended; raises TrainingError if one failed.
+# launch_torchrun here; custseq.spark.distributor runs the same entry point through Spark's TorchDistributor.
+Launcher = Callable[[Path, int], None]
 
 
 @dataclass(frozen=True)
@@ -63,39 +67,67 @@ class TrainingJob:
 
 
 def pretrain_distributed(
-    layout: PreparedWindows, cfg: ModelConfig, out: Path, work_dir: Path, *, nproc: int, resume: bool
+    layout: PreparedWindows,
+    cfg: ModelConfig,
+    out: Path,
+    work_dir: Path,
+    *,
+    nproc: int,
+    resume: bool,
+    launch: Launcher | None = None,
 ) -> PretrainRun:
-    """:func:`custseq.models.pretrain.pretrain_prepared` on ``nproc`` processes; the model rank 0 saved to ``out``."""
+    """:func:`custseq.models.pretrain.pretrain_prepared` on ``nproc`` processes; the model rank 0 saved to ``out``.
+
+    ``launch`` starts the processes (default :func:`launch_torchrun`).
+    """
     job = TrainingJob("pretrain", layout.root, cfg, work_dir, out, resume)
-    _launch(job, work_dir / "job.json", nproc)
+    _launch(job, work_dir / "job.json", nproc, launch or launch_torchrun)
     return PretrainRun(out, read_manifest(out), None)
 
 
 def finetune_distributed(
-    layout: PreparedWindows, cfg: ModelConfig, work_dir: Path, *, nproc: int, resume: bool, encoder_dir: Path | None
+    layout: PreparedWindows,
+    cfg: ModelConfig,
+    work_dir: Path,
+    *,
+    nproc: int,
+    resume: bool,
+    encoder_dir: Path | None,
+    launch: Launcher | None = None,
 ) -> FitResult:
     """:func:`custseq.models.finetune.finetune_prepared` with its training loop on ``nproc`` processes.
 
     Rank 0's best weights are read back here, then calibrated and measured on the validation customers as in a
-    one-process run.
+    one-process run. ``launch`` starts the processes (default :func:`launch_torchrun`).
     """
     trained = work_dir / TRAINED_FILE
     trained.unlink(missing_ok=True)  # a stopped run's weights must not pass for this run's
     job = TrainingJob("finetune", layout.root, cfg, work_dir, trained, resume, encoder_dir)
-    _launch(job, work_dir / "job.json", nproc)
+    _launch(job, work_dir / "job.json", nproc, launch or launch_torchrun)
     return finetune_prepared(layout, cfg, encoder_dir=encoder_dir, trained=trained)
 
 
-def _launch(job: TrainingJob, path: Path, nproc: int) -> None:
+def _launch(job: TrainingJob, path: Path, nproc: int, launch: Launcher) -> None:
     job.write(path)
+    log.info("%s on %d processes", job.step, nproc)
+    launch(path, nproc)
+
+
+def launch_torchrun(job: Path, nproc: int) -> None:
+    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m custseq.pipelines.finetune_worker JOB``.
+
+    Raises
+    ------
+    TrainingError
+        If a process failed (torchrun's exit code is not 0).
+    """
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "custseq.pipelines.finetune_worker", str(path),
+        "-m", "custseq.pipelines.finetune_worker", str(job),
     ]  # fmt: skip
-    log.info("%s on %d processes (torchrun)", job.step, nproc)
     done = subprocess.run(command, check=False)
     if done.returncode != 0:
-        raise TrainingError(f"distributed {job.step} failed (exit code {done.returncode}); see the output above")
+        raise TrainingError(f"distributed training failed (exit code {done.returncode}); see the output above")
 
 
 def run_job(job: TrainingJob) -> None:

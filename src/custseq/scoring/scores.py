@@ -21,6 +21,7 @@ score ranked no one but the top.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -78,12 +79,33 @@ def raw_value_score(predictions: pd.DataFrame, features: pd.DataFrame, cfg: Valu
     numpy.ndarray of float
         One V per row of ``predictions``.
     """
+    signals = value_signals(predictions, features)
+    return weighted_ranks([rank_normalise(signals[name]) for name in SIGNALS], cfg)
+
+
+SIGNALS = ("value", "retention", "engagement")  # the ranked signals, in the order of the weights
+
+
+def value_signals(predictions: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """The three signals the raw score ranks, one row per row of ``predictions``: ``value``
+    (``clv_expected``), ``retention`` (1 − ``churn_probability``) and ``engagement`` (``purchase_days_last_h``).
+
+    Each is the customer's own; only their ranks depend on who is scored together.
+    """
     check_predictions(predictions)
     engagement = features_by_customer(predictions, features, (ENGAGEMENT_COLUMN,))[ENGAGEMENT_COLUMN]
-    signals = (predictions["clv_expected"], 1 - predictions["churn_probability"], engagement)
+    columns = (predictions["clv_expected"], 1 - predictions["churn_probability"], engagement)
+    return pd.DataFrame(
+        {name: np.asarray(c, dtype=float) for name, c in zip(SIGNALS, columns, strict=True)}, index=predictions.index
+    )
+
+
+def weighted_ranks(normalised_ranks: Sequence[ArrayLike], cfg: ValueScoreConfig) -> np.ndarray:
+    """V from the rank-normalised :data:`SIGNALS` (:func:`rank_normalise`, or the same ranks taken over a
+    larger population, as Spark batch scoring does): their weighted mean with the normalised weights."""
     weights = _normalised_weights(cfg)
     # three signals, so the sum is an array, never sum()'s start value 0
-    return cast(np.ndarray, sum(w * rank_normalise(signal) for w, signal in zip(weights, signals, strict=True)))
+    return cast(np.ndarray, sum(w * np.asarray(r, dtype=float) for w, r in zip(weights, normalised_ranks, strict=True)))
 
 
 def rank_normalise(values: ArrayLike) -> np.ndarray:

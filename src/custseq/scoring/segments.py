@@ -62,6 +62,7 @@ def assign_segments(
     cfg: SegmentConfig | None = None,
     *,
     horizon_days: int,
+    top_tier: np.ndarray | None = None,
 ) -> pd.Series:
     """The segment of every customer, by the rules of this module's docstring.
 
@@ -76,6 +77,9 @@ def assign_segments(
         The thresholds; defaults to ``SegmentConfig()``.
     horizon_days : int
         The prediction horizon, used where ``new_customer_days`` or ``hibernating_days`` is unset.
+    top_tier : numpy.ndarray of bool, optional
+        Who is in the top value tier, when it was ranked over more customers than these rows (Spark batch
+        scoring ranks the whole population); by default :func:`top_value_tier` of these rows.
 
     Returns
     -------
@@ -102,7 +106,8 @@ def assign_segments(
         if "lapsed_regular" in predictions
         else np.zeros(len(predictions), dtype=bool)
     )
-    top_tier = top_value_tier(predictions["clv_expected"], cfg.top_value_share)
+    if top_tier is None:
+        top_tier = top_value_tier(predictions["clv_expected"], cfg.top_value_share)
     at_risk = (churn > cfg.at_risk_churn) | lapsed
     days_since_last_purchase = days_since_first_purchase - recency
     rules = {
@@ -139,7 +144,13 @@ def top_value_tier(values: ArrayLike, share: float) -> np.ndarray:
     """
     values = np.asarray(values, dtype=float)
     at_least_as_high = pd.Series(values).rank(method="max", ascending=False).to_numpy()  # count of v_j >= v_i
-    return at_least_as_high <= np.floor(share * len(values) + 1e-9)  # 1e-9: 0.29 * 100 is 28.999999999999996
+    return within_top_share(at_least_as_high, len(values), share)
+
+
+def within_top_share(at_least_as_high: ArrayLike, n: int, share: float) -> np.ndarray:
+    """The top tier of :func:`top_value_tier` from each value's count of values at least as high among ``n``
+    (counted here, or over a whole population by Spark batch scoring)."""
+    return np.asarray(at_least_as_high) <= np.floor(share * n + 1e-9)  # 1e-9: 0.29 * 100 is 28.999999999999996
 
 
 def segment_table(predictions: pd.DataFrame, segments: pd.Series | np.ndarray) -> pd.DataFrame:

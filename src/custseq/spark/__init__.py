@@ -1,0 +1,1 @@
+"""Apache Spark: batch scoring and TorchDistributor training (the ``[spark]`` extra)."""
