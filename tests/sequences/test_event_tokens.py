@@ -10,8 +10,8 @@ import torch
 
 from custseq.config import SequenceConfig
 from custseq.io.engine import connect
-from custseq.models.losses import event_loss
 from custseq.models.heads import EventPrediction
+from custseq.models.losses import event_loss
 from custseq.schema import TOKEN_TYPES
 from custseq.sequences.batch import collate
 from custseq.sequences.build import read_sequences, write_sequences
@@ -26,9 +26,10 @@ WINDOW = Window(dt.datetime(2024, 3, 1), 30)
 
 def _batch(tmp_path):
     tx = pd.DataFrame(
-        [("a", "2024-01-02 10:00", 10.0, "p1"), ("a", "2024-01-20 10:00", 12.0, "p2"), ("b", "2024-01-05 00:00", 5.0, "p1")],
+        [("a", "2024-01-02 10:00", 10.0, "p1"), ("a", "2024-01-20 10:00", 12.0, "p2"),
+         ("b", "2024-01-05 00:00", 5.0, "p1")],
         columns=["customer_id", "ts", "amount", "product"],
-    ).assign(ts=lambda d: pd.to_datetime(d["ts"]))
+    ).assign(ts=lambda d: pd.to_datetime(d["ts"]))  # fmt: skip
     events = pd.DataFrame(
         [("a", "2024-01-10 09:00", "login"), ("a", "2024-02-10 09:00", "support"), ("b", "2024-01-06 00:00", "login"),
          ("b", "2024-01-07 00:00", "login")],
