@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseq.config import RunConfig
-from custseq.errors import SchemaError
+from custseq.errors import ConfigError, SchemaError
 from custseq.features.btyd import add_btyd_features
 from custseq.features.rfm import DailyTables, build_daily, build_features
 from custseq.io.engine import connect, drop_tables, fetch_scalar
@@ -83,6 +83,11 @@ class PrepareResult:
         return read_sequences(self.window(window).sequences)
 
 
+# Engines besides the embedded DuckDB, by EngineConfig.name. custseq.spark adds "spark" when it is imported (the
+# CLI imports it): the pipelines sit below it and cannot import it themselves.
+ENGINES: dict[str, Callable[..., PrepareResult]] = {}
+
+
 def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Progress | None = None) -> PrepareResult:
     """Validate the tables and write windows, labels, features and sequences under ``out``.
 
@@ -102,6 +107,13 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
+    if config.engine.name != "duckdb":
+        if config.engine.name not in ENGINES:
+            raise ConfigError(
+                f"engine {config.engine.name!r} is not loaded; import custseq.{config.engine.name} first "
+                "(the command line does), or set engine.name = 'duckdb'"
+            )
+        return ENGINES[config.engine.name](tables, config, out, progress=progress)
     say = progress or (lambda _msg: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
