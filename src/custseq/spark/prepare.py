@@ -86,7 +86,10 @@ def prepare_on_spark(
         future = cutoff_of(config.window.as_of) if config.window.as_of else None
         report = validate_on_spark(spark, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
-    start, end = spark.sql(f"SELECT min(ts), max(ts) FROM {tx.sql_name}").collect()[0]
+    start, end, first_timed = spark.sql(
+        f"SELECT min(ts), max(ts), min(CAST(ts AS DATE)) FILTER (WHERE NOT is_refund "
+        f"AND ts <> CAST(CAST(ts AS DATE) AS TIMESTAMP_NTZ)) FROM {tx.sql_name}"
+    ).collect()[0]
     plan = plan_windows(start, end, config.window)
     config, currency_note = _with_data_currency(spark, config, report, plan.scoring.cutoff)
     notes = plan.notes + ((currency_note,) if currency_note else ())
@@ -109,7 +112,7 @@ def prepare_on_spark(
         specs = _window_specs(spark, tx.sql_name, plan, roles)
         work = dataclasses.replace(
             work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
-            first_timed_day=_first_timed_day(spark, tx.sql_name, plan.scoring.cutoff),
+            first_timed_day=first_timed if first_timed is not None and first_timed < plan.scoring.cutoff.date() else None,
         )  # fmt: skip
         _write_outputs(_run(carrier, work, "windows"), out, specs)
         windows = [_finish_window(out, spec, config) for spec in specs]
@@ -224,14 +227,6 @@ def _window_specs(
         PreparedWindowSpec(role, window, role != "score" or plan.scoring_labels_observed, int(n))  # type: ignore[arg-type]
         for (role, window), n in zip(roles, customers, strict=True)
     )
-
-
-def _first_timed_day(spark: SparkSession, tx: str, until: dt.datetime) -> dt.date | None:
-    """The first day with a purchase line at a time of day other than midnight, before ``until``."""
-    return spark.sql(
-        f"SELECT min(CAST(ts AS DATE)) FROM {tx} WHERE ts < {literal(until)} AND NOT is_refund "
-        "AND ts <> CAST(CAST(ts AS DATE) AS TIMESTAMP_NTZ)"
-    ).collect()[0][0]
 
 
 def _write_outputs(parts, out: Path, specs: tuple[PreparedWindowSpec, ...]) -> None:  # type: ignore[no-untyped-def]

@@ -47,8 +47,8 @@ def spark_tables(
     return Tables(tx, source(customers, "customers"), source(events, "events"), columns)
 
 
-def read_raw(spark: SparkSession, source: Source) -> DataFrame:
-    """The source as a DataFrame with ``__row`` first, then the user's columns.
+def read_raw(spark: SparkSession, source: Source) -> tuple[DataFrame, int]:
+    """The source as a DataFrame with ``__row`` first, then the user's columns; and its number of rows.
 
     Raises
     ------
@@ -72,15 +72,15 @@ def read_raw(spark: SparkSession, source: Source) -> DataFrame:
             parts = [spark.read.parquet(str(path)) for path in source.paths]
         else:
             raise DataReadError(f"the Spark engine reads CSV, Parquet and table:NAME, not {source.label}")
-        frame = _numbered(parts)
+        frame, n = _numbered(parts)
     except PySparkException as e:
         raise DataReadError(f"cannot read {source.label}: {str(e).splitlines()[0]}") from None
     columns = [c for c in frame.columns if c != RAW_ROW]
     if RAW_ROW in parts[0].columns or len({c.lower() for c in columns}) != len(columns):
         raise SchemaError(f"{source.label} has duplicated column names or a column named {RAW_ROW}; rename them")
-    if frame.isEmpty():
+    if n == 0:
         raise EmptyTableError(f"{source.label} has no rows; custseq needs at least one row in every table it is given")
-    return frame
+    return frame, n
 
 
 def _frame(spark: SparkSession, frame: Any) -> DataFrame:
@@ -114,8 +114,9 @@ def _dialect(path: Path) -> tuple[str, str, str]:
     return delimiter or ",", quote or '"', escape or quote or '"'
 
 
-def _numbered(parts: list[DataFrame]) -> DataFrame:
-    """The parts, in order, with ``__row`` = 1-based position over all of them (computed in the JVM)."""
+def _numbered(parts: list[DataFrame]) -> tuple[DataFrame, int]:
+    """The parts, in order, with ``__row`` = 1-based position over all of them (computed in the JVM); and the
+    number of rows."""
     from pyspark.sql import functions as F
 
     numbered, offset = [], 0
@@ -130,9 +131,9 @@ def _numbered(parts: list[DataFrame]) -> DataFrame:
         start = F.create_map(*[x for pid, s in starts.items() for x in (F.lit(pid), F.lit(s))]) if starts else None
         position = F.col("__mono") - F.shiftleft(F.col("__pid").cast("long"), 33)
         row = (start[F.col("__pid")] if start is not None else F.lit(0)) + position + 1
-        numbered.append(tagged.select(row.cast("long").alias(RAW_ROW), *[c for c in part.columns]))
+        numbered.append(tagged.select(row.cast("long").alias(RAW_ROW), *[tagged[c] for c in part.columns]))
         offset = total
     frame = numbered[0]
     for other in numbered[1:]:
         frame = frame.unionByName(other, allowMissingColumns=True)
-    return frame
+    return frame, offset

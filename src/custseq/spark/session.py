@@ -47,6 +47,7 @@ def local_session(master: str, *, app_name: str = "custseq", shuffle_partitions:
     if shuffle_partitions is not None:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
     session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
     for key, value in SESSION_SETTINGS.items():
         session.conf.set(key, value)
     return session

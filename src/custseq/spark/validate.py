@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseq.config import RunConfig, ValidationConfig
@@ -21,7 +22,7 @@ from custseq.errors import ConfigError, EmptyTableError
 from custseq.io.mapping import resolve
 from custseq.io.sources import RAW_ROW
 from custseq.io.tables import Tables
-from custseq.schema import ROW_ID, TABLES, quote_ident
+from custseq.schema import ROW_ID, TABLES, Kind, quote_ident
 from custseq.spark.read import read_raw
 from custseq.spark.sql import spark_sql
 from custseq.spark.stage import stage
@@ -54,12 +55,12 @@ def validate_on_spark(
     columns = tables.columns or config.columns
     mappings, clean, integer = {}, {}, {}
     for name, source in tables.present():
-        raw = read_raw(spark, source)
+        raw, rows_in = read_raw(spark, source)
         user_columns = [c for c in raw.columns if c != RAW_ROW]
         cmap = resolve(TABLES[name], user_columns, getattr(columns, name), detect=columns.detect)
         cutoff = future_cutoff if name != "customers" else None
         staged, frame = stage(spark, raw, cmap, config.validation, config.sequence.max_category_share, before=cutoff)
-        clean[name] = apply_rules(spark, staged, frame, raw, config.validation, future_cutoff=cutoff,
+        clean[name] = apply_rules(spark, staged, frame, raw, rows_in, config.validation, future_cutoff=cutoff,
                                   quarantine_dir=quarantine_dir)  # fmt: skip
         mappings[name] = cmap
         integer[name] = staged.integer_ids
@@ -73,6 +74,7 @@ def apply_rules(
     staged: Staged,
     frame: DataFrame,
     raw: DataFrame,
+    rows_in: int,
     cfg: ValidationConfig,
     *,
     future_cutoff: dt.datetime | None = None,
@@ -85,7 +87,7 @@ def apply_rules(
     flags = [r for r in rules if r.action == "flag"]
     judged = spark.sql(
         f"SELECT *, {_first_rule_case(first_pass)} AS __rule, {_first_rule_case(flags)} AS __flag FROM {staged.sql_name}"
-    ).localCheckpoint()
+    ).cache()
     for rule in (r for r in rules if r.among_valid):
         judged.createOrReplaceTempView("__judged")
         predicate = spark_sql(rule.predicate.format(valid="(SELECT * FROM __judged WHERE __rule IS NULL)"), rule.params)
@@ -96,29 +98,37 @@ def apply_rules(
             )
             .drop("__rule")
             .withColumnRenamed("__rule_next", "__rule")
-            .localCheckpoint()
+            .cache()
         )
     judged.createOrReplaceTempView("__judged")
-    rule_counts = {r: n for r, n in spark.sql(
-        "SELECT __rule, count(*) AS n FROM __judged WHERE __rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
-    ).collect()}  # fmt: skip
-    flag_counts = {r: n for r, n in spark.sql(
-        "SELECT __flag, count(*) FROM __judged WHERE __rule IS NULL AND __flag IS NOT NULL GROUP BY 1"
-    ).collect()}  # fmt: skip
+    duplicates = f"LEFT JOIN {dup_table} d ON d.row_id = j.row_id" if dup_table else "LEFT JOIN (SELECT 1 AS row_id) d ON false"
+    kept_duplicate = "j.__rule IS NULL AND d.row_id IS NOT NULL" if dup_table else "false"
+    verdicts = spark.sql(
+        "SELECT j.__rule, CASE WHEN j.__rule IS NULL THEN j.__flag END AS __flag, count(*) AS n, "
+        f"count_if({kept_duplicate}) AS kept_duplicates FROM __judged j {duplicates} GROUP BY 1, 2"
+    ).collect()
+    rule_counts: dict[str, int] = {}
+    flag_counts: dict[str, int] = {}
+    for rule_name, flag, n, _ in verdicts:
+        if rule_name is not None:
+            rule_counts[rule_name] = rule_counts.get(rule_name, 0) + n
+        elif flag is not None:
+            flag_counts[flag] = n
+    rule_counts = dict(sorted(rule_counts.items(), key=lambda item: (-item[1], item[0])))
+    kept = sum(v[3] for v in verdicts)
     kinds = dict(staged.kinds)
     sql_name = f"clean_{staged.table}"
     clean = spark.sql(f"SELECT {_clean_select(staged)} FROM __judged WHERE __rule IS NULL").cache()
     clean.createOrReplaceTempView(sql_name)
     if staged.table == "transactions":
-        kinds["is_refund"] = TABLES["transactions"].column("is_refund").kind
-    rows_in = raw.count()
-    rows_used = clean.count()
+        kinds["is_refund"] = Kind.BOOLEAN
+    rows_used = sum(v[2] for v in verdicts if v[0] is None)
     rows_quarantined = sum(rule_counts.values())
     check_row_accounting(staged.table, rows_in, rows_used, rows_quarantined)
     reasons = {r.name: r.reason for r in rules}
     if quarantine_dir is not None:
         try:
-            _write_quarantine(spark, raw, judged, staged.table, reasons, quarantine_dir)
+            _write_quarantine(spark, raw, staged.raw_name, judged, staged.table, reasons, quarantine_dir)
         except OSError as e:
             raise ConfigError(
                 f"cannot write the quarantined rows into {quarantine_dir} ({e.strerror or e}); pass a folder you "
@@ -131,15 +141,11 @@ def apply_rules(
             f"({reasons[top]}); check the column mapping and formats"
         )
     notes = list(staged.notes)
-    if dup_table:
-        kept = spark.sql(
-            f"SELECT count(*) FROM __judged WHERE __rule IS NULL AND row_id IN (SELECT row_id FROM {dup_table})"
-        ).collect()[0][0]
-        if kept:
-            notes.append(
-                f"{staged.table}: {kept:,} exact duplicate rows kept (dates without a time and no order id: identical "
-                "rows can be separate purchases on one day); set validation.duplicates = 'quarantine' to remove them"
-            )
+    if kept:
+        notes.append(
+            f"{staged.table}: {kept:,} exact duplicate rows kept (dates without a time and no order id: identical "
+            "rows can be separate purchases on one day); set validation.duplicates = 'quarantine' to remove them"
+        )
     return CleanTable(
         staged.table, sql_name, kinds, rows_in, rows_used, rows_quarantined, rule_counts, flag_counts, reasons,
         tuple(notes),
@@ -154,7 +160,7 @@ def _duplicate_rows(spark: SparkSession, staged: Staged, raw: DataFrame) -> str:
     spark.sql(
         f"SELECT {RAW_ROW} AS row_id FROM (SELECT {RAW_ROW}, min({RAW_ROW}) OVER (PARTITION BY {partition}) AS first "
         f"FROM {staged.raw_name}) WHERE {RAW_ROW} <> first"
-    ).localCheckpoint().createOrReplaceTempView(name)
+    ).cache().createOrReplaceTempView(name)
     return name
 
 
@@ -166,23 +172,25 @@ def _first_rule_case(rules: list[Rule]) -> str:
 
 
 def _write_quarantine(
-    spark: SparkSession, raw: DataFrame, judged: DataFrame, table: str, reasons: dict[str, str], folder: Path
+    spark: SparkSession, raw: DataFrame, raw_view: str, judged: DataFrame, table: str, reasons: dict[str, str],
+    folder: Path,
 ) -> None:
     """``<table>.parquet`` and ``<table>.flagged.parquet`` as the DuckDB engine writes them (collected: quarantined
     rows are few, and the file is one Parquet file per table)."""
-    from pyspark.sql import functions as F
-
     folder.mkdir(parents=True, exist_ok=True)
-    raw_cols = [raw[c] for c in raw.columns if c != RAW_ROW]
+    raw_cols = ", ".join(f"r.{quote_ident(c)}" for c in raw.columns if c != RAW_ROW)
+    judged.createOrReplaceTempView("__judged")
+    hits = spark.sql(
+        f"SELECT j.{ROW_ID} AS row_number, j.__rule, j.__flag, {raw_cols} FROM __judged j "
+        f"JOIN {raw_view} r ON r.{RAW_ROW} = j.{ROW_ID} WHERE j.__rule IS NOT NULL OR j.__flag IS NOT NULL "
+        "ORDER BY row_number"
+    ).toArrow()
     for column, suffix in (("__rule", ""), ("__flag", ".flagged")):
-        hit = judged[column].isNotNull() & (judged["__rule"].isNull() if suffix else F.lit(True))
-        rows = (
-            judged.where(hit)
-            .join(raw, judged[ROW_ID] == raw[RAW_ROW])
-            .select(judged[ROW_ID].alias("row_number"), judged[column].alias("rule"), *raw_cols)
-            .orderBy("row_number")
-            .toArrow()
-        )
+        hit = pc.is_valid(hits[column])
+        if suffix:
+            hit = pc.and_(hit, pc.is_null(hits["__rule"]))
+        rows = hits.filter(hit)
+        rows = rows.drop_columns(["__rule", "__flag"]).add_column(1, "rule", rows[column])
         path = folder / f"{table}{suffix}.parquet"
         if rows.num_rows == 0:
             path.unlink(missing_ok=True)
