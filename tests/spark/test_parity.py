@@ -33,7 +33,7 @@ from custseq.sequences.build import read_sequences
 pytestmark = pytest.mark.spark
 
 FEATURE_RTOL = 1e-9
-SPARK = EngineConfig(name="spark", spark_partition_rows=700)  # several customer ranges per data set
+SPARK = EngineConfig(name="spark", spark_partition_rows=1500)  # a few customer ranges per data set
 
 
 def _prepare_both(tables: Tables, config: RunConfig, tmp: Path) -> tuple[Path, Path]:
@@ -128,10 +128,11 @@ def _shop(tmp: Path) -> tuple[Path, Path, Path]:
         "segment": rng.choice(["gold", "silver", "bronze"], len(ids)),
         "age": rng.integers(18, 80, len(ids)).astype(str),
     })  # fmt: skip
-    customers = pd.concat([customers, customers.iloc[[3]], pd.DataFrame([{"customer_id": "null"}])], ignore_index=True)
+    again = customers.iloc[[3]].assign(segment="platinum")  # the same customer id, another profile
+    customers = pd.concat([customers, again, pd.DataFrame([{"customer_id": "null"}])], ignore_index=True)
     n_events = 1500
     events = pd.DataFrame({
-        "customer_id": rng.choice(ids[:200] + ["ghost-1"], n_events),
+        "customer_id": rng.choice([*ids[:200], "ghost-1"], n_events),
         "ts": [str(dt.datetime(2022, 1, 1) + dt.timedelta(minutes=int(m))) for m in rng.integers(0, 600_000, n_events)],
         "event": rng.choice(["view", "cart", "search", "wishlist"], n_events),
         "device": rng.choice(["ios", "android", "desktop"], n_events),

@@ -112,7 +112,7 @@ def prepare_on_spark(
         specs = _window_specs(spark, tx.sql_name, plan, roles)
         work = dataclasses.replace(
             work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
-            first_timed_day=first_timed if first_timed is not None and first_timed < plan.scoring.cutoff.date() else None,
+            first_timed_day=first_timed if first_timed and first_timed < plan.scoring.cutoff.date() else None,
         )  # fmt: skip
         _write_outputs(_run(carrier, work, "windows"), out, specs)
         windows = [_finish_window(out, spec, config) for spec in specs]

@@ -27,9 +27,7 @@ TABLE_PREFIX = "table:"
 SPARK_TABLE = "spark-table"
 
 
-def spark_tables(
-    transactions: Any, *, customers: Any = None, events: Any = None, columns: Any = None
-) -> Tables:
+def spark_tables(transactions: Any, *, customers: Any = None, events: Any = None, columns: Any = None) -> Tables:
     """:meth:`Tables.of`, where ``table:NAME`` names a table of the SparkSession's catalog."""
 
     def source(data: Any, table: str) -> Source | None:
@@ -110,8 +108,9 @@ def _dialect(path: Path) -> tuple[str, str, str]:
             ).fetchone()
     except duckdb.Error:
         row = None
-    delimiter, quote, escape = row or (",", '"', '"')
-    return delimiter or ",", quote or '"', escape or quote or '"'
+    delimiter, quote, escape = (c if c and len(c) == 1 and c != "\0" else None for c in (row or (None,) * 3))
+    quote = quote or '"'
+    return delimiter or ",", quote, escape or quote
 
 
 def _numbered(parts: list[DataFrame]) -> tuple[DataFrame, int]:

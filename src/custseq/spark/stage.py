@@ -90,7 +90,8 @@ def _readings() -> tuple[Reading, ...]:
     for candidate in timestamps.CANDIDATES:
         if candidate.name == timestamps.ISO:
             zoned = "CAST(try_cast($S AS TIMESTAMP_LTZ) AS TIMESTAMP_NTZ)"
-            reading = f"CASE WHEN {full_match('$S', timestamps.ISO_ZONED)} THEN {zoned} ELSE try_cast($S AS TIMESTAMP_NTZ) END"
+            plain = "try_cast($S AS TIMESTAMP_NTZ)"
+            reading = f"CASE WHEN {full_match('$S', timestamps.ISO_ZONED)} THEN {zoned} ELSE {plain} END"
         elif candidate.name == "two-digit years":
             yy = f"CAST(regexp_extract($S, {literal(TWO_DIGIT_YEAR_PARTS)}, 3) AS BIGINT)"
             reading = f"make_timestamp_ntz({yy} + CASE WHEN {yy} <= 68 THEN 2000 ELSE 1900 END, 12, 31, 23, 59, 59)"
@@ -145,6 +146,7 @@ def stage(
         parsed["ts"] = _timestamp_expr(spark, raw_view, src, types[src], cfg.ts_format, _label(cmap, "ts"), before)
         if before is not None:
             past = f"({parsed['ts'][0]}) < {literal(before)}"
+    facts = _facts(spark, raw_view, cmap, types, past)
     selects = [f"{RAW_ROW} AS {ROW_ID}"]
     kinds: dict[str, Kind] = {}
     checked: list[str] = []
@@ -152,7 +154,7 @@ def stage(
     for name, src in cmap.canonical.items():
         kind = spec.column(name).kind
         if name not in parsed:
-            parsed[name] = _parse_expr(spark, raw_view, src, types[src], kind, cfg, _label(cmap, name), past)
+            parsed[name] = _parse_expr(spark, raw_view, src, types[src], kind, cfg, _label(cmap, name), facts)
         expr, can_fail, note = parsed[name]
         selects.append(f"{expr} AS {quote_ident(name)}")
         kinds[name] = kind
@@ -169,14 +171,12 @@ def stage(
         checked.append("amount")
         notes.append(f"{cmap.table}.amount = {q} × {p}")
     for name, src in cmap.extras.items():
-        kind = _infer_extra_kind(spark, raw_view, src, types[src], name in cmap.text_hints, max_category_share, past)
+        kind = _infer_extra_kind(src, types[src], name in cmap.text_hints, max_category_share, facts)
         selects.append(f"{_extra_expr(src, types[src], kind)} AS {quote_ident(name)}")
         kinds[name] = kind
     staged = spark.sql(f"SELECT {', '.join(selects)} FROM {raw_view}")
     _refuse_unparsable_columns(spark, staged, raw_view, cmap, checked)
-    integer = "customer_id" in cmap.canonical and _integer_ids(
-        spark, raw_view, cmap.canonical["customer_id"], types[cmap.canonical["customer_id"]], past
-    )
+    integer = bool(facts.get(("integer", cmap.canonical.get("customer_id", ""))))
     sql_name = f"stg_{cmap.table}"
     staged.createOrReplaceTempView(sql_name)
     return Staged(cmap.table, sql_name, raw_view, kinds, tuple(checked), tuple(notes), integer), staged
@@ -225,11 +225,11 @@ def _parse_expr(
     kind: Kind,
     cfg: ValidationConfig,
     label: str,
-    past: str,
+    facts: dict[tuple[str, str], object],
 ) -> tuple[str, bool, str | None]:
     col = quote_ident(src)
     if kind is Kind.ID:
-        return _id_expr(spark, raw, src, dtype, past), False, None
+        return _id_expr(src, dtype, facts), False, None
     if kind is Kind.TIMESTAMP:
         return _timestamp_expr(spark, raw, src, dtype, cfg.ts_format, label, None)
     if kind is Kind.NUMBER:
@@ -245,7 +245,57 @@ def _parse_expr(
     return _text(col), False, None
 
 
-def _id_expr(spark: SparkSession, raw: str, src: str, dtype: str, past: str) -> str:
+def _facts(
+    spark: SparkSession, raw: str, cmap: ColumnMap, types: dict[str, str], past: str
+) -> dict[tuple[str, str], object]:
+    """Every decision of the past rows that staging needs, in one pass: whether text ids are all written as whole
+    floats (17850.0), whether the customer ids are integers (:func:`custseq.validate.parse.integer_ids`), and the
+    counts that give an extra text column its kind."""
+    aggregates: dict[tuple[str, str], str] = {}
+    spec = TABLES[cmap.table]
+    for name, src in cmap.canonical.items():
+        col, dtype = quote_ident(src), types[src]
+        if spec.column(name).kind is Kind.ID and dtype == TEXT:
+            text = _text(col)
+            where = f"{text} IS NOT NULL AND NOT {_placeholder(text)} AND ({past})"
+            aggregates[("float_ints", src)] = f"bool_and({text} RLIKE {literal(FLOAT_INT_ID)}) FILTER (WHERE {where})"
+        if name == "customer_id":
+            for i, (check, present) in enumerate(_integer_checks(col, dtype)):
+                aggregates[(f"integer{i}", src)] = f"bool_and({check}) FILTER (WHERE {present} AND ({past}))"
+    for src in cmap.extras.values():
+        if types[src] == TEXT:
+            col = quote_ident(src)
+            where = f"trim({col}) <> '' AND ({past})"
+            number = full_match(f"trim({col})", NUMBER_PATTERN)
+            aggregates[("n", src)] = f"count({col}) FILTER (WHERE {where})"
+            aggregates[("n_number", src)] = f"count_if({number}) FILTER (WHERE {where})"
+            aggregates[("n_distinct", src)] = f"count(DISTINCT CASE WHEN {where} THEN {col} END)"
+    if not aggregates:
+        return {}
+    values = _row(spark, f"SELECT {', '.join(aggregates.values())} FROM {raw}")
+    facts: dict[tuple[str, str], object] = {k: v for k, v in zip(aggregates, values, strict=True)}
+    for src in cmap.canonical.values():
+        checks = [facts.pop((f"integer{i}", src), None) for i in range(2)]
+        facts[("integer", src)] = any(bool(c) for c in checks)
+    return facts
+
+
+def _integer_checks(col: str, dtype: str) -> list[tuple[str, str]]:
+    """(check, present) pairs of :func:`custseq.validate.parse.integer_ids`: the ids are integers when every
+    present value passes one of the checks."""
+    if dtype == INTEGER:
+        return [(f"abs({col}) <= {INT64_MAX}", f"{col} IS NOT NULL")]
+    if dtype == FLOAT:
+        present = f"NOT isnan({col}) AND abs({col}) <> double('inf')"
+        return [(f"{col} = round({col}) AND abs({col}) <= {INT64_MAX}", present)]
+    if dtype == TEXT:
+        number = "-?(0|[1-9][0-9]{0,17})"
+        present = f"trim({col}) <> ''"
+        return [(full_match(f"trim({col})", number), present), (full_match(f"trim({col})", number + r"\.0+"), present)]
+    return []
+
+
+def _id_expr(src: str, dtype: str, facts: dict[tuple[str, str], object]) -> str:
     col = quote_ident(src)
     if dtype == FLOAT:
         whole = f"CAST(CAST({col} AS DECIMAL(38, 0)) AS STRING)"
@@ -254,34 +304,9 @@ def _id_expr(spark: SparkSession, raw: str, src: str, dtype: str, past: str) -> 
             f"WHEN {col} = round({col}) AND abs({col}) < 1e38 THEN {whole} ELSE CAST({col} AS STRING) END"
         )
     text = _text(col)
-    if dtype == TEXT:
-        (all_float_ints,) = _row(
-            spark,
-            f"SELECT coalesce(bool_and({text} RLIKE {literal(FLOAT_INT_ID)}), false) FROM {raw} "
-            f"WHERE {text} IS NOT NULL AND NOT {_placeholder(text)} AND ({past})",
-        )
-        if all_float_ints:
-            return f"regexp_replace({text}, {literal(FLOAT_INT_SUFFIX)}, '')"
+    if dtype == TEXT and facts.get(("float_ints", src)):
+        return f"regexp_replace({text}, {literal(FLOAT_INT_SUFFIX)}, '')"
     return text
-
-
-def _integer_ids(spark: SparkSession, raw: str, src: str, dtype: str, past: str) -> bool:
-    """:func:`custseq.validate.parse.integer_ids` on Spark."""
-    col = quote_ident(src)
-    if dtype == INTEGER:
-        checks, present = [f"abs({col}) <= {INT64_MAX}"], f"{col} IS NOT NULL"
-    elif dtype == FLOAT:
-        checks, present = [f"{col} = round({col}) AND abs({col}) <= {INT64_MAX}"], f"NOT isnan({col})"
-        present += f" AND abs({col}) <> double('inf')"
-    elif dtype == TEXT:
-        number = "-?(0|[1-9][0-9]{0,17})"
-        checks = [full_match(f"trim({col})", number), full_match(f"trim({col})", number + r"\.0+")]
-        present = f"trim({col}) <> ''"
-    else:
-        return False
-    found = _row(spark, f"SELECT {', '.join(f'coalesce(bool_and({c}), false)' for c in checks)} FROM {raw} "
-                        f"WHERE {present} AND ({past})")  # fmt: skip
-    return any(found)
 
 
 def _timestamp_expr(
@@ -303,7 +328,8 @@ def _timestamp_expr(
 def _configured(text: str, fmt: str) -> tuple[str, str]:
     if fmt in timestamps.EPOCH_UNITS:
         micros = f"try_cast(try_cast({text} AS DOUBLE) * {timestamps.EPOCH_UNITS[fmt]} AS BIGINT)"
-        expr = f"CASE WHEN {full_match(text, timestamps.NUMBER)} THEN CAST(timestamp_micros({micros}) AS TIMESTAMP_NTZ) END"
+        reading = f"CAST(timestamp_micros({micros}) AS TIMESTAMP_NTZ)"
+        expr = f"CASE WHEN {full_match(text, timestamps.NUMBER)} THEN {reading} END"
         return expr, f"Unix times ({fmt}, configured)"
     java = _java_pattern(fmt)
     if java is None:
@@ -342,7 +368,9 @@ def _votes(spark: SparkSession, before: dt.datetime | None) -> tuple[str, list[i
     return voter, [int(v) for v in row[:-1]], bool(row[-1])
 
 
-def _choose(spark: SparkSession, voter: str, votes: list[int], zoned: bool, text: str, label: str) -> tuple[str, str | None]:
+def _choose(
+    spark: SparkSession, voter: str, votes: list[int], zoned: bool, text: str, label: str
+) -> tuple[str, str | None]:
     """:func:`custseq.validate.timestamps._choose`, with its messages."""
     best = max(range(len(READINGS)), key=lambda i: (votes[i], -i))
     chosen = READINGS[best]
@@ -361,7 +389,11 @@ def _choose(spark: SparkSession, voter: str, votes: list[int], zoned: bool, text
             f'"{month_first}" if months do'
         )
     if chosen.name == timestamps.ISO:
-        note = f"{timestamps.ISO} with time-zone offsets, converted to UTC" if zoned else f"format {timestamps.ISO} detected"
+        note = (
+            f"{timestamps.ISO} with time-zone offsets, converted to UTC"
+            if zoned
+            else f"format {timestamps.ISO} detected"
+        )
     else:
         note = f"format {chosen.name} detected"
     return chosen.sql(text), note
@@ -372,20 +404,15 @@ def _examples(spark: SparkSession, where: str) -> list[str]:
 
 
 def _infer_extra_kind(
-    spark: SparkSession, raw: str, src: str, dtype: str, text_hint: bool, max_share: float, past: str
+    src: str, dtype: str, text_hint: bool, max_share: float, facts: dict[tuple[str, str], object]
 ) -> Kind:
-    col = quote_ident(src)
     if dtype in (INTEGER, FLOAT, DECIMAL):
         return Kind.NUMBER
     if dtype == BOOLEAN:
         return Kind.CATEGORY
     if dtype != TEXT:
         return Kind.TEXT
-    n, n_num, n_distinct = _row(
-        spark,
-        f"SELECT count({col}), count_if({full_match(f'trim({col})', NUMBER_PATTERN)}), count(DISTINCT {col}) "
-        f"FROM {raw} WHERE trim({col}) <> '' AND ({past})",
-    )
+    n, n_num, n_distinct = (int(facts[(key, src)] or 0) for key in ("n", "n_number", "n_distinct"))  # type: ignore[call-overload]
     if n and n_num == n:
         return Kind.NUMBER
     if text_hint or (n and n_distinct / n > max_share):

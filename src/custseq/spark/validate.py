@@ -85,9 +85,8 @@ def apply_rules(
     rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table)
     first_pass = [r for r in rules if r.action == "quarantine" and not r.among_valid]
     flags = [r for r in rules if r.action == "flag"]
-    judged = spark.sql(
-        f"SELECT *, {_first_rule_case(first_pass)} AS __rule, {_first_rule_case(flags)} AS __flag FROM {staged.sql_name}"
-    ).cache()
+    verdict = f"{_first_rule_case(first_pass)} AS __rule, {_first_rule_case(flags)} AS __flag"
+    judged = spark.sql(f"SELECT *, {verdict} FROM {staged.sql_name}").cache()
     for rule in (r for r in rules if r.among_valid):
         judged.createOrReplaceTempView("__judged")
         predicate = spark_sql(rule.predicate.format(valid="(SELECT * FROM __judged WHERE __rule IS NULL)"), rule.params)
@@ -101,7 +100,9 @@ def apply_rules(
             .cache()
         )
     judged.createOrReplaceTempView("__judged")
-    duplicates = f"LEFT JOIN {dup_table} d ON d.row_id = j.row_id" if dup_table else "LEFT JOIN (SELECT 1 AS row_id) d ON false"
+    duplicates = (
+        f"LEFT JOIN {dup_table} d ON d.row_id = j.row_id" if dup_table else "LEFT JOIN (SELECT 1 AS row_id) d ON false"
+    )
     kept_duplicate = "j.__rule IS NULL AND d.row_id IS NOT NULL" if dup_table else "false"
     verdicts = spark.sql(
         "SELECT j.__rule, CASE WHEN j.__rule IS NULL THEN j.__flag END AS __flag, count(*) AS n, "
@@ -172,7 +173,12 @@ def _first_rule_case(rules: list[Rule]) -> str:
 
 
 def _write_quarantine(
-    spark: SparkSession, raw: DataFrame, raw_view: str, judged: DataFrame, table: str, reasons: dict[str, str],
+    spark: SparkSession,
+    raw: DataFrame,
+    raw_view: str,
+    judged: DataFrame,
+    table: str,
+    reasons: dict[str, str],
     folder: Path,
 ) -> None:
     """``<table>.parquet`` and ``<table>.flagged.parquet`` as the DuckDB engine writes them (collected: quarantined
