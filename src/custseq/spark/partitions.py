@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -99,7 +100,7 @@ def run_partition(batches: Iterable[pa.RecordBatch], work: PartitionWork, job: s
         con.close()
 
 
-def _register(con, rows: pa.Table, work: PartitionWork) -> None:  # type: ignore[no-untyped-def]
+def _register(con: duckdb.DuckDBPyConnection, rows: pa.Table, work: PartitionWork) -> None:
     for table, clean in work.tables.items():
         part = rows.filter(pc.equal(rows[TABLE_TAG], table))
         columns = work.columns[table]
@@ -109,7 +110,7 @@ def _register(con, rows: pa.Table, work: PartitionWork) -> None:  # type: ignore
         con.unregister("__part")
 
 
-def _windows(con, work: PartitionWork) -> Iterator[pa.RecordBatch]:  # type: ignore[no-untyped-def]
+def _windows(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> Iterator[pa.RecordBatch]:
     tx = work.tables["transactions"]
     lists = build_token_lists(con, work.vocab, "tokens")
     drop_tables(con, "tokens", "enc_transactions", "enc_events")
@@ -136,7 +137,9 @@ def _windows(con, work: PartitionWork) -> Iterator[pa.RecordBatch]:  # type: ign
         yield _batch(SEQUENCES, window.key, _ipc(sequences))
 
 
-def _global_hours(con, tx: CleanTable, daily: DailyTables, first_timed_day: dt.date | None) -> DailyTables:  # type: ignore[no-untyped-def]
+def _global_hours(
+    con: duckdb.DuckDBPyConnection, tx: CleanTable, daily: DailyTables, first_timed_day: dt.date | None
+) -> DailyTables:
     """``daily`` whose hours table says, for every cutoff, whether any row of the whole data before it is timed.
 
     :func:`custseq.features.rfm.build_daily` keeps the hours table only when a row of *these* customers has a time
@@ -158,7 +161,9 @@ def _global_hours(con, tx: CleanTable, daily: DailyTables, first_timed_day: dt.d
     return dataclasses.replace(daily, hours=name)
 
 
-def partial_numeric_sums(con, layout: TokenLayout, tokens: str, before: dt.datetime) -> pa.Table:  # type: ignore[no-untyped-def]
+def partial_numeric_sums(
+    con: duckdb.DuckDBPyConnection, layout: TokenLayout, tokens: str, before: dt.datetime
+) -> pa.Table:
     """Per numeric field: count, exact sum and exact sum of squares of its signed log1p over tokens before
     ``before`` (the terms of :func:`custseq.sequences.vocab.fit_numeric_stats`), as decimal text."""
     numeric = layout.numeric()
@@ -179,14 +184,15 @@ def partial_numeric_sums(con, layout: TokenLayout, tokens: str, before: dt.datet
 
 def combine_numeric_sums(layout: TokenLayout, partials: Iterable[pa.Table]) -> dict[str, tuple[float, float]]:
     """The vocabulary's (mean, std) per numeric field from the partitions' exact sums, as ``fit_numeric_stats``."""
-    totals = {f.name: [0, Decimal(0), Decimal(0)] for f in layout.numeric()}
+    counts = {f.name: 0 for f in layout.numeric()}
+    sums = {f.name: (Decimal(0), Decimal(0)) for f in layout.numeric()}
     for part in partials:
         for name, n, s1, s2 in zip(*(part[c].to_pylist() for c in ("field", "n", "s1", "s2")), strict=True):
-            totals[name][0] += n
-            totals[name][1] += Decimal(s1)
-            totals[name][2] += Decimal(s2)
+            counts[name] += n
+            sums[name] = (sums[name][0] + Decimal(s1), sums[name][1] + Decimal(s2))
     stats = {}
-    for name, (n, s1, s2) in totals.items():
+    for name, n in counts.items():
+        s1, s2 = sums[name]
         if not n:
             stats[name] = (0.0, 1.0)
             continue

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +58,7 @@ from custseq.spark.sql import literal
 from custseq.spark.validate import validate_on_spark
 from custseq.validate.currencies import currency_of_data
 from custseq.validate.tables import ValidationReport
-from custseq.windows import WindowPlan, cutoff_of, plan_windows
+from custseq.windows import Window, WindowPlan, cutoff_of, plan_windows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -200,7 +200,7 @@ def _carrier(spark: SparkSession, report: ValidationReport, config: RunConfig) -
     return carrier.repartitionByRange(n, KEY).cache()
 
 
-def _run(carrier: DataFrame, work: PartitionWork, job: str):  # type: ignore[no-untyped-def]
+def _run(carrier: DataFrame, work: PartitionWork, job: str) -> Iterator[tuple[str, str, bytes]]:
     """(kind, window key, payload) of every partition, partitions in customer order."""
     from pyspark.sql.types import StructType
 
@@ -216,20 +216,17 @@ def _run(carrier: DataFrame, work: PartitionWork, job: str):  # type: ignore[no-
 
 
 def _window_specs(
-    spark: SparkSession, tx: str, plan: WindowPlan, roles: list[tuple[str, object]]
+    spark: SparkSession, tx: str, plan: WindowPlan, roles: list[tuple[str, Window]]
 ) -> tuple[PreparedWindowSpec, ...]:
-    counts = ", ".join(
-        f"count(DISTINCT customer_id) FILTER (WHERE ts < {literal(w.cutoff)})"  # type: ignore[attr-defined]
-        for _, w in roles
-    )
+    counts = ", ".join(f"count(DISTINCT customer_id) FILTER (WHERE ts < {literal(w.cutoff)})" for _, w in roles)
     customers = spark.sql(f"SELECT {counts} FROM {tx}").collect()[0]
     return tuple(
-        PreparedWindowSpec(role, window, role != "score" or plan.scoring_labels_observed, int(n))  # type: ignore[arg-type]
+        PreparedWindowSpec(role, window, role != "score" or plan.scoring_labels_observed, int(n))
         for (role, window), n in zip(roles, customers, strict=True)
     )
 
 
-def _write_outputs(parts, out: Path, specs: tuple[PreparedWindowSpec, ...]) -> None:  # type: ignore[no-untyped-def]
+def _write_outputs(parts: Iterator[tuple[str, str, bytes]], out: Path, specs: tuple[PreparedWindowSpec, ...]) -> None:
     """Append each partition's tables to the files of the DuckDB engine's layout, in partition (customer) order."""
     for spec in specs:
         folder = window_folder(out, spec.window.key)

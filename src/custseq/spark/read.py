@@ -123,7 +123,7 @@ def _numbered(parts: list[DataFrame]) -> tuple[DataFrame, int]:
         tagged = part.select(
             F.spark_partition_id().alias("__pid"), F.monotonically_increasing_id().alias("__mono"), "*"
         ).cache()
-        counts = dict(tagged.groupBy("__pid").count().collect())
+        counts: dict[int, int] = {pid: n for pid, n in tagged.groupBy("__pid").count().collect()}
         starts, total = {}, offset
         for pid in sorted(counts):
             starts[pid], total = total, total + counts[pid]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from custseq.errors import ConfigError
@@ -59,6 +59,10 @@ def bind(sql: str, params: Mapping[str, Any]) -> str:
     return sql
 
 
+def _call(template: str) -> Callable[[re.Match[str]], str]:
+    return lambda match: template.format(match.group(1))
+
+
 def spark_sql(duckdb_sql: str, params: Mapping[str, Any] | None = None) -> str:
     """A DuckDB predicate or query of the shared subset, as Spark SQL with its values bound.
 
@@ -69,7 +73,7 @@ def spark_sql(duckdb_sql: str, params: Mapping[str, Any] | None = None) -> str:
     """
     sql = duckdb_sql
     for name, template in _CALLS.items():
-        sql = re.sub(rf"\b{name}\({_ARGUMENT}\)", lambda m, t=template: t.format(m.group(1)), sql)
+        sql = re.sub(rf"\b{name}\({_ARGUMENT}\)", _call(template), sql)
     for duck, spark in _RENAMED.items():
         sql = sql.replace(duck, spark)
     sql = re.sub(r"__full_match\(([^,]+), '([^']*)'\)", lambda m: full_match(m.group(1), m.group(2)), sql)

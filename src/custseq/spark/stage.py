@@ -318,14 +318,11 @@ def _timestamp_expr(
     if dtype in (TIMESTAMP, DATE):
         return f"CAST({col} AS TIMESTAMP_NTZ)", False, None
     text = f"trim(CAST({col} AS STRING))"
-    if ts_format:
-        expr, note = _configured(text, ts_format)
-    else:
-        expr, note = _detect(spark, raw, text, label, before)
+    expr, note = _configured(text, ts_format) if ts_format else _detect(spark, raw, text, label, before)
     return expr, True, note
 
 
-def _configured(text: str, fmt: str) -> tuple[str, str]:
+def _configured(text: str, fmt: str) -> tuple[str, str | None]:
     if fmt in timestamps.EPOCH_UNITS:
         micros = f"try_cast(try_cast({text} AS DOUBLE) * {timestamps.EPOCH_UNITS[fmt]} AS BIGINT)"
         reading = f"CAST(timestamp_micros({micros}) AS TIMESTAMP_NTZ)"
