@@ -161,18 +161,24 @@ def _fit_categories(
     spark: SparkSession, layout: TokenLayout, report: ValidationReport, before: dt.datetime, config: RunConfig
 ) -> dict[str, tuple[str, ...]]:
     """:func:`custseq.sequences.vocab.fit_categories` in Spark SQL (the same query)."""
-    values: dict[str, tuple[str, ...]] = {}
     cfg = config.sequence
+    values: dict[str, list[str]] = {f.name: [] for f in layout.categorical()}
+    if not values:
+        return {}
+    parts = []
     for f in layout.categorical():
-        table = report.tables[f.table].sql_name
-        col = quote_ident(f.column)
-        rows = spark.sql(
-            f"SELECT v FROM (SELECT CAST({col} AS STRING) AS v, count(*) AS n FROM {table} "
-            f"WHERE ts < {literal(before)} AND {col} IS NOT NULL GROUP BY 1) "
-            f"WHERE n >= {int(cfg.min_count)} ORDER BY n DESC, v LIMIT {int(cfg.max_vocab)}"
-        ).collect()
-        values[f.name] = tuple(str(r[0]) for r in rows)
-    return values
+        table, col = report.tables[f.table].sql_name, quote_ident(f.column)
+        parts.append(
+            f"SELECT {literal(f.name)} AS field, v, n, row_number() OVER (ORDER BY n DESC, v) AS k FROM ("
+            f"SELECT CAST({col} AS STRING) AS v, count(*) AS n FROM {table} "
+            f"WHERE ts < {literal(before)} AND {col} IS NOT NULL GROUP BY 1) WHERE n >= {int(cfg.min_count)}"
+        )
+    rows = spark.sql(
+        f"SELECT field, v FROM ({' UNION ALL '.join(parts)}) WHERE k <= {int(cfg.max_vocab)} ORDER BY field, k"
+    ).collect()
+    for field, value in rows:
+        values[field].append(str(value))
+    return {name: tuple(v) for name, v in values.items()}
 
 
 def _columns(spark: SparkSession, report: ValidationReport) -> dict[str, tuple[str, ...]]:

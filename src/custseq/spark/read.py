@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from custseq.errors import DataReadError, EmptyTableError, SchemaError
-from custseq.io.sources import RAW_ROW, Source
+from custseq.io.sources import CSV_OPTIONS, RAW_ROW, Source
 from custseq.io.tables import Tables
 
 if TYPE_CHECKING:
@@ -92,25 +92,32 @@ def _frame(spark: SparkSession, frame: Any) -> DataFrame:
 
 
 def _csv(spark: SparkSession, path: Path) -> DataFrame:
-    delimiter, quote, escape = _dialect(path)
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    delimiter, quote, escape, names = _dialect(path)
+    schema = StructType([StructField(n, StringType()) for n in names]) if names else None  # known: no header job
     return spark.read.csv(
-        str(path), header=True, inferSchema=False, sep=delimiter, quote=quote, escape=escape, multiLine=True,
-        mode="PERMISSIVE", encoding="UTF-8",
+        str(path), schema=schema, header=True, inferSchema=False, sep=delimiter, quote=quote, escape=escape,
+        multiLine=True, mode="PERMISSIVE", encoding="UTF-8",
     )  # fmt: skip
 
 
-def _dialect(path: Path) -> tuple[str, str, str]:
-    """DuckDB's sniffed delimiter, quote and escape of a local file (RFC 4180 defaults when it cannot be read)."""
+def _dialect(path: Path) -> tuple[str, str, str, list[str]]:
+    """DuckDB's sniffed delimiter, quote and escape of a local file (RFC 4180 defaults when it cannot be read), and
+    its column names (none: Spark reads the header)."""
     try:
         with duckdb.connect() as con:
             row = con.execute(
                 "SELECT Delimiter, Quote, Escape FROM sniff_csv(?, all_varchar = true, header = true)", [str(path)]
             ).fetchone()
+            names = [
+                r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_csv(?, {CSV_OPTIONS})", [str(path)]).fetchall()
+            ]
     except duckdb.Error:
-        row = None
+        row, names = None, []
     delimiter, quote, escape = (c if c and len(c) == 1 and c != "\0" else None for c in (row or (None,) * 3))
     quote = quote or '"'
-    return delimiter or ",", quote, escape or quote
+    return delimiter or ",", quote, escape or quote, names
 
 
 def _numbered(parts: list[DataFrame]) -> tuple[DataFrame, int]:
