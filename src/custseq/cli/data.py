@@ -16,6 +16,7 @@ from custseq.cli.app import (
     EventsOpt,
     app,
     console,
+    data_of,
     err_console,
     fails_cleanly,
     run_config,
@@ -24,9 +25,33 @@ from custseq.cli.app import (
 )
 from custseq.cli.columns import explain, print_columns
 from custseq.cli.show import print_prepare, print_validation
+from custseq.config import RunConfig
 from custseq.io.atomic import check_writable
+from custseq.io.tables import Tables
 from custseq.pipelines.prepare import prepare
 from custseq.progress import RunProgress
+
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(help="Preparation engine: duckdb (default, this machine) or spark (needs custseq[spark] and Java)."),
+]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="Spark master URL with --engine spark (local[4], spark://host:7077, yarn; default the active session, "
+        "else local[*]). Tables of its catalog are read as table:NAME.",
+    ),
+]
+
+
+def engine_tables(data: list[str], customers: str | None, events: str | None, cfg: RunConfig) -> Tables:
+    """The tables to read: ``table:NAME`` names a table of the Spark catalog on the Spark engine."""
+    if cfg.engine.name != "spark":
+        return tables_of(data, customers, events, cfg)
+    from custseq.spark.read import spark_tables
+
+    return spark_tables(data_of(data), customers=customers, events=events, columns=cfg.columns)
 
 
 @app.command("validate")
@@ -81,6 +106,8 @@ def prepare_cmd(
     windows: Annotated[int | None, typer.Option(help="At most this many training windows.")] = None,
     max_events: Annotated[int | None, typer.Option(help="Last L events kept per customer.")] = None,
     token: Annotated[str | None, typer.Option(help="Sequence token: auto, order or line.")] = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Build leakage-safe windows, labels, RFM features and event sequences on disk."""
     check_writable(out)
@@ -89,7 +116,8 @@ def prepare_cmd(
         column,
         window={**window_options(as_of, horizon), "stride_days": stride, "max_train_windows": windows},
         sequence={"max_events": max_events, "token": token},
+        engine={"name": engine, "spark_master": spark_master},
     )
     with RunProgress(console=err_console, notes=False) as shown:  # print_prepare prints the notes
-        result = prepare(tables_of(data, customers, events, cfg), cfg, out, progress=shown.stage)
+        result = prepare(engine_tables(data, customers, events, cfg), cfg, out, progress=shown.stage)
     print_prepare(result)

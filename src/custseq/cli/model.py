@@ -27,6 +27,7 @@ from custseq.cli.app import (
     window_options,
     write_report_if_enabled,
 )
+from custseq.cli.data import EngineOpt, SparkMasterOpt, engine_tables
 from custseq.cli.show import (
     print_outputs,
     print_pretrain,
@@ -76,14 +77,18 @@ def predict_cmd(
     nproc: Annotated[
         int, typer.Option(help="Processes for distributed data parallel pre-training and fine-tuning (torchrun).")
     ] = 1,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
     check_writable(out, replaces=True)
     model = {"pretraining": False if not pretraining else None}
     window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
     audit = {"decisions_history": tuple(map(str, decisions_history)) if decisions_history else None}
-    cfg = with_seed(run_config(config, column, window=window, model=model, actions=actions, audit=audit), seed)
-    predict_and_print(tables_of(data, customers, events, cfg), out, cfg, resume=resume, nproc=nproc)
+    engines = {"name": engine, "spark_master": spark_master}
+    cfg = run_config(config, column, window=window, model=model, actions=actions, audit=audit, engine=engines)
+    cfg = with_seed(cfg, seed)
+    predict_and_print(engine_tables(data, customers, events, cfg), out, cfg, resume=resume, nproc=nproc)
 
 
 @app.command("score")

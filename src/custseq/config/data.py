@@ -187,10 +187,22 @@ class ProspectConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """The embedded DuckDB engine."""
+    """The engine that prepares the data: the embedded DuckDB (default), or Apache Spark (the ``[spark]`` extra)."""
 
-    threads: int | None = None  # None = DuckDB's default (all cores)
+    # "spark": validation, windows, labels, features and sequences run on a SparkSession (custseq.spark); the
+    # prepared folder is the same. DuckDB's settings below then apply to each Spark task's share of customers.
+    name: Literal["duckdb", "spark"] = "duckdb"
+    threads: int | None = None  # None = DuckDB's default (all cores); one per Spark task on the Spark engine
     # e.g. "4GB"; None = half of this machine's memory (or of its container's limit), the rest left to Python
     memory_limit: str | None = None
     # where DuckDB spills when memory runs short; None = a new folder in the system temp dir (TMPDIR)
     temp_directory: str | None = None
+    # Spark master URL (local[4], spark://host:7077, yarn); None = the active SparkSession, else local[*]
+    spark_master: str | None = None
+    spark_partition_rows: int = 2_000_000  # clean rows per Spark task of the per-customer stages
+
+    def __post_init__(self) -> None:
+        if self.name not in ("duckdb", "spark"):
+            raise ConfigError(f"engine.name must be duckdb or spark, got {self.name!r}")
+        if self.spark_partition_rows < 1:
+            raise ConfigError(f"engine.spark_partition_rows must be at least 1, got {self.spark_partition_rows}")

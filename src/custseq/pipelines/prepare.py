@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseq.config import RunConfig
-from custseq.errors import SchemaError
+from custseq.errors import ConfigError, SchemaError
 from custseq.features.btyd import add_btyd_features
 from custseq.features.prospects import build_prospect_features, build_prospect_labels
 from custseq.features.rfm import DailyTables, build_daily, build_features
@@ -84,6 +84,11 @@ class PrepareResult:
         return read_sequences(self.window(window).sequences)
 
 
+# Engines besides the embedded DuckDB, by EngineConfig.name. custseq.spark adds "spark" when it is imported (the
+# CLI imports it): the pipelines sit below it and cannot import it themselves.
+ENGINES: dict[str, Callable[..., PrepareResult]] = {}
+
+
 def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Progress | None = None) -> PrepareResult:
     """Validate the tables and write windows, labels, features and sequences under ``out``.
 
@@ -103,6 +108,13 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
     CustseqError
         On any problem the user can fix (bad input, impossible windows).
     """
+    if config.engine.name != "duckdb":
+        if config.engine.name not in ENGINES:
+            raise ConfigError(
+                f"engine {config.engine.name!r} is not loaded; import custseq.{config.engine.name} first "
+                "(the command line does), or set engine.name = 'duckdb'"
+            )
+        return ENGINES[config.engine.name](tables, config, out, progress=progress)
     say = progress or (lambda _msg: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,17 +327,30 @@ def write_prospects(
     *,
     labelled: bool,
 ) -> None:
+    """Write :func:`prospects_table` to the window's folder."""
+    pq.write_table(prospects_table(con, cfg, window, tx, ev, cust, daily, types, labelled=labelled), folder.prospects)
+
+
+def prospects_table(
+    con: duckdb.DuckDBPyConnection,
+    cfg: RunConfig,
+    window: Window,
+    tx: CleanTable,
+    ev: CleanTable,
+    cust: CleanTable | None,
+    daily: DailyTables | None,
+    types: tuple[str, ...],
+    *,
+    labelled: bool,
+) -> pa.Table:
     """The window's prospects (events, no purchase before the cutoff): features, and labels when ``labelled``."""
-    daily = (
-        daily
-        if daily is not None and daily.until >= window.cutoff
-        else build_daily(con, tx, window.cutoff, prefix="daily_prospects")
-    )
+    if daily is None or daily.until < window.cutoff:
+        daily = build_daily(con, tx, window.cutoff, prefix="daily_prospects")
     table = build_prospect_features(con, tx, ev, window, cfg.features, daily, customers=cust, event_types=types)
     if labelled:
         labels = build_prospect_labels(con, tx, ev, window).select(["customer_id", "churned", "purchases", "value"])
         table = table.join(labels, "customer_id").sort_by("customer_id")
-    pq.write_table(table, folder.prospects)
+    return table
 
 
 def event_types(vocab: SequenceVocab) -> tuple[str, ...]:

@@ -1,0 +1,141 @@
+"""How ``custseq predict`` and ``custseq score`` grow with the number of customers (issue 19).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/scaling.py --customers 10000 100000 1000000 --out benchmarks/RESULTS.md
+
+For each size N the synthetic generator writes about 7 rows per customer
+(``custseq.datasets.synthetic.write_transactions(path, round(N / CUSTOMERS_PER_ROW), seed=1)``, which gives
+N customers give or take 1%). One child process runs ``custseq predict FILE --out DIR`` with the default
+settings; its stages are timed as in ``benchmarks/scale.py`` (the gap between printed stages) with the child's
+peak resident memory per stage. Then ``custseq score FILE --model DIR/model`` scores the same customers with the
+saved model, timed the same way. Each stage's growth exponent is the slope of log(seconds) against
+log(customers) between the two largest sizes (1 = linear). The machine's load (CPU other processes used during
+the runs) is reported: the numbers are only comparable on a quiet machine. The result replaces the section
+"## scaling (issue 19)" of ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import busy_cpu_seconds, child_env, machine_description, write_section  # benchmarks/
+from scale import _run  # benchmarks/
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("torch", "duckdb", "lightgbm")
+HEADING = "## scaling (issue 19)"
+CUSTOMERS_PER_ROW = 0.1439  # the generator's ratio (1M rows: 143,912 customers)
+TARGET_PREDICT_S, TARGET_PEAK_GIB, TARGET_SCORE_S = 30 * 60, 8.0, 3 * 60  # at 1M customers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    from custseq.datasets.synthetic import write_transactions
+
+    results = []
+    cpu_before, started = busy_cpu_seconds(), time.perf_counter()
+    for n in sorted(args.customers):
+        with tempfile.TemporaryDirectory(prefix="custseq-scaling-") as tmp:
+            data = write_transactions(Path(tmp) / "tx.parquet", round(n / CUSTOMERS_PER_ROW), seed=1)
+            stages, seconds, _ = _run(data, Path(tmp) / "out")
+            score_s, score_gib = _score(data, Path(tmp) / "out" / "model", Path(tmp) / "scored")
+            customers = _customers(Path(tmp) / "out")
+        results.append((n, customers, stages, seconds, score_s, score_gib))
+        print(f"{customers:,} customers: predict {seconds:.0f} s, score {score_s:.0f} s", flush=True)
+    wall = time.perf_counter() - started
+    busy = max(0.0, (busy_cpu_seconds() - cpu_before) / wall - _own_cores(results, wall))
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/scaling.py", *sys.argv[1:]])
+    section = _section(results, command, busy)
+    write_section(args.out, section, HEADING)
+    print(section)
+
+
+def _score(data: Path, model: Path, out: Path) -> tuple[float, float]:
+    """Wall seconds and peak GiB of ``custseq score`` with the saved model on the same data."""
+    command = [str(ROOT / ".venv" / "bin" / "custseq"), "score", str(data), "--model", str(model), "--out", str(out)]
+    started = time.perf_counter()
+    with subprocess.Popen(
+        ["/usr/bin/time", "-f", "%M", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=child_env(ROOT),
+    ) as proc:  # fmt: skip
+        _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"custseq score failed (exit {proc.returncode}): {err[-2000:]}")
+    return time.perf_counter() - started, int(err.strip().splitlines()[-1]) / 1024**2
+
+
+def _customers(out: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(out / "predictions.parquet").num_rows
+
+
+def _own_cores(results: list, wall: float) -> float:
+    return sum(r[3] + r[4] for r in results) / wall  # our children kept about one process busy meanwhile
+
+
+def _section(results: list, command: str, busy: float) -> str:
+    names = [name for name, _, _ in results[-1][2]]
+    header = " | ".join(f"{r[1]:,} s" for r in results)
+    lines = [f"| {_short(name)} | " + " | ".join(_stage(r[2], name) for r in results) + f" | {_slope(results, name)} |"
+             for name in names]  # fmt: skip
+    total = " | ".join(f"**{r[3]:.0f}**" for r in results)
+    peaks = " | ".join(f"{max(g for _, _, g in r[2]):.2f}" for r in results)
+    score = " | ".join(f"{r[4]:.0f}" for r in results)
+    score_peak = " | ".join(f"{r[5]:.2f}" for r in results)
+    largest = results[-1]
+    verdicts = (
+        f"At {largest[1]:,} customers: predict {largest[3] / 60:.1f} min (target ≤ {TARGET_PREDICT_S / 60:.0f} min "
+        f"at 1M), peak {max(g for _, _, g in largest[2]):.2f} GiB (target ≤ {TARGET_PEAK_GIB:g} GiB), score "
+        f"{largest[4] / 60:.1f} min (target ≤ {TARGET_SCORE_S / 60:.0f} min)."
+    )
+    return (
+        f"{HEADING}\n\n`{command}` on {machine_description(PACKAGES)}; other processes used about {busy:.2f} "
+        f"cores on average during the runs.\n\n{verdicts}\n\n"
+        f"| stage (seconds) | {header} | growth exponent |\n|---|"
+        + "---:|" * (len(results) + 1)
+        + "\n"
+        + "\n".join(lines)
+        + "\n"
+        f"| **predict, whole run** | {total} | {_slope_of([(r[1], r[3]) for r in results])} |\n"
+        f"| predict peak memory (GiB) | {peaks} | |\n"
+        f"| **score with the saved model** | {score} | {_slope_of([(r[1], r[4]) for r in results])} |\n"
+        f"| score peak memory (GiB) | {score_peak} | |\n"
+    )
+
+
+def _short(name: str) -> str:
+    return name if not name.startswith("window ") else "window " + name.split("(", 1)[-1].split(")")[0]
+
+
+def _stage(stages: list, name: str) -> str:
+    seconds = sum(s for n, s, _ in stages if n == name)
+    return f"{seconds:.0f}" if any(n == name for n, _, _ in stages) else "—"
+
+
+def _slope(results: list, name: str) -> str:
+    points = [(r[1], sum(s for n, s, _ in r[2] if n == name)) for r in results]
+    return _slope_of([p for p in points if p[1] > 0])
+
+
+def _slope_of(points: list[tuple[int, float]]) -> str:
+    if len(points) < 2 or min(s for _, s in points[-2:]) < 1:
+        return "—"
+    (n1, s1), (n2, s2) = points[-2:]
+    return f"{math.log(s2 / s1) / math.log(n2 / n1):.2f}"
+
+
+if __name__ == "__main__":
+    main()

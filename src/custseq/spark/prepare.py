@@ -1,0 +1,293 @@
+"""``prepare`` on Apache Spark: the same prepared folder as the DuckDB engine, from tables Spark reads.
+
+Stages, and who runs them:
+
+* reading, staging, the validation rules, quarantine and row accounting: Spark SQL
+  (:mod:`custseq.spark.validate`; the rules' predicates are the DuckDB engine's, read as Spark SQL);
+* the window plan, the data's currency and the categorical vocabularies: small Spark aggregates on the driver;
+* per customer range, in Spark tasks: tokens, sequences, daily tables, features (every group), labels, with the
+  DuckDB engine's own functions (:mod:`custseq.spark.partitions`);
+* BG/NBD features, as the DuckDB engine fits them, on the driver over the written features.
+
+The driver writes every file, so ``out`` is a folder of the driver and the executors need no shared file system.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from custseq.config import RunConfig
+from custseq.features.btyd import add_btyd_features
+from custseq.io.prepared import DAILY_SPEND_FILE, VOCAB_FILE, window_folder
+from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary, RunFolder
+from custseq.io.tables import Tables
+from custseq.pipelines.prepare import PrepareResult, _roles, _sequence_summary, _stage
+from custseq.progress import Note
+from custseq.schema import quote_ident
+from custseq.sequences.tokens import TokenLayout, layout_for
+from custseq.sequences.vocab import SequenceVocab
+from custseq.spark.partitions import (
+    DAILY_SPEND,
+    FEATURES,
+    KEY,
+    LABELS,
+    NUMERIC_SUMS,
+    OUTPUT_SCHEMA,
+    PROSPECTS,
+    SEQUENCES,
+    TABLE_TAG,
+    PartitionWork,
+    PreparedWindowSpec,
+    combine_numeric_sums,
+    partition_count,
+    prefixed,
+    read_payload,
+    run_partition,
+)
+from custseq.spark.session import session_for
+from custseq.spark.sql import literal
+from custseq.spark.validate import validate_on_spark
+from custseq.validate.currencies import currency_of_data
+from custseq.validate.tables import ValidationReport
+from custseq.windows import Window, WindowPlan, cutoff_of, plan_windows
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+Progress = Callable[[str], None]
+SEQUENCE_FILE = "data_0.parquet"  # DuckDB's COPY … PARTITION_BY names its one file per shard so
+
+
+def prepare_on_spark(
+    tables: Tables, config: RunConfig, out: Path | str, *, progress: Progress | None = None
+) -> PrepareResult:
+    """:func:`custseq.pipelines.prepare.prepare` on Spark (``config.engine.name == "spark"``).
+
+    Raises
+    ------
+    CustseqError
+        On any problem the user can fix, as the DuckDB engine.
+    """
+    say = progress or (lambda _msg: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    spark = session_for(config.engine.spark_master)
+    with _stage(timings, "validate_s", say, "validating tables (Spark)"):
+        future = cutoff_of(config.window.as_of) if config.window.as_of else None
+        report = validate_on_spark(spark, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
+        tx, ev = report.tables["transactions"], report.tables.get("events")
+    start, end, first_timed = spark.sql(
+        f"SELECT min(ts), max(ts), min(CAST(ts AS DATE)) FILTER (WHERE NOT is_refund "
+        f"AND ts <> CAST(CAST(ts AS DATE) AS TIMESTAMP_NTZ)) FROM {tx.sql_name}"
+    ).collect()[0]
+    plan = plan_windows(start, end, config.window)
+    config, currency_note = _with_data_currency(spark, config, report, plan.scoring.cutoff)
+    notes = plan.notes + ((currency_note,) if currency_note else ())
+    for note in notes:
+        say(Note(note))
+    roles = _roles(plan)
+    with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows (Spark)"):
+        layout = layout_for(tx, ev, config.sequence.token)
+        values = _fit_categories(spark, layout, report, plan.vocab_cutoff, config)
+        carrier = _carrier(spark, report, config)
+        work = PartitionWork(
+            tables=dict(report.tables), columns=_columns(spark, report), config=config, layout=layout,
+            vocab=SequenceVocab(layout, values, {}, plan.vocab_cutoff.isoformat()),
+            token_cutoffs=(plan.vocab_cutoff, *(w.cutoff for _, w in roles)), stats_before=plan.vocab_cutoff,
+        )  # fmt: skip
+        sums = [read_payload(p) for kind, _, p in _run(carrier, work, NUMERIC_SUMS) if kind == NUMERIC_SUMS]
+        vocab = dataclasses.replace(work.vocab, stats=combine_numeric_sums(layout, sums))
+        vocab.save(out / VOCAB_FILE)
+    with _stage(timings, "windows_s", say, f"{len(roles)} windows: features, labels, sequences (Spark)"):
+        specs = _window_specs(spark, tx.sql_name, plan, roles)
+        work = dataclasses.replace(
+            work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
+            first_timed_day=first_timed if first_timed and first_timed < plan.scoring.cutoff.date() else None,
+        )  # fmt: skip
+        _write_outputs(_run(carrier, work, "windows"), out, specs)
+        windows = [_finish_window(out, spec, config) for spec in specs]
+    carrier.unpersist()
+    summary = PrepareSummary(
+        as_of=plan.scoring.as_of.isoformat(),
+        horizon_days=config.window.horizon_days,
+        data_start=plan.data_start.isoformat(),
+        data_end=plan.data_end.isoformat(),
+        tables=report.accounts(),
+        windows=tuple(windows),
+        notes=notes,
+        sequence=_sequence_summary(layout, vocab, config.sequence.max_events),
+        config=config,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
+    RunFolder(out).write_prepare_summary(summary)
+    return PrepareResult(out, summary, plan, vocab)
+
+
+def _with_data_currency(
+    spark: SparkSession, config: RunConfig, report: ValidationReport, cutoff: dt.datetime
+) -> tuple[RunConfig, str | None]:
+    """:func:`custseq.pipelines.prepare._with_data_currency`, with the currency counts from Spark."""
+    if config.profit.currency is not None:
+        return config, None
+    tx, mapping = report.tables["transactions"], report.mappings["transactions"]
+    sources = mapping.amount_product or tuple(s for c, s in mapping.canonical.items() if c == "amount")
+    with duckdb.connect() as con:
+        if tx.has("currency"):
+            counts = spark.sql(
+                f"SELECT currency, count(*) AS n FROM {tx.sql_name} WHERE ts < {literal(cutoff)} GROUP BY 1"
+            ).toArrow()
+        else:
+            counts = pa.table({"currency": pa.array([], pa.string()), "n": pa.array([], pa.int64())})
+        con.register("__counts", counts)
+        # One row per counted row, dated before the cutoff: the DuckDB engine's query reads the same shares.
+        con.execute("CREATE VIEW stand_in AS SELECT currency, TIMESTAMP '1970-01-01' AS ts FROM __counts, range(n)")
+        found = currency_of_data(con, "stand_in", tx.has("currency"), tuple(sources), cutoff)
+    if found.code is None:
+        return config, found.note
+    return dataclasses.replace(config, profit=dataclasses.replace(config.profit, currency=found.code)), found.note
+
+
+def _fit_categories(
+    spark: SparkSession, layout: TokenLayout, report: ValidationReport, before: dt.datetime, config: RunConfig
+) -> dict[str, tuple[str, ...]]:
+    """:func:`custseq.sequences.vocab.fit_categories` in Spark SQL (the same query)."""
+    cfg = config.sequence
+    values: dict[str, list[str]] = {f.name: [] for f in layout.categorical()}
+    if not values:
+        return {}
+    parts = []
+    for f in layout.categorical():
+        table, col = report.tables[f.table].sql_name, quote_ident(f.column)
+        parts.append(
+            f"SELECT {literal(f.name)} AS field, v, n, row_number() OVER (ORDER BY n DESC, v) AS k FROM ("
+            f"SELECT CAST({col} AS STRING) AS v, count(*) AS n FROM {table} "
+            f"WHERE ts < {literal(before)} AND {col} IS NOT NULL GROUP BY 1) WHERE n >= {int(cfg.min_count)}"
+        )
+    rows = spark.sql(
+        f"SELECT field, v FROM ({' UNION ALL '.join(parts)}) WHERE k <= {int(cfg.max_vocab)} ORDER BY field, k"
+    ).collect()
+    for field, value in rows:
+        values[field].append(str(value))
+    return {name: tuple(v) for name, v in values.items()}
+
+
+def _columns(spark: SparkSession, report: ValidationReport) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(spark.table(t.sql_name).columns) for name, t in report.tables.items()}
+
+
+def _carrier(spark: SparkSession, report: ValidationReport, config: RunConfig) -> DataFrame:
+    """Every clean table in one frame (columns prefixed by table), range-partitioned by customer and cached."""
+    from pyspark.sql import functions as F
+
+    frames = []
+    for name, clean in report.tables.items():
+        frame = spark.table(clean.sql_name)
+        frames.append(
+            frame.select(
+                F.col("customer_id").alias(KEY), F.lit(name).alias(TABLE_TAG),
+                *(frame[c].alias(prefixed(name, c)) for c in frame.columns),
+            )
+        )  # fmt: skip
+    carrier = frames[0]
+    for other in frames[1:]:
+        carrier = carrier.unionByName(other, allowMissingColumns=True)
+    rows = sum(t.rows_used for t in report.tables.values())
+    n = partition_count(rows, config.engine.spark_partition_rows)
+    return carrier.repartitionByRange(n, KEY).cache()
+
+
+def _run(carrier: DataFrame, work: PartitionWork, job: str) -> Iterator[tuple[str, str, bytes]]:
+    """(kind, window key, payload) of every partition, partitions in customer order."""
+    from pyspark.sql.types import StructType
+
+    schema = StructType.fromJson(
+        {"type": "struct", "fields": [
+            {"name": f.name, "type": "binary" if f.type == pa.binary() else "string", "nullable": True,
+             "metadata": {}} for f in OUTPUT_SCHEMA
+        ]}
+    )  # fmt: skip
+    frame = carrier.mapInArrow(lambda batches: run_partition(batches, work, job), schema)
+    for row in frame.toLocalIterator(prefetchPartitions=True):
+        yield row["kind"], row["key"], row["payload"]
+
+
+def _window_specs(
+    spark: SparkSession, tx: str, plan: WindowPlan, roles: list[tuple[str, Window]]
+) -> tuple[PreparedWindowSpec, ...]:
+    counts = ", ".join(f"count(DISTINCT customer_id) FILTER (WHERE ts < {literal(w.cutoff)})" for _, w in roles)
+    customers = spark.sql(f"SELECT {counts} FROM {tx}").collect()[0]
+    return tuple(
+        PreparedWindowSpec(role, window, role != "score" or plan.scoring_labels_observed, int(n))
+        for (role, window), n in zip(roles, customers, strict=True)
+    )
+
+
+def _write_outputs(parts: Iterator[tuple[str, str, bytes]], out: Path, specs: tuple[PreparedWindowSpec, ...]) -> None:
+    """Append each partition's tables to the files of the DuckDB engine's layout, in partition (customer) order."""
+    for spec in specs:
+        folder = window_folder(out, spec.window.key)
+        folder.folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder.sequences, ignore_errors=True)
+        folder.sequences.mkdir()
+        folder.labels.unlink(missing_ok=True)
+        folder.prospects.unlink(missing_ok=True)
+    writers: dict[Path, pq.ParquetWriter] = {}
+    try:
+        for kind, key, payload in parts:
+            table = read_payload(payload)
+            if kind == DAILY_SPEND:
+                _append(writers, out / DAILY_SPEND_FILE, table)
+            elif kind == FEATURES:
+                _append(writers, window_folder(out, key).features, table)
+            elif kind == LABELS:
+                _append(writers, window_folder(out, key).labels, table)
+            elif kind == PROSPECTS:
+                _append(writers, window_folder(out, key).prospects, table)
+            elif kind == SEQUENCES:
+                shards = table.column("shard")
+                for shard in pc.unique(shards).to_pylist():
+                    rows = table.filter(pc.equal(shards, shard)).drop_columns(["shard"])
+                    _append(writers, window_folder(out, key).sequences / f"shard={shard}" / SEQUENCE_FILE, rows)
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def _append(writers: dict[Path, pq.ParquetWriter], path: Path, table: pa.Table) -> None:
+    if path not in writers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[path] = pq.ParquetWriter(path, table.schema)
+    writers[path].write_table(table)
+
+
+def _finish_window(out: Path, spec: PreparedWindowSpec, config: RunConfig) -> PreparedWindow:
+    """BG/NBD features on the written features, and the window's record (as the DuckDB engine's _write_window)."""
+    window = spec.window
+    folder = window_folder(out, window.key)
+    features = pq.read_table(folder.features)
+    btyd_fit = None
+    if config.features.btyd:
+        features, btyd_fit = add_btyd_features(features, window.horizon_days)
+        pq.write_table(features, folder.features)
+    churn_rate = total_value = None
+    if spec.labelled:
+        labels = pq.read_table(folder.labels)
+        churned = pc.sum(labels.column("churned")).as_py() or 0
+        churn_rate = round(churned / max(labels.num_rows, 1), 4)
+        total_value = round(pc.sum(labels.column("value")).as_py() or 0.0, 2)
+    return PreparedWindow(
+        role=spec.role, as_of=window.key, cutoff=window.cutoff.isoformat(), label_end=window.end.isoformat(),
+        customers=spec.customers, btyd_features=btyd_fit, churn_rate=churn_rate, total_value=total_value,
+        labels=spec.labelled,
+    )  # fmt: skip
