@@ -97,6 +97,10 @@ def score_cmd(
     events: EventsOpt = None,
     column: ColumnOpt = None,
     config: ConfigOpt = None,
+    head: Annotated[
+        list[Path] | None,
+        typer.Option(help="Head folder written by `custseq fit-head` (repeatable): adds head_<label> to predictions."),
+    ] = None,
 ) -> None:
     """Score new data with a saved model (its columns, vocabularies and horizon)."""
     from custseq.pipelines.score import score
@@ -106,6 +110,11 @@ def score_cmd(
     tables = Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
     with stage("scoring"):
         run = score(model, tables, cfg, as_of=as_of, out=out)
+    if head:
+        from custseq.downstream.apply import add_heads
+
+        with stage(f"applying {len(head)} head(s)"):
+            run = add_heads(run, head, model, tables, cfg)
     unknown = {k: v for k, v in (run.metrics.unknown_values or {}).items() if v}
     if unknown:
         console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
