@@ -31,6 +31,11 @@ def test_zero_one_written_as_floats_is_one_pair_with_one_positive():
     assert labels.values.tolist() == [1, 0, 1]
 
 
+def test_float_ids_from_a_column_with_gaps_read_as_integers():
+    labels = read_labels(frame(customer_id=[12346.0, None, 12347.0], y=[1.5, 2.0, 3.0]), "regression")
+    assert labels.customer_ids == ("12346", "12347") and labels.rows_without_label == 1
+
+
 def test_names_sort_and_several_classes_are_kept():
     labels = read_labels(frame(customer_id=["a", "b", "c", "d"], tier=["gold", "bronze", "silver", "gold"]),
                          "classification")  # fmt: skip

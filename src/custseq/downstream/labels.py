@@ -128,9 +128,12 @@ def _label_column(frame: pd.DataFrame, wanted: str | None, where: str) -> str:
 
 
 def _text(value: Any) -> str:
-    """A cell as stripped text; missing values (None, NaN) as ''."""
+    """A cell as stripped text; missing values (None, NaN) as ''; a whole float as an integer (12346.0, an id read
+    from a column with gaps, is customer 12346)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value).strip()
 
 
