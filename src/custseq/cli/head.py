@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from custseq.cli.app import (
-    AsOfOpt,
     ColumnOpt,
     ConfigOpt,
     CustomersOpt,
@@ -51,7 +50,14 @@ def fit_head_cmd(
     with_features: Annotated[
         bool, typer.Option(help="The head reads custseq's rich features next to the embeddings.")
     ] = False,
-    as_of: AsOfOpt = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The date the labels refer to, YYYY-MM-DD: embeddings and features read rows up to the end of that "
+            "day only (default: the last day in the data).",
+        ),
+    ] = None,
     customers: CustomersOpt = None,
     events: EventsOpt = None,
     column: ColumnOpt = None,
@@ -61,9 +67,9 @@ def fit_head_cmd(
 ) -> None:
     """Learn a per-customer label (fraud, upsell, affinity…) from the embeddings as of the labels' date.
 
-    --as-of is the date the labels refer to: the embeddings and features read rows up to the end of that day
-    only. The head is compared in a K-fold with the features alone and a trivial baseline, then saved (LightGBM's
-    text format + JSON; `custseq score --head DIR` applies it).
+    The head is compared in a K-fold with the features alone and a trivial baseline, then saved.
+
+    `custseq score --head DIR` applies it.
     """
     from custseq.config.downstream import HeadConfig
     from custseq.downstream.fit import fit_head
