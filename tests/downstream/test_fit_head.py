@@ -111,6 +111,21 @@ def test_score_head_adds_the_columns(shop, model_dir, classification_head, regre
     assert {"head_bought_p0", "head_spend_after"} <= set(csv.columns) and len(csv) == len(predictions)
 
 
+def test_score_at_the_labels_date_gives_the_fitted_heads_predictions(shop, model_dir, classification_head, tmp_path):
+    """score --head rebuilds the features as fit-head built them: same data and date, same column as the head."""
+    out = tmp_path / "scored"
+    args = ["score", str(shop), "--model", str(model_dir), "--as-of", AS_OF, "--head", str(classification_head[0]),
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    model, saved, _ = load_churn_value(model_dir)
+    inputs = customer_inputs(model, saved_data_config(saved["data"]), Tables.of(str(shop)), head_date())
+    expected = load_head(classification_head[0]).predict(inputs.features, inputs.embeddings)
+    assert predictions["customer_id"].tolist() == inputs.customer_ids
+    np.testing.assert_allclose(predictions["head_bought_p0"], expected, rtol=1e-6)
+
+
 def test_score_refuses_a_head_of_another_model(shop, model_dir, regression_head, tmp_path):
     other = tmp_path / "other-head"
     shutil.copytree(regression_head[0], other)
@@ -193,3 +208,13 @@ def test_nothing_is_pickled(classification_head, regression_head, monkeypatch):
     head = load_head(regression_head[0])
     assert np.isfinite(head.predict(features, np.zeros((1, 16), np.float32))).all()
     assert dataclasses.asdict(head.config)["task"] == "regression"
+
+
+def test_an_output_under_a_file_is_refused_before_anything_is_read(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    args = ["fit-head", str(tmp_path / "missing.csv"), "--model", str(tmp_path / "no-model"), "--labels",
+            str(tmp_path / "no-labels.csv"), "--task", "regression", "--out", str(a_file / "head")]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"{a_file} is a file, not a folder" in " ".join(result.output.split())
