@@ -135,6 +135,7 @@ def test_score_refuses_a_head_of_another_model(shop, model_dir, regression_head,
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "fitted on the embeddings of another model" in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists()  # refused before the scoring
 
 
 def test_unknown_customers_are_counted_and_left_out(shop, model_dir, labels_frame):

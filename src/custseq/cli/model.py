@@ -108,13 +108,14 @@ def score_cmd(
     check_writable(out, replaces=True)
     cfg = run_config(config, column) if (config or column) else None  # None: the model's own data settings
     tables = Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
+    from custseq.downstream.apply import add_heads, load_heads_for
+
+    heads = load_heads_for(model, head) if head else []  # a wrong head fails before the scoring
     with stage("scoring"):
         run = score(model, tables, cfg, as_of=as_of, out=out)
-    if head:
-        from custseq.downstream.apply import add_heads
-
-        with stage(f"applying {len(head)} head(s)"):
-            run = add_heads(run, head, model, tables, cfg)
+    if heads:
+        with stage(f"applying {len(heads)} head(s)"):
+            run = add_heads(run, heads, model, tables, cfg)
     unknown = {k: v for k, v in (run.metrics.unknown_values or {}).items() if v}
     if unknown:
         console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")

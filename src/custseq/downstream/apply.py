@@ -58,16 +58,14 @@ def with_head_columns(
     return predictions.assign(**head.columns(table, matrix))
 
 
-def add_heads(
-    run: PredictRun, head_dirs: Sequence[Path | str], model_dir: Path | str, tables: Tables, config: RunConfig | None
-) -> PredictRun:
-    """Apply heads saved by ``fit-head`` to a run ``score`` wrote with ``model_dir`` on ``tables``; rewrite its
-    predictions files when it has an output folder.
+def load_heads_for(model_dir: Path | str, head_dirs: Sequence[Path | str]) -> list[FittedHead]:
+    """The heads saved by ``fit-head`` in ``head_dirs``, each checked to belong to the model in ``model_dir`` (load
+    them before scoring: a wrong head fails at once).
 
     Raises
     ------
     ArtifactError
-        If a head was fitted on another model's embeddings.
+        If a head folder is missing or corrupted, or a head was fitted on another model's embeddings.
     """
     weights = read_manifest(Path(model_dir)).weights_sha256
     heads = [load_head(d) for d in head_dirs]
@@ -77,6 +75,14 @@ def add_heads(
                 f"the head {folder} was fitted on the embeddings of another model (not {model_dir}); fit it again "
                 "with --model set to this model"
             )
+    return heads
+
+
+def add_heads(
+    run: PredictRun, heads: Sequence[FittedHead], model_dir: Path | str, tables: Tables, config: RunConfig | None
+) -> PredictRun:
+    """Apply heads (:func:`load_heads_for`) to a run ``score`` wrote with ``model_dir`` on ``tables``; rewrite its
+    predictions files when it has an output folder."""
     features = _features(model_dir, tables, config, run.as_of) if any(h.needs_features for h in heads) else None
     predictions = run.predictions
     for head in heads:
