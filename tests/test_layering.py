@@ -32,6 +32,7 @@ LAYERS = {
     "report": 7,
     "pipelines": 8,
     "service": 9, "spark": 9, "export": 9, "cli": 9, "api": 9, "estimator": 9, "__init__": 9, "__main__": 9,
+    "downstream": 9,
 }  # fmt: skip
 
 

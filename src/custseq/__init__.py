@@ -8,8 +8,8 @@ from typing import Any
 from custseq.version import __version__
 
 __all__ = [
-    "ChurnValueEstimator", "__version__", "columns", "embed", "evaluate", "predict", "prepare", "pretrain", "score",
-    "validate_tables",
+    "ChurnValueEstimator", "__version__", "columns", "embed", "evaluate", "fit_head", "predict", "prepare", "pretrain",
+    "score", "validate_tables",
 ]  # fmt: skip
 
 # The API is imported on first use, so that `import custseq` is fast and the data tools need no torch.
@@ -22,6 +22,7 @@ _LAZY = {
     "predict": ("custseq.api", "predict"),
     "score": ("custseq.api", "score"),
     "evaluate": ("custseq.api", "evaluate"),
+    "fit_head": ("custseq.api", "fit_head"),
     "ChurnValueEstimator": ("custseq.estimator", "ChurnValueEstimator"),
     "PrepareResult": ("custseq.pipelines.prepare", "PrepareResult"),
 }

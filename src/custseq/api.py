@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # the model pipelines import torch: loaded only by the functi
     import pandas as pd
     import pyarrow as pa
 
+    from custseq.config.downstream import HeadConfig
+    from custseq.downstream.head import FittedHead
     from custseq.io.run_files import EvaluationResult
     from custseq.models.pretrain import PretrainRun
     from custseq.pipelines.outputs import PredictRun
@@ -257,6 +259,47 @@ def embed(
     with RunProgress(progress) as shown:
         shown.stage("embedding every customer")
         return embed_customers(model_dir, _tables(transactions, customers, events, cfg), cfg, out)
+
+
+def fit_head(
+    model_dir: Path | str,
+    transactions: Any,
+    labels: Any,
+    *,
+    task: str,
+    out: Path | str | None = None,
+    label_column: str | None = None,
+    with_features: bool = False,
+    as_of: str | dt.date | None = None,
+    customers: Any = None,
+    events: Any = None,
+    config: RunConfig | None = None,
+    head_config: HeadConfig | None = None,
+    progress: bool = False,
+) -> FittedHead:
+    """Fit a head for a per-customer label on a saved model's embeddings (and features) as of ``as_of``.
+
+    ``labels`` is a CSV/Parquet path or a pandas frame of ``customer_id`` and the label; ``as_of`` the date the
+    labels refer to (inputs read rows up to the end of that day only; default the last day in the data);
+    ``task`` ``classification`` or ``regression``; ``head_config`` the other settings. The head's metrics
+    (cross-validated, against the features alone and a trivial baseline) are in ``.metrics``; ``out`` saves it
+    for ``score --head``. See :func:`custseq.downstream.fit.fit_head`.
+    """
+    import dataclasses
+
+    from custseq.config import parse_date
+    from custseq.config.downstream import HeadConfig
+    from custseq.downstream.fit import fit_head as run
+
+    settings = dataclasses.asdict(head_config or HeadConfig()) | {"task": task, "with_features": with_features}
+    cfg = HeadConfig(**settings)
+    tables = Tables.of(transactions, customers=customers, events=events, columns=config.columns if config else None)
+    with RunProgress(progress) as shown:
+        shown.stage("fitting the head")
+        return run(
+            model_dir, tables, labels, cfg, label_column=label_column,
+            as_of=parse_date(as_of, "as-of") if as_of is not None else None, data_config=config, out=out,
+        )  # fmt: skip
 
 
 def evaluate(

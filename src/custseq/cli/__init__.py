@@ -7,7 +7,7 @@ them on :data:`app`.
 
 from __future__ import annotations
 
-from custseq.cli import columns, data, decisions, evaluation, export, model, serve  # noqa: F401  (registers the commands)
+from custseq.cli import columns, data, decisions, evaluation, export, head, model, serve  # noqa: F401  (registers the commands)
 from custseq.cli.app import app
 
 __all__ = ["app", "main"]

@@ -102,6 +102,10 @@ def score_cmd(
     events: EventsOpt = None,
     column: ColumnOpt = None,
     config: ConfigOpt = None,
+    head: Annotated[
+        list[Path] | None,
+        typer.Option(help="Head folder written by `custseq fit-head` (repeatable): adds head_<label> to predictions."),
+    ] = None,
 ) -> None:
     """Score new data with a saved model (its columns, vocabularies and horizon)."""
     from custseq.pipelines.score import score
@@ -109,8 +113,14 @@ def score_cmd(
     check_writable(out, replaces=True)
     cfg = run_config(config, column) if (config or column) else None  # None: the model's own data settings
     tables = Tables.of(data_of(data), customers=customers, events=events, columns=cfg.columns if cfg else None)
+    from custseq.downstream.apply import add_heads, load_heads_for
+
+    heads = load_heads_for(model, head) if head else []  # a wrong head fails before the scoring
     with stage("scoring"):
         run = score(model, tables, cfg, as_of=as_of, out=out)
+    if heads:
+        with stage(f"applying {len(heads)} head(s)"):
+            run = add_heads(run, heads, model, tables, cfg)
     unknown = {k: v for k, v in (run.metrics.unknown_values or {}).items() if v}
     if unknown:
         console.print(f"  [dim]note:[/] values the model has not seen (mapped to the unknown id): {unknown}")
