@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import shlex
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def main() -> None:
 
     results = []
     cpu_before, started = busy_cpu_seconds(), time.perf_counter()
+    own_before = _children_cpu()
     for n in sorted(args.customers):
         with tempfile.TemporaryDirectory(prefix="custseq-scaling-") as tmp:
             data = write_transactions(Path(tmp) / "tx.parquet", round(n / CUSTOMERS_PER_ROW), seed=1)
@@ -55,7 +57,7 @@ def main() -> None:
         results.append((n, customers, stages, seconds, score_s, score_gib))
         print(f"{customers:,} customers: predict {seconds:.0f} s, score {score_s:.0f} s", flush=True)
     wall = time.perf_counter() - started
-    busy = max(0.0, (busy_cpu_seconds() - cpu_before) / wall - _own_cores(results, wall))
+    busy = max(0.0, (busy_cpu_seconds() - cpu_before - (_children_cpu() - own_before)) / wall)
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/scaling.py", *sys.argv[1:]])
     section = _section(results, command, busy)
     write_section(args.out, section, HEADING)
@@ -82,13 +84,14 @@ def _customers(out: Path) -> int:
     return pq.read_metadata(out / "predictions.parquet").num_rows
 
 
-def _own_cores(results: list, wall: float) -> float:
-    return sum(r[3] + r[4] for r in results) / wall  # our children kept about one process busy meanwhile
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _section(results: list, command: str, busy: float) -> str:
-    names = [name for name, _, _ in results[-1][2]]
-    header = " | ".join(f"{r[1]:,} s" for r in results)
+    names = list(dict.fromkeys(_short(name) for name, _, _ in results[-1][2]))
+    header = " | ".join(f"{r[1]:,} customers" for r in results)
     lines = [f"| {_short(name)} | " + " | ".join(_stage(r[2], name) for r in results) + f" | {_slope(results, name)} |"
              for name in names]  # fmt: skip
     total = " | ".join(f"**{r[3]:.0f}**" for r in results)
@@ -117,16 +120,17 @@ def _section(results: list, command: str, busy: float) -> str:
 
 
 def _short(name: str) -> str:
-    return name if not name.startswith("window ") else "window " + name.split("(", 1)[-1].split(")")[0]
+    """Every window's stage in one row (their dates differ between sizes)."""
+    return "windows: features, labels, sequences (all windows)" if name.startswith("window ") else name
 
 
 def _stage(stages: list, name: str) -> str:
-    seconds = sum(s for n, s, _ in stages if n == name)
-    return f"{seconds:.0f}" if any(n == name for n, _, _ in stages) else "—"
+    seconds = sum(s for n, s, _ in stages if _short(n) == name)
+    return f"{seconds:.0f}" if any(_short(n) == name for n, _, _ in stages) else "—"
 
 
 def _slope(results: list, name: str) -> str:
-    points = [(r[1], sum(s for n, s, _ in r[2] if n == name)) for r in results]
+    points = [(r[1], sum(s for n, s, _ in r[2] if _short(n) == name)) for r in results]
     return _slope_of([p for p in points if p[1] > 0])
 
 
