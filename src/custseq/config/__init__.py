@@ -24,6 +24,7 @@ from custseq.config.data import (
     EngineConfig,
     FeatureConfig,
     SequenceConfig,
+    TextConfig,
     ValidationConfig,
     WindowConfig,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "RunConfig",
     "SegmentConfig",
     "SequenceConfig",
+    "TextConfig",
     "TrainConfig",
     "ValidationConfig",
     "ValueScoreConfig",

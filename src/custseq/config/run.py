@@ -15,6 +15,7 @@ from custseq.config.data import (
     EngineConfig,
     FeatureConfig,
     SequenceConfig,
+    TextConfig,
     ValidationConfig,
     WindowConfig,
 )
@@ -40,6 +41,7 @@ class RunConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)

@@ -46,6 +46,7 @@ from custseq.progress import Note
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
 from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
+from custseq.text.events import fit_on_events, uses_text, with_text_vectors
 from custseq.validate.currencies import currency_of_data
 from custseq.validate.quarantine import CleanTable
 from custseq.validate.tables import ValidationReport, validate_into
@@ -118,10 +119,16 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         for note in notes:
             say(Note(note))
         roles = _roles(plan)
+        text_model = None
+        if ev is not None and uses_text(ev, config.text):
+            with _stage(timings, "text_s", say, "fitting the text model on training texts"):
+                text_model = fit_on_events(con, ev, plan.vocab_cutoff, config.text)
+                ev = with_text_vectors(con, ev, text_model)
         with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
             layout = layout_for(tx, ev, config.sequence.token)
             cutoffs = [w.cutoff for _, w in roles]
             vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, config.sequence, cutoffs=cutoffs)
+            vocab = dataclasses.replace(vocab, text=text_model)
             vocab.save(out / VOCAB_FILE)
         with _stage(timings, "base_s", say, "ordering every customer's events once"):
             lists = build_token_lists(con, vocab, "tokens")
@@ -208,7 +215,7 @@ def _write_window(
 ) -> PreparedWindow:
     folder = window_folder(out, window.key)
     folder.folder.mkdir(parents=True, exist_ok=True)
-    features = build_features(con, tx, window, cfg.features, customers=cust, events=ev, daily=daily)
+    features = build_features(con, tx, window, cfg.features, customers=cust, events=ev, daily=daily, text=cfg.text)
     customers = features.num_rows
     btyd_fit = None
     if cfg.features.btyd:
@@ -268,6 +275,8 @@ def prepare_scoring_sequences(
         future = cutoff_of(config.window.as_of) if config.window.as_of else None
         report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
+        if vocab.text is not None and ev is not None:  # the model's own text model, as it made its tokens
+            ev = with_text_vectors(con, ev, vocab.text)
         _check_fields(vocab, {"transactions": tx, "events": ev})
         data_start, data_end = data_span(con, tx.sql_name)
         if config.window.as_of is not None:  # after the last row is accepted; before the first is not
@@ -276,8 +285,9 @@ def prepare_scoring_sequences(
         if with_features:
             out.mkdir(parents=True, exist_ok=True)
             features = build_features(
-                con, tx, window, config.features, customers=report.tables.get("customers"), events=ev
-            )
+                con, tx, window, config.features, customers=report.tables.get("customers"), events=ev,
+                text=config.text,
+            )  # fmt: skip
             if config.features.btyd:  # a failed fit leaves the columns null and is logged
                 features, _ = add_btyd_features(features, window.horizon_days, fitted=btyd_fit)
             pq.write_table(features, WindowFolder(out).features)
