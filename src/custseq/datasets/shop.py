@@ -1,18 +1,22 @@
 """A synthetic shop with behaviour events, ticket and review texts, and churn effects planted in them.
 
-Each customer arrives on some day, buys at arrival and then as a Poisson process, and lapses (stops every
-activity) after an exponential lifetime. While active they log in, view pages, open support tickets and review
-some purchases. In the ``warning_days`` before a customer lapses, the planted effects appear:
+Each customer arrives on some day, buys at arrival and then as a Poisson process, and lapses (stops buying)
+after an exponential lifetime; after that they still log in, browse and write in, less often
+(``after_lapse``). While active they log in, view pages, open support tickets and review some purchases. Each
+customer who lapses has one of two reasons, and in the ``warning_days`` before the lapse it shows:
 
-- **complaints**: a share ``complaint_share`` of their tickets and reviews are complaints (late or lost
-  deliveries, damaged goods, refunds), against ``base_complaint_share`` otherwise, while the number of tickets
-  stays the same (``ticket_lift`` 1): only what the texts say tells the two apart;
-- **browsing without buying**: page views are ``browse_lift`` times as frequent, purchases are not;
+- **dissatisfied** (a share ``dissatisfied_share`` of them): their tickets and reviews are complaints (late or
+  lost deliveries, damaged goods, refunds) with probability ``complaint_share``, against
+  ``base_complaint_share`` for everyone else, while the number of tickets stays the same (``ticket_lift`` 1):
+  only what the texts say tells them apart;
+- **drifting** (the others): page views are ``browse_lift`` times as frequent, purchases are not (browsing
+  without buying);
 - satisfied customers write positive reviews.
 
-So purchases alone see a lapse only once it has happened, events see the browsing, and texts see the
-complaints. ``ShopEffects(complaint_share=base_complaint_share, browse_lift=1)`` plants nothing. Everything is
-drawn from ``np.random.default_rng(seed)``, vectorised: the same arguments give the same tables.
+So purchases alone see a lapse only once it has happened, events see the drifting customers' browsing, and
+texts see the dissatisfied customers' complaints. ``ShopEffects(complaint_share=0.1, browse_lift=1)`` plants
+nothing. Everything is drawn from ``np.random.default_rng(seed)``, vectorised: the same arguments give the
+same tables.
 """
 
 from __future__ import annotations
@@ -61,23 +65,26 @@ PRAISE = (
 class ShopEffects:
     """The shop's population and the sizes of its planted effects (rates are per day)."""
 
-    lifetime_days: float = 240.0  # mean time from arrival to lapse (exponential)
-    purchase_rate: float = 0.05  # mean purchases a day while active (Gamma across customers, shape 2)
+    lifetime_days: float = 360.0  # mean time from arrival to lapse (exponential)
+    purchase_rate: float = 0.08  # mean purchases a day while active (Gamma across customers, shape 2)
     login_rate: float = 0.1
     browse_rate: float = 0.15  # page views a day
-    ticket_rate: float = 0.03  # support tickets a day
+    ticket_rate: float = 0.05  # support tickets a day
     review_share: float = 0.3  # purchases followed by a review a few days later
-    warning_days: float = 45.0  # the planted effects show in this many days before a customer lapses
-    complaint_share: float = 0.8  # of a lapsing customer's tickets and reviews in those days
+    after_lapse: float = 0.3  # logins, page views and tickets after the lapse, as a share of the rates before
+    warning_days: float = 60.0  # the planted effects show in this many days before a customer lapses
+    dissatisfied_share: float = 0.5  # of the lapsing customers; the others drift away
+    complaint_share: float = 0.9  # of a dissatisfied customer's tickets and reviews in those days
     base_complaint_share: float = 0.1  # of every other ticket and review
-    browse_lift: float = 3.0  # page views multiply by this in those days
-    ticket_lift: float = 1.0  # tickets multiply by this in those days (1: the count tells nothing)
+    browse_lift: float = 3.0  # a drifting customer's page views multiply by this in those days
+    ticket_lift: float = 1.0  # a dissatisfied customer's tickets multiply by this in those days (1: counts tell nothing)
     mean_amount: float = 50.0
 
     def __post_init__(self) -> None:
         rates = (self.lifetime_days, self.purchase_rate, self.warning_days, self.mean_amount)
         lifts = (self.login_rate, self.browse_rate, self.ticket_rate, self.browse_lift, self.ticket_lift)
-        shares = (self.review_share, self.complaint_share, self.base_complaint_share)
+        shares = (self.review_share, self.complaint_share, self.base_complaint_share, self.dissatisfied_share,
+                  self.after_lapse)  # fmt: skip
         if min(rates) <= 0 or min(lifts) < 0 or not all(0 <= s <= 1 for s in shares):
             raise ConfigError(
                 "shop effects: lifetime_days, purchase_rate, warning_days and mean_amount must be above 0, the other "
@@ -91,7 +98,8 @@ class Shop:
 
     transactions: pa.Table  # customer_id, ts, amount
     events: pa.Table  # customer_id, ts, event (login, page_view, support_ticket, review), text (tickets, reviews)
-    lapses: pa.Table  # customer_id, arrival, lapse: when each customer arrived and stops (may be after the end)
+    # customer_id, arrival, lapse (when each customer arrived and stops buying; may be after the end), dissatisfied
+    lapses: pa.Table
 
 
 def generate_shop(
@@ -128,7 +136,8 @@ def generate_shop(
     rng = np.random.default_rng(seed)
     arrival = rng.uniform(0, 0.7 * days, n_customers)
     lapse = arrival + rng.exponential(fx.lifetime_days, n_customers)
-    end = np.minimum(lapse, days)  # activity stops here
+    dissatisfied = rng.random(n_customers) < fx.dissatisfied_share
+    end = np.minimum(lapse, days)  # purchases stop here
     warn = np.clip(lapse - fx.warning_days, arrival, end)  # the warning period is [warn, end)
     rate = rng.gamma(2.0, fx.purchase_rate / 2.0, n_customers)
 
@@ -137,14 +146,16 @@ def generate_shop(
     amount = np.round(rng.gamma(2.0, fx.mean_amount / 2.0, len(bought)), 2)
 
     events: list[tuple[np.ndarray, np.ndarray, str]] = []
+    one = np.ones(n_customers)
     for name, base, lift in (
-        ("login", fx.login_rate, 1.0),
-        ("page_view", fx.browse_rate, fx.browse_lift),
-        ("support_ticket", fx.ticket_rate, fx.ticket_lift),
+        ("login", fx.login_rate, one),
+        ("page_view", fx.browse_rate, np.where(dissatisfied, 1.0, fx.browse_lift)),
+        ("support_ticket", fx.ticket_rate, np.where(dissatisfied, fx.ticket_lift, 1.0)),
     ):
-        for lo, hi, r in ((arrival, warn, base), (warn, end, base * lift)):
-            who, when = _poisson_times(rng, lo, hi, np.full(n_customers, r))
-            events.append((who, when, name))
+        segments = ((arrival, warn, base * one), (warn, end, base * lift), (end, np.full(n_customers, days),
+                    base * fx.after_lapse * one))  # fmt: skip
+        for lo, hi, r in segments:
+            events.append((*_poisson_times(rng, lo, hi, r), name))
     reviewed = rng.random(len(bought)) < fx.review_share
     reviewer, review_ts = buyer[reviewed], bought[reviewed] + rng.uniform(0.5, 4.0, reviewed.sum())
     kept = review_ts < end[reviewer]
@@ -153,8 +164,8 @@ def generate_shop(
     who = np.concatenate([e[0] for e in events])
     when = np.concatenate([e[1] for e in events])
     kind = np.concatenate([np.full(len(e[0]), e[2]) for e in events])
-    complaint_share = np.where(when >= warn[who], fx.complaint_share, fx.base_complaint_share)
-    complaint = rng.random(len(who)) < complaint_share
+    warned = dissatisfied[who] & (when >= warn[who]) & (when < end[who])
+    complaint = rng.random(len(who)) < np.where(warned, fx.complaint_share, fx.base_complaint_share)
     text = _texts(rng, kind, complaint)
 
     origin = np.datetime64(start, "s")
@@ -165,7 +176,8 @@ def generate_shop(
         ),
         events=_sorted({"customer_id": ids[who], "ts": _timestamps(origin, when), "event": kind, "text": text}),
         lapses=pa.table(
-            {"customer_id": ids, "arrival": _timestamps(origin, arrival), "lapse": _timestamps(origin, lapse)}
+            {"customer_id": ids, "arrival": _timestamps(origin, arrival), "lapse": _timestamps(origin, lapse),
+             "dissatisfied": dissatisfied}
         ),
     )  # fmt: skip
 
