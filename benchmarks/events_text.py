@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-from harness import busy_cpu_seconds, machine_description, wait_for_quiet, write_section  # benchmarks/
 from sklearn.metrics import roc_auc_score
 
 import custseq
@@ -32,6 +31,7 @@ from custseq.baselines.base import WindowTables
 from custseq.baselines.tabular import LightGBMRich
 from custseq.config import EngineConfig, PredictorConfig, RunConfig, SequenceConfig, WindowConfig
 from custseq.datasets.shop import ShopEffects, generate_shop
+from harness import busy_cpu_seconds, machine_description, wait_for_quiet, write_section  # benchmarks/
 
 HEADING = "## events and text (issue 20)"
 INPUTS = ("purchases", "+ events", "+ text")

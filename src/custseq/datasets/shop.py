@@ -33,7 +33,8 @@ __all__ = ["Shop", "ShopEffects", "generate_shop"]
 SECONDS_PER_DAY = 86_400
 ITEMS = ("parcel", "order", "package", "shoes", "jacket", "lamp", "kettle", "headphones", "backpack", "blender")
 # Each template's {slots} are filled from its own options; {item} from ITEMS.
-COMPLAINTS = (
+Templates = tuple[tuple[str, dict[str, tuple[str, ...]]], ...]
+COMPLAINTS: Templates = (
     ("my {item} {never} and nobody answers", {"never": ("never arrived", "still has not arrived", "is lost")}),
     ("the {item} arrived {late} {mood}", {"late": ("two weeks late", "ten days late", "very late"),
                                           "mood": ("again", "and damaged", "", "this is unacceptable")}),
@@ -46,14 +47,14 @@ COMPLAINTS = (
     ("{bad} quality {item}, {then}", {"bad": ("poor", "bad", "cheap"),
                                       "then": ("returned it", "fell apart", "not as described", "broke after a week")}),
 )  # fmt: skip
-QUESTIONS = (
+QUESTIONS: Templates = (
     ("how do I change my {what}", {"what": ("address", "password", "email", "phone number")}),
     ("question about {what}", {"what": ("sizes", "my invoice", "the return policy", "opening hours", "gift cards")}),
     ("can I {do} my order", {"do": ("add an item to", "change the delivery date of", "pick up")}),
     ("thanks for the {kind} answer", {"kind": ("quick", "friendly", "helpful")}),
     ("is the {item} available in {colour}", {"colour": ("black", "blue", "red", "green")}),
 )  # fmt: skip
-PRAISE = (
+PRAISE: Templates = (
     ("{good} {item}, {fast} delivery, will buy again", {"good": ("great", "excellent", "lovely", "nice"),
                                                         "fast": ("fast", "quick", "on time")}),
     ("love the {item}, {why}", {"why": ("great quality", "perfect fit", "exactly as described", "very happy")}),
@@ -77,7 +78,7 @@ class ShopEffects:
     complaint_share: float = 0.9  # of a dissatisfied customer's tickets and reviews in those days
     base_complaint_share: float = 0.1  # of every other ticket and review
     browse_lift: float = 3.0  # a drifting customer's page views multiply by this in those days
-    ticket_lift: float = 1.0  # a dissatisfied customer's tickets multiply by this in those days (1: counts tell nothing)
+    ticket_lift: float = 1.0  # a dissatisfied customer's tickets multiply by this then (1: counts tell nothing)
     mean_amount: float = 50.0
 
     def __post_init__(self) -> None:
@@ -205,7 +206,7 @@ def _texts(rng: np.random.Generator, kind: np.ndarray, complaint: np.ndarray) ->
     return out
 
 
-def _fill(rng: np.random.Generator, templates: tuple[tuple[str, dict[str, tuple[str, ...]]], ...]) -> str:
+def _fill(rng: np.random.Generator, templates: Templates) -> str:
     template, slots = templates[int(rng.integers(len(templates)))]
     values = {name: options[int(rng.integers(len(options)))] for name, options in slots.items()}
     values["item"] = ITEMS[int(rng.integers(len(ITEMS)))]
