@@ -6,19 +6,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import socket
+import urllib.request
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tests.text.small_shop import AS_OF, CONFIG, no_network
+from tests.text.small_shop import AS_OF, CONFIG, NetworkUsed, no_network
 
 import custseq
 from custseq.config import with_window
 from custseq.errors import SchemaError
+from custseq.io.prepared import VOCAB_FILE
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import prepare_scoring_sequences
 from custseq.sequences.build import read_sequences
+from custseq.sequences.vocab import SequenceVocab
 from custseq.text.sentiment import sentiment_scores
 from custseq.windows import cutoff_of
 
@@ -67,6 +71,21 @@ def test_the_text_model_is_fitted_on_the_texts_before_the_latest_training_cutoff
     assert model.n_texts == len(before) > 1000
     assert model.svd_dims == 6 and 50 < len(model.terms) <= 300
     assert base.summary.sequence.numeric_fields[-7:] == tuple(TEXT_FIELDS)
+
+
+def test_the_saved_vocabulary_reloads_the_same_text_model(base):
+    again = SequenceVocab.load(base.out_dir / VOCAB_FILE)
+    assert again == base.vocab and again.text == base.vocab.text
+    texts = ["my parcel never arrived", "love the lamp, great quality", "question about sizes"]
+    assert again.text is not None and base.vocab.text is not None
+    assert np.array_equal(again.text.transform(texts), base.vocab.text.transform(texts))
+
+
+def test_the_network_guard_refuses_connections():
+    with no_network(), pytest.raises(NetworkUsed):
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
+    with no_network(), pytest.raises(NetworkUsed):
+        urllib.request.urlopen("http://127.0.0.1:9/", timeout=1)
 
 
 @pytest.mark.parametrize("at", ["scoring", "vocab"])
