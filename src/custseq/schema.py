@@ -19,7 +19,7 @@ class Kind(StrEnum):
     NUMBER = "number"  # float64
     BOOLEAN = "boolean"
     CATEGORY = "category"  # string label, encoded through a vocabulary
-    TEXT = "text"  # free text, not a feature yet
+    TEXT = "text"  # free text; events.text becomes numbers in custseq.text, other text columns are kept unused
 
 
 @dataclass(frozen=True)
