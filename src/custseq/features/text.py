@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custseq.config import TextConfig
-from custseq.schema import ROW_ID, quote_ident
-from custseq.text.events import TEXT_SENTIMENT, vector_columns
+from custseq.schema import ROW_ID, TEXT_SENTIMENT, quote_ident
+from custseq.text.events import vector_columns
 from custseq.validate.quarantine import CleanTable
 
 
@@ -40,12 +40,13 @@ def text_feature_sql(events: CleanTable | None, cfg: TextConfig) -> TextFeatureS
     columns = vector_columns(events)
     if events is None or not columns:
         return None
-    negative = f"CAST({TEXT_SENTIMENT} <= $text_negative AS DOUBLE)"
+    sentiment = quote_ident(TEXT_SENTIMENT)
+    negative = f"CAST({sentiment} <= $text_negative AS DOUBLE)"
     aggregates = [
         "count(*) AS n_texts",
-        f"avg({TEXT_SENTIMENT}) AS text_sentiment_mean",
+        f"avg({sentiment}) AS text_sentiment_mean",
         f"avg({negative}) AS text_negative_share",
-        f"CAST($as_of_day - CAST(max(ts) FILTER (WHERE {TEXT_SENTIMENT} <= $text_negative) AS DATE) AS DOUBLE)"
+        f"CAST($as_of_day - CAST(max(ts) FILTER (WHERE {sentiment} <= $text_negative) AS DATE) AS DOUBLE)"
         " AS days_since_negative_text",
     ]
     selects = ["coalesce(txt.n_texts, 0) AS n_texts", "txt.text_sentiment_mean", "txt.text_negative_share"]
@@ -54,7 +55,7 @@ def text_feature_sql(events: CleanTable | None, cfg: TextConfig) -> TextFeatureS
         recent = f"ts >= $cutoff - to_days(CAST($text_w{d} AS INTEGER))"
         aggregates += [
             f"count(*) FILTER (WHERE {recent}) AS n_texts_last_{d}d",
-            f"avg({TEXT_SENTIMENT}) FILTER (WHERE {recent}) AS text_sentiment_last_{d}d",
+            f"avg({sentiment}) FILTER (WHERE {recent}) AS text_sentiment_last_{d}d",
             f"avg({negative}) FILTER (WHERE {recent}) AS text_negative_share_last_{d}d",
         ]
         selects += [
@@ -71,7 +72,7 @@ def text_feature_sql(events: CleanTable | None, cfg: TextConfig) -> TextFeatureS
     SELECT customer_id, {", ".join(aggregates)}
     FROM (
         SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY ts DESC, {ROW_ID} DESC) AS k
-        FROM {events.sql_name} WHERE ts < $cutoff AND {TEXT_SENTIMENT} IS NOT NULL
+        FROM {events.sql_name} WHERE ts < $cutoff AND {sentiment} IS NOT NULL
     )
     GROUP BY customer_id
 ) txt USING (customer_id)"""

@@ -18,27 +18,21 @@ import pyarrow as pa
 from custseq.config import TextConfig
 from custseq.errors import SchemaError
 from custseq.io.engine import drop_tables
-from custseq.schema import ROW_ID, Kind, quote_ident
+from custseq.schema import ROW_ID, TEXT_SENTIMENT, Kind, quote_ident, text_svd_columns
 from custseq.text.model import TextModel, fit_text_model
 from custseq.validate.quarantine import CleanTable
 
 TEXT = "text"  # the events column (schema.EVENTS)
-TEXT_SENTIMENT = "text_sentiment"
 CHUNK_TEXTS = 20_000  # distinct texts transformed at once
 _KEY = "__text"
 MAX_SVD_DIMS = 256  # TextConfig's limit
-
-
-def svd_columns(dims: int) -> tuple[str, ...]:
-    """Names of the text vector's columns: ``text_svd_1`` … ``text_svd_<dims>``."""
-    return tuple(f"text_svd_{i}" for i in range(1, dims + 1))
 
 
 def vector_columns(events: CleanTable | None) -> tuple[str, ...]:
     """The text columns :func:`with_text_vectors` added to ``events`` (sentiment first), or () without them."""
     if events is None or not events.has(TEXT_SENTIMENT):
         return ()
-    return (TEXT_SENTIMENT, *(c for c in svd_columns(MAX_SVD_DIMS) if events.has(c)))
+    return (TEXT_SENTIMENT, *(c for c in text_svd_columns(MAX_SVD_DIMS) if events.has(c)))
 
 
 def uses_text(events: CleanTable | None, cfg: TextConfig) -> bool:
@@ -80,7 +74,7 @@ def with_text_vectors(
             "the model was trained with event texts (events.text) and these events have no text column; map it "
             "with --column events.text=<your column>, or retrain without texts"
         )
-    columns = (TEXT_SENTIMENT, *svd_columns(model.svd_dims))
+    columns = (TEXT_SENTIMENT, *text_svd_columns(model.svd_dims))
     if taken := [c for c in columns if events.has(c)]:
         raise SchemaError(
             f"events already have column(s) {taken}, which custseq adds for the texts; rename them in the data"
