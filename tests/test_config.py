@@ -183,7 +183,7 @@ def test_unknown_top_level_section_names_the_allowed_ones(tmp_path):
         match=re.escape(
             f"unknown setting(s) ['windows'] in {path}; "
             "allowed: ['actions', 'audit', 'baselines', 'columns', 'engine', 'features', 'model', 'profit', "
-            "'prospects', 'report', 'segments', 'sequence', 'validation', 'value_score', 'window']"
+            "'prospects', 'report', 'segments', 'sequence', 'text', 'validation', 'value_score', 'window']"
         ),
     ):
         load_config(path)

@@ -25,7 +25,7 @@ LAYERS = {
     "errors": 0, "version": 0, "config": 0, "schema": 0, "metrics": 0, "progress": 0,
     "io": 1, "datasets": 1,
     "validate": 2,
-    "windows": 3, "labels": 3,
+    "windows": 3, "labels": 3, "text": 3,
     "features": 4, "sequences": 4,
     "models": 5, "baselines": 5,
     "scoring": 6, "evaluation": 6,

@@ -19,7 +19,7 @@ class Kind(StrEnum):
     NUMBER = "number"  # float64
     BOOLEAN = "boolean"
     CATEGORY = "category"  # string label, encoded through a vocabulary
-    TEXT = "text"  # free text, not a feature yet
+    TEXT = "text"  # free text; events.text becomes numbers in custseq.text, other text columns are kept unused
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,13 @@ UNIT_PRICE_ALIASES = ("unitprice", "price", "itemprice", "priceeach", "unitcost"
 # Internal columns added by custseq; user columns may not use these names.
 ROW_ID = "row_id"  # position of the row in the input, 1-based; stable tie-break for equal timestamps
 TOKEN_TYPES = {"transaction": 0, "event": 1}
+# Numbers custseq adds to each event with a text (custseq.text): its sentiment, then its vector text_svd_1…
+TEXT_SENTIMENT = "text_sentiment"
+
+
+def text_svd_columns(dims: int) -> tuple[str, ...]:
+    """Names of an event text's vector columns: ``text_svd_1`` … ``text_svd_<dims>``."""
+    return tuple(f"text_svd_{i}" for i in range(1, dims + 1))
 
 
 def normalise_name(name: str) -> str:

@@ -26,6 +26,7 @@ import custseq.spark  # noqa: F401  (makes engine "spark" available to prepare)
 from custseq.config import EngineConfig, RunConfig, SequenceConfig, WindowConfig
 from custseq.datasets import load_cdnow
 from custseq.datasets.synthetic import generate_transactions
+from custseq.errors import ConfigError
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import prepare
 from custseq.sequences.build import read_sequences
@@ -164,3 +165,12 @@ def test_synthetic_shop_from_csv_with_every_optional_column_is_prepared_alike(sp
     assert set(tables["customers"]["quarantined_by_rule"]) == {"duplicate_customer_id", "placeholder_customer_id"}
     assert tables["events"]["flagged_by_rule"]["event_without_transactions"]["rows"] > 0
     _assert_same_preparation(duck, spark_out)
+
+
+def test_event_texts_are_refused_by_the_spark_engine_not_ignored(spark, tmp_path):
+    transactions, _, events = _shop(tmp_path)
+    texts = pd.read_csv(events).assign(text="the parcel came late and broken")
+    texts.to_csv(events, index=False)
+    config = RunConfig(engine=EngineConfig(name="spark"), window=WindowConfig(as_of=dt.date(2023, 1, 31)))
+    with pytest.raises(ConfigError, match=r"text column is not read by the Spark engine.*\[text\] enabled = false"):
+        prepare(Tables.of(transactions, events=events), config, tmp_path / "spark")

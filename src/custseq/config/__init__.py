@@ -25,6 +25,7 @@ from custseq.config.data import (
     FeatureConfig,
     ProspectConfig,
     SequenceConfig,
+    TextConfig,
     ValidationConfig,
     WindowConfig,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "RunConfig",
     "SegmentConfig",
     "SequenceConfig",
+    "TextConfig",
     "TrainConfig",
     "ValidationConfig",
     "ValueScoreConfig",

@@ -114,6 +114,7 @@ FEATURE_GROUPS = (
     "refunds",  # refunded amount and share of refund rows
     "profile",  # customer attributes (profile_*) and days since signup
     "events",  # behaviour events: counts, distinct kinds, days since the last one
+    "text",  # event texts (events.text): count, sentiment, share of negative texts, recent mean text vector
 )
 
 
@@ -138,6 +139,44 @@ class FeatureConfig:
         if unknown := sorted(set(self.groups) - set(FEATURE_GROUPS)):
             hint = " (BTYD features are switched by features.btyd)" if "btyd" in unknown else ""
             raise ConfigError(f"unknown feature group(s) {unknown}; known: {list(FEATURE_GROUPS)}{hint}")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Free text on events (``events.text``: tickets, reviews), read offline: a sentiment score and a vector per text.
+
+    The vector is a TF-IDF of words (and word pairs) projected by a truncated SVD, both fitted on the texts
+    before the latest training cutoff (where the vocabularies are fitted); the sentiment is VADER's compound score
+    (Hutto & Gilbert 2014), from the lexicon the vaderSentiment package ships. Both enter the event tokens as
+    numeric attributes (``event_text_sentiment``, ``event_text_svd_1``…) and, aggregated per customer, the
+    ``text`` feature group. Nothing is downloaded.
+    """
+
+    enabled: bool = True  # false: the text column is kept but not used
+    svd_dims: int = 16  # dimensions of the text vector (truncated SVD of the TF-IDF)
+    max_terms: int = 2000  # TF-IDF vocabulary: the most frequent words and word pairs of the training texts
+    min_texts: int = 2  # a word (or pair) must appear in at least this many training texts
+    ngram_max: int = 2  # 1: single words; 2: words and pairs of adjacent words ("not arrived")
+    max_fit_texts: int = 200_000  # the latest this many training texts fit the TF-IDF and the SVD
+    negative_below: float = -0.05  # a text whose sentiment is at or below this is negative (VADER's own cut)
+    feature_days: tuple[int, ...] = (30, 90)  # text count, mean sentiment and negative share over the last N days
+    recent_texts: int = 5  # the feature text vector is the mean over the customer's last N texts
+    seed: int = 0  # of the randomised SVD
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.svd_dims <= 256:
+            raise ConfigError(f"text svd_dims must be 1 to 256, got {self.svd_dims}")
+        if self.max_terms < 2 or self.min_texts < 1 or self.max_fit_texts < 2 or self.recent_texts < 1:
+            raise ConfigError(
+                "text max_terms and max_fit_texts must be at least 2, min_texts and recent_texts at least 1; got "
+                f"{self.max_terms}, {self.max_fit_texts}, {self.min_texts} and {self.recent_texts}"
+            )
+        if self.ngram_max not in (1, 2, 3):
+            raise ConfigError(f"text ngram_max must be 1, 2 or 3, got {self.ngram_max}")
+        if not -1 <= self.negative_below <= 1:
+            raise ConfigError(f"text negative_below is a sentiment from -1 to 1, got {self.negative_below}")
+        if not self.feature_days or not all(1 <= d <= MAX_SPAN_DAYS for d in self.feature_days):
+            raise ConfigError(f"text feature_days must be days from 1 to {MAX_SPAN_DAYS}, got {self.feature_days}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from custseq.config.data import (
     FeatureConfig,
     ProspectConfig,
     SequenceConfig,
+    TextConfig,
     ValidationConfig,
     WindowConfig,
 )
@@ -41,6 +42,7 @@ class RunConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     prospects: ProspectConfig = field(default_factory=ProspectConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

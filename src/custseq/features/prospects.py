@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from custseq.config import FeatureConfig
-from custseq.features.rfm import DailyTables, events_part, profile_part
+from custseq.config import FeatureConfig, TextConfig
+from custseq.features.rfm import DailyTables, SqlParts, events_part, profile_part
+from custseq.features.text import text_feature_sql
 from custseq.io.engine import fetch_arrow, fetch_scalar
 from custseq.labels import build_labels
 from custseq.validate.quarantine import CleanTable
@@ -43,13 +44,18 @@ def build_prospect_features(
     *,
     customers: CleanTable | None = None,
     event_types: Sequence[str] = (),
+    text: TextConfig | None = None,
 ) -> pa.Table:
     """One row per prospect at the window's cutoff: ``customer_id``, ``cutoff``, the events columns and, with a
-    customers table, the profile columns (named as in the customers' features)."""
+    customers table and event texts, the profile and text columns (named as in the customers' features)."""
     types = tuple(event_types[: cfg.max_event_types])
     parts = [events_part(events, daily, types)]
+    params: dict = {}
     if "profile" in cfg.groups:
         parts.append(profile_part(customers))
+    if "text" in cfg.groups and (text_sql := text_feature_sql(events, text or TextConfig())) is not None:
+        parts.append(SqlParts(selects=list(text_sql.selects), joins=[text_sql.join]))
+        params.update(text_sql.params)
     selects = ",\n       ".join(s for part in parts for s in part.selects)
     joins = "\n".join(j for part in parts for j in part.joins)
     sql = (
@@ -57,7 +63,7 @@ def build_prospect_features(
         f"SELECT r.customer_id, CAST($cutoff AS TIMESTAMP) AS cutoff,\n       {selects}\nFROM r\n{joins}\n"
         "ORDER BY r.customer_id"
     )
-    params = {"cutoff": window.cutoff, "as_of_day": window.as_of, "horizon": window.horizon_days}
+    params.update({"cutoff": window.cutoff, "as_of_day": window.as_of, "horizon": window.horizon_days})
     params.update({f"event_type_{i}": e for i, e in enumerate(types)})
     return fetch_arrow(con, sql, params)
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from custseq.config import FeatureConfig
+from custseq.config import FeatureConfig, TextConfig
+from custseq.features.text import text_feature_sql
 from custseq.io.engine import exact_sum_sql, fetch_arrow, fetch_scalar
 from custseq.schema import Kind, quote_ident, snake_case
 from custseq.validate.quarantine import CleanTable
@@ -234,6 +235,7 @@ def build_features(
     events: CleanTable | None = None,
     event_types: Sequence[str] = (),
     daily: DailyTables | None = None,
+    text: TextConfig | None = None,
 ) -> pa.Table:
     """One row per customer with a transaction before the cutoff.
 
@@ -243,7 +245,9 @@ def build_features(
     table are joined by key as ``profile_<column>``; a signup after the cutoff is treated as unknown. A column
     that is undefined for a customer (the gaps of a one-purchase customer) is null; the set of columns
     depends only on the settings and on which columns the tables have, never on the window.
-    ``event_types`` (the most frequent first, e.g. the fitted vocabulary's) get counts of their own.
+    ``event_types`` (the most frequent first, e.g. the fitted vocabulary's) get counts of their own. The
+    ``text`` group reads the text columns that :func:`custseq.text.events.with_text_vectors` added to
+    ``events`` (settings ``text``, default :class:`TextConfig`).
     """
     if daily is None or daily.until < window.cutoff:
         daily = build_daily(con, tx, window.cutoff, prefix="daily_single")
@@ -260,6 +264,9 @@ def build_features(
     if "events" in groups and events is not None:
         parts.append(events_part(events, daily, event_types[: cfg.max_event_types]))
         params.update({f"event_type_{i}": e for i, e in enumerate(event_types[: cfg.max_event_types])})
+    if "text" in groups and (text_sql := text_feature_sql(events, text or TextConfig())) is not None:
+        parts.append(SqlParts(selects=list(text_sql.selects), joins=[text_sql.join]))
+        params.update(text_sql.params)
     return fetch_arrow(con, _features_sql(daily, parts), params)
 
 

@@ -47,6 +47,7 @@ from custseq.progress import Note
 from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
 from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
+from custseq.text.events import fit_on_events, uses_text, with_text_vectors
 from custseq.validate.currencies import currency_of_data
 from custseq.validate.quarantine import CleanTable
 from custseq.validate.tables import ValidationReport, validate_into
@@ -131,10 +132,16 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         for note in notes:
             say(Note(note))
         roles = _roles(plan)
+        text_model = None
+        if ev is not None and uses_text(ev, config.text):
+            with _stage(timings, "text_s", say, "fitting the text model on training texts"):
+                text_model = fit_on_events(con, ev, plan.vocab_cutoff, config.text)
+                ev = with_text_vectors(con, ev, text_model)
         with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
             layout = layout_for(tx, ev, config.sequence.token)
             cutoffs = [w.cutoff for _, w in roles]
             vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, config.sequence, cutoffs=cutoffs)
+            vocab = dataclasses.replace(vocab, text=text_model)
             vocab.save(out / VOCAB_FILE)
         with _stage(timings, "base_s", say, "ordering every customer's events once"):
             lists = build_token_lists(con, vocab, "tokens")
@@ -222,8 +229,9 @@ def _write_window(
     folder = window_folder(out, window.key)
     folder.folder.mkdir(parents=True, exist_ok=True)
     features = build_features(
-        con, tx, window, cfg.features, customers=cust, events=ev, event_types=event_types(vocab), daily=daily
-    )
+        con, tx, window, cfg.features, customers=cust, events=ev, event_types=event_types(vocab), daily=daily,
+        text=cfg.text,
+    )  # fmt: skip
     customers = features.num_rows
     btyd_fit = None
     if cfg.features.btyd:
@@ -285,6 +293,8 @@ def prepare_scoring_sequences(
         future = cutoff_of(config.window.as_of) if config.window.as_of else None
         report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
+        if vocab.text is not None and ev is not None:  # the model's own text model, as it made its tokens
+            ev = with_text_vectors(con, ev, vocab.text)
         _check_fields(vocab, {"transactions": tx, "events": ev})
         data_start, data_end = data_span(con, tx.sql_name)
         if config.window.as_of is not None:  # after the last row is accepted; before the first is not
@@ -295,6 +305,7 @@ def prepare_scoring_sequences(
             features = build_features(
                 con, tx, window, config.features, customers=report.tables.get("customers"), events=ev,
                 event_types=event_types(vocab),
+                text=config.text,
             )  # fmt: skip
             if config.features.btyd:  # a failed fit leaves the columns null and is logged
                 features, _ = add_btyd_features(features, window.horizon_days, fitted=btyd_fit)
@@ -346,7 +357,9 @@ def prospects_table(
     """The window's prospects (events, no purchase before the cutoff): features, and labels when ``labelled``."""
     if daily is None or daily.until < window.cutoff:
         daily = build_daily(con, tx, window.cutoff, prefix="daily_prospects")
-    table = build_prospect_features(con, tx, ev, window, cfg.features, daily, customers=cust, event_types=types)
+    table = build_prospect_features(
+        con, tx, ev, window, cfg.features, daily, customers=cust, event_types=types, text=cfg.text
+    )
     if labelled:
         labels = build_prospect_labels(con, tx, ev, window).select(["customer_id", "churned", "purchases", "value"])
         table = table.join(labels, "customer_id").sort_by("customer_id")

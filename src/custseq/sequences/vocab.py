@@ -3,7 +3,8 @@
 Categorical ids: 0 = padding or no value (a field that does not apply to the token, or is empty),
 1 = mask (pre-training), 2 = unknown (rare in training, or unseen), 3… = values by falling frequency.
 Numeric fields are ``sign(x)·log1p(|x|)``, standardised with the mean and standard deviation of the
-training tokens.
+training tokens. The text model (:mod:`custseq.text`), when the events have texts, travels with the vocabulary:
+it makes the event tokens' text attributes, so whatever encodes tokens with the vocabulary applies it too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from custseq.errors import ArtifactError
 from custseq.io.engine import fetch_row, fetch_scalar
 from custseq.schema import quote_ident
 from custseq.sequences.tokens import Field, TokenLayout, create_tokens
+from custseq.text.model import TextModel
 from custseq.validate.quarantine import CleanTable
 
 PAD, MASK, UNKNOWN = 0, 1, 2
@@ -45,6 +47,7 @@ class SequenceVocab:
     fitted_before: str  # ISO instant: only rows before it were used
     format_version: int = VOCAB_FORMAT
     reserved: dict[str, int] = field(default_factory=lambda: {"pad": PAD, "mask": MASK, "unknown": UNKNOWN})
+    text: TextModel | None = None  # fitted on texts before fitted_before; None: the tokens carry no text
 
     def size(self, field_name: str) -> int:
         """Number of ids of a categorical field, reserved ids included."""
@@ -54,6 +57,10 @@ class SequenceVocab:
         d = asdict(self)
         d["values"] = {k: list(v) for k, v in self.values.items()}
         d["stats"] = {k: {"mean": m, "std": s} for k, (m, s) in self.stats.items()}
+        if self.text is None:  # the key only where there is a text model: earlier vocabularies read the same
+            del d["text"]
+        else:
+            d["text"] = self.text.to_json()
         return d
 
     @classmethod
@@ -74,6 +81,7 @@ class SequenceVocab:
                 fitted_before=d["fitted_before"],
                 format_version=d["format_version"],
                 reserved=dict(d["reserved"]),
+                text=TextModel.from_json(d["text"]) if d.get("text") is not None else None,
             )
         except KeyError as e:
             raise ArtifactError(f"vocabulary JSON is incomplete or corrupted: missing {e}") from None

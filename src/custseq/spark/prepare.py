@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custseq.config import RunConfig
+from custseq.errors import ConfigError
 from custseq.features.btyd import add_btyd_features
 from custseq.io.prepared import DAILY_SPEND_FILE, VOCAB_FILE, window_folder
 from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary, RunFolder
@@ -57,6 +58,7 @@ from custseq.spark.partitions import (
 from custseq.spark.session import session_for
 from custseq.spark.sql import literal
 from custseq.spark.validate import validate_on_spark
+from custseq.text.events import uses_text
 from custseq.validate.currencies import currency_of_data
 from custseq.validate.tables import ValidationReport
 from custseq.windows import Window, WindowPlan, cutoff_of, plan_windows
@@ -87,6 +89,11 @@ def prepare_on_spark(
         future = cutoff_of(config.window.as_of) if config.window.as_of else None
         report = validate_on_spark(spark, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
+    if uses_text(ev, config.text):  # the text model is fitted by the DuckDB engine only, for now
+        raise ConfigError(
+            "the events' text column is not read by the Spark engine yet: prepare with the default DuckDB engine, "
+            "or leave texts out with `[text] enabled = false` (or without the text column)"
+        )
     start, end, first_timed = spark.sql(
         f"SELECT min(ts), max(ts), min(CAST(ts AS DATE)) FILTER (WHERE NOT is_refund "
         f"AND ts <> CAST(CAST(ts AS DATE) AS TIMESTAMP_NTZ)) FROM {tx.sql_name}"

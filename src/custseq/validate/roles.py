@@ -52,7 +52,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "customer_id": "who did it, as in transactions",
         "ts": "when: a date or date-time (time zones converted to UTC)",
         "event": "what happened (page view, login, call): a sequence field",
-        "text": "free text of the event; kept, not used as a feature yet",
+        "text": "a ticket or review: its sentiment and a TF-IDF vector feed the event tokens and the text features",
     },
 }
 
