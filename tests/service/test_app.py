@@ -79,7 +79,7 @@ def test_the_pipeline_refusing_a_batch_is_a_422_with_its_message(client, monkeyp
     def refuse(*args, **kwargs):
         raise ConfigError("these customers cannot be scored: a reason the user can act on")
 
-    monkeypatch.setattr(served_module, "score_with_model", refuse)
+    monkeypatch.setattr(served_module, "score_in_memory", refuse)
     r = client.post("/score", json=_body(_customer("a")), headers=GOOD)
     assert (
         r.status_code == 422 and r.json()["detail"] == "these customers cannot be scored: a reason the user can act on"
@@ -234,7 +234,7 @@ def test_an_unexpected_failure_is_a_500_that_leaks_nothing_and_the_server_keeps_
     def broken(*args, **kwargs):
         raise RuntimeError(secret)
 
-    monkeypatch.setattr(served_module, "score_with_model", broken)
+    monkeypatch.setattr(served_module, "score_in_memory", broken)
     with caplog.at_level(logging.INFO):
         r = client.post("/score", json=_body(), headers=GOOD)
     assert r.status_code == 500 and r.json() == {"detail": "internal error while scoring"}
@@ -245,7 +245,7 @@ def test_an_unexpected_failure_is_a_500_that_leaks_nothing_and_the_server_keeps_
 
 def test_a_slow_scoring_call_times_out_with_a_503(model_dir, monkeypatch):
     c = TestClient(create_app(model_dir, ServiceSettings(request_timeout_s=0.2)))
-    monkeypatch.setattr(served_module, "score_with_model", lambda *a, **k: time.sleep(1.0))
+    monkeypatch.setattr(served_module, "score_in_memory", lambda *a, **k: time.sleep(1.0))
     r = c.post("/score", json=_body())
     assert r.status_code == 503 and "limit of 0.2 s (request_timeout_s)" in r.json()["detail"]
 
