@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,9 @@ class ServedModel:
     con: duckdb.DuckDBPyConnection
 
     @classmethod
-    def load(cls, model_dir: Path | str) -> ServedModel:
-        """Load ``model_dir`` as ``custseq score --model`` does.
+    def load(cls, model_dir: Path | str, *, threads: int | None = None) -> ServedModel:
+        """Load ``model_dir`` as ``custseq score --model`` does; its DuckDB connection runs ``threads`` threads
+        (None: as the model's engine settings say).
 
         Raises
         ------
@@ -47,7 +49,8 @@ class ServedModel:
         model, saved, manifest = load_churn_value(path)
         proposer = load_item_proposer(path / NEXT_EVENT_DIR)
         data_config = saved_data_config(saved["data"])
-        return cls(path, model, data_config, proposer, manifest, connect(data_config.engine))
+        engine = data_config.engine if threads is None else dataclasses.replace(data_config.engine, threads=threads)
+        return cls(path, model, data_config, proposer, manifest, connect(engine))
 
     def score(self, request: ScoreRequest) -> PredictRun:
         """The request's customers scored by :func:`custseq.pipelines.score.score_in_memory`, nothing written."""
