@@ -129,6 +129,9 @@ def test_settings_from_the_environment_refuse_bad_values():
         ServiceSettings.from_environment({"CUSTSEQ_PORT": "eighty"})
     with pytest.raises(ConfigError, match="max_customers must be at least 1"):
         ServiceSettings(max_customers=0)
+    assert ServiceSettings.from_environment({"CUSTSEQ_THREADS": "2"}).threads == 2
+    with pytest.raises(ConfigError, match="threads must be at least 1, got 0"):
+        ServiceSettings.from_environment({"CUSTSEQ_THREADS": "0"})
 
 
 def _tx(**fields: object) -> dict:

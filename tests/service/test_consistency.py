@@ -44,13 +44,9 @@ def test_api_and_cli_give_identical_scores_and_embeddings(model_dir, cdnow_rows,
 def test_a_worker_with_one_thread_gives_the_same_numbers(model_dir, real_body, monkeypatch):
     """custseq serve's workers run DuckDB and torch on one thread each (ServiceSettings.threads)."""
     default = TestClient(create_app(model_dir, ServiceSettings(threads=2))).post("/score", json=real_body)
-    threads = torch.get_num_threads()
     monkeypatch.setenv(MODEL_ENV, str(model_dir))
-    try:
-        worker = TestClient(app_from_environment())  # what uvicorn's workers build
-        assert torch.get_num_threads() == 1
-        one = worker.post("/score", json=real_body)
-    finally:
-        torch.set_num_threads(threads)
+    worker = TestClient(app_from_environment())  # what uvicorn's workers build (conftest restores torch's threads)
+    assert torch.get_num_threads() == 1
+    one = worker.post("/score", json=real_body)
     assert default.status_code == one.status_code == 200
     assert default.json() == one.json()

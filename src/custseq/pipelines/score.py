@@ -76,14 +76,14 @@ def score_with_model(
     out: Path | str | None = None,
     proposer: ItemProposer | None = None,
 ) -> PredictRun:
-    """Score new data with a fitted model in memory (what :func:`score` and the estimator do).
+    """Score new data with a fitted model (what :func:`score` and the estimator do).
 
     The window's sequences go through a temporary folder and are streamed shard by shard, so any number of
     customers fits; :func:`score_in_memory` holds them in memory instead, for small batches (a service's).
     ``proposer`` proposes the plans' next items (optional: without it plans hold catalogue actions only).
     """
     started = time.perf_counter()
-    cfg = scoring_config(model, data_cfg, as_of)
+    cfg = _scoring_config(model, data_cfg, as_of)
     inputs = fingerprint(describe_tables(tables), config_to_dict(cfg), model.horizon_days)
     with work_folder("score") as tmp, staged_output(out, command="score", inputs=inputs) as staging:
         work = WindowFolder(tmp)
@@ -130,7 +130,7 @@ def score_in_memory(
         On any problem with the data, as :func:`score_with_model`.
     """
     started = time.perf_counter()
-    cfg = scoring_config(model, data_cfg, as_of)
+    cfg = _scoring_config(model, data_cfg, as_of)
     with _session_on(con, cfg) as cur:
         scoring = prepare_scoring_tables(cur, tables, cfg, vocab=model.vocab, btyd_fit=_population_fit(model))
     scores = score_tables(model, scoring.features, scoring.sequences)
@@ -146,7 +146,7 @@ def score_in_memory(
     return _run(scored, metrics, None, model, cfg, proposer)
 
 
-def scoring_config(model: ChurnValueModel, data_cfg: RunConfig, as_of: str | None) -> RunConfig:
+def _scoring_config(model: ChurnValueModel, data_cfg: RunConfig, as_of: str | None) -> RunConfig:
     """The data settings of a scoring run: the model's horizon, and ``as_of`` (never the training as-of saved in
     ``data_cfg``; None: the day after the data's last)."""
     as_of_date = parse_date(as_of, "as-of") if as_of else None
