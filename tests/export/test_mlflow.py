@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,6 +107,20 @@ def test_the_exported_folder_is_code_and_custseqs_own_files_never_a_pickle(expor
     assert "python_model.pkl" not in mlmodel
     assert "set_model(CustseqPyfuncModel())" in (exported / "mlflow_model.py").read_text()
     assert (exported / "requirements.txt").read_text().count("custseq[mlflow]==") == 1
+
+
+@pytest.mark.slow
+def test_export_prints_no_warning(model_dir, tmp_path):
+    """MLflow warns "Add type hints to the `predict` method" (a UserWarning on stderr) when it defines a model
+    whose input is unannotated; the export runs in a fresh process, where that happens."""
+    out = tmp_path / "m"
+    done = subprocess.run(
+        [sys.executable, "-m", "custseq.cli", "export", "--model", str(model_dir), "--format", "mlflow", "--out",
+         str(out)], capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (out / "MLmodel").is_file()
+    assert "UserWarning" not in done.stderr and "type hints" not in done.stderr, done.stderr
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from custseq.cli import app
@@ -67,3 +68,11 @@ def real_body(cdnow_rows, sample_ids) -> dict:
         {"customer_id": cid, "transactions": [{"ts": ts.isoformat(), "amount": float(a), "quantity": float(q)}
                                               for ts, a, q in zip(g["ts"], g["amount"], g["quantity"], strict=True)]}
         for cid, g in chosen.groupby("customer_id")]}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_kept():
+    """app_from_environment sets torch's threads, as a worker process of its own should; the test process keeps its."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

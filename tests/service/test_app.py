@@ -13,6 +13,7 @@ import custseq.service.served as served_module
 from custseq.config.service import ServiceSettings, hash_key
 from custseq.errors import ConfigError
 from custseq.service import create_app
+from custseq.service.schemas import MAX_TEXT_CHARS
 
 AS_OF = "1998-06-30"  # the model fixture's (conftest)
 KEY = "s3cret-key"
@@ -79,7 +80,7 @@ def test_the_pipeline_refusing_a_batch_is_a_422_with_its_message(client, monkeyp
     def refuse(*args, **kwargs):
         raise ConfigError("these customers cannot be scored: a reason the user can act on")
 
-    monkeypatch.setattr(served_module, "score_with_model", refuse)
+    monkeypatch.setattr(served_module, "score_in_memory", refuse)
     r = client.post("/score", json=_body(_customer("a")), headers=GOOD)
     assert (
         r.status_code == 422 and r.json()["detail"] == "these customers cannot be scored: a reason the user can act on"
@@ -129,6 +130,9 @@ def test_settings_from_the_environment_refuse_bad_values():
         ServiceSettings.from_environment({"CUSTSEQ_PORT": "eighty"})
     with pytest.raises(ConfigError, match="max_customers must be at least 1"):
         ServiceSettings(max_customers=0)
+    assert ServiceSettings.from_environment({"CUSTSEQ_THREADS": "2"}).threads == 2
+    with pytest.raises(ConfigError, match="threads must be at least 1, got 0"):
+        ServiceSettings.from_environment({"CUSTSEQ_THREADS": "0"})
 
 
 def _tx(**fields: object) -> dict:
@@ -160,6 +164,14 @@ BAD_BODIES = {
     "duplicate ids": (_body(_customer("d"), _customer("d")), []),
     "after as_of": (_body(as_of="1997-12-31"), []),
     "event after as_of": (_body(_customer(events=[{"ts": "1998-07-01T00:00:00", "event": "visit"}])), []),
+    "event text not text": (
+        _body(_customer(events=[{"ts": "1998-01-01", "event": "ticket", "text": 5}])),
+        ["customers", 0, "events", 0, "text"],
+    ),
+    "event text too long": (
+        _body(_customer(events=[{"ts": "1998-01-01", "event": "ticket", "text": "x" * (MAX_TEXT_CHARS + 1)}])),
+        ["customers", 0, "events", 0, "text"],
+    ),
 }
 
 
@@ -234,7 +246,7 @@ def test_an_unexpected_failure_is_a_500_that_leaks_nothing_and_the_server_keeps_
     def broken(*args, **kwargs):
         raise RuntimeError(secret)
 
-    monkeypatch.setattr(served_module, "score_with_model", broken)
+    monkeypatch.setattr(served_module, "score_in_memory", broken)
     with caplog.at_level(logging.INFO):
         r = client.post("/score", json=_body(), headers=GOOD)
     assert r.status_code == 500 and r.json() == {"detail": "internal error while scoring"}
@@ -245,7 +257,7 @@ def test_an_unexpected_failure_is_a_500_that_leaks_nothing_and_the_server_keeps_
 
 def test_a_slow_scoring_call_times_out_with_a_503(model_dir, monkeypatch):
     c = TestClient(create_app(model_dir, ServiceSettings(request_timeout_s=0.2)))
-    monkeypatch.setattr(served_module, "score_with_model", lambda *a, **k: time.sleep(1.0))
+    monkeypatch.setattr(served_module, "score_in_memory", lambda *a, **k: time.sleep(1.0))
     r = c.post("/score", json=_body())
     assert r.status_code == 503 and "limit of 0.2 s (request_timeout_s)" in r.json()["detail"]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from custseq.cli import app
-from custseq.config.service import ServiceSettings
-from custseq.service import create_app
+from custseq.config.service import MODEL_ENV, ServiceSettings
+from custseq.service import app_from_environment, create_app
 
 AS_OF = "1998-06-30"
 
@@ -38,3 +39,14 @@ def test_api_and_cli_give_identical_scores_and_embeddings(model_dir, cdnow_rows,
             assert cli[column].tolist() == api[column].tolist(), column  # identical, not approximately
     api_vectors = [e["embedding"] for e in vectors.json()["embeddings"]]
     assert cli_embeddings.drop(columns="customer_id").to_numpy().tolist() == api_vectors
+
+
+def test_a_worker_with_one_thread_gives_the_same_numbers(model_dir, real_body, monkeypatch):
+    """custseq serve's workers run DuckDB and torch on one thread each (ServiceSettings.threads)."""
+    default = TestClient(create_app(model_dir, ServiceSettings(threads=2))).post("/score", json=real_body)
+    monkeypatch.setenv(MODEL_ENV, str(model_dir))
+    worker = TestClient(app_from_environment())  # what uvicorn's workers build (conftest restores torch's threads)
+    assert torch.get_num_threads() == 1
+    one = worker.post("/score", json=real_body)
+    assert default.status_code == one.status_code == 200
+    assert default.json() == one.json()

@@ -38,10 +38,11 @@ class ServiceSettings:
     max_transactions_per_customer: int = 10_000
     max_events_per_customer: int = 10_000
     request_timeout_s: float = 30.0  # a scoring call still running after this answers 503
+    threads: int = 1  # DuckDB and torch threads of each worker: requests are small, more workers use more cores
 
     def __post_init__(self) -> None:
         for name in ("port", "workers", "max_body_bytes", "max_customers", "max_transactions_per_customer",
-                     "max_events_per_customer"):  # fmt: skip
+                     "max_events_per_customer", "threads"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"service setting {name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.request_timeout_s <= 3600:

@@ -28,8 +28,9 @@ class CustseqPyfuncModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self._scorer = SavedScorer.load(Path(context.artifacts[MODEL_ARTIFACT]))
 
-    # model_input stays unannotated: MLflow reads a type hint there as a schema of its own, the signature is ours
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # A DataFrame hint is one MLflow infers no schema from (the signature is ours), and without a hint MLflow warns
+    # "Add type hints to the `predict` method" when the model is saved
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if self._scorer is None:
             raise ConfigError("the custseq MLflow model was not loaded; load it with mlflow.pyfunc.load_model")
         as_of = (params or {}).get(AS_OF_PARAM) or None  # None or "": the data's last day

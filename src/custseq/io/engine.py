@@ -14,6 +14,8 @@ import pyarrow as pa
 from custseq.config import EngineConfig
 from custseq.errors import ConfigError
 
+SESSION_SETTINGS = "SET TimeZone = 'UTC'"  # per session: a cursor does not inherit it
+
 
 def connect(cfg: EngineConfig | None = None) -> duckdb.DuckDBPyConnection:
     """Open an in-memory DuckDB connection with custseq's engine settings.
@@ -25,7 +27,7 @@ def connect(cfg: EngineConfig | None = None) -> duckdb.DuckDBPyConnection:
     """
     cfg = cfg or EngineConfig()
     con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute(SESSION_SETTINGS)
     if cfg.threads:
         con.execute(f"SET threads = {int(cfg.threads)}")
     con.execute(f"SET memory_limit = '{_safe_setting(cfg.memory_limit or default_memory_limit())}'")
@@ -74,6 +76,17 @@ def default_spill_directory() -> Path:
     keeps that removal from touching another run's files (DuckDB's default is ``.tmp`` in the working folder).
     """
     return Path(tempfile.gettempdir()) / f"custseq-spill-{uuid.uuid4().hex[:12]}"
+
+
+def session(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new session on ``con``'s database, set up as :func:`connect` sets one; close it when done.
+
+    It has its own temporary tables and views (they go when it is closed), so sessions of one connection may run
+    at the same time in different threads; the engine settings (threads, memory) are the database's.
+    """
+    cursor = con.cursor()
+    cursor.execute(SESSION_SETTINGS)
+    return cursor
 
 
 def _safe_setting(value: str) -> str:

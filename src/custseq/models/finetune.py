@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +26,7 @@ from safetensors.torch import save_file as save_safetensors_file
 
 from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, TrainConfig
 from custseq.errors import ArtifactError, TrainingError
-from custseq.features.matrix import TabularSpec, fit_tabular
+from custseq.features.matrix import TabularSpec, fit_tabular, transform_tabular
 from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.metrics import churn_value_metrics
 from custseq.models.artifacts import Manifest, configs_from_json, data_fingerprint, load_model, save_model
@@ -33,14 +34,14 @@ from custseq.models.calibration import Calibrator, calibration_report, fit_calib
 from custseq.models.distributed import is_main_process, world_size_from_env
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
-from custseq.models.multitask import QUANTILES, MultiTaskModel
+from custseq.models.multitask import QUANTILES, CustomerBatch, MultiTaskModel
 from custseq.models.predictor import NetworkOutputs, Predictor
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.prospects import ProspectModel
 from custseq.models.samples import SampleStream, fit_sample_weights
 from custseq.models.train import TrainResult, train
 from custseq.progress import RunProgress
-from custseq.sequences.batch import split_mask
+from custseq.sequences.batch import SequenceStream, split_mask
 from custseq.sequences.vocab import SequenceVocab
 
 MODEL_TYPE = "custseq-churn-value"
@@ -295,6 +296,33 @@ def score_window(
     return apply_predictor(model.predictor, scores, pq.read_table(window.features))
 
 
+def score_tables(
+    model: ChurnValueModel, features: pa.Table, sequences: pa.Table, batch_size: int = 1024
+) -> WindowScores:
+    """:func:`score_window` for a window held in memory: its features and the sequences of one shard.
+
+    The customers are batched as :func:`score_window` batches that shard's file, so the numbers are the same.
+    """
+    stream = SequenceStream((), model.vocab, model.max_events, batch_size, shuffle=False)
+    inputs = transform_tabular(model.tabular, features)
+    rows_of = {c: i for i, c in enumerate(inputs.customer_ids)}
+    values = torch.from_numpy(inputs.values)
+    categories = {k: torch.from_numpy(v) for k, v in inputs.categories.items()}
+
+    def batches() -> Iterator[CustomerBatch]:
+        for events in stream.table_batches(sequences):
+            try:
+                rows = torch.tensor([rows_of[c] for c in events.customer_ids], dtype=torch.long)
+            except KeyError as e:
+                raise TrainingError(f"customer {e} has a sequence but no features") from None
+            yield CustomerBatch(events, values[rows], {k: v[rows] for k, v in categories.items()})
+
+    scores = _predict_batches(model.network, batches(), model.calibrator)
+    if model.predictor is None:
+        return scores
+    return apply_predictor(model.predictor, scores, features)
+
+
 def apply_predictor(predictor: Predictor, scores: WindowScores, features: pa.Table) -> WindowScores:
     """The predictor's columns for the scored customers (embeddings and labels kept)."""
     index = {c: i for i, c in enumerate(features.column("customer_id").to_pylist())}
@@ -432,14 +460,18 @@ def _labels(scores: WindowScores) -> tuple[np.ndarray, np.ndarray]:
     return scores.churned, scores.value
 
 
-@torch.no_grad()
 def _predict_stream(network: MultiTaskModel, stream: SampleStream, calibrator: Calibrator) -> WindowScores:
+    return _predict_batches(network, stream.batches(), calibrator)
+
+
+@torch.no_grad()
+def _predict_batches(network: MultiTaskModel, batches: Iterable[CustomerBatch], calibrator: Calibrator) -> WindowScores:
     network.eval()
     device = next(network.parameters()).device
     ids: list[str] = []
     parts: dict[str, list[np.ndarray]] = {k: [] for k in PREDICTION_COLUMNS}
     embeddings, churned, value = [], [], []
-    for batch in stream.batches():
+    for batch in batches:
         out = network(batch.to(device))
         for k, v in network.predict_values(out).items():
             parts[k].append(v.double().cpu().numpy())

@@ -147,7 +147,22 @@ def score_customers(
 
     custseq works with customer ids as text; with ``integer_ids`` (the user's ids are integers) every output
     gives them back as integers, in numeric order (1, 2, 10 rather than "1", "10", "2")."""
-    feature_table = pq.read_table(window.features)
+    features = pq.read_table(window.features)
+    return score_customers_of(scores, features, window, model, cfg, proposer, integer_ids=integer_ids)
+
+
+def score_customers_of(
+    scores: WindowScores,
+    feature_table: pa.Table,
+    window: WindowFolder | None,
+    model: Scorer,
+    cfg: RunConfig,
+    proposer: ItemProposer | None,
+    *,
+    integer_ids: bool = False,
+) -> ScoredCustomers:
+    """:func:`score_customers` with the window's features in memory; ``window`` (its sequences) is read only when
+    the plans propose next items (:func:`plans_read_sequences`), and may be None otherwise."""
     features = feature_table.to_pandas()
     population = model.predictor.btyd_fit if model.predictor is not None else None
     btyd, p_alive = _btyd(feature_table, model.output_horizon_days, population)
@@ -261,11 +276,16 @@ def with_p_alive(predictions: pa.Table, btyd: BtydPredictions | None) -> pa.Tabl
     return predictions.append_column("p_alive", column)
 
 
+def plans_read_sequences(proposer: ItemProposer | None, vocab: SequenceVocab, cfg: RunConfig) -> bool:
+    """Whether :func:`with_plans` proposes next items, which it reads from the window's sequence files."""
+    return proposer is not None and item_field(vocab, cfg.actions.item_field) is not None
+
+
 def with_plans(
     predictions: pd.DataFrame,
     proposer: ItemProposer | None,
     vocab: SequenceVocab,
-    window: WindowFolder,
+    window: WindowFolder | None,
     cfg: RunConfig,
 ) -> tuple[pd.DataFrame, ActionSettings]:
     """Add ``next_items`` (the proposer's likeliest next items), ``retention_flag`` and ``next_actions``; and
@@ -285,6 +305,8 @@ def with_plans(
     elif proposer is None:
         note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     else:
+        if window is None:
+            raise ValueError("the plans propose next items from the window's sequences: pass its folder")
         by_id, level = next_items_for_plans(
             proposer.model, vocab, window, field, a, products, mixture=proposer.mixture, decided=proposer.level
         )

@@ -25,7 +25,7 @@ from custseq.errors import ConfigError, SchemaError
 from custseq.features.btyd import add_btyd_features
 from custseq.features.prospects import build_prospect_features, build_prospect_labels
 from custseq.features.rfm import DailyTables, build_daily, build_features
-from custseq.io.engine import connect, drop_tables, fetch_scalar
+from custseq.io.engine import connect, drop_tables, fetch_arrow, fetch_scalar
 from custseq.io.prepared import (
     DAILY_SPEND_FILE,
     VOCAB_FILE,
@@ -44,7 +44,7 @@ from custseq.io.run_files import (
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
 from custseq.progress import Note
-from custseq.sequences.build import build_token_lists, read_sequences, write_sequences
+from custseq.sequences.build import build_token_lists, read_sequences, sequences_sql, write_sequences
 from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
 from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
 from custseq.text.events import fit_on_events, uses_text, with_text_vectors
@@ -290,34 +290,17 @@ def prepare_scoring_sequences(
     out = Path(out)
     con = connect(config.engine)
     try:
-        future = cutoff_of(config.window.as_of) if config.window.as_of else None
-        report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
-        tx, ev = report.tables["transactions"], report.tables.get("events")
-        if vocab.text is not None and ev is not None:  # the model's own text model, as it made its tokens
-            ev = with_text_vectors(con, ev, vocab.text)
-        _check_fields(vocab, {"transactions": tx, "events": ev})
-        data_start, data_end = data_span(con, tx.sql_name)
-        if config.window.as_of is not None:  # after the last row is accepted; before the first is not
-            check_as_of(config.window.as_of, data_start, data_end)
-        window = Window(future or day_after(data_end), config.window.horizon_days)
+        report, window = _validated_window(con, tables, config, vocab, out / QUARANTINE_DIR)
         if with_features:
             out.mkdir(parents=True, exist_ok=True)
-            features = build_features(
-                con, tx, window, config.features, customers=report.tables.get("customers"), events=ev,
-                event_types=event_types(vocab),
-                text=config.text,
-            )  # fmt: skip
-            if config.features.btyd:  # a failed fit leaves the columns null and is logged
-                features, _ = add_btyd_features(features, window.horizon_days, fitted=btyd_fit)
+            features = _window_features(con, report, window, config, vocab, btyd_fit)
             pq.write_table(features, WindowFolder(out).features)
-            if ev is not None:
-                cust = report.tables.get("customers")
+            if (ev := report.tables.get("events")) is not None:
+                tx, cust = report.tables["transactions"], report.tables.get("customers")
                 write_prospects(
                     con, config, window, WindowFolder(out), tx, ev, cust, None, event_types(vocab), labelled=False
                 )
-        unknown = encode_tables(con, vocab, tx, ev)
-        tokens = create_tokens(con, vocab.layout, [window.cutoff])
-        lists = build_token_lists(con, vocab, tokens)
+        lists, unknown = _token_lists(con, report, vocab, window)
         n = fetch_scalar(con, f"SELECT count(*) FROM {lists} WHERE first_transaction < $c", {"c": window.cutoff})
         write_sequences(con, vocab, window, config.sequence, WindowFolder(out).sequences, n, lists=lists)
     finally:
@@ -369,6 +352,93 @@ def prospects_table(
 def event_types(vocab: SequenceVocab) -> tuple[str, ...]:
     """The event types of the training rows, most frequent first (the vocabulary's): each gets feature columns."""
     return vocab.values.get("event", ())
+
+
+@dataclass(frozen=True)
+class ScoringTables:
+    """One unlabelled window of new data held in memory: what :func:`prepare_scoring_sequences` writes, as tables."""
+
+    window: Window
+    features: pa.Table  # features.parquet's table
+    sequences: pa.Table  # one row per customer in id order: the rows of a single shard of sequences/
+    unknown_values: dict[str, int]  # non-empty values per field that the vocabulary does not know
+    report: ValidationReport
+
+
+def prepare_scoring_tables(
+    con: duckdb.DuckDBPyConnection,
+    tables: Tables,
+    config: RunConfig,
+    *,
+    vocab: SequenceVocab,
+    btyd_fit: BgNbdFit | None = None,
+    quarantine_dir: Path | None = None,
+) -> ScoringTables:
+    """:func:`prepare_scoring_sequences` with features, in memory on ``con``: no folder, no Parquet files.
+
+    The same validation, features and sequences; the sequences are the rows one shard would hold, so for up to
+    ``config.sequence.shard_customers`` customers they are batched as the files are. Rejected rows are written
+    to ``quarantine_dir`` when one is given. Its tables are left on ``con``: pass a connection of its own
+    (e.g. a cursor, closed after).
+
+    Raises
+    ------
+    SchemaError
+        If the data lack a field the vocabulary was fitted with (the model cannot read them).
+    CustseqError
+        On any other input problem.
+    """
+    report, window = _validated_window(con, tables, config, vocab, quarantine_dir)
+    features = _window_features(con, report, window, config, vocab, btyd_fit)
+    lists, unknown = _token_lists(con, report, vocab, window)
+    params = {"cutoff": window.cutoff, "max_events": config.sequence.max_events}
+    sequences = fetch_arrow(con, sequences_sql(vocab, lists), params).drop_columns(["shard"])
+    return ScoringTables(window, features, sequences, unknown, report)
+
+
+def _validated_window(
+    con: duckdb.DuckDBPyConnection, tables: Tables, config: RunConfig, vocab: SequenceVocab, quarantine: Path | None
+) -> tuple[ValidationReport, Window]:
+    """Validate new data, check that they have the vocabulary's fields, and place the scoring window."""
+    future = cutoff_of(config.window.as_of) if config.window.as_of else None
+    report = validate_into(con, tables, config, quarantine_dir=quarantine, future_cutoff=future)
+    tx, ev = report.tables["transactions"], report.tables.get("events")
+    if vocab.text is not None and ev is not None:  # the model's own text model, as it made its tokens
+        ev = with_text_vectors(con, ev, vocab.text)
+        report = dataclasses.replace(report, tables={**report.tables, "events": ev})
+    _check_fields(vocab, {"transactions": tx, "events": ev})
+    data_start, data_end = data_span(con, tx.sql_name)
+    if config.window.as_of is not None:  # after the last row is accepted; before the first is not
+        check_as_of(config.window.as_of, data_start, data_end)
+    return report, Window(future or day_after(data_end), config.window.horizon_days)
+
+
+def _window_features(
+    con: duckdb.DuckDBPyConnection,
+    report: ValidationReport,
+    window: Window,
+    config: RunConfig,
+    vocab: SequenceVocab,
+    btyd_fit: BgNbdFit | None,
+) -> pa.Table:
+    """The scoring window's features; its BG/NBD columns from ``btyd_fit``, else a fit on these customers."""
+    tx, ev = report.tables["transactions"], report.tables.get("events")
+    features = build_features(
+        con, tx, window, config.features, customers=report.tables.get("customers"), events=ev,
+        event_types=event_types(vocab), text=config.text,
+    )  # fmt: skip
+    if config.features.btyd:  # a failed fit leaves the columns null and is logged
+        features, _ = add_btyd_features(features, window.horizon_days, fitted=btyd_fit)
+    return features
+
+
+def _token_lists(
+    con: duckdb.DuckDBPyConnection, report: ValidationReport, vocab: SequenceVocab, window: Window
+) -> tuple[str, dict[str, int]]:
+    """The token-lists table of the window's customers, encoded with ``vocab``, and the unknown values per field."""
+    unknown = encode_tables(con, vocab, report.tables["transactions"], report.tables.get("events"))
+    tokens = create_tokens(con, vocab.layout, [window.cutoff])
+    return build_token_lists(con, vocab, tokens), unknown
 
 
 def _check_fields(vocab: SequenceVocab, tables: dict[str, CleanTable | None]) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from custseq.config import RunConfig, config_to_dict, parse_date
 from custseq.errors import ArtifactError
@@ -19,17 +24,29 @@ from custseq.io.atomic import (
     staged_output,
     work_folder,
 )
+from custseq.io.engine import connect, session
 from custseq.io.prepared import WindowFolder
-from custseq.io.run_files import METRICS_FILE, QUARANTINE_DIR, Metrics, RunFolder
+from custseq.io.run_files import METRICS_FILE, QUARANTINE_DIR, BgNbdFit, Metrics, RunFolder
 from custseq.io.tables import Tables
-from custseq.models.finetune import ChurnValueModel, load_churn_value, score_window
+from custseq.models.finetune import ChurnValueModel, load_churn_value, score_tables, score_window
 from custseq.models.next_event import ItemMixture
 from custseq.models.pretrain import load_pretrained
-from custseq.pipelines.outputs import ItemProposer, PredictRun, copy_quarantine, score_customers, write_scored
+from custseq.pipelines.outputs import (
+    ItemProposer,
+    PredictRun,
+    ScoredCustomers,
+    copy_quarantine,
+    plans_read_sequences,
+    score_customers,
+    score_customers_of,
+    write_scored,
+)
 from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
-from custseq.pipelines.prepare import prepare_scoring_sequences
-from custseq.pipelines.prospects import NO_PROSPECT_MODEL, ProspectFit, score_prospects
+from custseq.pipelines.prepare import prepare_scoring_sequences, prepare_scoring_tables
+from custseq.pipelines.prospects import NO_PROSPECT_MODEL, ProspectFit, ScoredProspects, score_prospects
 from custseq.scoring.item_level import ItemLevel
+from custseq.validate.tables import ValidationReport
+from custseq.windows import Window
 
 T = TypeVar("T")
 
@@ -60,38 +77,26 @@ def score_with_model(
     out: Path | str | None = None,
     proposer: ItemProposer | None = None,
 ) -> PredictRun:
-    """Score new data with a fitted model in memory (what :func:`score` and the estimator do).
+    """Score new data with a fitted model (what :func:`score` and the estimator do).
 
+    The window's sequences go through a temporary folder and are streamed shard by shard, so any number of
+    customers fits; :func:`score_in_memory` holds them in memory instead, for small batches (a service's).
     ``proposer`` proposes the plans' next items (optional: without it plans hold catalogue actions only).
     """
     started = time.perf_counter()
-    as_of_date = parse_date(as_of, "as-of") if as_of else None  # never the training as-of saved in data_cfg
-    window = dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days, as_of=as_of_date)
-    cfg = dataclasses.replace(data_cfg, window=window)
+    cfg = _scoring_config(model, data_cfg, as_of)
     inputs = fingerprint(describe_tables(tables), config_to_dict(cfg), model.horizon_days)
     with work_folder("score") as tmp, staged_output(out, command="score", inputs=inputs) as staging:
         work = WindowFolder(tmp)
-        population = model.predictor.btyd_fit if model.predictor is not None else None
         scoring = prepare_scoring_sequences(
-            tables, cfg, tmp, vocab=model.vocab, with_features=True,
-            btyd_fit=population.record() if population is not None else None,
-        )  # fmt: skip
+            tables, cfg, tmp, vocab=model.vocab, with_features=True, btyd_fit=_population_fit(model)
+        )
         scores = score_window(model, work)
         seconds = time.perf_counter() - started
-        integer_ids = scoring.report.accounts()["transactions"].customer_id_type == "integer"
+        integer_ids = _integer_ids(scoring.report)
         scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids)
         prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)
-        as_of_text = scoring.window.as_of.isoformat()
-        metrics = Metrics(
-            as_of=as_of_text,
-            horizon_days=model.output_horizon_days,
-            customers_scored=len(scores.customer_ids),
-            unknown_values=dict(scoring.unknown_values),
-            tables=scoring.report.accounts(),
-            seconds=round(seconds, 2),
-            prospects=prospects.summary if prospects is not None else None,
-            **scored.metrics_fields(),
-        )
+        metrics = _metrics(model, scoring.window, scoring.unknown_values, scoring.report, scored, seconds, prospects)
         if staging is not None:
             folder = RunFolder(staging)
             write_scored(folder, scored, metrics, model, work, cfg)
@@ -99,10 +104,122 @@ def score_with_model(
             if prospects is not None:
                 prospects.write(folder.path)
     out_dir = Path(out) if out is not None else None
+    return _run(scored, metrics, out_dir, model, cfg, proposer, prospects)
+
+
+def score_in_memory(
+    model: ChurnValueModel,
+    data_cfg: RunConfig,
+    tables: Tables,
+    *,
+    as_of: str | None = None,
+    proposer: ItemProposer | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> PredictRun:
+    """:func:`score_with_model` without writing anything: the window is prepared and scored in memory.
+
+    The same validation, features, sequences, network and derived columns; for up to
+    ``data_cfg.sequence.shard_customers`` customers the same batches too, hence the same numbers. No temporary
+    folder (unless the plans propose next items, which read the sequences from files) and no quarantine files.
+
+    Parameters
+    ----------
+    con
+        A DuckDB connection the caller keeps open between calls (a service keeps one per worker); each call works
+        in a session of its own on it (:func:`custseq.io.engine.session`), so calls may overlap. None: a
+        connection is opened for this call.
+
+    Raises
+    ------
+    CustseqError
+        On any problem with the data, as :func:`score_with_model`.
+    """
+    started = time.perf_counter()
+    cfg = _scoring_config(model, data_cfg, as_of)
+    with _session_on(con, cfg) as cur:
+        scoring = prepare_scoring_tables(cur, tables, cfg, vocab=model.vocab, btyd_fit=_population_fit(model))
+    scores = score_tables(model, scoring.features, scoring.sequences)
+    seconds = time.perf_counter() - started
+    with contextlib.ExitStack() as stack:
+        window = None
+        if plans_read_sequences(proposer, model.vocab, cfg):
+            window = WindowFolder(stack.enter_context(work_folder("score")))
+            _write_one_shard(scoring.sequences, window.sequences)
+        integer_ids = _integer_ids(scoring.report)
+        scored = score_customers_of(scores, scoring.features, window, model, cfg, proposer, integer_ids=integer_ids)
+    metrics = _metrics(model, scoring.window, scoring.unknown_values, scoring.report, scored, seconds)
+    return _run(scored, metrics, None, model, cfg, proposer)
+
+
+def _scoring_config(model: ChurnValueModel, data_cfg: RunConfig, as_of: str | None) -> RunConfig:
+    """The data settings of a scoring run: the model's horizon, and ``as_of`` (never the training as-of saved in
+    ``data_cfg``; None: the day after the data's last)."""
+    as_of_date = parse_date(as_of, "as-of") if as_of else None
+    window = dataclasses.replace(data_cfg.window, horizon_days=model.horizon_days, as_of=as_of_date)
+    return dataclasses.replace(data_cfg, window=window)
+
+
+def _population_fit(model: ChurnValueModel) -> BgNbdFit | None:
+    """The BG/NBD fit saved with the model's predictor, for the window's BG/NBD features."""
+    population = model.predictor.btyd_fit if model.predictor is not None else None
+    return population.record() if population is not None else None
+
+
+def _integer_ids(report: ValidationReport) -> bool:
+    return report.accounts()["transactions"].customer_id_type == "integer"
+
+
+def _metrics(
+    model: ChurnValueModel,
+    window: Window,
+    unknown_values: dict[str, int],
+    report: ValidationReport,
+    scored: ScoredCustomers,
+    seconds: float,
+    prospects: ScoredProspects | None = None,
+) -> Metrics:
+    return Metrics(
+        as_of=window.as_of.isoformat(),
+        horizon_days=model.output_horizon_days,
+        customers_scored=len(scored.predictions),
+        unknown_values=dict(unknown_values),
+        tables=report.accounts(),
+        seconds=round(seconds, 2),
+        prospects=prospects.summary if prospects is not None else None,
+        **scored.metrics_fields(),
+    )
+
+
+def _run(
+    scored: ScoredCustomers,
+    metrics: Metrics,
+    out_dir: Path | None,
+    model: ChurnValueModel,
+    cfg: RunConfig,
+    proposer: ItemProposer | None,
+    prospects: ScoredProspects | None = None,
+) -> PredictRun:
     return PredictRun(
-        scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, as_of_text, proposer,
+        scored.predictions, scored.embeddings.to_pandas(), metrics, out_dir, model, cfg, metrics.as_of, proposer,
         scored.contacts, prospects.frame if prospects is not None else None,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _session_on(con: duckdb.DuckDBPyConnection | None, cfg: RunConfig) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A session of its own on ``con``, or a new connection when there is none; closed at the end."""
+    own = session(con) if con is not None else connect(cfg.engine)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def _write_one_shard(sequences: pa.Table, folder: Path) -> None:
+    """The sequences as the single shard ``write_sequences`` would write for them."""
+    shard = folder / "shard=0"
+    shard.mkdir(parents=True, exist_ok=True)
+    pq.write_table(sequences, shard / "data_0.parquet")
 
 
 def load_item_proposer(folder: Path) -> ItemProposer | None:

@@ -191,6 +191,16 @@ class SequenceStream:
                         produced += 1
                     index += 1
 
+    def table_batches(self, table: pa.Table) -> Iterator[EventBatch]:
+        """The batches of one shard held in memory, formed as :meth:`batches` forms them from that shard's file
+        (one rank, no holdout, no batch limit): the same customers together, so the same numbers."""
+        rng = np.random.default_rng([self.seed, 0])
+        size = self.batch_size * self.bucket_batches
+        for start in range(0, table.num_rows, size):
+            buffer = table.slice(start, size)
+            for batch_rows in self._bucketed(buffer, rng):
+                yield collate(buffer.take(batch_rows), self.vocab, self.max_events)
+
     def _buffers(self, path: Path, rng: np.random.Generator) -> Iterator[pa.Table]:
         """Buffers of exactly ``batch_size * bucket_batches`` customers (the last one of a file may be short)."""
         size = self.batch_size * self.bucket_batches

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import torch
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -45,7 +46,7 @@ def create_app(model_dir: Path | str, settings: ServiceSettings) -> FastAPI:
     ArtifactError
         If the model folder is missing, incomplete or corrupted.
     """
-    served = ServedModel.load(model_dir)
+    served = ServedModel.load(model_dir, threads=settings.threads)
     telemetry = Telemetry.create()
     app = FastAPI(
         title="custseq", version=__version__,
@@ -69,11 +70,18 @@ def create_app(model_dir: Path | str, settings: ServiceSettings) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """The app uvicorn's workers build (``custseq serve`` passes the model and settings in the environment)."""
+    """The app uvicorn's workers build (``custseq serve`` passes the model and settings in the environment).
+
+    The worker process is the app's own, so torch's threads are set here to ``settings.threads`` (as the app's
+    DuckDB connection's): a worker scores one small request at a time, and more threads only spin; more workers
+    use more cores. The numbers stay those of ``custseq score`` (tests/service/test_consistency.py).
+    """
     model_dir = os.environ.get(MODEL_ENV)
     if not model_dir:
         raise ConfigError(f"set {MODEL_ENV} to the model folder (custseq serve --model DIR does)")
-    return create_app(model_dir, ServiceSettings.from_environment(os.environ))
+    settings = ServiceSettings.from_environment(os.environ)
+    torch.set_num_threads(settings.threads)
+    return create_app(model_dir, settings)
 
 
 def _add_routes(app: FastAPI, served: ServedModel, settings: ServiceSettings, telemetry: Telemetry) -> None:

@@ -41,6 +41,9 @@ CustomerId = Annotated[str, Field(strict=True, min_length=1, max_length=128, pat
 ProfileValue = Annotated[str, Field(strict=True, max_length=200)] | StrictBool | Amount | None
 
 
+MAX_TEXT_CHARS = 10_000  # of an event's text; longer texts are refused (422), never cut silently
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,10 +64,11 @@ class TransactionIn(_Strict):
 
 
 class EventIn(_Strict):
-    """One behaviour event (a visit, a support ticket…)."""
+    """One behaviour event (a visit, a support ticket…), with its text when it has one (a ticket, a review)."""
 
     ts: Timestamp
     event: Label
+    text: Annotated[str, Field(strict=True, max_length=MAX_TEXT_CHARS)] | None = None
 
 
 class CustomerIn(_Strict):
