@@ -40,8 +40,9 @@ java:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; } || \
 		echo "note: java not installed (needs root); the Spark tests will be skipped"
 
+# a test file per worker (module fixtures such as a trained model or a SparkSession stay within one worker)
 test: lint typecheck browser java
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/prepare.py
