@@ -231,7 +231,7 @@ def test_saving_again_replaces_the_whole_directory(saved):
 
 def test_refuses_to_overwrite_a_directory_that_is_not_a_model(tmp_path):
     (tmp_path / "keep.txt").write_text("precious")
-    with pytest.raises(ArtifactError, match=r"refusing to overwrite .*not a model directory"):
+    with pytest.raises(ArtifactError, match=r"refusing to overwrite .*not a model folder"):
         save_model(tmp_path, ToyModel(CFG), {"toy": CFG}, None, model_type="toy")
     assert (tmp_path / "keep.txt").read_text() == "precious"
 

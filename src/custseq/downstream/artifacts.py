@@ -10,10 +10,8 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from custseq.baselines.boosted import BoostedInputs
 from custseq.config.downstream import HeadConfig
 from custseq.downstream.head import FittedHead, LightGbmModel, LinearModel
 from custseq.errors import ArtifactError, ConfigError
+from custseq.models.artifacts import check_replaceable, replace_dir
 from custseq.version import __version__
 
 HEAD_FILE = "head.json"
@@ -38,7 +37,7 @@ def save_head(head: FittedHead, path: Path | str) -> Path:
         If ``path`` is a file, or a folder that holds other files than a head's.
     """
     path = Path(path)
-    _check_replaceable(path)
+    check_replaceable(path, HEAD_FILE, "head")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -51,7 +50,7 @@ def save_head(head: FittedHead, path: Path | str) -> Path:
             (tmp / model_file).write_text(json.dumps(head.model.to_json(), indent=1))
         record = _record(head, model_file, _sha256(tmp / model_file))
         (tmp / HEAD_FILE).write_text(json.dumps(record, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
-        _replace_dir(tmp, path)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -130,27 +129,3 @@ def _record(head: FittedHead, model_file: str, sha256: str) -> dict[str, Any]:
 
 def _sha256(file: Path) -> str:
     return hashlib.sha256(file.read_bytes()).hexdigest()
-
-
-def _check_replaceable(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise ArtifactError(f"cannot save a head to {path}: it is a file; choose a folder")
-    if path.is_dir() and any(path.iterdir()) and not (path / HEAD_FILE).is_file():
-        raise ArtifactError(
-            f"refusing to overwrite {path}: it is not empty and not a head folder (no {HEAD_FILE}); choose a new "
-            "folder or empty it first"
-        )
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    # os.replace cannot put a folder over a non-empty one: move the old one aside, then delete it
-    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
-    if path.exists():
-        os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        if old.exists():
-            os.replace(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

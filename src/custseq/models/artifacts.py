@@ -224,7 +224,7 @@ def save_model(
         (nothing is overwritten then).
     """
     path = Path(path)
-    _check_replaceable(path)
+    check_replaceable(path)
     config_json = _config_json(config)
     try:
         extra_json = json.loads(json.dumps(dict(extra or {})))
@@ -258,7 +258,7 @@ def save_model(
             _write(tmp / VOCAB_FILE, _json_bytes(vocab_json))
         _write(tmp / WEIGHTS_FILE, weights)
         _write(tmp / MANIFEST_FILE, _json_bytes(manifest.to_json()))
-        _replace_dir(tmp, path)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
@@ -368,17 +368,25 @@ def _config_json(config: Any) -> dict[str, Any]:
         raise ArtifactError(f"config is not JSON: {e}; store config dataclasses or plain values") from None
 
 
-def _check_replaceable(path: Path) -> None:
+def check_replaceable(path: Path, marker: str = MANIFEST_FILE, what: str = "model") -> None:
+    """``path`` may be written over: absent, empty, or a folder of this kind (it holds ``marker``).
+
+    Raises
+    ------
+    ArtifactError
+        If it is a file, or a non-empty folder of something else.
+    """
     if path.exists() and not path.is_dir():
-        raise ArtifactError(f"cannot save a model to {path}: it is a file; choose a directory path")
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST_FILE).is_file():
+        raise ArtifactError(f"cannot save a {what} to {path}: it is a file; choose a folder")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
         raise ArtifactError(
-            f"refusing to overwrite {path}: it is not empty and not a model directory (no {MANIFEST_FILE}); "
-            "choose a new path or empty it first"
+            f"refusing to overwrite {path}: it is not empty and not a {what} folder (no {marker}); "
+            "choose a new folder or empty it first"
         )
 
 
-def _replace_dir(tmp: Path, path: Path) -> None:
+def replace_dir(tmp: Path, path: Path) -> None:
+    """Put the finished folder ``tmp`` in the place of ``path`` (which may exist), all or nothing."""
     # os.replace cannot put a directory over a non-empty one: move the old one aside, then delete it.
     old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
     if path.exists():
