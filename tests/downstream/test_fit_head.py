@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from tests.downstream.conftest import AS_OF
+from tests.text.small_shop import no_network
 from typer.testing import CliRunner
 
 import custseq
@@ -38,7 +39,8 @@ def classification_head(shop, model_dir, labels_frame, tmp_path_factory) -> tupl
     labels_frame[["customer_id", "bought_p0"]].to_csv(labels, index=False)
     args = ["fit-head", str(shop), "--model", str(model_dir), "--labels", str(labels), "--task", "classification",
             "--as-of", AS_OF, "--with-features", "--out", str(folder / "head")]  # fmt: skip
-    result = runner.invoke(app, args)
+    with no_network():  # fitting a head reaches for nothing outside this machine
+        result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     return folder / "head", " ".join(result.output.split())
 
@@ -97,7 +99,8 @@ def test_score_head_adds_the_columns(shop, model_dir, classification_head, regre
     out = tmp_path / "scored"
     args = ["score", str(shop), "--model", str(model_dir), "--head", str(classification_head[0]),
             "--head", str(regression_head[0]), "--out", str(out)]  # fmt: skip
-    result = runner.invoke(app, args)
+    with no_network():
+        result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     require_complete(out, "test")  # the folder was rewritten whole, run.json included
     predictions = pd.read_parquet(out / "predictions.parquet")
