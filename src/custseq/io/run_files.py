@@ -862,6 +862,11 @@ class RunFolder:
     def read_review(self) -> pd.DataFrame:
         return self._read_table(REVIEW_FILE)
 
+    def write_prospects(self, prospects: pd.DataFrame) -> Path:
+        """prospects.csv: people with events and no purchase yet, scored by their own model (formula-safe)."""
+        write_csv(prospects, self._target(PROSPECTS_CSV_FILE))
+        return self.path / PROSPECTS_CSV_FILE
+
     def write_contacts(self, contacts: pd.DataFrame) -> Path:
         write_csv(contacts, self._target(CONTACTS_FILE))
         return self.path / CONTACTS_FILE

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from custseq.config import RunConfig
 from custseq.io.prepared import PreparedWindows, WindowFolder
-from custseq.io.run_files import PROSPECTS_CSV_FILE, ProspectSummary
+from custseq.io.run_files import ProspectSummary, RunFolder
 from custseq.models.prospects import ProspectModel, fit_prospect_model, why_not_fit
 
 EXCLUDED = 'excluded by the setting [prospects] mode = "exclude"'
@@ -39,7 +39,7 @@ class ScoredProspects:
 
     def write(self, folder: Path) -> None:
         if self.frame is not None:
-            self.frame.to_csv(Path(folder) / PROSPECTS_CSV_FILE, index=False)
+            RunFolder(folder).write_prospects(self.frame)
 
 
 def fit_prospects(layout: PreparedWindows, cfg: RunConfig, seed: int) -> ProspectFit:
@@ -47,11 +47,11 @@ def fit_prospects(layout: PreparedWindows, cfg: RunConfig, seed: int) -> Prospec
     if cfg.prospects.mode == "exclude":
         return ProspectFit(None, EXCLUDED)
     train = _read([w for w in layout.training[1:] if w.has_labels])
-    validation = _read([layout.validation]) if layout.training and layout.validation.has_labels else None
-    if train is None or (reason := why_not_fit(train, cfg.prospects)) is not None:
-        if train is None:
-            reason = "no prospects in the training windows"
+    if train is None:
+        return ProspectFit(None, "no prospects in the training windows")
+    if (reason := why_not_fit(train, cfg.prospects)) is not None:
         return ProspectFit(None, reason)
+    validation = _read([layout.validation]) if layout.validation.has_labels else None
     return ProspectFit(fit_prospect_model(train, validation, cfg.model.predictor, seed), None)
 
 
