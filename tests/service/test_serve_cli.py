@@ -36,6 +36,14 @@ def test_a_corrupted_model_is_one_line(model_dir, tmp_path):
     assert result.exit_code == 2 and "manifest.json" in result.output and "Traceback" not in result.output
 
 
+def _restored_after_the_test(monkeypatch) -> None:
+    """serve sets these for its workers: unset now, and back as they were after the test (set then deleted, so that
+    monkeypatch remembers a variable that was absent too; delenv alone would leave serve's values behind)."""
+    for name in ("CUSTSEQ_MODEL", "CUSTSEQ_HOST", "CUSTSEQ_PORT", "CUSTSEQ_WORKERS"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_no_keys_on_a_public_address_refuses_to_start(model_dir, monkeypatch):
     monkeypatch.delenv("CUSTSEQ_API_KEYS", raising=False)
     _fails_with(
@@ -46,8 +54,7 @@ def test_no_keys_on_a_public_address_refuses_to_start(model_dir, monkeypatch):
 def test_serve_hands_uvicorn_the_factory_and_its_workers_the_settings(model_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))
-    for name in ("CUSTSEQ_MODEL", "CUSTSEQ_HOST", "CUSTSEQ_PORT", "CUSTSEQ_WORKERS"):
-        monkeypatch.delenv(name, raising=False)  # restored after the test: serve sets them for its workers
+    _restored_after_the_test(monkeypatch)
     monkeypatch.setenv("CUSTSEQ_API_KEYS", "k")
     result = runner.invoke(app, ["serve", "--model", str(model_dir), "--host", "0.0.0.0", "--port", "8123",
                                  "--workers", "2"])  # fmt: skip
@@ -64,7 +71,6 @@ def test_serve_hands_uvicorn_the_factory_and_its_workers_the_settings(model_dir,
 def test_keys_may_be_off_on_loopback(model_dir, monkeypatch, host):
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: None)
     monkeypatch.delenv("CUSTSEQ_API_KEYS", raising=False)
-    for name in ("CUSTSEQ_MODEL", "CUSTSEQ_HOST", "CUSTSEQ_PORT", "CUSTSEQ_WORKERS"):
-        monkeypatch.delenv(name, raising=False)
+    _restored_after_the_test(monkeypatch)
     result = runner.invoke(app, ["serve", "--model", str(model_dir), "--host", host])
     assert result.exit_code == 0 and "no API keys (loopback only)" in result.output
