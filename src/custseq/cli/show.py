@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from custseq.cli.app import console
-from custseq.io.run_files import EvaluationResult, Metrics, TableAccount
+from custseq.io.run_files import PROSPECTS_CSV_FILE, EvaluationResult, Metrics, TableAccount
 from custseq.metrics import METRICS, mean_text
 from custseq.pipelines.prepare import PrepareResult
 from custseq.report.sections.verdict import back_test_verdict
@@ -129,6 +129,7 @@ def print_contacts(contacts: ContactList, threshold: float, profit: ProfitConfig
 def print_outputs(out_dir: Path, report: Path | None) -> None:
     """Where a predict or score run wrote its files."""
     files = "predictions.parquet/.csv, embeddings.parquet, metrics.json, review.csv, quarantine/"
+    files += ", prospects.csv" if (out_dir / PROSPECTS_CSV_FILE).exists() else ""
     files += ", model/" if (out_dir / "model").exists() else ""
     files += f", {report.name}" if report else ""
     console.print(f"Outputs in [bold]{out_dir}/[/] ({files})")

@@ -72,7 +72,8 @@ def _at_stake(contacts: pd.DataFrame, profit: Profit | None, currency: str | Non
     if contacts.empty:
         return "No customer is worth a retention contact under the profit settings (see Retention campaign profit)."
     text = (
-        f"{len(contacts):,} customers are worth a retention contact (contacts.csv): at risk, and worth more than "
+        f"{len(contacts):,} {'customer is' if len(contacts) == 1 else 'customers are'} worth a retention contact "
+        "(contacts.csv): at risk, and worth more than "
         f"the contact costs. {money(contacts['value_at_stake'].sum(), currency)} is at stake with them (what they "
         "would spend if they stayed, times the chance they leave), and contacting them is expected to gain "
         f"{money(contacts['expected_gain'].sum(), currency)} after costs"
