@@ -122,7 +122,7 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
     timings: dict[str, float] = {}
     con = connect(config.engine)
     try:
-        with _stage(timings, "validate_s", say, "validating tables"):
+        with timed_stage(timings, "validate_s", say, "validating tables"):
             future = cutoff_of(config.window.as_of) if config.window.as_of else None
             report = validate_into(con, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
             tx, cust, ev = report.tables["transactions"], report.tables.get("customers"), report.tables.get("events")
@@ -131,19 +131,19 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         notes = plan.notes + ((currency_note,) if currency_note else ())
         for note in notes:
             say(Note(note))
-        roles = _roles(plan)
+        roles = window_roles(plan)
         text_model = None
         if ev is not None and uses_text(ev, config.text):
-            with _stage(timings, "text_s", say, "fitting the text model on training texts"):
+            with timed_stage(timings, "text_s", say, "fitting the text model on training texts"):
                 text_model = fit_on_events(con, ev, plan.vocab_cutoff, config.text)
                 ev = with_text_vectors(con, ev, text_model)
-        with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
+        with timed_stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
             layout = layout_for(tx, ev, config.sequence.token)
             cutoffs = [w.cutoff for _, w in roles]
             vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, config.sequence, cutoffs=cutoffs)
             vocab = dataclasses.replace(vocab, text=text_model)
             vocab.save(out / VOCAB_FILE)
-        with _stage(timings, "base_s", say, "ordering every customer's events once"):
+        with timed_stage(timings, "base_s", say, "ordering every customer's events once"):
             lists = build_token_lists(con, vocab, "tokens")
             drop_tables(con, "tokens", "enc_transactions", "enc_events")
             daily = build_daily(con, tx, plan.scoring.cutoff)
@@ -151,12 +151,27 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
             pq.write_table(con.sql(spend).to_arrow_table(), out / DAILY_SPEND_FILE)
         windows = []
         for role, window in roles:
-            with _stage(
+            with timed_stage(
                 timings, f"window_{window.key}_s", say, f"window {window.key} ({role}): features, labels, sequences"
             ):
                 windows.append(_write_window(con, config, plan, role, window, tx, cust, ev, vocab, out, lists, daily))
     finally:
         con.close()
+    return finish_prepare(out, plan, config, report, windows, notes, layout, vocab, timings)
+
+
+def finish_prepare(
+    out: Path,
+    plan: WindowPlan,
+    config: RunConfig,
+    report: ValidationReport,
+    windows: list[PreparedWindow],
+    notes: tuple[str, ...],
+    layout: TokenLayout,
+    vocab: SequenceVocab,
+    timings: dict[str, float],
+) -> PrepareResult:
+    """Write prepare.json for the written windows (either engine) and return the result."""
     summary = PrepareSummary(
         as_of=plan.scoring.as_of.isoformat(),
         horizon_days=config.window.horizon_days,
@@ -189,7 +204,7 @@ def _with_data_currency(
 
 
 @contextlib.contextmanager
-def _stage(timings: dict[str, float], key: str, say: Progress, message: str) -> Iterator[None]:
+def timed_stage(timings: dict[str, float], key: str, say: Progress, message: str) -> Iterator[None]:
     """Say that a stage starts, and record its seconds under ``key``."""
     say(message)
     tick = time.perf_counter()
@@ -207,7 +222,7 @@ def _sequence_summary(layout: TokenLayout, vocab: SequenceVocab, max_events: int
     )
 
 
-def _roles(plan: WindowPlan) -> list[tuple[str, Window]]:
+def window_roles(plan: WindowPlan) -> list[tuple[str, Window]]:
     roles = [("score", plan.scoring)] + ([("validation", plan.training[0])] if plan.training else [])
     return roles + [("train", w) for w in plan.training[1:]]
 

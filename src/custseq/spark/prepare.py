@@ -30,9 +30,9 @@ from custseq.config import RunConfig
 from custseq.errors import ConfigError
 from custseq.features.btyd import add_btyd_features
 from custseq.io.prepared import DAILY_SPEND_FILE, VOCAB_FILE, window_folder
-from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow, PrepareSummary, RunFolder
+from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow
 from custseq.io.tables import Tables
-from custseq.pipelines.prepare import PrepareResult, _roles, _sequence_summary, _stage
+from custseq.pipelines.prepare import PrepareResult, finish_prepare, timed_stage, window_roles
 from custseq.progress import Note
 from custseq.schema import quote_ident
 from custseq.sequences.tokens import TokenLayout, layout_for
@@ -85,7 +85,7 @@ def prepare_on_spark(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     spark = session_for(config.engine.spark_master)
-    with _stage(timings, "validate_s", say, "validating tables (Spark)"):
+    with timed_stage(timings, "validate_s", say, "validating tables (Spark)"):
         future = cutoff_of(config.window.as_of) if config.window.as_of else None
         report = validate_on_spark(spark, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)
         tx, ev = report.tables["transactions"], report.tables.get("events")
@@ -103,8 +103,8 @@ def prepare_on_spark(
     notes = plan.notes + ((currency_note,) if currency_note else ())
     for note in notes:
         say(Note(note))
-    roles = _roles(plan)
-    with _stage(timings, "vocab_s", say, "fitting vocabularies on training rows (Spark)"):
+    roles = window_roles(plan)
+    with timed_stage(timings, "vocab_s", say, "fitting vocabularies on training rows (Spark)"):
         layout = layout_for(tx, ev, config.sequence.token)
         values = _fit_categories(spark, layout, report, plan.vocab_cutoff, config)
         carrier = _carrier(spark, report, config)
@@ -116,7 +116,7 @@ def prepare_on_spark(
         sums = [read_payload(p) for kind, _, p in _run(carrier, work, NUMERIC_SUMS) if kind == NUMERIC_SUMS]
         vocab = dataclasses.replace(work.vocab, stats=combine_numeric_sums(layout, sums))
         vocab.save(out / VOCAB_FILE)
-    with _stage(timings, "windows_s", say, f"{len(roles)} windows: features, labels, sequences (Spark)"):
+    with timed_stage(timings, "windows_s", say, f"{len(roles)} windows: features, labels, sequences (Spark)"):
         specs = _window_specs(spark, tx.sql_name, plan, roles)
         work = dataclasses.replace(
             work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
@@ -125,20 +125,7 @@ def prepare_on_spark(
         _write_outputs(_run(carrier, work, "windows"), out, specs)
         windows = [_finish_window(out, spec, config) for spec in specs]
     carrier.unpersist()
-    summary = PrepareSummary(
-        as_of=plan.scoring.as_of.isoformat(),
-        horizon_days=config.window.horizon_days,
-        data_start=plan.data_start.isoformat(),
-        data_end=plan.data_end.isoformat(),
-        tables=report.accounts(),
-        windows=tuple(windows),
-        notes=notes,
-        sequence=_sequence_summary(layout, vocab, config.sequence.max_events),
-        config=config,
-        timings_s={k: round(v, 3) for k, v in timings.items()},
-    )
-    RunFolder(out).write_prepare_summary(summary)
-    return PrepareResult(out, summary, plan, vocab)
+    return finish_prepare(out, plan, config, report, windows, notes, layout, vocab, timings)
 
 
 def _with_data_currency(
