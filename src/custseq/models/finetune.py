@@ -474,8 +474,8 @@ def _predict_batches(network: MultiTaskModel, batches: Iterable[CustomerBatch], 
     for batch in batches:
         out = network(batch.to(device))
         for k, v in network.predict_values(out).items():
-            parts[k].append(v.double().cpu().numpy())
-        embeddings.append(out.embedding.float().cpu().numpy())
+            parts[k].append(v.double().cpu().numpy().copy())  # copies: a view would keep its batch's tensors
+        embeddings.append(out.embedding.float().cpu().numpy().copy())
         ids.extend(batch.events.customer_ids)
         if batch.churned is not None:
             churned.append(batch.churned.numpy())

@@ -232,8 +232,10 @@ def propose_next(
             mixed = mix(p_head, q, known, mixture.weight)
             top_p, top_i = _rank(mixed, _head_order(p_head), top_k)
         ids.extend(batch.customer_ids)
-        chunks_p.append(top_p.double().cpu().numpy())
-        chunks_i.append(top_i.cpu().numpy())
+        # copies: top_p is a view of the batch's sorted (B, V') probabilities, which it would keep alive (4 GiB at
+        # 300,000 customers and 2,000 products)
+        chunks_p.append(top_p.double().cpu().numpy().copy())
+        chunks_i.append(top_i.cpu().numpy().copy())
     order = sorted(range(len(ids)), key=ids.__getitem__)
     probabilities = np.concatenate(chunks_p)[order] if chunks_p else np.zeros((0, top_k))
     positions = np.concatenate(chunks_i)[order] if chunks_i else np.zeros((0, top_k), dtype=np.int64)

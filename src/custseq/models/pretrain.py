@@ -107,7 +107,7 @@ def embed(encoder: SequenceEncoder, stream: SequenceStream, device: str | torch.
     chunks: list[np.ndarray] = []
     for batch in stream.batches():
         ids.extend(batch.customer_ids)
-        chunks.append(encoder(batch.to(device)).embedding.float().cpu().numpy())
+        chunks.append(encoder(batch.to(device)).embedding.float().cpu().numpy().copy())  # not a view of the batch's
     matrix = np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), dtype=np.float32)
     columns = {"customer_id": pa.array(ids, pa.string())}
     columns |= {f"e{j}": pa.array(matrix[:, j], pa.float32()) for j in range(matrix.shape[1])}
