@@ -24,6 +24,8 @@ from custseq.models.next_event import (
     item_field,
     next_item_targets,
     propose_next,
+    rank_fully,
+    rank_mixed,
 )
 from custseq.models.pretrain import PretrainModel
 from custseq.sequences.batch import SequenceStream, shard_files
@@ -179,6 +181,23 @@ def test_recency_weights_count_events_from_the_latest_and_skip_reserved_ids():
     assert q[2].sum() == 0 and known.tolist() == [True, True, False]
     frequency, _ = customer_item_distribution(ids, lengths, half_life=1e9)
     np.testing.assert_allclose(frequency[0].numpy(), [0.75, 0.25])
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 1.0])
+def test_ranking_the_largest_candidates_equals_sorting_whole_rows(weight):
+    # few distinct values: many ties in the head and in the mixture, at and beyond the k-th place
+    gen = torch.Generator().manual_seed(7)
+    p_head = torch.randint(1, 6, (64, 300), generator=gen).double()
+    p_head /= p_head.sum(dim=1, keepdim=True)
+    q = torch.randint(0, 3, (64, 300), generator=gen).double() * (torch.rand(64, 300, generator=gen) < 0.02)
+    q /= q.sum(dim=1, keepdim=True).clamp(min=1e-300)
+    mixed = (1 - weight) * p_head + weight * q
+    for k in (1, 3, 10, 299, 300):
+        fast_p, fast_i = rank_mixed(mixed, p_head, k)
+        full_p, full_i = rank_fully(mixed, p_head, k)
+        assert torch.equal(fast_i, full_i) and torch.equal(fast_p, full_p)
+    distinct = torch.rand(8, 5000, generator=gen).double()  # no ties: the candidates alone decide
+    assert torch.equal(rank_mixed(distinct, distinct, 3)[1], torch.topk(distinct, 3, dim=1).indices)
 
 
 def test_weight_zero_is_the_head_and_weight_one_copies_the_customer(cyclic, trained, repeat):

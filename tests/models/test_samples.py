@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -12,9 +13,11 @@ import torch
 
 import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
+from custseq.errors import ConfigError
 from custseq.features.matrix import fit_tabular, transform_tabular
 from custseq.models.combine import latest_windows
 from custseq.models.encoder import SequenceEncoder
+from custseq.models.finetune import epoch_validation
 from custseq.models.multitask import MultiTaskModel
 from custseq.models.samples import SampleStream
 from custseq.models.train import train
@@ -68,6 +71,24 @@ def test_holdout_splits_customers_the_same_way_in_every_window(prepared):
     train_ids = {c for b in _stream(prepared, holdout="train").batches() for c in b.events.customer_ids}
     val_ids = {c for b in _stream(prepared, holdout="validation").batches() for c in b.events.customer_ids}
     assert train_ids and val_ids and not train_ids & val_ids
+
+
+def test_each_epoch_validates_on_a_stable_subset_of_the_validation_customers_when_they_are_many(prepared):
+    every_window = _stream(prepared, holdout="validation", holdout_fraction=0.5, shuffle=False)
+    full = dataclasses.replace(every_window, windows=every_window.windows[:1])  # the latest, as fine-tuning's
+    everyone = {c for b in full.batches() for c in b.events.customer_ids}
+    n = full.customers()
+    assert n == sum(len(b.events.customer_ids) for b in full.batches()) and n > 40
+    ft = FinetuneConfig(validation_fraction=0.5)
+    assert epoch_validation(full, dataclasses.replace(ft, max_epoch_validation_customers=n)) is full
+    assert epoch_validation(full, dataclasses.replace(ft, max_epoch_validation_customers=None)) is full
+    capped = epoch_validation(full, dataclasses.replace(ft, max_epoch_validation_customers=n // 4))
+    subset = [c for b in capped.batches(epoch=3) for c in b.events.customer_ids]
+    assert set(subset) < everyone and len(set(subset)) == len(subset)
+    assert n // 10 < len(subset) < n // 2  # about a quarter: a band of the id hash
+    assert subset == [c for b in capped.batches(epoch=0) for c in b.events.customer_ids]  # the same every epoch
+    with pytest.raises(ConfigError, match="max_epoch_validation_customers"):
+        FinetuneConfig(max_epoch_validation_customers=0)
 
 
 def test_the_training_loop_fits_the_multitask_model_on_samples(prepared):

@@ -130,6 +130,10 @@ class FinetuneConfig:
     # customers held out of training and validation altogether (evaluate's customer-split protocol: 0.15)
     test_fraction: float = 0.0
     label_fraction: float = 1.0  # share of the training customers (stable id hash) whose labels are used
+    # Each epoch's validation loss and early-stopping score read at most this many of the validation customers
+    # (a stable subset by id hash; None: all). An epoch's validation otherwise grows with the data while its
+    # training does not (max_samples_per_epoch); calibration and the reported metrics use every one of them.
+    max_epoch_validation_customers: int | None = 32_768
 
     def __post_init__(self) -> None:
         if not 0 < self.label_fraction <= 1:
@@ -154,6 +158,10 @@ class FinetuneConfig:
             raise ConfigError("focal_gamma >= 0, 0 < focal_alpha < 1, trunk_dim >= 1 and 0 <= dropout < 1 required")
         if len(self.fixed_weights) != 2 or min(self.fixed_weights) < 0:
             raise ConfigError(f"fixed_weights takes two weights >= 0, got {self.fixed_weights}")
+        if self.max_epoch_validation_customers is not None and self.max_epoch_validation_customers < 1:
+            raise ConfigError(
+                f"max_epoch_validation_customers must be at least 1 (or none), got {self.max_epoch_validation_customers}"
+            )
 
 
 CANDIDATES = ("network", "boosted", "boosted-features", "btyd")

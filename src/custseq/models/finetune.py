@@ -171,7 +171,8 @@ class _Setup:
     horizon_days: int
     network: MultiTaskModel
     train_stream: SampleStream
-    val_stream: SampleStream
+    val_stream: SampleStream  # every validation customer: calibration and the reported metrics
+    epoch_val_stream: SampleStream  # those each epoch's validation reads (FinetuneConfig.max_epoch_validation_customers)
 
 
 def _setup(prepared: PreparedWindows, cfg: ModelConfig, encoder_dir: Path | None, transfer: bool) -> _Setup:
@@ -200,7 +201,18 @@ def _setup(prepared: PreparedWindows, cfg: ModelConfig, encoder_dir: Path | None
             "no validation customers in the latest training window; the data have too few customers to "
             "fine-tune and validate a model (raise model.finetune.validation_fraction or add data)"
         )
-    return _Setup(vocab, spec, windows, prepared.horizon_days, network, train_stream, val_stream)
+    epoch_val_stream = epoch_validation(val_stream, ft)
+    return _Setup(vocab, spec, windows, prepared.horizon_days, network, train_stream, val_stream, epoch_val_stream)
+
+
+def epoch_validation(val_stream: SampleStream, ft: FinetuneConfig) -> SampleStream:
+    """The validation customers each epoch reads: all of them, or a stable subset by id hash when they are more
+    than ``ft.max_epoch_validation_customers`` (the customers whose hash falls in a narrower validation band)."""
+    cap = ft.max_epoch_validation_customers
+    customers = val_stream.customers()
+    if cap is None or customers <= cap:
+        return val_stream
+    return dataclasses.replace(val_stream, holdout_fraction=ft.validation_fraction * cap / customers)
 
 
 def _train(
@@ -208,7 +220,7 @@ def _train(
 ) -> TrainResult:
     """The shared training loop (:func:`custseq.models.train.train`), on this rank's share under ``torchrun``."""
     ft = setup.network.cfg
-    train_stream, val_stream = setup.train_stream, setup.val_stream
+    train_stream, val_stream = setup.train_stream, setup.epoch_val_stream
     processes = world_size_from_env()
     if train_stream.n_batches(processes) == 0:
         raise TrainingError(

@@ -228,9 +228,7 @@ def propose_next(
             top_p, top_i = torch.topk(probs, top_k, dim=-1)  # sorted, largest first
         else:
             p_head = _renormalised(probs)
-            q, known = customer_item_distribution(batch.categorical[field], batch.lengths, mixture.half_life)
-            mixed = mix(p_head, q, known, mixture.weight)
-            top_p, top_i = _rank(mixed, _head_order(p_head), top_k)
+            top_p, top_i = rank_mixed(_mixed(batch, field, p_head, mixture), p_head, top_k)
         ids.extend(batch.customer_ids)
         # copies: top_p is a view of the batch's sorted (B, V') probabilities, which it would keep alive (4 GiB at
         # 300,000 customers and 2,000 products)
@@ -249,6 +247,8 @@ def propose_next(
 
 def _mixed(batch: EventBatch, field: str, p_head: torch.Tensor, mixture: ItemMixture) -> torch.Tensor:
     """(B, V') the head's probabilities mixed with each customer's own items (:func:`mix`)."""
+    if mixture.weight == 0:  # what mix gives, exactly, without the customers' (B, V') distributions
+        return p_head
     q, known = customer_item_distribution(batch.categorical[field], batch.lengths, mixture.half_life)
     return mix(p_head, q, known, mixture.weight)
 
@@ -477,13 +477,12 @@ def fit_item_mixture(
         batch = batch.select(torch.tensor(rows, dtype=torch.long)).to(device)
         target = torch.tensor([target_of[c] - FIRST_VALUE_ID for c in batch.customer_ids], device=device)  # (B,)
         p_head = _renormalised(_head_probabilities(model, batch, field, anchor))  # (B, V')
-        head_order = _head_order(p_head)
         n += batch.size
         for h in HALF_LIVES:
             q, known = customer_item_distribution(batch.categorical[field], batch.lengths, h)
             for w in MIXTURE_WEIGHTS:
                 mixed = mix(p_head, q, known, w)
-                _, top = _rank(mixed, head_order, k)
+                _, top = rank_mixed(mixed, p_head, k)
                 j = grid.index((w, h))
                 hits[j] += float((top == target.unsqueeze(1)).any(dim=1).sum())
                 target_mass[j] += float(mixed.gather(1, target.unsqueeze(1)).sum())
@@ -565,16 +564,47 @@ def _renormalised(probs: torch.Tensor) -> torch.Tensor:
     return probs / probs.sum(dim=1, keepdim=True)
 
 
-def _head_order(p_head: torch.Tensor) -> torch.Tensor:
-    """(B, V') the values by falling head probability: the tie-break of :func:`_rank`."""
-    return torch.sort(p_head, dim=1, descending=True, stable=True).indices
+RANK_CANDIDATES = 16  # values ranked beyond k by rank_mixed before it falls back to sorting a whole row
 
 
-def _rank(mixed: torch.Tensor, head_order: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` largest mixed probabilities (B, k) and their value positions, equal ones in the head's order."""
-    by_head = mixed.gather(1, head_order)  # (B, V') in the head's order
-    ranked = torch.sort(by_head, dim=1, descending=True, stable=True)
+def rank_mixed(mixed: torch.Tensor, p_head: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest mixed probabilities (B, k) and their value positions; equal ones in the head's order
+    (the higher head probability first, then the lower position).
+
+    Only the ``k + RANK_CANDIDATES`` largest of each row are ordered; a row whose k-th value ties with a value
+    that may lie beyond them (e.g. weight 1: every item the customer never bought is at 0) is ranked by sorting
+    the whole row (:func:`rank_fully`), which gives the same answer at the cost of two sorts of (B, V')."""
+    width = mixed.shape[1]
+    m = min(width, k + RANK_CANDIDATES)
+    values, positions = torch.topk(mixed, m, dim=1)  # (B, m), equal values in no particular order
+    top_v, top_i = _ordered(values, positions, p_head.gather(1, positions), k)
+    if m == width:
+        return top_v, top_i
+    unsure = top_v[:, -1] <= values[:, -1]  # the k-th value is also the m-th: an equal one may be left out
+    if bool(unsure.any()):
+        rows = unsure.nonzero().squeeze(1)
+        top_v[rows], top_i[rows] = rank_fully(mixed[rows], p_head[rows], k)
+    return top_v, top_i
+
+
+def rank_fully(mixed: torch.Tensor, p_head: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rank_mixed` by sorting every value of each row: the values in the head's order (stable, so equal
+    head probabilities keep the lower position first), then by the mixed probability (stable again)."""
+    head_order = torch.sort(p_head, dim=1, descending=True, stable=True).indices  # (B, V')
+    ranked = torch.sort(mixed.gather(1, head_order), dim=1, descending=True, stable=True)
     return ranked.values[:, :k], head_order.gather(1, ranked.indices[:, :k])
+
+
+def _ordered(
+    values: torch.Tensor, positions: torch.Tensor, head: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` of (B, m) candidates by falling value, then falling head probability, then position:
+    stable sorts, the last key first."""
+    order = torch.argsort(positions, dim=1, stable=True)
+    order = order.gather(1, torch.sort(head.gather(1, order), dim=1, descending=True, stable=True).indices)
+    order = order.gather(1, torch.sort(values.gather(1, order), dim=1, descending=True, stable=True).indices)
+    first = order[:, :k]
+    return values.gather(1, first), positions.gather(1, first)
 
 
 def _window_cutoff(folder: WindowFolder, table: pa.Table | None = None) -> dt.datetime:

@@ -92,6 +92,10 @@ class SampleStream:
     def n_batches(self, world_size: int = 1) -> int:
         return sum(stream.n_batches(world_size) for stream in self._streams)
 
+    def customers(self) -> int:
+        """Customers of every window after the holdout (a customer in several windows counts in each)."""
+        return sum(sum(stream.customers_per_file) for stream in self._streams)
+
     def batches(self, epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[CustomerBatch]:
         order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.windows))
         for i in order if self.shuffle else range(len(self.windows)):
