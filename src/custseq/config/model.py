@@ -158,10 +158,8 @@ class FinetuneConfig:
             raise ConfigError("focal_gamma >= 0, 0 < focal_alpha < 1, trunk_dim >= 1 and 0 <= dropout < 1 required")
         if len(self.fixed_weights) != 2 or min(self.fixed_weights) < 0:
             raise ConfigError(f"fixed_weights takes two weights >= 0, got {self.fixed_weights}")
-        if self.max_epoch_validation_customers is not None and self.max_epoch_validation_customers < 1:
-            raise ConfigError(
-                f"max_epoch_validation_customers must be at least 1 (or none), got {self.max_epoch_validation_customers}"
-            )
+        if (cap := self.max_epoch_validation_customers) is not None and cap < 1:
+            raise ConfigError(f"max_epoch_validation_customers must be at least 1 (or none), got {cap}")
 
 
 CANDIDATES = ("network", "boosted", "boosted-features", "btyd")

@@ -172,7 +172,7 @@ class _Setup:
     network: MultiTaskModel
     train_stream: SampleStream
     val_stream: SampleStream  # every validation customer: calibration and the reported metrics
-    epoch_val_stream: SampleStream  # those each epoch's validation reads (FinetuneConfig.max_epoch_validation_customers)
+    epoch_val_stream: SampleStream  # those each epoch reads (FinetuneConfig.max_epoch_validation_customers)
 
 
 def _setup(prepared: PreparedWindows, cfg: ModelConfig, encoder_dir: Path | None, transfer: bool) -> _Setup:
