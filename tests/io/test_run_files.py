@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from custseq.config import AuditConfig, ModelConfig, ProfitConfig, RunConfig, ValueScoreConfig
@@ -440,3 +441,21 @@ def test_a_prepare_summary_written_before_notes_reads_with_none():
     summary = PrepareSummary.from_json(raw)
     assert summary.notes == () and summary.to_json()["notes"] == []
     assert summary.windows[0].role == "score" and summary.as_of == raw["as_of"]
+
+
+@pytest.mark.parametrize("rows_per_block", [2, 1000])
+def test_list_columns_parsed_by_arrow_equal_those_parsed_in_python(monkeypatch, rows_per_block):
+    monkeypatch.setattr(run_files, "JSON_ROWS_PER_BLOCK", rows_per_block)
+    items = [
+        json.dumps([{"item": "A", "probability": 0.5}, {"item": "B", "probability": 1e-06}]),
+        None,
+        "[]",
+        json.dumps([{"item": "C", "probability": 0.25, "name": "Cheddar ‘mature’"}]),  # a key only some rows have
+        json.dumps([{"item": "tea", "probability": 0.125, "level": "category"}]),
+    ]
+    multiline = '[\n {"item": "D", "probability": 0.5}\n]'
+    for texts in (items, [items[0], None, items[0]] * 3, [*items, multiline], ["[]", None]):
+        expected = pa.array([None if t is None else json.loads(t) for t in texts])
+        assert run_files._parsed_json(texts).equals(expected)
+    with pytest.raises(json.JSONDecodeError):  # bad JSON: Python's error, as before
+        run_files._parsed_json(['[{"item": "A"', "[]"])
