@@ -15,7 +15,7 @@ import pytest
 
 from custseq.config import AuditConfig, ModelConfig, ProfitConfig, RunConfig, ValueScoreConfig
 from custseq.errors import ArtifactError
-from custseq.io import run_files
+from custseq.io import json_texts, run_files
 from custseq.io.run_files import (
     ActionSettings,
     Attention,
@@ -445,7 +445,7 @@ def test_a_prepare_summary_written_before_notes_reads_with_none():
 
 @pytest.mark.parametrize("rows_per_block", [2, 1000])
 def test_list_columns_parsed_by_arrow_equal_those_parsed_in_python(monkeypatch, rows_per_block):
-    monkeypatch.setattr(run_files, "JSON_ROWS_PER_BLOCK", rows_per_block)
+    monkeypatch.setattr(json_texts, "JSON_ROWS_PER_BLOCK", rows_per_block)
     items = [
         json.dumps([{"item": "A", "probability": 0.5}, {"item": "B", "probability": 1e-06}]),
         None,
@@ -456,6 +456,6 @@ def test_list_columns_parsed_by_arrow_equal_those_parsed_in_python(monkeypatch, 
     multiline = '[\n {"item": "D", "probability": 0.5}\n]'
     for texts in (items, [items[0], None, items[0]] * 3, [*items, multiline], ["[]", None]):
         expected = pa.array([None if t is None else json.loads(t) for t in texts])
-        assert run_files._parsed_json(texts).equals(expected)
+        assert json_texts.parse_json_texts(texts).equals(expected)
     with pytest.raises(json.JSONDecodeError):  # bad JSON: Python's error, as before
-        run_files._parsed_json(['[{"item": "A"', "[]"])
+        json_texts.parse_json_texts(['[{"item": "A"', "[]"])

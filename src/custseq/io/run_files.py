@@ -34,7 +34,6 @@ is a text cell that already starts with ``'``, so that the readers here give bac
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Callable
@@ -46,11 +45,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from custseq.config import AuditConfig, ModelConfig, ProfitConfig, RunConfig, ValueScoreConfig
 from custseq.errors import ArtifactError
+from custseq.io.json_texts import parse_json_texts
 from custseq.io.records import InvalidRecord, JsonRecord, decode_fields, encode_fields
 
 FORMAT_VERSION = 1  # of every JSON run file; raise it when a file's keys or their meaning change
@@ -933,41 +932,13 @@ def _with_lists(table: pa.Table) -> pa.Table:
         if i < 0 or not (pa.types.is_string(t := table.schema.field(i).type) or pa.types.is_large_string(t)):
             continue
         texts = table.column(i).to_pylist()
-        column = _parsed_json(texts)
+        column = parse_json_texts(texts)
         if pa.types.is_null(column.type) or pa.types.is_null(column.type.value_type):
             column = pa.array([None if text is None else json.loads(text) for text in texts], empty_type)
         else:
             column = column.cast(_typed_nulls(column.type))
         table = table.set_column(i, name, column)
     return table.replace_schema_metadata(None)  # pandas' metadata would still call them text
-
-
-JSON_ROWS_PER_BLOCK = 100_000  # rows _parsed_json hands Arrow's JSON reader at a time (bounds its memory)
-
-
-def _parsed_json(texts: list[str | None]) -> pa.Array:
-    """JSON texts (one per row; None: null) parsed with Arrow's JSON reader, its types inferred as
-    ``pa.array(json.loads(...))`` would: several times faster than parsing them in Python at a million rows.
-    Texts spread over several lines (not custseq's), or blocks whose inferred types differ, are parsed in Python,
-    which also raises the errors of bad JSON."""
-    if any(text is not None and "\n" in text for text in texts):
-        return _parsed_in_python(texts)
-    chunks: list[pa.Array] = []
-    for start in range(0, len(texts), JSON_ROWS_PER_BLOCK):
-        block = texts[start : start + JSON_ROWS_PER_BLOCK]
-        lines = "\n".join('{"v":' + ("null" if text is None else text) + "}" for text in block).encode()
-        options = pajson.ReadOptions(block_size=len(lines) + 1, use_threads=False)
-        try:
-            chunks += pajson.read_json(io.BytesIO(lines), read_options=options).column("v").chunks
-        except pa.ArrowInvalid:
-            return _parsed_in_python(texts)
-    if not chunks or any(c.type != chunks[0].type for c in chunks):
-        return _parsed_in_python(texts)
-    return pa.chunked_array(chunks).combine_chunks()
-
-
-def _parsed_in_python(texts: list[str | None]) -> pa.Array:
-    return pa.array([None if text is None else json.loads(text) for text in texts])
 
 
 def _typed_nulls(list_type: pa.DataType) -> pa.DataType:

@@ -9,17 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from custseq import metrics
+from custseq.io.json_texts import parse_json_texts
 from custseq.scoring.segments import segment_table
 
 PRIMARY = "custseq"
@@ -330,26 +334,14 @@ def action_counts(predictions: pd.DataFrame, top: int = 8) -> pd.DataFrame:
         ``kind``, ``action``, ``item``, ``customers``, ``share`` (of all customers), ``first`` (customers for
         whom it is the first action) and ``mean_probability``; at most ``top`` rows per kind, most common first.
     """
-    rows = []
-    for position, text in enumerate(predictions["next_actions"].fillna("[]")):
-        for rank, entry in enumerate(json.loads(text) if isinstance(text, str) else text):
-            rows.append(
-                {
-                    "customer": position,
-                    "kind": entry.get("kind") or "",
-                    "action": entry.get("action") or "",
-                    "item": entry.get("item") or "",
-                    "probability": entry.get("probability"),
-                    "first": rank == 0,
-                }
-            )
     columns = ["kind", "action", "item", "customers", "share", "first", "mean_probability"]
-    if not rows:
+    frame = list_entries(predictions["next_actions"], ("kind", "action", "item", "probability"))
+    if not len(frame):
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)
+    frame["first"] = frame["rank"] == 0
     frame["probability"] = pd.to_numeric(frame["probability"], errors="coerce")
     table = frame.groupby(["kind", "action", "item"]).agg(
-        customers=("customer", "nunique"), first=("first", "sum"), mean_probability=("probability", "mean")
+        customers=("row", "nunique"), first=("first", "sum"), mean_probability=("probability", "mean")
     )
     table["share"] = table["customers"] / max(len(predictions), 1)
     table = table.reset_index().sort_values(
@@ -360,18 +352,43 @@ def action_counts(predictions: pd.DataFrame, top: int = 8) -> pd.DataFrame:
 
 def item_counts(predictions: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """The items most often among customers' ``next_items``: ``item``, ``customers``, ``share``."""
-    counts: dict[str, int] = {}
-    for text in predictions["next_items"].fillna("[]"):
-        entries = json.loads(text) if isinstance(text, str) else list(text)
-        for item in dict.fromkeys(_item_name(e) for e in entries):
-            counts[item] = counts.get(item, 0) + 1
-    table = pd.DataFrame({"item": list(counts), "customers": list(counts.values())}, columns=["item", "customers"])
+    entries = list_entries(predictions["next_items"], ("item", "name"))
+    entries = entries[entries["item"] != ""].drop_duplicates(["row", "item"])
+    counts = entries["item"].value_counts()
+    table = pd.DataFrame({"item": counts.index.astype(str), "customers": counts.to_numpy()})
     table = table.sort_values(["customers", "item"], ascending=[False, True]).head(top)
     table["share"] = table["customers"] / max(len(predictions), 1)
     return table.reset_index(drop=True)
 
 
-def _item_name(entry: object) -> str:
-    if isinstance(entry, Mapping):
-        return str(entry.get("item", entry.get("name", json.dumps(entry, sort_keys=True))))
-    return str(entry)
+def list_entries(column: pd.Series, fields: tuple[str, ...]) -> pd.DataFrame:
+    """One row per entry of a column of JSON lists of objects (text, or parsed lists): ``row`` (the position of
+    its list), ``rank`` (its place in the list) and ``fields`` ("" where an entry lacks a text field). Parsed by
+    Arrow (:func:`custseq.io.json_texts.parse_json_texts`): a million customers' plans take seconds."""
+    lists = parse_json_texts([_json_text(v) for v in column.tolist()])
+    empty = pd.DataFrame({"row": pd.Series(dtype="int64"), "rank": pd.Series(dtype="int64")} | {f: [] for f in fields})
+    if not pa.types.is_list(lists.type) or not pa.types.is_struct(lists.type.value_type):
+        return empty
+    flat = pc.list_flatten(lists)
+    rows = pc.list_parent_indices(lists).to_numpy()
+    rank = np.arange(len(rows)) - lists.offsets.to_numpy()[rows]
+    frame = pd.DataFrame({"row": rows, "rank": rank})
+    names = [f.name for f in lists.type.value_type]
+    for name in fields:
+        values = flat.field(name) if name in names else pa.nulls(len(flat))
+        is_text = pa.types.is_string(values.type) or pa.types.is_null(values.type)
+        frame[name] = values.to_pandas().fillna("").astype(str) if is_text else values.to_pandas()
+    if "item" in fields and "name" in fields:  # an entry without an item is known by its name
+        frame["item"] = frame["item"].where(frame["item"] != "", frame["name"])
+    return frame
+
+
+def _json_text(value: object) -> str | None:
+    """A plan or item list as JSON text: texts as they are, parsed lists dumped, missing ones None."""
+    if value is None or isinstance(value, str):
+        return value or None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return json.dumps(
+        [dict(e) if isinstance(e, Mapping) else e for e in cast(Iterable[Any], value)], ensure_ascii=False
+    )
