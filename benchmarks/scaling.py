@@ -12,12 +12,15 @@ peak resident memory per stage. Then ``custseq score FILE --model DIR/model`` sc
 saved model, timed the same way. Each stage's growth exponent is the slope of log(seconds) against
 log(customers) between the two largest sizes (1 = linear). The machine's load (CPU other processes used during
 the runs) is reported: the numbers are only comparable on a quiet machine. The result replaces the section
-"## scaling (issue 19)" of ``--out``.
+"## scaling (issue 19)" of ``--out``; the measurements go to ``--json`` (default ``benchmarks/scaling.json``) and
+the growth curves to ``--plot`` (default ``docs/scaling-growth.png``). ``--plot-only`` redraws the plot from the
+JSON without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import resource
 import shlex
@@ -41,7 +44,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "scaling.json")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "scaling-growth.png")
+    parser.add_argument("--plot-only", action="store_true", help="redraw --plot from --json, run nothing")
     args = parser.parse_args()
+    if args.plot_only:
+        _plot(json.loads(args.json.read_text())["results"], args.plot)
+        return
     sys.path.insert(0, str(ROOT / "src"))
     from custseq.datasets.synthetic import write_transactions
 
@@ -61,6 +70,8 @@ def main() -> None:
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/scaling.py", *sys.argv[1:]])
     section = _section(results, command, busy)
     write_section(args.out, section, HEADING)
+    args.json.write_text(json.dumps({"command": command, "busy_cores": busy, "results": results}, indent=1) + "\n")
+    _plot(results, args.plot)
     print(section)
 
 
@@ -98,6 +109,7 @@ def _section(results: list, command: str, busy: float) -> str:
     peaks = " | ".join(f"{max(g for _, _, g in r[2]):.2f}" for r in results)
     score = " | ".join(f"{r[4]:.0f}" for r in results)
     score_peak = " | ".join(f"{r[5]:.2f}" for r in results)
+    peak_stages = " | ".join(_short(max(r[2], key=lambda stage: stage[2])[0]) for r in results)
     largest = results[-1]
     verdicts = (
         f"At {largest[1]:,} customers: predict {largest[3] / 60:.1f} min (target ≤ {TARGET_PREDICT_S / 60:.0f} min "
@@ -114,9 +126,57 @@ def _section(results: list, command: str, busy: float) -> str:
         + "\n"
         f"| **predict, whole run** | {total} | {_slope_of([(r[1], r[3]) for r in results])} |\n"
         f"| predict peak memory (GiB) | {peaks} | |\n"
+        f"| stage of the peak | {peak_stages} | |\n"
         f"| **score with the saved model** | {score} | {_slope_of([(r[1], r[4]) for r in results])} |\n"
         f"| score peak memory (GiB) | {score_peak} | |\n"
     )
+
+
+MAIN_STAGES = {  # the plot's curves: the stages that take most of a large run, with their short labels
+    "windows: features, labels, sequences (all windows)": "windows: features, labels, sequences",
+    "pre-training the sequence encoder (masked + next event)": "pre-training",
+    "fine-tuning the churn + value model": "fine-tuning",
+    "fitting the boosted heads and choosing the predictor on the validation customers": "boosted heads, choice",
+    "fitting the next-item mixture on the latest training window": "next-item mixture",
+    "choosing between products and their categories on the latest training window": "products or categories",
+    "segments, next items, plans and the contact list for every customer": "segments, plans, contacts",
+}
+
+
+def _plot(results: list, path: Path) -> None:
+    """Seconds per main stage, the whole predict and score runs (left) and their peak memory (right) against
+    the customers, on log-log axes, with a line of slope 1 (linear growth) for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    customers = [r[1] for r in results]
+    fig, (time_ax, memory_ax) = plt.subplots(
+        1, 2, figsize=(12, 4.6), constrained_layout=True, gridspec_kw={"width_ratios": [1.6, 1]}
+    )
+    for name, label in MAIN_STAGES.items():
+        seconds = [sum(s for n, s, _ in r[2] if _short(n) == name) for r in results]
+        if any(seconds):
+            time_ax.plot(customers, seconds, marker="o", linewidth=1, label=label)
+    for column, color, label in ((3, "black", "predict, whole run"), (4, "grey", "score, whole run")):
+        time_ax.plot(customers, [r[column] for r in results], marker="s", color=color, linewidth=2.5, label=label)
+    linear = [results[-1][3] * c / customers[-1] for c in customers]
+    time_ax.plot(customers, linear, linestyle=":", color="black", label="linear growth (slope 1)")
+    time_ax.axhline(TARGET_PREDICT_S, color="firebrick", linestyle="--", linewidth=1, label="predict target at 1M")
+    time_ax.set(xscale="log", yscale="log", xlabel="customers", ylabel="seconds", title="Wall time (2 cores)")
+    time_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    memory_ax.plot(customers, [max(g for _, _, g in r[2]) for r in results], marker="s", color="black",
+                   label="predict")  # fmt: skip
+    memory_ax.plot(customers, [r[5] for r in results], marker="s", color="grey", label="score")
+    memory_ax.axhline(TARGET_PEAK_GIB, color="firebrick", linestyle="--", linewidth=1, label="target at 1M")
+    memory_ax.set(xscale="log", xlabel="customers", ylabel="GiB", title="Peak resident memory", ylim=(0, None))
+    memory_ax.legend(fontsize=8, loc="lower right")
+    for ax in (time_ax, memory_ax):
+        ax.grid(True, which="both", alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _short(name: str) -> str:
