@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from custseq.io.run_files import RunFolder
 from custseq.report.analysis import action_counts, item_counts, list_entries
 
 
@@ -28,7 +29,7 @@ PLANS = [
 ]
 
 
-def test_actions_are_counted_per_customer_with_their_first_places_and_mean_probability():
+def test_actions_are_counted_per_customer_with_their_first_places_and_mean_probability(tmp_path):
     texts = pd.Series([None if p is None else json.dumps(p) for p in PLANS])
     counts = action_counts(pd.DataFrame({"next_actions": texts}))
     by_action = counts.set_index("action")
@@ -40,6 +41,16 @@ def test_actions_are_counted_per_customer_with_their_first_places_and_mean_proba
     assert counts["kind"].tolist() == ["growth", "item", "item", "retention"]  # by kind, most common first
     parsed = pd.Series([np.nan if p is None else p for p in PLANS], dtype=object)  # lists, as read from Parquet
     pd.testing.assert_frame_equal(action_counts(pd.DataFrame({"next_actions": parsed})), counts)
+    folder = RunFolder(tmp_path)  # as the report reads a run folder: Arrow lists, no JSON at all
+    folder.write_predictions(pd.DataFrame({"customer_id": [str(i) for i in range(5)], "next_actions": texts}))
+    arrow = folder.read_predictions(lists="arrow")
+    assert isinstance(arrow["next_actions"].dtype, pd.ArrowDtype)
+    pd.testing.assert_frame_equal(action_counts(arrow), counts)
+    assert folder.read_predictions()["next_actions"].map(_parsed).tolist() == texts.map(_parsed).tolist()
+
+
+def _parsed(text):
+    return json.loads(text) if isinstance(text, str) else None
 
 
 def test_items_count_each_customer_once_and_fall_back_to_the_name():

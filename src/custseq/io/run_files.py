@@ -835,8 +835,11 @@ class RunFolder:
         pacsv.write_csv(_neutralised_table(_rounded(table)), self._target(PREDICTIONS_CSV_FILE))
         return self.path / PREDICTIONS_FILE
 
-    def read_predictions(self) -> pd.DataFrame:
-        return self._read_table(PREDICTIONS_FILE)
+    def read_predictions(self, lists: Literal["json", "arrow"] = "json") -> pd.DataFrame:
+        """predictions.parquet (or .csv); :data:`LIST_COLUMNS` as JSON text, or with ``lists="arrow"`` as Arrow
+        lists (``pandas.ArrowDtype``: no conversion, for readers of a million customers' plans such as the
+        report)."""
+        return self._read_table(PREDICTIONS_FILE, arrow_lists=lists == "arrow")
 
     def write_embeddings(self, embeddings: Frame) -> Path:
         return self._write_parquet(EMBEDDINGS_FILE, embeddings)
@@ -897,11 +900,14 @@ class RunFolder:
         pq.write_table(_arrow(frame), self._target(file))
         return self.path / file
 
-    def _read_table(self, file: str) -> pd.DataFrame:
+    def _read_table(self, file: str, *, arrow_lists: bool = False) -> pd.DataFrame:
         path = self._existing(file, "custseq evaluate" if file == TEST_PREDICTIONS_FILE else "custseq predict")
         try:
             if path.suffix == ".csv":
                 return read_csv(path)
+            if arrow_lists:
+                lists = pq.read_table(path).to_pandas(types_mapper=_arrow_list_dtype)
+                return cast(pd.DataFrame, lists)
             frame: pd.DataFrame = _with_json(pq.read_table(path)).to_pandas()
             return frame
         except (OSError, ValueError, TypeError, pa.ArrowException) as error:
@@ -949,6 +955,10 @@ def _typed_nulls(list_type: pa.DataType) -> pa.DataType:
         for f in struct
     ]
     return pa.list_(pa.struct(typed))
+
+
+def _arrow_list_dtype(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    return pd.ArrowDtype(arrow_type) if pa.types.is_list(arrow_type) else None
 
 
 def _with_json(table: pa.Table) -> pa.Table:

@@ -362,10 +362,14 @@ def item_counts(predictions: pd.DataFrame, top: int = 10) -> pd.DataFrame:
 
 
 def list_entries(column: pd.Series, fields: tuple[str, ...]) -> pd.DataFrame:
-    """One row per entry of a column of JSON lists of objects (text, or parsed lists): ``row`` (the position of
-    its list), ``rank`` (its place in the list) and ``fields`` ("" where an entry lacks a text field). Parsed by
-    Arrow (:func:`custseq.io.json_texts.parse_json_texts`): a million customers' plans take seconds."""
-    lists = parse_json_texts([_json_text(v) for v in column.tolist()])
+    """One row per entry of a column of lists of objects (JSON text, parsed lists, or Arrow lists as the report
+    reads them): ``row`` (the position of its list), ``rank`` (its place in the list) and ``fields`` ("" where an
+    entry lacks a text field). Texts are parsed by Arrow (:func:`custseq.io.json_texts.parse_json_texts`): a
+    million customers' plans take seconds."""
+    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_list(column.dtype.pyarrow_dtype):
+        lists = pa.concat_arrays(_chunks(pa.array(column)))  # read as Arrow lists: nothing to parse
+    else:
+        lists = parse_json_texts([_json_text(v) for v in column.tolist()])
     empty = pd.DataFrame({"row": pd.Series(dtype="int64"), "rank": pd.Series(dtype="int64")} | {f: [] for f in fields})
     if not pa.types.is_list(lists.type) or not pa.types.is_struct(lists.type.value_type):
         return empty
@@ -381,6 +385,10 @@ def list_entries(column: pd.Series, fields: tuple[str, ...]) -> pd.DataFrame:
     if "item" in fields and "name" in fields:  # an entry without an item is known by its name
         frame["item"] = frame["item"].where(frame["item"] != "", frame["name"])
     return frame
+
+
+def _chunks(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return array.chunks if isinstance(array, pa.ChunkedArray) else [array]
 
 
 def _json_text(value: object) -> str | None:

@@ -69,7 +69,7 @@ class ReportData:
 
 _READERS: dict[str, tuple[str, Callable[[RunFolder], Any]]] = {
     rf.METRICS_FILE: ("metrics", RunFolder.read_metrics),
-    rf.PREDICTIONS_FILE: ("predictions", RunFolder.read_predictions),
+    rf.PREDICTIONS_FILE: ("predictions", lambda folder: folder.read_predictions(lists="arrow")),
     rf.EMBEDDINGS_FILE: ("embeddings", RunFolder.read_embeddings),
     rf.HISTORY_FILE: ("history", RunFolder.read_history),
     rf.ATTENTION_FILE: ("attention", RunFolder.read_attention),
