@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from custseq.baselines import boosted
 from custseq.baselines.base import WindowTables
 from custseq.baselines.tabular import LightGBMRich
 from custseq.config import FinetuneConfig, PredictorConfig
@@ -105,6 +106,20 @@ def test_fit_predictor_chooses_on_validation_customers_and_round_trips():
     again = restored.predict(test.features, None)
     for k, v in columns.items():
         np.testing.assert_allclose(again[k], v, rtol=1e-12)
+
+
+def test_boosted_heads_predict_in_row_chunks_exactly_as_at_once(monkeypatch):
+    windows = [TrainingWindow(_window(s), None) for s in (0, 1)]
+    spec = fit_tabular([w.tables.features for w in windows])
+    predictor, _ = fit_predictor(windows, spec, FAST, FinetuneConfig(), seed=0, horizon_days=90)
+    head = predictor.boosted["boosted-features"]
+    test = _window(7)
+    whole = head.predict(test.features)
+    monkeypatch.setattr(boosted, "PREDICT_ROWS", 64)  # 1,500 rows: 24 chunks, the last one short
+    chunked = head.predict(test.features)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.shape == (1500,) and np.array_equal(a, b)
+    assert all(len(part) == 0 for part in head.predict(test.features.slice(0, 0)))
 
 
 def test_predictor_json_refuses_tampering():

@@ -61,6 +61,9 @@ class BoostedInputs:
         return cls(tuple(d["numeric"]), {k: tuple(v) for k, v in d["categorical"].items()}, int(d["embedding_dim"]))
 
 
+PREDICT_ROWS = 65_536  # rows BoostedHead.predict turns into a matrix at a time
+
+
 @dataclass
 class BoostedHead:
     """Two fitted LightGBM boosters: P(churn) and expected value over the horizon."""
@@ -71,9 +74,19 @@ class BoostedHead:
     rounds: tuple[int, int]  # churn, value
 
     def predict(self, features: pa.Table, embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        x = self.inputs.matrix(features, embeddings)
-        churn = np.clip(self.churn.predict(x), 1e-6, 1 - 1e-6)
-        return churn, np.clip(self.value.predict(x), 0.0, None)
+        """P(churn) and expected value of each row, :data:`PREDICT_ROWS` rows at a time (a million customers'
+        matrix would be 2 GiB)."""
+        n = features.num_rows
+        if embeddings is not None and len(embeddings) != n:
+            raise ArtifactError(f"the boosted head needs a ({n}, {self.inputs.embedding_dim}) embedding matrix")
+        churn, value = [np.zeros(0)], [np.zeros(0)]
+        for start in range(0, n, PREDICT_ROWS):
+            rows = features.slice(start, PREDICT_ROWS)
+            part = embeddings[start : start + rows.num_rows] if embeddings is not None else None
+            x = self.inputs.matrix(rows, part)
+            churn.append(np.clip(self.churn.predict(x), 1e-6, 1 - 1e-6))
+            value.append(np.clip(self.value.predict(x), 0.0, None))
+        return np.concatenate(churn), np.concatenate(value)
 
     def to_json(self) -> dict[str, Any]:
         return {
