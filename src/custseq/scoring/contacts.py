@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,9 +81,12 @@ def contact_list(
     chosen = chosen[np.argsort(-gain[chosen], kind="stable")]
     rows = predictions.iloc[chosen]
     at_stake = decision_churn[chosen] * retained_value[chosen]
-    reasons = [
-        reason(cadence.iloc[i], float(decision_churn[i]), str(predictions["segment"].iloc[i]), lapsed_churn_rate)
-        for i in chosen
+    segments = rows["segment"].astype(str).to_numpy()
+    reasons = [  # records, not a Series per row: 160,000 contacts of a million customers take a second, not ten
+        reason(row, float(churn), segment, lapsed_churn_rate)
+        for row, churn, segment in zip(
+            cadence.iloc[chosen].to_dict("records"), decision_churn[chosen], segments, strict=True
+        )
     ]
     contacts = pd.DataFrame(
         {
@@ -118,7 +123,7 @@ def save_rate_sensitivity(
     return out
 
 
-def reason(row: pd.Series, churn: float, segment: str, lapsed_churn_rate: float | None) -> str:
+def reason(row: Mapping[Any, Any], churn: float, segment: str, lapsed_churn_rate: float | None) -> str:
     """Why this customer is worth a contact, in their own numbers."""
     parts = []
     gap, silent, days = row["usual_gap_days"], row["silent_days"], row["purchase_days"]

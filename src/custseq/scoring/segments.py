@@ -264,7 +264,7 @@ def features_by_customer(predictions: pd.DataFrame, features: pd.DataFrame, colu
             f"(e.g. {ids[absent].iloc[0]!r}); "
             "use the features of the same window"
         )
-    matched = features.set_index("customer_id").loc[ids.to_numpy(), list(columns)].astype(float)
+    matched = features[["customer_id", *columns]].set_index("customer_id").loc[ids.to_numpy()].astype(float)
     if holes := {c: int(n) for c, n in matched.isna().sum().items() if n}:
         raise SchemaError(f"the features table has missing values in {holes}; every customer needs them")
     return matched.set_axis(predictions.index)
