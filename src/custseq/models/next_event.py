@@ -45,6 +45,9 @@ MIXTURE_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid fit_item_mixture 
 HALF_LIVES = (1.0, 3.0, 10.0, 1e9)  # events; 1e9 = no decay (plain frequency)
 MIN_FIT_CUSTOMERS = 20  # fewer customers with a next item than this: no mixture is fitted (weight 0)
 MAX_FIT_CUSTOMERS = 20_000  # the mixture has two parameters: more customers cost time (2 min at 1M rows), not fit
+# customers per forward pass, as score_window's: scoring 300,000 customers took 8% less than with 256 (the same
+# items; probabilities within 1e-6, the float noise of other batch shapes)
+PROPOSE_BATCH = 1024
 CUTOFF_MARGIN_DAYS = 1 / 1440  # one minute: log_t_to_cutoff is float32, about a second off after 90 days
 
 
@@ -150,7 +153,7 @@ def propose_next(
     folder: WindowFolder,
     field: str,
     k: int,
-    batch_size: int = 256,
+    batch_size: int = PROPOSE_BATCH,
     *,
     anchor: Literal["last_event", "cutoff"] = "last_event",
     device: str | torch.device = "cpu",
@@ -402,7 +405,7 @@ def fit_item_mixture(
     horizon_days: int,
     k: int,
     *,
-    batch_size: int = 256,
+    batch_size: int = PROPOSE_BATCH,
     anchor: Literal["last_event", "cutoff"] = "last_event",
     device: str | torch.device = "cpu",
 ) -> ItemMixture:
