@@ -13,6 +13,7 @@ from custseq.config import ActionConfig
 from custseq.errors import ConfigError, SchemaError
 from custseq.models.next_event import NextItems
 from custseq.scoring.actions import (
+    MIN_ITEM_PROBABILITY,
     SHIPPED_CATALOGUES,
     Condition,
     catalogue_from_dict,
@@ -24,6 +25,7 @@ from custseq.scoring.actions import (
     popularity_proposals,
     repeat_last_proposals,
 )
+from custseq.scoring.products import Products
 from custseq.scoring.segments import SEGMENTS
 
 CATALOGUE = {
@@ -340,3 +342,33 @@ def test_a_catalogue_nested_too_deep_is_a_config_error(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigError, match="nested too deep"):
         load_catalogue(path)
+
+
+def test_next_items_text_is_what_json_dumps_of_the_entries_gives():
+    rng = np.random.default_rng(0)
+    values = ["A", 'B"q', "Ünï\\code", "tab\there", "xxx", "84029G", "ctrl\x01"]
+    rows = [list(rng.choice(values, 4, replace=False)) for _ in range(300)]
+    probabilities = np.sort(rng.random((300, 4)) ** 3, axis=1)[:, ::-1]
+    probabilities[::7, 2] = 0.0
+    probabilities[::11] = [1.0, 1e-7, np.nan, 0.123456789]
+    items = NextItems("product", [str(i) for i in range(300)], rows, probabilities)
+    products = Products(names={"A": 'Apple "Pink"', "Ünï\\code": "Nüsse"}, excluded=frozenset({"xxx"}))
+
+    def dumped(products=None, k=None, level="item"):  # the entries as dicts, through json.dumps
+        names = products.names if products is not None and level == "item" else {}
+        excluded = products.excluded if products is not None and level == "item" else frozenset()
+        column = []
+        for row, probs in zip(items.items, items.probabilities, strict=True):
+            kept = [
+                {"item": item, "probability": round(float(p), 6)}
+                | ({"name": names[item]} if item in names else {})
+                | ({"level": "category"} if level == "category" else {})
+                for item, p in zip(row, probs, strict=True)
+                if p >= MIN_ITEM_PROBABILITY and item not in excluded
+            ]
+            column.append(json.dumps(kept[:k] if k is not None else kept, ensure_ascii=False))
+        return column
+
+    for settings in ({}, {"products": products}, {"products": products, "k": 2}, {"k": 0}, {"level": "category"},
+                     {"products": products, "level": "category", "k": 3}):  # fmt: skip
+        assert next_items_column(items, **settings) == dumped(**settings)

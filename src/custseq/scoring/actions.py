@@ -454,16 +454,26 @@ def next_items_column(
     categories = level == "category"
     excluded = products.excluded if products is not None and not categories else frozenset()
     names = products.names if products is not None and not categories else {}
+    # each entry's JSON written from its parts, the item's text escaped once per item: what json.dumps of the entry
+    # dicts gives (the same separators; a float's repr is json's), in less than half the time
+    level_part = ', "level": "category"' if categories else ""
+    head: dict[str, str] = {}
+    tail: dict[str, str] = {}
     column = []
     for row, probs in zip(items.items, items.probabilities, strict=True):
-        kept = [
-            {"item": item, "probability": round(float(p), 6)}
-            | ({"name": names[item]} if item in names else {})
-            | ({"level": "category"} if categories else {})
-            for item, p in zip(row, probs, strict=True)
-            if p >= MIN_ITEM_PROBABILITY and item not in excluded
-        ]
-        column.append(json.dumps(kept[:k] if k is not None else kept, ensure_ascii=False))
+        entries: list[str] = []
+        for item, p in zip(row, probs, strict=True):
+            if k is not None and len(entries) >= k:
+                break
+            if not p >= MIN_ITEM_PROBABILITY or item in excluded:  # NaN is left out too
+                continue
+            if item not in head:
+                head[item] = '{"item": ' + json.dumps(item, ensure_ascii=False) + ', "probability": '
+                name = f', "name": {json.dumps(names[item], ensure_ascii=False)}' if item in names else ""
+                tail[item] = name + level_part + "}"
+            rounded = round(float(p), 6)
+            entries.append(head[item] + (repr(rounded) if math.isfinite(rounded) else json.dumps(rounded)) + tail[item])
+        column.append("[" + ", ".join(entries) + "]")
     return column
 
 
