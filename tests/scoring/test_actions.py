@@ -372,3 +372,20 @@ def test_next_items_text_is_what_json_dumps_of_the_entries_gives():
     for settings in ({}, {"products": products}, {"products": products, "k": 2}, {"k": 0}, {"level": "category"},
                      {"products": products, "level": "category", "k": 3}):  # fmt: skip
         assert next_items_column(items, **settings) == dumped(**settings)
+
+
+def test_plans_are_exactly_the_json_dumps_text_of_their_actions():
+    next_items = [
+        json.dumps([{"item": 'B"q', "probability": 0.25}, {"item": "Ünï", "probability": 0.0123456}]),
+        json.dumps([{"item": "A", "probability": 0.5, "level": "category"}]),
+        "[]",
+        None,
+    ]
+    predictions = pd.DataFrame({
+        "churn_probability": [0.2, 0.9, 0.1, 0.95], "segment": ["loyal", "at_risk", "new", "hibernating"],
+        "clv_expected": [10.0, 5.0, 1.0, 0.0], "value_score": [50.0, 20.0, 5.0, 0.0], "next_items": next_items,
+    })  # fmt: skip
+    for mode in ("replace", "augment"):
+        plans = plan_actions(predictions, ActionConfig(mode=mode, k=4), load_catalogue())["next_actions"]
+        assert all(text == json.dumps(json.loads(text), ensure_ascii=False) for text in plans)
+        assert any('B\\"q' in text for text in plans) and any("0.0123456" in text for text in plans)
