@@ -905,10 +905,10 @@ class RunFolder:
         try:
             if path.suffix == ".csv":
                 return read_csv(path)
-            if arrow_lists:
-                lists = pq.read_table(path).to_pandas(types_mapper=_arrow_list_dtype)
-                return cast(pd.DataFrame, lists)
-            frame: pd.DataFrame = _with_json(pq.read_table(path)).to_pandas()
+            table = pq.read_table(path)
+            frame: pd.DataFrame = (
+                table.to_pandas(types_mapper=_arrow_list_dtype) if arrow_lists else _with_json(table).to_pandas()
+            )
             return frame
         except (OSError, ValueError, TypeError, pa.ArrowException) as error:
             raise RunFileError(path, f"{type(error).__name__}: {error}") from None

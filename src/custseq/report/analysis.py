@@ -353,6 +353,7 @@ def action_counts(predictions: pd.DataFrame, top: int = 8) -> pd.DataFrame:
 def item_counts(predictions: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """The items most often among customers' ``next_items``: ``item``, ``customers``, ``share``."""
     entries = list_entries(predictions["next_items"], ("item", "name"))
+    entries["item"] = entries["item"].where(entries["item"] != "", entries["name"])  # no item id: its name
     entries = entries[entries["item"] != ""].drop_duplicates(["row", "item"])
     counts = entries["item"].value_counts()
     table = pd.DataFrame({"item": counts.index.astype(str), "customers": counts.to_numpy()})
@@ -382,8 +383,6 @@ def list_entries(column: pd.Series, fields: tuple[str, ...]) -> pd.DataFrame:
         values = flat.field(name) if name in names else pa.nulls(len(flat))
         is_text = pa.types.is_string(values.type) or pa.types.is_null(values.type)
         frame[name] = values.to_pandas().fillna("").astype(str) if is_text else values.to_pandas()
-    if "item" in fields and "name" in fields:  # an entry without an item is known by its name
-        frame["item"] = frame["item"].where(frame["item"] != "", frame["name"])
     return frame
 
 

@@ -457,8 +457,7 @@ def next_items_column(
     # each entry's JSON written from its parts, the item's text escaped once per item: what json.dumps of the entry
     # dicts gives (the same separators; a float's repr is json's), in less than half the time
     level_part = ', "level": "category"' if categories else ""
-    head: dict[str, str] = {}
-    tail: dict[str, str] = {}
+    parts: dict[str, tuple[str, str]] = {}  # item -> its entry's text before and after the probability
     column = []
     for row, probs in zip(items.items, items.probabilities, strict=True):
         entries: list[str] = []
@@ -467,12 +466,13 @@ def next_items_column(
                 break
             if not p >= MIN_ITEM_PROBABILITY or item in excluded:  # NaN is left out too
                 continue
-            if item not in head:
-                head[item] = '{"item": ' + json.dumps(item, ensure_ascii=False) + ', "probability": '
+            if item not in parts:
                 name = f', "name": {json.dumps(names[item], ensure_ascii=False)}' if item in names else ""
-                tail[item] = name + level_part + "}"
+                parts[item] = ('{"item": ' + json.dumps(item, ensure_ascii=False) + ', "probability": ',
+                               name + level_part + "}")  # fmt: skip
+            before, after = parts[item]
             rounded = round(float(p), 6)
-            entries.append(head[item] + (repr(rounded) if math.isfinite(rounded) else json.dumps(rounded)) + tail[item])
+            entries.append(before + (repr(rounded) if math.isfinite(rounded) else json.dumps(rounded)) + after)
         column.append("[" + ", ".join(entries) + "]")
     return column
 
