@@ -40,9 +40,18 @@ from custseq.config import (
     with_seed,
 )
 from custseq.datasets import cdnow_path
-from custseq.io.atomic import check_writable
+from custseq.errors import ConfigError
+from custseq.io.atomic import check_writable, work_folder_beside
 from custseq.io.tables import Tables
+from custseq.pipelines.nodes import Nodes
 from custseq.version import __version__
+
+NnodesOpt = Annotated[
+    int, typer.Option(help="Machines that train together (with --rendezvous; the others run `custseq join`).")
+]
+RendezvousOpt = Annotated[
+    str | None, typer.Option(help="HOST:PORT of the head machine's rendezvous, when --nnodes is 2 or more.")
+]
 
 if TYPE_CHECKING:
     from custseq.pipelines.outputs import PredictRun
@@ -75,12 +84,16 @@ def predict_cmd(
         ),
     ] = False,
     nproc: Annotated[
-        int, typer.Option(help="Processes for distributed data parallel pre-training and fine-tuning (torchrun).")
+        int,
+        typer.Option(help="Processes (per machine) for distributed data parallel pre-training and fine-tuning."),
     ] = 1,
+    nnodes: NnodesOpt = 1,
+    rendezvous: RendezvousOpt = None,
     engine: EngineOpt = None,
     spark_master: SparkMasterOpt = None,
 ) -> None:
     """Train on the past and score every customer: churn probability and value over the horizon."""
+    nodes = Nodes(nnodes, rendezvous)
     check_writable(out, replaces=True)
     model = {"pretraining": False if not pretraining else None}
     window, actions = window_options(as_of, horizon), {"catalogue": catalogue, "products": products}
@@ -88,7 +101,34 @@ def predict_cmd(
     engines = {"name": engine, "spark_master": spark_master}
     cfg = run_config(config, column, window=window, model=model, actions=actions, audit=audit, engine=engines)
     cfg = with_seed(cfg, seed)
-    predict_and_print(engine_tables(data, customers, events, cfg), out, cfg, resume=resume, nproc=nproc)
+    tables = engine_tables(data, customers, events, cfg)
+    predict_and_print(tables, out, cfg, resume=resume, nproc=nproc, nodes=nodes)
+
+
+@app.command("join")
+@fails_cleanly
+def join_cmd(
+    out: Annotated[Path, typer.Argument(help="The --out of the head's `custseq predict` (on a shared file system).")],
+    nproc: Annotated[int, typer.Option(help="Processes on this machine (the head's --nproc).")] = 1,
+    nnodes: NnodesOpt = 2,
+    rendezvous: RendezvousOpt = None,
+    wait: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the head to announce its training (default: no limit).")
+    ] = None,
+) -> None:
+    """Lend this machine's processes to a `custseq predict --nnodes N` running on another machine."""
+    from custseq.pipelines.finetune_worker import launch_torchrun
+    from custseq.pipelines.nodes import join
+
+    nodes = Nodes(nnodes, rendezvous)
+    if not nodes.several:
+        raise ConfigError("join lends this machine to a run on several: pass --nnodes 2 or more")
+    if nproc < 1:
+        raise ConfigError(f"nproc must be at least 1 (processes on this machine), got {nproc}")
+    work = work_folder_beside(out.absolute())
+    console.print(f"following the training steps announced in {work} (rendezvous {nodes.rendezvous})")
+    done = join(work, lambda job, rdzv_id: launch_torchrun(job, nproc, nodes, rdzv_id), wait_seconds=wait)
+    console.print(f"training over: {done} step{'s' if done != 1 else ''} run on this machine")
 
 
 @app.command("score")
@@ -230,10 +270,13 @@ def demo_cmd(
     predict_and_print(Tables.of(cdnow_path(), columns=cfg.columns), out, cfg)
 
 
-def predict_and_print(tables: Tables, out: Path, cfg: RunConfig, *, resume: bool = False, nproc: int = 1) -> None:
+def predict_and_print(
+    tables: Tables, out: Path, cfg: RunConfig, *, resume: bool = False, nproc: int = 1, nodes: Nodes | None = None
+) -> None:
     from custseq.pipelines.predict import predict  # torch is imported only by the commands that need it
 
-    run = predict(tables, cfg, out=out, resume=resume, progress=True, nproc=nproc)  # stages and training bars on stderr
+    # stages and training bars on stderr
+    run = predict(tables, cfg, out=out, resume=resume, progress=True, nproc=nproc, nodes=nodes)
     print_validation(run.metrics.tables)
     print_training(run.metrics, run.as_of)
     print_scores(run)

@@ -4,8 +4,9 @@ The parent writes a job file (:class:`TrainingJob`: which step, the prepared win
 folders) and runs ``python -m torch.distributed.run --standalone --nproc_per_node=N -m
 custseq.pipelines.finetune_worker JOB``. Every process runs the one training loop
 (:func:`custseq.models.train.train`, distributed data parallel: gloo on CPU, NCCL on GPU) on its own share of
-the training batches; rank 0 writes the result, which the parent reads back. Single node only: the launcher
-uses torchrun's standalone rendezvous, as ``custseq pretrain --nproc`` does.
+the training batches; rank 0 writes the result, which the parent reads back. On one machine the launcher uses
+torchrun's standalone rendezvous, as ``custseq pretrain --nproc`` does; on several (``--nnodes``), a c10d
+rendezvous that ``custseq join`` brings the other machines to (:mod:`custseq.pipelines.nodes`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from custseq.models.artifacts import read_manifest
 from custseq.models.distributed import shutdown_distributed
 from custseq.models.finetune import FitResult, finetune_prepared, finetune_rank
 from custseq.models.pretrain import PretrainRun, pretrain_prepared
+from custseq.pipelines.nodes import JobList, Nodes
 
 TRAINED_FILE = "trained.safetensors"  # in the fine-tuning's work folder: rank 0's best weights and training history
 log = logging.getLogger(__name__)
@@ -113,21 +115,32 @@ def _launch(job: TrainingJob, path: Path, nproc: int, launch: Launcher) -> None:
     launch(path, nproc)
 
 
-def launch_torchrun(job: Path, nproc: int) -> None:
-    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m custseq.pipelines.finetune_worker JOB``.
+def launch_torchrun(job: Path, nproc: int, nodes: Nodes | None = None, rdzv_id: str = "") -> None:
+    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m custseq.pipelines.finetune_worker JOB``;
+    with several ``nodes``, this machine's N processes at their rendezvous (``rdzv_id``) instead.
 
     Raises
     ------
     TrainingError
         If a process failed (torchrun's exit code is not 0).
     """
+    options = (nodes or Nodes()).torchrun_options(nproc, rdzv_id)
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "custseq.pipelines.finetune_worker", str(job),
+        sys.executable, "-m", "torch.distributed.run", *options, "-m", "custseq.pipelines.finetune_worker", str(job),
     ]  # fmt: skip
     done = subprocess.run(command, check=False)
     if done.returncode != 0:
         raise TrainingError(f"distributed training failed (exit code {done.returncode}); see the output above")
+
+
+def launcher_on(nodes: Nodes, jobs: JobList) -> Launcher:
+    """A launcher that announces each job to the joining machines (``custseq join``), then starts this
+    machine's processes at the rendezvous."""
+
+    def launch(job: Path, nproc: int) -> None:
+        launch_torchrun(job, nproc, nodes, jobs.announce(job, TrainingJob.read(job).step))
+
+    return launch
 
 
 def run_job(job: TrainingJob) -> None:

@@ -59,7 +59,8 @@ from custseq.models.predictor import CARRIED_BY
 from custseq.models.pretrain import PretrainRun, load_pretrained, pretrain_prepared
 from custseq.models.prospects import ProspectModel
 from custseq.pipelines.diagnostics import audit_validation, training_history, validation_predictions
-from custseq.pipelines.finetune_worker import finetune_distributed, pretrain_distributed
+from custseq.pipelines.finetune_worker import Launcher, finetune_distributed, launcher_on, pretrain_distributed
+from custseq.pipelines.nodes import JobList, Nodes
 from custseq.pipelines.outputs import (
     BtydOnly,
     ItemProposer,
@@ -97,6 +98,7 @@ def predict(
     progress: bool = False,
     on_stage: Stage | None = None,
     nproc: int = 1,
+    nodes: Nodes | None = None,
 ) -> PredictRun:
     """Train on the windows before ``config.window.as_of`` and score every customer with history at it.
 
@@ -112,7 +114,9 @@ def predict(
 
     With ``nproc`` > 1 the pre-training and fine-tuning run on that many processes of this machine under
     ``torchrun`` (distributed data parallel: gloo on CPU, NCCL on GPU), each on its share of the training
-    batches (:mod:`custseq.pipelines.finetune_worker`); the rest of the run stays in this process.
+    batches (:mod:`custseq.pipelines.finetune_worker`); the rest of the run stays in this process. With several
+    ``nodes`` they run on ``nproc`` processes of each machine: this one, the head, announces each training step
+    in its work folder, which ``custseq join`` on the others follows (:mod:`custseq.pipelines.nodes`).
 
     Raises
     ------
@@ -139,7 +143,7 @@ def predict(
             run = _btyd_alone(prepared, config, staging, say, started)
             return dataclasses.replace(run, out_dir=Path(out) if out is not None else None)
         layout, summary = prepared.layout, prepared.summary
-        fit, pretrained = _fit(layout, work, config, shown, nproc)
+        fit, pretrained = _fit(layout, work, config, shown, nproc, nodes or Nodes())
         say("fitting the boosted heads and choosing the predictor on the validation customers")
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
         fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)
@@ -375,18 +379,45 @@ def _item_proposer(
 
 
 def _fit(
-    layout: PreparedWindows, work: ResumableWork, cfg: RunConfig, progress: RunProgress, nproc: int = 1
+    layout: PreparedWindows,
+    work: ResumableWork,
+    cfg: RunConfig,
+    progress: RunProgress,
+    nproc: int = 1,
+    nodes: Nodes | None = None,
 ) -> tuple[FitResult, PretrainRun | None]:
-    """Pre-train (when on) then fine-tune, in this process or, with ``nproc`` > 1, on that many under torchrun."""
+    """Pre-train (when on) then fine-tune, in this process or, with ``nproc`` > 1 or several ``nodes``, under
+    torchrun; the joining machines hear of each step, and of the end of training, from the job list."""
+    nodes = nodes or Nodes()
+    if not nodes.several:
+        on = f" on {nproc} processes (torchrun)" if nproc > 1 else ""
+        return _fit_steps(layout, work, cfg, progress, on, nproc, None)
+    jobs = JobList(work.folder)
+    on = f" on {nproc} processes on each of {nodes.count} machines (torchrun at {nodes.rendezvous})"
+    try:
+        return _fit_steps(layout, work, cfg, progress, on, nproc, launcher_on(nodes, jobs))
+    finally:
+        jobs.end()
+
+
+def _fit_steps(
+    layout: PreparedWindows,
+    work: ResumableWork,
+    cfg: RunConfig,
+    progress: RunProgress,
+    on: str,
+    nproc: int,
+    launch: Launcher | None,
+) -> tuple[FitResult, PretrainRun | None]:
     m = cfg.model
-    on = f" on {nproc} processes (torchrun)" if nproc > 1 else ""
+    distributed = nproc > 1 or launch is not None
     pretrained = None
     if m.pretraining:
         progress.stage(f"pre-training the sequence encoder (masked + next event){on}")
         resume = _resumes_training(work, "pre-training", "pretrain", m.pretrain_training.epochs, progress.stage)
         out, checkpoints = work.folder / "pretrained", work.folder / "pretrain"
-        if nproc > 1:
-            pretrained = pretrain_distributed(layout, m, out, checkpoints, nproc=nproc, resume=resume)
+        if distributed:
+            pretrained = pretrain_distributed(layout, m, out, checkpoints, nproc=nproc, resume=resume, launch=launch)
         else:
             pretrained = pretrain_prepared(
                 layout, out, encoder=m.encoder, pretrain=m.pretrain, training=m.pretrain_training,
@@ -397,8 +428,10 @@ def _fit(
     encoder_dir = pretrained.model_dir if pretrained is not None else None
     resume = _resumes_training(work, "fine-tuning", "finetune", m.finetune_training.epochs, progress.stage)
     checkpoints = work.folder / "finetune"
-    if nproc > 1:
-        fit = finetune_distributed(layout, m, checkpoints, nproc=nproc, resume=resume, encoder_dir=encoder_dir)
+    if distributed:
+        fit = finetune_distributed(
+            layout, m, checkpoints, nproc=nproc, resume=resume, encoder_dir=encoder_dir, launch=launch
+        )
     else:
         fit = finetune_prepared(
             layout, m, encoder_dir=encoder_dir, work_dir=checkpoints, resume=resume, progress=progress
