@@ -146,7 +146,18 @@ def _shop(tmp: Path) -> tuple[Path, Path, Path]:
     paths = tmp / "transactions.csv", tmp / "customers.csv", tmp / "events.csv"
     for frame, path in zip((tx, customers, events), paths, strict=True):
         frame.to_csv(path, index=False)
+    _plant_bad_lines(paths[0], {10: "", 20: "c1,2022-03-01", 30: ",".join(["x"] * (tx.shape[1] + 2)), 31: "",
+                                40: "," * (tx.shape[1] - 1)})  # fmt: skip
+    _plant_bad_lines(paths[2], {3: "", 4: "ghost-2"})
     return paths
+
+
+def _plant_bad_lines(path: Path, lines: dict[int, str]) -> None:
+    """Insert ``lines`` (blank, too few or too many fields; all-empty fields is a row) at those line numbers."""
+    rows = path.read_text().splitlines()
+    for at in sorted(lines):
+        rows.insert(at, lines[at])
+    path.write_text("\n".join(rows) + "\n")
 
 
 def test_synthetic_shop_from_csv_with_every_optional_column_is_prepared_alike(spark, tmp_path):
@@ -160,8 +171,11 @@ def test_synthetic_shop_from_csv_with_every_optional_column_is_prepared_alike(sp
     assert set(tables["transactions"]["quarantined_by_rule"]) >= {
         "missing_customer_id", "placeholder_customer_id", "unparsable_amount", "missing_ts", "unparsable_ts",
         "absurd_amount", "ts_out_of_range", "ts_far_before_data", "unknown_currency", "unparsable_quantity",
-        "unparsable_is_refund", "non_finite_amount", "duplicate_row",
+        "unparsable_is_refund", "non_finite_amount", "duplicate_row", "blank_line", "wrong_field_count",
     }  # fmt: skip
+    assert tables["transactions"]["quarantined_by_rule"]["blank_line"]["rows"] == 2
+    assert tables["transactions"]["quarantined_by_rule"]["wrong_field_count"]["rows"] == 2
+    assert set(tables["events"]["quarantined_by_rule"]) >= {"blank_line", "wrong_field_count"}
     assert set(tables["customers"]["quarantined_by_rule"]) == {"duplicate_customer_id", "placeholder_customer_id"}
     assert tables["events"]["flagged_by_rule"]["event_without_transactions"]["rows"] > 0
     _assert_same_preparation(duck, spark_out)

@@ -246,7 +246,7 @@ def refuse_repeated_header_names(con: duckdb.DuckDBPyConnection, source: Source)
 
 def _header_names(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
-        return read_header(path, _dialect(con, path))
+        return read_header(path, sniff_dialect(con, path))
     except (OSError, csv.Error, EOFError):
         return []  # the reader itself reports what is wrong with the file
 
@@ -328,7 +328,7 @@ def _load_csv_file(
     )
     try:
         bad = _rejected_lines(con, path)
-        dialect = _dialect(con, path)
+        dialect = sniff_dialect(con, path)
         try:
             records = count_records(path, dialect)
         except (csv.Error, OSError, EOFError) as e:
@@ -349,7 +349,7 @@ def _load_csv_file(
     return records.count, [(offset + row, rule, detail) for row, (rule, detail) in sorted(bad.items())]
 
 
-def _dialect(con: duckdb.DuckDBPyConnection, path: Path) -> CsvDialect:
+def sniff_dialect(con: duckdb.DuckDBPyConnection, path: Path) -> CsvDialect:
     """The delimiter and quotes DuckDB reads ``path`` with (the defaults for a file it cannot sniff, e.g. empty)."""
     try:
         row = fetch_row(con, f"SELECT Delimiter, Quote, Escape FROM sniff_csv(?, {CSV_OPTIONS})", [str(path)])

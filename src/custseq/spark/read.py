@@ -4,27 +4,55 @@ Every table gets the 1-based input position ``__row`` that the DuckDB readers gi
 rows in file order), so that row ids, duplicate detection and quarantine row numbers agree between the engines.
 Text files are read with every column as text; parsing happens in :mod:`custseq.spark.stage`.
 
-Not as in the DuckDB readers: blank lines are skipped by Spark's CSV reader (DuckDB quarantines them as
-``blank_line``), and a line with a wrong number of fields is padded or cut rather than quarantined.
+A CSV line that is not a row becomes an empty row at its place, listed with its rule in the table of bad lines,
+as in the DuckDB readers: a line with more or fewer fields than the header (Spark's corrupt-record column) is
+``wrong_field_count``, and a blank line (which Spark's reader skips; found by the same count of records the
+DuckDB engine makes, :func:`custseq.io.csv_records.count_records`, on a file the driver can read) is
+``blank_line``. Not as in DuckDB: a stray quote that DuckDB cannot read (``unreadable_line``) is split by
+Spark's more lenient reader, usually into a line with a wrong number of fields.
 """
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
+import pandas as pd  # at module level: Spark reads the pandas UDF's type hints from this module's names
 import pyarrow as pa
 
 from custseq.errors import DataReadError, EmptyTableError, SchemaError
-from custseq.io.sources import CSV_OPTIONS, RAW_ROW, Source
+from custseq.io.csv_records import BLANK_LINE, WRONG_FIELD_COUNT, CsvDialect, count_records
+from custseq.io.sources import CSV_OPTIONS, RAW_ROW, Source, sniff_dialect
 from custseq.io.tables import Tables
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 TABLE_PREFIX = "table:"
 SPARK_TABLE = "spark-table"
+CORRUPT_LINE = "__custseq_corrupt_line"  # Spark's corrupt-record column: the text of a line with too many/few fields
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A source as read: ``__row`` then the user's columns; its number of rows; and its lines that are not rows
+    (``__row``, ``rule``, ``detail``; None when there are none to look for), each an empty row of ``frame``."""
+
+    frame: DataFrame
+    rows: int
+    bad_lines: DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One file or frame before numbering; ``blank``: the record numbers of a CSV file's blank lines."""
+
+    frame: DataFrame
+    blank: tuple[int, ...] = ()
 
 
 def spark_tables(transactions: Any, *, customers: Any = None, events: Any = None, columns: Any = None) -> Tables:
@@ -45,8 +73,8 @@ def spark_tables(transactions: Any, *, customers: Any = None, events: Any = None
     return Tables(tx, source(customers, "customers"), source(events, "events"), columns)
 
 
-def read_raw(spark: SparkSession, source: Source) -> tuple[DataFrame, int]:
-    """The source as a DataFrame with ``__row`` first, then the user's columns; and its number of rows.
+def read_raw(spark: SparkSession, source: Source) -> RawTable:
+    """The source as a DataFrame with ``__row`` first, then the user's columns; its rows; and its bad lines.
 
     Raises
     ------
@@ -61,24 +89,25 @@ def read_raw(spark: SparkSession, source: Source) -> tuple[DataFrame, int]:
 
     try:
         if source.frame is not None:
-            parts = [_frame(spark, source.frame)]
+            parts = [_Part(_frame(spark, source.frame))]
         elif source.fmt == SPARK_TABLE:
-            parts = [spark.table(str(source.duckdb_table))]
+            parts = [_Part(spark.table(str(source.duckdb_table)))]
         elif source.fmt == "csv":
             parts = [_csv(spark, path) for path in source.paths]
         elif source.fmt == "parquet":
-            parts = [spark.read.parquet(str(path)) for path in source.paths]
+            parts = [_Part(spark.read.parquet(str(path))) for path in source.paths]
         else:
             raise DataReadError(f"the Spark engine reads CSV, Parquet and table:NAME, not {source.label}")
-        frame, n = _numbered(parts)
+        frame, n, blank_rows = _numbered(spark, parts)
+        frame, bad_lines = _bad_lines(spark, frame, blank_rows)
     except PySparkException as e:
         raise DataReadError(f"cannot read {source.label}: {str(e).splitlines()[0]}") from None
     columns = [c for c in frame.columns if c != RAW_ROW]
-    if RAW_ROW in parts[0].columns or len({c.lower() for c in columns}) != len(columns):
+    if RAW_ROW in parts[0].frame.columns or len({c.lower() for c in columns}) != len(columns):
         raise SchemaError(f"{source.label} has duplicated column names or a column named {RAW_ROW}; rename them")
     if n == 0:
         raise EmptyTableError(f"{source.label} has no rows; custseq needs at least one row in every table it is given")
-    return frame, n
+    return RawTable(frame, n, bad_lines)
 
 
 def _frame(spark: SparkSession, frame: Any) -> DataFrame:
@@ -91,55 +120,100 @@ def _frame(spark: SparkSession, frame: Any) -> DataFrame:
     return spark.createDataFrame(table)
 
 
-def _csv(spark: SparkSession, path: Path) -> DataFrame:
+def _csv(spark: SparkSession, path: Path) -> _Part:
     from pyspark.sql.types import StringType, StructField, StructType
 
-    delimiter, quote, escape, names = _dialect(path)
-    schema = StructType([StructField(n, StringType()) for n in names]) if names else None  # known: no header job
-    return spark.read.csv(
-        str(path), schema=schema, header=True, inferSchema=False, sep=delimiter, quote=quote, escape=escape,
-        multiLine=True, mode="PERMISSIVE", encoding="UTF-8",
+    dialect, names = _dialect(path)
+    blank: tuple[int, ...] = ()
+    if not names:  # the driver cannot read the file: Spark reads the header, and ragged lines are padded or cut
+        schema = None
+    else:
+        schema = StructType([StructField(n, StringType()) for n in [*names, CORRUPT_LINE]])
+        blank = _blank_lines(path, dialect)
+    escape = dialect.escape or dialect.quote  # "": no quoting (Spark's escape would default to a backslash)
+    frame = spark.read.csv(
+        str(path), schema=schema, header=True, inferSchema=False, sep=dialect.delimiter, quote=dialect.quote,
+        escape=escape, multiLine=True, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT_LINE, encoding="UTF-8",
     )  # fmt: skip
+    return _Part(frame, blank)
 
 
-def _dialect(path: Path) -> tuple[str, str, str, list[str]]:
-    """DuckDB's sniffed delimiter, quote and escape of a local file (RFC 4180 defaults when it cannot be read), and
-    its column names (none: Spark reads the header)."""
+def _blank_lines(path: Path, dialect: CsvDialect) -> tuple[int, ...]:
     try:
-        with duckdb.connect() as con:
-            row = con.execute(
-                "SELECT Delimiter, Quote, Escape FROM sniff_csv(?, all_varchar = true, header = true)", [str(path)]
-            ).fetchone()
-            names = [
-                r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_csv(?, {CSV_OPTIONS})", [str(path)]).fetchall()
-            ]
-    except duckdb.Error:
-        row, names = None, []
-    delimiter, quote, escape = (c if c and len(c) == 1 and c != "\0" else None for c in (row or (None,) * 3))
-    quote = quote or '"'
-    return delimiter or ",", quote, escape or quote, names
+        return count_records(path, dialect).blank
+    except (csv.Error, OSError, EOFError) as e:
+        raise DataReadError(f"cannot count the lines of {path}: {str(e).splitlines()[0]}") from None
 
 
-def _numbered(parts: list[DataFrame]) -> tuple[DataFrame, int]:
-    """The parts, in order, with ``__row`` = 1-based position over all of them (computed in the JVM); and the
-    number of rows."""
+def _dialect(path: Path) -> tuple[CsvDialect, list[str]]:
+    """The dialect the DuckDB engine reads a local file with (:func:`custseq.io.sources.sniff_dialect`), and its
+    column names (none when DuckDB cannot read it: Spark reads the header)."""
+    with duckdb.connect() as con:
+        dialect = sniff_dialect(con, path)
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_csv(?, {CSV_OPTIONS})", [str(path)]).fetchall()
+        except duckdb.Error:
+            described = []
+    return dialect, [r[0] for r in described]
+
+
+def _numbered(spark: SparkSession, parts: list[_Part]) -> tuple[DataFrame, int, list[int]]:
+    """The parts, in order, with ``__row`` = 1-based position over all of them (computed in the JVM), a CSV
+    file's blank lines counted (each an empty row at its place); the number of rows; the blank lines' rows."""
     from pyspark.sql import functions as F
 
-    numbered, offset = [], 0
+    numbered, offset, blank_rows = [], 0, []
     for part in parts:
-        tagged = part.select(
+        tagged = part.frame.select(
             F.spark_partition_id().alias("__pid"), F.monotonically_increasing_id().alias("__mono"), "*"
         ).cache()
         counts: dict[int, int] = {pid: n for pid, n in tagged.groupBy("__pid").count().collect()}
-        starts, total = {}, offset
+        starts, total = {}, 0
         for pid in sorted(counts):
             starts[pid], total = total, total + counts[pid]
         start = F.create_map(*[x for pid, s in starts.items() for x in (F.lit(pid), F.lit(s))]) if starts else None
         position = F.col("__mono") - F.shiftleft(F.col("__pid").cast("long"), 33)
-        row = (start[F.col("__pid")] if start is not None else F.lit(0)) + position + 1
-        numbered.append(tagged.select(row.cast("long").alias(RAW_ROW), *[tagged[c] for c in part.columns]))
-        offset = total
+        record = _past_blank_lines((start[F.col("__pid")] if start is not None else F.lit(0)) + position + 1, part)
+        columns = [tagged[c] for c in part.frame.columns]
+        numbered.append(tagged.select((record + offset).cast("long").alias(RAW_ROW), *columns))
+        if part.blank:
+            blank_rows += [offset + b for b in part.blank]
+            numbered.append(spark.createDataFrame([(r,) for r in blank_rows[-len(part.blank) :]], f"{RAW_ROW} long"))
+        offset += total + len(part.blank)
     frame = numbered[0]
     for other in numbered[1:]:
         frame = frame.unionByName(other, allowMissingColumns=True)
-    return frame, offset
+    return frame, offset, blank_rows
+
+
+def _past_blank_lines(position: Column, part: _Part) -> Column:
+    """The record number of the row at 1-based ``position`` among the part's rows: the position plus the blank
+    lines before it. Blank line i (1-based, at record b_i) has b_i - i rows before it, so it comes before the row
+    at position p when b_i - i < p."""
+    if not part.blank:
+        return position
+    from pyspark.sql.functions import pandas_udf
+
+    before = np.array(part.blank, dtype=np.int64) - np.arange(1, len(part.blank) + 1)
+
+    @pandas_udf("long")  # type: ignore[call-overload]
+    def record(p: pd.Series) -> pd.Series:
+        return p + np.searchsorted(before, p.to_numpy(np.int64), side="left")
+
+    return record(position)
+
+
+def _bad_lines(spark: SparkSession, frame: DataFrame, blank_rows: list[int]) -> tuple[DataFrame, DataFrame | None]:
+    """The frame with its lines that are not rows emptied, and those lines' rules: the corrupt-record column's
+    lines, and the blank lines at ``blank_rows`` (None when nothing was read with that column)."""
+    from pyspark.sql import functions as F
+
+    if CORRUPT_LINE not in frame.columns:
+        return frame, None
+    bad = F.col(CORRUPT_LINE).isNotNull()
+    ragged = frame.where(bad).select(RAW_ROW, F.lit(WRONG_FIELD_COUNT).alias("rule"), F.lit("").alias("detail"))
+    schema = f"{RAW_ROW} long, rule string, detail string"
+    blank = spark.createDataFrame([(r, BLANK_LINE, "") for r in blank_rows], schema)
+    user = [c for c in frame.columns if c not in (RAW_ROW, CORRUPT_LINE)]
+    emptied = frame.select(RAW_ROW, *[F.when(bad, F.lit(None)).otherwise(F.col(c)).alias(c) for c in user])
+    return emptied, ragged.unionByName(blank).cache()

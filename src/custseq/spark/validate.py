@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from custseq.config import RunConfig, ValidationConfig
 from custseq.errors import ConfigError, EmptyTableError
 from custseq.io.mapping import resolve
-from custseq.io.sources import RAW_ROW
+from custseq.io.sources import RAW_ROW, bad_lines_table
 from custseq.io.tables import Tables
 from custseq.schema import ROW_ID, TABLES, Kind, quote_ident
 from custseq.spark.read import read_raw
@@ -55,13 +55,18 @@ def validate_on_spark(
     columns = tables.columns or config.columns
     mappings, clean, integer = {}, {}, {}
     for name, source in tables.present():
-        raw, rows_in = read_raw(spark, source)
+        read = read_raw(spark, source)
+        raw, rows_in = read.frame, read.rows
         user_columns = [c for c in raw.columns if c != RAW_ROW]
         cmap = resolve(TABLES[name], user_columns, getattr(columns, name), detect=columns.detect)
         cutoff = future_cutoff if name != "customers" else None
         staged, frame = stage(spark, raw, cmap, config.validation, config.sequence.max_category_share, before=cutoff)
+        bad_lines = None
+        if read.bad_lines is not None:
+            bad_lines = bad_lines_table(staged.raw_name)
+            read.bad_lines.createOrReplaceTempView(bad_lines)
         clean[name] = apply_rules(spark, staged, frame, raw, rows_in, config.validation, future_cutoff=cutoff,
-                                  quarantine_dir=quarantine_dir)  # fmt: skip
+                                  quarantine_dir=quarantine_dir, bad_lines=bad_lines)  # fmt: skip
         mappings[name] = cmap
         integer[name] = staged.integer_ids
         if name == "transactions" and staged.has("currency"):
@@ -79,10 +84,14 @@ def apply_rules(
     *,
     future_cutoff: dt.datetime | None = None,
     quarantine_dir: Path | None = None,
+    bad_lines: str | None = None,
 ) -> CleanTable:
-    """:func:`custseq.validate.quarantine.apply` on Spark; the clean rows become the cached view ``clean_<table>``."""
+    """:func:`custseq.validate.quarantine.apply` on Spark; the clean rows become the cached view ``clean_<table>``.
+
+    ``bad_lines`` names the view of the source's lines that are not rows (:class:`custseq.spark.read.RawTable`).
+    """
     dup_table = _duplicate_rows(spark, staged, raw) if cfg.duplicates != "keep" else None
-    rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table)
+    rules = rules_for(staged, cfg, future_cutoff=future_cutoff, dup_table=dup_table, bad_lines=bad_lines)
     first_pass = [r for r in rules if r.action == "quarantine" and not r.among_valid]
     flags = [r for r in rules if r.action == "flag"]
     verdict = f"{_first_rule_case(first_pass)} AS __rule, {_first_rule_case(flags)} AS __flag"
