@@ -1,0 +1,155 @@
+"""How ``custseq prepare`` grows with the number of customers, on DuckDB and on Spark ``local[2]`` (issue 19).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/prepare_scaling.py --customers 10000 100000 1000000 5000000 \
+        --spark-customers 10000 100000 1000000
+
+For each size N the synthetic generator writes about 7 rows per customer to a Parquet file (as
+``benchmarks/scaling.py`` does); ``custseq prepare FILE --out DIR`` runs with the default settings on DuckDB, and
+with ``--engine spark --spark-master local[2]`` for the sizes in ``--spark-customers``. Each run is one child
+process, timed wall-clock; its peak memory is the largest sum of resident memory over the child and all its
+descendants (Spark's JVM and Python workers included), sampled every 0.2 s. The growth exponent is the slope of
+log(seconds) against log(customers) between the two largest sizes of an engine (1 = linear). The machine's load
+(CPU other processes used during the runs) is reported. The result replaces the section
+"## preparation scaling (issue 19)" of ``--out``; the measurements go to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from harness import busy_cpu_seconds, child_env, machine_description, write_section  # benchmarks/
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("duckdb", "pyspark")
+HEADING = "## preparation scaling (issue 19)"
+CUSTOMERS_PER_ROW = 0.1439  # the generator's ratio (1M rows: 143,912 customers)
+SPARK_MASTER = "local[2]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 5_000_000])
+    parser.add_argument("--spark-customers", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "prepare_scaling.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    from custseq.datasets.synthetic import write_transactions
+
+    results: list[dict] = []
+    started, busy_before, own = time.perf_counter(), busy_cpu_seconds(), 0.0
+    for n in sorted(set(args.customers) | set(args.spark_customers)):
+        with tempfile.TemporaryDirectory(prefix="custseq-prepare-scaling-") as tmp:
+            data = write_transactions(Path(tmp) / "tx.parquet", round(n / CUSTOMERS_PER_ROW), seed=1)
+            engines = [e for e, sizes in (("duckdb", args.customers), ("spark", args.spark_customers)) if n in sizes]
+            for engine in engines:
+                out = Path(tmp) / f"prepared-{engine}"
+                seconds, gib, cpu = _prepare(data, out, engine)
+                own += cpu
+                result = {"customers": n, "engine": engine, "seconds": seconds, "peak_gib": gib, **_size(out)}
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    wall = time.perf_counter() - started
+    busy = max(0.0, (busy_cpu_seconds() - busy_before - own) / wall)
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/prepare_scaling.py", *sys.argv[1:]])
+    section = _section(results, command, busy)
+    write_section(args.out, section, HEADING)
+    args.json.write_text(json.dumps({"command": command, "busy_cores": busy, "results": results}, indent=1) + "\n")
+    print(section)
+
+
+def _prepare(data: Path, out: Path, engine: str) -> tuple[float, float, float]:
+    """Wall seconds, peak GiB of the process tree and its CPU seconds for one ``custseq prepare``."""
+    command = [str(ROOT / ".venv" / "bin" / "custseq"), "prepare", str(data), "--out", str(out)]
+    if engine == "spark":
+        command += ["--engine", "spark", "--spark-master", SPARK_MASTER]
+    started = time.perf_counter()
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(ROOT)
+    ) as proc:  # fmt: skip
+        peak: list[float] = [0.0]
+        cpu: dict[int, float] = {}
+        sampler = threading.Thread(target=_sample_tree, args=(proc, peak, cpu), daemon=True)
+        sampler.start()
+        _, err = proc.communicate()
+        sampler.join(timeout=2)
+    if proc.returncode != 0:
+        raise SystemExit(f"custseq prepare --engine {engine} failed (exit {proc.returncode}): {err[-2000:]}")
+    return time.perf_counter() - started, peak[0], sum(cpu.values())
+
+
+def _sample_tree(proc: subprocess.Popen, peak: list[float], cpu: dict[int, float]) -> None:
+    """The largest resident memory of the child and its descendants together (every 0.2 s), and each one's
+    last CPU seconds seen (for the machine's load: the runs' own CPU is not "other processes")."""
+    try:
+        root = psutil.Process(proc.pid)
+    except psutil.NoSuchProcess:
+        return
+    while proc.poll() is None:
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system + times.children_user + times.children_system
+            except psutil.Error:
+                continue
+        peak[0] = max(peak[0], total / 1024**3)
+        time.sleep(0.2)
+
+
+def _size(out: Path) -> dict[str, int]:
+    """The prepared folder's customers at its latest window (the scoring window) and its transactions used."""
+    record = json.loads((out / "prepare.json").read_text())
+    tables = record["tables"]["transactions"]
+    scoring = record["windows"][-1]
+    return {"rows_used": int(tables["rows_used"]), "scoring_customers": int(scoring.get("customers", 0))}
+
+
+def _section(results: list[dict], command: str, busy: float) -> str:
+    sizes = sorted({r["customers"] for r in results})
+    by = {(r["engine"], r["customers"]): r for r in results}
+    header = " | ".join(f"{n:,} customers" for n in sizes)
+
+    def row(engine: str, what: str, cell) -> str:
+        cells = " | ".join(cell(by[(engine, n)]) if (engine, n) in by else "—" for n in sizes)
+        return f"| {engine}: {what} | {cells} |"
+
+    lines = []
+    for engine in ("duckdb", "spark"):
+        if not any(e == engine for e, _ in by):
+            continue
+        points = [(n, by[(engine, n)]["seconds"]) for n in sizes if (engine, n) in by]
+        lines.append(row(engine, "seconds", lambda r: f"**{r['seconds']:.0f}**") + f" {_slope_of(points)} |")
+        lines.append(row(engine, "peak memory (GiB)", lambda r: f"{r['peak_gib']:.2f}") + " |")
+        lines.append(row(engine, "rows used", lambda r: f"{r['rows_used']:,}") + " |")
+    return (
+        f"{HEADING}\n\n`{command}` on {machine_description(PACKAGES)}; other processes used about {busy:.2f} "
+        f"cores on average during the runs. `custseq prepare` with the default settings; Spark on `{SPARK_MASTER}`; "
+        "peak memory is the whole process tree's (Spark's JVM and Python workers included).\n\n"
+        f"| | {header} | growth exponent |\n|---|" + "---:|" * (len(sizes) + 1) + "\n" + "\n".join(lines) + "\n"
+    )
+
+
+def _slope_of(points: list[tuple[int, float]]) -> str:
+    if len(points) < 2 or min(s for _, s in points[-2:]) < 1:
+        return "—"
+    (n1, s1), (n2, s2) = points[-2:]
+    return f"{math.log(s2 / s1) / math.log(n2 / n1):.2f}"
+
+
+if __name__ == "__main__":
+    main()
