@@ -266,3 +266,38 @@ def test_the_reports_actions_section_says_the_level_in_one_sentence(tmp_path):
     html = plans.actions(dataclasses.replace(data, metrics=dataclasses.replace(metrics, actions=products)),
                          ReportConfig())  # fmt: skip
     assert "Most common next items" in html and "Items are proposed" not in html
+
+
+def test_each_products_category_is_its_commonest_over_the_sequences_tokens(tmp_path):
+    """Against a plain count: unknown or padding ids skipped, ties to the lower category id, all shards read."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from custseq.io.prepared import WindowFolder
+    from custseq.scoring.item_level import categories_in_sequences
+    from custseq.sequences.vocab import FIRST_VALUE_ID
+
+    rng = np.random.default_rng(4)
+    n_products, n_categories = 40, 7
+    window = WindowFolder(tmp_path)
+    counts: Counter[tuple[int, int]] = Counter()
+    for shard in range(3):
+        lengths = rng.integers(1, 9, 50)
+        products = [rng.integers(0, n_products + FIRST_VALUE_ID, n).tolist() for n in lengths]
+        categories = [rng.integers(0, n_categories + FIRST_VALUE_ID, n).tolist() for n in lengths]
+        for ps, cs in zip(products, categories, strict=True):
+            counts.update((p, c) for p, c in zip(ps, cs, strict=True) if p >= FIRST_VALUE_ID and c >= FIRST_VALUE_ID)
+        folder = window.sequences / f"shard={shard}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"product": products, "category": categories}), folder / "data_0.parquet")
+    names = [f"p{i}" for i in range(n_products)]
+    groups = [f"c{i}" for i in range(n_categories)]
+    vocab = SimpleNamespace(values={"product": names, "category": groups})
+    expected = {}
+    for p in sorted({p for p, _ in counts}):
+        best = min((c for q, c in counts if q == p), key=lambda c: (-counts[(p, c)], c))
+        expected[names[p - FIRST_VALUE_ID]] = groups[best - FIRST_VALUE_ID]
+    assert categories_in_sequences(window, vocab) == expected  # type: ignore[arg-type]

@@ -190,3 +190,19 @@ def test_a_bad_toml_segments_value_is_a_config_error(tmp_path):
 def test_segments_round_trip_through_a_dict():
     cfg = RunConfig(segments=SegmentConfig(top_value_share=0.25, hibernating_days=180))
     assert config_from_dict(RunConfig, config_to_dict(cfg)) == cfg
+
+
+def test_features_are_looked_up_by_customer_in_the_predictions_order_and_index():
+    from custseq.scoring.segments import features_by_customer
+
+    features = pd.DataFrame({"customer_id": ["c", "a", "b"], "x": [3, 1, 2], "y": [30.0, 10.0, 20.0]})
+    predictions = pd.DataFrame({"customer_id": ["b", "c", "a", "b"]}, index=[7, 8, 9, 10])
+    matched = features_by_customer(predictions, features, ("y", "x"))
+    assert list(matched.columns) == ["y", "x"] and list(matched.index) == [7, 8, 9, 10]
+    assert matched["x"].tolist() == [2.0, 3.0, 1.0, 2.0] and matched["x"].dtype == float
+    with pytest.raises(SchemaError, match=r"1 customer\(s\) of the predictions have no row .*'z'"):
+        features_by_customer(pd.DataFrame({"customer_id": ["a", "z"]}), features, ("x",))
+    with pytest.raises(SchemaError, match="more than one row for customer_id 'a'"):
+        features_by_customer(predictions, pd.concat([features, features.iloc[[1]]]), ("x",))
+    with pytest.raises(SchemaError, match=r"missing values in \{'y': 1\}"):
+        features_by_customer(predictions, features.assign(y=[1.0, None, 2.0]), ("y",))

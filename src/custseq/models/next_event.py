@@ -243,7 +243,7 @@ def propose_next(
     return NextItems(
         field=field,
         customer_ids=[ids[i] for i in order],
-        items=[values[row].tolist() for row in positions],
+        items=values[positions].tolist(),  # (N, k) names as one list of lists
         probabilities=probabilities,
     )
 

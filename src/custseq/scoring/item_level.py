@@ -139,7 +139,10 @@ def categories_in_sequences(window: WindowFolder, vocab: SequenceVocab) -> dict[
     products = table[PRODUCT_FIELD].combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     categories = table[CATEGORY_FIELD].combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     known = (products >= FIRST_VALUE_ID) & (categories >= FIRST_VALUE_ID)
-    pairs, counts = np.unique(np.stack([products[known], categories[known]], axis=1), axis=0, return_counts=True)
+    # each (product, category) pair as one number, in the pairs' order: a 1-D unique (axis=0 is 5x slower)
+    width = int(categories.max(initial=0)) + 1
+    keys, counts = np.unique(products[known] * width + categories[known], return_counts=True)
+    pairs = np.stack([keys // width, keys % width], axis=1)
     # commonest first, then the lower category id (the commoner category in training): one row per product
     order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0])) if len(pairs) else np.zeros(0, dtype=np.int64)
     first = order[np.unique(pairs[order, 0], return_index=True)[1]] if len(pairs) else order

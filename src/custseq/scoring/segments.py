@@ -251,20 +251,21 @@ def features_by_customer(predictions: pd.DataFrame, features: pd.DataFrame, colu
             f"the features table lacks column(s) {missing}; found {list(features.columns)}. "
             "Use the features.parquet of the window the predictions were scored on."
         )
-    if features["customer_id"].duplicated().any():
+    by_id = pd.Index(features["customer_id"])  # one hash of the ids (Series.isin: 4 s per million text ids)
+    if not by_id.is_unique:
         repeated = features.loc[features["customer_id"].duplicated(), "customer_id"].iloc[0]
         raise SchemaError(
             f"the features table has more than one row for customer_id {repeated!r}; give one per customer"
         )
     ids = predictions["customer_id"]
-    absent = ~ids.isin(features["customer_id"])
-    if absent.any():
+    rows = by_id.get_indexer(ids)
+    if (absent := rows < 0).any():
         raise SchemaError(
             f"{int(absent.sum())} customer(s) of the predictions have no row in the features table "
             f"(e.g. {ids[absent].iloc[0]!r}); "
             "use the features of the same window"
         )
-    matched = features[["customer_id", *columns]].set_index("customer_id").loc[ids.to_numpy()].astype(float)
+    matched = features[list(columns)].iloc[rows].astype(float)
     if holes := {c: int(n) for c, n in matched.isna().sum().items() if n}:
         raise SchemaError(f"the features table has missing values in {holes}; every customer needs them")
     return matched.set_axis(predictions.index)
