@@ -7,13 +7,12 @@ Run from the repository root::
 
 For each size N the synthetic generator writes about 7 rows per customer to a Parquet file (as
 ``benchmarks/scaling.py`` does); ``custseq prepare FILE --out DIR`` runs with the default settings on DuckDB, and
-with ``--engine spark --spark-master local[2]`` for the sizes in ``--spark-customers``. Each run is one child
-process, timed wall-clock; its peak memory is the largest sum of resident memory over the child and all its
-descendants (Spark's JVM and Python workers included), sampled every 0.2 s. The growth exponent is the slope of
-log(seconds) against log(customers) between the two largest sizes of an engine (1 = linear). The machine's load
-(CPU other processes used during the runs) is reported. The result replaces the section
-"## preparation scaling (issue 19)" of ``--out``; the measurements go to ``--json``.
-"""
+with ``--engine spark --spark-master local[2]`` (driver memory 6g) for the sizes in ``--spark-customers``. Each run
+is one child process, timed wall-clock; its peak memory is the largest sum of resident memory over the child and all
+its descendants (Spark's JVM and Python workers included), sampled every 0.2 s. The growth exponent is the slope of
+log(seconds) against log(customers) between the two largest sizes of an engine (1 = linear). The machine's load (CPU
+other processes used during the runs) is reported. The result replaces the section "## preparation scaling (issue
+19)" of ``--out``; the measurements go to ``--json``."""
 
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ PACKAGES = ("duckdb", "pyspark")
 HEADING = "## preparation scaling (issue 19)"
 CUSTOMERS_PER_ROW = 0.1439  # the generator's ratio (1M rows: 143,912 customers)
 SPARK_MASTER = "local[2]"
+SPARK_DRIVER_MEMORY = "6g"  # local mode runs the executors in the driver's JVM; Spark's default heap is 1g
 
 
 def main() -> None:
@@ -74,12 +74,12 @@ def main() -> None:
 def _prepare(data: Path, out: Path, engine: str) -> tuple[float, float, float]:
     """Wall seconds, peak GiB of the process tree and its CPU seconds for one ``custseq prepare``."""
     command = [str(ROOT / ".venv" / "bin" / "custseq"), "prepare", str(data), "--out", str(out)]
+    env = child_env(ROOT)
     if engine == "spark":
         command += ["--engine", "spark", "--spark-master", SPARK_MASTER]
+        env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {SPARK_DRIVER_MEMORY} pyspark-shell"
     started = time.perf_counter()
-    with subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(ROOT)
-    ) as proc:  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) as proc:
         peak: list[float] = [0.0]
         cpu: dict[int, float] = {}
         sampler = threading.Thread(target=_sample_tree, args=(proc, peak, cpu), daemon=True)
@@ -138,7 +138,8 @@ def _section(results: list[dict], command: str, busy: float) -> str:
         lines.append(row(engine, "rows used", lambda r: f"{r['rows_used']:,}") + " |")
     return (
         f"{HEADING}\n\n`{command}` on {machine_description(PACKAGES)}; other processes used about {busy:.2f} "
-        f"cores on average during the runs. `custseq prepare` with the default settings; Spark on `{SPARK_MASTER}`; "
+        f"cores on average during the runs. `custseq prepare` with the default settings; Spark on `{SPARK_MASTER}` "
+        f"with `--driver-memory {SPARK_DRIVER_MEMORY}` (PYSPARK_SUBMIT_ARGS); "
         "peak memory is the whole process tree's (Spark's JVM and Python workers included).\n\n"
         f"| | {header} | growth exponent |\n|---|" + "---:|" * (len(sizes) + 1) + "\n" + "\n".join(lines) + "\n"
     )
