@@ -112,11 +112,10 @@ def _sample_tree(proc: subprocess.Popen, peak: list[float], cpu: dict[int, float
 
 
 def _size(out: Path) -> dict[str, int]:
-    """The prepared folder's customers at its latest window (the scoring window) and its transactions used."""
+    """The prepared folder's transactions used and the customers of its scoring window."""
     record = json.loads((out / "prepare.json").read_text())
-    tables = record["tables"]["transactions"]
-    scoring = record["windows"][-1]
-    return {"rows_used": int(tables["rows_used"]), "scoring_customers": int(scoring.get("customers", 0))}
+    scoring = next(w for w in record["windows"] if w["role"] == "score")
+    return {"rows_used": int(record["tables"]["transactions"]["rows_used"]), "scoring_customers": scoring["customers"]}
 
 
 def _section(results: list[dict], command: str, busy: float) -> str:

@@ -238,7 +238,9 @@ class EngineConfig:
     temp_directory: str | None = None
     # Spark master URL (local[4], spark://host:7077, yarn); None = the active SparkSession, else local[*]
     spark_master: str | None = None
-    spark_partition_rows: int = 2_000_000  # clean rows per Spark task of the per-customer stages
+    # clean rows per Spark task of the per-customer stages; a task's outputs (features and sequences of every
+    # window) go to the driver, and must stay under spark.driver.maxResultSize (1g by default): 2M rows did not
+    spark_partition_rows: int = 500_000
 
     def __post_init__(self) -> None:
         if self.name not in ("duckdb", "spark"):
