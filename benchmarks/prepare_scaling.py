@@ -36,16 +36,23 @@ PACKAGES = ("duckdb", "pyspark")
 HEADING = "## preparation scaling (issue 19)"
 CUSTOMERS_PER_ROW = 0.1439  # the generator's ratio (1M rows: 143,912 customers)
 SPARK_MASTER = "local[2]"
-SPARK_DRIVER_MEMORY = "6g"  # local mode runs the executors in the driver's JVM; Spark's default heap is 1g
+SPARK_DRIVER_MEMORY = "12g"  # local mode runs the executors in the driver's JVM (Spark's default heap: 1g)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 5_000_000])
+    parser.add_argument("--customers", type=int, nargs="*", default=[10_000, 100_000, 1_000_000, 5_000_000])
     parser.add_argument("--spark-customers", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "prepare_scaling.json")
+    parser.add_argument("--spark-driver-memory", default=SPARK_DRIVER_MEMORY)
+    parser.add_argument(
+        "--render", type=Path, nargs="+", help="write the section and --json from these runs' JSON, run nothing"
+    )
     args = parser.parse_args()
+    if args.render:
+        _render([json.loads(p.read_text()) for p in args.render], args.out, args.json)
+        return
     sys.path.insert(0, str(ROOT / "src"))
     from custseq.datasets.synthetic import write_transactions
 
@@ -57,7 +64,7 @@ def main() -> None:
             engines = [e for e, sizes in (("duckdb", args.customers), ("spark", args.spark_customers)) if n in sizes]
             for engine in engines:
                 out = Path(tmp) / f"prepared-{engine}"
-                seconds, gib, cpu = _prepare(data, out, engine)
+                seconds, gib, cpu = _prepare(data, out, engine, args.spark_driver_memory)
                 own += cpu
                 result = {"customers": n, "engine": engine, "seconds": seconds, "peak_gib": gib, **_size(out)}
                 results.append(result)
@@ -65,19 +72,29 @@ def main() -> None:
     wall = time.perf_counter() - started
     busy = max(0.0, (busy_cpu_seconds() - busy_before - own) / wall)
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/prepare_scaling.py", *sys.argv[1:]])
-    section = _section(results, command, busy)
-    write_section(args.out, section, HEADING)
-    args.json.write_text(json.dumps({"command": command, "busy_cores": busy, "results": results}, indent=1) + "\n")
+    run = {"command": command, "busy_cores": busy, "spark_driver_memory": args.spark_driver_memory, "results": results}
+    args.json.write_text(json.dumps(run, indent=1) + "\n")
+    _render([run], args.out, args.json)
+
+
+def _render(runs: list[dict], out: Path, path: Path) -> None:
+    """The section of ``runs`` (several runs' results together, each size and engine from the last run that has
+    it) into ``out``, and the runs into ``path``."""
+    results = {(r["engine"], r["customers"]): r for run in runs for r in run["results"]}
+    section = _section(list(results.values()), runs)
+    write_section(out, section, HEADING)
+    if len(runs) > 1:
+        path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     print(section)
 
 
-def _prepare(data: Path, out: Path, engine: str) -> tuple[float, float, float]:
+def _prepare(data: Path, out: Path, engine: str, driver_memory: str) -> tuple[float, float, float]:
     """Wall seconds, peak GiB of the process tree and its CPU seconds for one ``custseq prepare``."""
     command = [str(ROOT / ".venv" / "bin" / "custseq"), "prepare", str(data), "--out", str(out)]
     env = child_env(ROOT)
     if engine == "spark":
         command += ["--engine", "spark", "--spark-master", SPARK_MASTER]
-        env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {SPARK_DRIVER_MEMORY} pyspark-shell"
+        env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {driver_memory} pyspark-shell"
     started = time.perf_counter()
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) as proc:
         peak: list[float] = [0.0]
@@ -118,7 +135,7 @@ def _size(out: Path) -> dict[str, int]:
     return {"rows_used": int(record["tables"]["transactions"]["rows_used"]), "scoring_customers": scoring["customers"]}
 
 
-def _section(results: list[dict], command: str, busy: float) -> str:
+def _section(results: list[dict], runs: list[dict]) -> str:
     sizes = sorted({r["customers"] for r in results})
     by = {(r["engine"], r["customers"]): r for r in results}
     header = " | ".join(f"{n:,} customers" for n in sizes)
@@ -135,13 +152,22 @@ def _section(results: list[dict], command: str, busy: float) -> str:
         lines.append(row(engine, "seconds", lambda r: f"**{r['seconds']:.0f}**") + f" {_slope_of(points)} |")
         lines.append(row(engine, "peak memory (GiB)", lambda r: f"{r['peak_gib']:.2f}") + " |")
         lines.append(row(engine, "rows used", lambda r: f"{r['rows_used']:,}") + " |")
+    commands = "; ".join(
+        f"`{run['command']}` ({_load(run['busy_cores'])}; Spark driver memory {run['spark_driver_memory']})"
+        for run in runs
+    )
     return (
-        f"{HEADING}\n\n`{command}` on {machine_description(PACKAGES)}; other processes used about {busy:.2f} "
-        f"cores on average during the runs. `custseq prepare` with the default settings; Spark on `{SPARK_MASTER}` "
-        f"with `--driver-memory {SPARK_DRIVER_MEMORY}` (PYSPARK_SUBMIT_ARGS); "
-        "peak memory is the whole process tree's (Spark's JVM and Python workers included).\n\n"
+        f"{HEADING}\n\n{commands}; on {machine_description(PACKAGES)}. `custseq prepare` with the default settings; "
+        f"Spark on `{SPARK_MASTER}` with `--driver-memory` as stated (PYSPARK_SUBMIT_ARGS); peak memory is the "
+        "whole process tree's (Spark's JVM and Python workers included).\n\n"
         f"| | {header} | growth exponent |\n|---|" + "---:|" * (len(sizes) + 1) + "\n" + "\n".join(lines) + "\n"
     )
+
+
+def _load(busy: float | None) -> str:
+    if busy is None:
+        return "the machine's load was not recorded: the run was stopped after these sizes, nothing else ran"
+    return f"other processes used about {busy:.2f} cores on average"
 
 
 def _slope_of(points: list[tuple[int, float]]) -> str:
