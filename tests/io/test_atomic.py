@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -311,6 +312,22 @@ def test_sigterm_that_a_library_turns_into_its_own_error_is_still_a_stop():
     assert stop.value.args == (signal.SIGTERM,) and isinstance(stop.value.__cause__, RuntimeError)
     with pytest.raises(RuntimeError, match="not a stop"), terminate_as_exception():
         raise RuntimeError("not a stop")  # without a signal, an error stays an error
+
+
+def test_sigterm_that_lands_in_a_finalizer_still_stops_the_block_without_a_printed_traceback(capsys):
+
+    class SignalledWhileCollected:
+        def __del__(self) -> None:  # the handler runs here, where Python would print the exception and drop it
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**5):
+                pass
+
+    hook = sys.unraisablehook
+    with pytest.raises(Terminated), terminate_as_exception():
+        SignalledWhileCollected()  # collected at once
+        time.sleep(5)  # the signal sent again stops the block here
+    assert "Traceback" not in capsys.readouterr().err
+    assert sys.unraisablehook is hook
 
 
 # --- CSV cells ---------------------------------------------------------------------------------------------------

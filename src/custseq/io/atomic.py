@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -65,6 +66,9 @@ _WORK = re.compile(r"^custseq-[a-z]+-(\d+)-")  # a work folder in the temporary 
 
 class OutputFolderError(ConfigError):
     """An output folder that cannot be written now: another run holds it, or it is not custseq's to replace."""
+
+
+REDELIVERY_SECONDS = 0.05  # a SIGTERM that fell in a finalizer is sent again after this
 
 
 class Terminated(BaseException):  # like KeyboardInterrupt: a stop, not an error
@@ -605,7 +609,21 @@ def terminate_as_exception() -> Iterator[None]:
         received.append(signum)
         raise Terminated(signum)
 
+    hook_before = sys.unraisablehook
+
+    def _redeliver(unraisable: Any) -> None:
+        """A stop raised inside a finalizer (``__del__``, a weakref callback), where Python prints it and drops it:
+        the signal is sent again a moment later (not now: its handler would raise inside this hook), to stop the
+        block at a point that can raise."""
+        if isinstance(unraisable.exc_value, Terminated):
+            again = threading.Timer(REDELIVERY_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True
+            again.start()
+            return
+        hook_before(unraisable)
+
     before = signal.signal(signal.SIGTERM, _raise)
+    sys.unraisablehook = _redeliver
     try:
         yield
     except Exception as e:
@@ -613,4 +631,5 @@ def terminate_as_exception() -> Iterator[None]:
             raise Terminated(received[0]) from e
         raise
     finally:
+        sys.unraisablehook = hook_before
         signal.signal(signal.SIGTERM, before)
