@@ -393,7 +393,8 @@ def _fit(
         on = f" on {nproc} processes (torchrun)" if nproc > 1 else ""
         return _fit_steps(layout, work, cfg, progress, on, nproc, None)
     jobs = JobList(work.folder)
-    on = f" on {nproc} processes on each of {nodes.count} machines (torchrun at {nodes.rendezvous})"
+    processes = f"{nproc} process" + ("es" if nproc != 1 else "")
+    on = f" on {processes} on each of {nodes.count} machines (torchrun at {nodes.rendezvous})"
     try:
         return _fit_steps(layout, work, cfg, progress, on, nproc, launcher_on(nodes, jobs))
     finally:
