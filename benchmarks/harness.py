@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -110,3 +111,12 @@ def wait_for_quiet(threshold: float, max_wait: float) -> float:
         busy = busy_cpu_seconds() - before
         if busy < threshold or time.perf_counter() - start > max_wait:
             return busy
+
+
+def growth_exponent(points: list[tuple[int, float]]) -> str:
+    """The slope of log(seconds) against log(size) between the two largest sizes (1 = linear), as text; "—" with
+    fewer than two points or under a second at either."""
+    if len(points) < 2 or min(s for _, s in points[-2:]) < 1:
+        return "—"
+    (n1, s1), (n2, s2) = points[-2:]
+    return f"{math.log(s2 / s1) / math.log(n2 / n1):.2f}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from harness import busy_cpu_seconds, child_env, machine_description, write_section  # benchmarks/
+from harness import busy_cpu_seconds, child_env, growth_exponent, machine_description, write_section  # benchmarks/
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("duckdb", "pyspark")
@@ -149,7 +148,7 @@ def _section(results: list[dict], runs: list[dict]) -> str:
         if not any(e == engine for e, _ in by):
             continue
         points = [(n, by[(engine, n)]["seconds"]) for n in sizes if (engine, n) in by]
-        lines.append(row(engine, "seconds", lambda r: f"**{r['seconds']:.0f}**") + f" {_slope_of(points)} |")
+        lines.append(row(engine, "seconds", lambda r: f"**{r['seconds']:.0f}**") + f" {growth_exponent(points)} |")
         lines.append(row(engine, "peak memory (GiB)", lambda r: f"{r['peak_gib']:.2f}") + " |")
         lines.append(row(engine, "rows used", lambda r: f"{r['rows_used']:,}") + " |")
     commands = "; ".join(
@@ -168,13 +167,6 @@ def _load(busy: float | None) -> str:
     if busy is None:
         return "the machine's load was not recorded: the run was stopped after these sizes, nothing else ran"
     return f"other processes used about {busy:.2f} cores on average"
-
-
-def _slope_of(points: list[tuple[int, float]]) -> str:
-    if len(points) < 2 or min(s for _, s in points[-2:]) < 1:
-        return "—"
-    (n1, s1), (n2, s2) = points[-2:]
-    return f"{math.log(s2 / s1) / math.log(n2 / n1):.2f}"
 
 
 if __name__ == "__main__":

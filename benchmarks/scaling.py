@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import shlex
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import busy_cpu_seconds, child_env, machine_description, write_section  # benchmarks/
+from harness import busy_cpu_seconds, child_env, growth_exponent, machine_description, write_section  # benchmarks/
 from scale import _run  # benchmarks/
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,10 +123,10 @@ def _section(results: list, command: str, busy: float) -> str:
         + "\n"
         + "\n".join(lines)
         + "\n"
-        f"| **predict, whole run** | {total} | {_slope_of([(r[1], r[3]) for r in results])} |\n"
+        f"| **predict, whole run** | {total} | {growth_exponent([(r[1], r[3]) for r in results])} |\n"
         f"| predict peak memory (GiB) | {peaks} | |\n"
         f"| stage of the peak | {peak_stages} | |\n"
-        f"| **score with the saved model** | {score} | {_slope_of([(r[1], r[4]) for r in results])} |\n"
+        f"| **score with the saved model** | {score} | {growth_exponent([(r[1], r[4]) for r in results])} |\n"
         f"| score peak memory (GiB) | {score_peak} | |\n"
     )
 
@@ -191,14 +190,7 @@ def _stage(stages: list, name: str) -> str:
 
 def _slope(results: list, name: str) -> str:
     points = [(r[1], sum(s for n, s, _ in r[2] if _short(n) == name)) for r in results]
-    return _slope_of([p for p in points if p[1] > 0])
-
-
-def _slope_of(points: list[tuple[int, float]]) -> str:
-    if len(points) < 2 or min(s for _, s in points[-2:]) < 1:
-        return "—"
-    (n1, s1), (n2, s2) = points[-2:]
-    return f"{math.log(s2 / s1) / math.log(n2 / n1):.2f}"
+    return growth_exponent([p for p in points if p[1] > 0])
 
 
 if __name__ == "__main__":

@@ -131,22 +131,21 @@ def join(
         entries = read_job_list(path)
         if entries is None and done > 0:
             return done
-        if entries and entries[0].get("run") != earlier:
-            if run is None:
-                run = entries[0]["run"]
-                log.info("following run %s of %s", run, path)
-            elif entries[0]["run"] != run:
-                raise TrainingError(f"the head started another run in {work_folder} while this machine followed one")
-            for entry in entries[1 + done :]:
-                if entry.get("end"):
-                    return done
-                run_job(Path(entry["job"]), entry["rdzv_id"])
-                done += 1
-            continue_waiting = True
-        else:
-            continue_waiting = wait_seconds is None or time.monotonic() - started < wait_seconds
-        if not continue_waiting:
-            raise TrainingError(f"no training run was announced in {path} within {wait_seconds:g} s")
+        if not entries or entries[0].get("run") == earlier:  # nothing announced yet
+            if wait_seconds is not None and time.monotonic() - started >= wait_seconds:
+                raise TrainingError(f"no training run was announced in {path} within {wait_seconds:g} s")
+            time.sleep(poll_seconds)
+            continue
+        if run is None:
+            run = entries[0]["run"]
+            log.info("following run %s of %s", run, path)
+        elif entries[0]["run"] != run:
+            raise TrainingError(f"the head started another run in {work_folder} while this machine followed one")
+        for entry in entries[1 + done :]:
+            if entry.get("end"):
+                return done
+            run_job(Path(entry["job"]), entry["rdzv_id"])
+            done += 1
         time.sleep(poll_seconds)
 
 

@@ -143,7 +143,7 @@ def predict(
             run = _btyd_alone(prepared, config, staging, say, started)
             return dataclasses.replace(run, out_dir=Path(out) if out is not None else None)
         layout, summary = prepared.layout, prepared.summary
-        fit, pretrained = _fit(layout, work, config, shown, nproc, nodes or Nodes())
+        fit, pretrained = _fit(layout, work, config, shown, nproc, nodes)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
         fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
         fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)

@@ -177,8 +177,9 @@ def _numbered(spark: SparkSession, parts: list[_Part]) -> tuple[DataFrame, int, 
         columns = [tagged[c] for c in part.frame.columns]
         numbered.append(tagged.select((record + offset).cast("long").alias(RAW_ROW), *columns))
         if part.blank:
-            blank_rows += [offset + b for b in part.blank]
-            numbered.append(spark.createDataFrame([(r,) for r in blank_rows[-len(part.blank) :]], f"{RAW_ROW} long"))
+            rows = [offset + b for b in part.blank]
+            numbered.append(spark.createDataFrame([(r,) for r in rows], f"{RAW_ROW} long"))
+            blank_rows += rows
         offset += total + len(part.blank)
     frame = numbered[0]
     for other in numbered[1:]:
