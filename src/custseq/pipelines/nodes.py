@@ -41,7 +41,7 @@ class Nodes:
         if self.count > 1 and not _is_endpoint(self.rendezvous):
             raise ConfigError(
                 f"training on {self.count} machines needs --rendezvous HOST:PORT (the head machine's address and a "
-                f"free port every machine can reach), got {self.rendezvous!r}"
+                f"free port every machine can reach), got {repr(self.rendezvous) if self.rendezvous else 'none'}"
             )
 
     @property
