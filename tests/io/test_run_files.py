@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from custseq.config import AuditConfig, ModelConfig, ProfitConfig, RunConfig, ValueScoreConfig
@@ -382,6 +383,26 @@ def test_tables_are_written_and_read_back(tmp_path):
     folder.write_review(review)
     pd.testing.assert_frame_equal(folder.read_review(), review)  # ids stay text: "007", not 7
     assert all(folder.has(f) for f in ("predictions.csv", "embeddings.parquet", "validation.parquet", "review.csv"))
+
+
+def test_predictions_written_in_parts_equal_those_written_at_once(monkeypatch, tmp_path):
+    named = [{"item": "C", "probability": 0.25, "name": "Cheddar"}]  # a record field only the last part's rows have
+    predictions = pd.DataFrame({
+        "customer_id": ["1", "2", "3", "4", "5"], "churn_probability": [0.123456, 0.5, 0.25, 0.75, 1.0],
+        "next_items": ["[]", '[{"item": "A", "probability": 0.5}]', "[]", "[]", json.dumps(named)],
+        "next_actions": ['[{"action": "=call", "kind": "retention", "item": null, "probability": null}]', *["[]"] * 4],
+    })  # fmt: skip
+    whole, parts = RunFolder(str(tmp_path / "whole")), RunFolder(str(tmp_path / "parts"))
+    whole.write_predictions(predictions)
+    monkeypatch.setattr(run_files, "WRITE_ROWS", 2)
+    parts.write_predictions(predictions)
+    assert pq.ParquetFile(parts.path / "predictions.parquet").num_row_groups == 3
+    assert pq.read_table(parts.path / "predictions.parquet").equals(pq.read_table(whole.path / "predictions.parquet"))
+    assert (parts.path / "predictions.csv").read_bytes() == (whole.path / "predictions.csv").read_bytes()
+    pd.testing.assert_frame_equal(parts.read_predictions(), whole.read_predictions())
+    assert json.loads(parts.read_predictions()["next_items"].iloc[1]) == [
+        {"item": "A", "probability": 0.5, "name": None}
+    ]
 
 
 # --- the real files of each command ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from custseq.config import ActionConfig
 from custseq.errors import ConfigError, SchemaError
 from custseq.models.next_event import NextItems
+from custseq.scoring import actions
 from custseq.scoring.actions import (
     MIN_ITEM_PROBABILITY,
     SHIPPED_CATALOGUES,
@@ -389,3 +390,20 @@ def test_plans_are_exactly_the_json_dumps_text_of_their_actions():
         plans = plan_actions(predictions, ActionConfig(mode=mode, k=4), load_catalogue())["next_actions"]
         assert all(text == json.dumps(json.loads(text), ensure_ascii=False) for text in plans)
         assert any('B\\"q' in text for text in plans) and any("0.0123456" in text for text in plans)
+
+
+def test_plans_made_in_chunks_equal_plans_made_at_once(monkeypatch):
+    predictions = pd.DataFrame(
+        {
+            "churn_probability": [0.1, 0.95, 0.5, 0.7, 0.2],
+            "segment": ["loyal", "hibernating", "at_risk", "new", "champion"],
+            "next_items": [None, _items(("A", 0.5), ("B", 0.25)), None, _items(("A", 0.5)), None],
+        },
+        index=[10, 11, 12, 13, 14],
+    ).assign(clv_expected=150.0, value_score=120.0)
+    at_once = plan_actions(predictions, ActionConfig(k=3), catalogue_from_dict(CATALOGUE))
+    monkeypatch.setattr(actions, "PLAN_CHUNK_ROWS", 2)
+    in_chunks = plan_actions(predictions, ActionConfig(k=3), catalogue_from_dict(CATALOGUE))
+    pd.testing.assert_frame_equal(in_chunks, at_once)
+    assert in_chunks.index.tolist() == [10, 11, 12, 13, 14] and in_chunks["next_actions"].dtype == "str"
+    assert json.loads(in_chunks["next_actions"].iloc[3])[0]["kind"] == "retention"  # churn 0.7 > 0.5: flagged

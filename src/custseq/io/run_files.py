@@ -831,8 +831,17 @@ class RunFolder:
         """predictions.parquet (full precision; :data:`LIST_COLUMNS` as lists of records) and, with the same rows,
         predictions.csv (rounded for reading; the list columns as JSON text)."""
         table = _arrow(predictions)
-        pq.write_table(_with_lists(table), self._target(PREDICTIONS_FILE))
-        pacsv.write_csv(_neutralised_table(_rounded(table)), self._target(PREDICTIONS_CSV_FILE))
+        parts = [table.slice(start, WRITE_ROWS) for start in range(0, table.num_rows, WRITE_ROWS)] or [table]
+        lists = _unified([_with_lists(part) for part in parts])
+        with pq.ParquetWriter(self._target(PREDICTIONS_FILE), lists[0].schema) as parquet:
+            for part in lists:
+                parquet.write_table(part)
+        del lists
+        first = _neutralised_table(_rounded(parts[0]))
+        with pacsv.CSVWriter(self._target(PREDICTIONS_CSV_FILE), first.schema) as csv:
+            csv.write_table(first)
+            for part in parts[1:]:
+                csv.write_table(_neutralised_table(_rounded(part)))
         return self.path / PREDICTIONS_FILE
 
     def read_predictions(self, lists: Literal["json", "arrow"] = "json") -> pd.DataFrame:
@@ -920,6 +929,7 @@ class RunFolder:
         return path
 
 
+WRITE_ROWS = 100_000  # predictions are written this many rows at a time (a Parquet row group, a CSV block)
 PROBABILITY_COLUMNS = ("churn_probability", "p_alive")  # 4 decimals in CSV; other numbers 2 (money, scores)
 
 # Columns holding a list of records per customer: JSON text in memory and in CSV, real lists in Parquet. The
@@ -945,6 +955,13 @@ def _with_lists(table: pa.Table) -> pa.Table:
             column = column.cast(_typed_nulls(column.type))
         table = table.set_column(i, name, column)
     return table.replace_schema_metadata(None)  # pandas' metadata would still call them text
+
+
+def _unified(parts: list[pa.Table]) -> list[pa.Table]:
+    """Parts of one table whose list columns were parsed apart, cast to one schema (a record field that only some
+    parts' rows have, e.g. a product's ``name``, is null in the others)."""
+    schema = pa.unify_schemas([part.schema for part in parts], promote_options="permissive")
+    return [part if part.schema == schema else part.cast(schema) for part in parts]
 
 
 def _typed_nulls(list_type: pa.DataType) -> pa.DataType:

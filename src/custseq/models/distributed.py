@@ -7,8 +7,11 @@ every rank's numbers bit-identical, and only the main process (:func:`is_main_pr
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -76,11 +79,27 @@ def shutdown_distributed() -> None:
     """End a torchrun process cleanly: wait for every rank, then destroy the process group ``train`` started.
 
     Without the barrier a rank can tear its group down while a peer still talks to it, and gloo aborts the
-    process at exit ("terminate called without an active exception").
+    process at exit ("terminate called without an active exception"). The garbage collector runs first, so that
+    what still holds the group (a DistributedDataParallel model in a reference cycle, gloo's finished work) is
+    freed now rather than while the interpreter shuts down, when a gloo thread that needs the GIL aborts too.
     """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_finished_worker() -> NoReturn:
+    """End a ``torchrun`` worker process whose work is done and written, skipping the interpreter's shutdown.
+
+    A C++ thread (gloo's, c10d's) that still holds Python objects may need the GIL while the interpreter shuts
+    down; Python then ends that thread, and the C++ runtime aborts the whole process ("terminate called without
+    an active exception", exit -6), failing a run that had finished. Output is flushed first; files are closed.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def all_reduce(values: torch.Tensor, op: str = "sum") -> torch.Tensor:
@@ -150,3 +169,9 @@ def shard_indices(n: int, epoch: int, seed: int, rank: int = 0, world_size: int 
 def world_size_from_env() -> int:
     """The number of ``torchrun`` processes of this run (``WORLD_SIZE``); 1 outside torchrun."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment of the ``torchrun`` processes custseq starts: this one's, with Python's fault handler on, so
+    that a process that aborts (a C++ ``terminate`` in a collective) prints each thread's Python stack first."""
+    return {**os.environ, "PYTHONFAULTHANDLER": "1"}

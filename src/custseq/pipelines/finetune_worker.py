@@ -24,7 +24,7 @@ from custseq.config import ModelConfig, config_from_dict, config_to_dict
 from custseq.errors import TrainingError
 from custseq.io.prepared import PreparedWindows
 from custseq.models.artifacts import read_manifest
-from custseq.models.distributed import shutdown_distributed
+from custseq.models.distributed import exit_finished_worker, shutdown_distributed, worker_environment
 from custseq.models.finetune import FitResult, finetune_prepared, finetune_rank
 from custseq.models.pretrain import PretrainRun, pretrain_prepared
 from custseq.pipelines.nodes import JobList, Nodes
@@ -128,7 +128,7 @@ def launch_torchrun(job: Path, nproc: int, nodes: Nodes | None = None, rdzv_id: 
     command = [
         sys.executable, "-m", "torch.distributed.run", *options, "-m", "custseq.pipelines.finetune_worker", str(job),
     ]  # fmt: skip
-    done = subprocess.run(command, check=False)
+    done = subprocess.run(command, check=False, env=worker_environment())
     if done.returncode != 0:
         raise TrainingError(f"distributed training failed (exit code {done.returncode}); see the output above")
 
@@ -165,3 +165,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_finished_worker()

@@ -20,6 +20,7 @@ from custseq.errors import ArtifactError, TrainingError
 from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.tables import Tables
 from custseq.models.artifacts import configs_from_json, load_model, read_manifest
+from custseq.models.distributed import worker_environment
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.pretrain import (
     CONFIG_CLASSES,
@@ -85,7 +86,7 @@ def _pretrain_distributed(work: Path, out: Path, configs: dict[str, object], npr
         "-m", "custseq.pipelines.pretrain_worker", str(work), str(out), *(["--resume"] if resume else []),
     ]  # fmt: skip
     log.info("pre-training on %d processes (torchrun)", nproc)
-    done = subprocess.run(command, check=False)
+    done = subprocess.run(command, check=False, env=worker_environment())
     if done.returncode != 0:
         raise TrainingError(f"distributed pre-training failed (exit code {done.returncode}); see the output above")
     return PretrainRun(out, read_manifest(out), None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from custseq.models.distributed import shutdown_distributed
+from custseq.models.distributed import exit_finished_worker, shutdown_distributed
 from custseq.pipelines.pretrain import run_worker
 
 
@@ -23,3 +23,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_finished_worker()

@@ -41,6 +41,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from custseq.config import ActionConfig
@@ -55,6 +56,7 @@ CATALOGUE_KEYS = ("retention", "growth", "item_action")
 RULE_KEYS = ("when", "actions")
 DEFAULT_ITEM_ACTION = "Recommend {item}"
 CATEGORY_ITEM = "an item from the category {category}"  # how a proposed category reads as the {item} of an action
+PLAN_CHUNK_ROWS = 100_000  # plans made, and turned into Arrow text, this many customers at a time
 MIN_ITEM_PROBABILITY = 0.001  # a likelier-than-1-in-1,000 next item, or none: never propose an item at p = 0.0
 HISTORY_COLUMNS = ("customer_id", "ts", "order_id", "item", "amount")  # what the proposal baselines read
 
@@ -326,28 +328,57 @@ def plan_actions(
         flagged |= predictions["lapsed_regular"].fillna(False).to_numpy(dtype=bool)
     retention = first_matching_rule(catalogue.retention, predictions)
     growth = first_matching_rule(catalogue.growth, predictions)
-    raw_items = predictions["next_items"].tolist() if "next_items" in predictions else [None] * len(predictions)
-    label = products.label if products is not None else str
-    excluded = products.excluded if products is not None else frozenset()
-    plans = []
-    for row, (flag, raw) in enumerate(zip(flagged, raw_items, strict=True)):
+    raw_items = predictions["next_items"] if "next_items" in predictions else pd.Series([None] * len(predictions))
+    plan = _Planner(cfg, catalogue, products)
+    texts = [
+        pa.array(
+            [
+                plan.text(row, flagged[row], retention[row], growth[row], raw)
+                for row, raw in enumerate(raw_items.iloc[start : start + PLAN_CHUNK_ROWS].tolist(), start)
+            ],
+            pa.string(),
+        )
+        for start in range(0, len(predictions), PLAN_CHUNK_ROWS)
+    ]
+    out = predictions.copy()
+    out["retention_flag"] = flagged
+    out["next_actions"] = text_column(texts, out.index)
+    return out
+
+
+def text_column(chunks: list[pa.Array], index: pd.Index) -> pd.Series:
+    """Texts made chunk by chunk as one pandas text column (pandas' own ``str``, backed by these Arrow chunks): the
+    Python strings of each chunk are freed as soon as it is made, so a million plans take their bytes rather than
+    a million objects alive at once."""
+    column = pa.chunked_array(chunks, pa.string()).to_pandas()
+    column.index = index
+    return column
+
+
+@dataclass(frozen=True)
+class _Planner:
+    """One customer's plan as JSON text (:func:`plan_actions`)."""
+
+    cfg: ActionConfig
+    catalogue: Catalogue
+    products: Products | None
+
+    def text(self, row: int, flagged: bool, retention: int, growth: int, raw: Any) -> str:
+        label = self.products.label if self.products is not None else str
+        excluded = self.products.excluded if self.products is not None else frozenset()
         items = [
-            _action(catalogue.item_action.format(item=_item_label(item, level, label)), "item", item, probability)
+            _action(self.catalogue.item_action.format(item=_item_label(item, level, label)), "item", item, probability)
             for item, probability, level in next_item_entries(raw, row)
             if (probability is None or probability >= MIN_ITEM_PROBABILITY)
             and (level == "category" or item not in excluded)  # a category's sum left its excluded products out
         ]
-        if flag:
-            plan = _actions(catalogue.retention[retention[row]], "retention")
-            if cfg.mode == "augment":
+        if flagged:
+            plan = _actions(self.catalogue.retention[retention], "retention")
+            if self.cfg.mode == "augment":
                 plan = plan[:1] + items + plan[1:]
         else:
-            plan = items + _actions(catalogue.growth[growth[row]], "growth")
-        plans.append(json.dumps(_first_distinct(plan, cfg.k), ensure_ascii=False))
-    out = predictions.copy()
-    out["retention_flag"] = flagged
-    out["next_actions"] = plans
-    return out
+            plan = items + _actions(self.catalogue.growth[growth], "growth")
+        return json.dumps(_first_distinct(plan, self.cfg.k), ensure_ascii=False)
 
 
 def first_matching_rule(rules: Sequence[Rule], predictions: pd.DataFrame) -> np.ndarray:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from custseq.config import SegmentConfig
 
+CADENCE_COLUMNS = ("frequency", "recency", "T", "ipt_median")  # what :func:`cadence` reads (ipt_median if there)
 MIN_MEASURED = 30  # lapsed regulars the training windows must hold, pooled, for their churn rate to be used
 
 
