@@ -218,3 +218,15 @@ def test_future_rows_do_not_move_btyd_features(prepared, transactions, tmp_path)
         assert changed.num_rows > before.num_rows
         assert before_entries[window.key].btyd_features != after_entries[window.key].btyd_features
         assert not pc.all(pc.is_in(changed.column("btyd_p_alive"), before.column("btyd_p_alive"))).as_py()
+
+
+def test_the_fit_on_distinct_patterns_is_the_fit_on_every_customer():
+    """Customers sharing (frequency, recency, T) are fitted once, weighted by their number: the same parameters."""
+    rng = np.random.default_rng(7)
+    T = rng.integers(30, 400, 6000).astype(float)
+    x = rng.poisson(1.5, 6000).astype(float)
+    t_x = np.where(x > 0, np.floor(rng.uniform(0, 1, 6000) * T), 0.0)
+    assert len(np.unique(np.stack([x, t_x, T], axis=1), axis=0)) < 5000  # some customers share a pattern
+    every = BetaGeoFitter(penalizer_coef=0.001).fit(x, t_x, T).params_
+    fitted = btyd.fit_bgnbd(x, t_x, T, penalizer=0.001)
+    np.testing.assert_allclose([fitted.r, fitted.alpha, fitted.a, fitted.b], every[["r", "alpha", "a", "b"]], rtol=1e-6)
