@@ -329,20 +329,15 @@ def plan_actions(
     retention = first_matching_rule(catalogue.retention, predictions)
     growth = first_matching_rule(catalogue.growth, predictions)
     raw_items = predictions["next_items"] if "next_items" in predictions else pd.Series([None] * len(predictions))
-    plan = _Planner(cfg, catalogue, products)
-    texts = [
-        pa.array(
-            [
-                plan.text(row, flagged[row], retention[row], growth[row], raw)
-                for row, raw in enumerate(raw_items.iloc[start : start + PLAN_CHUNK_ROWS].tolist(), start)
-            ],
-            pa.string(),
-        )
-        for start in range(0, len(predictions), PLAN_CHUNK_ROWS)
-    ]
+    plan = _Planner.of(cfg, catalogue, products)
+    chunks = []
+    for start in range(0, len(predictions), PLAN_CHUNK_ROWS):
+        raws = raw_items.iloc[start : start + PLAN_CHUNK_ROWS].tolist()
+        texts = [plan.text(row, flagged[row], retention[row], growth[row], raw) for row, raw in enumerate(raws, start)]
+        chunks.append(pa.array(texts, pa.string()))
     out = predictions.copy()
     out["retention_flag"] = flagged
-    out["next_actions"] = text_column(texts, out.index)
+    out["next_actions"] = text_column(chunks, out.index)
     return out
 
 
@@ -361,16 +356,23 @@ class _Planner:
 
     cfg: ActionConfig
     catalogue: Catalogue
-    products: Products | None
+    label: Callable[[str], str]  # an item's name in an action
+    excluded: frozenset[str]  # products never proposed
+
+    @classmethod
+    def of(cls, cfg: ActionConfig, catalogue: Catalogue, products: Products | None) -> _Planner:
+        if products is None:
+            return cls(cfg, catalogue, str, frozenset())
+        return cls(cfg, catalogue, products.label, products.excluded)
 
     def text(self, row: int, flagged: bool, retention: int, growth: int, raw: Any) -> str:
-        label = self.products.label if self.products is not None else str
-        excluded = self.products.excluded if self.products is not None else frozenset()
         items = [
-            _action(self.catalogue.item_action.format(item=_item_label(item, level, label)), "item", item, probability)
+            _action(
+                self.catalogue.item_action.format(item=_item_label(item, level, self.label)), "item", item, probability
+            )
             for item, probability, level in next_item_entries(raw, row)
             if (probability is None or probability >= MIN_ITEM_PROBABILITY)
-            and (level == "category" or item not in excluded)  # a category's sum left its excluded products out
+            and (level == "category" or item not in self.excluded)  # a category's sum left its excluded products out
         ]
         if flagged:
             plan = _actions(self.catalogue.retention[retention], "retention")
