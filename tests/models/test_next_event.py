@@ -97,6 +97,20 @@ def test_probabilities_are_sorted_bounded_and_over_real_values_only(cyclic, trai
     np.testing.assert_allclose(again.probabilities, proposed.probabilities, atol=1e-6)
 
 
+def test_proposals_for_some_customers_are_theirs_of_the_whole_run(cyclic, trained):
+    result, _ = cyclic
+    folder = _scoring_folder(result)
+    whole = propose_next(trained, result.vocab, folder, "product", k=3, batch_size=8)
+    some = set(whole.customer_ids[::3])
+    chosen = propose_next(trained, result.vocab, folder, "product", k=3, batch_size=8, customers=some)
+    assert chosen.customer_ids == sorted(some)
+    rows = [whole.customer_ids.index(c) for c in chosen.customer_ids]
+    assert chosen.items == [whole.items[i] for i in rows]
+    np.testing.assert_allclose(chosen.probabilities, whole.probabilities[rows], atol=1e-6)
+    first = propose_next(trained, result.vocab, folder, "product", k=3, batch_size=8, customers=some, max_customers=5)
+    assert len(first) == 5 and set(first.customer_ids) <= some
+
+
 def test_time_anchors_differ_only_in_the_time_features(cyclic, trained):
     result, _ = cyclic
     folder = _scoring_folder(result)

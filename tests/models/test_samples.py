@@ -12,15 +12,17 @@ import pytest
 import torch
 
 import custseq
-from custseq.config import EncoderConfig, FinetuneConfig, TrainConfig
+from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, PredictorConfig, TrainConfig
 from custseq.errors import ConfigError
 from custseq.features.matrix import fit_tabular, transform_tabular
-from custseq.models.combine import latest_windows
+from custseq.models.combine import fit_final_predictor, latest_windows, predictor_windows
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import epoch_validation
 from custseq.models.multitask import MultiTaskModel
 from custseq.models.samples import SampleStream
 from custseq.models.train import train
+from custseq.sequences.batch import sample_mask, shard_files, split_mask
+from custseq.sequences.build import read_sequences
 
 TINY = EncoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_events=8)
 
@@ -165,3 +167,49 @@ def test_the_predictor_keeps_the_latest_windows_within_its_customer_budget(prepa
     assert latest_windows(folders, 1) == folders[:1]  # always the latest window
     assert latest_windows(folders, sizes[0] + sizes[1]) == folders[:2]
     assert latest_windows(folders, sizes[0] + sizes[1] - 1) == folders[:1]
+
+
+def test_the_sample_is_stable_near_its_fraction_nested_and_independent_of_the_split():
+    ids = [f"c{i}" for i in range(20_000)]
+    kept = sample_mask(ids, 0.25)
+    assert (kept == sample_mask(list(reversed(ids)), 0.25)[::-1]).all()  # by id, not by position
+    assert 0.24 < kept.mean() < 0.26
+    assert (sample_mask(ids, 0.1) <= kept).all()  # a smaller sample lies within a larger one
+    validation = split_mask(ids, "validation", 0.2)
+    assert 0.18 < validation[kept].mean() < 0.22  # every part of the split is sampled alike
+    assert sample_mask(ids, 1.0).all() and not sample_mask(ids, 0.0).any()
+
+
+def test_a_latest_window_above_the_budget_is_sampled_by_customer_in_every_file(prepared):
+    folders = [prepared.window(w) for w in prepared.plan.training]  # latest first
+    latest = folders[0]
+    features = pq.read_table(latest.features)
+    n = features.num_rows
+    with predictor_windows(folders, n) as within:
+        assert within == folders[:1]  # within the budget: the window itself
+    with predictor_windows(folders, n // 2) as windows:
+        [sample] = windows
+        kept = sample_mask(features.column("customer_id").to_pylist(), (n // 2) / n)
+        assert 0 < kept.sum() < n and sample.key == latest.key
+        assert pq.read_table(sample.features).equals(features.filter(kept))  # its rows, in their order
+        assert pq.read_table(sample.labels).equals(pq.read_table(latest.labels).filter(kept))
+        ids = set(features.column("customer_id").filter(kept).to_pylist())
+        sequences = read_sequences(latest.sequences)
+        in_sample = np.array([c in ids for c in sequences.column("customer_id").to_pylist()])
+        assert read_sequences(sample.sequences).equals(sequences.filter(in_sample))
+        shards = [f.relative_to(sample.sequences) for f in shard_files(sample.sequences)]
+        assert shards == [f.relative_to(latest.sequences) for f in shard_files(latest.sequences)]
+        written = sample.folder
+    assert not written.exists()  # the temporary copy goes with the context
+
+
+def test_the_predictor_learns_from_the_sample_when_the_latest_window_is_above_the_budget(prepared):
+    latest = pq.read_table(prepared.window(prepared.plan.training[0]).features).num_rows
+    fast = PredictorConfig(candidates=("boosted-features",), max_rounds=20, early_stopping_rounds=5, n_jobs=1)
+
+    def validation_customers(budget: int) -> int:
+        cfg = ModelConfig(predictor=dataclasses.replace(fast, max_training_customers=budget))
+        return fit_final_predictor(prepared.layout, None, cfg)[1].validation_customers
+
+    whole = validation_customers(latest)
+    assert 0 < validation_customers(latest * 2 // 3) < whole  # the sample's validation customers only

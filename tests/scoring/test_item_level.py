@@ -21,6 +21,7 @@ from custseq.models.next_event import ItemMixture, group_sums, propose_next
 from custseq.models.pretrain import PretrainModel
 from custseq.report.data import ReportData
 from custseq.report.sections import plans
+from custseq.scoring import item_level
 from custseq.scoring.actions import load_catalogue, plan_actions
 from custseq.scoring.item_level import (
     MIN_LEVEL_CUSTOMERS,
@@ -135,6 +136,18 @@ def test_products_bought_again_and_again_stay_items_even_with_categories(dense, 
     forced = decide_item_level(model, result.vocab, window, later, "product", categories_set, horizon_days=30,
                                mixture=OWN)  # fmt: skip
     assert forced.level == "category" and "as set" in forced.reason and forced.hit_rate_at_k == level.hit_rate_at_k
+
+
+def test_the_levels_are_compared_on_at_most_max_level_customers(sparse, monkeypatch):
+    result, model = sparse
+    window, later = _windows(result)
+    everyone = decide_item_level(model, result.vocab, window, later, "product", ActionConfig(), horizon_days=30,
+                                 mixture=OWN)  # fmt: skip
+    monkeypatch.setattr(item_level, "MAX_LEVEL_CUSTOMERS", MIN_LEVEL_CUSTOMERS)
+    capped = decide_item_level(model, result.vocab, window, later, "product", ActionConfig(), horizon_days=30,
+                               mixture=OWN)  # fmt: skip
+    assert capped.customers == MIN_LEVEL_CUSTOMERS < everyone.customers, (capped.customers, everyone.customers)
+    assert capped.level == everyone.level == "category"
 
 
 def test_without_categories_items_stay_products_and_the_reason_says_so(dense, tmp_path):

@@ -192,8 +192,9 @@ class PredictorConfig:
     tweedie_variance_power: float = 1.5
     n_jobs: int = -1
     # The latest training windows up to this many customers in all (at least one window): older windows add
-    # little and cost network scoring and LightGBM time (1M rows: 7 windows took 2 minutes, 3 took 105 s).
-    # None: all.
+    # little and cost network scoring and LightGBM time (1M rows: 7 windows took 2 minutes, 3 took 105 s). When
+    # the latest window alone has more, a stable sample of about this many of its customers (by id hash).
+    # None: all windows, every customer.
     max_training_customers: int | None = 200_000
     # True: the chosen boosted heads are fitted again on the validation customers too (more data, but the
     # validation curves of the report would then be in-sample); off by default

@@ -20,6 +20,7 @@ Manning 2017, "Get To The Point", eq. 9) with a fixed, fitted mixing weight inst
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -159,8 +160,10 @@ def propose_next(
     device: str | torch.device = "cpu",
     mixture: ItemMixture | None = None,
     groups: ValueGroups | None = None,
+    customers: Collection[str] | None = None,
+    max_customers: int | None = None,
 ) -> NextItems:
-    """The ``k`` likeliest next values of ``field`` for every customer of a window folder.
+    """The ``k`` likeliest next values of ``field`` for every customer of a window folder (or some of them).
 
     Parameters
     ----------
@@ -191,6 +194,10 @@ def propose_next(
     groups : ValueGroups or None
         None (default): the values are proposed. Otherwise the groups: each group's probability is the sum of
         its values' (after the mixture), equal sums in the order of ``groups.names``.
+    customers : collection of str or None
+        None (default): every customer of the folder. Otherwise only these.
+    max_customers : int or None
+        None (default): no limit. Otherwise the first this many customers (in shard order).
 
     Returns
     -------
@@ -220,7 +227,7 @@ def propose_next(
     ids: list[str] = []
     chunks_p: list[np.ndarray] = []
     chunks_i: list[np.ndarray] = []
-    for batch in stream.batches():
+    for batch in _batches_of(stream, customers, max_customers):
         batch = batch.to(device)
         probs = _head_probabilities(model, batch, field, anchor)  # (B, V - 3) real values only
         if groups is not None:
@@ -246,6 +253,27 @@ def propose_next(
         items=values[positions].tolist(),  # (N, k) names as one list of lists
         probabilities=probabilities,
     )
+
+
+def _batches_of(
+    stream: SequenceStream, customers: Collection[str] | None, max_customers: int | None
+) -> Iterator[EventBatch]:
+    """The stream's batches with only ``customers`` (None: all), the first ``max_customers`` of them (None: no
+    limit)."""
+    given = 0
+    for batch in stream.batches():
+        rows = list(range(batch.size))
+        if customers is not None:
+            rows = [i for i, c in enumerate(batch.customer_ids) if c in customers]
+        if max_customers is not None:
+            rows = rows[: max_customers - given]
+        if len(rows) < batch.size:
+            batch = batch.select(torch.tensor(rows, dtype=torch.long))
+        if batch.size:
+            given += batch.size
+            yield batch
+        if max_customers is not None and given >= max_customers:
+            return
 
 
 def _mixed(batch: EventBatch, field: str, p_head: torch.Tensor, mixture: ItemMixture) -> torch.Tensor:
@@ -471,13 +499,8 @@ def fit_item_mixture(
     n = 0
     stream = SequenceStream(files, vocab, model.encoder.cfg.max_events, batch_size, shuffle=False)
     model.eval().to(device)
-    for batch in stream.batches():
-        if n >= MAX_FIT_CUSTOMERS:
-            break
-        rows = [i for i, c in enumerate(batch.customer_ids) if c in target_of]
-        if not rows:
-            continue
-        batch = batch.select(torch.tensor(rows, dtype=torch.long)).to(device)
+    for batch in _batches_of(stream, target_of, MAX_FIT_CUSTOMERS):
+        batch = batch.to(device)
         target = torch.tensor([target_of[c] - FIRST_VALUE_ID for c in batch.customer_ids], device=device)  # (B,)
         p_head = _renormalised(_head_probabilities(model, batch, field, anchor))  # (B, V')
         n += batch.size

@@ -27,7 +27,7 @@ from custseq.config import RunConfig, config_from_dict, config_to_dict
 from custseq.errors import ConfigError, TrainingError
 from custseq.evaluation.fairness import Audit
 from custseq.io.atomic import ResumableWork, describe_tables, fingerprint, staged_run
-from custseq.io.prepared import PreparedWindows
+from custseq.io.prepared import PreparedWindows, WindowFolder
 from custseq.io.run_files import (
     MODEL_DIR,
     QUARANTINE_DIR,
@@ -44,7 +44,7 @@ from custseq.io.run_files import (
 from custseq.io.tables import Tables
 from custseq.metrics import churn_value_metrics
 from custseq.models.checkpoints import CHECKPOINT_FILE, load_checkpoint
-from custseq.models.combine import fit_final_predictor, latest_windows
+from custseq.models.combine import fit_final_predictor, predictor_windows
 from custseq.models.finetune import (
     ChurnValueModel,
     FitResult,
@@ -145,8 +145,9 @@ def predict(
         layout, summary = prepared.layout, prepared.summary
         fit, pretrained = _fit(layout, work, config, shown, nproc, nodes)
         say("fitting the boosted heads and choosing the predictor on the validation customers")
-        fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model)
-        fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(layout, config)
+        with predictor_windows(layout.training, config.model.predictor.max_training_customers) as windows:
+            fit.model.predictor, choice = fit_final_predictor(layout, fit.model, config.model, windows=windows)
+            fit.model.predictor.lapsed_churn_rate = _lapsed_churn_rate(windows, layout.horizon_days, config)
         # the validation customers' labels are of the trained horizon: checked before any carry
         audited = out is not None or summary.config.audit.recalibrate_groups  # the corrections come from the audit
         checked = _check_on_validation(fit.model, layout, summary.config, say) if audited else None
@@ -273,13 +274,13 @@ def _prepare_once(tables: Tables, config: RunConfig, work: ResumableWork, name: 
     return _Prepared(prepared.layout, prepared.summary)
 
 
-def _lapsed_churn_rate(layout: PreparedWindows, cfg: RunConfig) -> float | None:
-    """How often the training windows' lapsed regulars churned (None: too few of them to tell)."""
-    windows = []
-    for folder in latest_windows(list(layout.training), cfg.model.predictor.max_training_customers):
-        tables = WindowTables.read(folder, layout.horizon_days)
-        windows.append((tables.features.to_pandas(), tables.label_arrays()[0]))
-    return lapsed_churn_rate(windows, cfg.segments)
+def _lapsed_churn_rate(windows: list[WindowFolder], horizon_days: int, cfg: RunConfig) -> float | None:
+    """How often the predictor's training windows' lapsed regulars churned (None: too few of them to tell)."""
+    labelled = []
+    for folder in windows:
+        tables = WindowTables.read(folder, horizon_days)
+        labelled.append((tables.features.to_pandas(), tables.label_arrays()[0]))
+    return lapsed_churn_rate(labelled, cfg.segments)
 
 
 BTYD_ALONE = (

@@ -27,6 +27,7 @@ vocabulary add to a category (rarer ones share the unknown id, which is never pr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -54,6 +55,9 @@ PRODUCT_FIELD = "product"  # the only item field with a coarser level
 CATEGORY_FIELD = "category"  # the transactions' own category field, when the data contract has one
 MIN_LEVEL_CUSTOMERS = 20  # fewer held-out next purchases than this: the levels are not compared (item level kept)
 MAX_SPARE_ITEMS = 20  # extra proposals drawn so that excluded products can be left out
+# held-out next purchases the levels are compared on (the first in shard order): hit@k from 50,000 customers is
+# within about 0.3 points; a million customers' proposals took 100 s for the same decision
+MAX_LEVEL_CUSTOMERS = 50_000
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,8 @@ def decide_item_level(
     horizon_days: int,
     mixture: ItemMixture | None = None,
 ) -> ItemLevel:
-    """Measure both levels on ``window``'s customers (next purchases read from ``later_window``) and choose.
+    """Measure both levels on ``window``'s customers (next purchases read from ``later_window``; at most
+    :data:`MAX_LEVEL_CUSTOMERS` of them) and choose.
 
     Use the windows the item mixture was fitted on (the latest training window and the scoring window): the
     held-out purchases lie before the scoring cutoff. The categories are read from ``later_window``.
@@ -267,8 +272,12 @@ def decide_item_level(
     hits = None
     if next_item:
         spare = min(len(excluded), MAX_SPARE_ITEMS)
-        items = propose_next(model, vocab, window, item_field, cfg.k + spare, mixture=mixture)
-        groups = propose_next(model, vocab, window, item_field, cfg.k, mixture=mixture, groups=categories.groups)
+        propose = functools.partial(
+            propose_next, model, vocab, window, item_field,
+            mixture=mixture, customers=next_item.keys(), max_customers=MAX_LEVEL_CUSTOMERS,
+        )  # fmt: skip
+        items = propose(cfg.k + spare)
+        groups = propose(cfg.k, groups=categories.groups)
         proposed = _kept(items, excluded, cfg.k), _kept(groups, frozenset(), cfg.k)
         hits = level_hit_rates(*proposed, next_item, categories.of_item, cfg.k)
     return choose_item_level(cfg, categories, hits)

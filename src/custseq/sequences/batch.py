@@ -257,3 +257,14 @@ def split_mask(
         second = np.array([zlib.crc32(b"labels:" + i.encode()) % 10_000 for i in ids], dtype=np.int64) / 10_000
         train &= second < label_fraction
     return train
+
+
+def sample_mask(ids: list[str], fraction: float) -> np.ndarray:
+    """A stable sample of about ``fraction`` of the customers (the same in every window and run).
+
+    Its id hash is its own, independent of :func:`split_mask`'s, so every part of the split is sampled alike.
+    """
+    if fraction >= 1:
+        return np.ones(len(ids), dtype=bool)
+    band = np.array([zlib.crc32(b"sample:" + i.encode()) for i in ids], dtype=np.int64) / 2**32
+    return band < fraction
