@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from custseq.config import SequenceConfig
 from custseq.io.engine import connect
-from custseq.sequences.build import read_sequences, write_sequences
+from custseq.sequences.build import _in_customer_order, read_sequences, write_sequences
 from custseq.sequences.tokens import layout_for
 from custseq.sequences.vocab import fit_vocab
 from custseq.validate.tables import validate_tables
@@ -154,3 +155,21 @@ def test_shards_hold_every_customer_exactly_once(tmp_path):
 def test_one_shard_when_customers_fit(history, tmp_path):
     build(history, tmp_path, SequenceConfig(shard_customers=100))
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["shard=0"]
+
+
+def test_a_shard_written_out_of_order_is_rewritten_in_customer_order(tmp_path):
+    # DuckDB's partitioned write appends its threads' rows as they finish: a shard may come out of order, or in
+    # several files; streaming it must give the same batches in every run
+    ids = [f"c{i:04d}" for i in range(500)]
+    rows = pa.table({"customer_id": ids, "length": pa.array(range(500), pa.int32())})
+    shard = tmp_path / "shard=0"
+    shard.mkdir()
+    shuffled = rows.take(np.random.default_rng(0).permutation(500))
+    pq.write_table(shuffled.slice(0, 300), shard / "data_0.parquet")
+    pq.write_table(shuffled.slice(300), shard / "data_1.parquet")
+    _in_customer_order(connect(), shard)
+    assert [f.name for f in shard.iterdir()] == ["data_0.parquet"]
+    assert pq.read_table(shard / "data_0.parquet").equals(rows)
+    before = (shard / "data_0.parquet").stat().st_mtime_ns
+    _in_customer_order(connect(), shard)  # already in order: left as it is
+    assert (shard / "data_0.parquet").stat().st_mtime_ns == before

@@ -405,7 +405,10 @@ def _timing(daily: DailyTables, days: tuple[int, ...]) -> SqlParts:
     """Gaps between consecutive purchase days; all null for a customer with one purchase day."""
     aggregates = {
         "ipt_mean": "CAST(avg(gap) AS DOUBLE)",
-        "ipt_std": "stddev_samp(gap)",
+        # from exact integer sums (gaps are whole days): stddev_samp combines the threads' partial states in
+        # whatever order they finish, so its last bits varied from run to run
+        "ipt_std": "CASE WHEN count(gap) > 1 THEN sqrt(CAST(count(gap) * sum(gap * gap) - sum(gap) * sum(gap)"
+        " AS DOUBLE) / (count(gap) * (count(gap) - 1.0))) END",
         "ipt_max": "CAST(max(gap) AS DOUBLE)",
         "ipt_last": "CAST(arg_max(gap, day) FILTER (WHERE purchased) AS DOUBLE)",
         "ipt_median": "quantile_cont(gap, 0.5)",

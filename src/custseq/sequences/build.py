@@ -18,7 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from custseq.config import SequenceConfig
 from custseq.schema import TOKEN_TYPES, quote_ident
@@ -120,7 +122,29 @@ def write_sequences(
         "(FORMAT parquet, PARTITION_BY (shard), OVERWRITE true)",
         {"cutoff": window.cutoff, "max_events": cfg.max_events},
     )
+    for shard in sorted(path for path in folder.iterdir() if path.is_dir()):
+        _in_customer_order(con, shard)
     return folder
+
+
+def _in_customer_order(con: duckdb.DuckDBPyConnection, shard: Path) -> None:
+    """One shard's rows in customer order, in one file.
+
+    DuckDB's partitioned write does not keep the query's order (its threads append as they finish), and the
+    batches streamed from a shard, hence training and the float sums of scoring, must not vary from run to run.
+    A shard already in order (one thread wrote it) is left as it is.
+    """
+    files = sorted(shard.glob("*.parquet"))
+    ids = pq.read_table(files[0], columns=["customer_id"]).column("customer_id").combine_chunks()
+    if len(files) == 1 and (len(ids) < 2 or pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py()):
+        return
+    ordered = shard / "ordered.parquet.tmp"
+    sources = ", ".join(f"'{_safe_path(f)}'" for f in files)
+    rows = f"SELECT * FROM read_parquet([{sources}], hive_partitioning = false)"  # no `shard` column from the path
+    con.execute(f"COPY ({rows} ORDER BY customer_id) TO '{_safe_path(ordered)}' (FORMAT parquet)")
+    for f in files:
+        f.unlink()
+    ordered.rename(shard / "data_0.parquet")
 
 
 def read_sequences(folder: Path) -> pa.Table:
