@@ -207,9 +207,10 @@ def test_the_predictor_learns_from_the_sample_when_the_latest_window_is_above_th
     latest = pq.read_table(prepared.window(prepared.plan.training[0]).features).num_rows
     fast = PredictorConfig(candidates=("boosted-features",), max_rounds=20, early_stopping_rounds=5, n_jobs=1)
 
-    def validation_customers(budget: int) -> int:
+    def choice(budget: int):
         cfg = ModelConfig(predictor=dataclasses.replace(fast, max_training_customers=budget))
-        return fit_final_predictor(prepared.layout, None, cfg)[1].validation_customers
+        return fit_final_predictor(prepared.layout, None, cfg)[1]
 
-    whole = validation_customers(latest)
-    assert 0 < validation_customers(latest * 2 // 3) < whole  # the sample's validation customers only
+    whole, sampled = choice(latest), choice(latest * 2 // 3)
+    assert 0 < sampled.validation_customers < whole.validation_customers  # the sample's validation customers only
+    assert sampled.sampled_from == latest and whole.sampled_from is None  # what the report says

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from custseq.report import SECTIONS, analysis, figures, interactive, read_run, r
 from custseq.report.data import ReportData
 from custseq.report.html import svg, table
 from custseq.report.sections.audit import audit as audit_section
+from custseq.report.sections.choice import _latest_window
 from custseq.scoring.profit import simulate_retention
 from custseq.scoring.segments import SEGMENTS
 
@@ -241,6 +243,13 @@ def test_model_choice_section_names_the_choice_and_what_the_sequence_adds(report
     assert "0.7 × LightGBM on features + sequence embedding + 0.3 × sequence network" in section
     # best sequence candidate minus features-only: AUC 0.80 − 0.78, nGini 0.64 − 0.63
     assert "churn AUC +0.020, value nGini +0.010" in section and "The sequence adds to the features" in section
+
+
+def test_model_choice_says_when_the_predictor_learned_from_a_sample_of_the_latest_window():
+    assert _latest_window(_model_choice()) == "the latest training window"
+    sampled = _latest_window(dataclasses.replace(_model_choice(), sampled_from=788_902))
+    assert sampled.startswith("a stable sample of the latest training window (its 788,902 customers")
+    assert "max_training_customers" in sampled
 
 
 @pytest.fixture(scope="module")

@@ -299,6 +299,9 @@ class ModelChoice(JsonRecord):
     boosted_rounds: dict[str, tuple[int, ...]]  # candidate -> (churn, value) LightGBM rounds
     trained_horizon_days: int | None = None  # set when the requested horizon had no training window
     carried_by: str | None = None  # how the trained horizon's predictions were carried to the requested one
+    # the latest training window's customers when the predictor learned from a sample of them (more than
+    # [model.predictor] max_training_customers); None: from all of them
+    sampled_from: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

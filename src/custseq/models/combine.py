@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -45,9 +46,13 @@ def fit_final_predictor(
     tables = [WindowTables.read(f, horizon) for f in folders]
     training = [TrainingWindow(t, _network(model, f, t)) for f, t in zip(folders, tables, strict=True)]
     spec = model.tabular if model is not None else fit_tabular([t.features for t in tables])
-    return fit_predictor(
+    predictor, choice = fit_predictor(
         training, spec, cfg.predictor, cfg.finetune, seed=cfg.finetune_training.seed, horizon_days=horizon
     )
+    latest = _customers(prepared.training[0])
+    if tables[0].features.num_rows < latest:  # a sample of the latest window (predictor_windows)
+        choice = dataclasses.replace(choice, sampled_from=latest)
+    return predictor, choice
 
 
 @contextlib.contextmanager

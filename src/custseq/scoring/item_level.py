@@ -55,8 +55,8 @@ PRODUCT_FIELD = "product"  # the only item field with a coarser level
 CATEGORY_FIELD = "category"  # the transactions' own category field, when the data contract has one
 MIN_LEVEL_CUSTOMERS = 20  # fewer held-out next purchases than this: the levels are not compared (item level kept)
 MAX_SPARE_ITEMS = 20  # extra proposals drawn so that excluded products can be left out
-# held-out next purchases the levels are compared on (the first in shard order): hit@k from 50,000 customers is
-# within about 0.3 points; a million customers' proposals took 100 s for the same decision
+# held-out next purchases the levels are compared on (the first in shard order): a hit rate from 50,000 customers
+# is within about 0.4 points of everyone's (95%); at a million customers, the same decision in 9 s instead of 50 s
 MAX_LEVEL_CUSTOMERS = 50_000
 
 

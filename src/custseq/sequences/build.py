@@ -93,7 +93,7 @@ FROM (
         WHERE first_transaction < $cutoff  -- customers are those with a transaction before the cutoff
     )
 )
-ORDER BY customer_id  -- a stable row order in every shard, so that streaming them is reproducible
+ORDER BY customer_id  -- each shard in customer order (write_sequences restores it where threads did not keep it)
 """
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from custseq.config import ReportConfig
-from custseq.io.run_files import CandidateValidation, ChosenBlend
+from custseq.io.run_files import CandidateValidation, ChosenBlend, ModelChoice
 from custseq.report.data import ReportData
 from custseq.report.html import bullets, paragraph, table
 from custseq.report.html import unavailable as na
@@ -58,13 +58,22 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     return (
         paragraph(
             f"custseq fitted {len(choice.candidates)} candidate predictor(s) and scored each on "
-            f"{choice.validation_customers:,} validation customers of the latest training window (customers no "
+            f"{choice.validation_customers:,} validation customers of {_latest_window(choice)} (customers no "
             "candidate was trained on; the test of `custseq evaluate` is later still). It keeps the best per task, "
             "or a blend of two when that is better, then calibrates the levels on the same customers."
         )
         + table(frame, labels, formats, bold=best, caption="candidates on the validation customers")
         + bullets(facts)
         + (paragraph("Not run: " + "; ".join(skipped)) if skipped else "")
+    )
+
+
+def _latest_window(choice: ModelChoice) -> str:
+    if choice.sampled_from is None:
+        return "the latest training window"
+    return (
+        f"a stable sample of the latest training window (its {choice.sampled_from:,} customers are more than "
+        "`[model.predictor] max_training_customers`: the predictor learns from a sample of them)"
     )
 
 
