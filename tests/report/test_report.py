@@ -20,7 +20,7 @@ from custseq.report import SECTIONS, analysis, figures, interactive, read_run, r
 from custseq.report.data import ReportData
 from custseq.report.html import svg, table
 from custseq.report.sections.audit import audit as audit_section
-from custseq.report.sections.choice import _latest_window
+from custseq.report.sections.choice import _sample
 from custseq.scoring.profit import simulate_retention
 from custseq.scoring.segments import SEGMENTS
 
@@ -246,10 +246,10 @@ def test_model_choice_section_names_the_choice_and_what_the_sequence_adds(report
 
 
 def test_model_choice_says_when_the_predictor_learned_from_a_sample_of_the_latest_window():
-    assert _latest_window(_model_choice()) == "the latest training window"
-    sampled = _latest_window(dataclasses.replace(_model_choice(), sampled_from=788_902))
-    assert sampled.startswith("a stable sample of the latest training window (its 788,902 customers")
-    assert "max_training_customers" in sampled
+    assert _sample(_model_choice()) == ""
+    sampled = _sample(dataclasses.replace(_model_choice(), sampled_from=788_902))
+    assert sampled.startswith(" The latest window's 788,902 customers are more than")
+    assert "max_training_customers" in sampled and "stable sample" in sampled
 
 
 @pytest.fixture(scope="module")

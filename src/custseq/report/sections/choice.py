@@ -58,9 +58,9 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     return (
         paragraph(
             f"custseq fitted {len(choice.candidates)} candidate predictor(s) and scored each on "
-            f"{choice.validation_customers:,} validation customers of {_latest_window(choice)} (customers no "
+            f"{choice.validation_customers:,} validation customers of the latest training window (customers no "
             "candidate was trained on; the test of `custseq evaluate` is later still). It keeps the best per task, "
-            "or a blend of two when that is better, then calibrates the levels on the same customers."
+            f"or a blend of two when that is better, then calibrates the levels on the same customers.{_sample(choice)}"
         )
         + table(frame, labels, formats, bold=best, caption="candidates on the validation customers")
         + bullets(facts)
@@ -68,12 +68,14 @@ def model_choice(data: ReportData, cfg: ReportConfig) -> str:
     )
 
 
-def _latest_window(choice: ModelChoice) -> str:
+def _sample(choice: ModelChoice) -> str:
+    """A sentence saying the predictor learned from a sample of the latest window, when it did."""
     if choice.sampled_from is None:
-        return "the latest training window"
+        return ""
     return (
-        f"a stable sample of the latest training window (its {choice.sampled_from:,} customers are more than "
-        "`[model.predictor] max_training_customers`: the predictor learns from a sample of them)"
+        f" The latest window's {choice.sampled_from:,} customers are more than "
+        "`[model.predictor] max_training_customers`, so candidates, choice and calibration used a stable sample of "
+        "them (chosen by a hash of the customer id)."
     )
 
 
