@@ -135,8 +135,7 @@ def _in_customer_order(con: duckdb.DuckDBPyConnection, shard: Path) -> None:
     A shard already in order (one thread wrote it) is left as it is.
     """
     files = sorted(shard.glob("*.parquet"))
-    ids = pq.read_table(files[0], columns=["customer_id"]).column("customer_id").combine_chunks()
-    if len(files) == 1 and (len(ids) < 2 or pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py()):
+    if len(files) == 1 and _in_order(files[0]):
         return
     ordered = shard / "ordered.parquet.tmp"
     sources = ", ".join(f"'{_safe_path(f)}'" for f in files)
@@ -145,6 +144,11 @@ def _in_customer_order(con: duckdb.DuckDBPyConnection, shard: Path) -> None:
     for f in files:
         f.unlink()
     ordered.rename(shard / "data_0.parquet")
+
+
+def _in_order(file: Path) -> bool:
+    ids = pq.read_table(file, columns=["customer_id"]).column("customer_id").combine_chunks()
+    return len(ids) < 2 or bool(pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py())
 
 
 def read_sequences(folder: Path) -> pa.Table:
