@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 from custseq.config import ValidationConfig
 from custseq.errors import ConfigError, SchemaError
 from custseq.io.mapping import ColumnMap
-from custseq.io.sources import RAW_ROW
-from custseq.schema import ROW_ID, TABLES, Kind, quote_ident
+from custseq.schema import TABLES, Kind, quote_ident
 from custseq.spark.sql import full_match, literal
 from custseq.validate import timestamps
 from custseq.validate.parse import (
@@ -26,7 +25,10 @@ from custseq.validate.parse import (
     NUMBER_PATTERN,
     PLACEHOLDER_IDS,
     TRUE_WORDS,
+    Dialect,
     Staged,
+    column_label,
+    staging_select,
 )
 
 if TYPE_CHECKING:
@@ -138,53 +140,36 @@ def stage(
     raw_view = f"raw_{cmap.table}"
     raw.createOrReplaceTempView(raw_view)
     types = {name: type_class(t) for name, t in raw.dtypes}
-    spec = TABLES[cmap.table]
     parsed: dict[str, tuple[str, bool, str | None]] = {}
     past = "true"
     if "ts" in cmap.canonical:
         src = cmap.canonical["ts"]
-        parsed["ts"] = _timestamp_expr(spark, raw_view, src, types[src], cfg.ts_format, _label(cmap, "ts"), before)
+        parsed["ts"] = _timestamp_expr(
+            spark, raw_view, src, types[src], cfg.ts_format, column_label(cmap, "ts"), before
+        )
         if before is not None:
             past = f"({parsed['ts'][0]}) < {literal(before)}"
     facts = _facts(spark, raw_view, cmap, types, past)
-    selects = [f"{RAW_ROW} AS {ROW_ID}"]
-    kinds: dict[str, Kind] = {}
-    checked: list[str] = []
-    notes: list[str] = []
-    for name, src in cmap.canonical.items():
-        kind = spec.column(name).kind
-        if name not in parsed:
-            parsed[name] = _parse_expr(spark, raw_view, src, types[src], kind, cfg, _label(cmap, name), facts)
-        expr, can_fail, note = parsed[name]
-        selects.append(f"{expr} AS {quote_ident(name)}")
-        kinds[name] = kind
-        if note:
-            notes.append(f"{cmap.table}.{name} ({src}): {note}")
-        if can_fail:
-            selects.append(f"({_present(src, types[src])}) AS {quote_ident(name + '__present')}")
-            checked.append(name)
-    if cmap.amount_product:
-        q, p = cmap.amount_product
-        selects.append(f"({_number(q, types[q])}) * ({_number(p, types[p])}) AS amount")
-        selects.append(f"({_present(q, types[q])} AND {_present(p, types[p])}) AS amount__present")
-        kinds["amount"] = Kind.NUMBER
-        checked.append("amount")
-        notes.append(f"{cmap.table}.amount = {q} × {p}")
-    for name, src in cmap.extras.items():
+
+    def extra(name: str, src: str) -> tuple[str, Kind]:
         kind = _infer_extra_kind(src, types[src], name in cmap.text_hints, max_category_share, facts)
-        selects.append(f"{_extra_expr(src, types[src], kind)} AS {quote_ident(name)}")
-        kinds[name] = kind
-    staged = spark.sql(f"SELECT {', '.join(selects)} FROM {raw_view}")
-    _refuse_unparsable_columns(spark, staged, raw_view, cmap, checked)
+        return _extra_expr(src, types[src], kind), kind
+
+    dialect = Dialect(
+        parse=lambda name, src, kind: _parse_expr(
+            spark, raw_view, src, types[src], kind, cfg, column_label(cmap, name), facts
+        ),
+        present=lambda src: _present(src, types[src]),
+        number=lambda src: _number(src, types[src]),
+        extra=extra,
+    )
+    select = staging_select(cmap, parsed, dialect)
+    staged = spark.sql(f"SELECT {select.sql} FROM {raw_view}")
+    _refuse_unparsable_columns(spark, staged, raw_view, cmap, select.checked)
     integer = bool(facts.get(("integer", cmap.canonical.get("customer_id", ""))))
     sql_name = f"stg_{cmap.table}"
     staged.createOrReplaceTempView(sql_name)
-    return Staged(cmap.table, sql_name, raw_view, kinds, tuple(checked), tuple(notes), integer), staged
-
-
-def _label(cmap: ColumnMap, name: str) -> str:
-    src = cmap.canonical.get(name) or " × ".join(cmap.amount_product or ())
-    return f"{cmap.table} column {src!r} (used as {name})"
+    return Staged(cmap.table, sql_name, raw_view, select.kinds, select.checked, select.notes, integer), staged
 
 
 def _row(spark: SparkSession, sql: str) -> tuple:
@@ -424,7 +409,7 @@ def _extra_expr(src: str, dtype: str, kind: Kind) -> str:
 
 
 def _refuse_unparsable_columns(
-    spark: SparkSession, staged: DataFrame, raw: str, cmap: ColumnMap, checked: list[str]
+    spark: SparkSession, staged: DataFrame, raw: str, cmap: ColumnMap, checked: tuple[str, ...]
 ) -> None:
     if not checked:
         return

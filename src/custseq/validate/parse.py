@@ -24,6 +24,7 @@ Values are read strictly: a number is ``[+-]digits[.digits][e±digits]`` (or inf
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -87,51 +88,92 @@ def stage(
     ConfigError
         If ``cfg.ts_format`` is not a format custseq can read.
     """
-    spec = TABLES[cmap.table]
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {quote_ident(raw)})").fetchall())
     parsed: dict[str, tuple[str, bool, str | None]] = {}
     past = "true"
     if "ts" in cmap.canonical:  # first: it says which rows are past, and only those decide the rest
         src = cmap.canonical["ts"]
-        parsed["ts"] = _timestamp_expr(con, raw, src, types[src], cfg.ts_format, _label(cmap, "ts"), before)
+        parsed["ts"] = _timestamp_expr(con, raw, src, types[src], cfg.ts_format, column_label(cmap, "ts"), before)
         if before is not None:
             past = f"({parsed['ts'][0]}) < TIMESTAMP '{before.isoformat(sep=' ')}'"
+
+    def extra(name: str, src: str) -> tuple[str, Kind]:
+        kind = _infer_extra_kind(con, raw, src, types[src], name in cmap.text_hints, max_category_share, past)
+        return _extra_expr(src, types[src], kind), kind
+
+    dialect = Dialect(
+        parse=lambda name, src, kind: _parse_expr(con, raw, src, types[src], kind, cfg, column_label(cmap, name), past),
+        present=lambda src: _present(src, types[src]),
+        number=lambda src: _number(src, types[src]),
+        extra=extra,
+    )
+    select = staging_select(cmap, parsed, dialect)
+    sql_name = f"stg_{cmap.table}"
+    # A view: parsing runs once, when the rules materialise the judged table.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {sql_name} AS SELECT {select.sql} FROM {quote_ident(raw)}")
+    _refuse_unparsable_columns(con, sql_name, raw, cmap, select.checked)
+    integer = "customer_id" in cmap.canonical and integer_ids(con, raw, cmap.canonical["customer_id"], past)
+    return Staged(cmap.table, sql_name, raw, select.kinds, select.checked, select.notes, integer)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one engine's SQL parses, tests and infers a source column (each bound to that engine's source)."""
+
+    parse: Callable[[str, str, Kind], tuple[str, bool, str | None]]  # (name, src, kind) -> expr, can fail, note
+    present: Callable[[str], str]  # src -> true where the source holds a value
+    number: Callable[[str], str]  # src -> the source read as a number
+    extra: Callable[[str, str], tuple[str, Kind]]  # (name, src) -> expr and inferred kind of an extra column
+
+
+@dataclass(frozen=True)
+class StagingSelect:
+    """The select list of a staging table, and what it holds."""
+
+    sql: str
+    kinds: dict[str, Kind]
+    checked: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def staging_select(cmap: ColumnMap, parsed: dict[str, tuple[str, bool, str | None]], dialect: Dialect) -> StagingSelect:
+    """The staging select of ``cmap``'s columns, in either engine's SQL (one definition of what is staged).
+
+    ``parsed`` holds the expressions already made (the timestamp, which decides the past rows); the others are
+    made by ``dialect.parse``. A column whose parse can fail gets a ``<name>__present`` flag; ``amount`` may be
+    quantity × price; extras get the kind ``dialect.extra`` infers.
+    """
+    spec = TABLES[cmap.table]
     selects = [f"{RAW_ROW} AS {ROW_ID}"]
     kinds: dict[str, Kind] = {}
     checked: list[str] = []
     notes: list[str] = []
     for name, src in cmap.canonical.items():
         kind = spec.column(name).kind
-        if name not in parsed:
-            parsed[name] = _parse_expr(con, raw, src, types[src], kind, cfg, _label(cmap, name), past)
-        expr, can_fail, note = parsed[name]
+        expr, can_fail, note = parsed[name] if name in parsed else dialect.parse(name, src, kind)
         selects.append(f"{expr} AS {quote_ident(name)}")
         kinds[name] = kind
         if note:
             notes.append(f"{cmap.table}.{name} ({src}): {note}")
         if can_fail:
-            selects.append(f"({_present(src, types[src])}) AS {quote_ident(name + '__present')}")
+            selects.append(f"({dialect.present(src)}) AS {quote_ident(name + '__present')}")
             checked.append(name)
     if cmap.amount_product:
         q, p = cmap.amount_product
-        selects.append(f"({_number(q, types[q])}) * ({_number(p, types[p])}) AS amount")
-        selects.append(f"({_present(q, types[q])} AND {_present(p, types[p])}) AS amount__present")
+        selects.append(f"({dialect.number(q)}) * ({dialect.number(p)}) AS amount")
+        selects.append(f"({dialect.present(q)} AND {dialect.present(p)}) AS amount__present")
         kinds["amount"] = Kind.NUMBER
         checked.append("amount")
         notes.append(f"{cmap.table}.amount = {q} × {p}")
     for name, src in cmap.extras.items():
-        kind = _infer_extra_kind(con, raw, src, types[src], name in cmap.text_hints, max_category_share, past)
-        selects.append(f"{_extra_expr(src, types[src], kind)} AS {quote_ident(name)}")
+        expr, kind = dialect.extra(name, src)
+        selects.append(f"{expr} AS {quote_ident(name)}")
         kinds[name] = kind
-    sql_name = f"stg_{cmap.table}"
-    # A view: parsing runs once, when the rules materialise the judged table.
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {sql_name} AS SELECT {', '.join(selects)} FROM {quote_ident(raw)}")
-    _refuse_unparsable_columns(con, sql_name, raw, cmap, checked)
-    integer = "customer_id" in cmap.canonical and integer_ids(con, raw, cmap.canonical["customer_id"], past)
-    return Staged(cmap.table, sql_name, raw, kinds, tuple(checked), tuple(notes), integer)
+    return StagingSelect(", ".join(selects), kinds, tuple(checked), tuple(notes))
 
 
-def _label(cmap: ColumnMap, name: str) -> str:
+def column_label(cmap: ColumnMap, name: str) -> str:
+    """How errors name a mapped column: its table, source column and canonical name."""
     src = cmap.canonical.get(name) or " × ".join(cmap.amount_product or ())
     return f"{cmap.table} column {src!r} (used as {name})"
 
@@ -283,7 +325,7 @@ def _extra_expr(src: str, dtype: str, kind: Kind) -> str:
 
 
 def _refuse_unparsable_columns(
-    con: duckdb.DuckDBPyConnection, stg: str, raw: str, cmap: ColumnMap, checked: list[str]
+    con: duckdb.DuckDBPyConnection, stg: str, raw: str, cmap: ColumnMap, checked: tuple[str, ...]
 ) -> None:
     for name in checked:
         col = quote_ident(name)
