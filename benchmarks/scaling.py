@@ -8,8 +8,9 @@ For each size N the synthetic generator writes about 7 rows per customer
 (``custseq.datasets.synthetic.write_transactions(path, round(N / CUSTOMERS_PER_ROW), seed=1)``, which gives
 N customers give or take 1%). One child process runs ``custseq predict FILE --out DIR`` with the default
 settings; its stages are timed as in ``benchmarks/scale.py`` (the gap between printed stages) with the child's
-peak resident memory per stage. Then ``custseq score FILE --model DIR/model`` scores the same customers with the
-saved model, timed the same way. Each stage's growth exponent is the slope of log(seconds) against
+peak resident memory per stage, and the epochs pre-training and fine-tuning ran (early stopping decides
+them, so a stage's time depends on them). Then ``custseq score FILE --model DIR/model`` scores the same
+customers with the saved model, timed the same way. Each stage's growth exponent is the slope of log(seconds) against
 log(customers) between the two largest sizes (1 = linear). The machine's load (CPU other processes used during
 the runs) is reported: the numbers are only comparable on a quiet machine. The result replaces the section
 "## scaling (issue 19)" of ``--out``; the measurements go to ``--json`` (default ``benchmarks/scaling.json``) and
@@ -62,7 +63,8 @@ def main() -> None:
             stages, seconds, _ = _run(data, Path(tmp) / "out")
             score_s, score_gib = _score(data, Path(tmp) / "out" / "model", Path(tmp) / "scored")
             customers = _customers(Path(tmp) / "out")
-        results.append((n, customers, stages, seconds, score_s, score_gib))
+            epochs = _epochs(Path(tmp) / "out")
+        results.append((n, customers, stages, seconds, score_s, score_gib, epochs))
         print(f"{customers:,} customers: predict {seconds:.0f} s, score {score_s:.0f} s", flush=True)
     wall = time.perf_counter() - started
     busy = max(0.0, (busy_cpu_seconds() - cpu_before - (_children_cpu() - own_before)) / wall)
@@ -94,6 +96,12 @@ def _customers(out: Path) -> int:
     return pq.read_metadata(out / "predictions.parquet").num_rows
 
 
+def _epochs(out: Path) -> list[int]:
+    """Pre-training and fine-tuning epochs of the run (early stopping makes them vary with the data)."""
+    history = json.loads((out / "history.json").read_text())
+    return [len(history["pretrain"]), len(history["finetune"])]
+
+
 def _children_cpu() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
@@ -109,6 +117,7 @@ def _section(results: list, command: str, busy: float) -> str:
     score = " | ".join(f"{r[4]:.0f}" for r in results)
     score_peak = " | ".join(f"{r[5]:.2f}" for r in results)
     peak_stages = " | ".join(_short(max(r[2], key=lambda stage: stage[2])[0]) for r in results)
+    epochs = " | ".join(f"{r[6][0]} / {r[6][1]}" if len(r) > 6 else "—" for r in results)  # older runs: none
     largest = results[-1]
     verdicts = (
         f"At {largest[1]:,} customers: predict {largest[3] / 60:.1f} min (target ≤ {TARGET_PREDICT_S / 60:.0f} min "
@@ -126,6 +135,7 @@ def _section(results: list, command: str, busy: float) -> str:
         f"| **predict, whole run** | {total} | {growth_exponent([(r[1], r[3]) for r in results])} |\n"
         f"| predict peak memory (GiB) | {peaks} | |\n"
         f"| stage of the peak | {peak_stages} | |\n"
+        f"| epochs: pre-training / fine-tuning | {epochs} | |\n"
         f"| **score with the saved model** | {score} | {growth_exponent([(r[1], r[4]) for r in results])} |\n"
         f"| score peak memory (GiB) | {score_peak} | |\n"
     )

@@ -96,7 +96,9 @@ def attention_customers(predictions: pd.DataFrame, n: int) -> list[str]:
     """``n`` customers spread over the churn range (quantiles 0.95 … 0.05), so that both ends are shown."""
     if n == 0 or predictions.empty:
         return []
-    ranked = predictions.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
+    ranked = predictions[["churn_probability", "customer_id"]].sort_values(
+        ["churn_probability", "customer_id"], ascending=[False, True]
+    )  # the two columns only: a million customers' plans need not be copied to pick a few
     positions = np.unique(np.round(np.linspace(0.05, 0.95, n) * (len(ranked) - 1)).astype(int))
     return ranked["customer_id"].iloc[positions].astype(str).tolist()
 
@@ -110,8 +112,10 @@ def attention_of(
         return Attention(note=f"the {type(encoder).__name__} has no attention to show", customers=())
     chosen = attention_customers(predictions, cfg.attention_customers)
     samples = attention_samples(encoder, model.vocab, window, chosen, cfg.attention_events)
-    by_id = predictions.set_index(predictions["customer_id"].astype(str))
-    shown = [c for c in ("churn_probability", "clv_expected", "segment") if c in by_id.columns]
+    shown = [c for c in ("churn_probability", "clv_expected", "segment") if c in predictions.columns]
+    ids = predictions["customer_id"].astype(str)
+    picked = ids.isin(chosen)
+    by_id = predictions.loc[picked, shown].set_index(ids[picked])
     customers = tuple(
         AttentionSample.from_json({**s, **{c: by_id.at[s["customer_id"], c] for c in shown}}) for s in samples
     )
