@@ -45,3 +45,7 @@ class TrainingError(CustseqError, RuntimeError):
 
 class ArtifactError(CustseqError, RuntimeError):
     """A saved artifact (model, vocabulary) is missing, corrupted or of another format version."""
+
+
+class EngineError(CustseqError, RuntimeError):
+    """The engine running the work stopped under it (e.g. Spark's driver ran out of memory)."""

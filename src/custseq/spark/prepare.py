@@ -55,7 +55,7 @@ from custseq.spark.partitions import (
     read_payload,
     run_partition,
 )
-from custseq.spark.session import session_for
+from custseq.spark.session import driver_stops_as_error, session_for
 from custseq.spark.sql import literal
 from custseq.spark.validate import validate_on_spark
 from custseq.text.events import uses_text
@@ -80,11 +80,14 @@ def prepare_on_spark(
     CustseqError
         On any problem the user can fix, as the DuckDB engine.
     """
-    say = progress or (lambda _msg: None)
-    out = Path(out)
+    spark = session_for(config.engine.spark_master)
+    with driver_stops_as_error("preparing the data"):
+        return _prepare(spark, tables, config, Path(out), progress or (lambda _msg: None))
+
+
+def _prepare(spark: SparkSession, tables: Tables, config: RunConfig, out: Path, say: Progress) -> PrepareResult:
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    spark = session_for(config.engine.spark_master)
     with timed_stage(timings, "validate_s", say, "validating tables (Spark)"):
         future = cutoff_of(config.window.as_of) if config.window.as_of else None
         report = validate_on_spark(spark, tables, config, quarantine_dir=out / QUARANTINE_DIR, future_cutoff=future)

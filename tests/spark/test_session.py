@@ -1,0 +1,60 @@
+"""The session custseq starts: a driver out of heap ends the command with a clear error instead of a hang."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from custseq.errors import EngineError
+from custseq.spark.session import DRIVER_JAVA_OPTIONS, driver_exit_code, driver_stops_as_error
+
+# A fresh driver with a small heap collects more than fits. Without the option the task-result getter thread
+# dies of OutOfMemoryError and collect() waits forever (seen here: still waiting after 120 s).
+OUT_OF_HEAP = textwrap.dedent(
+    """
+    from custseq.errors import EngineError
+    from custseq.spark.session import driver_stops_as_error, local_session
+
+    spark = local_session("local[1]", app_name="custseq-out-of-heap")
+    try:
+        with driver_stops_as_error("collecting"):
+            spark.range(0, 20_000_000, numPartitions=1).selectExpr("id", "repeat('x', 200) AS s").collect()
+        print("collected")
+    except EngineError as e:
+        print(f"EngineError: {e}")
+    """
+)
+
+
+def test_a_driver_out_of_heap_stops_with_an_error_that_says_so(spark: object) -> None:
+    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": "--driver-memory 512m pyspark-shell", "PYSPARK_PYTHON": sys.executable}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", OUT_OF_HEAP], env=env, capture_output=True, text=True, timeout=240, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the driver ran out of heap and the job hung instead of failing")
+    assert done.returncode == 0, done.stdout + done.stderr[:3000]
+    said = done.stdout.strip().splitlines()[-1]  # after the JVM's own "Terminating due to …OutOfMemoryError" line
+    assert said.startswith("EngineError: Spark's driver stopped (exit code 3) while collecting"), done.stdout
+    assert "--driver-memory" in said and "spark_partition_rows" in said
+
+
+def test_custseq_sessions_exit_when_the_driver_is_out_of_heap(spark: object) -> None:
+    conf = spark.sparkContext.getConf()  # type: ignore[attr-defined]
+    assert DRIVER_JAVA_OPTIONS in conf.get("spark.driver.extraJavaOptions", "")
+
+
+def test_only_a_stopped_driver_turns_a_failure_into_an_engine_error(
+    spark: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert driver_exit_code() is None  # the test session's driver runs
+    with pytest.raises(ValueError, match="not the engine"), driver_stops_as_error("testing"):
+        raise ValueError("not the engine")
+    monkeypatch.setattr("custseq.spark.session.driver_exit_code", lambda wait=0.0: 3)
+    with pytest.raises(EngineError, match=r"stopped \(exit code 3\) while testing"), driver_stops_as_error("testing"):
+        raise ConnectionError("the gateway closed")
