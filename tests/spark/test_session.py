@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from custseq.errors import EngineError
-from custseq.spark.session import DRIVER_JAVA_OPTIONS, driver_exit_code, driver_stops_as_error
+from custseq.spark.session import driver_exit_code, driver_stops_as_error
 
 # A fresh driver with a small heap collects more than fits. Without the option the task-result getter thread
 # dies of OutOfMemoryError and collect() waits forever (seen here: still waiting after 120 s).
@@ -42,11 +42,6 @@ def test_a_driver_out_of_heap_stops_with_an_error_that_says_so(spark: object) ->
     said = done.stdout.strip().splitlines()[-1]  # after the JVM's own "Terminating due to …OutOfMemoryError" line
     assert said.startswith("EngineError: Spark's driver stopped (exit code 3) while collecting"), done.stdout
     assert "--driver-memory" in said and "spark_partition_rows" in said
-
-
-def test_custseq_sessions_exit_when_the_driver_is_out_of_heap(spark: object) -> None:
-    conf = spark.sparkContext.getConf()  # type: ignore[attr-defined]
-    assert DRIVER_JAVA_OPTIONS in conf.get("spark.driver.extraJavaOptions", "")
 
 
 def test_only_a_stopped_driver_turns_a_failure_into_an_engine_error(
