@@ -78,7 +78,8 @@ def prepare_on_spark(
     Raises
     ------
     CustseqError
-        On any problem the user can fix, as the DuckDB engine.
+        On any problem the user can fix, as the DuckDB engine; :class:`~custseq.errors.EngineError` when Spark's
+        driver stopped (out of memory) on the way.
     """
     spark = session_for(config.engine.spark_master)
     with driver_stops_as_error("preparing the data"):

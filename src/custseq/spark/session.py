@@ -47,6 +47,8 @@ def local_session(master: str, *, app_name: str = "custseq", shuffle_partitions:
     """A SparkSession at ``master`` (``local[2]``, ``spark://host:7077``, ``yarn``...) with custseq's settings.
 
     An active session with the same master is reused (``getOrCreate``); the settings above are applied to it.
+    A driver this call starts runs with :data:`DRIVER_JAVA_OPTIONS` unless ``PYSPARK_SUBMIT_ARGS`` sets driver
+    Java options.
     """
     require_pyspark()
     from pyspark.sql import SparkSession
