@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
 from custseq.errors import EngineError
-from custseq.spark.session import driver_exit_code, driver_stops_as_error
+from custseq.spark.session import driver_exit_code, driver_stops_as_error, quiet_when_the_driver_ends
 
 # A fresh driver with a small heap collects more than fits. Without the option the task-result getter thread
 # dies of OutOfMemoryError and collect() waits forever (seen here: still waiting after 120 s).
@@ -53,3 +54,22 @@ def test_only_a_stopped_driver_turns_a_failure_into_an_engine_error(
     monkeypatch.setattr("custseq.spark.session.driver_exit_code", lambda wait=0.0: 3)
     with pytest.raises(EngineError, match=r"stopped \(exit code 3\) while testing"), driver_stops_as_error("testing"):
         raise ConnectionError("the gateway closed")
+
+
+def test_the_accumulator_server_is_quiet_only_about_the_driver_ending() -> None:
+    printed: list[type[BaseException] | None] = []
+
+    class Server:  # socketserver's hook, as PySpark's accumulator server has it
+        def handle_error(self, request: object, client_address: object) -> None:
+            printed.append(sys.exc_info()[0])
+
+    context = SimpleNamespace(_accumulatorServer=Server())
+    quiet_when_the_driver_ends(context)
+    quiet_when_the_driver_ends(context)  # a reused session: wrapped once
+    for error in (EOFError(), ConnectionResetError(), ValueError("a real problem")):
+        try:
+            raise error
+        except Exception:
+            context._accumulatorServer.handle_error(None, None)
+    assert printed == [ValueError]
+    quiet_when_the_driver_ends(SimpleNamespace())  # no server (a context PySpark built otherwise): nothing to do

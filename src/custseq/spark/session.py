@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from custseq.errors import ConfigError, EngineError
 
@@ -62,6 +62,7 @@ def local_session(master: str, *, app_name: str = "custseq", shuffle_partitions:
     if not _driver_java_options_given():  # a JVM already running keeps its own; the user's options win
         builder = builder.config("spark.driver.extraJavaOptions", DRIVER_JAVA_OPTIONS)
     session = builder.getOrCreate()
+    quiet_when_the_driver_ends(session.sparkContext)
     session.sparkContext.setLogLevel("ERROR")
     for key, value in SESSION_SETTINGS.items():
         session.conf.set(key, value)
@@ -101,6 +102,22 @@ def driver_stops_as_error(what: str) -> Iterator[None]:
             f"Spark's driver stopped (exit code {code}) while {what}: most likely out of memory (its log above "
             f"says java.lang.OutOfMemoryError); {OUT_OF_MEMORY_HINT}"
         ) from e
+
+
+def quiet_when_the_driver_ends(context: Any) -> None:
+    """PySpark's accumulator server prints a traceback when its connection from the driver ends (the driver exited);
+    :func:`driver_stops_as_error` says that in one line instead. Its other errors are printed as before."""
+    server = getattr(context, "_accumulatorServer", None)
+    if server is None or getattr(server, "quiet_when_the_driver_ends", False):
+        return
+    loud = server.handle_error  # socketserver's hook for a request that raised, called inside its except block
+
+    def handle_error(request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], EOFError | ConnectionError):
+            loud(request, client_address)
+
+    server.handle_error = handle_error
+    server.quiet_when_the_driver_ends = True
 
 
 LOST_DRIVER_WAIT_S = 10.0  # the connection to a dying JVM breaks a moment before its process has ended
