@@ -115,20 +115,23 @@ def _level_rows(prepared: Path, model_dir: Path) -> list[list[str]]:
     if field is None:
         return []
     cap, rows = item_level.MAX_LEVEL_CUSTOMERS, []
-    for limit in (cap, None):
-        item_level.MAX_LEVEL_CUSTOMERS = limit  # None: every held-out purchase
-        tick = time.perf_counter()
-        level = item_level.decide_item_level(
-            proposer.model, vocab, layout.training[0], layout.scoring, field, ActionConfig(),
-            horizon_days=layout.horizon_days, mixture=proposer.mixture,
-        )  # fmt: skip
-        hits = level.hit_rate_at_k
-        rows.append([
-            f"{limit:,} (the first)" if limit else "all", f"{time.perf_counter() - tick:.0f}", f"{level.customers:,}",
-            f"{hits.get('item', float('nan')):.2%}", f"{hits.get('category', float('nan')):.2%}", level.level,
-        ])  # fmt: skip
-        print(rows[-1], flush=True)
-    item_level.MAX_LEVEL_CUSTOMERS = cap
+    try:
+        for limit in (cap, None):
+            item_level.MAX_LEVEL_CUSTOMERS = limit  # None: every held-out purchase
+            tick = time.perf_counter()
+            level = item_level.decide_item_level(
+                proposer.model, vocab, layout.training[0], layout.scoring, field, ActionConfig(),
+                horizon_days=layout.horizon_days, mixture=proposer.mixture,
+            )  # fmt: skip
+            hits = level.hit_rate_at_k
+            rows.append([
+                f"{limit:,} (the first)" if limit else "all", f"{time.perf_counter() - tick:.0f}",
+                f"{level.customers:,}", f"{hits.get('item', float('nan')):.2%}",
+                f"{hits.get('category', float('nan')):.2%}", level.level,
+            ])  # fmt: skip
+            print(rows[-1], flush=True)
+    finally:
+        item_level.MAX_LEVEL_CUSTOMERS = cap
     return rows
 
 

@@ -45,6 +45,7 @@ from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, 
 from custseq.pipelines.prepare import prepare_scoring_sequences, prepare_scoring_tables
 from custseq.pipelines.prospects import NO_PROSPECT_MODEL, ProspectFit, ScoredProspects, score_prospects
 from custseq.scoring.item_level import ItemLevel
+from custseq.sequences.build import SHARD_FILE
 from custseq.validate.tables import ValidationReport
 from custseq.windows import Window
 
@@ -219,7 +220,7 @@ def _write_one_shard(sequences: pa.Table, folder: Path) -> None:
     """The sequences as the single shard ``write_sequences`` would write for them."""
     shard = folder / "shard=0"
     shard.mkdir(parents=True, exist_ok=True)
-    pq.write_table(sequences, shard / "data_0.parquet")
+    pq.write_table(sequences, shard / SHARD_FILE)
 
 
 def load_item_proposer(folder: Path) -> ItemProposer | None:

@@ -29,6 +29,7 @@ from custseq.sequences.vocab import PAD, SequenceVocab, signed_log1p_sql
 from custseq.windows import Window
 
 TOKEN_LISTS = "token_lists"
+SHARD_FILE = "data_0.parquet"  # the one file of a sequence shard (DuckDB's partitioned COPY names it so)
 
 
 def build_token_lists(
@@ -143,7 +144,7 @@ def _in_customer_order(con: duckdb.DuckDBPyConnection, shard: Path) -> None:
     con.execute(f"COPY ({rows} ORDER BY customer_id) TO '{_safe_path(ordered)}' (FORMAT parquet)")
     for f in files:
         f.unlink()
-    ordered.rename(shard / "data_0.parquet")
+    ordered.rename(shard / SHARD_FILE)
 
 
 def _in_order(file: Path) -> bool:

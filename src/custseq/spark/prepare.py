@@ -35,6 +35,7 @@ from custseq.io.tables import Tables
 from custseq.pipelines.prepare import PrepareResult, finish_prepare, timed_stage, window_roles
 from custseq.progress import Note
 from custseq.schema import quote_ident
+from custseq.sequences.build import SHARD_FILE
 from custseq.sequences.tokens import TokenLayout, layout_for
 from custseq.sequences.vocab import SequenceVocab
 from custseq.spark.partitions import (
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 Progress = Callable[[str], None]
-SEQUENCE_FILE = "data_0.parquet"  # DuckDB's COPY … PARTITION_BY names its one file per shard so
 
 
 def prepare_on_spark(
@@ -256,7 +256,7 @@ def _write_outputs(parts: Iterator[tuple[str, str, bytes]], out: Path, specs: tu
                 shards = table.column("shard")
                 for shard in pc.unique(shards).to_pylist():
                     rows = table.filter(pc.equal(shards, shard)).drop_columns(["shard"])
-                    _append(writers, window_folder(out, key).sequences / f"shard={shard}" / SEQUENCE_FILE, rows)
+                    _append(writers, window_folder(out, key).sequences / f"shard={shard}" / SHARD_FILE, rows)
     finally:
         for writer in writers.values():
             writer.close()

@@ -25,6 +25,8 @@ SESSION_SETTINGS = {
 # The driver JVM of a session custseq starts exits when its heap runs out. Otherwise only the thread that failed
 # dies (measured: a task-result getter, at 5M customers on local[2] with 12g) and the job waits for it forever.
 DRIVER_JAVA_OPTIONS = "-XX:+ExitOnOutOfMemoryError"
+LOST_CONNECTION = (EOFError, ConnectionError)  # what PySpark raises, or prints, when the driver's sockets close
+LOST_DRIVER_WAIT_S = 10.0  # the connection to a dying JVM breaks a moment before its process has ended
 OUT_OF_MEMORY_HINT = (
     "give the driver more memory (PYSPARK_SUBMIT_ARGS='--driver-memory 16g pyspark-shell', or spark.driver.memory; "
     "in local mode the executors and their cached input share it), or lower [engine] spark_partition_rows "
@@ -113,18 +115,15 @@ def quiet_when_the_driver_ends(context: Any) -> None:
     loud = server.handle_error  # socketserver's hook for a request that raised, called inside its except block
 
     def handle_error(request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], EOFError | ConnectionError):
+        if not isinstance(sys.exc_info()[1], LOST_CONNECTION):
             loud(request, client_address)
 
     server.handle_error = handle_error
     server.quiet_when_the_driver_ends = True
 
 
-LOST_DRIVER_WAIT_S = 10.0  # the connection to a dying JVM breaks a moment before its process has ended
-
-
 def _lost_connection(error: BaseException) -> bool:
-    return isinstance(error, EOFError | ConnectionError) or type(error).__module__.startswith("py4j")
+    return isinstance(error, LOST_CONNECTION) or type(error).__module__.startswith("py4j")
 
 
 def driver_exit_code(wait: float = 0.0) -> int | None:
