@@ -11,6 +11,7 @@ rounding (relative 1e-9); everything else (ids, counts, labels, sequences, quara
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import custseq.spark  # noqa: F401  (makes engine "spark" available to prepare)
+import custseq.spark.prepare as spark_prepare
 from custseq.config import EngineConfig, RunConfig, SequenceConfig, WindowConfig
 from custseq.datasets import load_cdnow
 from custseq.datasets.synthetic import generate_transactions
@@ -30,6 +32,8 @@ from custseq.errors import ConfigError
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import prepare
 from custseq.sequences.build import read_sequences
+from custseq.spark import partitions
+from custseq.spark.prepare import STAGING_DIR
 
 pytestmark = pytest.mark.spark
 
@@ -37,9 +41,12 @@ FEATURE_RTOL = 1e-9
 SPARK = EngineConfig(name="spark", spark_partition_rows=1500)  # a few customer ranges per data set
 
 
-def _prepare_both(tables: Tables, config: RunConfig, tmp: Path) -> tuple[Path, Path]:
+def _prepare_both(
+    tables: Tables, config: RunConfig, tmp: Path, spark_engine: EngineConfig = SPARK
+) -> tuple[Path, Path]:
     duck = prepare(tables, config, tmp / "duckdb").out_dir
-    spark = prepare(tables, dataclasses.replace(config, engine=SPARK), tmp / "spark").out_dir
+    spark = prepare(tables, dataclasses.replace(config, engine=spark_engine), tmp / "spark").out_dir
+    assert not (spark / STAGING_DIR).exists(), "the tasks' staged outputs are removed once gathered"
     return duck, spark
 
 
@@ -86,15 +93,34 @@ def _assert_same_preparation(duck: Path, spark: Path) -> None:
                              f"quarantine {name}")  # fmt: skip
 
 
-def test_cdnow_slice_from_parquet_is_prepared_alike(spark, tmp_path):
+def _cdnow_slice(tmp: Path, every: int) -> Path:
     rows = load_cdnow()
-    rows = rows[rows["customer_id"].astype(int) % 25 == 0]  # ~940 customers, ~2,800 rows
-    path = tmp_path / "cdnow.parquet"
+    rows = rows[rows["customer_id"].astype(int) % every == 0]
+    path = tmp / "cdnow.parquet"
     pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path)
-    config = RunConfig(window=WindowConfig(as_of=dt.date(1998, 6, 30), max_train_windows=2))
-    duck, spark_out = _prepare_both(Tables.of(path), config, tmp_path)
+    return path
+
+
+CDNOW_CONFIG = RunConfig(window=WindowConfig(as_of=dt.date(1998, 6, 30), max_train_windows=2))
+
+
+def test_cdnow_slice_from_parquet_is_prepared_alike(spark, tmp_path):
+    path = _cdnow_slice(tmp_path, 25)  # ~940 customers, ~2,800 rows
+    shared = tmp_path / "shared"  # as a cluster's shared folder: the tasks stage their outputs in a new folder there
+    engine = dataclasses.replace(SPARK, spark_staging_dir=str(shared))
+    duck, spark_out = _prepare_both(Tables.of(path), CDNOW_CONFIG, tmp_path, engine)
     account = json.loads((duck / "prepare.json").read_text())["tables"]["transactions"]
     assert account["notes"], "the slice keeps exact duplicates (dates without a time), and says so"
+    _assert_same_preparation(duck, spark_out)
+    assert shared.is_dir() and not any(shared.iterdir()), "the staged outputs are removed from the shared folder"
+
+
+def test_outputs_sent_to_the_driver_without_a_staging_folder_are_prepared_alike(spark, tmp_path, monkeypatch):
+    """A cluster without a shared folder: each task's outputs travel inline to the driver."""
+    staged = []
+    monkeypatch.setattr(spark_prepare, "staging_folder", lambda *_: contextlib.nullcontext(staged.append(1)))
+    duck, spark_out = _prepare_both(Tables.of(_cdnow_slice(tmp_path, 100)), CDNOW_CONFIG, tmp_path)
+    assert staged == [1], "the Spark run asked for its staging folder, and was given none"
     _assert_same_preparation(duck, spark_out)
 
 
@@ -160,8 +186,15 @@ def _plant_bad_lines(path: Path, lines: dict[int, str]) -> None:
     path.write_text("\n".join(rows) + "\n")
 
 
-def test_synthetic_shop_from_csv_with_every_optional_column_is_prepared_alike(spark, tmp_path):
+def test_synthetic_shop_from_csv_with_every_optional_column_is_prepared_alike(spark, tmp_path, monkeypatch):
     transactions, customers, events = _shop(tmp_path)
+    read: list[str | None] = []
+
+    def read_output(payload: bytes | None, path: str | None) -> pa.Table:
+        read.append(path)
+        return partitions.read_output(payload, path)
+
+    monkeypatch.setattr(spark_prepare, "read_output", read_output)
     config = RunConfig(
         window=WindowConfig(as_of=dt.date(2023, 1, 31), horizon_days=60, max_train_windows=2),
         sequence=SequenceConfig(min_count=2, max_events=32),
@@ -179,6 +212,9 @@ def test_synthetic_shop_from_csv_with_every_optional_column_is_prepared_alike(sp
     assert set(tables["customers"]["quarantined_by_rule"]) == {"duplicate_customer_id", "placeholder_customer_id"}
     assert tables["events"]["flagged_by_rule"]["event_without_transactions"]["rows"] > 0
     _assert_same_preparation(duck, spark_out)
+    staged = [Path(p) for p in read if p is not None]
+    assert len(staged) > len(read) / 2, "a local master's tasks write their window outputs beside the output folder"
+    assert all(p.parent.parent == spark_out / STAGING_DIR for p in staged)
 
 
 def test_event_texts_are_refused_by_the_spark_engine_not_ignored(spark, tmp_path):

@@ -238,9 +238,13 @@ class EngineConfig:
     temp_directory: str | None = None
     # Spark master URL (local[4], spark://host:7077, yarn); None = the active SparkSession, else local[*]
     spark_master: str | None = None
-    # clean rows per Spark task of the per-customer stages; a task's outputs (features and sequences of every
-    # window) go to the driver, and must stay under spark.driver.maxResultSize (1g by default): 2M rows did not
+    # clean rows per Spark task of the per-customer stages (features, labels and sequences of every window)
     spark_partition_rows: int = 500_000
+    # a folder the driver and every executor can read and write (/dbfs/tmp/custseq, an NFS mount): the tasks
+    # write their outputs there and the driver gathers them into the prepared folder. None = beside the output
+    # on a local master; on a cluster each task's outputs then travel to the driver, and must stay under
+    # spark.driver.maxResultSize (1g by default; 2M rows per task did not)
+    spark_staging_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.name not in ("duckdb", "spark"):

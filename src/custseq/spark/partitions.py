@@ -21,13 +21,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from custseq.config import RunConfig
 from custseq.features.rfm import DailyTables, build_daily, build_features
@@ -43,7 +46,11 @@ from custseq.windows import Window
 
 TABLE_TAG = "__table"
 KEY = "__key"
-OUTPUT_SCHEMA = pa.schema([("kind", pa.string()), ("key", pa.string()), ("payload", pa.binary())])
+# One output table of a partition: inline as Arrow IPC bytes (``payload``), or as the Parquet file a task wrote in
+# the staging folder (``path``), the other one null.
+OUTPUT_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("key", pa.string()), ("payload", pa.binary()), ("path", pa.string())]
+)
 DAILY_SPEND, FEATURES, LABELS, SEQUENCES, NUMERIC_SUMS = "daily_spend", "features", "labels", "sequences", "sums"
 PROSPECTS = "prospects"
 
@@ -77,12 +84,14 @@ class PartitionWork:
     windows: tuple[PreparedWindowSpec, ...] = ()
     scoring_cutoff: dt.datetime | None = None
     first_timed_day: dt.date | None = None  # the first day with a purchase line at a time of day, in all the data
+    staging: str | None = None  # the folder tasks write their window outputs to; None = sent back inline
 
 
 def run_partition(batches: Iterable[pa.RecordBatch], work: PartitionWork, job: str) -> Iterator[pa.RecordBatch]:
     """The outputs of one partition's customers: ``job`` ``"sums"`` (numeric statistics) or ``"windows"``.
 
-    Yields record batches of :data:`OUTPUT_SCHEMA`: (kind, window key, Arrow IPC bytes of a table).
+    Yields record batches of :data:`OUTPUT_SCHEMA`, one per output table: inline, or, for the windows when
+    ``work.staging`` is set, written to a file of its own there (:func:`_staged`).
     """
     rows = pa.Table.from_batches(list(batches))
     if rows.num_rows == 0:
@@ -95,9 +104,10 @@ def run_partition(batches: Iterable[pa.RecordBatch], work: PartitionWork, job: s
         encode_tables(con, work.vocab, tx, ev)
         create_tokens(con, work.layout, list(work.token_cutoffs))
         if job == NUMERIC_SUMS:
-            yield _batch(NUMERIC_SUMS, "", _ipc(partial_numeric_sums(con, work.layout, "tokens", work.stats_before)))
+            yield _inline(NUMERIC_SUMS, "", partial_numeric_sums(con, work.layout, "tokens", work.stats_before))
             return
-        yield from _windows(con, work)
+        for n, (kind, key, table) in enumerate(_windows(con, work)):
+            yield _staged(kind, key, table, work.staging, n) if work.staging else _inline(kind, key, table)
     finally:
         con.close()
 
@@ -112,14 +122,15 @@ def _register(con: duckdb.DuckDBPyConnection, rows: pa.Table, work: PartitionWor
         con.unregister("__part")
 
 
-def _windows(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> Iterator[pa.RecordBatch]:
+def _windows(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> Iterator[tuple[str, str, pa.Table]]:
+    """(kind, window key, table) of every output of this partition's customers."""
     tx = work.tables["transactions"]
     lists = build_token_lists(con, work.vocab, "tokens")
     drop_tables(con, "tokens", "enc_transactions", "enc_events")
     assert work.scoring_cutoff is not None
     daily = _global_hours(con, tx, build_daily(con, tx, work.scoring_cutoff), work.first_timed_day)
     spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
-    yield _batch(DAILY_SPEND, "", _ipc(fetch_arrow(con, spend)))
+    yield DAILY_SPEND, "", fetch_arrow(con, spend)
     features_cfg, types = work.config.features, event_types(work.vocab)
     ev, cust = work.tables.get("events"), work.tables.get("customers")
     for spec in work.windows:
@@ -127,19 +138,19 @@ def _windows(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> Iterator[pa
         features = build_features(
             con, tx, window, features_cfg, customers=cust, events=ev, event_types=types, daily=daily
         )  # fmt: skip
-        yield _batch(FEATURES, window.key, _ipc(features))
+        yield FEATURES, window.key, features
         if spec.labelled:
-            yield _batch(LABELS, window.key, _ipc(build_labels(con, tx, window)))
+            yield LABELS, window.key, build_labels(con, tx, window)
         if ev is not None:
             prospects = prospects_table(con, work.config, window, tx, ev, cust, daily, types, labelled=spec.labelled)
-            yield _batch(PROSPECTS, window.key, _ipc(prospects))
+            yield PROSPECTS, window.key, prospects
         n_shards = max(1, math.ceil(spec.customers / work.config.sequence.shard_customers))
         sequences = fetch_arrow(
             con,
             sequences_sql(work.vocab, lists, n_shards=n_shards),
             {"cutoff": window.cutoff, "max_events": work.config.sequence.max_events},
         )
-        yield _batch(SEQUENCES, window.key, _ipc(sequences))
+        yield SEQUENCES, window.key, sequences
 
 
 def _global_hours(
@@ -207,20 +218,42 @@ def combine_numeric_sums(layout: TokenLayout, partials: Iterable[pa.Table]) -> d
     return stats
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _inline(kind: str, key: str, table: pa.Table) -> pa.RecordBatch:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return _batch(kind, key, sink.getvalue().to_pybytes(), None)
 
 
-def read_payload(payload: bytes) -> pa.Table:
-    """A table that a partition sent back."""
+def _staged(kind: str, key: str, table: pa.Table, staging: str, n: int) -> pa.RecordBatch:
+    """Write ``table`` to the staging folder, as the ``n``-th output of this task's partition.
+
+    The name depends on the partition and ``n`` only, and the file appears whole (written under a name of its own
+    attempt, then renamed), so a retried or speculative attempt of the task leaves one complete, identical file.
+    """
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    partition, attempt = (context.partitionId(), context.attemptNumber()) if context else (0, 0)
+    path = Path(staging) / f"part-{partition:05d}" / f"{n:04d}-{kind}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f"{path.name}.attempt-{attempt}")
+    pq.write_table(table, draft)
+    os.replace(draft, path)
+    return _batch(kind, key, None, str(path))
+
+
+def read_output(payload: bytes | None, path: str | None) -> pa.Table:
+    """An output table of a partition, from a row of :data:`OUTPUT_SCHEMA`."""
+    if path is not None:
+        return pq.read_table(path)
+    assert payload is not None
     return pa.ipc.open_stream(pa.BufferReader(payload)).read_all()
 
 
-def _batch(kind: str, key: str, payload: bytes) -> pa.RecordBatch:
-    return pa.record_batch([pa.array([kind]), pa.array([key]), pa.array([payload], pa.binary())], schema=OUTPUT_SCHEMA)
+def _batch(kind: str, key: str, payload: bytes | None, path: str | None) -> pa.RecordBatch:
+    columns = [pa.array([kind]), pa.array([key]), pa.array([payload], pa.binary()), pa.array([path], pa.string())]
+    return pa.record_batch(columns, schema=OUTPUT_SCHEMA)
 
 
 def partition_count(rows: int, rows_per_partition: int) -> int:

@@ -9,15 +9,20 @@ Stages, and who runs them:
   DuckDB engine's own functions (:mod:`custseq.spark.partitions`);
 * BG/NBD features, as the DuckDB engine fits them, on the driver over the written features.
 
-The driver writes every file, so ``out`` is a folder of the driver and the executors need no shared file system.
+The tasks write their outputs to a staging folder (:func:`staging_folder`: beside ``out`` on a local master, or
+``[engine] spark_staging_dir`` on a shared file system) and send back only the files' paths; the driver gathers
+them, one file at a time, into the DuckDB engine's layout. Without a staging folder (a cluster, no shared folder
+given) the outputs travel inline to the driver, one task's at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import shutil
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +58,7 @@ from custseq.spark.partitions import (
     combine_numeric_sums,
     partition_count,
     prefixed,
-    read_payload,
+    read_output,
     run_partition,
 )
 from custseq.spark.session import driver_stops_as_error, session_for
@@ -65,9 +70,10 @@ from custseq.validate.tables import ValidationReport
 from custseq.windows import Window, WindowPlan, cutoff_of, plan_windows
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
 
 Progress = Callable[[str], None]
+STAGING_DIR = ".spark-parts"  # in the output folder, while the tasks' outputs are gathered (local masters)
 
 
 def prepare_on_spark(
@@ -117,7 +123,7 @@ def _prepare(spark: SparkSession, tables: Tables, config: RunConfig, out: Path, 
             vocab=SequenceVocab(layout, values, {}, plan.vocab_cutoff.isoformat()),
             token_cutoffs=(plan.vocab_cutoff, *(w.cutoff for _, w in roles)), stats_before=plan.vocab_cutoff,
         )  # fmt: skip
-        sums = [read_payload(p) for kind, _, p in _run(carrier, work, NUMERIC_SUMS) if kind == NUMERIC_SUMS]
+        sums = [table for kind, _, table in _run(carrier, work, NUMERIC_SUMS) if kind == NUMERIC_SUMS]
         vocab = dataclasses.replace(work.vocab, stats=combine_numeric_sums(layout, sums))
         vocab.save(out / VOCAB_FILE)
     with timed_stage(timings, "windows_s", say, f"{len(roles)} windows: features, labels, sequences (Spark)"):
@@ -126,7 +132,9 @@ def _prepare(spark: SparkSession, tables: Tables, config: RunConfig, out: Path, 
             work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
             first_timed_day=first_timed if first_timed and first_timed < plan.scoring.cutoff.date() else None,
         )  # fmt: skip
-        _write_outputs(_run(carrier, work, "windows"), out, specs)
+        with staging_folder(spark, config, out) as staging:
+            work = dataclasses.replace(work, staging=None if staging is None else str(staging))
+            _write_outputs(_run(carrier, work, "windows"), out, specs)
         windows = [_finish_window(out, spec, config) for spec in specs]
     carrier.unpersist()
     return finish_prepare(out, plan, config, report, windows, notes, layout, vocab, timings)
@@ -205,8 +213,30 @@ def _carrier(spark: SparkSession, report: ValidationReport, config: RunConfig) -
     return carrier.repartitionByRange(n, KEY).cache()
 
 
-def _run(carrier: DataFrame, work: PartitionWork, job: str) -> Iterator[tuple[str, str, bytes]]:
-    """(kind, window key, payload) of every partition, partitions in customer order."""
+@contextlib.contextmanager
+def staging_folder(spark: SparkSession, config: RunConfig, out: Path) -> Iterator[Path | None]:
+    """Where the tasks write their window outputs: a new folder in ``[engine] spark_staging_dir`` when it is set, else
+    ``out``/:data:`STAGING_DIR` on a local master (one machine: the executors see the driver's files), else None
+    (a cluster without a shared folder: outputs are sent to the driver). Removed afterwards, whatever happens."""
+    if config.engine.spark_staging_dir:
+        folder: Path | None = Path(config.engine.spark_staging_dir) / f"custseq-{uuid.uuid4().hex}"
+    elif (spark.sparkContext.master or "").startswith("local"):
+        folder = out / STAGING_DIR
+    else:
+        folder = None
+    if folder is None:
+        yield None
+        return
+    shutil.rmtree(folder, ignore_errors=True)  # what a stopped run left
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(carrier: DataFrame, work: PartitionWork, job: str) -> Iterator[tuple[str, str, pa.Table]]:
+    """(kind, window key, table) of every output of every partition, partitions in customer order."""
     from pyspark.sql.types import StructType
 
     schema = StructType.fromJson(
@@ -216,8 +246,12 @@ def _run(carrier: DataFrame, work: PartitionWork, job: str) -> Iterator[tuple[st
         ]}
     )  # fmt: skip
     frame = carrier.mapInArrow(lambda batches: run_partition(batches, work, job), schema)
-    for row in frame.toLocalIterator(prefetchPartitions=True):
-        yield row["kind"], row["key"], row["payload"]
+    if job == NUMERIC_SUMS or work.staging:  # small rows: one job, every task at once
+        rows: Iterable[Row] = frame.collect()
+    else:  # each task's outputs, inline: two tasks' at a time on the driver
+        rows = frame.toLocalIterator(prefetchPartitions=True)
+    for row in rows:
+        yield row["kind"], row["key"], read_output(row["payload"], row["path"])
 
 
 def _window_specs(
@@ -231,7 +265,9 @@ def _window_specs(
     )
 
 
-def _write_outputs(parts: Iterator[tuple[str, str, bytes]], out: Path, specs: tuple[PreparedWindowSpec, ...]) -> None:
+def _write_outputs(
+    parts: Iterator[tuple[str, str, pa.Table]], out: Path, specs: tuple[PreparedWindowSpec, ...]
+) -> None:
     """Append each partition's tables to the files of the DuckDB engine's layout, in partition (customer) order."""
     for spec in specs:
         folder = window_folder(out, spec.window.key)
@@ -242,8 +278,7 @@ def _write_outputs(parts: Iterator[tuple[str, str, bytes]], out: Path, specs: tu
         folder.prospects.unlink(missing_ok=True)
     writers: dict[Path, pq.ParquetWriter] = {}
     try:
-        for kind, key, payload in parts:
-            table = read_payload(payload)
+        for kind, key, table in parts:
             if kind == DAILY_SPEND:
                 _append(writers, out / DAILY_SPEND_FILE, table)
             elif kind == FEATURES:

@@ -29,8 +29,8 @@ LOST_CONNECTION = (EOFError, ConnectionError)  # what PySpark raises, or prints,
 LOST_DRIVER_WAIT_S = 10.0  # the connection to a dying JVM breaks a moment before its process has ended
 OUT_OF_MEMORY_HINT = (
     "give the driver more memory (PYSPARK_SUBMIT_ARGS='--driver-memory 16g pyspark-shell', or spark.driver.memory; "
-    "in local mode the executors and their cached input share it), or lower [engine] spark_partition_rows "
-    "(each task's outputs are held on the driver)"
+    "in local mode the executors and their cached input share it); on a cluster, give [engine] spark_staging_dir "
+    "a shared folder, or lower [engine] spark_partition_rows (without it, each task's outputs are sent to the driver)"
 )
 
 
