@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from custseq.config import EngineConfig, RunConfig
+from custseq.errors import ConfigError
 from custseq.spark import partitions
 from custseq.spark.prepare import STAGING_DIR, staging_folder
 
@@ -57,3 +58,8 @@ def test_a_staged_output_is_one_whole_file_whichever_attempt_wrote_it(tmp_path: 
     assert partitions.read_output(row["payload"], row["path"]).equals(second)
     inline = partitions._inline("features", "2024-01-31", first).to_pylist()[0]
     assert inline["path"] is None and partitions.read_output(inline["payload"], None).equals(first)
+
+
+def test_a_staging_folder_given_as_a_url_is_refused_with_what_to_give() -> None:
+    with pytest.raises(ConfigError, match=r"folder path the driver and executors have mounted.*/dbfs/tmp/custseq"):
+        EngineConfig(name="spark", spark_staging_dir="s3://bucket/tmp")

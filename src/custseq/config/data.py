@@ -251,3 +251,8 @@ class EngineConfig:
             raise ConfigError(f"engine.name must be duckdb or spark, got {self.name!r}")
         if self.spark_partition_rows < 1:
             raise ConfigError(f"engine.spark_partition_rows must be at least 1, got {self.spark_partition_rows}")
+        if self.spark_staging_dir is not None and "://" in self.spark_staging_dir:
+            raise ConfigError(
+                f"engine.spark_staging_dir must be a folder path the driver and executors have mounted (e.g. "
+                f"/dbfs/tmp/custseq), not a URL: {self.spark_staging_dir!r}"
+            )
