@@ -381,15 +381,23 @@ def test_plans_are_exactly_the_json_dumps_text_of_their_actions():
         json.dumps([{"item": "A", "probability": 0.5, "level": "category"}]),
         "[]",
         None,
+        json.dumps([{"item": "A", "probability": None}, {"item": "xxx", "probability": 0.4}, {"item": "Ünï"}]),
     ]
     predictions = pd.DataFrame({
-        "churn_probability": [0.2, 0.9, 0.1, 0.95], "segment": ["loyal", "at_risk", "new", "hibernating"],
-        "clv_expected": [10.0, 5.0, 1.0, 0.0], "value_score": [50.0, 20.0, 5.0, 0.0], "next_items": next_items,
+        "churn_probability": [0.2, 0.9, 0.1, 0.95, 0.3], "segment": ["loyal", "at_risk", "new", "hibernating", "new"],
+        "clv_expected": [10.0, 5.0, 1.0, 0.0, 2.0], "value_score": [50.0, 20.0, 5.0, 0.0, 9.0],
+        "next_items": next_items,
     })  # fmt: skip
-    for mode in ("replace", "augment"):
-        plans = plan_actions(predictions, ActionConfig(mode=mode, k=4), load_catalogue())["next_actions"]
+    products = Products(names={"A": 'Apple "Pink"', "Ünï": "Nüsse"}, excluded=frozenset({"xxx"}))
+    for mode, named in (("replace", None), ("augment", None), ("replace", products), ("augment", products)):
+        plans = plan_actions(predictions, ActionConfig(mode=mode, k=4), load_catalogue(), named)["next_actions"]
         assert all(text == json.dumps(json.loads(text), ensure_ascii=False) for text in plans)
         assert any('B\\"q' in text for text in plans) and any("0.0123456" in text for text in plans)
+        last = json.loads(plans.iloc[4])
+        assert [a["item"] for a in last if a["kind"] == "item"] == (["A", "Ünï"] if named else ["A", "xxx", "Ünï"])
+        assert all(a["probability"] is None for a in last if a["item"] != "xxx")
+        if named:
+            assert 'Recommend Apple \\"Pink\\"' in plans.iloc[4] and "Nüsse" in plans.iloc[4]
 
 
 def test_plans_made_in_chunks_equal_plans_made_at_once(monkeypatch):

@@ -351,36 +351,65 @@ def text_column(chunks: list[pa.Array], index: pd.Index) -> pd.Series:
 
 
 @dataclass(frozen=True)
+class _Step:
+    """One action of a plan, with its JSON object as ``json.dumps(_action(...), ensure_ascii=False)`` writes it."""
+
+    action: str
+    item: str | None
+    json: str
+
+
+def _step(text: str, kind: str, item: str | None = None, probability: float | None = None) -> _Step:
+    return _Step(text, item, json.dumps(_action(text, kind, item, probability), ensure_ascii=False))
+
+
+@dataclass
 class _Planner:
-    """One customer's plan as JSON text (:func:`plan_actions`)."""
+    """One customer's plan as JSON text (:func:`plan_actions`).
+
+    A million plans are a million texts: each rule's actions and each item's action are turned into JSON once, and
+    a plan joins them (the text ``json.dumps`` gives for the plan's list of :func:`_action` objects)."""
 
     cfg: ActionConfig
-    catalogue: Catalogue
+    retention: list[list[_Step]]  # each retention rule's actions
+    growth: list[list[_Step]]
+    item_action: str
     label: Callable[[str], str]  # an item's name in an action
     excluded: frozenset[str]  # products never proposed
+    item_steps: dict[tuple[str, str], tuple[str, str]]  # (item, level) -> its action text and JSON up to probability
 
     @classmethod
     def of(cls, cfg: ActionConfig, catalogue: Catalogue, products: Products | None) -> _Planner:
-        if products is None:
-            return cls(cfg, catalogue, str, frozenset())
-        return cls(cfg, catalogue, products.label, products.excluded)
+        label, excluded = (str, frozenset[str]()) if products is None else (products.label, products.excluded)
+        rules = [[[_step(text, kind) for text in rule.actions] for rule in group]
+                 for group, kind in ((catalogue.retention, "retention"), (catalogue.growth, "growth"))]  # fmt: skip
+        return cls(cfg, rules[0], rules[1], catalogue.item_action, label, excluded, {})
 
     def text(self, row: int, flagged: bool, retention: int, growth: int, raw: Any) -> str:
         items = [
-            _action(
-                self.catalogue.item_action.format(item=_item_label(item, level, self.label)), "item", item, probability
-            )
+            self._item_step(item, probability, level)
             for item, probability, level in next_item_entries(raw, row)
             if (probability is None or probability >= MIN_ITEM_PROBABILITY)
             and (level == "category" or item not in self.excluded)  # a category's sum left its excluded products out
         ]
         if flagged:
-            plan = _actions(self.catalogue.retention[retention], "retention")
+            plan = self.retention[retention]
             if self.cfg.mode == "augment":
                 plan = plan[:1] + items + plan[1:]
         else:
-            plan = items + _actions(self.catalogue.growth[growth], "growth")
-        return json.dumps(_first_distinct(plan, self.cfg.k), ensure_ascii=False)
+            plan = items + self.growth[growth]
+        return "[" + ", ".join(step.json for step in _first_distinct(plan, self.cfg.k)) + "]"
+
+    def _item_step(self, item: str, probability: float | None, level: str) -> _Step:
+        known = self.item_steps.get((item, level))
+        if known is None:
+            text = self.item_action.format(item=_item_label(item, level, self.label))
+            head = json.dumps(_action(text, "item", item, None), ensure_ascii=False)
+            known = self.item_steps[(item, level)] = text, head[: -len("null}")]
+        text, head = known
+        if probability is None or not math.isfinite(probability):
+            return _step(text, "item", item, probability)
+        return _Step(text, item, f"{head}{probability!r}}}")  # json writes a float as its repr
 
 
 def first_matching_rule(rules: Sequence[Rule], predictions: pd.DataFrame) -> np.ndarray:
@@ -393,20 +422,18 @@ def _action(text: str, kind: str, item: str | None = None, probability: float | 
     return {"action": text, "kind": kind, "item": item, "probability": probability}
 
 
-def _actions(rule: Rule, kind: str) -> list[dict[str, Any]]:
-    return [_action(text, kind) for text in rule.actions]
-
-
-def _first_distinct(plan: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+def _first_distinct(plan: list[_Step], k: int) -> list[_Step]:
     """The first ``k`` actions, skipping a repeated action text or item."""
-    seen: set[tuple[str, str]] = set()
+    texts: set[str] = set()
+    items: set[str] = set()
     kept = []
-    for action in plan:
-        keys = {("action", action["action"])} | ({("item", action["item"])} if action["item"] is not None else set())
-        if keys & seen:
+    for step in plan:
+        if step.action in texts or step.item in items:
             continue
-        seen |= keys
-        kept.append(action)
+        texts.add(step.action)
+        if step.item is not None:
+            items.add(step.item)
+        kept.append(step)
         if len(kept) == k:
             break
     return kept
