@@ -33,6 +33,14 @@ OUT_OF_MEMORY_HINT = (
     "a shared folder, or lower [engine] spark_partition_rows (without it, each task's outputs are sent to the driver)"
 )
 
+# How a job fails when the tasks' results do not fit the driver (the outputs sent inline, on a cluster without
+# [engine] spark_staging_dir): over spark.driver.maxResultSize, or a result dropped before the driver fetched it.
+RESULTS_TOO_LARGE = ("spark.driver.maxResultSize", "TaskResultLost")
+RESULTS_TOO_LARGE_HINT = (
+    "give [engine] spark_staging_dir a folder the driver and every executor have mounted (the tasks then write their "
+    "outputs there), or lower [engine] spark_partition_rows, or raise spark.driver.maxResultSize"
+)
+
 
 def require_pyspark() -> None:
     """Raise ConfigError naming the extra when pyspark is not installed."""
@@ -92,12 +100,17 @@ def _driver_java_options_given() -> bool:
 
 @contextlib.contextmanager
 def driver_stops_as_error(what: str) -> Iterator[None]:
-    """Any failure while the Spark driver's JVM has stopped (out of memory: it exits, see above) raised as an
-    :class:`EngineError` that says so and what to change; other failures pass unchanged."""
+    """Any failure while the Spark driver's JVM has stopped (out of memory: it exits, see above), or of tasks whose
+    results did not fit the driver (:data:`RESULTS_TOO_LARGE`), raised as an :class:`EngineError` that says so and
+    what to change; other failures pass unchanged."""
     try:
         yield
     except Exception as e:
         code = driver_exit_code(wait=LOST_DRIVER_WAIT_S if _lost_connection(e) else 0.0)
+        if code is None and any(sign in str(e) for sign in RESULTS_TOO_LARGE):
+            raise EngineError(
+                f"the Spark tasks' results did not fit the driver while {what}: {RESULTS_TOO_LARGE_HINT}"
+            ) from e
         if code is None:
             raise
         raise EngineError(
