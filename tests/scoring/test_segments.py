@@ -10,7 +10,7 @@ import pytest
 
 from custseq.config import RunConfig, SegmentConfig, config_from_dict, config_to_dict, load_config
 from custseq.errors import ConfigError, SchemaError
-from custseq.scoring.segments import SEGMENTS, assign_segments, segment_table, top_value_tier
+from custseq.scoring.segments import SEGMENTS, assign_segments, for_ranking, segment_table, top_value_tier
 
 HORIZON = 90
 
@@ -206,3 +206,13 @@ def test_features_are_looked_up_by_customer_in_the_predictions_order_and_index()
         features_by_customer(predictions, pd.concat([features, features.iloc[[1]]]), ("x",))
     with pytest.raises(SchemaError, match=r"missing values in \{'y': 1\}"):
         features_by_customer(predictions, features.assign(y=[1.0, None, 2.0]), ("y",))
+
+
+def test_values_equal_but_for_float_noise_tie_in_the_ranks():
+    noisy = [5.551096912052827, 5.551096717497295, 0.0, -3.25e-4, 7.0e12, np.nan, 1.0]
+    rounded = for_ranking(noisy)
+    assert rounded[0] == rounded[1] == pytest.approx(5.55110)
+    assert rounded[2] == 0.0 and rounded[3] == -3.25e-4 and rounded[4] == 7.0e12 and np.isnan(rounded[5])
+    assert for_ranking([1.000001, 1.000002]).tolist() == [1.0, 1.0] and for_ranking([1.00001, 1.00002])[0] < 1.00002
+    assert top_value_tier([5.551096912052827, 5.551096717497295, 1.0], 0.4).tolist() == [False, False, False]
+    assert top_value_tier([5.5511, 5.5510, 1.0], 0.4).tolist() == [True, False, False]

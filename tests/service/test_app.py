@@ -69,11 +69,16 @@ def test_score_returns_the_predictions_fields(client, real_body, sample_ids):
 
 def test_two_customers_alone_score_like_any_others(client):
     # the saved BG/NBD + Gamma-Gamma fit reads any batch: two identical histories, which a fit on the batch could
-    # not converge on, get identical scores
+    # not converge on, get the same scores: equal but for the network's float noise (on some CPUs a row's numbers
+    # depend on its place in the batch: 5.5510969 against 5.5510967), which the ranked value score ignores
     r = client.post("/score", json=_body(_customer("a"), _customer("b")), headers=GOOD)
     assert r.status_code == 200, r.text
     a, b = r.json()["predictions"]
-    assert {k: v for k, v in a.items() if k != "customer_id"} == {k: v for k, v in b.items() if k != "customer_id"}
+    for field in PREDICTION_FIELDS[1:]:
+        if isinstance(a[field], float) and field != "value_score":
+            assert a[field] == pytest.approx(b[field], rel=1e-6), field
+        else:
+            assert a[field] == b[field], field
 
 
 def test_the_pipeline_refusing_a_batch_is_a_422_with_its_message(client, monkeypatch):

@@ -128,10 +128,16 @@ def test_transactions_without_the_customer_column_are_refused(spark_session, row
 def test_a_timestamp_read_in_another_time_zone_is_refused(spark_session, rows, model_dir):
     from custseq.spark.scoring import score_spark
 
-    transactions = spark_session.createDataFrame(rows.head(50))
-    spark_session.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    # the session may carry custseq's preparation settings (TIMESTAMP_NTZ by default) when a test of tests/spark ran
+    # first in this process: the time stamps must be read as zoned ones here
+    settings = ("spark.sql.session.timeZone", "spark.sql.timestampType")
+    before = {key: spark_session.conf.get(key) for key in settings}
+    spark_session.conf.set("spark.sql.timestampType", "TIMESTAMP_LTZ")
     try:
+        transactions = spark_session.createDataFrame(rows.head(50))
+        spark_session.conf.set("spark.sql.session.timeZone", "Europe/Paris")
         with pytest.raises(ConfigError, match="session time zone is Europe/Paris"):
             score_spark(transactions, model_dir, as_of=AS_OF)
     finally:
-        spark_session.conf.set("spark.sql.session.timeZone", "UTC")
+        for key, value in before.items():
+            spark_session.conf.set(key, value)

@@ -32,7 +32,7 @@ from scipy.special import expit
 from scipy.stats import spearmanr
 
 from custseq.config import ValueScoreConfig
-from custseq.scoring.segments import check_predictions, features_by_customer
+from custseq.scoring.segments import check_predictions, features_by_customer, for_ranking
 
 ENGAGEMENT_COLUMN = "purchase_days_last_h"  # purchase days in the last horizon before the cutoff
 
@@ -96,7 +96,7 @@ def value_signals(predictions: pd.DataFrame, features: pd.DataFrame) -> pd.DataF
     engagement = features_by_customer(predictions, features, (ENGAGEMENT_COLUMN,))[ENGAGEMENT_COLUMN]
     columns = (predictions["clv_expected"], 1 - predictions["churn_probability"], engagement)
     return pd.DataFrame(
-        {name: np.asarray(c, dtype=float) for name, c in zip(SIGNALS, columns, strict=True)}, index=predictions.index
+        {name: for_ranking(c) for name, c in zip(SIGNALS, columns, strict=True)}, index=predictions.index
     )
 
 

@@ -126,6 +126,23 @@ def _days_or_horizon(days: int | None, horizon_days: int) -> int:
     return horizon_days if days is None else days
 
 
+RANK_DIGITS = 6  # significant digits a ranked value keeps
+
+
+def for_ranking(values: ArrayLike) -> np.ndarray:
+    """``values`` rounded to :data:`RANK_DIGITS` significant digits, so that values equal but for float noise tie.
+
+    The network computes in float32, and its numbers for one customer may differ in the 7th digit with the rows
+    scored beside it (seen: two identical customers in one batch, 5.5510969 and 5.5510967, through a BLAS whose
+    results depend on a row's position); ranked as they are, the two would take different value scores.
+    """
+    x = np.asarray(values, dtype=float)
+    finite_nonzero = np.isfinite(x) & (x != 0)
+    exponent = np.floor(np.log10(np.abs(np.where(finite_nonzero, x, 1.0))))
+    scale = 10.0 ** (RANK_DIGITS - 1 - exponent)
+    return np.where(finite_nonzero, np.round(x * scale) / scale, x)
+
+
 def top_value_tier(values: ArrayLike, share: float) -> np.ndarray:
     """Whether each value is in the top tier: the highest values, at most ``share`` of them.
 
@@ -142,7 +159,7 @@ def top_value_tier(values: ArrayLike, share: float) -> np.ndarray:
         True where the share of values at least as high as this one is at most ``share``; values tied at
         the boundary are all left out.
     """
-    values = np.asarray(values, dtype=float)
+    values = for_ranking(values)
     at_least_as_high = pd.Series(values).rank(method="max", ascending=False).to_numpy()  # count of v_j >= v_i
     return within_top_share(at_least_as_high, len(values), share)
 
