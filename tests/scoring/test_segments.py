@@ -209,8 +209,10 @@ def test_features_are_looked_up_by_customer_in_the_predictions_order_and_index()
 
 
 def test_values_equal_but_for_float_noise_tie_in_the_ranks():
-    noisy = [5.551096912052827, 5.551096717497295, 0.0, -3.25e-4, 7.0e12, np.nan, 1.0]
-    rounded = for_ranking(noisy)
+    noisy = [5.551096912052827, 5.551096717497295, 0.0, -3.25e-4, 7.0e12, np.nan, 1.0, 5e-324, -np.inf]
+    with np.errstate(all="raise"):
+        rounded = for_ranking(noisy)
+    assert rounded[7] == 5e-324 and rounded[8] == -np.inf
     assert rounded[0] == rounded[1] == pytest.approx(5.55110)
     assert rounded[2] == 0.0 and rounded[3] == -3.25e-4 and rounded[4] == 7.0e12 and np.isnan(rounded[5])
     assert for_ranking([1.000001, 1.000002]).tolist() == [1.0, 1.0] and for_ranking([1.00001, 1.00002])[0] < 1.00002

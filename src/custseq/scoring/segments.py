@@ -137,10 +137,10 @@ def for_ranking(values: ArrayLike) -> np.ndarray:
     results depend on a row's position); ranked as they are, the two would take different value scores.
     """
     x = np.asarray(values, dtype=float)
-    finite_nonzero = np.isfinite(x) & (x != 0)
-    exponent = np.floor(np.log10(np.abs(np.where(finite_nonzero, x, 1.0))))
+    roundable = np.isfinite(x) & (np.abs(x) > 1e-290)  # 0, inf, NaN and subnormal values stay as they are
+    exponent = np.floor(np.log10(np.abs(np.where(roundable, x, 1.0))))
     scale = 10.0 ** (RANK_DIGITS - 1 - exponent)
-    return np.where(finite_nonzero, np.round(x * scale) / scale, x)
+    return np.where(roundable, np.round(x * scale) / scale, x)
 
 
 def top_value_tier(values: ArrayLike, share: float) -> np.ndarray:
