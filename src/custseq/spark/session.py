@@ -107,11 +107,11 @@ def driver_stops_as_error(what: str) -> Iterator[None]:
         yield
     except Exception as e:
         code = driver_exit_code(wait=LOST_DRIVER_WAIT_S if _lost_connection(e) else 0.0)
-        if code is None and any(sign in str(e) for sign in RESULTS_TOO_LARGE):
-            raise EngineError(
-                f"the Spark tasks' results did not fit the driver while {what}: {RESULTS_TOO_LARGE_HINT}"
-            ) from e
         if code is None:
+            if any(sign in str(e) for sign in RESULTS_TOO_LARGE):
+                raise EngineError(
+                    f"the Spark tasks' results did not fit the driver while {what}: {RESULTS_TOO_LARGE_HINT}"
+                ) from e
             raise
         raise EngineError(
             f"Spark's driver stopped (exit code {code}) while {what}: most likely out of memory (its log above "
