@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,11 +16,12 @@ import custseq
 from custseq.config import EncoderConfig, FinetuneConfig, ModelConfig, PredictorConfig, TrainConfig
 from custseq.errors import ConfigError
 from custseq.features.matrix import fit_tabular, transform_tabular
+from custseq.models import samples
 from custseq.models.combine import fit_final_predictor, latest_windows, predictor_windows
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import epoch_validation
 from custseq.models.multitask import MultiTaskModel
-from custseq.models.samples import SampleStream
+from custseq.models.samples import SampleStream, WindowLookups
 from custseq.models.train import train
 from custseq.sequences.batch import sample_mask, shard_files, split_mask
 from custseq.sequences.build import read_sequences
@@ -214,3 +216,31 @@ def test_the_predictor_learns_from_the_sample_when_the_latest_window_is_above_th
     whole, sampled = choice(latest), choice(latest * 2 // 3)
     assert 0 < sampled.validation_customers < whole.validation_customers  # the sample's validation customers only
     assert sampled.sampled_from == latest and whole.sampled_from is None  # what the report says
+
+
+def test_streams_sharing_lookups_read_each_window_once_and_give_the_same_batches(prepared, monkeypatch):
+    plain = _stream(prepared, shuffle=True, seed=3, holdout="train")
+    lookups = WindowLookups(plain.tabular)
+    cached = dataclasses.replace(plain, lookups=lookups)
+    validation = dataclasses.replace(plain, holdout="validation", shuffle=False, lookups=lookups)
+    reads = []
+    real_read = samples.pq.read_table
+    monkeypatch.setattr(samples.pq, "read_table", lambda path, **kw: reads.append(path) or real_read(path, **kw))
+    for epoch in range(3):
+        for a, b in zip(plain.batches(epoch), cached.batches(epoch), strict=True):
+            assert a.events.customer_ids == b.events.customer_ids
+            assert torch.equal(a.tabular, b.tabular) and torch.equal(a.churned, b.churned)
+            assert torch.equal(a.value, b.value)
+        assert sum(batch.size for batch in validation.batches()) > 0
+    features_read = [Path(p) for p in reads if Path(p).name == "features.parquet"]
+    windows = len(plain.windows)
+    # the plain stream reads every window every epoch; the two sharing the lookups, each window once in all
+    assert len(features_read) == 3 * windows + windows
+    assert len(set(features_read)) == windows
+
+
+def test_lookups_refuse_a_stream_with_another_spec(prepared):
+    stream = _stream(prepared)
+    other = dataclasses.replace(stream.tabular, means=tuple(m + 1 for m in stream.tabular.means))
+    with pytest.raises(ValueError, match="another tabular spec"):
+        next(dataclasses.replace(stream, lookups=WindowLookups(other)).batches())

@@ -36,9 +36,10 @@ from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.multitask import QUANTILES, CustomerBatch, MultiTaskModel
 from custseq.models.predictor import NetworkOutputs, Predictor
+from custseq.models.prefetch import prefetched
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.prospects import ProspectModel
-from custseq.models.samples import SampleStream, fit_sample_weights
+from custseq.models.samples import SampleStream, WindowLookups, fit_sample_weights
 from custseq.models.train import TrainResult, train
 from custseq.progress import RunProgress
 from custseq.sequences.batch import SequenceStream, split_mask
@@ -185,14 +186,17 @@ def _setup(prepared: PreparedWindows, cfg: ModelConfig, encoder_dir: Path | None
     torch.manual_seed(training.seed)
     encoder = _encoder(encoder_dir, cfg.encoder, vocab, transfer)
     network = MultiTaskModel(encoder, spec.width, spec.category_sizes(), ft)
+    lookups = WindowLookups(spec)  # read once for every epoch; the validation window is a training window too
     train_stream = SampleStream(
         tuple(windows), vocab, spec, encoder.cfg.max_events, training.batch_size, seed=training.seed,
         holdout="train", holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
         label_fraction=ft.label_fraction, weights=weights, max_batches=training.max_batches_per_epoch,
+        lookups=lookups,
     )  # fmt: skip
     val_stream = SampleStream(
         (validation,), vocab, spec, encoder.cfg.max_events, 1024, shuffle=False, seed=training.seed,
         holdout="validation", holdout_fraction=ft.validation_fraction, test_fraction=ft.test_fraction,
+        lookups=lookups,
     )  # fmt: skip
     if train_stream.n_batches() == 0:
         raise TrainingError("no training customers left after the validation, test and label-fraction holdouts")
@@ -483,7 +487,7 @@ def _predict_batches(network: MultiTaskModel, batches: Iterable[CustomerBatch], 
     ids: list[str] = []
     parts: dict[str, list[np.ndarray]] = {k: [] for k in PREDICTION_COLUMNS}
     embeddings, churned, value = [], [], []
-    for batch in batches:
+    for batch in prefetched(iter(batches)):
         out = network(batch.to(device))
         for k, v in network.predict_values(out).items():
             parts[k].append(v.double().cpu().numpy().copy())  # copies: a view would keep its batch's tensors
