@@ -244,3 +244,24 @@ def test_lookups_refuse_a_stream_with_another_spec(prepared):
     other = dataclasses.replace(stream.tabular, means=tuple(m + 1 for m in stream.tabular.means))
     with pytest.raises(ValueError, match="another tabular spec"):
         next(dataclasses.replace(stream, lookups=WindowLookups(other)).batches())
+
+
+def test_lookups_keep_windows_only_within_their_memory_budget(prepared, monkeypatch):
+    stream = _stream(prepared, shuffle=False, holdout="train")
+    first, second = stream.windows[0], stream.windows[1]
+    size = WindowLookups(stream.tabular).of(first).nbytes
+    assert size > 0
+    lookups = WindowLookups(stream.tabular, max_bytes=size)  # room for the first window only
+    reads = []
+    real_read = samples.pq.read_table
+    monkeypatch.setattr(
+        samples.pq, "read_table", lambda path, **kw: reads.append(Path(path).parent) or real_read(path, **kw)
+    )
+    for _ in range(3):
+        lookups.of(first)
+        lookups.of(second)
+    assert reads.count(first.folder) == 2  # features and labels, once
+    assert reads.count(second.folder) == 3 * 2  # over the budget: read again each time
+    nothing_kept = dataclasses.replace(stream, lookups=WindowLookups(stream.tabular, max_bytes=0))
+    for a, b in zip(stream.batches(), nothing_kept.batches(), strict=True):
+        assert a.events.customer_ids == b.events.customer_ids and torch.equal(a.tabular, b.tabular)

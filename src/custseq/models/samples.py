@@ -22,6 +22,7 @@ import torch
 from custseq.config import FinetuneConfig
 from custseq.errors import ArtifactError
 from custseq.features.matrix import TabularSpec, transform_tabular
+from custseq.io.engine import machine_memory_bytes
 from custseq.io.prepared import WindowFolder
 from custseq.models.multitask import CustomerBatch
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
@@ -163,19 +164,36 @@ class WindowLookups:
 
     Training reads every window each epoch, a few thousand customers of each: without this, each epoch read
     and transformed every window's whole feature table again (half of fine-tuning's time at a million
-    customers). Kept for the streams that share it, for as long as they live: about ``4 × width`` bytes per
-    customer and window, plus the id index.
+    customers). Kept for the streams that share it, for as long as they live, up to ``max_bytes`` in all
+    (about ``4 × width`` bytes per customer and window, plus the id index); a window that would go over it is
+    read again each time, as before, so memory stays bounded at any number of customers.
     """
 
-    def __init__(self, spec: TabularSpec) -> None:
+    def __init__(self, spec: TabularSpec, max_bytes: int | None = None) -> None:
         self.spec = spec
+        self.max_bytes = default_lookup_bytes() if max_bytes is None else max_bytes
         self._built: dict[Path, _WindowLookup] = {}
+        self._kept_bytes = 0
 
     def of(self, window: WindowFolder) -> _WindowLookup:
         key = window.folder.resolve()
-        if key not in self._built:
-            self._built[key] = _WindowLookup(window, self.spec)
-        return self._built[key]
+        if key in self._built:
+            return self._built[key]
+        lookup = _WindowLookup(window, self.spec)
+        if self._kept_bytes + lookup.nbytes <= self.max_bytes:
+            self._built[key] = lookup
+            self._kept_bytes += lookup.nbytes
+        return lookup
+
+
+LOOKUP_MEMORY_SHARE = 0.25  # of the machine's memory, for the features fine-tuning keeps between epochs
+
+
+def default_lookup_bytes() -> int:
+    return int(machine_memory_bytes() * LOOKUP_MEMORY_SHARE)
+
+
+INDEX_BYTES_PER_CUSTOMER = 125  # a short text id, its dict entry and its int, as measured (tracemalloc) at 1M
 
 
 class _WindowLookup:
@@ -196,6 +214,14 @@ class _WindowLookup:
                 )
             self.churned = torch.tensor(labels.column("churned").to_numpy(zero_copy_only=False), dtype=torch.float32)
             self.value = torch.tensor(labels.column("value").to_numpy(), dtype=torch.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """About what the lookup holds: its arrays, and the id index."""
+        arrays = [self.values, *self.categories.values()]
+        if self.has_labels:
+            arrays += [self.churned, self.value]
+        return sum(a.element_size() * a.nelement() for a in arrays) + INDEX_BYTES_PER_CUSTOMER * len(self.index)
 
     def batch(self, events: EventBatch) -> CustomerBatch:
         rows = torch.tensor([self.index[c] for c in events.customer_ids], dtype=torch.long)
