@@ -17,7 +17,6 @@ from custseq.scoring.actions import (
     MIN_ITEM_PROBABILITY,
     SHIPPED_CATALOGUES,
     Condition,
-    _probability_texts,
     catalogue_from_dict,
     catalogue_name,
     hit_rate_at_k,
@@ -416,17 +415,3 @@ def test_plans_made_in_chunks_equal_plans_made_at_once(monkeypatch):
     pd.testing.assert_frame_equal(in_chunks, at_once)
     assert in_chunks.index.tolist() == [10, 11, 12, 13, 14] and in_chunks["next_actions"].dtype == "str"
     assert json.loads(in_chunks["next_actions"].iloc[3])[0]["kind"] == "retention"  # churn 0.7 > 0.5: flagged
-
-
-def test_probability_texts_are_those_of_pythons_round_also_at_halves():
-    rng = np.random.default_rng(1)
-    halves = (rng.integers(1_000, 1_000_000, 20_000) + 0.5) / 1e6  # on a decimal half, up to float error
-    nudged = halves + rng.choice([-1, 1], 20_000) * np.spacing(halves) * rng.integers(0, 4, 20_000)
-    p = np.concatenate([halves, nudged, rng.random(20_000), [1.0, 0.001, 0.0015, 0.9999995, 5e-7, np.inf]])
-    assert _probability_texts(p) == [repr(round(float(x), 6)) if np.isfinite(x) else "Infinity" for x in p]
-
-
-def test_next_items_without_customers_or_with_ragged_rows():
-    assert next_items_column(NextItems("product", [], [], np.zeros((0, 3)))) == []
-    with pytest.raises(ValueError, match="one probability per item"):
-        next_items_column(NextItems("product", ["a", "b"], [["X", "Y"], ["Y"]], np.array([[0.5, 0.2], [0.4, 0.1]])))

@@ -36,7 +36,6 @@ from custseq.models.encoder import SequenceEncoder
 from custseq.models.lstm import LstmEncoder, build_encoder
 from custseq.models.multitask import QUANTILES, CustomerBatch, MultiTaskModel
 from custseq.models.predictor import NetworkOutputs, Predictor
-from custseq.models.prefetch import prefetched
 from custseq.models.pretrain import load_pretrained, model_vocab
 from custseq.models.prospects import ProspectModel
 from custseq.models.samples import SampleStream, WindowLookups, fit_sample_weights
@@ -487,7 +486,7 @@ def _predict_batches(network: MultiTaskModel, batches: Iterable[CustomerBatch], 
     ids: list[str] = []
     parts: dict[str, list[np.ndarray]] = {k: [] for k in PREDICTION_COLUMNS}
     embeddings, churned, value = [], [], []
-    for batch in prefetched(iter(batches)):
+    for batch in batches:
         out = network(batch.to(device))
         for k, v in network.predict_values(out).items():
             parts[k].append(v.double().cpu().numpy().copy())  # copies: a view would keep its batch's tensors

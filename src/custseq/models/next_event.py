@@ -34,7 +34,6 @@ import torch
 
 from custseq.errors import ArtifactError, ConfigError, TrainingError
 from custseq.io.prepared import WindowFolder
-from custseq.models.prefetch import prefetched
 from custseq.models.pretrain import PretrainModel
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.vocab import FIRST_VALUE_ID, PAD, SequenceVocab
@@ -228,7 +227,7 @@ def propose_next(
     ids: list[str] = []
     chunks_p: list[np.ndarray] = []
     chunks_i: list[np.ndarray] = []
-    for batch in prefetched(_batches_of(stream, customers, max_customers)):
+    for batch in _batches_of(stream, customers, max_customers):
         batch = batch.to(device)
         probs = _head_probabilities(model, batch, field, anchor)  # (B, V - 3) real values only
         if groups is not None:

@@ -31,7 +31,6 @@ This module also measures proposals: :func:`hit_rate_at_k`, with two baselines f
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -515,47 +514,27 @@ def next_items_column(
     categories = level == "category"
     excluded = products.excluded if products is not None and not categories else frozenset()
     names = products.names if products is not None and not categories else {}
-    # each entry's JSON written from its parts, the item's text escaped once per item and each probability's
-    # text made once per distinct value: what json.dumps of the entry dicts gives (the same separators; a float's
-    # repr is json's), a few times faster at a million customers
+    # each entry's JSON written from its parts, the item's text escaped once per item: what json.dumps of the entry
+    # dicts gives (the same separators; a float's repr is json's), in less than half the time
     level_part = ', "level": "category"' if categories else ""
-    if not items.items:
-        return []
-    flat = list(itertools.chain.from_iterable(items.items))
-    probabilities = np.asarray(items.probabilities, dtype=np.float64).reshape(len(items.items), -1)
-    if len(flat) != probabilities.size:
-        raise ValueError("next items: each customer needs one probability per item")
-    kept = probabilities >= MIN_ITEM_PROBABILITY  # NaN is left out too
-    if excluded:
-        kept &= ~np.fromiter((item in excluded for item in flat), bool, len(flat)).reshape(kept.shape)
-    if k is not None:
-        kept &= np.cumsum(kept, axis=1) <= k
-    positions = np.flatnonzero(kept)
-    texts = _probability_texts(probabilities.ravel()[positions])
     parts: dict[str, tuple[str, str]] = {}  # item -> its entry's text before and after the probability
-    for item in {flat[i] for i in positions.tolist()}:
-        name = f', "name": {json.dumps(names[item], ensure_ascii=False)}' if item in names else ""
-        parts[item] = ('{"item": ' + json.dumps(item, ensure_ascii=False) + ', "probability": ',
-                       name + level_part + "}")  # fmt: skip
-    entries = [parts[flat[i]][0] + text + parts[flat[i]][1] for i, text in zip(positions.tolist(), texts, strict=True)]
-    ends = np.cumsum(kept.sum(axis=1)).tolist()
-    return ["[" + ", ".join(entries[start:end]) + "]" for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-
-
-def _probability_texts(p: np.ndarray) -> list[str]:
-    """``repr(round(float(x), 6))`` of each finite ``x``, computed once per distinct rounded value.
-
-    NumPy rounds as x × 10⁶ → nearest integer → ÷ 10⁶, which is Python's correctly rounded ``round`` except
-    where x × 10⁶ lies within float error of a half; those few are rounded by Python.
-    """
-    scaled = p * 1e6
-    rounded = np.rint(scaled) / 1e6
-    near_half = np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < 1e-6
-    for i in np.flatnonzero(near_half).tolist():
-        rounded[i] = round(float(p[i]), 6)
-    distinct, which = np.unique(rounded, return_inverse=True)
-    text = [repr(x) if math.isfinite(x) else json.dumps(x) for x in distinct.tolist()]
-    return [text[i] for i in which.tolist()]
+    column = []
+    for row, probs in zip(items.items, items.probabilities, strict=True):
+        entries: list[str] = []
+        for item, p in zip(row, probs, strict=True):
+            if k is not None and len(entries) >= k:
+                break
+            if not p >= MIN_ITEM_PROBABILITY or item in excluded:  # NaN is left out too
+                continue
+            if item not in parts:
+                name = f', "name": {json.dumps(names[item], ensure_ascii=False)}' if item in names else ""
+                parts[item] = ('{"item": ' + json.dumps(item, ensure_ascii=False) + ', "probability": ',
+                               name + level_part + "}")  # fmt: skip
+            before, after = parts[item]
+            rounded = round(float(p), 6)
+            entries.append(before + (repr(rounded) if math.isfinite(rounded) else json.dumps(rounded)) + after)
+        column.append("[" + ", ".join(entries) + "]")
+    return column
 
 
 # --------------------------------------------------------------------------- measuring proposals
