@@ -21,7 +21,7 @@ from custseq.models.combine import fit_final_predictor, latest_windows, predicto
 from custseq.models.encoder import SequenceEncoder
 from custseq.models.finetune import epoch_validation
 from custseq.models.multitask import MultiTaskModel
-from custseq.models.samples import SampleStream, WindowLookups
+from custseq.models.samples import SampleStream, WindowLookups, default_lookup_bytes
 from custseq.models.train import train
 from custseq.sequences.batch import sample_mask, shard_files, split_mask
 from custseq.sequences.build import read_sequences
@@ -265,3 +265,11 @@ def test_lookups_keep_windows_only_within_their_memory_budget(prepared, monkeypa
     nothing_kept = dataclasses.replace(stream, lookups=WindowLookups(stream.tabular, max_bytes=0))
     for a, b in zip(stream.batches(), nothing_kept.batches(), strict=True):
         assert a.events.customer_ids == b.events.customer_ids and torch.equal(a.tabular, b.tabular)
+
+
+def test_the_lookups_memory_is_shared_by_the_processes_on_the_machine(monkeypatch):
+    monkeypatch.setattr(samples, "machine_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_lookup_bytes() == 4 * 2**30  # a quarter of the machine
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
+    assert default_lookup_bytes() == 2**30

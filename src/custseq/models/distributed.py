@@ -171,6 +171,11 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world_size_from_env() -> int:
+    """The number of ``torchrun`` processes on this machine (``LOCAL_WORLD_SIZE``); 1 outside torchrun."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def worker_environment() -> dict[str, str]:
     """The environment of the ``torchrun`` processes custseq starts: this one's, with Python's fault handler on, so
     that a process that aborts (a C++ ``terminate`` in a collective) prints each thread's Python stack first."""

@@ -24,6 +24,7 @@ from custseq.errors import ArtifactError
 from custseq.features.matrix import TabularSpec, transform_tabular
 from custseq.io.engine import machine_memory_bytes
 from custseq.io.prepared import WindowFolder
+from custseq.models.distributed import local_world_size_from_env
 from custseq.models.multitask import CustomerBatch
 from custseq.sequences.batch import EventBatch, SequenceStream, shard_files
 from custseq.sequences.vocab import SequenceVocab
@@ -190,7 +191,8 @@ LOOKUP_MEMORY_SHARE = 0.25  # of the machine's memory, for the features fine-tun
 
 
 def default_lookup_bytes() -> int:
-    return int(machine_memory_bytes() * LOOKUP_MEMORY_SHARE)
+    """:data:`LOOKUP_MEMORY_SHARE` of the machine's memory, shared by the ``torchrun`` processes on it."""
+    return int(machine_memory_bytes() * LOOKUP_MEMORY_SHARE) // max(local_world_size_from_env(), 1)
 
 
 INDEX_BYTES_PER_CUSTOMER = 125  # a short text id, its dict entry and its int, as measured (tracemalloc) at 1M
