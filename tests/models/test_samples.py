@@ -218,21 +218,27 @@ def test_the_predictor_learns_from_the_sample_when_the_latest_window_is_above_th
     assert sampled.sampled_from == latest and whole.sampled_from is None  # what the report says
 
 
+def _recorded_reads(monkeypatch) -> list[Path]:
+    """The paths samples.py reads Parquet tables from, from now on."""
+    reads: list[Path] = []
+    real_read = samples.pq.read_table
+    monkeypatch.setattr(samples.pq, "read_table", lambda path, **kw: reads.append(Path(path)) or real_read(path, **kw))
+    return reads
+
+
 def test_streams_sharing_lookups_read_each_window_once_and_give_the_same_batches(prepared, monkeypatch):
     plain = _stream(prepared, shuffle=True, seed=3, holdout="train")
     lookups = WindowLookups(plain.tabular)
     cached = dataclasses.replace(plain, lookups=lookups)
     validation = dataclasses.replace(plain, holdout="validation", shuffle=False, lookups=lookups)
-    reads = []
-    real_read = samples.pq.read_table
-    monkeypatch.setattr(samples.pq, "read_table", lambda path, **kw: reads.append(path) or real_read(path, **kw))
+    reads = _recorded_reads(monkeypatch)
     for epoch in range(3):
         for a, b in zip(plain.batches(epoch), cached.batches(epoch), strict=True):
             assert a.events.customer_ids == b.events.customer_ids
             assert torch.equal(a.tabular, b.tabular) and torch.equal(a.churned, b.churned)
             assert torch.equal(a.value, b.value)
         assert sum(batch.size for batch in validation.batches()) > 0
-    features_read = [Path(p) for p in reads if Path(p).name == "features.parquet"]
+    features_read = [p for p in reads if p.name == "features.parquet"]
     windows = len(plain.windows)
     # the plain stream reads every window every epoch; the two sharing the lookups, each window once in all
     assert len(features_read) == 3 * windows + windows
@@ -252,16 +258,13 @@ def test_lookups_keep_windows_only_within_their_memory_budget(prepared, monkeypa
     size = WindowLookups(stream.tabular).of(first).nbytes
     assert size > 0
     lookups = WindowLookups(stream.tabular, max_bytes=size)  # room for the first window only
-    reads = []
-    real_read = samples.pq.read_table
-    monkeypatch.setattr(
-        samples.pq, "read_table", lambda path, **kw: reads.append(Path(path).parent) or real_read(path, **kw)
-    )
+    reads = _recorded_reads(monkeypatch)
     for _ in range(3):
         lookups.of(first)
         lookups.of(second)
-    assert reads.count(first.folder) == 2  # features and labels, once
-    assert reads.count(second.folder) == 3 * 2  # over the budget: read again each time
+    folders = [p.parent for p in reads]
+    assert folders.count(first.folder) == 2  # features and labels, once
+    assert folders.count(second.folder) == 3 * 2  # over the budget: read again each time
     nothing_kept = dataclasses.replace(stream, lookups=WindowLookups(stream.tabular, max_bytes=0))
     for a, b in zip(stream.batches(), nothing_kept.batches(), strict=True):
         assert a.events.customer_ids == b.events.customer_ids and torch.equal(a.tabular, b.tabular)

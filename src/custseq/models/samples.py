@@ -94,6 +94,10 @@ class SampleStream:
     # each window's features and labels kept between epochs (and streams); None: read for every pass
     lookups: WindowLookups | None = dataclasses.field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.lookups is not None and self.lookups.spec != self.tabular:
+            raise ValueError("the stream's lookups were made with another tabular spec")
+
     def n_batches(self, world_size: int = 1) -> int:
         return sum(stream.n_batches(world_size) for stream in self._streams)
 
@@ -104,19 +108,13 @@ class SampleStream:
     def batches(self, epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[CustomerBatch]:
         order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.windows))
         for i in order if self.shuffle else range(len(self.windows)):
-            lookup = self._lookup(self.windows[i])
+            window = self.windows[i]
+            lookup = _WindowLookup(window, self.tabular) if self.lookups is None else self.lookups.of(window)
             rng = torch.Generator().manual_seed(
                 int(np.random.default_rng([self.seed, epoch, 2, int(i)]).integers(2**62))
             )
             for events in self._streams[i].batches(epoch, rank, world_size):
                 yield self._weighted(lookup.batch(events), rng)
-
-    def _lookup(self, window: WindowFolder) -> _WindowLookup:
-        if self.lookups is None:
-            return _WindowLookup(window, self.tabular)
-        if self.lookups.spec != self.tabular:
-            raise ValueError("the stream's lookups were made with another tabular spec")
-        return self.lookups.of(window)
 
     def _weighted(self, batch: CustomerBatch, rng: torch.Generator) -> CustomerBatch:
         if self.weights is None or not self.weights.active or batch.churned is None:
@@ -160,6 +158,17 @@ class SampleStream:
         )
 
 
+LOOKUP_MEMORY_SHARE = 0.25  # of the machine's memory, for the features fine-tuning keeps between epochs
+
+
+def default_lookup_bytes() -> int:
+    """:data:`LOOKUP_MEMORY_SHARE` of the machine's memory, shared by the ``torchrun`` processes on it."""
+    return int(machine_memory_bytes() * LOOKUP_MEMORY_SHARE) // max(local_world_size_from_env(), 1)
+
+
+INDEX_BYTES_PER_CUSTOMER = 125  # a short text id, its dict entry and its int, as measured (tracemalloc) at 1M
+
+
 class WindowLookups:
     """Each window's tabular inputs and labels, read and transformed once, then kept.
 
@@ -181,21 +190,11 @@ class WindowLookups:
         if key in self._built:
             return self._built[key]
         lookup = _WindowLookup(window, self.spec)
-        if self._kept_bytes + lookup.nbytes <= self.max_bytes:
+        size = lookup.nbytes
+        if self._kept_bytes + size <= self.max_bytes:
             self._built[key] = lookup
-            self._kept_bytes += lookup.nbytes
+            self._kept_bytes += size
         return lookup
-
-
-LOOKUP_MEMORY_SHARE = 0.25  # of the machine's memory, for the features fine-tuning keeps between epochs
-
-
-def default_lookup_bytes() -> int:
-    """:data:`LOOKUP_MEMORY_SHARE` of the machine's memory, shared by the ``torchrun`` processes on it."""
-    return int(machine_memory_bytes() * LOOKUP_MEMORY_SHARE) // max(local_world_size_from_env(), 1)
-
-
-INDEX_BYTES_PER_CUSTOMER = 125  # a short text id, its dict entry and its int, as measured (tracemalloc) at 1M
 
 
 class _WindowLookup:

@@ -127,6 +127,7 @@ def _days_or_horizon(days: int | None, horizon_days: int) -> int:
 
 
 RANK_DIGITS = 6  # significant digits a ranked value keeps
+_SMALLEST_ROUNDED = 1e-290  # below it, the scale 10 ** (RANK_DIGITS - 1 - exponent) would overflow
 
 
 def for_ranking(values: ArrayLike) -> np.ndarray:
@@ -137,7 +138,7 @@ def for_ranking(values: ArrayLike) -> np.ndarray:
     results depend on a row's position); ranked as they are, the two would take different value scores.
     """
     x = np.asarray(values, dtype=float)
-    roundable = np.isfinite(x) & (np.abs(x) > 1e-290)  # 0, inf, NaN and subnormal values stay as they are
+    roundable = np.isfinite(x) & (np.abs(x) > _SMALLEST_ROUNDED)  # 0, inf, NaN and the tiniest stay as they are
     exponent = np.floor(np.log10(np.abs(np.where(roundable, x, 1.0))))
     scale = 10.0 ** (RANK_DIGITS - 1 - exponent)
     return np.where(roundable, np.round(x * scale) / scale, x)
