@@ -148,7 +148,7 @@ MAIN_STAGES = {  # the plot's curves: the stages that take most of a large run, 
     "fitting the boosted heads and choosing the predictor on the validation customers": "boosted heads, choice",
     "fitting the next-item mixture on the latest training window": "next-item mixture",
     "choosing between products and their categories on the latest training window": "products or categories",
-    "segments, next items, plans and the contact list for every customer": "segments, plans, contacts",
+    "segments, plans and the contact list for every customer": "segments, plans, contacts",
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -21,6 +22,8 @@ from custseq.cli import app
 from custseq.config import load_config
 from custseq.errors import CustseqError
 from custseq.models.artifacts import read_manifest
+from custseq.models.side_by_side import side_by_side, torch_threads
+from custseq.pipelines import outputs
 from custseq.scoring.segments import SEGMENTS
 
 runner = CliRunner()
@@ -334,6 +337,28 @@ def test_score_with_the_saved_model_reproduces_predict(predicted, shop, tmp_path
         files = [pq.read_table(folder / "predictions.parquet", columns=[column]) for folder in (out, predicted)]
         assert files[0].column(0).to_pylist() == files[1].column(0).to_pylist(), column
     assert np.allclose(scored["value_score"], original["value_score"])
+
+
+def test_the_two_forward_passes_side_by_side_give_the_numbers_of_one_after_the_other(predicted, shop, monkeypatch):
+    """score runs the network and the next-event head at the same time on one thread each: the same outputs as
+    both on every thread, one after the other."""
+    rows = pd.read_csv(shop)
+    ran = []
+
+    def recorded(first, second):
+        ran.append(torch.get_num_threads())
+        return side_by_side(first, second)
+
+    monkeypatch.setattr(outputs, "side_by_side", recorded)
+    with torch_threads(2):
+        together = custseq.score(predicted / "model", rows, as_of=AS_OF)
+    monkeypatch.setattr(outputs, "side_by_side", lambda first, second: (first(), second()))
+    with torch_threads(2):
+        apart = custseq.score(predicted / "model", rows, as_of=AS_OF)
+    assert ran == [2]  # side by side, on one thread each
+    assert together.predictions["next_items"].str.len().gt(2).any()  # items were proposed
+    pd.testing.assert_frame_equal(together.predictions, apart.predictions, check_exact=True)
+    pd.testing.assert_frame_equal(together.embeddings, apart.embeddings, check_exact=True)
 
 
 def test_score_takes_an_as_of_after_the_last_row_but_not_before_the_first(predicted, shop, tmp_path):

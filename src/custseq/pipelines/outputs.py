@@ -33,10 +33,11 @@ from custseq.io.run_files import (
     RunFolder,
     ValueScore,
 )
-from custseq.models.finetune import ChurnValueModel, WindowScores
+from custseq.models.finetune import ChurnValueModel, WindowScores, score_window
 from custseq.models.next_event import ItemMixture, item_field
 from custseq.models.predictor import Predictor
 from custseq.models.pretrain import PretrainModel
+from custseq.models.side_by_side import side_by_side
 from custseq.pipelines.diagnostics import attention_of, profit_of, review_table
 from custseq.scoring.actions import catalogue_name, load_catalogue, plan_actions, text_column
 from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensitivity
@@ -106,6 +107,14 @@ class ItemProposer:
     level: ItemLevel | None = None
 
 
+@dataclass(frozen=True)
+class ProposedItems:
+    """The plans' next items: each customer's ``next_items`` JSON by customer id, and the level they are at."""
+
+    by_id: dict[str, str]
+    level: ItemLevel
+
+
 @dataclass
 class PredictRun:
     """What ``predict`` or ``score`` produced."""
@@ -149,14 +158,18 @@ def score_customers(
     proposer: ItemProposer | None,
     *,
     integer_ids: bool = False,
+    proposed: ProposedItems | None = None,
 ) -> ScoredCustomers:
     """The scores with every derived column: P(alive), segment, value score, contact profit and plans.
 
     custseq works with customer ids as text; with ``integer_ids`` (the user's ids are integers) every output
-    gives them back as integers, in numeric order (1, 2, 10 rather than "1", "10", "2")."""
+    gives them back as integers, in numeric order (1, 2, 10 rather than "1", "10", "2"). ``proposed``: the
+    plans' next items made already (:func:`scores_and_items`); None: proposed here when ``proposer`` can."""
     present = set(pq.read_schema(window.features).names)
     features = pq.read_table(window.features, columns=[c for c in SCORING_FEATURES if c in present])
-    return score_customers_of(scores, features, window, model, cfg, proposer, integer_ids=integer_ids)
+    return score_customers_of(
+        scores, features, window, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed
+    )
 
 
 def score_customers_of(
@@ -168,6 +181,7 @@ def score_customers_of(
     proposer: ItemProposer | None,
     *,
     integer_ids: bool = False,
+    proposed: ProposedItems | None = None,
 ) -> ScoredCustomers:
     """:func:`score_customers` with the window's features in memory; ``window`` (its sequences) is read only when
     the plans propose next items (:func:`plans_read_sequences`), and may be None otherwise."""
@@ -185,7 +199,7 @@ def score_customers_of(
     past = past_rate_value(rhythm, model.output_horizon_days)
     simulation = simulate_retention(frame.assign(churn_probability=decision), cfg.profit, past)
     frame["contact_profit"] = simulation.contact_profit
-    frame, actions = with_plans(frame, proposer, model.vocab, window, cfg)
+    frame, actions = with_plans(frame, proposer, model.vocab, window, cfg, proposed)
     review = with_decision_columns(review_table(frame, btyd, cfg.audit))
     kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
     contacts = _contacts(frame, rhythm, decision, kept, rate, cfg)
@@ -284,9 +298,44 @@ def with_p_alive(predictions: pa.Table, btyd: BtydPredictions | None) -> pa.Tabl
     return predictions.append_column("p_alive", column)
 
 
+def scores_and_items(
+    model: ChurnValueModel, window: WindowFolder, proposer: ItemProposer | None, cfg: RunConfig
+) -> tuple[WindowScores, ProposedItems | None]:
+    """The network's scores of a window's customers and their plans' next items, the two forward passes side by
+    side (:func:`custseq.models.side_by_side.side_by_side`)."""
+    if not plans_read_sequences(proposer, model.vocab, cfg):
+        return score_window(model, window), None
+    return side_by_side(
+        lambda: score_window(model, window), lambda: propose_for_plans(proposer, model.vocab, window, cfg)
+    )
+
+
 def plans_read_sequences(proposer: ItemProposer | None, vocab: SequenceVocab, cfg: RunConfig) -> bool:
     """Whether :func:`with_plans` proposes next items, which it reads from the window's sequence files."""
     return proposer is not None and item_field(vocab, cfg.actions.item_field) is not None
+
+
+def propose_for_plans(
+    proposer: ItemProposer | None, vocab: SequenceVocab, window: WindowFolder | None, cfg: RunConfig
+) -> ProposedItems | None:
+    """Every customer's next items for the plans, or None when the plans hold catalogue actions only (no item
+    field, or no pre-trained next-event head: :func:`plans_read_sequences`)."""
+    field = item_field(vocab, cfg.actions.item_field)
+    if proposer is None or field is None:
+        return None
+    return _proposed_items(proposer, vocab, window, field, cfg.actions)
+
+
+def _proposed_items(
+    proposer: ItemProposer, vocab: SequenceVocab, window: WindowFolder | None, field: str, a: ActionConfig
+) -> ProposedItems:
+    if window is None:
+        raise ValueError("the plans propose next items from the window's sequences: pass its folder")
+    products = load_products(a.products) if a.products else None
+    by_id, level = next_items_for_plans(
+        proposer.model, vocab, window, field, a, products, mixture=proposer.mixture, decided=proposer.level
+    )
+    return ProposedItems(by_id, level)
 
 
 def with_plans(
@@ -295,9 +344,10 @@ def with_plans(
     vocab: SequenceVocab,
     window: WindowFolder | None,
     cfg: RunConfig,
+    proposed: ProposedItems | None = None,
 ) -> tuple[pd.DataFrame, ActionSettings]:
     """Add ``next_items`` (the proposer's likeliest next items), ``retention_flag`` and ``next_actions``; and
-    the settings the plans were made with.
+    the settings the plans were made with. ``proposed``: the next items made already (None: made here).
 
     Without a pre-trained next-event head (pre-training off, or without the next objective) or an item field
     (e.g. CDNOW: no product, category, event or channel), plans hold the catalogue's actions only.
@@ -313,13 +363,10 @@ def with_plans(
     elif proposer is None:
         note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     else:
-        if window is None:
-            raise ValueError("the plans propose next items from the window's sequences: pass its folder")
-        by_id, level = next_items_for_plans(
-            proposer.model, vocab, window, field, a, products, mixture=proposer.mixture, decided=proposer.level
-        )
-        items = pa.array([by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)], pa.string())
-        del by_id  # a million customers' texts, now in Arrow
+        made = proposed if proposed is not None else _proposed_items(proposer, vocab, window, field, a)
+        level = made.level
+        items = pa.array([made.by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)], pa.string())
+        del made, proposed  # a million customers' texts, now in Arrow (the caller drops its own reference)
     predictions["next_items"] = text_column([items], predictions.index)
     mixture = proposer.mixture if field is not None and proposer is not None else None
     info = ItemMixtureInfo(**dataclasses.asdict(mixture)) if mixture is not None else None

@@ -52,7 +52,6 @@ from custseq.models.finetune import (
     finetune_prepared,
     fingerprint_of,
     save_churn_value,
-    score_window,
 )
 from custseq.models.next_event import fit_item_mixture, item_field
 from custseq.models.predictor import CARRIED_BY
@@ -69,6 +68,7 @@ from custseq.pipelines.outputs import (
     btyd_scores,
     copy_quarantine,
     score_customers,
+    scores_and_items,
     write_scored,
 )
 from custseq.pipelines.prepare import prepare
@@ -158,14 +158,16 @@ def predict(
         if summary.horizon_days != config.window.horizon_days:
             fit.model.predictor.carry_to_days = config.window.horizon_days
             choice = dataclasses.replace(choice, trained_horizon_days=summary.horizon_days, carried_by=CARRIED_BY)
-        say("scoring every customer")
-        scores = score_window(fit.model, layout.scoring)
-        seconds = time.perf_counter() - started
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
-        say("segments, next items, plans and the contact list for every customer")
+        say("scoring every customer and proposing their next items")
+        scores, proposed = scores_and_items(fit.model, layout.scoring, proposer, summary.config)
+        seconds = time.perf_counter() - started
+        say("segments, plans and the contact list for every customer")
         scored = score_customers(
-            scores, layout.scoring, fit.model, summary.config, proposer, integer_ids=_integer_ids(summary)
-        )
+            scores, layout.scoring, fit.model, summary.config, proposer, integer_ids=_integer_ids(summary),
+            proposed=proposed,
+        )  # fmt: skip
+        del proposed  # the plans hold the texts now
         metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
         outcomes = review_outcomes_of_prepared(history, layout.daily_spend_file, summary)
         fit.model.prospects, prospects = _prospects(layout, summary, config, say)

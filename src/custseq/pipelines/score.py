@@ -28,7 +28,7 @@ from custseq.io.engine import connect, session
 from custseq.io.prepared import WindowFolder
 from custseq.io.run_files import METRICS_FILE, QUARANTINE_DIR, BgNbdFit, Metrics, RunFolder
 from custseq.io.tables import Tables
-from custseq.models.finetune import ChurnValueModel, load_churn_value, score_tables, score_window
+from custseq.models.finetune import ChurnValueModel, load_churn_value, score_tables
 from custseq.models.next_event import ItemMixture
 from custseq.models.pretrain import load_pretrained
 from custseq.pipelines.outputs import (
@@ -39,6 +39,7 @@ from custseq.pipelines.outputs import (
     plans_read_sequences,
     score_customers,
     score_customers_of,
+    scores_and_items,
     write_scored,
 )
 from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
@@ -92,10 +93,11 @@ def score_with_model(
         scoring = prepare_scoring_sequences(
             tables, cfg, tmp, vocab=model.vocab, with_features=True, btyd_fit=_population_fit(model)
         )
-        scores = score_window(model, work)
+        scores, proposed = scores_and_items(model, work, proposer, cfg)
         seconds = time.perf_counter() - started
         integer_ids = _integer_ids(scoring.report)
-        scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids)
+        scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed)
+        del proposed  # the plans hold the texts now
         prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)
         metrics = _metrics(model, scoring.window, scoring.unknown_values, scoring.report, scored, seconds, prospects)
         if staging is not None:

@@ -37,8 +37,8 @@ from custseq.io.atomic import work_folder
 from custseq.io.prepared import WindowFolder
 from custseq.io.tables import Tables
 from custseq.models.finetune import PREDICTION_COLUMNS as SCORE_COLUMNS
-from custseq.models.finetune import ChurnValueModel, load_churn_value, score_window
-from custseq.pipelines.outputs import ItemProposer, score_customers
+from custseq.models.finetune import ChurnValueModel, load_churn_value
+from custseq.pipelines.outputs import ItemProposer, score_customers, scores_and_items
 from custseq.pipelines.predict import NEXT_EVENT_DIR, saved_data_config
 from custseq.pipelines.prepare import prepare_scoring_sequences
 from custseq.pipelines.score import load_item_proposer, refuse_partial_run
@@ -208,9 +208,9 @@ def score_batch(rows: pd.DataFrame, *, model_dir: str, as_of: str, id_type: str)
             Tables.of(rows), cfg, tmp, vocab=model.vocab, with_features=True,
             btyd_fit=population.record() if population is not None else None,
         )  # fmt: skip
-        scores = score_window(model, work)
+        scores, proposed = scores_and_items(model, work, scorer.proposer, cfg)
         integer_ids = scoring.report.accounts()["transactions"].customer_id_type == "integer"
-        scored = score_customers(scores, work, model, cfg, scorer.proposer, integer_ids=integer_ids)
+        scored = score_customers(scores, work, model, cfg, scorer.proposer, integer_ids=integer_ids, proposed=proposed)
         features = pq.read_table(work.features).to_pandas()
     predictions = scored.predictions
     by_text_id = predictions.assign(customer_id=predictions["customer_id"].astype(str))
