@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from custseq.errors import ConfigError
-from custseq.models.distributed import shard_indices
+from custseq.models.distributed import shard_indices, threads_per_process, worker_environment
 
 
 def test_shard_indices_cover_everything_in_equal_seeded_shards():
@@ -18,3 +20,18 @@ def test_shard_indices_cover_everything_in_equal_seeded_shards():
     assert not np.array_equal(shard_indices(10, 0, 7), shard_indices(10, 1, 7))
     with pytest.raises(ConfigError, match="rank must be in"):
         shard_indices(10, 0, 7, rank=3, world_size=3)
+
+
+@pytest.mark.parametrize(("cores", "nproc", "threads"), [(16, 4, 4), (16, 3, 5), (2, 2, 1), (2, 4, 1), (8, 1, 8)])
+def test_torchrun_processes_share_the_machines_cores(monkeypatch, cores, nproc, threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads_per_process(nproc) == threads
+    env = worker_environment(nproc)
+    assert env["OMP_NUM_THREADS"] == str(threads) and env["PYTHONFAULTHANDLER"] == "1"
+
+
+def test_a_users_own_thread_count_is_kept_for_the_torchrun_processes(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_environment(2)["OMP_NUM_THREADS"] == "3"

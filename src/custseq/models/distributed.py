@@ -176,7 +176,18 @@ def local_world_size_from_env() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
-def worker_environment() -> dict[str, str]:
-    """The environment of the ``torchrun`` processes custseq starts: this one's, with Python's fault handler on, so
-    that a process that aborts (a C++ ``terminate`` in a collective) prints each thread's Python stack first."""
-    return {**os.environ, "PYTHONFAULTHANDLER": "1"}
+def worker_environment(nproc: int) -> dict[str, str]:
+    """The environment of the ``nproc`` ``torchrun`` processes custseq starts on this machine: this one's, with
+
+    * Python's fault handler on, so that a process that aborts (a C++ ``terminate`` in a collective) prints each
+      thread's Python stack first;
+    * ``OMP_NUM_THREADS`` (unless set already): the machine's cores shared between the processes
+      (:func:`threads_per_process`). torchrun would give each one thread, leaving most of a larger machine idle.
+    """
+    return {"OMP_NUM_THREADS": str(threads_per_process(nproc)), **os.environ, "PYTHONFAULTHANDLER": "1"}
+
+
+def threads_per_process(nproc: int) -> int:
+    """PyTorch threads for each of ``nproc`` processes on this machine: the cores this process may run on, shared
+    out evenly, at least one."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, nproc))

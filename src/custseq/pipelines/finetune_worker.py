@@ -128,7 +128,7 @@ def launch_torchrun(job: Path, nproc: int, nodes: Nodes | None = None, rdzv_id: 
     command = [
         sys.executable, "-m", "torch.distributed.run", *options, "-m", "custseq.pipelines.finetune_worker", str(job),
     ]  # fmt: skip
-    done = subprocess.run(command, check=False, env=worker_environment())
+    done = subprocess.run(command, check=False, env=worker_environment(nproc))
     if done.returncode != 0:
         raise TrainingError(f"distributed training failed (exit code {done.returncode}); see the output above")
 

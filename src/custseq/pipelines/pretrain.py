@@ -86,7 +86,7 @@ def _pretrain_distributed(work: Path, out: Path, configs: dict[str, object], npr
         "-m", "custseq.pipelines.pretrain_worker", str(work), str(out), *(["--resume"] if resume else []),
     ]  # fmt: skip
     log.info("pre-training on %d processes (torchrun)", nproc)
-    done = subprocess.run(command, check=False, env=worker_environment())
+    done = subprocess.run(command, check=False, env=worker_environment(nproc))
     if done.returncode != 0:
         raise TrainingError(f"distributed pre-training failed (exit code {done.returncode}); see the output above")
     return PretrainRun(out, read_manifest(out), None)
