@@ -81,11 +81,15 @@ def print_scores(run: PredictRun) -> None:
     top = Table(title="highest churn risk among the top 25% by expected value", title_justify="left")
     for col in ("customer", "churn probability", "expected value", "P10 – P90"):
         top.add_column(col, justify="left" if col == "customer" else "right")
-    for r in valuable.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5).itertuples():
+    shown = valuable.sort_values(["churn_probability", "clv_expected"], ascending=False).head(5)
+    for r in shown.itertuples():
         top.add_row(
             str(r.customer_id), f"{r.churn_probability:.1%}", f"{r.clv_expected:,.2f}",
             f"{_amount(r.clv_p10)} – {_amount(r.clv_p90)}",
         )  # fmt: skip
+    if (shown["clv_p90"] == 0).any():
+        top.caption = NOTHING_LIKELY_NOTE
+        top.caption_justify = "left"
     console.print(top)
     segments = ", ".join(f"{n:,} {str(name).replace('_', ' ')}" for name, n in p["segment"].value_counts().items())
     console.print(f"segments: {segments}")
@@ -94,6 +98,13 @@ def print_scores(run: PredictRun) -> None:
     console.print(f"{run.metrics.review_customers:,} customers listed in review.csv for a human look")
     if run.metrics.prospects is not None:
         console.print(prospects_text(run.metrics.prospects, run.data_config.profit.currency), highlight=False)
+
+
+# A P90 of 0 beside an expected value of 45 reads like a contradiction; it is a quantile of a value that is mostly 0
+NOTHING_LIKELY_NOTE = (
+    "P10 – P90 is 0 – 0 where at least 9 in 10 customers at that churn risk spend nothing: the expected value is "
+    "the few buyers' spend spread over them all."
+)
 
 
 def _amount(x: object) -> str:
