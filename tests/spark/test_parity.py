@@ -28,12 +28,13 @@ import custseq.spark.prepare as spark_prepare
 from custseq.config import EngineConfig, RunConfig, SequenceConfig, WindowConfig
 from custseq.datasets import load_cdnow
 from custseq.datasets.synthetic import generate_transactions
-from custseq.errors import ConfigError
+from custseq.errors import ConfigError, DataReadError
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import prepare
 from custseq.sequences.build import read_sequences
 from custseq.spark import partitions
 from custseq.spark.prepare import STAGING_DIR
+from custseq.spark.read import spark_tables
 
 pytestmark = pytest.mark.spark
 
@@ -224,3 +225,25 @@ def test_event_texts_are_refused_by_the_spark_engine_not_ignored(spark, tmp_path
     config = RunConfig(engine=EngineConfig(name="spark"), window=WindowConfig(as_of=dt.date(2023, 1, 31)))
     with pytest.raises(ConfigError, match=r"text column is not read by the Spark engine.*\[text\] enabled = false"):
         prepare(Tables.of(transactions, events=events), config, tmp_path / "spark")
+
+
+def test_a_table_of_the_sessions_catalog_is_prepared_like_its_file(spark, tmp_path):
+    """``table:NAME`` reads a table of the SparkSession's catalog (here a view over the CDNOW slice's Parquet)."""
+    path = _cdnow_slice(tmp_path, 100)
+    spark.read.parquet(str(path)).createOrReplaceTempView("cdnow_orders")
+    try:
+        duck = prepare(Tables.of(path), CDNOW_CONFIG, tmp_path / "duckdb").out_dir
+        spark_config = dataclasses.replace(CDNOW_CONFIG, engine=SPARK)
+        spark_out = prepare(spark_tables("table:cdnow_orders"), spark_config, tmp_path / "spark").out_dir
+    finally:
+        spark.catalog.dropTempView("cdnow_orders")
+    account = json.loads((spark_out / "prepare.json").read_text())["tables"]["transactions"]
+    assert account["rows_in"] == pq.read_metadata(path).num_rows
+    _assert_same_preparation(duck, spark_out)
+
+
+@pytest.mark.parametrize(("name", "message"), [("table:", "names no table"), ("table:no_such_table", "cannot read")])
+def test_a_missing_catalog_table_is_refused_with_its_name(spark, tmp_path, name, message):
+    config = dataclasses.replace(CDNOW_CONFIG, engine=SPARK)
+    with pytest.raises(DataReadError, match=message):
+        prepare(spark_tables(name), config, tmp_path / "spark")
