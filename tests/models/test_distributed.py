@@ -35,3 +35,9 @@ def test_a_users_own_thread_count_is_kept_for_the_torchrun_processes(monkeypatch
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert worker_environment(2)["OMP_NUM_THREADS"] == "3"
+
+
+def test_without_an_affinity_call_the_cpu_count_is_shared(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert threads_per_process(2) == 3

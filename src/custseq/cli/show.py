@@ -69,6 +69,13 @@ def print_prepare(result: PrepareResult) -> None:
     console.print(f"Outputs in [bold]{result.out_dir}/[/] (prepare.json, vocab.json, windows/, quarantine/)")
 
 
+# A P90 of 0 beside an expected value of 45 reads like a contradiction; it is a quantile of a value that is mostly 0
+NOTHING_LIKELY_NOTE = (
+    "P10 – P90 is 0 – 0 where at least 9 in 10 customers at that churn risk spend nothing: the expected value is "
+    "the few buyers' spend spread over them all."
+)
+
+
 def print_scores(run: PredictRun) -> None:
     p = run.predictions
     h = run.metrics.horizon_days
@@ -98,13 +105,6 @@ def print_scores(run: PredictRun) -> None:
     console.print(f"{run.metrics.review_customers:,} customers listed in review.csv for a human look")
     if run.metrics.prospects is not None:
         console.print(prospects_text(run.metrics.prospects, run.data_config.profit.currency), highlight=False)
-
-
-# A P90 of 0 beside an expected value of 45 reads like a contradiction; it is a quantile of a value that is mostly 0
-NOTHING_LIKELY_NOTE = (
-    "P10 – P90 is 0 – 0 where at least 9 in 10 customers at that churn risk spend nothing: the expected value is "
-    "the few buyers' spend spread over them all."
-)
 
 
 def _amount(x: object) -> str:

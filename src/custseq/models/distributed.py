@@ -190,4 +190,10 @@ def worker_environment(nproc: int) -> dict[str, str]:
 def threads_per_process(nproc: int) -> int:
     """PyTorch threads for each of ``nproc`` processes on this machine: the cores this process may run on, shared
     out evenly, at least one."""
-    return max(1, len(os.sched_getaffinity(0)) // max(1, nproc))
+    return max(1, _usable_cores() // max(1, nproc))
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS and Windows have no affinity call

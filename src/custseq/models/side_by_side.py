@@ -3,7 +3,8 @@
 The encoders custseq scores with are small (64 wide, a few layers, a few tokens per customer): on two threads a
 pass keeps its second thread half idle between operators. Two independent passes (the fine-tuned network and the
 pre-trained next-event head, over the same window) run side by side on one thread each instead of one after the
-other on two: 73.7 s -> 66.6 s for both at a million customers on a 2-core machine (benchmarks/RESULTS.md).
+other on two: 73.7 s -> 66.6 s for both at a million customers on a 2-core machine (benchmarks/RESULTS.md,
+"scoring's two forward passes side by side").
 """
 
 from __future__ import annotations
