@@ -44,7 +44,7 @@ from custseq.scoring.contacts import ContactList, contact_list, save_rate_sensit
 from custseq.scoring.decisions import with_decision_columns
 from custseq.scoring.item_level import ItemLevel, next_items_for_plans
 from custseq.scoring.lapse import CADENCE_COLUMNS, cadence, decision_churn
-from custseq.scoring.products import load_products
+from custseq.scoring.products import Products, load_products
 from custseq.scoring.profit import ProfitSimulation, retained_value, simulate_retention
 from custseq.scoring.scores import ENGAGEMENT_COLUMN, score_spread, value_score_formula, value_scores
 from custseq.scoring.segments import FEATURE_COLUMNS, assign_segments
@@ -109,10 +109,12 @@ class ItemProposer:
 
 @dataclass(frozen=True)
 class ProposedItems:
-    """The plans' next items: each customer's ``next_items`` JSON by customer id, and the level they are at."""
+    """The plans' next items: each customer's ``next_items`` JSON by customer id, the level they are at, and the
+    products table they were proposed with (the plans name and exclude its products too)."""
 
     by_id: dict[str, str]
     level: ItemLevel
+    products: Products | None
 
 
 @dataclass
@@ -320,22 +322,32 @@ def propose_for_plans(
 ) -> ProposedItems | None:
     """Every customer's next items for the plans, or None when the plans hold catalogue actions only (no item
     field, or no pre-trained next-event head: :func:`plans_read_sequences`)."""
-    field = item_field(vocab, cfg.actions.item_field)
+    a = cfg.actions
+    field = item_field(vocab, a.item_field)
     if proposer is None or field is None:
         return None
-    return _proposed_items(proposer, vocab, window, field, cfg.actions)
+    return _proposed_items(proposer, vocab, window, field, a, _products(a))
+
+
+def _products(a: ActionConfig) -> Products | None:
+    """The products table of ``[actions] products``, or None without one."""
+    return load_products(a.products) if a.products else None
 
 
 def _proposed_items(
-    proposer: ItemProposer, vocab: SequenceVocab, window: WindowFolder | None, field: str, a: ActionConfig
+    proposer: ItemProposer,
+    vocab: SequenceVocab,
+    window: WindowFolder | None,
+    field: str,
+    a: ActionConfig,
+    products: Products | None,
 ) -> ProposedItems:
     if window is None:
         raise ValueError("the plans propose next items from the window's sequences: pass its folder")
-    products = load_products(a.products) if a.products else None
     by_id, level = next_items_for_plans(
         proposer.model, vocab, window, field, a, products, mixture=proposer.mixture, decided=proposer.level
     )
-    return ProposedItems(by_id, level)
+    return ProposedItems(by_id, level, products)
 
 
 def with_plans(
@@ -354,7 +366,7 @@ def with_plans(
     """
     a = cfg.actions
     field = item_field(vocab, a.item_field)
-    products = load_products(a.products) if a.products else None
+    products = proposed.products if proposed is not None else _products(a)  # read once per run
     predictions = predictions.copy()
     items = pa.array(["[]"] * len(predictions), pa.string())
     note, level = None, None
@@ -363,10 +375,9 @@ def with_plans(
     elif proposer is None:
         note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     else:
-        made = proposed if proposed is not None else _proposed_items(proposer, vocab, window, field, a)
+        made = proposed or _proposed_items(proposer, vocab, window, field, a, products)
         level = made.level
         items = pa.array([made.by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)], pa.string())
-        del made, proposed  # a million customers' texts, now in Arrow (the caller drops its own reference)
     predictions["next_items"] = text_column([items], predictions.index)
     mixture = proposer.mixture if field is not None and proposer is not None else None
     info = ItemMixtureInfo(**dataclasses.asdict(mixture)) if mixture is not None else None
