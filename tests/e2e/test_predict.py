@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -21,9 +22,20 @@ import custseq
 from custseq.cli import app
 from custseq.config import load_config
 from custseq.errors import CustseqError
+from custseq.io import run_files
+from custseq.io.atomic import work_folder
+from custseq.io.prepared import WindowFolder
+from custseq.io.run_files import RunFolder
+from custseq.io.tables import Tables
 from custseq.models.artifacts import read_manifest
+from custseq.models.finetune import load_churn_value
 from custseq.models.side_by_side import side_by_side, torch_threads
-from custseq.pipelines import outputs
+from custseq.pipelines import outputs, shards
+from custseq.pipelines import score as score_module
+from custseq.pipelines.predict import NEXT_EVENT_DIR, saved_data_config
+from custseq.pipelines.prepare import prepare_scoring_sequences
+from custseq.pipelines.score import load_item_proposer
+from custseq.pipelines.shards import shard_windows
 from custseq.scoring.segments import SEGMENTS
 
 runner = CliRunner()
@@ -359,6 +371,74 @@ def test_the_two_forward_passes_side_by_side_give_the_numbers_of_one_after_the_o
     assert together.predictions["next_items"].str.len().gt(2).any()  # items were proposed
     pd.testing.assert_frame_equal(together.predictions, apart.predictions, check_exact=True)
     pd.testing.assert_frame_equal(together.embeddings, apart.embeddings, check_exact=True)
+
+
+SHARDS_CASES = {  # (item level, integer ids); a products table names some items and gives their categories
+    "text ids, products": ("item", False),
+    "integer ids, categories": ("category", True),
+}
+
+
+@pytest.mark.parametrize("case", SHARDS_CASES)
+def test_score_into_a_folder_shard_by_shard_writes_the_files_of_the_whole_window_held(
+    case, predicted, shop, tmp_path, monkeypatch
+):
+    """score into a folder scores one sequence shard at a time and writes its results in blocks, never holding
+    them all: on five shards, in blocks of 64 customers, every file is the one the whole window scored in memory
+    gives (the way predict scores)."""
+    level, integer_ids = SHARDS_CASES[case]
+    rows = pd.read_csv(shop)
+    if integer_ids:  # k007 -> 7, r3 -> 1003; the guest keeps no id
+        rows["customer_id"] = rows["customer_id"].str[1:].astype(float) + rows["customer_id"].str[0].eq("r") * 1000
+        rows["customer_id"] = rows["customer_id"].astype("Int64")
+    data = tmp_path / "shop.csv"
+    rows.to_csv(data, index=False)
+    products = tmp_path / "products.csv"
+    named = {"product_id": ["p0", "p4", "p5"], "name": ["Tea", "Mugs", "Cups"], "category": ["tea", "ware", "ware"]}
+    pd.DataFrame(named).to_csv(products, index=False)
+    model_dir = predicted / "model"
+    model, saved, _ = load_churn_value(model_dir)
+    base = saved_data_config(saved["data"])
+    cfg = dataclasses.replace(
+        base, sequence=dataclasses.replace(base.sequence, shard_customers=50),
+        actions=dataclasses.replace(base.actions, products=str(products), item_level=level),
+    )  # fmt: skip
+    for module in (run_files, shards):
+        monkeypatch.setattr(module, "WRITE_ROWS", 64)
+    views = []
+    monkeypatch.setattr(shards, "shard_windows", lambda *a: views.extend(shard_windows(*a)) or views)
+    written = custseq.score(model_dir, str(data), config=cfg, as_of=AS_OF, out=tmp_path / "sharded")
+    assert len(views) == 5 and written.held_predictions is None  # 206 customers in 5 shards, nothing held
+
+    held = tmp_path / "held"  # score_with_model's path without a folder, then written as predict writes
+    proposer = load_item_proposer(model_dir / NEXT_EVENT_DIR)
+    scoring_cfg = score_module._scoring_config(model, cfg, AS_OF)
+    with work_folder("test") as tmp:
+        window = WindowFolder(tmp)
+        prepare_scoring_sequences(Tables.of(str(data)), scoring_cfg, tmp, vocab=model.vocab, with_features=True,
+                                  btyd_fit=score_module._population_fit(model))  # fmt: skip
+        scores, proposed = outputs.scores_and_items(model, window, proposer, scoring_cfg)
+        scored = outputs.score_customers(
+            scores, window, model, scoring_cfg, proposer, integer_ids=integer_ids, proposed=proposed
+        )
+        outputs.write_scored(RunFolder(held), scored, written.metrics, model, window, scoring_cfg)
+
+    sharded = tmp_path / "sharded"
+    files = ("predictions.parquet", "predictions.csv", "review.csv", "contacts.csv", "profit.json", "attention.json")
+    for name in files:
+        assert (sharded / name).read_bytes() == (held / name).read_bytes(), name
+    assert pq.read_table(sharded / "embeddings.parquet").equals(pq.read_table(held / "embeddings.parquet"))
+    assert written.metrics.actions == scored.actions and written.metrics.review_customers == len(scored.review)
+    assert written.metrics.value_score == scored.value_score and written.metrics.p_alive == scored.p_alive
+    p = written.predictions  # read back from the files
+    assert p["customer_id"].tolist() == scored.predictions["customer_id"].tolist()
+    assert p["customer_id"].is_monotonic_increasing and len(pd.read_csv(sharded / "contacts.csv")) > 0
+    items = [item for plan in p["next_items"] for item in json.loads(plan)]
+    if level == "item":
+        assert {item["item"] for item in items} & {"p0", "p4"} and any(item.get("name") == "Tea" for item in items)
+    else:
+        assert items and all(item["level"] == "category" for item in items)
+    assert written.prediction_columns(["segment"])["segment"].tolist() == p["segment"].tolist()
 
 
 def test_score_takes_an_as_of_after_the_last_row_but_not_before_the_first(predicted, shop, tmp_path):

@@ -92,7 +92,7 @@ def add_heads(
         with staged_output(run.out_dir, command=record.command, inputs=record.inputs, keep=True) as staging:
             if staging is not None:
                 RunFolder(staging).write_predictions(predictions)
-    return dataclasses.replace(run, predictions=predictions)
+    return dataclasses.replace(run, held_predictions=predictions)
 
 
 def _features(model_dir: Path | str, tables: Tables, config: RunConfig | None, as_of: str) -> pa.Table:

@@ -33,10 +33,12 @@ is a text cell that already starts with ``'``, so that the readers here give bac
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeAlias, TypeVar, cast
@@ -833,19 +835,20 @@ class RunFolder:
     def write_predictions(self, predictions: Frame) -> Path:
         """predictions.parquet (full precision; :data:`LIST_COLUMNS` as lists of records) and, with the same rows,
         predictions.csv (rounded for reading; the list columns as JSON text)."""
-        table = _arrow(predictions)
-        parts = [table.slice(start, WRITE_ROWS) for start in range(0, table.num_rows, WRITE_ROWS)] or [table]
-        lists = _unified([_with_lists(part) for part in parts])
-        with pq.ParquetWriter(self._target(PREDICTIONS_FILE), lists[0].schema) as parquet:
-            for part in lists:
-                parquet.write_table(part)
-        del lists
-        first = _neutralised_table(_rounded(parts[0]))
-        with pacsv.CSVWriter(self._target(PREDICTIONS_CSV_FILE), first.schema) as csv:
-            csv.write_table(first)
-            for part in parts[1:]:
-                csv.write_table(_neutralised_table(_rounded(part)))
+        with self.predictions_writer() as writer:
+            writer.write(predictions)
         return self.path / PREDICTIONS_FILE
+
+    @contextlib.contextmanager
+    def predictions_writer(self) -> Iterator[PredictionsWriter]:
+        """:meth:`write_predictions` block by block, for predictions never held whole: ``writer.write(block)``
+        for each block of rows, in order; the files are whole when the block ends without an error."""
+        writer = PredictionsWriter(self._target(PREDICTIONS_FILE), self.path / PREDICTIONS_CSV_FILE)
+        try:
+            yield writer
+            writer.finish()
+        finally:
+            writer.discard_parts()
 
     def read_predictions(self, lists: Literal["json", "arrow"] = "json") -> pd.DataFrame:
         """predictions.parquet (or .csv); :data:`LIST_COLUMNS` as JSON text, or with ``lists="arrow"`` as Arrow
@@ -853,8 +856,24 @@ class RunFolder:
         report)."""
         return self._read_table(PREDICTIONS_FILE, arrow_lists=lists == "arrow")
 
+    def read_prediction_columns(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Some columns of predictions.parquet (list columns as JSON text), the others not read."""
+        path = self._existing(PREDICTIONS_FILE, "custseq predict")
+        try:
+            frame: pd.DataFrame = _with_json(pq.read_table(path, columns=list(columns))).to_pandas()
+            return frame
+        except (OSError, ValueError, TypeError, pa.ArrowException) as error:
+            raise RunFileError(path, f"{type(error).__name__}: {error}") from None
+
     def write_embeddings(self, embeddings: Frame) -> Path:
         return self._write_parquet(EMBEDDINGS_FILE, embeddings)
+
+    def write_embeddings_from(self, batches: pa.RecordBatchReader) -> Path:
+        """embeddings.parquet from a stream of record batches (never all in memory)."""
+        with pq.ParquetWriter(self._target(EMBEDDINGS_FILE), batches.schema) as parquet:
+            for batch in batches:
+                parquet.write_batch(batch)
+        return self.path / EMBEDDINGS_FILE
 
     def read_embeddings(self) -> pd.DataFrame:
         return self._read_table(EMBEDDINGS_FILE)
@@ -944,6 +963,53 @@ _ACTION = pa.struct(
 LIST_COLUMNS = {"next_items": pa.list_(_ITEM), "next_actions": pa.list_(_ACTION)}
 
 
+class PredictionsWriter:
+    """predictions.parquet and .csv written block by block (:meth:`RunFolder.predictions_writer`).
+
+    Each block is cut into :data:`WRITE_ROWS` parts. A part's CSV rows are appended at once. Its Parquet rows,
+    their list columns parsed into records, go to a part file beside the target, because the file's schema is
+    known only at the end: a record field that only some parts have (a product's ``name``) is null in the others
+    (:func:`_cast_to`). :meth:`finish` writes the parts into the target under that schema, one at a time.
+    """
+
+    def __init__(self, parquet: Path, csv: Path) -> None:
+        self._parquet = parquet
+        self._csv_path = csv
+        self._parts_dir = parquet.with_name(f".{parquet.name}.parts")
+        self._parts: list[Path] = []
+        self._schemas: list[pa.Schema] = []
+        self._csv: pacsv.CSVWriter | None = None
+
+    def write(self, block: Frame) -> None:
+        table = _arrow(block)
+        for part in [table.slice(start, WRITE_ROWS) for start in range(0, table.num_rows, WRITE_ROWS)] or [table]:
+            lists = _with_lists(part)
+            self._parts_dir.mkdir(exist_ok=True)
+            path = self._parts_dir / f"{len(self._parts)}.parquet"
+            pq.write_table(lists, path)
+            self._parts.append(path)
+            self._schemas.append(lists.schema)
+            rows = _neutralised_table(_rounded(part))
+            if self._csv is None:
+                self._csv = pacsv.CSVWriter(self._csv_path, rows.schema)
+            self._csv.write_table(rows)
+
+    def finish(self) -> None:
+        if not self._parts:
+            raise ValueError("no predictions were written: write at least one (possibly empty) block")
+        cast(pacsv.CSVWriter, self._csv).close()
+        self._csv = None
+        schema = pa.unify_schemas(self._schemas, promote_options="permissive")
+        with pq.ParquetWriter(self._parquet, schema) as parquet:
+            for path in self._parts:
+                parquet.write_table(_cast_to(pq.read_table(path), schema))
+
+    def discard_parts(self) -> None:
+        if self._csv is not None:
+            self._csv.close()
+        shutil.rmtree(self._parts_dir, ignore_errors=True)
+
+
 def _with_lists(table: pa.Table) -> pa.Table:
     """:data:`LIST_COLUMNS` parsed from JSON text into Arrow lists of structs."""
     for name, empty_type in LIST_COLUMNS.items():
@@ -960,11 +1026,10 @@ def _with_lists(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(None)  # pandas' metadata would still call them text
 
 
-def _unified(parts: list[pa.Table]) -> list[pa.Table]:
-    """Parts of one table whose list columns were parsed apart, cast to one schema (a record field that only some
-    parts' rows have, e.g. a product's ``name``, is null in the others)."""
-    schema = pa.unify_schemas([part.schema for part in parts], promote_options="permissive")
-    return [part if part.schema == schema else part.cast(schema) for part in parts]
+def _cast_to(part: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A part of one table whose list columns were parsed apart, cast to the schema unified over all parts (a
+    record field that only some parts' rows have, e.g. a product's ``name``, is null in the others)."""
+    return part if part.schema == schema else part.cast(schema)
 
 
 def _typed_nulls(list_type: pa.DataType) -> pa.DataType:

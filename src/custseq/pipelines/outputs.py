@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,10 +120,14 @@ class ProposedItems:
 
 @dataclass
 class PredictRun:
-    """What ``predict`` or ``score`` produced."""
+    """What ``predict`` or ``score`` produced.
 
-    predictions: pd.DataFrame  # one row per customer with history at the as-of date
-    embeddings: pd.DataFrame
+    ``predictions`` and ``embeddings`` are held, or (None when made) read from ``out_dir`` on first use: a
+    ``score`` into a folder writes them block by block and never holds them (:mod:`custseq.pipelines.shards`).
+    """
+
+    held_predictions: pd.DataFrame | None  # one row per customer with history at the as-of date
+    held_embeddings: pd.DataFrame | None
     metrics: Metrics  # metrics.json
     out_dir: Path | None
     model: ChurnValueModel | None  # None: BG/NBD + Gamma-Gamma alone (no labelled window fitted)
@@ -131,6 +136,29 @@ class PredictRun:
     proposer: ItemProposer | None = None  # what proposes the plans' next items (None: catalogue actions only)
     contacts: ContactList | None = None  # whom to contact first, and why (contacts.csv)
     prospects: pd.DataFrame | None = None  # people with events and no purchase yet, scored (prospects.csv)
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        if self.held_predictions is None:
+            self.held_predictions = self._written().read_predictions()
+        return self.held_predictions
+
+    @property
+    def embeddings(self) -> pd.DataFrame:
+        if self.held_embeddings is None:
+            self.held_embeddings = self._written().read_embeddings()
+        return self.held_embeddings
+
+    def prediction_columns(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Some columns of :attr:`predictions`, read alone from the file when the predictions are not held."""
+        if self.held_predictions is not None:
+            return self.held_predictions[list(columns)]
+        return self._written().read_prediction_columns(columns)
+
+    def _written(self) -> RunFolder:
+        if self.out_dir is None:
+            raise ValueError("this run holds no predictions and wrote none")
+        return RunFolder(self.out_dir)
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,10 @@ class ScoredCustomers:
     value_score: ValueScore
     actions: ActionSettings
     contacts: ContactList  # contacts.csv: whom to contact first, and why
+
+    @property
+    def customers(self) -> int:
+        return len(self.predictions)
 
     def metrics_fields(self) -> dict[str, Any]:
         """The parts of metrics.json these columns were made with (predict, score and BTYD alone alike)."""
@@ -187,10 +219,36 @@ def score_customers_of(
 ) -> ScoredCustomers:
     """:func:`score_customers` with the window's features in memory; ``window`` (its sequences) is read only when
     the plans propose next items (:func:`plans_read_sequences`), and may be None otherwise."""
+    derived = derived_columns(scores.table(), feature_table, model, cfg)
+    frame, actions = with_plans(derived.frame, proposer, model.vocab, window, cfg, proposed)
+    scored = ScoredCustomers(
+        frame, scores.embedding_table(), review_of(frame, derived, cfg), derived.simulation, derived.p_alive,
+        value_score_record(frame, cfg), actions, contacts_of(frame, derived, cfg),
+    )  # fmt: skip
+    return with_integer_ids(scored) if integer_ids else scored
+
+
+@dataclass(frozen=True)
+class DerivedColumns:
+    """Every scored customer's columns before the plans, and what the review, contacts and profit are made of."""
+
+    frame: pd.DataFrame  # scores, p_alive, lapsed_regular, segment, value_score, contact_profit
+    btyd: BtydPredictions | None  # BG/NBD's own predictions (the review compares them), None if not fitted
+    p_alive: BgNbdFit | PAliveUnavailable
+    rhythm: pd.DataFrame  # per row: purchase days, usual gap, silence, lapsed regular, last year's spend
+    decision: np.ndarray  # the churn probability the decisions use (lapsed regulars at their measured rate)
+    kept: np.ndarray  # the value over the horizon if retained
+    simulation: ProfitSimulation
+    lapsed_churn_rate: float | None
+
+
+def derived_columns(scores: pa.Table, feature_table: pa.Table, model: Scorer, cfg: RunConfig) -> DerivedColumns:
+    """P(alive), lapse, segment, value score and contact profit of every scored customer (``scores``: one row
+    per customer, in customer order) from the window's :data:`SCORING_FEATURES`."""
     features = feature_table.to_pandas()
     population = model.predictor.btyd_fit if model.predictor is not None else None
     btyd, p_alive = _btyd(feature_table, model.output_horizon_days, population)
-    frame = with_p_alive(scores.table(), btyd).to_pandas()
+    frame = with_p_alive(scores, btyd).to_pandas()
     rhythm = customer_cadence(frame, features, cfg)
     frame["lapsed_regular"] = rhythm["lapsed_regular"].to_numpy()
     # segments read the horizon as a span of history ("new" = first purchase within it): the trained one, which
@@ -201,15 +259,8 @@ def score_customers_of(
     past = past_rate_value(rhythm, model.output_horizon_days)
     simulation = simulate_retention(frame.assign(churn_probability=decision), cfg.profit, past)
     frame["contact_profit"] = simulation.contact_profit
-    frame, actions = with_plans(frame, proposer, model.vocab, window, cfg, proposed)
-    review = with_decision_columns(review_table(frame, btyd, cfg.audit))
     kept = retained_value(decision, frame["clv_expected"], cfg.profit, frame.get("clv_if_active"), past)
-    contacts = _contacts(frame, rhythm, decision, kept, rate, cfg)
-    scored = ScoredCustomers(
-        frame, scores.embedding_table(), review, simulation, p_alive, _value_score_record(frame, cfg), actions,
-        contacts,
-    )  # fmt: skip
-    return with_integer_ids(scored) if integer_ids else scored
+    return DerivedColumns(frame, btyd, p_alive, rhythm, decision, kept, simulation, rate)
 
 
 def with_integer_ids(scored: ScoredCustomers) -> ScoredCustomers:
@@ -228,21 +279,21 @@ def _integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(customer_id=frame["customer_id"].astype("int64"))
 
 
-def _contacts(
-    frame: pd.DataFrame,
-    rhythm: pd.DataFrame,
-    decision: np.ndarray,
-    kept: np.ndarray,
-    rate: float | None,
-    cfg: RunConfig,
-) -> ContactList:
-    """contacts.csv (flagged and worth a contact, with reasons) and its save-rate band."""
-    contacts = contact_list(frame, rhythm, decision, kept, rate)
+def review_of(frame: pd.DataFrame, derived: DerivedColumns, cfg: RunConfig) -> pd.DataFrame:
+    """review.csv: the customers on whom custseq and BG/NBD disagree most, with columns for a decision."""
+    return with_decision_columns(review_table(frame, derived.btyd, cfg.audit))
+
+
+def contacts_of(frame: pd.DataFrame, derived: DerivedColumns, cfg: RunConfig) -> ContactList:
+    """contacts.csv (flagged and worth a contact, with reasons) and its save-rate band; ``frame``: the derived
+    columns with the plans (``retention_flag``, and ``next_actions`` where a contact is chosen)."""
+    contacts = contact_list(frame, derived.rhythm, derived.decision, derived.kept, derived.lapsed_churn_rate)
     flagged = frame["retention_flag"].to_numpy(bool)
-    return dataclasses.replace(contacts, by_save_rate=save_rate_sensitivity(flagged, decision, kept, cfg.profit))
+    band = save_rate_sensitivity(flagged, derived.decision, derived.kept, cfg.profit)
+    return dataclasses.replace(contacts, by_save_rate=band)
 
 
-def _value_score_record(frame: pd.DataFrame, cfg: RunConfig) -> ValueScore:
+def value_score_record(frame: pd.DataFrame, cfg: RunConfig) -> ValueScore:
     """metrics.json's value score: the formula, its parameters and how well the scores spread customers."""
     spread = score_spread(frame["value_score"], frame["clv_expected"])
     return ValueScore(
@@ -326,10 +377,10 @@ def propose_for_plans(
     field = item_field(vocab, a.item_field)
     if proposer is None or field is None:
         return None
-    return _proposed_items(proposer, vocab, window, field, a, _products(a))
+    return _proposed_items(proposer, vocab, window, field, a, products_of(a))
 
 
-def _products(a: ActionConfig) -> Products | None:
+def products_of(a: ActionConfig) -> Products | None:
     """The products table of ``[actions] products``, or None without one."""
     return load_products(a.products) if a.products else None
 
@@ -366,24 +417,33 @@ def with_plans(
     """
     a = cfg.actions
     field = item_field(vocab, a.item_field)
-    products = proposed.products if proposed is not None else _products(a)  # read once per run
+    products = proposed.products if proposed is not None else products_of(a)  # read once per run
     predictions = predictions.copy()
     items = pa.array(["[]"] * len(predictions), pa.string())
-    note, level = None, None
-    if field is None:
-        note = "no product, category, event or channel field: plans hold catalogue actions only"
-    elif proposer is None:
-        note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
-    else:
+    level = None
+    if field is not None and proposer is not None:
         made = proposed or _proposed_items(proposer, vocab, window, field, a, products)
         level = made.level
         items = pa.array([made.by_id.get(c, "[]") for c in predictions["customer_id"].astype(str)], pa.string())
     predictions["next_items"] = text_column([items], predictions.index)
+    planned = plan_actions(predictions, a, load_catalogue(a.catalogue), products)
+    return planned, plans_settings(proposer, field, level, a)
+
+
+def plans_settings(
+    proposer: ItemProposer | None, field: str | None, level: ItemLevel | None, a: ActionConfig
+) -> ActionSettings:
+    """metrics.json's ``actions`` of plans made with ``proposer`` on the item field ``field`` (None: the
+    vocabulary has none) at ``level`` (None: no items proposed)."""
+    note = None
+    if field is None:
+        note = "no product, category, event or channel field: plans hold catalogue actions only"
+    elif proposer is None:
+        note = "no pre-trained next-event head (pre-training off or without 'next'): catalogue actions only"
     mixture = proposer.mixture if field is not None and proposer is not None else None
     info = ItemMixtureInfo(**dataclasses.asdict(mixture)) if mixture is not None else None
     level_info = ItemLevelInfo(**dataclasses.asdict(level)) if level is not None else None
-    settings = action_settings(a, field, note=note, item_mixture=info, item_level=level_info)
-    return plan_actions(predictions, a, load_catalogue(a.catalogue), products), settings
+    return action_settings(a, field, note=note, item_mixture=info, item_level=level_info)
 
 
 def action_settings(

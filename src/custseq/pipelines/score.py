@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -40,11 +41,11 @@ from custseq.pipelines.outputs import (
     score_customers,
     score_customers_of,
     scores_and_items,
-    write_scored,
 )
 from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
 from custseq.pipelines.prepare import prepare_scoring_sequences, prepare_scoring_tables
 from custseq.pipelines.prospects import NO_PROSPECT_MODEL, ProspectFit, ScoredProspects, score_prospects
+from custseq.pipelines.shards import WrittenScores, score_shards, write_results
 from custseq.scoring.item_level import ItemLevel
 from custseq.sequences.build import SHARD_FILE
 from custseq.validate.tables import ValidationReport
@@ -93,21 +94,36 @@ def score_with_model(
         scoring = prepare_scoring_sequences(
             tables, cfg, tmp, vocab=model.vocab, with_features=True, btyd_fit=_population_fit(model)
         )
-        scores, proposed = scores_and_items(model, work, proposer, cfg)
-        seconds = time.perf_counter() - started
         integer_ids = _integer_ids(scoring.report)
-        scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed)
-        del proposed  # the plans hold the texts now
-        prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)
-        metrics = _metrics(model, scoring.window, scoring.unknown_values, scoring.report, scored, seconds, prospects)
-        if staging is not None:
+        if staging is None:  # nothing to write: every result held, as the caller gets them
+            scores, proposed = scores_and_items(model, work, proposer, cfg)
+            seconds = time.perf_counter() - started
+            scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed)
+            del proposed  # the plans hold the texts now
+            results: ScoredCustomers | WrittenScores = scored
+            frames: tuple[pd.DataFrame | None, pd.DataFrame | None] = (
+                scored.predictions,
+                scored.embeddings.to_pandas(),
+            )
+        else:
+            (tmp / "shards").mkdir()
+            first = score_shards(model, work, proposer, cfg, tmp / "shards")
+            seconds = time.perf_counter() - started
             folder = RunFolder(staging)
-            write_scored(folder, scored, metrics, model, work, cfg)
+            results = write_results(first, work, model, proposer, cfg, folder, integer_ids=integer_ids)
+            frames = None, None  # read from the files when asked for
+        prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)
+        metrics = _metrics(model, scoring.window, scoring.unknown_values, scoring.report, results, seconds, prospects)
+        if staging is not None:
+            folder.write_metrics(metrics)
             copy_quarantine(tmp / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
             if prospects is not None:
                 prospects.write(folder.path)
     out_dir = Path(out) if out is not None else None
-    return _run(scored, metrics, out_dir, model, cfg, proposer, prospects)
+    return PredictRun(
+        *frames, metrics, out_dir, model, cfg, metrics.as_of, proposer, results.contacts,
+        prospects.frame if prospects is not None else None,
+    )  # fmt: skip
 
 
 def score_in_memory(
@@ -177,14 +193,14 @@ def _metrics(
     window: Window,
     unknown_values: dict[str, int],
     report: ValidationReport,
-    scored: ScoredCustomers,
+    scored: ScoredCustomers | WrittenScores,
     seconds: float,
     prospects: ScoredProspects | None = None,
 ) -> Metrics:
     return Metrics(
         as_of=window.as_of.isoformat(),
         horizon_days=model.output_horizon_days,
-        customers_scored=len(scored.predictions),
+        customers_scored=scored.customers,
         unknown_values=dict(unknown_values),
         tables=report.accounts(),
         seconds=round(seconds, 2),

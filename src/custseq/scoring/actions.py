@@ -323,9 +323,7 @@ def plan_actions(
             f"churn_probability must be a probability in [0, 1]; {int(outside.sum())} row(s) are not "
             f"(e.g. {churn[outside][0]})"
         )
-    flagged = churn > cfg.retention_threshold
-    if "lapsed_regular" in predictions:  # overdue by their own rhythm: at risk whatever the churn model says
-        flagged |= predictions["lapsed_regular"].fillna(False).to_numpy(dtype=bool)
+    flagged = retention_flags(predictions, cfg)
     retention = first_matching_rule(catalogue.retention, predictions)
     growth = first_matching_rule(catalogue.growth, predictions)
     raw_items = predictions["next_items"] if "next_items" in predictions else pd.Series([None] * len(predictions))
@@ -339,6 +337,14 @@ def plan_actions(
     out["retention_flag"] = flagged
     out["next_actions"] = text_column(chunks, out.index)
     return out
+
+
+def retention_flags(predictions: pd.DataFrame, cfg: ActionConfig) -> np.ndarray:
+    """``retention_flag``: churn probability strictly above the retention threshold, or a lapsed regular."""
+    flagged = predictions["churn_probability"].to_numpy(dtype=float) > cfg.retention_threshold
+    if "lapsed_regular" in predictions:  # overdue by their own rhythm: at risk whatever the churn model says
+        flagged |= predictions["lapsed_regular"].fillna(False).to_numpy(dtype=bool)
+    return np.asarray(flagged, dtype=bool)
 
 
 def text_column(chunks: list[pa.Array], index: pd.Index) -> pd.Series:

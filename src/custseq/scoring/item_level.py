@@ -315,17 +315,55 @@ def next_items_for_plans(
     decided: ItemLevel | None = None,
 ) -> tuple[dict[str, str], ItemLevel]:
     """Each customer's ``next_items`` JSON (by customer id) at the level to score at, and that level."""
+    level = scoring_level(vocab, window, item_field, cfg, products, decided)
+    return next_items_at(level, model, vocab, window, item_field, cfg, products, mixture=mixture), level.level
+
+
+@dataclass(frozen=True)
+class ScoringLevel:
+    """The level a window's next items are proposed at, and the categories it proposes (None: products)."""
+
+    level: ItemLevel
+    categories: Categories | None
+
+
+def scoring_level(
+    vocab: SequenceVocab,
+    window: WindowFolder,
+    item_field: str,
+    cfg: ActionConfig,
+    products: Products | None,
+    decided: ItemLevel | None,
+) -> ScoringLevel:
+    """The level to propose a window's next items at (:func:`level_for_scoring`), with the products' categories
+    read from the products table or the whole window's sequences."""
     categories, missing = find_categories(item_field, vocab, window, products)
     level = level_for_scoring(decided, cfg, categories, missing)
-    if level.level == "category" and categories is not None:
-        items = propose_next(model, vocab, window, item_field, cfg.k, mixture=mixture, groups=categories.groups)
+    return ScoringLevel(level, categories if level.level == "category" else None)
+
+
+def next_items_at(
+    at: ScoringLevel,
+    model: PretrainModel,
+    vocab: SequenceVocab,
+    window: WindowFolder,
+    item_field: str,
+    cfg: ActionConfig,
+    products: Products | None,
+    *,
+    mixture: ItemMixture | None = None,
+) -> dict[str, str]:
+    """Each customer's ``next_items`` JSON (by customer id) at the level ``at``; ``window`` may be one shard of
+    the window ``at`` was decided on (each customer's proposals are their own)."""
+    if at.categories is not None:
+        items = propose_next(model, vocab, window, item_field, cfg.k, mixture=mixture, groups=at.categories.groups)
         column = next_items_column(items, k=cfg.k, level="category")
     else:
         excluded = products.excluded if products is not None else frozenset()
         spare = min(len(excluded), MAX_SPARE_ITEMS)  # room for exclusions
         items = propose_next(model, vocab, window, item_field, cfg.k + spare, mixture=mixture)
         column = next_items_column(items, products, cfg.k)
-    return dict(zip(items.customer_ids, column, strict=True)), level
+    return dict(zip(items.customer_ids, column, strict=True))
 
 
 def _kept(items: NextItems, excluded: frozenset[str], k: int) -> dict[str, list[str]]:

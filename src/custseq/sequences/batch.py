@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from custseq.io.blocks import exact_blocks
 from custseq.sequences.vocab import SequenceVocab
 
 TIME_CATEGORIES = {"dow": 7, "month": 12, "hour": 24}
@@ -204,20 +205,10 @@ class SequenceStream:
     def _buffers(self, path: Path, rng: np.random.Generator) -> Iterator[pa.Table]:
         """Buffers of exactly ``batch_size * bucket_batches`` customers (the last one of a file may be short)."""
         size = self.batch_size * self.bucket_batches
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=size):
-            if self.holdout != "all":
-                record_batch = record_batch.filter(pa.array(self._kept(record_batch)))
-            pending.append(record_batch)
-            rows += record_batch.num_rows
-            while rows >= size:
-                table = pa.Table.from_batches(pending)
-                yield table.slice(0, size)
-                rest = table.slice(size)
-                pending, rows = rest.to_batches(), rest.num_rows
-        if rows:
-            yield pa.Table.from_batches(pending)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=size)
+        if self.holdout != "all":
+            batches = (b.filter(pa.array(self._kept(b))) for b in batches)
+        yield from exact_blocks(batches, size)
 
     def _kept(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
         ids = table.column("customer_id").to_pylist()
