@@ -10,9 +10,10 @@ import pytest
 from custseq.cli.app import console
 from custseq.cli.show import NOTHING_LIKELY_NOTE, print_scores
 from custseq.config import RunConfig
+from custseq.pipelines.outputs import PredictRun
 
 
-def _run(p90_of_the_riskiest: float) -> SimpleNamespace:
+def _run(p90_of_the_riskiest: float) -> PredictRun:
     n = 8
     predictions = pd.DataFrame({
         "customer_id": [f"c{i}" for i in range(n)],
@@ -23,14 +24,13 @@ def _run(p90_of_the_riskiest: float) -> SimpleNamespace:
         "segment": ["at_risk"] * n,
     })  # fmt: skip
     metrics = SimpleNamespace(horizon_days=90, review_customers=0, prospects=None)
-    return SimpleNamespace(predictions=predictions, metrics=metrics, as_of="2024-01-01", data_config=RunConfig(),
-                           contacts=None)  # fmt: skip
+    return PredictRun(predictions, None, metrics, None, None, RunConfig(), "2024-01-01")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("p90", "explained"), [(0.0, True), (12.5, False)])
 def test_a_zero_interval_in_the_top_risk_table_is_explained(p90, explained):
     with console.capture() as captured:
-        print_scores(_run(p90))  # type: ignore[arg-type]
+        print_scores(_run(p90))
     text = " ".join(captured.get().split())
     shown_interval = "0.00 – 0.00" if explained else "0.00 – 12.50"
     assert "c7" in text and shown_interval in text  # the riskiest valuable customer, with its interval

@@ -405,6 +405,47 @@ def test_predictions_written_in_parts_equal_those_written_at_once(monkeypatch, t
     ]
 
 
+def test_predictions_written_block_by_block_equal_those_written_at_once(monkeypatch, tmp_path):
+    """The block writer (scoring shard by shard) gives the files of one write, whatever the blocks' sizes; its
+    part files are gone at the end, also after an error."""
+    named = [{"item": "C", "probability": 0.25, "name": "Cheddar"}]  # a record field only one block's rows have
+    predictions = pd.DataFrame({
+        "customer_id": [str(i) for i in range(7)], "churn_probability": np.linspace(0.1, 0.9, 7),
+        "next_items": [json.dumps(named), *['[{"item": "A", "probability": 0.5}]'] * 3, *["[]"] * 3],
+    })  # fmt: skip
+    monkeypatch.setattr(run_files, "WRITE_ROWS", 2)
+    whole, blocks = RunFolder(str(tmp_path / "whole")), RunFolder(str(tmp_path / "blocks"))
+    whole.write_predictions(predictions)
+    with blocks.predictions_writer() as writer:
+        for start, stop in ((0, 4), (4, 4), (4, 7)):  # blocks of whole parts, and an empty one
+            writer.write(predictions.iloc[start:stop])
+    for name in ("predictions.parquet", "predictions.csv"):
+        assert (blocks.path / name).read_bytes() == (whole.path / name).read_bytes(), name
+    assert sorted(p.name for p in blocks.path.iterdir()) == ["predictions.csv", "predictions.parquet"]
+    other = RunFolder(str(tmp_path / "other"))
+    with other.predictions_writer() as writer:
+        for start, stop in ((0, 3), (3, 7)):  # blocks that cut parts: the same rows in other row groups
+            writer.write(predictions.iloc[start:stop])
+    assert pq.read_table(other.path / "predictions.parquet").equals(pq.read_table(whole.path / "predictions.parquet"))
+    empty = RunFolder(str(tmp_path / "empty"))
+    with empty.predictions_writer() as writer:
+        writer.write(predictions.iloc[0:0])
+    assert pq.read_table(empty.path / "predictions.parquet").num_rows == 0
+    assert (empty.path / "predictions.csv").read_text().splitlines() == [
+        '"customer_id","churn_probability","next_items"'
+    ]
+    columns = blocks.read_prediction_columns(["customer_id", "next_items"])
+    pd.testing.assert_frame_equal(columns, whole.read_predictions()[["customer_id", "next_items"]])
+
+    failed = RunFolder(str(tmp_path / "failed"))
+    with pytest.raises(RuntimeError), failed.predictions_writer() as writer:
+        writer.write(predictions)
+        raise RuntimeError("stopped")
+    assert not (failed.path / "predictions.parquet").exists() and not list(failed.path.glob(".*"))
+    with pytest.raises(ValueError, match="no predictions were written"), failed.predictions_writer():
+        pass
+
+
 # --- the real files of each command ------------------------------------------------------------------------------
 
 REAL = sorted(SAMPLES.glob("*/*.json"))

@@ -76,8 +76,11 @@ NOTHING_LIKELY_NOTE = (
 )
 
 
+SHOWN_COLUMNS = ("customer_id", "churn_probability", "clv_expected", "clv_p10", "clv_p90", "segment")
+
+
 def print_scores(run: PredictRun) -> None:
-    p = run.predictions
+    p = run.prediction_columns(SHOWN_COLUMNS)  # read alone from the files when a score wrote them block by block
     h = run.metrics.horizon_days
     console.print(
         f"[bold]{len(p):,}[/] customers scored as of {run.as_of} for the next {h} days: expected churn rate "

@@ -979,24 +979,35 @@ class PredictionsWriter:
         self._parts: list[Path] = []
         self._schemas: list[pa.Schema] = []
         self._csv: pacsv.CSVWriter | None = None
+        self._columns: pa.Table | None = None  # an empty block: the columns of files without a row
 
     def write(self, block: Frame) -> None:
+        """Append ``block``'s rows. The files are those of one :meth:`RunFolder.write_predictions` of all the
+        rows when every block but the last holds a multiple of :data:`WRITE_ROWS` rows (else the same rows in
+        other row groups); an empty block adds no row, only the columns written if no block has a row."""
         table = _arrow(block)
-        for part in [table.slice(start, WRITE_ROWS) for start in range(0, table.num_rows, WRITE_ROWS)] or [table]:
-            lists = _with_lists(part)
-            self._parts_dir.mkdir(exist_ok=True)
-            path = self._parts_dir / f"{len(self._parts)}.parquet"
-            pq.write_table(lists, path)
-            self._parts.append(path)
-            self._schemas.append(lists.schema)
-            rows = _neutralised_table(_rounded(part))
-            if self._csv is None:
-                self._csv = pacsv.CSVWriter(self._csv_path, rows.schema)
-            self._csv.write_table(rows)
+        if table.num_rows == 0:
+            self._columns = self._columns or table
+        for start in range(0, table.num_rows, WRITE_ROWS):
+            self._write_part(table.slice(start, WRITE_ROWS))
+
+    def _write_part(self, part: pa.Table) -> None:
+        lists = _with_lists(part)
+        self._parts_dir.mkdir(exist_ok=True)
+        path = self._parts_dir / f"{len(self._parts)}.parquet"
+        pq.write_table(lists, path)
+        self._parts.append(path)
+        self._schemas.append(lists.schema)
+        rows = _neutralised_table(_rounded(part))
+        if self._csv is None:
+            self._csv = pacsv.CSVWriter(self._csv_path, rows.schema)
+        self._csv.write_table(rows)
 
     def finish(self) -> None:
         if not self._parts:
-            raise ValueError("no predictions were written: write at least one (possibly empty) block")
+            if self._columns is None:
+                raise ValueError("no predictions were written: write at least one (possibly empty) block")
+            self._write_part(self._columns)
         cast(pacsv.CSVWriter, self._csv).close()
         self._csv = None
         schema = pa.unify_schemas(self._schemas, promote_options="permissive")

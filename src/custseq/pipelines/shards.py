@@ -95,6 +95,7 @@ def shard_windows(window: WindowFolder, root: Path, cfg: RunConfig) -> list[Wind
     """One window folder per sequence shard of ``window``, in shard order, under ``root``: the shard's sequence
     file (a hard link where the file system allows one) and the features of its customers."""
     shards = sorted((p for p in window.sequences.iterdir() if p.is_dir()), key=_shard_number)
+    schema = pq.read_schema(window.features)
     split = root / "features"
     root.mkdir(parents=True, exist_ok=True)
     con = connect(cfg.engine)
@@ -112,7 +113,7 @@ def shard_windows(window: WindowFolder, root: Path, cfg: RunConfig) -> list[Wind
         view = WindowFolder(root / shard.name)
         (view.sequences / "shard=0").mkdir(parents=True)
         _link_or_copy(shard / SHARD_FILE, view.sequences / "shard=0" / SHARD_FILE)
-        _one_file(sorted((split / shard.name).glob("*.parquet")), view.features)
+        _one_file(sorted((split / shard.name).glob("*.parquet")), view.features, schema)
         views.append(view)
     shutil.rmtree(split)
     return views
@@ -129,13 +130,14 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _one_file(files: list[Path], target: Path) -> None:
-    """The rows of ``files`` (one shard's features, one file per DuckDB thread) in ``target``."""
+def _one_file(files: list[Path], target: Path, schema: pa.Schema) -> None:
+    """The rows of ``files`` (one shard's features, one file per DuckDB thread; none when the shard's customers
+    have no features, which scoring then reports) in ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if len(files) == 1:
         files[0].rename(target)
     else:
-        pq.write_table(pa.concat_tables([pq.read_table(f) for f in files]), target)
+        pq.write_table(pa.concat_tables([pq.read_table(f) for f in files]) if files else schema.empty_table(), target)
 
 
 def score_shards(
