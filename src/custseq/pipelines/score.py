@@ -83,8 +83,10 @@ def score_with_model(
     """Score new data with a fitted model (what :func:`score` and the estimator do).
 
     The window's sequences go through a temporary folder and are streamed shard by shard, so any number of
-    customers fits; :func:`score_in_memory` holds them in memory instead, for small batches (a service's).
-    ``proposer`` proposes the plans' next items (optional: without it plans hold catalogue actions only).
+    customers fits; :func:`score_in_memory` holds them in memory instead, for small batches (a service's). With
+    ``out`` the results are written block by block and not held (:mod:`custseq.pipelines.shards`; the run reads
+    them from ``out`` when asked for); without it they are held, as the caller gets them. ``proposer`` proposes
+    the plans' next items (optional: without it plans hold catalogue actions only).
     """
     started = time.perf_counter()
     cfg = _scoring_config(model, data_cfg, as_of)
