@@ -68,11 +68,11 @@ from custseq.pipelines.outputs import (
     btyd_scores,
     copy_quarantine,
     score_customers,
-    scores_and_items,
     write_scored,
 )
 from custseq.pipelines.prepare import prepare
 from custseq.pipelines.prospects import ScoredProspects, fit_prospects, score_prospects
+from custseq.pipelines.shards import WrittenScores, score_window_into
 from custseq.progress import Note, RunProgress
 from custseq.scoring.actions import load_catalogue
 from custseq.scoring.item_level import decide_item_level
@@ -160,24 +160,26 @@ def predict(
             choice = dataclasses.replace(choice, trained_horizon_days=summary.horizon_days, carried_by=CARRIED_BY)
         proposer = _item_proposer(pretrained, fit.model.vocab, layout, summary.config, say)
         say("scoring every customer and proposing their next items")
-        scores, proposed = scores_and_items(fit.model, layout.scoring, proposer, summary.config)
-        seconds = time.perf_counter() - started
-        say("segments, plans and the contact list for every customer")
-        scored = score_customers(
-            scores, layout.scoring, fit.model, summary.config, proposer, integer_ids=_integer_ids(summary),
-            proposed=proposed,
+        scratch = work.folder / "scoring-shards"  # a stopped run's, if any, is stale
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        scoring = score_window_into(
+            RunFolder(staging) if staging is not None else None, fit.model, layout.scoring, proposer,
+            summary.config, integer_ids=_integer_ids(summary), scratch=scratch,
+            between=lambda: say("segments, plans and the contact list for every customer"),
         )  # fmt: skip
-        del proposed  # the plans hold the texts now
-        metrics = _metrics(summary, fit, scores, scored, seconds, checked, choice)
+        shutil.rmtree(scratch)
+        seconds = scoring.scored_at - started
+        metrics = _metrics(summary, fit, scoring.scores, scoring.results, seconds, checked, choice)
         outcomes = review_outcomes_of_prepared(history, layout.daily_spend_file, summary)
         fit.model.prospects, prospects = _prospects(layout, summary, config, say)
         metrics = dataclasses.replace(
             metrics, review_outcomes=outcomes, prospects=prospects.summary if prospects is not None else None
         )
         if staging is not None and checked is not None:
-            say("writing the predictions, contacts and the model")
+            say("writing the model and the run's records")
             folder = RunFolder(staging)
-            write_scored(folder, scored, metrics, fit.model, layout.scoring, summary.config)
+            folder.write_metrics(metrics)
             _save_models(folder.path / MODEL_DIR, fit, pretrained, proposer, config, summary.config, layout)
             if prospects is not None:
                 prospects.write(folder.path)
@@ -186,8 +188,8 @@ def predict(
             folder.write_validation(checked.predictions)
             folder.write_audit(checked.audit.to_record())
     return PredictRun(
-        scored.predictions, scored.embeddings.to_pandas(), metrics, Path(out) if out is not None else None,
-        fit.model, summary.config, summary.as_of, proposer, scored.contacts,
+        scoring.predictions, scoring.embeddings, metrics, Path(out) if out is not None else None, fit.model,
+        summary.config, summary.as_of, proposer, scoring.results.contacts,
         prospects.frame if prospects is not None else None,
     )  # fmt: skip
 
@@ -467,7 +469,7 @@ def _metrics(
     summary: PrepareSummary,
     fit: FitResult,
     scores: WindowScores,
-    scored: ScoredCustomers,
+    scored: ScoredCustomers | WrittenScores,
     seconds: float,
     checked: _ValidationCheck | None,
     choice: ModelChoice,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,14 +37,12 @@ from custseq.pipelines.outputs import (
     ScoredCustomers,
     copy_quarantine,
     plans_read_sequences,
-    score_customers,
     score_customers_of,
-    scores_and_items,
 )
 from custseq.pipelines.predict import LEVEL_FILE, MIXTURE_FILE, NEXT_EVENT_DIR, saved_data_config
 from custseq.pipelines.prepare import prepare_scoring_sequences, prepare_scoring_tables
 from custseq.pipelines.prospects import NO_PROSPECT_MODEL, ProspectFit, ScoredProspects, score_prospects
-from custseq.pipelines.shards import WrittenScores, score_shards, write_results
+from custseq.pipelines.shards import WrittenScores, score_window_into
 from custseq.scoring.item_level import ItemLevel
 from custseq.sequences.build import SHARD_FILE
 from custseq.validate.tables import ValidationReport
@@ -97,34 +94,23 @@ def score_with_model(
             tables, cfg, tmp, vocab=model.vocab, with_features=True, btyd_fit=_population_fit(model)
         )
         integer_ids = _integer_ids(scoring.report)
-        if staging is None:  # nothing to write: every result held, as the caller gets them
-            scores, proposed = scores_and_items(model, work, proposer, cfg)
-            seconds = time.perf_counter() - started
-            scored = score_customers(scores, work, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed)
-            del proposed  # the plans hold the texts now
-            results: ScoredCustomers | WrittenScores = scored
-            frames: tuple[pd.DataFrame | None, pd.DataFrame | None] = (
-                scored.predictions,
-                scored.embeddings.to_pandas(),
-            )
-        else:
-            (tmp / "shards").mkdir()
-            first = score_shards(model, work, proposer, cfg, tmp / "shards")
-            seconds = time.perf_counter() - started
-            folder = RunFolder(staging)
-            results = write_results(first, work, model, proposer, cfg, folder, integer_ids=integer_ids)
-            frames = None, None  # read from the files when asked for
+        folder = RunFolder(staging) if staging is not None else None
+        (tmp / "shards").mkdir()
+        scored = score_window_into(folder, model, work, proposer, cfg, integer_ids=integer_ids, scratch=tmp / "shards")
+        seconds = scored.scored_at - started
         prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)
-        metrics = _metrics(model, scoring.window, scoring.unknown_values, scoring.report, results, seconds, prospects)
-        if staging is not None:
+        metrics = _metrics(
+            model, scoring.window, scoring.unknown_values, scoring.report, scored.results, seconds, prospects
+        )
+        if folder is not None:
             folder.write_metrics(metrics)
             copy_quarantine(tmp / QUARANTINE_DIR, folder.path / QUARANTINE_DIR)
             if prospects is not None:
                 prospects.write(folder.path)
     out_dir = Path(out) if out is not None else None
     return PredictRun(
-        *frames, metrics, out_dir, model, cfg, metrics.as_of, proposer, results.contacts,
-        prospects.frame if prospects is not None else None,
+        scored.predictions, scored.embeddings, metrics, out_dir, model, cfg, metrics.as_of, proposer,
+        scored.results.contacts, prospects.frame if prospects is not None else None,
     )  # fmt: skip
 
 

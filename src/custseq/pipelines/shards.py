@@ -1,7 +1,8 @@
-"""Scoring a window shard by shard and writing its results block by block: ``score`` into a folder.
+"""Scoring a window shard by shard and writing its results block by block: ``score`` and ``predict`` into a folder.
 
-1. The window's features are split by sequence shard, once (DuckDB, out of core): each shard becomes a window
-   folder of its own, its sequence file and its customers' features (:func:`shard_windows`).
+1. The window's features (and labels, when it has them: ``predict``'s back-test) are split by sequence shard, once
+   (DuckDB, out of core): each shard becomes a window folder of its own, its sequence file and its customers'
+   features and labels (:func:`shard_windows`).
 2. First pass, one shard at a time (:func:`score_shards`): the network's scores and embeddings and the plans'
    next items, the two forward passes side by side. The embeddings and next items go to part files at once; the
    scores stay, a few numbers per customer.
@@ -24,10 +25,11 @@ import contextlib
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -39,18 +41,21 @@ from custseq.io.blocks import exact_blocks
 from custseq.io.engine import connect
 from custseq.io.prepared import WindowFolder
 from custseq.io.run_files import WRITE_ROWS, ActionSettings, BgNbdFit, PAliveUnavailable, RunFolder, ValueScore
-from custseq.models.finetune import ChurnValueModel, WindowScores, score_window
+from custseq.models.finetune import PREDICTION_COLUMNS, ChurnValueModel, WindowScores, score_window
 from custseq.models.next_event import item_field
 from custseq.models.side_by_side import side_by_side
 from custseq.pipelines.diagnostics import attention_of, profit_of
 from custseq.pipelines.outputs import (
     SCORING_FEATURES,
     ItemProposer,
+    ScoredCustomers,
     contacts_of,
     derived_columns,
     plans_settings,
     products_of,
     review_of,
+    score_customers,
+    scores_and_items,
     value_score_record,
 )
 from custseq.scoring.actions import load_catalogue, plan_actions, retention_flags, text_column
@@ -67,7 +72,7 @@ NO_ITEMS = "[]"  # next_items of a customer with none proposed
 class FirstPass:
     """What the first pass leaves: every customer's scores (customer order) and the part files of the rest."""
 
-    scores: pa.Table  # customer_id and the network's (or predictor's) score columns
+    scores: WindowScores  # every customer's scores (and labels, of a labelled window), no embeddings
     parts: Path  # embeddings-<shard>.parquet and, when the plans propose items, items-<shard>.parquet
     level: ScoringLevel | None  # the level next items were proposed at; None: catalogue actions only
     products: Products | None
@@ -91,32 +96,93 @@ class WrittenScores:
                 "review_customers": len(self.review)}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class WindowScoring:
+    """A window scored by :func:`score_window_into`: held, or written to a folder."""
+
+    scores: WindowScores  # the network's scores (and labels, of a labelled window); no embeddings when written
+    results: ScoredCustomers | WrittenScores
+    predictions: pd.DataFrame | None  # None: written, to be read from the folder
+    embeddings: pd.DataFrame | None
+    scored_at: float  # time.perf_counter() when the forward passes were done
+
+
+def score_window_into(
+    folder: RunFolder | None,
+    model: ChurnValueModel,
+    window: WindowFolder,
+    proposer: ItemProposer | None,
+    cfg: RunConfig,
+    *,
+    integer_ids: bool,
+    scratch: Path,
+    between: Callable[[], None] = lambda: None,
+) -> WindowScoring:
+    """Every customer of ``window`` scored with every derived column: written to ``folder`` shard by shard and
+    block by block (in ``scratch``, an empty folder), or held when there is no folder (the frames the caller
+    gets). ``between`` runs between the forward passes and the derived columns (a progress stage)."""
+    if folder is None:
+        scores, proposed = scores_and_items(model, window, proposer, cfg)
+        done = time.perf_counter()
+        between()
+        held = score_customers(scores, window, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed)
+        return WindowScoring(scores, held, held.predictions, held.embeddings.to_pandas(), done)
+    first = score_shards(model, window, proposer, cfg, scratch)
+    done = time.perf_counter()
+    between()
+    written = write_results(first, window, model, proposer, cfg, folder, integer_ids=integer_ids)
+    return WindowScoring(first.scores, written, None, None, done)
+
+
+LABEL_PREFIX = "_custseq_label_"  # the labels' columns beside the features while they are split
+
+
 def shard_windows(window: WindowFolder, root: Path, cfg: RunConfig) -> list[WindowFolder]:
     """One window folder per sequence shard of ``window``, in shard order, under ``root``: the shard's sequence
-    file (a hard link where the file system allows one) and the features of its customers."""
+    file (a hard link where the file system allows one) and the features, and labels when the window has them, of
+    its customers (one DuckDB pass over them all)."""
     shards = sorted((p for p in window.sequences.iterdir() if p.is_dir()), key=_shard_number)
-    schema = pq.read_schema(window.features)
-    split = root / "features"
+    features = pq.read_schema(window.features)
+    labels = pq.read_schema(window.labels) if window.has_labels else None
+    split = root / "split"
     root.mkdir(parents=True, exist_ok=True)
-    con = connect(cfg.engine)
-    try:
-        con.sql(
-            "SELECT f.*, s.shard FROM read_parquet($features) f "
-            "JOIN (SELECT customer_id, shard FROM read_parquet($sequences, hive_partitioning = true)) s "
-            "USING (customer_id)",
-            params={"features": str(window.features), "sequences": str(window.sequences / "*" / "*.parquet")},
-        ).write_parquet(str(split), partition_by=["shard"])
-    finally:
-        con.close()
+    _split_by_shard(window, labels, split, cfg)
     views = []
     for shard in shards:
         view = WindowFolder(root / shard.name)
         (view.sequences / "shard=0").mkdir(parents=True)
         _link_or_copy(shard / SHARD_FILE, view.sequences / "shard=0" / SHARD_FILE)
-        _one_file(sorted((split / shard.name).glob("*.parquet")), view.features, schema)
+        rows = [pq.read_table(f) for f in sorted((split / shard.name).glob("*.parquet"))]
+        both = pa.concat_tables(rows) if rows else None  # none: no customer of the shard has features
+        pq.write_table(both.select(features.names) if both is not None else features.empty_table(), view.features)
+        if labels is not None:
+            names = [n for n in labels.names if n != "customer_id"]
+            kept = both.select(["customer_id", *(LABEL_PREFIX + n for n in names)]) if both is not None else None
+            pq.write_table(kept.rename_columns(labels.names) if kept is not None else labels.empty_table(), view.labels)
         views.append(view)
     shutil.rmtree(split)
     return views
+
+
+def _split_by_shard(window: WindowFolder, labels: pa.Schema | None, split: Path, cfg: RunConfig) -> None:
+    """The window's features (beside its labels, same rows) with each customer's sequence shard, written
+    partitioned by shard under ``split``."""
+    params = {"features": str(window.features), "sequences": str(window.sequences / "*" / "*.parquet")}
+    label_columns, label_join = "", ""
+    if labels is not None:
+        label_columns = "".join(f', l."{n}" AS "{LABEL_PREFIX}{n}"' for n in labels.names if n != "customer_id")
+        label_join = " JOIN read_parquet($labels) l USING (customer_id)"
+        params["labels"] = str(window.labels)
+    query = (
+        f"SELECT f.*{label_columns}, s.shard FROM read_parquet($features) f "
+        "JOIN (SELECT customer_id, shard FROM read_parquet($sequences, hive_partitioning = true)) s "
+        f"USING (customer_id){label_join}"
+    )
+    con = connect(cfg.engine)
+    try:
+        con.sql(query, params=params).write_parquet(str(split), partition_by=["shard"])
+    finally:
+        con.close()
 
 
 def _shard_number(folder: Path) -> int:
@@ -128,16 +194,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # a file system without hard links
         shutil.copyfile(source, target)
-
-
-def _one_file(files: list[Path], target: Path, schema: pa.Schema) -> None:
-    """The rows of ``files`` (one shard's features, one file per DuckDB thread; none when the shard's customers
-    have no features, which scoring then reports) in ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if len(files) == 1:
-        files[0].rename(target)
-    else:
-        pq.write_table(pa.concat_tables([pq.read_table(f) for f in files]) if files else schema.empty_table(), target)
 
 
 def score_shards(
@@ -168,10 +224,21 @@ def score_shards(
         pq.write_table(shard_scores.embedding_table(), parts / f"embeddings-{number}.parquet")
         if proposed is not None:
             pq.write_table(_items_table(proposed), parts / f"items-{number}.parquet")
-        scores.append(shard_scores.table())
+        scores.append(dataclasses.replace(shard_scores, embeddings=shard_scores.embeddings[:, :0]))
         shutil.rmtree(view.folder)
-    table = pa.concat_tables(scores) if scores else pa.table({"customer_id": pa.array([], pa.string())})
-    return FirstPass(table.sort_by("customer_id"), parts, level, products)
+    return FirstPass(_in_customer_order(scores), parts, level, products)
+
+
+def _in_customer_order(shards: list[WindowScores]) -> WindowScores:
+    """The shards' scores (and labels) as one, sorted by customer id as :func:`score_window` sorts them."""
+    ids = [c for s in shards for c in s.customer_ids]
+    order = np.argsort(np.array(ids, dtype=object), kind="stable")
+    names = list(shards[0].columns) if shards else list(PREDICTION_COLUMNS)
+    columns = {k: np.concatenate([s.columns[k] for s in shards] or [np.zeros(0)])[order] for k in names}
+    labelled = bool(shards) and all(s.churned is not None and s.value is not None for s in shards)
+    churned = np.concatenate([cast(np.ndarray, s.churned) for s in shards])[order] if labelled else None
+    value = np.concatenate([cast(np.ndarray, s.value) for s in shards])[order] if labelled else None
+    return WindowScores([ids[i] for i in order], columns, np.zeros((len(ids), 0), np.float32), churned, value)
 
 
 def _items_table(by_id: dict[str, str]) -> pa.Table:
@@ -195,7 +262,7 @@ def write_results(
     ``integer_ids``: the user's ids are integers; the files give them back as integers, in numeric order."""
     present = set(pq.read_schema(window.features).names)
     features = pq.read_table(window.features, columns=[c for c in SCORING_FEATURES if c in present])
-    derived = derived_columns(first.scores, features, model, cfg)
+    derived = derived_columns(first.scores.table(), features, model, cfg)
     del features
     frame = derived.frame  # in customer order, ids as text, as every derived column was made
     flagged = retention_flags(frame, cfg.actions)
