@@ -13,8 +13,8 @@
    the next items read back in that order (DuckDB joins the parts to the order, out of core), the plans, and
    predictions.parquet/.csv appended; embeddings.parquet likewise from its parts.
 
-So no step holds every customer's sequences, features, embeddings or plans; what is held is a few dozen numbers
-per customer. The numbers are those of :func:`custseq.pipelines.outputs.score_customers`, which holds them all:
+So no step holds every customer's sequences, features, embeddings or plans; what is held is each customer's id and
+a few dozen numbers. The numbers are those of :func:`custseq.pipelines.outputs.score_customers`, which holds them all:
 the network batches each shard's file as it does, and every column is made by the same functions from the same
 inputs (tested on several shards).
 """
