@@ -152,7 +152,12 @@ def shard_windows(window: WindowFolder, root: Path, cfg: RunConfig) -> list[Wind
         view = WindowFolder(root / shard.name)
         (view.sequences / "shard=0").mkdir(parents=True)
         _link_or_copy(shard / SHARD_FILE, view.sequences / "shard=0" / SHARD_FILE)
-        rows = [pq.read_table(f) for f in sorted((split / shard.name).glob("*.parquet"))]
+        files = sorted((split / shard.name).glob("*.parquet"))
+        if labels is None and len(files) == 1:  # the shard's features as they are (DuckDB drops `shard`)
+            files[0].rename(view.features)
+            views.append(view)
+            continue
+        rows = [pq.read_table(f) for f in files]
         both = pa.concat_tables(rows) if rows else None  # none: no customer of the shard has features
         pq.write_table(both.select(features.names) if both is not None else features.empty_table(), view.features)
         if labels is not None:
