@@ -384,8 +384,8 @@ def test_score_into_a_folder_shard_by_shard_writes_the_files_of_the_whole_window
     case, predicted, shop, tmp_path, monkeypatch
 ):
     """score into a folder scores one sequence shard at a time and writes its results in blocks, never holding
-    them all: on five shards, in blocks of 64 customers, every file is the one the whole window scored in memory
-    gives (the way predict scores)."""
+    them all: on five shards, in blocks of 64 customers, every file is the one the whole window scored and held
+    in memory gives (as score and predict without a folder score it), written as before."""
     level, integer_ids = SHARDS_CASES[case]
     rows = pd.read_csv(shop)
     if integer_ids:  # k007 -> 7, r3 -> 1003; the guest keeps no id

@@ -986,8 +986,8 @@ class PredictionsWriter:
         rows when every block but the last holds a multiple of :data:`WRITE_ROWS` rows (else the same rows in
         other row groups); an empty block adds no row, only the columns written if no block has a row."""
         table = _arrow(block)
-        if table.num_rows == 0:
-            self._columns = self._columns or table
+        if table.num_rows == 0 and self._columns is None:
+            self._columns = table
         for start in range(0, table.num_rows, WRITE_ROWS):
             self._write_part(table.slice(start, WRITE_ROWS))
 
