@@ -180,8 +180,14 @@ class ScoredCustomers:
 
     def metrics_fields(self) -> dict[str, Any]:
         """The parts of metrics.json these columns were made with (predict, score and BTYD alone alike)."""
-        return {"p_alive": self.p_alive, "value_score": self.value_score, "actions": self.actions,
-                "review_customers": len(self.review)}  # fmt: skip
+        return derived_metrics(self.p_alive, self.value_score, self.actions, self.review)
+
+
+def derived_metrics(
+    p_alive: BgNbdFit | PAliveUnavailable, value_score: ValueScore, actions: ActionSettings, review: pd.DataFrame
+) -> dict[str, Any]:
+    """The parts of metrics.json the derived columns were made with, held or written shard by shard."""
+    return {"p_alive": p_alive, "value_score": value_score, "actions": actions, "review_customers": len(review)}
 
 
 def score_customers(
@@ -199,11 +205,15 @@ def score_customers(
     custseq works with customer ids as text; with ``integer_ids`` (the user's ids are integers) every output
     gives them back as integers, in numeric order (1, 2, 10 rather than "1", "10", "2"). ``proposed``: the
     plans' next items made already (:func:`scores_and_items`); None: proposed here when ``proposer`` can."""
-    present = set(pq.read_schema(window.features).names)
-    features = pq.read_table(window.features, columns=[c for c in SCORING_FEATURES if c in present])
     return score_customers_of(
-        scores, features, window, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed
+        scores, scoring_features(window), window, model, cfg, proposer, integer_ids=integer_ids, proposed=proposed
     )
+
+
+def scoring_features(window: WindowFolder) -> pa.Table:
+    """The columns of a window's features that the derived columns read (:data:`SCORING_FEATURES`)."""
+    present = set(pq.read_schema(window.features).names)
+    return pq.read_table(window.features, columns=[c for c in SCORING_FEATURES if c in present])
 
 
 def score_customers_of(
@@ -266,16 +276,16 @@ def derived_columns(scores: pa.Table, feature_table: pa.Table, model: Scorer, cf
 def with_integer_ids(scored: ScoredCustomers) -> ScoredCustomers:
     """Every output's ``customer_id`` as int64; predictions and embeddings sorted by it (the contact and review
     lists keep their own order, best first)."""
-    predictions = _integer_ids(scored.predictions).sort_values("customer_id", kind="stable", ignore_index=True)
-    embeddings = pa.Table.from_pandas(_integer_ids(scored.embeddings.to_pandas()), preserve_index=False)
+    predictions = as_integer_ids(scored.predictions).sort_values("customer_id", kind="stable", ignore_index=True)
+    embeddings = pa.Table.from_pandas(as_integer_ids(scored.embeddings.to_pandas()), preserve_index=False)
     embeddings = embeddings.sort_by("customer_id")
-    contacts = dataclasses.replace(scored.contacts, contacts=_integer_ids(scored.contacts.contacts))
+    contacts = dataclasses.replace(scored.contacts, contacts=as_integer_ids(scored.contacts.contacts))
     return dataclasses.replace(
-        scored, predictions=predictions, embeddings=embeddings, review=_integer_ids(scored.review), contacts=contacts
+        scored, predictions=predictions, embeddings=embeddings, review=as_integer_ids(scored.review), contacts=contacts
     )
 
 
-def _integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
+def as_integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(customer_id=frame["customer_id"].astype("int64"))
 
 

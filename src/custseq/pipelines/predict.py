@@ -162,13 +162,12 @@ def predict(
         say("scoring every customer and proposing their next items")
         scratch = work.folder / "scoring-shards"  # a stopped run's, if any, is stale
         shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
         scoring = score_window_into(
             RunFolder(staging) if staging is not None else None, fit.model, layout.scoring, proposer,
             summary.config, integer_ids=_integer_ids(summary), scratch=scratch,
             between=lambda: say("segments, plans and the contact list for every customer"),
         )  # fmt: skip
-        shutil.rmtree(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)  # none when nothing was written
         seconds = scoring.scored_at - started
         metrics = _metrics(summary, fit, scoring.scores, scoring.results, seconds, checked, choice)
         outcomes = review_outcomes_of_prepared(history, layout.daily_spend_file, summary)

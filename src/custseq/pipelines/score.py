@@ -95,7 +95,6 @@ def score_with_model(
         )
         integer_ids = _integer_ids(scoring.report)
         folder = RunFolder(staging) if staging is not None else None
-        (tmp / "shards").mkdir()
         scored = score_window_into(folder, model, work, proposer, cfg, integer_ids=integer_ids, scratch=tmp / "shards")
         seconds = scored.scored_at - started
         prospects = score_prospects(ProspectFit(model.prospects, NO_PROSPECT_MODEL), work, cfg, integer_ids=integer_ids)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -36,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from custseq.config import RunConfig
+from custseq.config import ActionConfig, RunConfig
 from custseq.io.blocks import exact_blocks
 from custseq.io.engine import connect
 from custseq.io.prepared import WindowFolder
@@ -46,16 +47,18 @@ from custseq.models.next_event import item_field
 from custseq.models.side_by_side import side_by_side
 from custseq.pipelines.diagnostics import attention_of, profit_of
 from custseq.pipelines.outputs import (
-    SCORING_FEATURES,
     ItemProposer,
     ScoredCustomers,
+    as_integer_ids,
     contacts_of,
     derived_columns,
+    derived_metrics,
     plans_settings,
     products_of,
     review_of,
     score_customers,
     scores_and_items,
+    scoring_features,
     value_score_record,
 )
 from custseq.scoring.actions import load_catalogue, plan_actions, retention_flags, text_column
@@ -64,6 +67,7 @@ from custseq.scoring.item_level import ScoringLevel, next_items_at, scoring_leve
 from custseq.scoring.products import Products
 from custseq.scoring.profit import ProfitSimulation
 from custseq.sequences.build import SHARD_FILE
+from custseq.sequences.vocab import SequenceVocab
 
 NO_ITEMS = "[]"  # next_items of a customer with none proposed
 
@@ -74,8 +78,9 @@ class FirstPass:
 
     scores: WindowScores  # every customer's scores (and labels, of a labelled window), no embeddings
     parts: Path  # embeddings-<shard>.parquet and, when the plans propose items, items-<shard>.parquet
-    level: ScoringLevel | None  # the level next items were proposed at; None: catalogue actions only
+    proposed_items: bool  # whether items-<shard>.parquet hold next items (else plans hold catalogue actions only)
     products: Products | None
+    actions: ActionSettings  # how the plans are made (metrics.json)
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,7 @@ class WrittenScores:
     contacts: ContactList
 
     def metrics_fields(self) -> dict[str, Any]:
-        """As :meth:`custseq.pipelines.outputs.ScoredCustomers.metrics_fields`."""
-        return {"p_alive": self.p_alive, "value_score": self.value_score, "actions": self.actions,
-                "review_customers": len(self.review)}  # fmt: skip
+        return derived_metrics(self.p_alive, self.value_score, self.actions, self.review)
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,9 @@ def score_window_into(
     between: Callable[[], None] = lambda: None,
 ) -> WindowScoring:
     """Every customer of ``window`` scored with every derived column: written to ``folder`` shard by shard and
-    block by block (in ``scratch``, an empty folder), or held when there is no folder (the frames the caller
-    gets). ``between`` runs between the forward passes and the derived columns (a progress stage)."""
+    block by block (work files in ``scratch``, a folder that does not exist yet), or held when there is no
+    folder (the frames the caller gets). ``between`` runs between the forward passes and the derived columns (a
+    progress stage)."""
     if folder is None:
         scores, proposed = scores_and_items(model, window, proposer, cfg)
         done = time.perf_counter()
@@ -130,7 +134,7 @@ def score_window_into(
     first = score_shards(model, window, proposer, cfg, scratch)
     done = time.perf_counter()
     between()
-    written = write_results(first, window, model, proposer, cfg, folder, integer_ids=integer_ids)
+    written = write_results(first, window, model, cfg, folder, integer_ids=integer_ids)
     return WindowScoring(first.scores, written, None, None, done)
 
 
@@ -152,21 +156,27 @@ def shard_windows(window: WindowFolder, root: Path, cfg: RunConfig) -> list[Wind
         view = WindowFolder(root / shard.name)
         (view.sequences / "shard=0").mkdir(parents=True)
         _link_or_copy(shard / SHARD_FILE, view.sequences / "shard=0" / SHARD_FILE)
-        files = sorted((split / shard.name).glob("*.parquet"))
-        if labels is None and len(files) == 1:  # the shard's features as they are (DuckDB drops `shard`)
-            files[0].rename(view.features)
-            views.append(view)
-            continue
-        rows = [pq.read_table(f) for f in files]
-        both = pa.concat_tables(rows) if rows else None  # none: no customer of the shard has features
-        pq.write_table(both.select(features.names) if both is not None else features.empty_table(), view.features)
-        if labels is not None:
-            names = [n for n in labels.names if n != "customer_id"]
-            kept = both.select(["customer_id", *(LABEL_PREFIX + n for n in names)]) if both is not None else None
-            pq.write_table(kept.rename_columns(labels.names) if kept is not None else labels.empty_table(), view.labels)
+        _write_features_and_labels(sorted((split / shard.name).glob("*.parquet")), view, features, labels)
         views.append(view)
     shutil.rmtree(split)
     return views
+
+
+def _write_features_and_labels(
+    files: list[Path], view: WindowFolder, features: pa.Schema, labels: pa.Schema | None
+) -> None:
+    """One shard's split rows (one file per DuckDB thread; none when no customer of the shard has features) as
+    the view's features.parquet and, for a labelled window, labels.parquet, row for row."""
+    if labels is None and len(files) == 1:  # the shard's features as they are (DuckDB drops `shard`)
+        files[0].rename(view.features)
+        return
+    both = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    pq.write_table(both.select(features.names) if both is not None else features.empty_table(), view.features)
+    if labels is None:
+        return
+    names = [LABEL_PREFIX + n if n != "customer_id" else n for n in labels.names]
+    kept = both.select(names).rename_columns(labels.names) if both is not None else labels.empty_table()
+    pq.write_table(kept, view.labels)
 
 
 def _split_by_shard(window: WindowFolder, labels: pa.Schema | None, split: Path, cfg: RunConfig) -> None:
@@ -204,34 +214,42 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def score_shards(
     model: ChurnValueModel, window: WindowFolder, proposer: ItemProposer | None, cfg: RunConfig, scratch: Path
 ) -> FirstPass:
-    """The first pass over ``window``'s shards (the module's docstring), in ``scratch`` (an empty folder)."""
+    """The first pass over ``window``'s shards (the module's docstring), its files in ``scratch`` (made here)."""
     views = shard_windows(window, scratch / "shards", cfg)
     parts = scratch / "parts"
-    parts.mkdir()
+    parts.mkdir(parents=True)
     products = products_of(cfg.actions)
     field = item_field(model.vocab, cfg.actions.item_field)
-    level = None
+    level, propose = None, None
     if proposer is not None and field is not None:
         level = scoring_level(model.vocab, window, field, cfg.actions, products, proposer.level)
+        propose = functools.partial(_shard_items, level, proposer, model.vocab, field, cfg.actions, products)
     scores = []
     for number, view in enumerate(views):
-
-        def items(view: WindowFolder = view) -> dict[str, str]:
-            assert proposer is not None and field is not None and level is not None
-            return next_items_at(
-                level, proposer.model, model.vocab, view, field, cfg.actions, products, mixture=proposer.mixture
-            )
-
-        def scores_of(view: WindowFolder = view) -> WindowScores:
-            return score_window(model, view)
-
-        shard_scores, proposed = (scores_of(), None) if level is None else side_by_side(scores_of, items)
+        score = functools.partial(score_window, model, view)
+        shard_scores, proposed = (
+            (score(), None) if propose is None else side_by_side(score, functools.partial(propose, view))
+        )
         pq.write_table(shard_scores.embedding_table(), parts / f"embeddings-{number}.parquet")
         if proposed is not None:
             pq.write_table(_items_table(proposed), parts / f"items-{number}.parquet")
         scores.append(dataclasses.replace(shard_scores, embeddings=shard_scores.embeddings[:, :0]))
         shutil.rmtree(view.folder)
-    return FirstPass(_in_customer_order(scores), parts, level, products)
+    actions = plans_settings(proposer, field, level.level if level is not None else None, cfg.actions)
+    return FirstPass(_in_customer_order(scores), parts, propose is not None, products, actions)
+
+
+def _shard_items(
+    level: ScoringLevel,
+    proposer: ItemProposer,
+    vocab: SequenceVocab,
+    field: str,
+    actions: ActionConfig,
+    products: Products | None,
+    view: WindowFolder,
+) -> dict[str, str]:
+    """One shard's next items, at the level decided on the whole window."""
+    return next_items_at(level, proposer.model, vocab, view, field, actions, products, mixture=proposer.mixture)
 
 
 def _in_customer_order(shards: list[WindowScores]) -> WindowScores:
@@ -255,7 +273,6 @@ def write_results(
     first: FirstPass,
     window: WindowFolder,
     model: ChurnValueModel,
-    proposer: ItemProposer | None,
     cfg: RunConfig,
     folder: RunFolder,
     *,
@@ -265,10 +282,7 @@ def write_results(
     embeddings.parquet, review.csv, contacts.csv, profit.json and attention.json in ``folder``.
 
     ``integer_ids``: the user's ids are integers; the files give them back as integers, in numeric order."""
-    present = set(pq.read_schema(window.features).names)
-    features = pq.read_table(window.features, columns=[c for c in SCORING_FEATURES if c in present])
-    derived = derived_columns(first.scores.table(), features, model, cfg)
-    del features
+    derived = derived_columns(first.scores.table(), scoring_features(window), model, cfg)
     frame = derived.frame  # in customer order, ids as text, as every derived column was made
     flagged = retention_flags(frame, cfg.actions)
     chosen = flagged & (frame["contact_profit"].to_numpy(dtype=float) > 0)  # contact_list's choice
@@ -286,23 +300,21 @@ def write_results(
             planned = plan_actions(block, cfg.actions, catalogue, first.products)
             picked = chosen[rows]
             chosen_actions[rows[picked]] = planned["next_actions"].to_numpy()[picked]
-            writer.write(_with_integer_ids(planned) if integer_ids else planned)
+            writer.write(as_integer_ids(planned) if integer_ids else planned)
     with _embeddings_in_order(first, order_file, cfg, integer_ids) as embeddings:
         folder.write_embeddings_from(embeddings)
     planned_frame = frame.assign(retention_flag=flagged, next_actions=chosen_actions)
     review, contacts = review_of(frame, derived, cfg), contacts_of(planned_frame, derived, cfg)
     if integer_ids:
-        review = _with_integer_ids(review)
-        contacts = dataclasses.replace(contacts, contacts=_with_integer_ids(contacts.contacts))
-    field = item_field(model.vocab, cfg.actions.item_field)
-    actions = plans_settings(proposer, field, first.level.level if first.level else None, cfg.actions)
+        review = as_integer_ids(review)
+        contacts = dataclasses.replace(contacts, contacts=as_integer_ids(contacts.contacts))
     shown = frame[["customer_id", "churn_probability", "clv_expected", "segment"]].iloc[order].reset_index(drop=True)
     folder.write_review(review)
     folder.write_contacts(contacts.contacts)
     folder.write_profit(profit_of(derived.simulation, cfg.profit, contacts.by_save_rate))
-    folder.write_attention(attention_of(model, window, _with_integer_ids(shown) if integer_ids else shown, cfg.report))
+    folder.write_attention(attention_of(model, window, as_integer_ids(shown) if integer_ids else shown, cfg.report))
     return WrittenScores(
-        len(frame), review, derived.simulation, derived.p_alive, value_score_record(frame, cfg), actions, contacts
+        len(frame), review, derived.simulation, derived.p_alive, value_score_record(frame, cfg), first.actions, contacts
     )
 
 
@@ -313,15 +325,11 @@ def _output_order(ids: pd.Series, integer_ids: bool) -> np.ndarray:
     return np.argsort(ids.astype("int64").to_numpy(), kind="stable")
 
 
-def _with_integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(customer_id=frame["customer_id"].astype("int64"))
-
-
 @contextlib.contextmanager
 def _items_in_order(first: FirstPass, order_file: Path, cfg: RunConfig) -> Iterator[Iterator[pa.Table] | None]:
     """The next items in the files' order, :data:`WRITE_ROWS` customers at a time (None: none proposed)."""
     files = sorted(first.parts.glob("items-*.parquet"))
-    if first.level is None or not files:
+    if not first.proposed_items or not files:
         yield None
         return
     query = (
