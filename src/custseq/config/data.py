@@ -236,6 +236,10 @@ class EngineConfig:
     memory_limit: str | None = None
     # where DuckDB spills when memory runs short; None = a new folder in the system temp dir (TMPDIR)
     temp_directory: str | None = None
+    # clean rows the DuckDB engine prepares at a time, a range of customer ids after another, when the data hold
+    # more (tokens, sequences, daily tables, features, labels); None = as many as half of memory_limit keeps
+    # (about 500 bytes each: 12M rows with 11.7 GiB), so that preparation does not spill to disk
+    range_rows: int | None = None
     # Spark master URL (local[4], spark://host:7077, yarn); None = the active SparkSession, else local[*]
     spark_master: str | None = None
     # clean rows per Spark task of the per-customer stages (features, labels and sequences of every window)
@@ -249,6 +253,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.name not in ("duckdb", "spark"):
             raise ConfigError(f"engine.name must be duckdb or spark, got {self.name!r}")
+        if self.range_rows is not None and self.range_rows < 1:
+            raise ConfigError(f"engine.range_rows must be at least 1 (or unset), got {self.range_rows}")
         if self.spark_partition_rows < 1:
             raise ConfigError(f"engine.spark_partition_rows must be at least 1, got {self.spark_partition_rows}")
         if self.spark_staging_dir is not None and "://" in self.spark_staging_dir:

@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from custseq.config import FeatureConfig, TextConfig
-from custseq.features.rfm import DailyTables, SqlParts, events_part, profile_part
+from custseq.features.rfm import DailyTables, SqlParts, build_daily, events_part, profile_part
 from custseq.features.text import text_feature_sql
 from custseq.io.engine import fetch_arrow, fetch_scalar
 from custseq.labels import build_labels
@@ -73,3 +73,26 @@ def build_prospect_labels(
 ) -> pa.Table:
     """``churned`` = no first purchase in the horizon; ``value`` = net value bought in it (as for customers)."""
     return build_labels(con, tx, window, population=prospects_sql(tx, events))
+
+
+def prospects_table(
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    tx: CleanTable,
+    ev: CleanTable,
+    cust: CleanTable | None,
+    daily: DailyTables | None,
+    types: Sequence[str],
+    *,
+    features: FeatureConfig,
+    text: TextConfig | None,
+    labelled: bool,
+) -> pa.Table:
+    """The window's prospects (events, no purchase before the cutoff): features, and labels when ``labelled``."""
+    if daily is None or daily.until < window.cutoff:
+        daily = build_daily(con, tx, window.cutoff, prefix="daily_prospects")
+    table = build_prospect_features(con, tx, ev, window, features, daily, customers=cust, event_types=types, text=text)
+    if labelled:
+        labels = build_prospect_labels(con, tx, ev, window).select(["customer_id", "churned", "purchases", "value"])
+        table = table.join(labels, "customer_id").sort_by("customer_id")
+    return table

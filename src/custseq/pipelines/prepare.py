@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from custseq.config import RunConfig
 from custseq.errors import ConfigError, SchemaError
 from custseq.features.btyd import add_btyd_features
-from custseq.features.prospects import build_prospect_features, build_prospect_labels
+from custseq.features.prospects import prospects_table
 from custseq.features.rfm import DailyTables, build_daily, build_features
 from custseq.io.engine import connect, drop_tables, fetch_arrow, fetch_scalar
 from custseq.io.prepared import (
@@ -43,10 +43,24 @@ from custseq.io.run_files import (
 )
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
+from custseq.pipelines.ranges import (
+    NUMERIC_SUMS,
+    CustomerRange,
+    PartitionWork,
+    combine_numeric_sums,
+    customer_ranges,
+    finish_window,
+    first_timed_day,
+    memory_limit_bytes,
+    outputs_by_range,
+    range_count,
+    window_specs,
+    write_outputs,
+)
 from custseq.progress import Note
 from custseq.sequences.build import build_token_lists, read_sequences, sequences_sql, write_sequences
 from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
-from custseq.sequences.vocab import SequenceVocab, encode_tables, fit_vocab
+from custseq.sequences.vocab import SequenceVocab, encode_tables, event_types, fit_categories, fit_vocab
 from custseq.text.events import fit_on_events, uses_text, with_text_vectors
 from custseq.validate.currencies import currency_of_data
 from custseq.validate.quarantine import CleanTable
@@ -131,33 +145,90 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         notes = plan.notes + ((currency_note,) if currency_note else ())
         for note in notes:
             say(Note(note))
-        roles = window_roles(plan)
         text_model = None
         if ev is not None and uses_text(ev, config.text):
             with timed_stage(timings, "text_s", say, "fitting the text model on training texts"):
                 text_model = fit_on_events(con, ev, plan.vocab_cutoff, config.text)
                 ev = with_text_vectors(con, ev, text_model)
-        with timed_stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
-            layout = layout_for(tx, ev, config.sequence.token)
-            cutoffs = [w.cutoff for _, w in roles]
-            vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, config.sequence, cutoffs=cutoffs)
-            vocab = dataclasses.replace(vocab, text=text_model)
-            vocab.save(out / VOCAB_FILE)
-        with timed_stage(timings, "base_s", say, "ordering every customer's events once"):
-            lists = build_token_lists(con, vocab, "tokens")
-            drop_tables(con, "tokens", "enc_transactions", "enc_events")
-            daily = build_daily(con, tx, plan.scoring.cutoff)
-            spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
-            pq.write_table(con.sql(spend).to_arrow_table(), out / DAILY_SPEND_FILE)
-        windows = []
-        for role, window in roles:
-            with timed_stage(
-                timings, f"window_{window.key}_s", say, f"window {window.key} ({role}): features, labels, sequences"
-            ):
-                windows.append(_write_window(con, config, plan, role, window, tx, cust, ev, vocab, out, lists, daily))
+        clean = {"transactions": tx, **({"customers": cust} if cust else {}), **({"events": ev} if ev else {})}
+        rows = sum(t.rows_used for t in clean.values())
+        ranges = customer_ranges(con, tx, range_count(rows, config.engine, memory_limit_bytes(con)))
+        layout = layout_for(tx, ev, config.sequence.token)
+        by = _prepare_by_ranges if len(ranges) > 1 else _prepare_at_once
+        vocab, windows = by(con, config, plan, clean, layout, ranges, out, timings, say)
+        vocab = dataclasses.replace(vocab, text=text_model)
+        vocab.save(out / VOCAB_FILE)
     finally:
         con.close()
     return finish_prepare(out, plan, config, report, windows, notes, layout, vocab, timings)
+
+
+def _prepare_at_once(
+    con: duckdb.DuckDBPyConnection,
+    config: RunConfig,
+    plan: WindowPlan,
+    tables: dict[str, CleanTable],
+    layout: TokenLayout,
+    ranges: list[CustomerRange],
+    out: Path,
+    timings: dict[str, float],
+    say: Progress,
+) -> tuple[SequenceVocab, list[PreparedWindow]]:
+    """The vocabulary and the windows, every customer at once (``ranges`` is the one range of every id)."""
+    tx, cust, ev = tables["transactions"], tables.get("customers"), tables.get("events")
+    roles = window_roles(plan)
+    with timed_stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
+        cutoffs = [w.cutoff for _, w in roles]
+        vocab = fit_vocab(con, layout, tx, ev, plan.vocab_cutoff, config.sequence, cutoffs=cutoffs)
+    with timed_stage(timings, "base_s", say, "ordering every customer's events once"):
+        lists = build_token_lists(con, vocab, "tokens")
+        drop_tables(con, "tokens", "enc_transactions", "enc_events")
+        daily = build_daily(con, tx, plan.scoring.cutoff)
+        spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
+        pq.write_table(con.sql(spend).to_arrow_table(), out / DAILY_SPEND_FILE)
+    windows = []
+    for role, window in roles:
+        with timed_stage(
+            timings, f"window_{window.key}_s", say, f"window {window.key} ({role}): features, labels, sequences"
+        ):
+            windows.append(_write_window(con, config, plan, role, window, tx, cust, ev, vocab, out, lists, daily))
+    return vocab, windows
+
+
+def _prepare_by_ranges(
+    con: duckdb.DuckDBPyConnection,
+    config: RunConfig,
+    plan: WindowPlan,
+    tables: dict[str, CleanTable],
+    layout: TokenLayout,
+    ranges: list[CustomerRange],
+    out: Path,
+    timings: dict[str, float],
+    say: Progress,
+) -> tuple[SequenceVocab, list[PreparedWindow]]:
+    """The vocabulary and the windows of data larger than DuckDB's memory keeps at once: customers a range at a
+    time (:mod:`custseq.pipelines.ranges`), the same files as one pass over every customer."""
+    roles = window_roles(plan)
+    tx = tables["transactions"]
+    work = PartitionWork(
+        tables=tables, columns={}, config=config, layout=layout,
+        vocab=SequenceVocab(layout, fit_categories(con, layout, tx, tables.get("events"), plan.vocab_cutoff,
+                                                   config.sequence), {}, plan.vocab_cutoff.isoformat()),
+        token_cutoffs=(plan.vocab_cutoff, *(w.cutoff for _, w in roles)), stats_before=plan.vocab_cutoff,
+    )  # fmt: skip
+    with timed_stage(timings, "vocab_s", say, f"fitting vocabularies on training rows ({len(ranges)} ranges)"):
+        sums = [table for _, _, table in outputs_by_range(con, work, ranges, NUMERIC_SUMS)]
+        vocab = dataclasses.replace(work.vocab, stats=combine_numeric_sums(layout, sums))
+    message = f"{len(roles)} windows: features, labels, sequences ({len(ranges)} ranges of customers)"
+    with timed_stage(timings, "windows_s", say, message):
+        specs = window_specs(con, tx, plan, roles)
+        work = dataclasses.replace(
+            work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
+            first_timed_day=first_timed_day(con, tx, plan.scoring.cutoff),
+        )  # fmt: skip
+        write_outputs(outputs_by_range(con, work, ranges, "windows"), out, specs)
+        windows = [finish_window(out, spec, config) for spec in specs]
+    return vocab, windows
 
 
 def finish_prepare(
@@ -337,36 +408,10 @@ def write_prospects(
     labelled: bool,
 ) -> None:
     """Write :func:`prospects_table` to the window's folder."""
-    pq.write_table(prospects_table(con, cfg, window, tx, ev, cust, daily, types, labelled=labelled), folder.prospects)
-
-
-def prospects_table(
-    con: duckdb.DuckDBPyConnection,
-    cfg: RunConfig,
-    window: Window,
-    tx: CleanTable,
-    ev: CleanTable,
-    cust: CleanTable | None,
-    daily: DailyTables | None,
-    types: tuple[str, ...],
-    *,
-    labelled: bool,
-) -> pa.Table:
-    """The window's prospects (events, no purchase before the cutoff): features, and labels when ``labelled``."""
-    if daily is None or daily.until < window.cutoff:
-        daily = build_daily(con, tx, window.cutoff, prefix="daily_prospects")
-    table = build_prospect_features(
-        con, tx, ev, window, cfg.features, daily, customers=cust, event_types=types, text=cfg.text
-    )
-    if labelled:
-        labels = build_prospect_labels(con, tx, ev, window).select(["customer_id", "churned", "purchases", "value"])
-        table = table.join(labels, "customer_id").sort_by("customer_id")
-    return table
-
-
-def event_types(vocab: SequenceVocab) -> tuple[str, ...]:
-    """The event types of the training rows, most frequent first (the vocabulary's): each gets feature columns."""
-    return vocab.values.get("event", ())
+    table = prospects_table(
+        con, window, tx, ev, cust, daily, types, features=cfg.features, text=cfg.text, labelled=labelled
+    )  # fmt: skip
+    pq.write_table(table, folder.prospects)
 
 
 @dataclass(frozen=True)

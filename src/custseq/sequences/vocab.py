@@ -207,3 +207,8 @@ def encode_tables(
             col = quote_ident(f.column)
             unknown[f.name] = fetch_scalar(con, f"SELECT count_if({col} = {UNKNOWN}) FROM enc_{table}")
     return unknown
+
+
+def event_types(vocab: SequenceVocab) -> tuple[str, ...]:
+    """The event types of the training rows, most frequent first (the vocabulary's): each gets feature columns."""
+    return vocab.values.get("event", ())

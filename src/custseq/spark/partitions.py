@@ -1,30 +1,19 @@
 """The per-customer stages on Spark: DuckDB runs custseq's own SQL on each range of customers.
 
-Features, labels, tokens, sequences and daily spend depend only on one customer's rows (and on the settings, the
-vocabulary and the windows). So the clean tables are range-partitioned by ``customer_id`` and every partition runs
-the DuckDB engine's functions unchanged (:func:`custseq.features.rfm.build_features`,
-:func:`custseq.labels.build_labels`, :func:`custseq.sequences.build.build_token_lists` …) on its customers, inside a
-Spark task: there is one definition of every feature and of the ordered token lists (``list(… ORDER BY ts,
+The clean tables are range-partitioned by ``customer_id`` and every partition runs
+:func:`custseq.pipelines.ranges.range_outputs` on its customers, inside a Spark task: the DuckDB engine's own
+functions, so there is one definition of every feature and of the ordered token lists (``list(… ORDER BY ts,
 token_type, row_id)``, which no SQL transpiler carries to Spark faithfully), and concatenating the partitions in
-range order gives the DuckDB engine's row order.
-
-Two quantities are not per customer, and are brought in from the whole data:
-
-* the numeric statistics of the vocabulary: each partition returns exact decimal sums, added on the driver
-  (:func:`partial_numeric_sums`, :func:`combine_numeric_sums`);
-* whether a window's timestamps carry a time of day (the calendar group's hour features): a sentinel row of no
-  customer in each partition's hours table carries the whole data's first timed day (:func:`_global_hours`).
+range order gives the DuckDB engine's row order. What is not per customer (the numeric statistics, the first timed
+day) comes from the whole data, as :mod:`custseq.pipelines.ranges` says.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -32,17 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from custseq.config import RunConfig
-from custseq.features.rfm import DailyTables, build_daily, build_features
-from custseq.io.engine import connect, drop_tables, fetch_arrow, fetch_row
-from custseq.labels import build_labels
-from custseq.pipelines.prepare import event_types, prospects_table
-from custseq.schema import quote_ident
-from custseq.sequences.build import build_token_lists, sequences_sql
-from custseq.sequences.tokens import TokenLayout, create_tokens
-from custseq.sequences.vocab import EXACT, SequenceVocab, encode_tables, signed_log1p_sql
-from custseq.validate.quarantine import CleanTable
-from custseq.windows import Window
+from custseq.io.engine import connect
+from custseq.pipelines.ranges import PartitionWork, range_outputs
 
 TABLE_TAG = "__table"
 KEY = "__key"
@@ -51,40 +31,11 @@ KEY = "__key"
 OUTPUT_SCHEMA = pa.schema(
     [("kind", pa.string()), ("key", pa.string()), ("payload", pa.binary()), ("path", pa.string())]
 )
-DAILY_SPEND, FEATURES, LABELS, SEQUENCES, NUMERIC_SUMS = "daily_spend", "features", "labels", "sequences", "sums"
-PROSPECTS = "prospects"
 
 
 def prefixed(table: str, column: str) -> str:
     """The name of a clean table's column in the one frame that carries every table to the partitions."""
     return f"{table[0]}__{column}"
-
-
-@dataclass(frozen=True)
-class PreparedWindowSpec:
-    """One window to prepare: its role, whether it is labelled, and how many customers it has in all."""
-
-    role: str
-    window: Window
-    labelled: bool
-    customers: int
-
-
-@dataclass(frozen=True)
-class PartitionWork:
-    """Everything a partition needs besides its rows; shipped to the executors (plain, picklable values)."""
-
-    tables: dict[str, CleanTable]  # transactions and, when given, customers and events
-    columns: dict[str, tuple[str, ...]]  # each clean table's columns, in order
-    config: RunConfig
-    layout: TokenLayout
-    vocab: SequenceVocab  # its stats are empty for the numeric-sums pass
-    token_cutoffs: tuple[dt.datetime, ...]  # orders are split at each; tokens end before the latest
-    stats_before: dt.datetime
-    windows: tuple[PreparedWindowSpec, ...] = ()
-    scoring_cutoff: dt.datetime | None = None
-    first_timed_day: dt.date | None = None  # the first day with a purchase line at a time of day, in all the data
-    staging: str | None = None  # the folder tasks write their window outputs to; None = sent back inline
 
 
 def run_partition(batches: Iterable[pa.RecordBatch], work: PartitionWork, job: str) -> Iterator[pa.RecordBatch]:
@@ -100,13 +51,7 @@ def run_partition(batches: Iterable[pa.RecordBatch], work: PartitionWork, job: s
     con = connect(engine)
     try:
         _register(con, rows, work)
-        tx, ev = work.tables["transactions"], work.tables.get("events")
-        encode_tables(con, work.vocab, tx, ev)
-        create_tokens(con, work.layout, list(work.token_cutoffs))
-        if job == NUMERIC_SUMS:
-            yield _inline(NUMERIC_SUMS, "", partial_numeric_sums(con, work.layout, "tokens", work.stats_before))
-            return
-        for n, (kind, key, table) in enumerate(_windows(con, work)):
+        for n, (kind, key, table) in enumerate(range_outputs(con, work, job)):
             yield _staged(kind, key, table, work.staging, n) if work.staging else _inline(kind, key, table)
     finally:
         con.close()
@@ -120,102 +65,6 @@ def _register(con: duckdb.DuckDBPyConnection, rows: pa.Table, work: PartitionWor
         con.register("__part", part)
         con.execute(f"CREATE TEMP TABLE {clean.sql_name} AS SELECT * FROM __part")
         con.unregister("__part")
-
-
-def _windows(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> Iterator[tuple[str, str, pa.Table]]:
-    """(kind, window key, table) of every output of this partition's customers."""
-    tx = work.tables["transactions"]
-    lists = build_token_lists(con, work.vocab, "tokens")
-    drop_tables(con, "tokens", "enc_transactions", "enc_events")
-    assert work.scoring_cutoff is not None
-    daily = _global_hours(con, tx, build_daily(con, tx, work.scoring_cutoff), work.first_timed_day)
-    spend = f"SELECT customer_id, day AS ts, net AS amount FROM {daily.daily} ORDER BY customer_id, day"
-    yield DAILY_SPEND, "", fetch_arrow(con, spend)
-    features_cfg, types = work.config.features, event_types(work.vocab)
-    ev, cust = work.tables.get("events"), work.tables.get("customers")
-    for spec in work.windows:
-        window = spec.window
-        features = build_features(
-            con, tx, window, features_cfg, customers=cust, events=ev, event_types=types, daily=daily
-        )  # fmt: skip
-        yield FEATURES, window.key, features
-        if spec.labelled:
-            yield LABELS, window.key, build_labels(con, tx, window)
-        if ev is not None:
-            prospects = prospects_table(con, work.config, window, tx, ev, cust, daily, types, labelled=spec.labelled)
-            yield PROSPECTS, window.key, prospects
-        n_shards = max(1, math.ceil(spec.customers / work.config.sequence.shard_customers))
-        sequences = fetch_arrow(
-            con,
-            sequences_sql(work.vocab, lists, n_shards=n_shards),
-            {"cutoff": window.cutoff, "max_events": work.config.sequence.max_events},
-        )
-        yield SEQUENCES, window.key, sequences
-
-
-def _global_hours(
-    con: duckdb.DuckDBPyConnection, tx: CleanTable, daily: DailyTables, first_timed_day: dt.date | None
-) -> DailyTables:
-    """``daily`` whose hours table says, for every cutoff, whether any row of the whole data before it is timed.
-
-    :func:`custseq.features.rfm.build_daily` keeps the hours table only when a row of *these* customers has a time
-    of day, and the calendar group reads "timed" from that table's rows before each cutoff. Here the table is
-    rebuilt when the partition dropped it, and a row of no customer (NULL, joined to nobody) dated on the whole
-    data's first timed day marks the cutoffs after it as timed.
-    """
-    if first_timed_day is None:
-        return daily
-    name = daily.hours or "daily_hours"
-    if daily.hours is None:  # the same table as rfm._build_hours builds, for this partition's rows
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT customer_id, CAST(ts AS DATE) AS day, hour(ts) AS hour, "
-            "count(*) AS n, bool_or(CAST(ts AS TIME) <> TIME '00:00:00') AS timed "
-            f"FROM {tx.sql_name} WHERE ts < $until AND NOT is_refund GROUP BY ALL",
-            {"until": daily.until},
-        )
-    con.execute(f"INSERT INTO {name} VALUES (NULL, $day, 0, 1, true)", {"day": first_timed_day})
-    return dataclasses.replace(daily, hours=name)
-
-
-def partial_numeric_sums(
-    con: duckdb.DuckDBPyConnection, layout: TokenLayout, tokens: str, before: dt.datetime
-) -> pa.Table:
-    """Per numeric field: count, exact sum and exact sum of squares of its signed log1p over tokens before
-    ``before`` (the terms of :func:`custseq.sequences.vocab.fit_numeric_stats`), as decimal text."""
-    numeric = layout.numeric()
-    names, counts, sums, squares = [], [], [], []
-    if numeric:
-        aggs = []
-        for f in numeric:
-            x = signed_log1p_sql(quote_ident(f.name))
-            aggs += [f"count({x})", f"sum(CAST({x} AS {EXACT}))", f"sum(CAST({x} * {x} AS {EXACT}))"]
-        row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before", {"before": before})
-        for i, f in enumerate(numeric):
-            names.append(f.name)
-            counts.append(int(row[3 * i]))
-            sums.append(str(row[3 * i + 1] or 0))
-            squares.append(str(row[3 * i + 2] or 0))
-    return pa.table({"field": names, "n": pa.array(counts, pa.int64()), "s1": sums, "s2": squares})
-
-
-def combine_numeric_sums(layout: TokenLayout, partials: Iterable[pa.Table]) -> dict[str, tuple[float, float]]:
-    """The vocabulary's (mean, std) per numeric field from the partitions' exact sums, as ``fit_numeric_stats``."""
-    counts = {f.name: 0 for f in layout.numeric()}
-    sums = {f.name: (Decimal(0), Decimal(0)) for f in layout.numeric()}
-    for part in partials:
-        for name, n, s1, s2 in zip(*(part[c].to_pylist() for c in ("field", "n", "s1", "s2")), strict=True):
-            counts[name] += n
-            sums[name] = (sums[name][0] + Decimal(s1), sums[name][1] + Decimal(s2))
-    stats = {}
-    for name, n in counts.items():
-        s1, s2 = sums[name]
-        if not n:
-            stats[name] = (0.0, 1.0)
-            continue
-        mean = float(s1) / n
-        var = max(float(s2) / n - mean * mean, 0.0)
-        stats[name] = (mean, math.sqrt(var) if var > 1e-12 else 1.0)
-    return stats
 
 
 def _inline(kind: str, key: str, table: pa.Table) -> pa.RecordBatch:

@@ -28,34 +28,29 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from custseq.config import RunConfig
 from custseq.errors import ConfigError
-from custseq.features.btyd import add_btyd_features
-from custseq.io.prepared import DAILY_SPEND_FILE, VOCAB_FILE, window_folder
-from custseq.io.run_files import QUARANTINE_DIR, PreparedWindow
+from custseq.io.prepared import VOCAB_FILE
+from custseq.io.run_files import QUARANTINE_DIR
 from custseq.io.tables import Tables
 from custseq.pipelines.prepare import PrepareResult, finish_prepare, timed_stage, window_roles
-from custseq.progress import Note
-from custseq.schema import quote_ident
-from custseq.sequences.build import SHARD_FILE
-from custseq.sequences.tokens import TokenLayout, layout_for
-from custseq.sequences.vocab import SequenceVocab
-from custseq.spark.partitions import (
-    DAILY_SPEND,
-    FEATURES,
-    KEY,
-    LABELS,
+from custseq.pipelines.ranges import (
     NUMERIC_SUMS,
-    OUTPUT_SCHEMA,
-    PROSPECTS,
-    SEQUENCES,
-    TABLE_TAG,
     PartitionWork,
     PreparedWindowSpec,
     combine_numeric_sums,
+    finish_window,
+    write_outputs,
+)
+from custseq.progress import Note
+from custseq.schema import quote_ident
+from custseq.sequences.tokens import TokenLayout, layout_for
+from custseq.sequences.vocab import SequenceVocab
+from custseq.spark.partitions import (
+    KEY,
+    OUTPUT_SCHEMA,
+    TABLE_TAG,
     partition_count,
     prefixed,
     read_output,
@@ -134,8 +129,8 @@ def _prepare(spark: SparkSession, tables: Tables, config: RunConfig, out: Path, 
         )  # fmt: skip
         with staging_folder(spark, config, out) as staging:
             work = dataclasses.replace(work, staging=None if staging is None else str(staging))
-            _write_outputs(_run(carrier, work, "windows"), out, specs)
-        windows = [_finish_window(out, spec, config) for spec in specs]
+            write_outputs(_run(carrier, work, "windows"), out, specs)
+        windows = [finish_window(out, spec, config) for spec in specs]
     carrier.unpersist()
     return finish_prepare(out, plan, config, report, windows, notes, layout, vocab, timings)
 
@@ -263,64 +258,3 @@ def _window_specs(
         PreparedWindowSpec(role, window, role != "score" or plan.scoring_labels_observed, int(n))
         for (role, window), n in zip(roles, customers, strict=True)
     )
-
-
-def _write_outputs(
-    parts: Iterator[tuple[str, str, pa.Table]], out: Path, specs: tuple[PreparedWindowSpec, ...]
-) -> None:
-    """Append each partition's tables to the files of the DuckDB engine's layout, in partition (customer) order."""
-    for spec in specs:
-        folder = window_folder(out, spec.window.key)
-        folder.folder.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(folder.sequences, ignore_errors=True)
-        folder.sequences.mkdir()
-        folder.labels.unlink(missing_ok=True)
-        folder.prospects.unlink(missing_ok=True)
-    writers: dict[Path, pq.ParquetWriter] = {}
-    try:
-        for kind, key, table in parts:
-            if kind == DAILY_SPEND:
-                _append(writers, out / DAILY_SPEND_FILE, table)
-            elif kind == FEATURES:
-                _append(writers, window_folder(out, key).features, table)
-            elif kind == LABELS:
-                _append(writers, window_folder(out, key).labels, table)
-            elif kind == PROSPECTS:
-                _append(writers, window_folder(out, key).prospects, table)
-            elif kind == SEQUENCES:
-                shards = table.column("shard")
-                for shard in pc.unique(shards).to_pylist():
-                    rows = table.filter(pc.equal(shards, shard)).drop_columns(["shard"])
-                    _append(writers, window_folder(out, key).sequences / f"shard={shard}" / SHARD_FILE, rows)
-    finally:
-        for writer in writers.values():
-            writer.close()
-
-
-def _append(writers: dict[Path, pq.ParquetWriter], path: Path, table: pa.Table) -> None:
-    if path not in writers:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writers[path] = pq.ParquetWriter(path, table.schema)
-    writers[path].write_table(table)
-
-
-def _finish_window(out: Path, spec: PreparedWindowSpec, config: RunConfig) -> PreparedWindow:
-    """BG/NBD features on the written features, and the window's record (as the DuckDB engine's _write_window)."""
-    window = spec.window
-    folder = window_folder(out, window.key)
-    features = pq.read_table(folder.features)
-    btyd_fit = None
-    if config.features.btyd:
-        features, btyd_fit = add_btyd_features(features, window.horizon_days)
-        pq.write_table(features, folder.features)
-    churn_rate = total_value = None
-    if spec.labelled:
-        labels = pq.read_table(folder.labels)
-        churned = pc.sum(labels.column("churned")).as_py() or 0
-        churn_rate = round(churned / max(labels.num_rows, 1), 4)
-        total_value = round(pc.sum(labels.column("value")).as_py() or 0.0, 2)
-    return PreparedWindow(
-        role=spec.role, as_of=window.key, cutoff=window.cutoff.isoformat(), label_end=window.end.isoformat(),
-        customers=spec.customers, btyd_features=btyd_fit, churn_rate=churn_rate, total_value=total_value,
-        labels=spec.labelled,
-    )  # fmt: skip
