@@ -8,6 +8,7 @@ features and sequences must be identical, and labels too when the window's label
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -190,9 +191,42 @@ def test_plan_is_the_expected_one(base):
     ids=["at-scoring-cutoff", "at-vocab-cutoff", "mid-window"],
 )
 def test_future_changes_do_not_move_the_past(data, base, tmp_path, at):
+    assert_future_changes_do_not_move_the_past(data, base, tmp_path, at, CONFIG)
+
+
+@pytest.fixture(scope="module")
+def ranged(data):
+    """The settings that prepare the data in four ranges of customers (custseq.pipelines.ranges)."""
+    tx, customers, events = data
+    rows = len(tx) + len(customers) + len(events)
+    return dataclasses.replace(CONFIG, engine=dataclasses.replace(CONFIG.engine, range_rows=rows // 4 + 1))
+
+
+@pytest.fixture(scope="module")
+def ranged_base(data, ranged, tmp_path_factory):
+    tx, customers, events = data
+    out = tmp_path_factory.mktemp("ranged")
+    said: list[str] = []
+    prepared = custseq.prepare(
+        tx, out=out, customers=customers, events=events, as_of=AS_OF, horizon="90d", config=ranged,
+        on_stage=said.append,
+    )  # fmt: skip
+    assert any("(4 ranges of customers)" in str(s) for s in said), said
+    return prepared
+
+
+@pytest.mark.parametrize(
+    "at", [SCORING_CUTOFF, dt.datetime(2023, 2, 15, 12, 34)], ids=["at-scoring-cutoff", "mid-window"]
+)
+def test_future_changes_do_not_move_the_past_prepared_by_ranges(data, ranged_base, ranged, tmp_path, at):
+    assert_future_changes_do_not_move_the_past(data, ranged_base, tmp_path, at, ranged)
+
+
+def assert_future_changes_do_not_move_the_past(data, base, tmp_path, at: dt.datetime, config: RunConfig) -> None:
+    """Rows changed, added and removed at and after ``at`` leave every output made before ``at`` as it was."""
     tx, customers, events = perturb_future(*data, at=at)
     after = custseq.prepare(
-        tx, out=tmp_path, customers=customers, events=events, as_of=AS_OF, horizon="90d", config=CONFIG
+        tx, out=tmp_path, customers=customers, events=events, as_of=AS_OF, horizon="90d", config=config
     )
     assert after.plan.scoring == base.plan.scoring and after.plan.training == base.plan.training
 

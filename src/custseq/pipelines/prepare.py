@@ -154,8 +154,10 @@ def prepare(tables: Tables, config: RunConfig, out: Path | str, *, progress: Pro
         rows = sum(t.rows_used for t in clean.values())
         ranges = customer_ranges(con, tx, range_count(rows, config.engine, memory_limit_bytes(con)))
         layout = layout_for(tx, ev, config.sequence.token)
-        by = _prepare_by_ranges if len(ranges) > 1 else _prepare_at_once
-        vocab, windows = by(con, config, plan, clean, layout, ranges, out, timings, say)
+        if len(ranges) > 1:
+            vocab, windows = _prepare_by_ranges(con, config, plan, clean, layout, ranges, out, timings, say)
+        else:
+            vocab, windows = _prepare_at_once(con, config, plan, clean, layout, out, timings, say)
         vocab = dataclasses.replace(vocab, text=text_model)
         vocab.save(out / VOCAB_FILE)
     finally:
@@ -169,12 +171,11 @@ def _prepare_at_once(
     plan: WindowPlan,
     tables: dict[str, CleanTable],
     layout: TokenLayout,
-    ranges: list[CustomerRange],
     out: Path,
     timings: dict[str, float],
     say: Progress,
 ) -> tuple[SequenceVocab, list[PreparedWindow]]:
-    """The vocabulary and the windows, every customer at once (``ranges`` is the one range of every id)."""
+    """The vocabulary and the windows, every customer at once."""
     tx, cust, ev = tables["transactions"], tables.get("customers"), tables.get("events")
     roles = window_roles(plan)
     with timed_stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
@@ -210,13 +211,13 @@ def _prepare_by_ranges(
     time (:mod:`custseq.pipelines.ranges`), the same files as one pass over every customer."""
     roles = window_roles(plan)
     tx = tables["transactions"]
-    work = PartitionWork(
-        tables=tables, columns={}, config=config, layout=layout,
-        vocab=SequenceVocab(layout, fit_categories(con, layout, tx, tables.get("events"), plan.vocab_cutoff,
-                                                   config.sequence), {}, plan.vocab_cutoff.isoformat()),
-        token_cutoffs=(plan.vocab_cutoff, *(w.cutoff for _, w in roles)), stats_before=plan.vocab_cutoff,
-    )  # fmt: skip
     with timed_stage(timings, "vocab_s", say, f"fitting vocabularies on training rows ({len(ranges)} ranges)"):
+        values = fit_categories(con, layout, tx, tables.get("events"), plan.vocab_cutoff, config.sequence)
+        work = PartitionWork(
+            tables=tables, columns={}, config=config, layout=layout,
+            vocab=SequenceVocab(layout, values, {}, plan.vocab_cutoff.isoformat()),
+            token_cutoffs=(plan.vocab_cutoff, *(w.cutoff for _, w in roles)), stats_before=plan.vocab_cutoff,
+        )  # fmt: skip
         sums = [table for _, _, table in outputs_by_range(con, work, ranges, NUMERIC_SUMS)]
         vocab = dataclasses.replace(work.vocab, stats=combine_numeric_sums(layout, sums))
     message = f"{len(roles)} windows: features, labels, sequences ({len(ranges)} ranges of customers)"

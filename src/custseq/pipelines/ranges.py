@@ -55,10 +55,12 @@ from custseq.windows import Window, WindowPlan
 
 DAILY_SPEND, FEATURES, LABELS, SEQUENCES, NUMERIC_SUMS = "daily_spend", "features", "labels", "sequences", "sums"
 PROSPECTS = "prospects"
-# What a range's working tables (encoded rows, tokens, token lists, the daily tables) hold per clean row, measured
-# with DuckDB's own accounting at a million customers of the synthetic shop (3.23 GiB for 6.9M rows, rounded up).
-RANGE_BYTES_PER_ROW = 500
-RANGE_MEMORY_SHARE = 0.5  # of DuckDB's memory limit; the rest is for the clean tables and the queries themselves
+# DuckDB's memory per clean row of a range, for its working tables (encoded rows, tokens, token lists, the daily
+# tables: 3.23 GiB for the 6.9M rows of a million synthetic customers, by DuckDB's own accounting) and the queries
+# over them. Measured with an 11.75 GiB limit at 5M customers: ranges of 11.6M rows spilled and the process
+# peaked at 13.9 GiB, ranges of 3.5M rows did not spill and peaked at 10.1 GiB (benchmarks/RESULTS.md).
+RANGE_BYTES_PER_ROW = 750
+RANGE_MEMORY_SHARE = 0.5  # of DuckDB's memory limit; the rest is for the clean tables every range is cut from
 RANGE_TABLE_PREFIX = "range_"
 
 
@@ -77,7 +79,7 @@ class PartitionWork:
     """Everything a range of customers needs besides its rows (plain, picklable values: Spark ships them)."""
 
     tables: dict[str, CleanTable]  # transactions and, when given, customers and events
-    columns: dict[str, tuple[str, ...]]  # each clean table's columns, in order
+    columns: dict[str, tuple[str, ...]]  # each clean table's columns, in order (Spark ships rows in one frame)
     config: RunConfig
     layout: TokenLayout
     vocab: SequenceVocab  # its stats are empty for the numeric-sums pass
@@ -326,9 +328,11 @@ def window_specs(
     con: duckdb.DuckDBPyConnection, tx: CleanTable, plan: WindowPlan, roles: Sequence[tuple[str, Window]]
 ) -> tuple[PreparedWindowSpec, ...]:
     """Each window's record, with its customers (those with a transaction before its cutoff) in all the data."""
-    counts = ", ".join(f"count(DISTINCT customer_id) FILTER (WHERE ts < $c{i})" for i in range(len(roles)))
+    # one aggregate per customer, not a distinct count per window: whoever has a row before a cutoff is counted
+    counts = ", ".join(f"count(*) FILTER (WHERE first_ts < $c{i})" for i in range(len(roles)))
     cutoffs = {f"c{i}": window.cutoff for i, (_, window) in enumerate(roles)}
-    customers = fetch_row(con, f"SELECT {counts} FROM {tx.sql_name}", cutoffs)
+    sql = f"SELECT {counts} FROM (SELECT min(ts) AS first_ts FROM {tx.sql_name} GROUP BY customer_id)"
+    customers = fetch_row(con, sql, cutoffs)
     return tuple(
         PreparedWindowSpec(role, window, role != "score" or plan.scoring_labels_observed, int(n))
         for (role, window), n in zip(roles, customers, strict=True)
