@@ -13,6 +13,7 @@ import itertools
 import json
 
 import duckdb
+import pyarrow as pa
 import pytest
 from tests.prepared_alike import CDNOW_CONFIG, SHOP_CONFIG, assert_same_preparation, cdnow_slice, shop_files
 from tests.text.small_shop import CONFIG as TEXT_CONFIG
@@ -121,3 +122,14 @@ def test_the_memory_limit_is_read_back_from_duckdb():
 def test_range_rows_below_one_is_refused():
     with pytest.raises(ConfigError, match="range_rows"):
         EngineConfig(range_rows=0)
+
+
+def test_sequences_are_cut_into_their_shards_in_order_whatever_order_the_shards_come_in():
+    table = pa.table({"customer_id": ["a", "b", "c", "d", "e", "f"], "shard": pa.array([0, 0, 2, 2, 2, 5], pa.int32())})
+    runs = [(shard, rows.column("customer_id").to_pylist()) for shard, rows in ranges._shard_runs(table)]
+    assert runs == [(0, ["a", "b"]), (2, ["c", "d", "e"]), (5, ["f"])]
+    mixed = pa.table({"customer_id": ["a", "b", "c", "d"], "shard": pa.array([1, 0, 1, 1], pa.int32())})
+    runs = [(shard, rows.column("customer_id").to_pylist()) for shard, rows in ranges._shard_runs(mixed)]
+    assert runs == [(1, ["a"]), (0, ["b"]), (1, ["c", "d"])]
+    assert all("shard" not in rows.column_names for _, rows in ranges._shard_runs(table))
+    assert list(ranges._shard_runs(table.slice(0, 0))) == []

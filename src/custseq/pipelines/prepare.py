@@ -44,10 +44,8 @@ from custseq.io.run_files import (
 from custseq.io.tables import Tables
 from custseq.labels import build_labels
 from custseq.pipelines.ranges import (
-    NUMERIC_SUMS,
     CustomerRange,
     PartitionWork,
-    combine_numeric_sums,
     customer_ranges,
     finish_window,
     first_timed_day,
@@ -59,8 +57,15 @@ from custseq.pipelines.ranges import (
 )
 from custseq.progress import Note
 from custseq.sequences.build import build_token_lists, read_sequences, sequences_sql, write_sequences
-from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for
-from custseq.sequences.vocab import SequenceVocab, encode_tables, event_types, fit_categories, fit_vocab
+from custseq.sequences.tokens import TokenLayout, create_tokens, layout_for, tokens_query
+from custseq.sequences.vocab import (
+    SequenceVocab,
+    encode_tables,
+    event_types,
+    fit_categories,
+    fit_numeric_stats,
+    fit_vocab,
+)
 from custseq.text.events import fit_on_events, uses_text, with_text_vectors
 from custseq.validate.currencies import currency_of_data
 from custseq.validate.quarantine import CleanTable
@@ -211,20 +216,20 @@ def _prepare_by_ranges(
     time (:mod:`custseq.pipelines.ranges`), the same files as one pass over every customer."""
     roles = window_roles(plan)
     tx = tables["transactions"]
-    with timed_stage(timings, "vocab_s", say, f"fitting vocabularies on training rows ({len(ranges)} ranges)"):
-        values = fit_categories(con, layout, tx, tables.get("events"), plan.vocab_cutoff, config.sequence)
-        work = PartitionWork(
-            tables=tables, columns={}, config=config, layout=layout,
-            vocab=SequenceVocab(layout, values, {}, plan.vocab_cutoff.isoformat()),
-            token_cutoffs=(plan.vocab_cutoff, *(w.cutoff for _, w in roles)), stats_before=plan.vocab_cutoff,
-        )  # fmt: skip
-        sums = [table for _, _, table in outputs_by_range(con, work, ranges, NUMERIC_SUMS)]
-        vocab = dataclasses.replace(work.vocab, stats=combine_numeric_sums(layout, sums))
+    with timed_stage(timings, "vocab_s", say, "fitting vocabularies on training rows"):
+        ev = tables.get("events")
+        values = fit_categories(con, layout, tx, ev, plan.vocab_cutoff, config.sequence)
+        cutoffs = (plan.vocab_cutoff, *(w.cutoff for _, w in roles))
+        # the tokens' numeric sums in one aggregate over every customer, the tokens not kept
+        tokens, params = tokens_query(layout, tx.sql_name, ev.sql_name if ev else None, cutoffs)
+        stats = fit_numeric_stats(con, layout, f"({tokens})", plan.vocab_cutoff, params)
+        vocab = SequenceVocab(layout, values, stats, plan.vocab_cutoff.isoformat())
     message = f"{len(roles)} windows: features, labels, sequences ({len(ranges)} ranges of customers)"
     with timed_stage(timings, "windows_s", say, message):
         specs = window_specs(con, tx, plan, roles)
-        work = dataclasses.replace(
-            work, vocab=vocab, windows=specs, scoring_cutoff=plan.scoring.cutoff,
+        work = PartitionWork(
+            tables=tables, columns={}, config=config, layout=layout, vocab=vocab, token_cutoffs=cutoffs,
+            stats_before=plan.vocab_cutoff, windows=specs, scoring_cutoff=plan.scoring.cutoff,
             first_timed_day=first_timed_day(con, tx, plan.scoring.cutoff),
         )  # fmt: skip
         write_outputs(outputs_by_range(con, work, ranges, "windows"), out, specs)

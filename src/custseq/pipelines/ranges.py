@@ -34,6 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -132,11 +133,8 @@ def _windows(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> Iterator[tu
             )  # fmt: skip
             yield PROSPECTS, window.key, prospects
         n_shards = max(1, math.ceil(spec.customers / config.sequence.shard_customers))
-        sequences = fetch_arrow(
-            con,
-            sequences_sql(work.vocab, lists, n_shards=n_shards),
-            {"cutoff": window.cutoff, "max_events": config.sequence.max_events},
-        )
+        by_shard = f"SELECT * FROM ({sequences_sql(work.vocab, lists, n_shards=n_shards)}) ORDER BY shard, customer_id"
+        sequences = fetch_arrow(con, by_shard, {"cutoff": window.cutoff, "max_events": config.sequence.max_events})
         yield SEQUENCES, window.key, sequences
 
 
@@ -231,13 +229,24 @@ def write_outputs(parts: Iterable[tuple[str, str, pa.Table]], out: Path, specs: 
             elif kind == PROSPECTS:
                 _append(writers, window_folder(out, key).prospects, table)
             elif kind == SEQUENCES:
-                shards = table.column("shard")
-                for shard in pc.unique(shards).to_pylist():
-                    rows = table.filter(pc.equal(shards, shard)).drop_columns(["shard"])
+                for shard, rows in _shard_runs(table):
                     _append(writers, window_folder(out, key).sequences / f"shard={shard}" / SHARD_FILE, rows)
     finally:
         for writer in writers.values():
             writer.close()
+
+
+def _shard_runs(sequences: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """(shard, its rows without the shard column) for each run of one shard in ``sequences``, in order.
+
+    The rows come ordered by shard then customer (one run per shard, zero-copy slices); in any other order the
+    runs are shorter, and each shard's rows are still appended in their order.
+    """
+    shards = sequences.column("shard").to_numpy()
+    rows = sequences.drop_columns(["shard"])
+    starts = np.flatnonzero(np.diff(shards, prepend=np.nan))
+    for start, end in itertools.pairwise([*starts.tolist(), len(shards)]):
+        yield int(shards[start]), rows.slice(start, end - start)
 
 
 def _append(writers: dict[Path, pq.ParquetWriter], path: Path, table: pa.Table) -> None:

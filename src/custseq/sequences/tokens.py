@@ -114,6 +114,20 @@ def tokens_sql(layout: TokenLayout, tx_table: str, events_table: str | None, *, 
     return f"({tx_sql}) UNION ALL BY NAME ({ev_sql})"
 
 
+def tokens_query(
+    layout: TokenLayout, tx_table: str, events_table: str | None, cutoffs: Sequence[dt.datetime]
+) -> tuple[str, dict]:
+    """:func:`tokens_sql` before ``max(cutoffs)``, orders split at each cutoff, and its parameters."""
+    cutoffs = sorted(set(cutoffs))
+    split = layout.token == "order"
+    events = events_table if layout.has_events else None
+    sql = tokens_sql(layout, tx_table, events, n_splits=len(cutoffs) if split else 0)
+    params: dict = {"cutoff": cutoffs[-1]}
+    if split:
+        params.update({f"split{i}": c for i, c in enumerate(cutoffs)})
+    return sql, params
+
+
 def create_tokens(
     con: duckdb.DuckDBPyConnection, layout: TokenLayout, cutoffs: Sequence[dt.datetime], name: str = "tokens"
 ) -> str:
@@ -122,14 +136,7 @@ def create_tokens(
     Reads the encoded tables ``enc_transactions`` (and ``enc_events``). ``prev_ts`` is the time of the
     customer's previous token; it depends only on earlier tokens.
     """
-    cutoffs = sorted(set(cutoffs))
-    split = layout.token == "order"
-    sql = tokens_sql(
-        layout, "enc_transactions", "enc_events" if layout.has_events else None, n_splits=len(cutoffs) if split else 0
-    )
-    params: dict = {"cutoff": cutoffs[-1]}
-    if split:
-        params.update({f"split{i}": c for i, c in enumerate(cutoffs)})
+    sql, params = tokens_query(layout, "enc_transactions", "enc_events", cutoffs)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, "
         "lag(ts) OVER (PARTITION BY customer_id ORDER BY ts, token_type, row_id) AS prev_ts "

@@ -144,10 +144,15 @@ def fit_categories(
 
 
 def fit_numeric_stats(
-    con: duckdb.DuckDBPyConnection, layout: TokenLayout, tokens: str, before: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    layout: TokenLayout,
+    tokens: str,
+    before: dt.datetime,
+    params: dict | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Mean and standard deviation of each numeric field's signed log1p over the tokens before ``before``.
 
+    ``tokens`` is a table, or a parenthesised query with its ``params`` (:func:`custseq.sequences.tokens.tokens_query`).
     Sums run in exact decimal arithmetic, so the statistics do not depend on how DuckDB splits the work
     across threads; a constant field gets standard deviation 1.
     """
@@ -158,7 +163,9 @@ def fit_numeric_stats(
     for f in numeric:
         x = signed_log1p_sql(quote_ident(f.name))
         aggs += [f"count({x})", f"sum(CAST({x} AS {EXACT}))", f"sum(CAST({x} * {x} AS {EXACT}))"]
-    row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before", {"before": before})
+    row = fetch_row(
+        con, f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before", {**(params or {}), "before": before}
+    )
     stats = {}
     for i, f in enumerate(numeric):
         n, s1, s2 = row[3 * i : 3 * i + 3]
