@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -56,6 +57,26 @@ def test_an_unexpected_exception_is_one_line_asking_for_a_report(shop, tmp_path,
     assert result.output.strip().splitlines() == [
         f"error: ZeroDivisionError: division by zero — {BUG} with the command and its --debug output"
     ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device"),
+        RuntimeError('IO Error: Could not write file "/tmp/x/duckdb_temp_block": No space left on device'),
+    ],
+    ids=["arrow", "duckdb"],
+)
+def test_a_full_disk_is_one_line_saying_what_to_do_not_a_bug(shop, tmp_path, monkeypatch, error):
+    def full(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr("custseq.cli.data.run_config", full)
+    result = runner.invoke(app, ["validate", str(shop), "--quarantine-dir", str(tmp_path / "q")])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: the disk is full; free some space") and "temp_directory" in line
+    assert "No space left on device" in line and "bug" not in line
 
 
 def test_debug_prints_the_traceback_and_keeps_the_exit_code(shop, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import os
 import traceback
@@ -107,9 +108,22 @@ def fails_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
             err_console.print(f"[bold red]stopped:[/] {how}; no output folder was changed", highlight=False)
             raise typer.Exit(code=130 if isinstance(e, KeyboardInterrupt) else 143) from None
         except Exception as e:
+            if _disk_full(e):
+                _fail(f"{DISK_FULL} ({one_line(str(e))})", 2)
             _fail(f"{type(e).__name__}: {one_line(str(e))} — {BUG}", 1)
 
     return wrapper
+
+
+DISK_FULL = (
+    "the disk is full; free some space, or write the output (--out) and DuckDB's spill files ([engine] "
+    "temp_directory, or TMPDIR) to a disk with room"
+)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """A write that failed for want of space: an OSError saying so, or DuckDB's or Arrow's message of it."""
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
 
 
 def _fail(message: str, code: int) -> NoReturn:

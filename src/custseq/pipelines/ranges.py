@@ -8,14 +8,15 @@ data's files, rows in the same order. Two drivers do so:
 
 * Spark, in its tasks, each on its range's rows (:mod:`custseq.spark.partitions`);
 * the DuckDB engine itself when the data hold more rows than its memory limit keeps at once
-  (:func:`range_count`): then each range's working tables (tokens, token lists, daily tables) are built, used and
-  dropped before the next range's, instead of every customer's at once, which spilled to disk and grew faster
-  than the data (benchmarks/RESULTS.md, "preparation scaling").
+  (:func:`range_count`, :func:`outputs_by_range`): then each range's working tables (tokens, token lists, daily
+  tables) are built, used and dropped before the next range's, instead of every customer's at once, which
+  spilled to disk at 5M customers (benchmarks/RESULTS.md, "preparation by ranges of customers").
 
 Two quantities are not per customer, and are brought in from the whole data:
 
-* the numeric statistics of the vocabulary: each range gives exact decimal sums, added up afterwards
-  (:func:`partial_numeric_sums`, :func:`combine_numeric_sums`);
+* the numeric statistics of the vocabulary: on Spark each task gives exact decimal sums, added up on the driver
+  (:func:`partial_numeric_sums`, :func:`combine_numeric_sums`); the DuckDB engine sums every customer's tokens in
+  one aggregate without keeping them (:func:`custseq.sequences.tokens.tokens_query`);
 * whether a window's timestamps carry a time of day (the calendar group's hour features): a sentinel row of no
   customer in each range's hours table carries the whole data's first timed day (:func:`_global_hours`).
 """
