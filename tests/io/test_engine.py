@@ -10,7 +10,7 @@ import pytest
 from custseq.config import EngineConfig
 from custseq.errors import ConfigError
 from custseq.io import engine
-from custseq.io.engine import connect, fetch_scalar
+from custseq.io.engine import connect, fetch_scalar, memory_limit_bytes
 
 
 def _setting(con, name: str) -> str:
@@ -60,3 +60,10 @@ def test_each_connection_spills_to_its_own_folder_in_the_system_temp_dir():
 def test_a_setting_that_could_escape_its_quotes_is_refused():
     with pytest.raises(ConfigError, match="may not contain quotes or semicolons"):
         connect(EngineConfig(temp_directory="/tmp/x'; DROP TABLE t; --"))
+
+
+def test_the_memory_limit_is_read_back_from_duckdb():
+    con = connect(EngineConfig(memory_limit="4GB"))
+    assert 3.6 * 2**30 < memory_limit_bytes(con) <= 4 * 10**9
+    con.execute("SET memory_limit = '512MiB'")
+    assert memory_limit_bytes(con) == 512 * 2**20

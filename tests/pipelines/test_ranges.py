@@ -112,13 +112,6 @@ def test_how_many_ranges_follows_the_memory_limit_unless_range_rows_is_set(rows,
     assert ranges.range_count(rows, EngineConfig(range_rows=range_rows), limit) == expected
 
 
-def test_the_memory_limit_is_read_back_from_duckdb():
-    con = connect(EngineConfig(memory_limit="4GB"))
-    assert 3.6 * 2**30 < ranges.memory_limit_bytes(con) <= 4 * 10**9
-    con.execute("SET memory_limit = '512MiB'")
-    assert ranges.memory_limit_bytes(con) == 512 * 2**20
-
-
 def test_range_rows_below_one_is_refused():
     with pytest.raises(ConfigError, match="range_rows"):
         EngineConfig(range_rows=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -76,6 +77,19 @@ def default_spill_directory() -> Path:
     keeps that removal from touching another run's files (DuckDB's default is ``.tmp`` in the working folder).
     """
     return Path(tempfile.gettempdir()) / f"custseq-spill-{uuid.uuid4().hex[:12]}"
+
+
+SIZE_UNITS = {"bytes": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+SIZE_UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """DuckDB's memory limit on ``con``, in bytes (read from the setting as DuckDB prints it, e.g. ``11.7 GiB``)."""
+    text = str(fetch_scalar(con, "SELECT current_setting('memory_limit')"))
+    match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", text)
+    if match is None or match.group(2) not in SIZE_UNITS:  # not a size: take it as no limit
+        return 2**62
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
 
 
 def session(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

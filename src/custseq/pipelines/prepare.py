@@ -25,7 +25,7 @@ from custseq.errors import ConfigError, SchemaError
 from custseq.features.btyd import add_btyd_features
 from custseq.features.prospects import prospects_table
 from custseq.features.rfm import DailyTables, build_daily, build_features
-from custseq.io.engine import connect, drop_tables, fetch_arrow, fetch_scalar
+from custseq.io.engine import connect, drop_tables, fetch_arrow, fetch_scalar, memory_limit_bytes
 from custseq.io.prepared import (
     DAILY_SPEND_FILE,
     VOCAB_FILE,
@@ -49,7 +49,6 @@ from custseq.pipelines.ranges import (
     customer_ranges,
     finish_window,
     first_timed_day,
-    memory_limit_bytes,
     outputs_by_range,
     range_count,
     window_specs,

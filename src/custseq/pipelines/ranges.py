@@ -15,8 +15,8 @@ data's files, rows in the same order. Two drivers do so:
 Two quantities are not per customer, and are brought in from the whole data:
 
 * the numeric statistics of the vocabulary: on Spark each task gives exact decimal sums, added up on the driver
-  (:func:`partial_numeric_sums`, :func:`combine_numeric_sums`); the DuckDB engine sums every customer's tokens in
-  one aggregate without keeping them (:func:`custseq.sequences.tokens.tokens_query`);
+  (:func:`custseq.sequences.vocab.partial_numeric_sums`, ``combine_numeric_sums``); the DuckDB engine sums every
+  customer's tokens in one aggregate without keeping them (:func:`custseq.sequences.tokens.tokens_query`);
 * whether a window's timestamps carry a time of day (the calendar group's hour features): a sentinel row of no
   customer in each range's hours table carries the whole data's first timed day (:func:`_global_hours`).
 """
@@ -27,11 +27,9 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
-import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -48,10 +46,9 @@ from custseq.io.engine import drop_tables, fetch_arrow, fetch_row, fetch_scalar
 from custseq.io.prepared import DAILY_SPEND_FILE, window_folder
 from custseq.io.run_files import PreparedWindow
 from custseq.labels import build_labels
-from custseq.schema import quote_ident
 from custseq.sequences.build import SHARD_FILE, build_token_lists, sequences_sql
 from custseq.sequences.tokens import TokenLayout, create_tokens
-from custseq.sequences.vocab import EXACT, SequenceVocab, encode_tables, event_types, signed_log1p_sql
+from custseq.sequences.vocab import SequenceVocab, encode_tables, event_types, partial_numeric_sums
 from custseq.validate.quarantine import CleanTable
 from custseq.windows import Window, WindowPlan
 
@@ -60,7 +57,7 @@ PROSPECTS = "prospects"
 # DuckDB's memory per clean row of a range, for its working tables (encoded rows, tokens, token lists, the daily
 # tables: 3.23 GiB for the 6.9M rows of a million synthetic customers, by DuckDB's own accounting) and the queries
 # over them. Measured with an 11.75 GiB limit at 5M customers: ranges of 11.6M rows spilled and the process
-# peaked at 13.9 GiB, ranges of 3.5M rows did not spill and peaked at 10.1 GiB (benchmarks/RESULTS.md).
+# peaked at 13.3 GiB, ranges of 3.5M rows did not spill and peaked at 10.1 GiB (benchmarks/RESULTS.md).
 RANGE_BYTES_PER_ROW = 750
 RANGE_MEMORY_SHARE = 0.5  # of DuckDB's memory limit; the rest is for the clean tables every range is cut from
 RANGE_TABLE_PREFIX = "range_"
@@ -166,47 +163,6 @@ def _global_hours(
 FIRST_TIMED_DAY_SQL = (
     "SELECT min(CAST(ts AS DATE)) FILTER (WHERE NOT is_refund AND ts <> CAST(CAST(ts AS DATE) AS TIMESTAMP)) FROM {tx}"
 )
-
-
-def partial_numeric_sums(
-    con: duckdb.DuckDBPyConnection, layout: TokenLayout, tokens: str, before: dt.datetime
-) -> pa.Table:
-    """Per numeric field: count, exact sum and exact sum of squares of its signed log1p over tokens before
-    ``before`` (the terms of :func:`custseq.sequences.vocab.fit_numeric_stats`), as decimal text."""
-    numeric = layout.numeric()
-    names, counts, sums, squares = [], [], [], []
-    if numeric:
-        aggs = []
-        for f in numeric:
-            x = signed_log1p_sql(quote_ident(f.name))
-            aggs += [f"count({x})", f"sum(CAST({x} AS {EXACT}))", f"sum(CAST({x} * {x} AS {EXACT}))"]
-        row = fetch_row(con, f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before", {"before": before})
-        for i, f in enumerate(numeric):
-            names.append(f.name)
-            counts.append(int(row[3 * i]))
-            sums.append(str(row[3 * i + 1] or 0))
-            squares.append(str(row[3 * i + 2] or 0))
-    return pa.table({"field": names, "n": pa.array(counts, pa.int64()), "s1": sums, "s2": squares})
-
-
-def combine_numeric_sums(layout: TokenLayout, partials: Iterable[pa.Table]) -> dict[str, tuple[float, float]]:
-    """The vocabulary's (mean, std) per numeric field from the ranges' exact sums, as ``fit_numeric_stats``."""
-    counts = {f.name: 0 for f in layout.numeric()}
-    sums = {f.name: (Decimal(0), Decimal(0)) for f in layout.numeric()}
-    for part in partials:
-        for name, n, s1, s2 in zip(*(part[c].to_pylist() for c in ("field", "n", "s1", "s2")), strict=True):
-            counts[name] += n
-            sums[name] = (sums[name][0] + Decimal(s1), sums[name][1] + Decimal(s2))
-    stats = {}
-    for name, n in counts.items():
-        s1, s2 = sums[name]
-        if not n:
-            stats[name] = (0.0, 1.0)
-            continue
-        mean = float(s1) / n
-        var = max(float(s2) / n - mean * mean, 0.0)
-        stats[name] = (mean, math.sqrt(var) if var > 1e-12 else 1.0)
-    return stats
 
 
 def write_outputs(parts: Iterable[tuple[str, str, pa.Table]], out: Path, specs: Sequence[PreparedWindowSpec]) -> None:
@@ -319,19 +275,6 @@ def customer_ranges(con: duckdb.DuckDBPyConnection, tx: CleanTable, n: int) -> l
     bounds = sorted({str(b) for b in found or ()})
     edges: list[str | None] = [None, *bounds, None]
     return [CustomerRange(lo, hi) for lo, hi in itertools.pairwise(edges)]
-
-
-SIZE_UNITS = {"bytes": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-SIZE_UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-
-
-def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    """DuckDB's memory limit on ``con``, in bytes (read from the setting as DuckDB prints it, e.g. ``11.7 GiB``)."""
-    text = str(fetch_scalar(con, "SELECT current_setting('memory_limit')"))
-    match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", text)
-    if match is None or match.group(2) not in SIZE_UNITS:  # not a size: take it as no limit
-        return 2**62
-    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
 
 
 def window_specs(

@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from custseq.config import SequenceConfig
 from custseq.errors import ArtifactError
@@ -156,25 +158,53 @@ def fit_numeric_stats(
     Sums run in exact decimal arithmetic, so the statistics do not depend on how DuckDB splits the work
     across threads; a constant field gets standard deviation 1.
     """
+    return combine_numeric_sums(layout, [partial_numeric_sums(con, layout, tokens, before, params)])
+
+
+def partial_numeric_sums(
+    con: duckdb.DuckDBPyConnection,
+    layout: TokenLayout,
+    tokens: str,
+    before: dt.datetime,
+    params: dict | None = None,
+) -> pa.Table:
+    """Per numeric field: count, exact sum and exact sum of squares of its signed log1p over ``tokens`` before
+    ``before``, as decimal text: the terms of :func:`fit_numeric_stats`, which add up across parts of the data
+    (the Spark engine's tasks)."""
     numeric = layout.numeric()
-    if not numeric:
-        return {}
-    aggs = []
-    for f in numeric:
-        x = signed_log1p_sql(quote_ident(f.name))
-        aggs += [f"count({x})", f"sum(CAST({x} AS {EXACT}))", f"sum(CAST({x} * {x} AS {EXACT}))"]
-    row = fetch_row(
-        con, f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before", {**(params or {}), "before": before}
-    )
+    names, counts, sums, squares = [], [], [], []
+    if numeric:
+        aggs = []
+        for f in numeric:
+            x = signed_log1p_sql(quote_ident(f.name))
+            aggs += [f"count({x})", f"sum(CAST({x} AS {EXACT}))", f"sum(CAST({x} * {x} AS {EXACT}))"]
+        sql = f"SELECT {', '.join(aggs)} FROM {tokens} WHERE ts < $before"
+        row = fetch_row(con, sql, {**(params or {}), "before": before})
+        for i, f in enumerate(numeric):
+            names.append(f.name)
+            counts.append(int(row[3 * i]))
+            sums.append(str(row[3 * i + 1] or 0))
+            squares.append(str(row[3 * i + 2] or 0))
+    return pa.table({"field": names, "n": pa.array(counts, pa.int64()), "s1": sums, "s2": squares})
+
+
+def combine_numeric_sums(layout: TokenLayout, partials: Iterable[pa.Table]) -> dict[str, tuple[float, float]]:
+    """(mean, std) per numeric field from :func:`partial_numeric_sums` of one or more parts of the data."""
+    counts = {f.name: 0 for f in layout.numeric()}
+    sums = {f.name: (Decimal(0), Decimal(0)) for f in layout.numeric()}
+    for part in partials:
+        for name, n, s1, s2 in zip(*(part[c].to_pylist() for c in ("field", "n", "s1", "s2")), strict=True):
+            counts[name] += n
+            sums[name] = (sums[name][0] + Decimal(s1), sums[name][1] + Decimal(s2))
     stats = {}
-    for i, f in enumerate(numeric):
-        n, s1, s2 = row[3 * i : 3 * i + 3]
+    for name, n in counts.items():
+        s1, s2 = sums[name]
         if not n:
-            stats[f.name] = (0.0, 1.0)
+            stats[name] = (0.0, 1.0)
             continue
         mean = float(s1) / n
         var = max(float(s2) / n - mean * mean, 0.0)
-        stats[f.name] = (mean, math.sqrt(var) if var > 1e-12 else 1.0)
+        stats[name] = (mean, math.sqrt(var) if var > 1e-12 else 1.0)
     return stats
 
 

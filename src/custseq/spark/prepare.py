@@ -39,14 +39,13 @@ from custseq.pipelines.ranges import (
     NUMERIC_SUMS,
     PartitionWork,
     PreparedWindowSpec,
-    combine_numeric_sums,
     finish_window,
     write_outputs,
 )
 from custseq.progress import Note
 from custseq.schema import quote_ident
 from custseq.sequences.tokens import TokenLayout, layout_for
-from custseq.sequences.vocab import SequenceVocab
+from custseq.sequences.vocab import SequenceVocab, combine_numeric_sums
 from custseq.spark.partitions import (
     KEY,
     OUTPUT_SCHEMA,
